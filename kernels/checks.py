@@ -1,0 +1,92 @@
+"""Input validation shared by both backends, at their public boundary.
+
+Every message names what was expected and how to fix it; nothing deeper in the kernels checks
+again. Validated arrays come back C-contiguous in the population's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import NetSpec
+
+DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def check_spec(spec) -> NetSpec:
+    if not isinstance(spec, NetSpec):
+        raise TypeError(f"spec must be a NetSpec, e.g. NetSpec((2, 4, 1)), got {type(spec).__name__}")
+    return spec
+
+
+def check_theta(theta, spec: NetSpec) -> np.ndarray:
+    """theta : float64 or float32 array of shape (n_params, n_nets), nets on the last axis."""
+    check_spec(spec)
+    theta = np.asarray(theta)
+    if theta.dtype not in DTYPES:
+        raise ValueError(f"theta must be float64 or float32, got {theta.dtype}; use theta.astype")
+    if theta.ndim != 2 or theta.shape[0] != spec.n_params or theta.shape[1] < 1:
+        raise ValueError(
+            f"theta must have shape (n_params, n_nets) = ({spec.n_params}, n_nets >= 1) for "
+            f"layers {spec.layers}, got {theta.shape}; for one net use theta[:, None]"
+        )
+    return np.ascontiguousarray(theta)
+
+
+def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """X of shape (n_samples, n_inputs), Y of shape (n_samples, n_outputs), finite, n_samples >= 1.
+
+    ``Y`` may be None where only the forward pass is wanted.
+    """
+    X = np.asarray(X, dtype=dtype)
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] != spec.n_inputs:
+        raise ValueError(
+            f"X must have shape (n_samples >= 1, {spec.n_inputs}) for layers {spec.layers}, "
+            f"got {X.shape}; the spec's input width must match the data"
+        )
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or inf; inputs must be finite")
+    if Y is None:
+        return np.ascontiguousarray(X), None
+    Y = np.asarray(Y, dtype=dtype)
+    if Y.ndim != 2 or Y.shape != (X.shape[0], spec.n_outputs):
+        raise ValueError(
+            f"Y must have shape (n_samples, n_outputs) = ({X.shape[0]}, {spec.n_outputs}), "
+            f"got {Y.shape}; the spec's output width must match the targets"
+        )
+    if not np.isfinite(Y).all():
+        raise ValueError("Y holds NaN or inf; targets must be finite")
+    return np.ascontiguousarray(X), np.ascontiguousarray(Y)
+
+
+def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
+    """A positive finite scalar or one per net; returns an array of shape (n_nets,)."""
+    lr = np.asarray(learning_rate, dtype=np.float64)
+    if lr.ndim == 0:
+        lr = np.full(n_nets, float(lr))
+    if lr.shape != (n_nets,):
+        raise ValueError(
+            f"learning rate must be a scalar or an array of shape (n_nets,) = ({n_nets},), "
+            f"got shape {lr.shape}"
+        )
+    if not (np.isfinite(lr).all() and (lr > 0).all()):
+        bad = lr[~(np.isfinite(lr) & (lr > 0))][0]
+        raise ValueError(f"learning rate must be a positive finite number, got {bad!r}")
+    return lr.astype(dtype)
+
+
+def check_epochs(n_epochs) -> int:
+    if isinstance(n_epochs, bool) or not isinstance(n_epochs, int | np.integer) or n_epochs < 0:
+        raise ValueError(f"n_epochs must be a non-negative integer, got {n_epochs!r}")
+    return int(n_epochs)
+
+
+def check_like(name: str, array, theta: np.ndarray) -> np.ndarray:
+    """An array that must match theta's shape and dtype (a gradient, an optimizer state)."""
+    if not isinstance(array, np.ndarray) or array.shape != theta.shape or array.dtype != theta.dtype:
+        got = (array.shape, array.dtype) if isinstance(array, np.ndarray) else type(array).__name__
+        raise ValueError(
+            f"{name} must be an array of theta's shape {theta.shape} and dtype {theta.dtype}, "
+            f"got {got}"
+        )
+    return array

@@ -1,0 +1,483 @@
+"""The numba backend: the same functions and signatures as ``numpy_backend``, jit-compiled.
+
+Three layers, as in stumpy: public wrappers that validate (shared with the NumPy backend), jitted
+kernels that run ``prange`` over nets, and per-net workers (``_net_*``) that do one net's math in
+scalar loops. Each net is computed by exactly one thread with the same code whatever the number of
+threads, so results are bitwise identical for any thread count. The workers are written from the
+math, not from the NumPy code, and are tested against it.
+
+All jitted code shares the settings below: fastmath without ``nnan``/``ninf``, because diverging
+nets are detected by looking for NaN and inf.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .activations import LEAKY_SLOPE
+from .checks import check_data, check_epochs, check_learning_rate, check_theta
+from .numpy_backend import _check_step_inputs
+from .passes import Forward, Gradients
+from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
+from .training import (
+    Criterion,
+    History,
+    Optimizer,
+    TrainResult,
+    check_record_every,
+    record_epochs,
+)
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
+jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+
+SIGMOID, TANH, RELU, LEAKY_RELU = (HIDDEN_ACTIVATIONS.index(n) for n in HIDDEN_ACTIVATIONS)
+BCE, MSE = (LOSSES.index(n) for n in LOSSES)
+SGD, MOMENTUM, ADAM = 0, 1, 2
+NOT_CONVERGED, CONVERGED, DIVERGED = 0, 1, 2
+
+
+# ------------------------------------------------------------------------ scalar math, per element
+
+
+@jit
+def _activate(z, code):
+    if code == SIGMOID:
+        if z >= 0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+    if code == TANH:
+        return math.tanh(z)
+    if code == RELU:
+        return 0.0 if z <= 0 else z
+    return LEAKY_SLOPE * z if z <= 0 else z
+
+
+@jit
+def _activate_grad(z, a, code):
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    if code == TANH:
+        return 1.0 - a * a
+    if code == RELU:
+        return 1.0 if z > 0 else 0.0
+    return 1.0 if z > 0 else LEAKY_SLOPE
+
+
+@jit
+def _loss_element(z, a, y, loss_code):
+    if loss_code == BCE:
+        # softplus(z) - y z, with softplus(z) = max(z, 0) + log1p(exp(-|z|))
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z))) - y * z
+    d = a - y
+    return 0.5 * d * d
+
+
+@jit
+def _loss_grad_logit(a, y, loss_code):
+    if loss_code == BCE:
+        return a - y
+    return (a - y) * a * (1.0 - a)
+
+
+# ------------------------------------------------------------------------- per-net workers
+# Buffers of one net: Z, A, D of shape (n_layers, n_samples, max_width) hold z, a = act(z) and
+# dL/dz of every layer; DA of shape (max(n_layers - 1, 1), n_samples, max_width) holds dL/da of
+# the hidden layers; p and g of shape (n_params,) hold the parameters and their gradient.
+
+
+@jit
+def _net_forward(p, X, layers, offsets, act, Z, A):
+    n_layers = layers.size - 1
+    for layer in range(n_layers):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer, 0], offsets[layer, 1]
+        code = act if layer < n_layers - 1 else SIGMOID
+        for s in range(X.shape[0]):
+            for j in range(fan_out):
+                acc = p[b0 + j]
+                for i in range(fan_in):
+                    x = X[s, i] if layer == 0 else A[layer - 1, s, i]
+                    acc += x * p[w0 + i * fan_out + j]
+                Z[layer, s, j] = acc
+                A[layer, s, j] = _activate(acc, code)
+
+
+@jit
+def _net_loss(Z, A, Y, n_layers, loss_code, scale):
+    total = 0.0
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            total += _loss_element(Z[n_layers - 1, s, j], A[n_layers - 1, s, j], Y[s, j], loss_code)
+    return total * scale
+
+
+@jit
+def _net_output_checks(Z, A, Y, n_layers):
+    """Largest |output - target| and the fraction of outputs on the right side of 0.5."""
+    max_error, correct = 0.0, 0
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            a, y = A[n_layers - 1, s, j], Y[s, j]
+            error = abs(a - y)
+            if error > max_error or math.isnan(error):  # a NaN, once seen, stays
+                max_error = error
+            if (Z[n_layers - 1, s, j] > 0) == (y >= 0.5):
+                correct += 1
+    return max_error, correct / (Y.shape[0] * Y.shape[1])
+
+
+@jit
+def _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, g):
+    """Fill g with dL/dtheta, D with dL/dz and DA with dL/da; returns |g|²."""
+    n_layers = layers.size - 1
+    last = n_layers - 1
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            D[last, s, j] = scale * _loss_grad_logit(A[last, s, j], Y[s, j], loss_code)
+    norm2 = 0.0
+    for layer in range(last, -1, -1):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer, 0], offsets[layer, 1]
+        for j in range(fan_out):
+            acc = 0.0
+            for s in range(X.shape[0]):
+                acc += D[layer, s, j]
+            g[b0 + j] = acc
+            norm2 += acc * acc
+        for i in range(fan_in):
+            for j in range(fan_out):
+                acc = 0.0
+                for s in range(X.shape[0]):
+                    x = X[s, i] if layer == 0 else A[layer - 1, s, i]
+                    acc += x * D[layer, s, j]
+                g[w0 + i * fan_out + j] = acc
+                norm2 += acc * acc
+        if layer > 0:
+            for s in range(X.shape[0]):
+                for i in range(fan_in):
+                    acc = 0.0
+                    for j in range(fan_out):
+                        acc += D[layer, s, j] * p[w0 + i * fan_out + j]
+                    DA[layer - 1, s, i] = acc
+                    D[layer - 1, s, i] = acc * _activate_grad(
+                        Z[layer - 1, s, i], A[layer - 1, s, i], act
+                    )
+    return norm2
+
+
+@jit
+def _net_step(p, g, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
+    if opt_code == SGD:
+        for i in range(p.size):
+            p[i] -= lr * g[i]
+    elif opt_code == MOMENTUM:
+        for i in range(p.size):
+            m[i] = momentum * m[i] - lr * g[i]
+            p[i] += m[i]
+    else:
+        correction1 = 1.0 - beta1**step
+        correction2 = 1.0 - beta2**step
+        for i in range(p.size):
+            m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+            v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
+            p[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
+
+
+def _buffers_shape(spec: NetSpec, n_samples: int):
+    return (spec.n_layers, n_samples, max(spec.layers[1:]))
+
+
+# --------------------------------------------------------------------- population kernels (jitted)
+
+
+@pjit
+def _forward_kernel(theta, X, layers, offsets, act, Z_out, A_out):
+    n_layers, n_samples, width = Z_out.shape[:3]
+    for k in numba.prange(theta.shape[1]):
+        p = theta[:, k].copy()
+        Z = np.empty((n_layers, n_samples, width), dtype=theta.dtype)
+        A = np.empty_like(Z)
+        _net_forward(p, X, layers, offsets, act, Z, A)
+        Z_out[:, :, :, k] = Z
+        A_out[:, :, :, k] = A
+
+
+@pjit
+def _loss_kernel(theta, X, Y, layers, offsets, act, loss_code, scale, out):
+    n_layers = layers.size - 1
+    width = layers[1:].max()
+    for k in numba.prange(theta.shape[1]):
+        p = theta[:, k].copy()
+        Z = np.empty((n_layers, X.shape[0], width), dtype=theta.dtype)
+        A = np.empty_like(Z)
+        _net_forward(p, X, layers, offsets, act, Z, A)
+        out[k] = _net_loss(Z, A, Y, n_layers, loss_code, scale)
+
+
+@pjit
+def _backward_kernel(theta, X, Y, layers, offsets, act, loss_code, scale, G, D_out, DA_out):
+    n_layers = layers.size - 1
+    width = layers[1:].max()
+    for k in numba.prange(theta.shape[1]):
+        p = theta[:, k].copy()
+        Z = np.empty((n_layers, X.shape[0], width), dtype=theta.dtype)
+        A = np.empty_like(Z)
+        D = np.empty_like(Z)
+        DA = np.zeros((max(n_layers - 1, 1), X.shape[0], width), dtype=theta.dtype)
+        g = np.empty_like(p)
+        _net_forward(p, X, layers, offsets, act, Z, A)
+        _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, g)
+        G[:, k] = g
+        if D_out.shape[3] > 0:
+            D_out[:, :, :, k] = D
+            DA_out[:, :, :, k] = DA
+
+
+@pjit
+def _step_kernel(theta, grad, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
+    # Elementwise: rows of theta are independent, so any split over threads gives the same bits.
+    correction1 = 1.0 - beta1**step
+    correction2 = 1.0 - beta2**step
+    for i in numba.prange(theta.shape[0]):
+        for k in range(theta.shape[1]):
+            if opt_code == SGD:
+                theta[i, k] -= lr[k] * grad[i, k]
+            elif opt_code == MOMENTUM:
+                m[i, k] = momentum * m[i, k] - lr[k] * grad[i, k]
+                theta[i, k] += m[i, k]
+            else:
+                m[i, k] = beta1 * m[i, k] + (1.0 - beta1) * grad[i, k]
+                v[i, k] = beta2 * v[i, k] + (1.0 - beta2) * grad[i, k] * grad[i, k]
+                m_hat = m[i, k] / correction1
+                v_hat = v[i, k] / correction2
+                theta[i, k] -= lr[k] * m_hat / (math.sqrt(v_hat) + eps)
+
+
+@pjit
+def _train_kernel(
+    theta, X, Y, layers, offsets, act, loss_code, scale,
+    lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
+    max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
+    status, epochs_to_converge, first_full_accuracy, epochs_trained,
+    final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
+):  # fmt: skip
+    n_layers = layers.size - 1
+    width = layers[1:].max()
+    for k in numba.prange(theta.shape[1]):
+        p = theta[:, k].copy()
+        Z = np.empty((n_layers, X.shape[0], width), dtype=theta.dtype)
+        A = np.empty_like(Z)
+        D = np.empty_like(Z)
+        DA = np.empty((max(n_layers - 1, 1), X.shape[0], width), dtype=theta.dtype)
+        g = np.empty_like(p)
+        m = np.zeros_like(p)
+        v = np.zeros_like(p)
+        initial_loss = 0.0
+        record = 0
+        for epoch in range(n_epochs + 1):
+            _net_forward(p, X, layers, offsets, act, Z, A)
+            loss = _net_loss(Z, A, Y, n_layers, loss_code, scale)
+            grad_norm = math.sqrt(
+                _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, g)
+            )
+            max_error, accuracy = _net_output_checks(Z, A, Y, n_layers)
+            if epoch == 0:
+                initial_loss = loss
+            if record < n_records and (epoch % record_every == 0 or epoch == n_epochs):
+                hist_loss[record, k] = loss
+                hist_accuracy[record, k] = accuracy
+                hist_grad_norm[record, k] = grad_norm
+                record += 1
+            if accuracy == 1.0 and first_full_accuracy[k] < 0:
+                first_full_accuracy[k] = epoch
+            diverged = not (math.isfinite(loss) and math.isfinite(grad_norm)) or (
+                loss > divergence_factor * initial_loss
+            )
+            met = (max_error < max_error_limit) and (loss < loss_limit) and not diverged
+            if met and epochs_to_converge[k] < 0:
+                epochs_to_converge[k] = epoch
+            if diverged or (met and early_stop) or epoch == n_epochs:
+                epochs_trained[k] = epoch
+                final_loss[k] = loss
+                final_accuracy[k] = accuracy
+                final_grad_norm[k] = grad_norm
+                if diverged:
+                    status[k] = DIVERGED
+                elif epochs_to_converge[k] >= 0:
+                    status[k] = CONVERGED
+                else:
+                    status[k] = NOT_CONVERGED
+                break
+            _net_step(p, g, m, v, lr[k], epoch + 1, opt_code, momentum, beta1, beta2, eps)
+        theta[:, k] = p
+
+
+# --------------------------------------------------------------------------------- public kernels
+
+
+def _codes(spec: NetSpec):
+    layers = np.array(spec.layers, dtype=np.int64)
+    return layers, spec.offsets(), HIDDEN_ACTIVATIONS.index(spec.activation)
+
+
+def _scale(spec: NetSpec, n_samples: int) -> float:
+    return 1.0 / n_samples if spec.reduction == "mean" else 1.0
+
+
+def forward(theta, spec: NetSpec, X) -> Forward:
+    """Pre-activations and activations of every layer for a population of nets.
+
+    theta : float64 or float32 array of shape (n_params, n_nets), nets on the last axis
+    X     : array of shape (n_samples, n_inputs), shared by all nets
+    Returns a :class:`Forward`; ``a[-1]`` of shape (n_samples, n_outputs, n_nets) is the output.
+    """
+    theta = check_theta(theta, spec)
+    X, _ = check_data(X, None, spec, theta.dtype)
+    layers, offsets, act = _codes(spec)
+    n_nets = theta.shape[1]
+    Z = np.empty((*_buffers_shape(spec, X.shape[0]), n_nets), dtype=theta.dtype)
+    A = np.empty_like(Z)
+    _forward_kernel(theta, X, layers, offsets, act, Z, A)
+    widths = spec.layers[1:]
+    z = [Z[layer, :, :w, :] for layer, w in enumerate(widths)]
+    a = [np.broadcast_to(X[:, :, None], (*X.shape, n_nets))]
+    a += [A[layer, :, :w, :] for layer, w in enumerate(widths)]
+    return Forward(z, a)
+
+
+def loss(theta, spec: NetSpec, X, Y) -> np.ndarray:
+    """Loss of every net, summed over outputs and reduced over samples: array of shape (n_nets,)."""
+    theta = check_theta(theta, spec)
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    layers, offsets, act = _codes(spec)
+    out = np.empty(theta.shape[1], dtype=theta.dtype)
+    _loss_kernel(
+        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]), out
+    )
+    return out
+
+
+def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradients:
+    """Gradient of every net's loss with respect to its parameters.
+
+    theta : array of shape (n_params, n_nets), nets on the last axis
+    X, Y  : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
+    per_layer : also return dL/dz of every layer and dL/da of every hidden layer
+    Returns a :class:`Gradients` whose ``grad`` has theta's shape.
+    """
+    theta = check_theta(theta, spec)
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    layers, offsets, act = _codes(spec)
+    n_nets = theta.shape[1]
+    n_layers, n_samples, width = _buffers_shape(spec, X.shape[0])
+    G = np.empty_like(theta)
+    kept = n_nets if per_layer else 0
+    D = np.empty((n_layers, n_samples, width, kept), dtype=theta.dtype)
+    DA = np.empty((max(n_layers - 1, 1), n_samples, width, kept), dtype=theta.dtype)
+    _backward_kernel(
+        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, n_samples),
+        G, D, DA,
+    )  # fmt: skip
+    if not per_layer:
+        return Gradients(G)
+    widths = spec.layers[1:]
+    dz = [D[layer, :, :w, :] for layer, w in enumerate(widths)]
+    da = [DA[layer, :, :w, :] for layer, w in enumerate(widths[:-1])]
+    return Gradients(G, dz, da)
+
+
+def sgd_step(theta, grad, learning_rate) -> None:
+    """In place: theta -= learning_rate * grad.
+
+    theta, grad   : arrays of shape (n_params, n_nets)
+    learning_rate : scalar or array of shape (n_nets,)
+    """
+    lr = _check_step_inputs(theta, grad, learning_rate)
+    _step_kernel(theta, grad, grad, grad, lr, 1, SGD, 0.0, 0.0, 0.0, 1.0)
+
+
+def momentum_step(theta, grad, velocity, learning_rate, momentum: float) -> None:
+    """In place: velocity = momentum * velocity - learning_rate * grad; theta += velocity."""
+    lr = _check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
+    opt = Optimizer("momentum", momentum=momentum)
+    _step_kernel(theta, grad, velocity, velocity, lr, 1, MOMENTUM, opt.momentum, 0.0, 0.0, 1.0)
+
+
+def adam_step(theta, grad, m, v, step: int, learning_rate, beta1=0.9, beta2=0.999, eps=1e-8):
+    """In place, Adam (Kingma & Ba 2015, Algorithm 1) at step ``step`` (1 for the first).
+
+    m, v : first and second moment estimates, arrays of theta's shape, zeros before step 1
+    """
+    lr = _check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
+    opt = Optimizer("adam", beta1=beta1, beta2=beta2, eps=eps)
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
+        raise ValueError(f"step must be a positive integer (1 for the first step), got {step!r}")
+    _step_kernel(theta, grad, m, v, lr, int(step), ADAM, 0.0, opt.beta1, opt.beta2, opt.eps)
+
+
+def train_population(
+    theta,
+    spec: NetSpec,
+    X,
+    Y,
+    learning_rate,
+    n_epochs: int,
+    *,
+    optimizer: Optimizer = Optimizer(),
+    criterion: Criterion = Criterion(),
+    early_stop: bool = True,
+    record_every: int = 0,
+) -> TrainResult:
+    """Train every net of a population with full-batch gradient descent (see ``training.py``).
+
+    theta         : initial parameters, shape (n_params, n_nets); not modified
+    X, Y          : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
+    learning_rate : scalar or array of shape (n_nets,)
+    n_epochs      : budget of optimizer steps per net
+    record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
+    Returns a :class:`TrainResult` with per-net outcomes.
+    """
+    theta = check_theta(theta, spec).copy()
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    n_nets = theta.shape[1]
+    lr = check_learning_rate(learning_rate, n_nets, theta.dtype)
+    n_epochs = check_epochs(n_epochs)
+    record_every = check_record_every(record_every)
+    dtype = theta.dtype
+    layers, offsets, act = _codes(spec)
+    rec_epochs = record_epochs(n_epochs, record_every)
+
+    status = np.zeros(n_nets, dtype=np.int8)
+    epochs_to_converge = np.full(n_nets, -1, dtype=np.int64)
+    first_full_accuracy = np.full(n_nets, -1, dtype=np.int64)
+    epochs_trained = np.zeros(n_nets, dtype=np.int64)
+    final = [np.full(n_nets, np.nan, dtype=dtype) for _ in range(3)]
+    hist = [np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype) for _ in range(3)]
+    max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
+    loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
+
+    _train_kernel(
+        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
+        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+        optimizer.eps, max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
+        max(record_every, 1), rec_epochs.size,
+        status, epochs_to_converge, first_full_accuracy, epochs_trained, *final, *hist,
+    )  # fmt: skip
+    history = History(rec_epochs, *hist) if rec_epochs.size else None
+    return TrainResult(
+        theta=theta,
+        status=status,
+        epochs_to_converge=epochs_to_converge,
+        first_full_accuracy=first_full_accuracy,
+        epochs_trained=epochs_trained,
+        final_loss=final[0],
+        final_accuracy=final[1],
+        final_grad_norm=final[2],
+        history=history,
+    )

@@ -1,0 +1,298 @@
+"""The NumPy backend: readable, batched over a population, and the oracle for the numba backend.
+
+Every array carries the net axis last: theta is (n_params, n_nets), a layer's activations are
+(n_samples, width, n_nets). One matrix product per layer is an einsum over that layout, so the
+code reads like the tutorial's with one more index. The numba backend has the same functions with
+the same signatures and is tested against these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations as F
+from .checks import check_data, check_epochs, check_learning_rate, check_like, check_theta
+from .passes import Forward, Gradients
+from .spec import NetSpec
+from .training import (
+    Criterion,
+    History,
+    Optimizer,
+    Status,
+    TrainResult,
+    check_record_every,
+    record_epochs,
+)
+
+# ---------------------------------------------------------------------------- passes (unchecked)
+
+
+def _forward(spec: NetSpec, theta: np.ndarray, X: np.ndarray) -> Forward:
+    n_nets = theta.shape[1]
+    a = [np.broadcast_to(X[:, :, None], (*X.shape, n_nets))]
+    z = []
+    views = spec.layer_views(theta)
+    for layer, (W, b) in enumerate(views):
+        zl = np.einsum("sik,ijk->sjk", a[-1], W) + b
+        activation = spec.output if layer == len(views) - 1 else spec.activation
+        z.append(zl)
+        a.append(F.ACTIVATIONS[activation][0](zl))
+    return Forward(z, a)
+
+
+def _scale(spec: NetSpec, n_samples: int) -> float:
+    return 1.0 / n_samples if spec.reduction == "mean" else 1.0
+
+
+def _loss(spec: NetSpec, fwd: Forward, Y: np.ndarray) -> np.ndarray:
+    elements = F.loss_elements(spec.loss, fwd.z[-1], fwd.a[-1], Y[:, :, None])
+    return elements.sum(axis=(0, 1)) * _scale(spec, Y.shape[0])
+
+
+def _backward(spec: NetSpec, theta, fwd: Forward, Y, per_layer: bool) -> Gradients:
+    z, a = fwd.z, fwd.a
+    scale = _scale(spec, Y.shape[0])
+    grad = np.empty_like(theta)
+    dz = F.loss_grad_logits(spec.loss, z[-1], a[-1], Y[:, :, None]) * scale
+    dzs, das = [dz], []
+    weights = spec.layer_views(theta)
+    for layer in range(spec.n_layers - 1, -1, -1):
+        gW, gb = spec.layer_views(grad)[layer]
+        gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
+        gb[...] = dz.sum(axis=0)
+        if layer > 0:
+            da = np.einsum("sjk,ijk->sik", dz, weights[layer][0])
+            dz = da * F.ACTIVATIONS[spec.activation][1](z[layer - 1], a[layer])
+            dzs.insert(0, dz)
+            das.insert(0, da)
+    if per_layer:
+        return Gradients(grad, dzs, das)
+    return Gradients(grad)
+
+
+def _output_checks(fwd: Forward, Y: np.ndarray):
+    """Per net: largest |output - target| and fraction of outputs on the right side of 0.5."""
+    out, target = fwd.a[-1], Y[:, :, None]
+    max_error = np.abs(out - target).max(axis=(0, 1))
+    correct = (fwd.z[-1] > 0) == (target >= 0.5)
+    return max_error, correct.mean(axis=(0, 1))
+
+
+# --------------------------------------------------------------------------------- public kernels
+
+
+def forward(theta, spec: NetSpec, X) -> Forward:
+    """Pre-activations and activations of every layer for a population of nets.
+
+    theta : float64 or float32 array of shape (n_params, n_nets), nets on the last axis
+    X     : array of shape (n_samples, n_inputs), shared by all nets
+    Returns a :class:`Forward`; ``a[-1]`` of shape (n_samples, n_outputs, n_nets) is the output.
+    """
+    theta = check_theta(theta, spec)
+    X, _ = check_data(X, None, spec, theta.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _forward(spec, theta, X)
+
+
+def loss(theta, spec: NetSpec, X, Y) -> np.ndarray:
+    """Loss of every net, summed over outputs and reduced over samples: array of shape (n_nets,)."""
+    theta = check_theta(theta, spec)
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _loss(spec, _forward(spec, theta, X), Y)
+
+
+def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradients:
+    """Gradient of every net's loss with respect to its parameters.
+
+    theta : array of shape (n_params, n_nets), nets on the last axis
+    X, Y  : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
+    per_layer : also return dL/dz of every layer and dL/da of every hidden layer
+    Returns a :class:`Gradients` whose ``grad`` has theta's shape.
+    """
+    theta = check_theta(theta, spec)
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _backward(spec, theta, _forward(spec, theta, X), Y, per_layer)
+
+
+def _check_step_inputs(theta, grad, learning_rate, *state):
+    if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.flags.c_contiguous):
+        raise ValueError("theta must be a C-contiguous array of shape (n_params, n_nets); it is "
+                         "updated in place, so pass the array itself (np.ascontiguousarray first)")
+    if not theta.flags.writeable:
+        raise ValueError("theta is read-only; optimizer steps update it in place, pass a copy")
+    check_like("grad", grad, theta)
+    for name, array in state:
+        check_like(name, array, theta)
+    return check_learning_rate(learning_rate, theta.shape[1], theta.dtype)
+
+
+def sgd_step(theta, grad, learning_rate) -> None:
+    """In place: theta -= learning_rate * grad.
+
+    theta, grad   : arrays of shape (n_params, n_nets)
+    learning_rate : scalar or array of shape (n_nets,)
+    """
+    lr = _check_step_inputs(theta, grad, learning_rate)
+    theta -= lr * grad
+
+
+def momentum_step(theta, grad, velocity, learning_rate, momentum: float) -> None:
+    """In place: velocity = momentum * velocity - learning_rate * grad; theta += velocity."""
+    lr = _check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
+    Optimizer("momentum", momentum=momentum)
+    velocity *= theta.dtype.type(momentum)
+    velocity -= lr * grad
+    theta += velocity
+
+
+def adam_step(theta, grad, m, v, step: int, learning_rate, beta1=0.9, beta2=0.999, eps=1e-8):
+    """In place, Adam (Kingma & Ba 2015, Algorithm 1) at step ``step`` (1 for the first).
+
+    m, v : first and second moment estimates, arrays of theta's shape, zeros before step 1
+    """
+    lr = _check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
+    Optimizer("adam", beta1=beta1, beta2=beta2, eps=eps)
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
+        raise ValueError(f"step must be a positive integer (1 for the first step), got {step!r}")
+    _adam(theta, grad, m, v, int(step), lr, beta1, beta2, eps)
+
+
+def _adam(theta, grad, m, v, step, lr, beta1, beta2, eps):
+    t = theta.dtype.type
+    m *= t(beta1)
+    m += t(1 - beta1) * grad
+    v *= t(beta2)
+    v += t(1 - beta2) * grad * grad
+    m_hat = m / t(1 - beta1**step)
+    v_hat = v / t(1 - beta2**step)
+    theta -= lr * m_hat / (np.sqrt(v_hat) + t(eps))
+
+
+def _step(optimizer: Optimizer, theta, grad, state, lr, step):
+    if optimizer.name == "sgd":
+        theta -= lr * grad
+    elif optimizer.name == "momentum":
+        (velocity,) = state
+        velocity *= theta.dtype.type(optimizer.momentum)
+        velocity -= lr * grad
+        theta += velocity
+    else:
+        m, v = state
+        _adam(theta, grad, m, v, step, lr, optimizer.beta1, optimizer.beta2, optimizer.eps)
+
+
+# ------------------------------------------------------------------------------ fused training
+
+
+def train_population(
+    theta,
+    spec: NetSpec,
+    X,
+    Y,
+    learning_rate,
+    n_epochs: int,
+    *,
+    optimizer: Optimizer = Optimizer(),
+    criterion: Criterion = Criterion(),
+    early_stop: bool = True,
+    record_every: int = 0,
+) -> TrainResult:
+    """Train every net of a population with full-batch gradient descent (see ``training.py``).
+
+    theta         : initial parameters, shape (n_params, n_nets); not modified
+    X, Y          : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
+    learning_rate : scalar or array of shape (n_nets,)
+    n_epochs      : budget of optimizer steps per net
+    record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
+    Returns a :class:`TrainResult` with per-net outcomes.
+    """
+    theta = check_theta(theta, spec).copy()
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    n_nets = theta.shape[1]
+    lr_all = check_learning_rate(learning_rate, n_nets, theta.dtype)
+    n_epochs = check_epochs(n_epochs)
+    record_every = check_record_every(record_every)
+    dtype = theta.dtype
+
+    status = np.full(n_nets, Status.NOT_CONVERGED, dtype=np.int8)
+    epochs_to_converge = np.full(n_nets, -1, dtype=np.int64)
+    first_full_accuracy = np.full(n_nets, -1, dtype=np.int64)
+    epochs_trained = np.zeros(n_nets, dtype=np.int64)
+    final = {name: np.full(n_nets, np.nan, dtype=dtype) for name in ("loss", "acc", "gnorm")}
+    rec_epochs = record_epochs(n_epochs, record_every)
+    hist = {name: np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype)
+            for name in ("loss", "acc", "gnorm")}
+
+    # Working copies of the nets still training; shrunk whenever some stop.
+    active = np.arange(n_nets)
+    params = theta.copy()
+    lr = lr_all[:]
+    state = [np.zeros_like(params) for _ in range(optimizer.n_state)]
+    initial_loss = None
+    record = 0
+    max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
+    loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
+
+    with np.errstate(all="ignore"):
+        for epoch in range(n_epochs + 1):
+            fwd = _forward(spec, params, X)
+            current_loss = _loss(spec, fwd, Y)
+            grad = _backward(spec, params, fwd, Y, per_layer=False).grad
+            grad_norm = np.sqrt((grad * grad).sum(axis=0))
+            max_error, accuracy = _output_checks(fwd, Y)
+            if initial_loss is None:
+                initial_loss = current_loss.copy()
+
+            if record < rec_epochs.size and rec_epochs[record] == epoch:
+                hist["loss"][record, active] = current_loss
+                hist["acc"][record, active] = accuracy
+                hist["gnorm"][record, active] = grad_norm
+                record += 1
+
+            full = (accuracy == 1.0) & (first_full_accuracy[active] < 0)
+            first_full_accuracy[active[full]] = epoch
+            diverged = ~(np.isfinite(current_loss) & np.isfinite(grad_norm)) | (
+                current_loss > criterion.divergence_factor * initial_loss
+            )
+            met = (max_error < max_error_limit) & (current_loss < loss_limit) & ~diverged
+            newly = met & (epochs_to_converge[active] < 0)
+            epochs_to_converge[active[newly]] = epoch
+
+            stop = diverged | (met & early_stop) if epoch < n_epochs else np.ones_like(met)
+            if stop.any():
+                done = active[stop]
+                theta[:, done] = params[:, stop]
+                epochs_trained[done] = epoch
+                final["loss"][done] = current_loss[stop]
+                final["acc"][done] = accuracy[stop]
+                final["gnorm"][done] = grad_norm[stop]
+                status[done] = np.where(
+                    diverged[stop],
+                    Status.DIVERGED,
+                    np.where(epochs_to_converge[done] >= 0, Status.CONVERGED, Status.NOT_CONVERGED),
+                )
+                keep = ~stop
+                active = active[keep]
+                if active.size == 0:
+                    break
+                params, grad, lr = params[:, keep], grad[:, keep], lr[keep]
+                state = [s[:, keep] for s in state]
+                initial_loss = initial_loss[keep]
+            _step(optimizer, params, grad, state, lr, epoch + 1)
+
+    history = None
+    if rec_epochs.size:
+        history = History(rec_epochs, hist["loss"], hist["acc"], hist["gnorm"])
+    return TrainResult(
+        theta=theta,
+        status=status,
+        epochs_to_converge=epochs_to_converge,
+        first_full_accuracy=first_full_accuracy,
+        epochs_trained=epochs_trained,
+        final_loss=final["loss"],
+        final_accuracy=final["acc"],
+        final_grad_norm=final["gnorm"],
+        history=history,
+    )

@@ -1,0 +1,112 @@
+"""Network specs: the shape of a fully connected net and where its parameters live in ``theta``.
+
+A population is many nets of one spec. Its parameters are one array ``theta`` of shape
+``(n_params, n_nets)``: one column per net, nets on the last (contiguous) axis. Layer ``l`` maps
+``layers[l]`` inputs to ``layers[l + 1]`` outputs; its weights ``W`` (row-major, ``fan_in`` by
+``fan_out``) come first, then its biases ``b``. Every backend reads theta through this layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+OUTPUT_ACTIVATIONS = ("sigmoid",)
+LOSSES = ("bce", "mse")
+REDUCTIONS = ("mean", "sum")
+
+
+def _one_of(kind: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A fully connected net: layer widths, activations and loss.
+
+    layers     : widths from input to output, e.g. ``(2, 4, 1)`` (the tutorial's net) or
+                 ``(2, 1)`` (no hidden layer)
+    activation : activation of every hidden layer: sigmoid, tanh, relu or leaky_relu
+    output     : activation of the output layer (sigmoid)
+    loss       : ``bce`` (binary cross-entropy, computed from logits) or ``mse``
+                 (½(a − y)² per output, the convention of the backprop literature)
+    reduction  : ``mean`` over samples (the tutorial) or ``sum`` (the 1980s papers)
+    """
+
+    layers: tuple[int, ...] = (2, 4, 1)
+    activation: str = "sigmoid"
+    output: str = "sigmoid"
+    loss: str = "bce"
+    reduction: str = "mean"
+
+    def __post_init__(self):
+        try:
+            layers = tuple(int(w) for w in self.layers)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"layers must be a sequence of integer widths such as (2, 4, 1), got {self.layers!r}"
+            ) from None
+        if len(layers) < 2:
+            raise ValueError(
+                f"layers needs at least an input and an output width, e.g. (2, 1), got {layers!r}"
+            )
+        if any(w < 1 for w in layers):
+            raise ValueError(f"every layer width must be at least 1, got {layers!r}")
+        object.__setattr__(self, "layers", layers)
+        _one_of("activation", self.activation, HIDDEN_ACTIVATIONS)
+        _one_of("output activation", self.output, OUTPUT_ACTIVATIONS)
+        _one_of("loss", self.loss, LOSSES)
+        _one_of("reduction", self.reduction, REDUCTIONS)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers (hidden layers + 1)."""
+        return len(self.layers) - 1
+
+    @property
+    def n_inputs(self) -> int:
+        return self.layers[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1]
+
+    @property
+    def n_params(self) -> int:
+        return sum(fi * fo + fo for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True))
+
+    def offsets(self) -> np.ndarray:
+        """Start of each layer's weights, then of its biases, in theta.
+
+        Returns an int64 array of shape (n_layers, 2): ``[w_start, b_start]`` per layer.
+        """
+        rows, start = [], 0
+        for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True):
+            rows.append((start, start + fi * fo))
+            start += fi * fo + fo
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+    def layer_views(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Views ``(W, b)`` of every layer into theta (no copies: writing them writes theta).
+
+        theta : array of shape (n_params, n_nets), nets on the last axis
+        Returns per layer ``W`` of shape (fan_in, fan_out, n_nets) and ``b`` of shape
+        (fan_out, n_nets).
+        """
+        n_nets = theta.shape[1]
+        views = []
+        for (w_start, b_start), fi, fo in zip(
+            self.offsets(), self.layers[:-1], self.layers[1:], strict=True
+        ):
+            W = theta[w_start:b_start].reshape(fi, fo, n_nets)
+            b = theta[b_start : b_start + fo]
+            views.append((W, b))
+        return views
+
+    def describe(self) -> str:
+        """A one-line human description, e.g. ``2-4-1 sigmoid/sigmoid, bce (mean)``."""
+        widths = "-".join(str(w) for w in self.layers)
+        return f"{widths} {self.activation}/{self.output}, {self.loss} ({self.reduction})"

@@ -1,0 +1,164 @@
+"""What population training takes and returns, shared by both backends.
+
+Training is full-batch gradient descent on a shared dataset, all nets at once. Each epoch a net
+(1) runs forward, (2) is checked against the stopping rules, (3) runs backward and (4) steps its
+optimizer. So "converged at epoch e" means the criterion held after e updates, and the final
+statistics of a net describe the parameters it ends with.
+
+Stopping rules, per net:
+- diverged: its loss or gradient is not finite, or its loss exceeds ``divergence_factor`` times
+  its loss at epoch 0. Training stops for that net at once, so one exploding net never spends
+  time or produces warnings, and never touches another net's numbers.
+- converged: every output is within ``max_error`` of its target (the 40-20-40 rule of the classic
+  backprop benchmarks with the default 0.4) and, if ``loss_below`` is set, the loss is below it.
+  With ``early_stop`` the net stops there; otherwise it trains on and keeps the first such epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+class Status(IntEnum):
+    NOT_CONVERGED = 0
+    CONVERGED = 1
+    DIVERGED = 2
+
+
+def _positive_finite(name: str, value) -> float:
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer and its hyperparameters (the learning rate is per net and passed apart).
+
+    sgd      : theta -= lr g
+    momentum : v = momentum v - lr g;  theta += v            (Rumelhart, Hinton & Williams 1986)
+    adam     : m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
+               theta -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)   (Kingma & Ba 2015)
+    """
+
+    name: str = "sgd"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        for name in ("momentum", "beta1", "beta2"):
+            value = float(getattr(self, name))
+            if not (0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "eps", _positive_finite("eps", self.eps))
+
+    @property
+    def code(self) -> int:
+        return OPTIMIZERS.index(self.name)
+
+    @property
+    def n_state(self) -> int:
+        """Arrays of theta's shape the optimizer keeps between steps."""
+        return {"sgd": 0, "momentum": 1, "adam": 2}[self.name]
+
+    def describe(self) -> str:
+        if self.name == "momentum":
+            return f"momentum {self.momentum:g}"
+        if self.name == "adam":
+            return f"adam (b1 {self.beta1:g}, b2 {self.beta2:g}, eps {self.eps:g})"
+        return "sgd"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """When a net counts as converged or diverged (see the module docstring)."""
+
+    max_error: float | None = 0.4
+    loss_below: float | None = None
+    divergence_factor: float = 10.0
+
+    def __post_init__(self):
+        if self.max_error is None and self.loss_below is None:
+            raise ValueError("a criterion needs max_error, loss_below or both")
+        if self.max_error is not None:
+            object.__setattr__(self, "max_error", _positive_finite("max_error", self.max_error))
+        if self.loss_below is not None:
+            object.__setattr__(self, "loss_below", _positive_finite("loss_below", self.loss_below))
+        factor = _positive_finite("divergence_factor", self.divergence_factor)
+        if factor <= 1:
+            raise ValueError(f"divergence_factor must be greater than 1, got {factor!r}")
+        object.__setattr__(self, "divergence_factor", factor)
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_error is not None:
+            parts.append(f"every output within {self.max_error:g} of its target")
+        if self.loss_below is not None:
+            parts.append(f"loss below {self.loss_below:g}")
+        return " and ".join(parts)
+
+
+@dataclass
+class History:
+    """Statistics every ``record_every`` epochs; NaN where a net had already stopped.
+
+    epochs    : int64 array of shape (n_records,)
+    loss, accuracy, grad_norm : arrays of shape (n_records, n_nets)
+    """
+
+    epochs: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    grad_norm: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """Per-net outcomes of population training; every array has shape (n_nets,).
+
+    theta               : final parameters, shape (n_params, n_nets)
+    status              : int8, a :class:`Status` per net
+    epochs_to_converge  : first epoch at which the criterion held, -1 if never
+    first_full_accuracy : first epoch with 100% thresholded accuracy, -1 if never
+    epochs_trained      : optimizer steps taken (the epoch at which the net stopped)
+    final_loss, final_accuracy, final_grad_norm : at the final parameters
+    """
+
+    theta: np.ndarray
+    status: np.ndarray
+    epochs_to_converge: np.ndarray
+    first_full_accuracy: np.ndarray
+    epochs_trained: np.ndarray
+    final_loss: np.ndarray
+    final_accuracy: np.ndarray
+    final_grad_norm: np.ndarray
+    history: History | None = field(default=None)
+
+
+def record_epochs(n_epochs: int, record_every: int) -> np.ndarray:
+    """Epochs at which history is recorded: 0, every ``record_every``, and the last epoch."""
+    if record_every <= 0:
+        return np.zeros(0, dtype=np.int64)
+    epochs = np.arange(0, n_epochs + 1, record_every, dtype=np.int64)
+    if epochs[-1] != n_epochs:
+        epochs = np.append(epochs, n_epochs)
+    return epochs
+
+
+def check_record_every(record_every) -> int:
+    if isinstance(record_every, bool) or not isinstance(record_every, int | np.integer):
+        raise ValueError(f"record_every must be a non-negative integer, got {record_every!r}")
+    if record_every < 0:
+        raise ValueError(f"record_every must be a non-negative integer, got {record_every!r}")
+    return int(record_every)
