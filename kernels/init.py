@@ -31,6 +31,8 @@ same numbers. ``uniform`` and ``normal`` draw biases too, as the classic backpro
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,7 @@ import numpy as np
 from .spec import NetSpec
 
 BLOCK_NETS = 1024
+_THREADED_BLOCKS = 16
 
 # scheme -> (family, std or half-width as a function of (fan_in, fan_out), biases drawn)
 _SCHEMES = {
@@ -83,7 +86,8 @@ class Init:
 
 def parse_init(text: str) -> Init:
     """``"he_normal"`` -> Init("he_normal"); ``"uniform:0.5"`` -> Init("uniform", 0.5)."""
-    name, _, scale = str(text).strip().lower().replace("-", "_").partition(":")
+    name, _, scale = str(text).strip().lower().partition(":")
+    name = name.replace("-", "_")
     if not scale:
         return Init(name)
     try:
@@ -142,7 +146,8 @@ def init_population(
         return theta
     scales = _row_scales(spec, init)[:, None]
     stop = first_net + n_nets
-    for block in range(first_net // BLOCK_NETS, (stop - 1) // BLOCK_NETS + 1):
+
+    def fill(block: int) -> None:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
         shape = (spec.n_params, BLOCK_NETS)
         draws = rng.standard_normal(shape) if family == "normal" else rng.uniform(-1, 1, shape)
@@ -150,4 +155,14 @@ def init_population(
         hi = min(stop, (block + 1) * BLOCK_NETS)
         cols = slice(lo - block * BLOCK_NETS, hi - block * BLOCK_NETS)
         theta[:, lo - first_net : hi - first_net] = draws[:, cols] * scales
+
+    blocks = range(first_net // BLOCK_NETS, (stop - 1) // BLOCK_NETS + 1)
+    if len(blocks) < _THREADED_BLOCKS:
+        for block in blocks:
+            fill(block)
+    else:
+        # Blocks are independent and NumPy's generators release the GIL while they fill, so
+        # threads give the same numbers, sooner.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(fill, blocks))
     return theta

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from kernels import get_problem
+
+
+def test_xor_is_the_tutorials_dataset():
+    xor = get_problem("xor")
+    assert xor.X.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert xor.Y.tolist() == [[0], [1], [1], [0]]
+
+
+def test_and_or():
+    assert get_problem("and").Y.ravel().tolist() == [0, 0, 0, 1]
+    assert get_problem("OR").Y.ravel().tolist() == [0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("bits", [2, 3, 5])
+def test_parity_is_xor_generalised(bits):
+    problem = get_problem(f"parity{bits}")
+    assert problem.X.shape == (2**bits, bits) and problem.Y.shape == (2**bits, 1)
+    # every row distinct, target = odd number of ones
+    assert len({tuple(row) for row in problem.X}) == 2**bits
+    np.testing.assert_array_equal(problem.Y[:, 0], problem.X.sum(axis=1) % 2)
+    if bits == 2:
+        np.testing.assert_array_equal(problem.Y, get_problem("xor").Y)
+
+
+def test_problem_data_is_read_only():
+    with pytest.raises(ValueError):
+        get_problem("xor").X[0, 0] = 5
+
+
+@pytest.mark.parametrize("name", ["nand", "parity1", "parity17", "parity", ""])
+def test_unknown_problem_names_the_choices(name):
+    with pytest.raises(ValueError, match="unknown problem .*choose one of: xor, and, or, parityN"):
+        get_problem(name)
