@@ -71,7 +71,7 @@ def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
         )
     if not (np.isfinite(lr).all() and (lr > 0).all()):
         bad = lr[~(np.isfinite(lr) & (lr > 0))][0]
-        raise ValueError(f"learning rate must be a positive finite number, got {bad!r}")
+        raise ValueError(f"learning rate must be a positive finite number, got {float(bad)!r}")
     return lr.astype(dtype)
 
 
