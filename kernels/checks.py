@@ -15,7 +15,9 @@ DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 def check_spec(spec) -> NetSpec:
     if not isinstance(spec, NetSpec):
-        raise TypeError(f"spec must be a NetSpec, e.g. NetSpec((2, 4, 1)), got {type(spec).__name__}")
+        raise TypeError(
+            f"spec must be a NetSpec, e.g. NetSpec((2, 4, 1)), got {type(spec).__name__}"
+        )
     return spec
 
 
@@ -83,7 +85,11 @@ def check_epochs(n_epochs) -> int:
 
 def check_like(name: str, array, theta: np.ndarray) -> np.ndarray:
     """An array that must match theta's shape and dtype (a gradient, an optimizer state)."""
-    if not isinstance(array, np.ndarray) or array.shape != theta.shape or array.dtype != theta.dtype:
+    if (
+        not isinstance(array, np.ndarray)
+        or array.shape != theta.shape
+        or array.dtype != theta.dtype
+    ):
         got = (array.shape, array.dtype) if isinstance(array, np.ndarray) else type(array).__name__
         raise ValueError(
             f"{name} must be an array of theta's shape {theta.shape} and dtype {theta.dtype}, "

@@ -118,8 +118,10 @@ def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradient
 
 def _check_step_inputs(theta, grad, learning_rate, *state):
     if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.flags.c_contiguous):
-        raise ValueError("theta must be a C-contiguous array of shape (n_params, n_nets); it is "
-                         "updated in place, so pass the array itself (np.ascontiguousarray first)")
+        raise ValueError(
+            "theta must be a C-contiguous array of shape (n_params, n_nets); it is "
+            "updated in place, so pass the array itself (np.ascontiguousarray first)"
+        )
     if not theta.flags.writeable:
         raise ValueError("theta is read-only; optimizer steps update it in place, pass a copy")
     check_like("grad", grad, theta)
@@ -222,8 +224,10 @@ def train_population(
     epochs_trained = np.zeros(n_nets, dtype=np.int64)
     final = {name: np.full(n_nets, np.nan, dtype=dtype) for name in ("loss", "acc", "gnorm")}
     rec_epochs = record_epochs(n_epochs, record_every)
-    hist = {name: np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype)
-            for name in ("loss", "acc", "gnorm")}
+    hist = {
+        name: np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype)
+        for name in ("loss", "acc", "gnorm")
+    }
 
     # Working copies of the nets still training; shrunk whenever some stop.
     active = np.arange(n_nets)

@@ -47,7 +47,8 @@ class NetSpec:
             layers = tuple(int(w) for w in self.layers)
         except (TypeError, ValueError):
             raise ValueError(
-                f"layers must be a sequence of integer widths such as (2, 4, 1), got {self.layers!r}"
+                "layers must be a sequence of integer widths such as (2, 4, 1), "
+                f"got {self.layers!r}"
             ) from None
         if len(layers) < 2:
             raise ValueError(

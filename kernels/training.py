@@ -55,7 +55,9 @@ class Optimizer:
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}"
+            )
         for name in ("momentum", "beta1", "beta2"):
             value = float(getattr(self, name))
             if not (0.0 <= value < 1.0):

@@ -8,6 +8,7 @@ runs only them, timed, saving the JSON under ``reports/benchmarks/``.
 from pathlib import Path
 
 import pytest
+from pytest_benchmark.utils import get_tag
 
 BENCHMARK_STORAGE = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 
@@ -26,7 +27,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.getoption("--benchmark"):
         config.option.benchmark_only = True
-        config.option.benchmark_autosave = True
+        config.option.benchmark_autosave = get_tag()  # commit id and time, as --benchmark-autosave
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"
     else:
         config.option.benchmark_disable = True

@@ -86,9 +86,15 @@ def test_loss_and_backward_match_the_tutorial(kernels):
         expected = np.concatenate([dW1.ravel(), db1.ravel(), dW2.ravel(), db2.ravel()])
         np.testing.assert_allclose(grads.grad[:, k], expected, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
         m = XOR.X.shape[0]  # the tutorial divides by m in dW; our dz is of the mean loss
-        np.testing.assert_allclose(grads.dz[1][:, :, k] * m, dz2, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
-        np.testing.assert_allclose(grads.da[0][:, :, k] * m, da1, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
-        np.testing.assert_allclose(grads.dz[0][:, :, k] * m, dz1, rtol=KERNEL_RTOL, atol=KERNEL_ATOL)
+        np.testing.assert_allclose(
+            grads.dz[1][:, :, k] * m, dz2, rtol=KERNEL_RTOL, atol=KERNEL_ATOL
+        )
+        np.testing.assert_allclose(
+            grads.da[0][:, :, k] * m, da1, rtol=KERNEL_RTOL, atol=KERNEL_ATOL
+        )
+        np.testing.assert_allclose(
+            grads.dz[0][:, :, k] * m, dz1, rtol=KERNEL_RTOL, atol=KERNEL_ATOL
+        )
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.describe())

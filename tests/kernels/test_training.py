@@ -155,14 +155,23 @@ def test_a_looser_or_loss_based_criterion_converges_sooner_or_later(kernels):
     default = kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 5000)
     loose = kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 5000,
                                      criterion=Criterion(max_error=0.49))  # fmt: skip
-    strict = kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 5000,
-                                      criterion=Criterion(max_error=None, loss_below=0.01))
+    strict = kernels.train_population(
+        theta,
+        TUTORIAL,
+        XOR.X,
+        XOR.Y,
+        0.5,
+        5000,
+        criterion=Criterion(max_error=None, loss_below=0.01),
+    )
     done = default.status == Status.CONVERGED
     assert done.sum() >= 45
     assert (loose.epochs_to_converge[done] <= default.epochs_to_converge[done]).all()
     assert (strict.final_loss[strict.status == Status.CONVERGED] < 0.01).all()
     s_done = strict.status == Status.CONVERGED
-    assert (strict.epochs_to_converge[s_done & done] > default.epochs_to_converge[s_done & done]).all()
+    assert (
+        strict.epochs_to_converge[s_done & done] > default.epochs_to_converge[s_done & done]
+    ).all()
 
 
 def test_sum_reduction_is_the_mean_with_a_scaled_learning_rate(kernels):
@@ -254,8 +263,15 @@ def test_training_does_not_modify_its_input(kernels):
 def test_bad_training_arguments(kernels, kwargs, message):
     args = {"learning_rate": 0.5, "n_epochs": 10} | kwargs
     with pytest.raises(ValueError, match=message):
-        kernels.train_population(init_population(TUTORIAL, 3, 0), TUTORIAL, XOR.X, XOR.Y,
-                                 args.pop("learning_rate"), args.pop("n_epochs"), **args)
+        kernels.train_population(
+            init_population(TUTORIAL, 3, 0),
+            TUTORIAL,
+            XOR.X,
+            XOR.Y,
+            args.pop("learning_rate"),
+            args.pop("n_epochs"),
+            **args,
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,247 @@
+"""The ``backprop-bench`` command: one entry point, one subcommand per job.
+
+Each subcommand turns its flags into a frozen config (which validates itself), calls a pure
+function for the result, and only then prints or writes. Any bad input ends in one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kernels import BACKENDS, SCHEMES
+from kernels.init import Init
+from kernels.problems import NAMES as PROBLEMS
+from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
+from kernels.training import OPTIMIZERS
+
+from .train import DTYPES, TrainConfig, TrainRun, run_train
+
+PROG = "backprop-bench"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the whole usage; one line is enough
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 4 or 8,8, got {text!r}"
+        ) from None
+
+
+def _name(text: str) -> str:
+    return text.strip().lower().replace("-", "_")
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train one net and watch it learn (the tutorial's live trainer)",
+        description="Train one seeded net, printing epoch, loss, accuracy and gradient norm every "
+        "N epochs, then its predictions. The defaults are the tutorial's: a 2-4-1 sigmoid net, "
+        "binary cross-entropy, plain gradient descent at lr 0.5 for 10,000 epochs on XOR.",
+    )
+    d = TrainConfig()
+    p.add_argument("--problem", default=d.problem, help=f"{', '.join(PROBLEMS)} (default xor)")
+    net = p.add_mutually_exclusive_group()
+    net.add_argument(
+        "--hidden",
+        type=_int_list,
+        default=d.hidden,
+        metavar="W[,W...]",
+        help="hidden layer widths, e.g. 4 or 8,8; 'none' for no hidden layer (default 4)",
+    )
+    net.add_argument(
+        "--layers",
+        type=_int_list,
+        default=None,
+        metavar="W,W[,W...]",
+        help="all layer widths from input to output, e.g. 2,4,1 or 2,1",
+    )
+    p.add_argument(
+        "--activation",
+        type=_name,
+        default=d.activation,
+        help=f"hidden activation: {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)",
+    )
+    p.add_argument(
+        "--loss", type=_name, default=d.loss, help=f"{', '.join(LOSSES)} (default bce, from logits)"
+    )
+    p.add_argument(
+        "--reduction",
+        type=_name,
+        default=d.reduction,
+        help=f"{', '.join(REDUCTIONS)} over samples (default mean, as the tutorial)",
+    )
+    p.add_argument(
+        "--optimizer",
+        type=_name,
+        default=d.optimizer,
+        help=f"{', '.join(OPTIMIZERS)} (default sgd)",
+    )
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=d.momentum,
+        help="momentum coefficient for --optimizer momentum (default 0.9)",
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default 0.5)")
+    p.add_argument(
+        "--init",
+        default=d.init,
+        metavar="SCHEME[:SCALE]",
+        help=f"{', '.join(SCHEMES)}; uniform:A and normal:SIGMA take a scale (default {Init()})",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epoch budget (default 10000)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    p.add_argument(
+        "--net",
+        type=int,
+        default=d.net,
+        help="which net of the seed to train, as numbered in a population (default 0)",
+    )
+    p.add_argument("--backend", default=d.backend, help=f"{', '.join(BACKENDS)} (default numba)")
+    p.add_argument("--dtype", default=d.dtype, help=f"{', '.join(DTYPES)} (default float64)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=d.every,
+        metavar="N",
+        help="show statistics every N epochs (default 1000)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=d.tolerance,
+        help="converged when every output is within this of its target (default 0.4)",
+    )
+    p.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="stop as soon as the net has converged (default: train every epoch)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document (config, per-epoch stats, predictions) instead",
+    )
+    p.set_defaults(command=_train)
+
+
+def _train(args) -> int:
+    try:
+        config = _train_config(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not args.json:
+        c = config
+        print(
+            f"training {c.spec.describe()} on {c.data.name}: {c.optimizer_config.describe()} "
+            f"lr {c.lr:g}, init {c.init}, seed {c.seed} net {c.net}, {c.epochs} epochs, "
+            f"{c.backend} {c.dtype}",
+            flush=True,
+        )
+    run = run_train(config)
+    print(json.dumps(_as_json(run), indent=2) if args.json else render_train(run))
+    return 0
+
+
+def _train_config(args) -> TrainConfig:
+    return TrainConfig(
+        problem=args.problem,
+        hidden=args.hidden,
+        layers=args.layers,
+        activation=args.activation,
+        loss=args.loss,
+        reduction=args.reduction,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        lr=args.lr,
+        init=args.init,
+        epochs=args.epochs,
+        seed=args.seed,
+        net=args.net,
+        backend=args.backend,
+        dtype=args.dtype,
+        every=args.every,
+        tolerance=args.tolerance,
+        early_stop=args.early_stop,
+    )
+
+
+def _as_json(run: TrainRun) -> dict:
+    return {
+        "config": run.config,
+        "spec": run.spec,
+        "n_params": run.n_params,
+        "history": run.history,
+        "predictions": run.predictions,
+        "outcome": run.outcome,
+    }
+
+
+def render_train(run: TrainRun) -> str:
+    """The trainer's screen: statistics table, outcome line, predictions."""
+    lines = [f"{'epoch':>8}  {'loss':>10}  {'accuracy':>8}  {'grad norm':>10}"]
+    for row in run.history:
+        lines.append(
+            f"{row['epoch']:>8}  {row['loss']:>10.6f}  {row['accuracy']:>8.0%}  "
+            f"{row['grad_norm']:>10.3e}"
+        )
+    o = run.outcome
+    if o["status"] == "diverged":
+        lines.append(f"diverged at epoch {o['epochs_trained']} (loss {o['final_loss']:.4g})")
+    elif o["epochs_to_converge"] >= 0:
+        lines.append(f"converged at epoch {o['epochs_to_converge']} ({o['criterion']})")
+    else:
+        lines.append(f"not converged in {o['epochs_trained']} epochs ({o['criterion']})")
+    if o["first_full_accuracy"] >= 0:
+        lines.append(f"100% accuracy first at epoch {o['first_full_accuracy']}")
+    lines.append("predictions:")
+    lines.append(f"  {'input':<12} {'target':>6}  {'output':>8}  class")
+    for p in run.predictions:
+        for target, output in zip(p["target"], p["output"], strict=True):
+            predicted = int(output > 0.5)
+            mark = "ok" if predicted == int(target >= 0.5) else "WRONG"
+            inputs = " ".join(f"{x:g}" for x in p["input"])
+            lines.append(f"  {inputs:<12} {target:>6g}  {output:>8.4f}  {predicted} {mark}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Understand, verify and benchmark backpropagation.")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _add_train(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "command"):
+            raise UsageError(f"choose a command: train (see {PROG} --help)")
+        return args.command(args)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

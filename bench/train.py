@@ -1,0 +1,174 @@
+"""``backprop-bench train``: the tutorial's live trainer, as a config, a pure function and a result.
+
+``TrainConfig`` holds what the user asked for and validates all of it when it is made, so a bad
+flag fails before any work. ``run_train`` trains one seeded net (net ``net`` of ``seed``, the same
+net a population of that seed would hold) and returns everything the CLI shows; it prints nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kernels import (
+    BACKENDS,
+    Criterion,
+    NetSpec,
+    Optimizer,
+    Status,
+    backend,
+    get_problem,
+    init_population,
+    parse_init,
+)
+
+DTYPES = ("float64", "float32")
+
+
+def _non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``hidden`` gives hidden widths (``()`` for none); ``layers``, when given,
+    is the whole net including the problem's input and output widths and overrides ``hidden``."""
+
+    problem: str = "xor"
+    hidden: tuple[int, ...] = (4,)
+    layers: tuple[int, ...] | None = None
+    activation: str = "sigmoid"
+    loss: str = "bce"
+    reduction: str = "mean"
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    lr: float = 0.5
+    init: str = "tutorial"
+    epochs: int = 10_000
+    seed: int = 0
+    net: int = 0
+    backend: str = "numba"
+    dtype: str = "float64"
+    every: int = 1000
+    tolerance: float = 0.4
+    early_stop: bool = False
+
+    def __post_init__(self):
+        # Build every derived object once now: each raises a one-line ValueError naming the fix.
+        self.spec  # noqa: B018
+        self.optimizer_config  # noqa: B018
+        self.criterion  # noqa: B018
+        parse_init(self.init)
+        lr = float(self.lr)
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lr must be a positive finite number, got {self.lr!r}")
+        _non_negative_int("--epochs", self.epochs)
+        _non_negative_int("--seed", self.seed)
+        _non_negative_int("--net", self.net)
+        if _non_negative_int("--every", self.every) == 0:
+            raise ValueError("--every must be a positive integer (print every N epochs), got 0")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of: numpy, numba")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of: float64, float32")
+
+    @property
+    def data(self):
+        return get_problem(self.problem)
+
+    @property
+    def spec(self) -> NetSpec:
+        problem = self.data
+        if self.layers is None:
+            layers = (problem.n_inputs, *self.hidden, problem.n_outputs)
+        else:
+            layers = tuple(self.layers)
+            if len(layers) >= 1 and layers[0] != problem.n_inputs:
+                raise ValueError(
+                    f"layers {layers} take {layers[0]} inputs but problem {problem.name} has "
+                    f"{problem.n_inputs}; start --layers with {problem.n_inputs} or use --hidden"
+                )
+            if len(layers) >= 2 and layers[-1] != problem.n_outputs:
+                raise ValueError(
+                    f"layers {layers} give {layers[-1]} outputs but problem {problem.name} has "
+                    f"{problem.n_outputs}; end --layers with {problem.n_outputs} or use --hidden"
+                )
+        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction)
+
+    @property
+    def optimizer_config(self) -> Optimizer:
+        return Optimizer(self.optimizer, momentum=self.momentum)
+
+    @property
+    def criterion(self) -> Criterion:
+        return Criterion(max_error=self.tolerance)
+
+
+@dataclass
+class TrainRun:
+    """What a training run produced (all plain Python values, ready for JSON).
+
+    history     : one dict per recorded epoch: epoch, loss, accuracy, grad_norm
+    predictions : one dict per sample: input, target, output
+    outcome     : status, epochs_to_converge, first_full_accuracy, final statistics
+    """
+
+    config: dict
+    spec: str
+    n_params: int
+    history: list[dict]
+    predictions: list[dict]
+    outcome: dict
+
+
+def run_train(config: TrainConfig) -> TrainRun:
+    """Train the configured net and return its history, predictions and outcome."""
+    kernels = backend(config.backend)
+    problem, spec = config.data, config.spec
+    theta = init_population(
+        spec, 1, config.seed, parse_init(config.init), first_net=config.net, dtype=config.dtype
+    )
+    result = kernels.train_population(
+        theta,
+        spec,
+        problem.X,
+        problem.Y,
+        config.lr,
+        config.epochs,
+        optimizer=config.optimizer_config,
+        criterion=config.criterion,
+        early_stop=config.early_stop,
+        record_every=config.every,
+    )
+    history = [
+        {
+            "epoch": int(epoch),
+            "loss": float(result.history.loss[i, 0]),
+            "accuracy": float(result.history.accuracy[i, 0]),
+            "grad_norm": float(result.history.grad_norm[i, 0]),
+        }
+        for i, epoch in enumerate(result.history.epochs)
+        if epoch <= result.epochs_trained[0]
+    ]
+    outputs = kernels.forward(result.theta, spec, problem.X).a[-1][:, :, 0]
+    predictions = [
+        {"input": x.tolist(), "target": y.tolist(), "output": [float(v) for v in out]}
+        for x, y, out in zip(problem.X, problem.Y, outputs, strict=True)
+    ]
+    outcome = {
+        "status": Status(int(result.status[0])).name.lower(),
+        "criterion": config.criterion.describe(),
+        "epochs_to_converge": int(result.epochs_to_converge[0]),
+        "first_full_accuracy": int(result.first_full_accuracy[0]),
+        "epochs_trained": int(result.epochs_trained[0]),
+        "final_loss": float(result.final_loss[0]),
+        "final_accuracy": float(result.final_accuracy[0]),
+        "final_grad_norm": float(result.final_grad_norm[0]),
+    }
+    config_dict = asdict(config)
+    config_dict["layers"] = list(spec.layers)
+    config_dict["hidden"] = list(spec.layers[1:-1])
+    return TrainRun(config_dict, spec.describe(), spec.n_params, history, predictions, outcome)

@@ -1,0 +1,119 @@
+"""The ``backprop-bench`` command as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_default_train_is_the_tutorial_and_learns_xor(capsys):
+    code, out, err = run(capsys, "train")
+    assert code == 0 and err == ""
+    assert out.startswith("training 2-4-1 sigmoid/sigmoid, bce (mean) on xor: sgd lr 0.5, init "
+                          "tutorial, seed 0 net 0, 10000 epochs, numba float64")  # fmt: skip
+    epochs = [int(line.split()[0]) for line in out.splitlines() if line[:8].strip().isdigit()]
+    assert epochs == list(range(0, 10_001, 1000))
+    assert "converged at epoch" in out
+    predictions = out.split("predictions:")[1].splitlines()[2:]
+    assert len(predictions) == 4 and all(line.endswith(" ok") for line in predictions)
+
+
+def test_json_holds_config_history_predictions_and_is_deterministic(capsys):
+    argv = ["train", "--json", "--epochs", "3000", "--every", "500", "--seed", "3"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["config"]["layers"] == [2, 4, 1] and doc["config"]["lr"] == 0.5
+    assert [row["epoch"] for row in doc["history"]] == [0, 500, 1000, 1500, 2000, 2500, 3000]
+    assert set(doc["history"][0]) == {"epoch", "loss", "accuracy", "grad_norm"}
+    assert [p["target"] for p in doc["predictions"]] == [[0.0], [1.0], [1.0], [0.0]]
+    assert doc["outcome"]["status"] == "converged"
+    assert run(capsys, *argv)[1] == out  # same config, same numbers
+
+
+def test_backends_agree_through_the_cli(capsys):
+    argv = ["train", "--json", "--epochs", "2000", "--activation", "tanh", "--optimizer", "adam",
+            "--lr", "0.05", "--hidden", "3"]  # fmt: skip
+    numba_doc = json.loads(run(capsys, *argv, "--backend", "numba")[1])
+    numpy_doc = json.loads(run(capsys, *argv, "--backend", "numpy")[1])
+    assert numba_doc["outcome"]["epochs_to_converge"] == numpy_doc["outcome"]["epochs_to_converge"]
+    for a, b in zip(numba_doc["history"], numpy_doc["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-10)
+
+
+def test_no_hidden_layer_cannot_learn_xor(capsys):
+    code, out, _ = run(capsys, "train", "--layers", "2,1", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["outcome"]["status"] == "not_converged"
+    assert doc["outcome"]["final_accuracy"] <= 0.75
+
+
+def test_learning_rate_100_is_reported_diverged(capsys):
+    code, out, err = run(capsys, "train", "--lr", "100")
+    assert code == 0 and err == ""
+    assert "diverged at epoch" in out
+
+
+def test_other_problems_losses_optimizers_and_float32(capsys):
+    code, out, _ = run(capsys, "train", "--problem", "parity3", "--hidden", "6", "--activation",
+                       "leaky-relu", "--loss", "mse", "--optimizer", "momentum", "--init",
+                       "he-uniform", "--dtype", "float32", "--backend", "numpy", "--json",
+                       "--early-stop")  # fmt: skip
+    doc = json.loads(out)
+    assert code == 0 and doc["config"]["layers"] == [3, 6, 1] and len(doc["predictions"]) == 8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--lr", "0"], "--lr must be a positive finite number, got 0.0"),
+        (["train", "--lr", "nan"], "--lr must be a positive finite number, got nan"),
+        (["train", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+        (["train", "--epochs", "-3"], "--epochs must be a non-negative integer, got -3"),
+        (["train", "--every", "0"], "--every must be a positive integer"),
+        (["train", "--problem", "nand"], "unknown problem 'nand'; choose one of: xor, and, or"),
+        (["train", "--activation", "swish"], "unknown activation 'swish'; choose one of"),
+        (["train", "--loss", "hinge"], "unknown loss 'hinge'; choose one of: bce, mse"),
+        (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["train", "--init", "glorot"], "unknown init 'glorot'; choose one of: tutorial"),
+        (["train", "--backend", "jax"], "unknown backend 'jax'; choose one of: numpy, numba"),
+        (["train", "--dtype", "float16"], "unknown dtype 'float16'; choose one of"),
+        (["train", "--hidden", "0"], "every layer width must be at least 1"),
+        (["train", "--hidden", "4,x"], "expected comma-separated integers"),
+        (["train", "--layers", "3,4,1"], "take 3 inputs but problem xor has 2; start --layers"),
+        (["train", "--layers", "2,4,2"], "give 2 outputs but problem xor has 1; end --layers"),
+        (["train", "--layers", "2,1", "--hidden", "4"], "not allowed with argument"),
+        (["train", "--tolerance", "-1"], "max_error must be a positive finite number"),
+        (["train", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
+        (["train", "--seed", "-1"], "--seed must be a non-negative integer"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "choose a command: train"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("backprop-bench: error: ") and err.count("\n") == 1
+    assert __import__("re").search(message, err), err
+
+
+def test_console_entry_point_exits_2_without_traceback():
+    bad = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--lr", "-1"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert (
+        bad.stderr.strip()
+        == "backprop-bench: error: --lr must be a positive finite number, got -1.0"
+    )
+    good = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--epochs", "10"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert good.returncode == 0 and "predictions:" in good.stdout

@@ -1,0 +1,1 @@
+"""Gradient verification and the vanishing-gradient study (built on ``kernels``)."""
