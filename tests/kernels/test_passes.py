@@ -174,3 +174,26 @@ def test_bad_inputs_name_the_fix(kernels, args, message):
 def test_spec_must_be_a_netspec(kernels):
     with pytest.raises(TypeError, match=r"spec must be a NetSpec, e.g. NetSpec\(\(2, 4, 1\)\)"):
         kernels.loss(np.zeros((17, 1)), (2, 4, 1), XOR.X, XOR.Y)
+
+
+def test_numba_passes_are_bitwise_identical_for_1_and_2_threads(numba_threads):
+    if numba_threads < 2:
+        pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1 or a 1-core machine)")
+    import numba
+
+    from kernels.numba_backend import adam_step
+
+    spec = SPECS[4]
+    X, Y = random_data(spec, 6, seed=0)
+    theta = random_population(spec, 301)
+    runs = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        fwd = nb_forward(theta, spec, X)
+        grads = nb_backward(theta, spec, X, Y, per_layer=True)
+        stepped, m, v = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
+        adam_step(stepped, grads.grad, m, v, 1, 0.01)
+        runs.append([*fwd.z, *fwd.a, nb_loss(theta, spec, X, Y), grads.grad, *grads.dz, *grads.da,
+                     stepped, m, v])  # fmt: skip
+    for one, two in zip(*runs, strict=True):
+        np.testing.assert_array_equal(one, two)
