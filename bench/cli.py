@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
 from kernels import BACKENDS, SCHEMES
 from kernels.init import Init
@@ -160,26 +161,8 @@ def _train(args) -> int:
 
 
 def _train_config(args) -> TrainConfig:
-    return TrainConfig(
-        problem=args.problem,
-        hidden=args.hidden,
-        layers=args.layers,
-        activation=args.activation,
-        loss=args.loss,
-        reduction=args.reduction,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        lr=args.lr,
-        init=args.init,
-        epochs=args.epochs,
-        seed=args.seed,
-        net=args.net,
-        backend=args.backend,
-        dtype=args.dtype,
-        every=args.every,
-        tolerance=args.tolerance,
-        early_stop=args.early_stop,
-    )
+    # every train flag is named after the config field it sets
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
 
 
 def _as_json(run: TrainRun) -> dict:

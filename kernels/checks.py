@@ -96,3 +96,27 @@ def check_like(name: str, array, theta: np.ndarray) -> np.ndarray:
             f"got {got}"
         )
     return array
+
+
+def check_step_inputs(theta, grad, learning_rate, *state) -> np.ndarray:
+    """Arguments of an in-place optimizer step; returns the learning rate per net.
+
+    state : (name, array) pairs of optimizer state that must match theta
+    """
+    if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.flags.c_contiguous):
+        raise ValueError(
+            "theta must be a C-contiguous array of shape (n_params, n_nets); it is "
+            "updated in place, so pass the array itself (np.ascontiguousarray first)"
+        )
+    if not theta.flags.writeable:
+        raise ValueError("theta is read-only; optimizer steps update it in place, pass a copy")
+    check_like("grad", grad, theta)
+    for name, array in state:
+        check_like(name, array, theta)
+    return check_learning_rate(learning_rate, theta.shape[1], theta.dtype)
+
+
+def check_step_number(step) -> int:
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
+        raise ValueError(f"step must be a positive integer (1 for the first step), got {step!r}")
+    return int(step)

@@ -18,18 +18,10 @@ import numba
 import numpy as np
 
 from .activations import LEAKY_SLOPE
-from .checks import check_data, check_epochs, check_learning_rate, check_theta
-from .numpy_backend import _check_step_inputs
+from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
-from .training import (
-    Criterion,
-    History,
-    Optimizer,
-    TrainResult,
-    check_record_every,
-    record_epochs,
-)
+from .training import Criterion, Optimizer, TrainResult, start_training
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -398,13 +390,13 @@ def sgd_step(theta, grad, learning_rate) -> None:
     theta, grad   : arrays of shape (n_params, n_nets)
     learning_rate : scalar or array of shape (n_nets,)
     """
-    lr = _check_step_inputs(theta, grad, learning_rate)
+    lr = check_step_inputs(theta, grad, learning_rate)
     _step_kernel(theta, grad, grad, grad, lr, 1, SGD, 0.0, 0.0, 0.0, 1.0)
 
 
 def momentum_step(theta, grad, velocity, learning_rate, momentum: float) -> None:
     """In place: velocity = momentum * velocity - learning_rate * grad; theta += velocity."""
-    lr = _check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
+    lr = check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
     opt = Optimizer("momentum", momentum=momentum)
     _step_kernel(theta, grad, velocity, velocity, lr, 1, MOMENTUM, opt.momentum, 0.0, 0.0, 1.0)
 
@@ -414,11 +406,10 @@ def adam_step(theta, grad, m, v, step: int, learning_rate, beta1=0.9, beta2=0.99
 
     m, v : first and second moment estimates, arrays of theta's shape, zeros before step 1
     """
-    lr = _check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
+    lr = check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
     opt = Optimizer("adam", beta1=beta1, beta2=beta2, eps=eps)
-    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
-        raise ValueError(f"step must be a positive integer (1 for the first step), got {step!r}")
-    _step_kernel(theta, grad, m, v, lr, int(step), ADAM, 0.0, opt.beta1, opt.beta2, opt.eps)
+    step = check_step_number(step)
+    _step_kernel(theta, grad, m, v, lr, step, ADAM, 0.0, opt.beta1, opt.beta2, opt.eps)
 
 
 def train_population(
@@ -443,41 +434,22 @@ def train_population(
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
     Returns a :class:`TrainResult` with per-net outcomes.
     """
-    theta = check_theta(theta, spec).copy()
-    X, Y = check_data(X, Y, spec, theta.dtype)
-    n_nets = theta.shape[1]
-    lr = check_learning_rate(learning_rate, n_nets, theta.dtype)
-    n_epochs = check_epochs(n_epochs)
-    record_every = check_record_every(record_every)
-    dtype = theta.dtype
+    result, X, Y, lr, n_epochs = start_training(
+        theta, spec, X, Y, learning_rate, n_epochs, record_every
+    )
+    r, history = result, result.history
     layers, offsets, act = _codes(spec)
-    rec_epochs = record_epochs(n_epochs, record_every)
-
-    status = np.zeros(n_nets, dtype=np.int8)
-    epochs_to_converge = np.full(n_nets, -1, dtype=np.int64)
-    first_full_accuracy = np.full(n_nets, -1, dtype=np.int64)
-    epochs_trained = np.zeros(n_nets, dtype=np.int64)
-    final = [np.full(n_nets, np.nan, dtype=dtype) for _ in range(3)]
-    hist = [np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype) for _ in range(3)]
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-
     _train_kernel(
-        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
+        r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
         optimizer.eps, max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
-        max(record_every, 1), rec_epochs.size,
-        status, epochs_to_converge, first_full_accuracy, epochs_trained, *final, *hist,
+        max(record_every, 1), history.epochs.size,
+        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+        r.final_loss, r.final_accuracy, r.final_grad_norm,
+        history.loss, history.accuracy, history.grad_norm,
     )  # fmt: skip
-    history = History(rec_epochs, *hist) if rec_epochs.size else None
-    return TrainResult(
-        theta=theta,
-        status=status,
-        epochs_to_converge=epochs_to_converge,
-        first_full_accuracy=first_full_accuracy,
-        epochs_trained=epochs_trained,
-        final_loss=final[0],
-        final_accuracy=final[1],
-        final_grad_norm=final[2],
-        history=history,
-    )
+    if not history.epochs.size:
+        result.history = None
+    return result

@@ -11,18 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as F
-from .checks import check_data, check_epochs, check_learning_rate, check_like, check_theta
+from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .passes import Forward, Gradients
 from .spec import NetSpec
-from .training import (
-    Criterion,
-    History,
-    Optimizer,
-    Status,
-    TrainResult,
-    check_record_every,
-    record_epochs,
-)
+from .training import Criterion, Optimizer, Status, TrainResult, start_training
 
 # ---------------------------------------------------------------------------- passes (unchecked)
 
@@ -116,33 +108,19 @@ def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradient
         return _backward(spec, theta, _forward(spec, theta, X), Y, per_layer)
 
 
-def _check_step_inputs(theta, grad, learning_rate, *state):
-    if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.flags.c_contiguous):
-        raise ValueError(
-            "theta must be a C-contiguous array of shape (n_params, n_nets); it is "
-            "updated in place, so pass the array itself (np.ascontiguousarray first)"
-        )
-    if not theta.flags.writeable:
-        raise ValueError("theta is read-only; optimizer steps update it in place, pass a copy")
-    check_like("grad", grad, theta)
-    for name, array in state:
-        check_like(name, array, theta)
-    return check_learning_rate(learning_rate, theta.shape[1], theta.dtype)
-
-
 def sgd_step(theta, grad, learning_rate) -> None:
     """In place: theta -= learning_rate * grad.
 
     theta, grad   : arrays of shape (n_params, n_nets)
     learning_rate : scalar or array of shape (n_nets,)
     """
-    lr = _check_step_inputs(theta, grad, learning_rate)
+    lr = check_step_inputs(theta, grad, learning_rate)
     theta -= lr * grad
 
 
 def momentum_step(theta, grad, velocity, learning_rate, momentum: float) -> None:
     """In place: velocity = momentum * velocity - learning_rate * grad; theta += velocity."""
-    lr = _check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
+    lr = check_step_inputs(theta, grad, learning_rate, ("velocity", velocity))
     Optimizer("momentum", momentum=momentum)
     velocity *= theta.dtype.type(momentum)
     velocity -= lr * grad
@@ -154,11 +132,9 @@ def adam_step(theta, grad, m, v, step: int, learning_rate, beta1=0.9, beta2=0.99
 
     m, v : first and second moment estimates, arrays of theta's shape, zeros before step 1
     """
-    lr = _check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
+    lr = check_step_inputs(theta, grad, learning_rate, ("m", m), ("v", v))
     Optimizer("adam", beta1=beta1, beta2=beta2, eps=eps)
-    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
-        raise ValueError(f"step must be a positive integer (1 for the first step), got {step!r}")
-    _adam(theta, grad, m, v, int(step), lr, beta1, beta2, eps)
+    _adam(theta, grad, m, v, check_step_number(step), lr, beta1, beta2, eps)
 
 
 def _adam(theta, grad, m, v, step, lr, beta1, beta2, eps):
@@ -210,29 +186,14 @@ def train_population(
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
     Returns a :class:`TrainResult` with per-net outcomes.
     """
-    theta = check_theta(theta, spec).copy()
-    X, Y = check_data(X, Y, spec, theta.dtype)
-    n_nets = theta.shape[1]
-    lr_all = check_learning_rate(learning_rate, n_nets, theta.dtype)
-    n_epochs = check_epochs(n_epochs)
-    record_every = check_record_every(record_every)
-    dtype = theta.dtype
-
-    status = np.full(n_nets, Status.NOT_CONVERGED, dtype=np.int8)
-    epochs_to_converge = np.full(n_nets, -1, dtype=np.int64)
-    first_full_accuracy = np.full(n_nets, -1, dtype=np.int64)
-    epochs_trained = np.zeros(n_nets, dtype=np.int64)
-    final = {name: np.full(n_nets, np.nan, dtype=dtype) for name in ("loss", "acc", "gnorm")}
-    rec_epochs = record_epochs(n_epochs, record_every)
-    hist = {
-        name: np.full((rec_epochs.size, n_nets), np.nan, dtype=dtype)
-        for name in ("loss", "acc", "gnorm")
-    }
+    result, X, Y, lr, n_epochs = start_training(
+        theta, spec, X, Y, learning_rate, n_epochs, record_every
+    )
+    r, history = result, result.history
 
     # Working copies of the nets still training; shrunk whenever some stop.
-    active = np.arange(n_nets)
-    params = theta.copy()
-    lr = lr_all[:]
+    active = np.arange(r.theta.shape[1])
+    params = r.theta.copy()
     state = [np.zeros_like(params) for _ in range(optimizer.n_state)]
     initial_loss = None
     record = 0
@@ -249,34 +210,31 @@ def train_population(
             if initial_loss is None:
                 initial_loss = current_loss.copy()
 
-            if record < rec_epochs.size and rec_epochs[record] == epoch:
-                hist["loss"][record, active] = current_loss
-                hist["acc"][record, active] = accuracy
-                hist["gnorm"][record, active] = grad_norm
+            if record < history.epochs.size and history.epochs[record] == epoch:
+                history.loss[record, active] = current_loss
+                history.accuracy[record, active] = accuracy
+                history.grad_norm[record, active] = grad_norm
                 record += 1
 
-            full = (accuracy == 1.0) & (first_full_accuracy[active] < 0)
-            first_full_accuracy[active[full]] = epoch
+            full = (accuracy == 1.0) & (r.first_full_accuracy[active] < 0)
+            r.first_full_accuracy[active[full]] = epoch
             diverged = ~(np.isfinite(current_loss) & np.isfinite(grad_norm)) | (
                 current_loss > criterion.divergence_factor * initial_loss
             )
             met = (max_error < max_error_limit) & (current_loss < loss_limit) & ~diverged
-            newly = met & (epochs_to_converge[active] < 0)
-            epochs_to_converge[active[newly]] = epoch
+            newly = met & (r.epochs_to_converge[active] < 0)
+            r.epochs_to_converge[active[newly]] = epoch
 
             stop = diverged | (met & early_stop) if epoch < n_epochs else np.ones_like(met)
             if stop.any():
                 done = active[stop]
-                theta[:, done] = params[:, stop]
-                epochs_trained[done] = epoch
-                final["loss"][done] = current_loss[stop]
-                final["acc"][done] = accuracy[stop]
-                final["gnorm"][done] = grad_norm[stop]
-                status[done] = np.where(
-                    diverged[stop],
-                    Status.DIVERGED,
-                    np.where(epochs_to_converge[done] >= 0, Status.CONVERGED, Status.NOT_CONVERGED),
-                )
+                r.theta[:, done] = params[:, stop]
+                r.epochs_trained[done] = epoch
+                r.final_loss[done] = current_loss[stop]
+                r.final_accuracy[done] = accuracy[stop]
+                r.final_grad_norm[done] = grad_norm[stop]
+                converged = np.where(r.epochs_to_converge[done] >= 0, Status.CONVERGED, 0)
+                r.status[done] = np.where(diverged[stop], Status.DIVERGED, converged)
                 keep = ~stop
                 active = active[keep]
                 if active.size == 0:
@@ -286,17 +244,6 @@ def train_population(
                 initial_loss = initial_loss[keep]
             _step(optimizer, params, grad, state, lr, epoch + 1)
 
-    history = None
-    if rec_epochs.size:
-        history = History(rec_epochs, hist["loss"], hist["acc"], hist["gnorm"])
-    return TrainResult(
-        theta=theta,
-        status=status,
-        epochs_to_converge=epochs_to_converge,
-        first_full_accuracy=first_full_accuracy,
-        epochs_trained=epochs_trained,
-        final_loss=final["loss"],
-        final_accuracy=final["acc"],
-        final_grad_norm=final["gnorm"],
-        history=history,
-    )
+    if not history.epochs.size:
+        result.history = None
+    return result

@@ -21,6 +21,9 @@ from enum import IntEnum
 
 import numpy as np
 
+from .checks import check_data, check_epochs, check_learning_rate, check_theta
+from .spec import NetSpec
+
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
@@ -164,3 +167,34 @@ def check_record_every(record_every) -> int:
     if record_every < 0:
         raise ValueError(f"record_every must be a non-negative integer, got {record_every!r}")
     return int(record_every)
+
+
+def start_training(theta, spec: NetSpec, X, Y, learning_rate, n_epochs, record_every):
+    """Validate the arguments of ``train_population`` and allocate its result.
+
+    Returns ``(result, X, Y, learning_rate, n_epochs)``. ``result.theta`` is a copy of the initial
+    parameters for the backend to train in place; outcomes hold their "not yet known" values
+    (-1 epochs, NaN statistics); the history has one NaN row per record epoch (possibly none).
+    """
+    theta = check_theta(theta, spec).copy()
+    X, Y = check_data(X, Y, spec, theta.dtype)
+    n_nets = theta.shape[1]
+    learning_rate = check_learning_rate(learning_rate, n_nets, theta.dtype)
+    n_epochs = check_epochs(n_epochs)
+    epochs = record_epochs(n_epochs, check_record_every(record_every))
+
+    def nan(*shape):
+        return np.full(shape, np.nan, dtype=theta.dtype)
+
+    result = TrainResult(
+        theta=theta,
+        status=np.full(n_nets, Status.NOT_CONVERGED, dtype=np.int8),
+        epochs_to_converge=np.full(n_nets, -1, dtype=np.int64),
+        first_full_accuracy=np.full(n_nets, -1, dtype=np.int64),
+        epochs_trained=np.zeros(n_nets, dtype=np.int64),
+        final_loss=nan(n_nets),
+        final_accuracy=nan(n_nets),
+        final_grad_norm=nan(n_nets),
+        history=History(epochs, *(nan(epochs.size, n_nets) for _ in range(3))),
+    )
+    return result, X, Y, learning_rate, n_epochs
