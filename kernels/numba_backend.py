@@ -21,16 +21,21 @@ from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
-from .training import Criterion, Optimizer, TrainResult, start_training
+from .training import OPTIMIZERS, Criterion, Optimizer, Status, TrainResult, start_training
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
 
-SIGMOID, TANH, RELU, LEAKY_RELU = (HIDDEN_ACTIVATIONS.index(n) for n in HIDDEN_ACTIVATIONS)
-BCE, MSE = (LOSSES.index(n) for n in LOSSES)
-SGD, MOMENTUM, ADAM = 0, 1, 2
-NOT_CONVERGED, CONVERGED, DIVERGED = 0, 1, 2
+# Integer codes the jitted code branches on, tied to the names the public API uses.
+SIGMOID, TANH, RELU, LEAKY_RELU = map(
+    HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
+)
+BCE, MSE = map(LOSSES.index, ("bce", "mse"))
+SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
+NOT_CONVERGED, CONVERGED, DIVERGED = map(
+    int, (Status.NOT_CONVERGED, Status.CONVERGED, Status.DIVERGED)
+)
 
 
 # ------------------------------------------------------------------------ scalar math, per element
