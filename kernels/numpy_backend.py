@@ -47,9 +47,9 @@ def _backward(spec: NetSpec, theta, fwd: Forward, Y, per_layer: bool) -> Gradien
     grad = np.empty_like(theta)
     dz = F.loss_grad_logits(spec.loss, z[-1], a[-1], Y[:, :, None]) * scale
     dzs, das = [dz], []
-    weights = spec.layer_views(theta)
+    weights, grads = spec.layer_views(theta), spec.layer_views(grad)
     for layer in range(spec.n_layers - 1, -1, -1):
-        gW, gb = spec.layer_views(grad)[layer]
+        gW, gb = grads[layer]
         gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
         gb[...] = dz.sum(axis=0)
         if layer > 0:
