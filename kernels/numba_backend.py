@@ -263,6 +263,7 @@ def _train_kernel(
     max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
+    hist_param_norm,
 ):  # fmt: skip
     n_layers = layers.size - 1
     width = layers[1:].max()
@@ -290,6 +291,7 @@ def _train_kernel(
                 hist_loss[record, k] = loss
                 hist_accuracy[record, k] = accuracy
                 hist_grad_norm[record, k] = grad_norm
+                hist_param_norm[record, k] = math.sqrt(np.sum(p * p))
                 record += 1
             if accuracy == 1.0 and first_full_accuracy[k] < 0:
                 first_full_accuracy[k] = epoch
@@ -453,7 +455,7 @@ def train_population(
         max(record_every, 1), history.epochs.size,
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm,
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

@@ -214,6 +214,7 @@ def train_population(
                 history.loss[record, active] = current_loss
                 history.accuracy[record, active] = accuracy
                 history.grad_norm[record, active] = grad_norm
+                history.param_norm[record, active] = np.sqrt((params * params).sum(axis=0))
                 record += 1
 
             full = (accuracy == 1.0) & (r.first_full_accuracy[active] < 0)

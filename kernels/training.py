@@ -119,13 +119,15 @@ class History:
     """Statistics every ``record_every`` epochs; NaN where a net had already stopped.
 
     epochs    : int64 array of shape (n_records,)
-    loss, accuracy, grad_norm : arrays of shape (n_records, n_nets)
+    loss, accuracy, grad_norm, param_norm : arrays of shape (n_records, n_nets); param_norm is
+    the Euclidean norm of the net's parameters (weights growing without bound show up there)
     """
 
     epochs: np.ndarray
     loss: np.ndarray
     accuracy: np.ndarray
     grad_norm: np.ndarray
+    param_norm: np.ndarray
 
 
 @dataclass
@@ -195,6 +197,6 @@ def start_training(theta, spec: NetSpec, X, Y, learning_rate, n_epochs, record_e
         final_loss=nan(n_nets),
         final_accuracy=nan(n_nets),
         final_grad_norm=nan(n_nets),
-        history=History(epochs, *(nan(epochs.size, n_nets) for _ in range(3))),
+        history=History(epochs, *(nan(epochs.size, n_nets) for _ in range(4))),
     )
     return result, X, Y, learning_rate, n_epochs

@@ -79,7 +79,9 @@ def test_numba_matches_numpy(spec, optimizer, lr):
     reference = npb.train_population(*args, optimizer=optimizer, record_every=500)
     result = nb_train(*args, optimizer=optimizer, record_every=500)
     assert_same_outcomes(result, reference)
-    np.testing.assert_allclose(result.history.loss, reference.history.loss, TRAINED_RTOL, 1e-14)
+    for name in ("loss", "grad_norm", "param_norm"):
+        np.testing.assert_allclose(getattr(result.history, name), getattr(reference.history, name),
+                                   TRAINED_RTOL, 1e-14)  # fmt: skip
     assert len(set(result.status.tolist())) >= 2  # the grid spans more than one outcome
 
 
@@ -93,6 +95,7 @@ def test_numba_is_bitwise_identical_for_1_and_2_threads(numba_threads):
         runs.append(nb_train(theta, TUTORIAL, XOR.X, XOR.Y, 0.7, 2000, record_every=100))
     assert_same_outcomes(runs[1], runs[0], exact_params=True)
     np.testing.assert_array_equal(runs[1].history.grad_norm, runs[0].history.grad_norm)
+    np.testing.assert_array_equal(runs[1].history.param_norm, runs[0].history.param_norm)
 
 
 def test_a_net_trains_the_same_alone_as_inside_a_population(kernels):
@@ -215,6 +218,9 @@ def test_history_records_every_n_epochs_and_the_last(kernels):
                                rtol=1e-15)  # fmt: skip
     grad0 = kernels.backward(theta, TUTORIAL, XOR.X, XOR.Y).grad
     np.testing.assert_allclose(history.grad_norm[0], np.linalg.norm(grad0, axis=0), rtol=1e-13)
+    np.testing.assert_allclose(history.param_norm[0], np.linalg.norm(theta, axis=0), rtol=1e-14)
+    np.testing.assert_allclose(history.param_norm[-1], np.linalg.norm(result.theta, axis=0),
+                               rtol=1e-14)  # fmt: skip
     np.testing.assert_array_equal(history.loss[-1], result.final_loss)
     np.testing.assert_array_equal(history.accuracy[-1], result.final_accuracy)
     stopped = kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 2500, record_every=1000)
