@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 from kernels import BACKENDS, SCHEMES
@@ -18,6 +19,11 @@ from kernels.problems import NAMES as PROBLEMS
 from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from kernels.training import OPTIMIZERS
 
+from .progress import Progress
+from .report import write_report
+from .summary import meta, results_csv, summarize, write_json
+from .sweep import load_results, prepare_out, run_sweep
+from .sweep_config import FIELD_NAMES, default_out, load_toml, make_config
 from .train import DTYPES, TrainConfig, TrainRun, run_train
 
 PROG = "backprop-bench"
@@ -45,6 +51,18 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _name(text: str) -> str:
     return text.strip().lower().replace("-", "_")
+
+
+def _list(kind):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list such as 0.1,0.3,1, got {text!r}"
+            ) from None
+
+    return parse
 
 
 def _add_train(subparsers) -> None:
@@ -204,10 +222,97 @@ def render_train(run: TrainRun) -> str:
     return "\n".join(lines)
 
 
+def _add_sweep(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="train thousands of seeded nets over a grid and report how they converge",
+        description="Train N seeded nets in every cell of a grid over learning rate, init, hidden "
+        "size, activation, loss and optimizer, then write a report (report.md, figures, "
+        "summary.json, results.csv.gz, meta.json) to --out. Flags override --config; with "
+        "neither, the default sweep runs. Stopped runs resume where they stopped.",
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="sweep settings (keys as the flags, "
+                   "with _ for -); flags win over the file")  # fmt: skip
+    p.add_argument("--name", help="name of the sweep (default: default); --out defaults to "
+                   "reports/NAME")  # fmt: skip
+    p.add_argument("--problem", help=f"{', '.join(PROBLEMS)} (default xor)")
+    p.add_argument("--lr", type=_list(float), metavar="LR,LR,...", help="learning rates")
+    p.add_argument("--init", type=_list(str), metavar="SCHEME,...", help="init schemes")
+    p.add_argument("--hidden", type=_list(int), metavar="W,W,...", help="hidden layer widths")
+    p.add_argument("--activation", type=_list(_name), metavar="NAME,...", help="hidden activations")
+    p.add_argument("--loss", type=_list(_name), metavar="NAME,...", help="bce, mse")
+    p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help="sgd, momentum, adam")
+    p.add_argument("--momentum", type=float, help="momentum coefficient (default 0.9)")
+    p.add_argument("--nets-per-cell", type=int, help="seeded nets per grid cell (default 1000)")
+    p.add_argument("--epochs", type=int, help="epoch budget per net (default 10000)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--tolerance", type=float, help="convergence: every output within this of "
+                   "its target (default 0.4)")  # fmt: skip
+    p.add_argument("--control", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the no-hidden-layer control cells (default: yes)")  # fmt: skip
+    p.add_argument("--nets-per-shard", type=int, help="nets trained and stored together "
+                   "(default 1000; results do not depend on it)")  # fmt: skip
+    p.add_argument("--backend", help="numba or numpy (default numba; results do not depend on it)")
+    p.add_argument("--out", help="output folder (default reports/NAME)")
+    p.set_defaults(command=_sweep)
+
+
+def _sweep(args) -> int:
+    argv = sys.argv[1:]
+    try:
+        file_values = load_toml(args.config) if args.config else {}
+        flags = {name: getattr(args, name) for name in FIELD_NAMES}
+        config = make_config(file_values, flags)
+        out = Path(args.out) if args.out else default_out(config)
+        prepare_out(config, out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(
+        f"sweep {config.name}: {len(config.cells())} cells x {config.nets_per_cell:,} nets = "
+        f"{config.n_nets():,} nets, up to {config.epochs:,} epochs each -> {out}",
+        flush=True,
+    )
+    try:
+        seconds = run_sweep(config, out, Progress())
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; every finished shard is stored in {out}: run the same "
+              "command again to resume", file=sys.stderr)  # fmt: skip
+        return 130
+    results = load_results(config, out)
+    (out / "results.csv.gz").write_bytes(results_csv(results))
+    write_json(out / "summary.json", summarize(results))
+    write_json(out / "meta.json", meta(config, seconds, argv))
+    report = write_report(out)
+    print(f"wrote {report} (training took {seconds:.0f} s)")
+    return 0
+
+
+def _add_report(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="rebuild a sweep's report from its stored results, without training",
+        description="Redraw the figures and rewrite report.md of a finished sweep from its "
+        "summary.json and meta.json.",
+    )
+    p.add_argument("folder", metavar="DIR", help="a sweep's output folder, e.g. reports/default")
+    p.set_defaults(command=_report)
+
+
+def _report(args) -> int:
+    try:
+        path = write_report(Path(args.folder))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Understand, verify and benchmark backpropagation.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _add_train(subparsers)
+    _add_sweep(subparsers)
+    _add_report(subparsers)
     return parser
 
 
@@ -216,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "command"):
-            raise UsageError(f"choose a command: train (see {PROG} --help)")
+            raise UsageError(f"choose a command: train, sweep or report (see {PROG} --help)")
         return args.command(args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -1,0 +1,160 @@
+"""The sweep report's figures, drawn from ``summary.json`` alone (no training, no shards).
+
+Each function takes the summary and a path, draws one PNG with matplotlib's Agg backend, and
+returns nothing. Figures show the first init's cells where a figure cannot show every init.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+STATUS_COLORS = {"converged": "#2a9d8f", "improving": "#e9c46a", "plateau": "#f4a261",
+                 "diverged": "#e76f51"}  # fmt: skip
+DPI = 110
+
+
+def _grid_cells(summary, **fixed):
+    return [c for c in summary["cells"] if all(c[k] == v for k, v in fixed.items())]
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _combos(summary):
+    sweep = summary["sweep"]
+    return [
+        (a, lo, o) for a in sweep["activation"] for lo in sweep["loss"] for o in sweep["optimizer"]
+    ]
+
+
+def heatmaps(summary: dict, path: Path, activation: str, loss: str, optimizer: str) -> None:
+    """Convergence rate, learning rate by init, one panel per hidden size."""
+    sweep = summary["sweep"]
+    lrs, inits, hiddens = sweep["lr"], sweep["init"], sweep["hidden"]
+    fig, axes = plt.subplots(1, len(hiddens), figsize=(3.2 * len(hiddens) + 1, 0.45 * len(inits) + 1.6),
+                             squeeze=False, sharey=True, layout="constrained")  # fmt: skip
+    for ax, hidden in zip(axes[0], hiddens, strict=True):
+        rate = np.full((len(inits), len(lrs)), np.nan)
+        for c in _grid_cells(summary, hidden=hidden, activation=activation, loss=loss,
+                             optimizer=optimizer):  # fmt: skip
+            rate[inits.index(c["init"]), lrs.index(c["lr"])] = c["convergence"][0]
+        image = ax.imshow(rate, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (i, j), value in np.ndenumerate(rate):
+            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.6 else "black")  # fmt: skip
+        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7)
+        ax.set_yticks(range(len(inits)), inits, fontsize=7)
+        ax.set_xlabel("learning rate", fontsize=8)
+        ax.set_title(f"{hidden} hidden units", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share converged")
+    fig.suptitle(f"Convergence rate ({activation}, {loss}, {optimizer}); numbers are %",
+                 fontsize=10)  # fmt: skip
+    _save(fig, path)
+
+
+def survival_curves(summary: dict, path: Path) -> None:
+    """Fraction of nets not yet converged against epoch, one line per learning rate."""
+    sweep = summary["sweep"]
+    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    epochs = np.asarray(summary["curve_epochs"], dtype=float)
+    hiddens = sweep["hidden"]
+    colors = plt.cm.plasma(np.linspace(0, 0.9, len(sweep["lr"])))
+    fig, axes = plt.subplots(1, len(hiddens), figsize=(3.2 * len(hiddens), 3), squeeze=False,
+                             sharey=True, layout="constrained")  # fmt: skip
+    for ax, hidden in zip(axes[0], hiddens, strict=True):
+        for color, lr in zip(colors, sweep["lr"], strict=True):
+            (c,) = _grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
+                               optimizer=optimizer, lr=lr)  # fmt: skip
+            ax.step(
+                np.maximum(epochs, 1), c["survival"], where="post", color=color, label=f"{lr:g}"
+            )
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_title(f"{hidden} hidden units", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("not yet converged", fontsize=8)
+    axes[0][-1].legend(title="lr", fontsize=7, title_fontsize=7, loc="lower left")
+    fig.suptitle(f"Kaplan-Meier survival: epochs to converge ({init} init)", fontsize=10)
+    _save(fig, path)
+
+
+def learning_curves(summary: dict, path: Path) -> None:
+    """Loss quantile bands against epoch, one panel per learning rate."""
+    sweep = summary["sweep"]
+    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    hidden = 4 if 4 in sweep["hidden"] else sweep["hidden"][len(sweep["hidden"]) // 2]
+    epochs = np.maximum(np.asarray(summary["curve_epochs"], dtype=float), 1)
+    lrs = sweep["lr"]
+    columns = min(4, len(lrs))
+    rows = -(-len(lrs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.5 * rows), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")  # fmt: skip
+    for ax, lr in zip(axes.flat, lrs, strict=False):
+        (c,) = _grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
+                           optimizer=optimizer, lr=lr)  # fmt: skip
+        q = {k: np.asarray([np.nan if v is None else v for v in vals], dtype=float)
+             for k, vals in c["loss_quantiles"].items()}  # fmt: skip
+        ax.fill_between(epochs, q["10"], q["90"], color="#457b9d", alpha=0.2, lw=0)
+        ax.fill_between(epochs, q["25"], q["75"], color="#457b9d", alpha=0.4, lw=0)
+        ax.plot(epochs, q["50"], color="#1d3557", lw=1.2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"lr {lr:g}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(lrs) :]:
+        ax.set_visible(False)
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel(f"{loss} loss", fontsize=8)
+    fig.suptitle(f"Loss: median, 25-75% and 10-90% of nets ({hidden} hidden, {init} init; "
+                 "a stopped net keeps its last loss)", fontsize=9)  # fmt: skip
+    _save(fig, path)
+
+
+def failure_modes(summary: dict, path: Path) -> None:
+    """How nets ended, per learning rate, one panel per hidden size (and the control)."""
+    sweep = summary["sweep"]
+    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    panels = ([0] if sweep["control"] else []) + list(sweep["hidden"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3), squeeze=False,
+                             sharey=True, layout="constrained")  # fmt: skip
+    lrs = sweep["lr"]
+    for ax, hidden in zip(axes[0], panels, strict=True):
+        bottom = np.zeros(len(lrs))
+        cells = [_grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
+                             optimizer=optimizer, lr=lr)[0] for lr in lrs]  # fmt: skip
+        for status, color in STATUS_COLORS.items():
+            share = np.array([c["counts"][status] / c["n"] for c in cells])
+            ax.bar(range(len(lrs)), share, bottom=bottom, color=color, label=status, width=0.8)
+            bottom += share
+        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7, rotation=45)
+        ax.set_xlabel("learning rate", fontsize=8)
+        ax.set_title("no hidden layer" if hidden == 0 else f"{hidden} hidden units", fontsize=9)
+    axes[0][0].set_ylabel("share of nets", fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"How nets ended ({init} init)", fontsize=10)
+    _save(fig, path)
+
+
+def draw_all(summary: dict, folder: Path) -> list[str]:
+    """Every figure of the report; returns their file names."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for activation, loss, optimizer in _combos(summary):
+        name = f"heatmap_{activation}_{loss}_{optimizer}.png"
+        heatmaps(summary, folder / name, activation, loss, optimizer)
+        names.append(name)
+    for name, draw in (("survival.png", survival_curves), ("learning_curves.png", learning_curves),
+                       ("failure_modes.png", failure_modes)):  # fmt: skip
+        draw(summary, folder / name)
+        names.append(name)
+    return names

@@ -1,0 +1,325 @@
+"""The sweep report a person reads first: ``report.md`` with findings, tables and figures.
+
+Everything here is computed from ``summary.json`` and ``meta.json``, so ``backprop-bench report
+DIR`` rebuilds the same document from stored results without training. The headline findings are
+sentences whose numbers come from the summary; none is written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .figures import draw_all
+
+FIGURES = "figures"
+
+
+def _pct(p) -> str:
+    return "n/a" if p is None else f"{100 * p:.1f}%"
+
+
+def _rate(interval) -> str:
+    p, lo, hi = interval
+    if p is None:
+        return "n/a"
+    return f"{100 * p:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def _epochs(value) -> str:
+    return "not reached" if value is None else f"{value:,.0f}"
+
+
+def _median(cell) -> str:
+    lo, hi = cell["median_epochs_ci"]
+    if cell["median_epochs"] is None:
+        return "not reached"
+    return f"{cell['median_epochs']:,.0f} ({_epochs(lo)}–{_epochs(hi)})"
+
+
+class _View:
+    """Lookups into a summary's cells."""
+
+    def __init__(self, summary):
+        self.summary = summary
+        self.sweep = summary["sweep"]
+        self.combo = (
+            self.sweep["activation"][0],
+            self.sweep["loss"][0],
+            self.sweep["optimizer"][0],
+        )
+
+    def cells(self, **fixed):
+        return [c for c in self.summary["cells"] if all(c[k] == v for k, v in fixed.items())]
+
+    def first(self, **fixed):
+        activation, loss, optimizer = self.combo
+        defaults = {"activation": activation, "loss": loss, "optimizer": optimizer}
+        return self.cells(**{**defaults, **fixed})
+
+    @staticmethod
+    def total(cells, status):
+        return sum(c["counts"][status] for c in cells), sum(c["n"] for c in cells)
+
+
+def findings(summary: dict) -> list[str]:
+    """Headline findings as sentences, each one measured in this sweep."""
+    v = _View(summary)
+    sweep = v.sweep
+    out = []
+    grid = [c for c in v.first() if c["hidden"] > 0]
+    if sweep["control"]:
+        control = v.first(hidden=0)
+        conv, n = v.total(control, "converged")
+        best = max(grid, key=lambda c: c["convergence"][0])
+        right = [sum(c["failed"]["outputs_right"][k] for c in control)
+                 for k in range(len(control[0]["failed"]["outputs_right"]))]  # fmt: skip
+        most = max(range(len(right)), key=lambda k: right[k])
+        out.append(
+            f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of {n:,} "
+            f"nets without one converged, at every learning rate from {min(sweep['lr']):g} to "
+            f"{max(sweep['lr']):g}; most ended with {most} of {len(right) - 1} outputs right. "
+            f"With a hidden layer the best cell converged {_pct(best['convergence'][0])} of the "
+            f"time ({best['hidden']} hidden units, {best['init']} init, lr {best['lr']:g})."
+        )
+    top = max(sweep["lr"])
+    high = [c for c in grid if c["lr"] == top]
+    div, n = v.total(high, "diverged")
+    if div:
+        out.append(
+            f"**Too high a learning rate diverges.** At lr {top:g}, {div:,} of {n:,} nets "
+            f"({100 * div / n:.1f}%) diverged (loss above "
+            f"{summary['definitions']['divergence_factor']:g} times its start or not finite)."
+        )
+    low = min(sweep["lr"])
+    slow = [c for c in grid if c["lr"] == low]
+    conv_low, n_low = v.total(slow, "converged")
+    improving, _ = v.total(slow, "improving")
+    rates = sorted(sweep["lr"])
+    if len(rates) > 1:
+        pair = _fastest_pair(summary, v, rates)
+        sentence = (
+            f"**Too low a learning rate crawls.** At lr {low:g}, {100 * conv_low / n_low:.1f}% of "
+            f"nets converged within {sweep['epochs']:,} epochs and {100 * improving / n_low:.1f}% "
+            "were still improving when the budget ran out."
+        )
+        if pair:
+            sentence += pair
+        out.append(sentence)
+    by_width = []
+    for hidden in sweep["hidden"]:
+        cells = [c for c in grid if c["hidden"] == hidden]
+        plateau, n = v.total(cells, "plateau")
+        conv, _ = v.total(cells, "converged")
+        by_width.append(f"{hidden}: {100 * conv / n:.1f}% converged, {100 * plateau / n:.1f}% "
+                        "on a plateau")  # fmt: skip
+    out.append("**Width matters.** Over all inits and learning rates, by hidden units — "
+               + "; ".join(by_width) + ".")  # fmt: skip
+    failed = sum(c["failed"]["n"] for c in grid)
+    if failed:
+        right = [sum(c["failed"]["outputs_right"][k] for c in grid)
+                 for k in range(len(grid[0]["failed"]["outputs_right"]))]  # fmt: skip
+        most = max(range(len(right)), key=lambda k: right[k])
+        saturated = _weighted(grid, "with_saturated_units", "n")
+        growing = _weighted(grid, "weights_growing", "n_full_budget")
+        out.append(
+            f"**How nets fail.** Of {failed:,} nets with a hidden layer that did not converge, "
+            f"{100 * right[most] / failed:.1f}% ended with {most} of {len(right) - 1} outputs "
+            f"right; {_pct(saturated)} had a saturated hidden unit, and of those that ran the "
+            f"whole budget {_pct(growing)} still had growing weights."
+        )
+    return out
+
+
+def _weighted(cells, key, count):
+    """A share over the failed nets of several cells, from each cell's share of ``count`` nets."""
+    pairs = [(c["failed"][key], c["failed"][count]) for c in cells if c["failed"][key] is not None]
+    total = sum(n for _, n in pairs)
+    return sum(share * n for share, n in pairs) / total if total else None
+
+
+def _fastest_pair(summary, v, rates) -> str:
+    """A paired sentence: nets converging at both the lowest rate and the next one up."""
+    init = v.sweep["init"][0]
+    hidden = 4 if 4 in v.sweep["hidden"] else v.sweep["hidden"][0]
+    lo, hi = rates[0], rates[1]
+    (a,) = v.first(hidden=hidden, init=init, lr=lo)
+    (b,) = v.first(hidden=hidden, init=init, lr=hi)
+    for p in summary["paired"]:
+        if p["axis"] == "lr" and p["a"] == a["index"] and p["b"] == b["index"]:
+            if p["median_epoch_ratio"] is None:
+                return ""
+            return (
+                f" Paired net for net ({hidden} hidden, {init} init, same starting weights), the "
+                f"{p['both']:,} nets that converged at both lr {lo:g} and lr {hi:g} needed a median "
+                f"{p['median_epoch_ratio']:.1f} times as many epochs at lr {lo:g}."
+            )
+    return ""
+
+
+def _rate_table(v: _View, hidden: int) -> list[str]:
+    lrs = v.sweep["lr"]
+    lines = ["| init | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+             "|---|" + "---|" * len(lrs)]  # fmt: skip
+    inits = v.sweep["init"] if hidden else v.sweep["init"][:1]
+    for init in inits:
+        row = {c["lr"]: c for c in v.first(hidden=hidden, init=init)}
+        lines.append(
+            f"| {init} | " + " | ".join(_rate(row[lr]["convergence"]) for lr in lrs) + " |"
+        )
+    return lines
+
+
+def _median_table(v: _View) -> list[str]:
+    lrs = v.sweep["lr"]
+    init = v.sweep["init"][0]
+    lines = ["| hidden | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+             "|---|" + "---|" * len(lrs)]  # fmt: skip
+    for hidden in v.sweep["hidden"]:
+        row = {c["lr"]: c for c in v.first(hidden=hidden, init=init)}
+        lines.append(f"| {hidden} | " + " | ".join(_median(row[lr]) for lr in lrs) + " |")
+    return lines
+
+
+def _paired_table(summary, v: _View) -> list[str]:
+    init = v.sweep["init"][0]
+    by_index = {c["index"]: c for c in summary["cells"]}
+    lines = ["| hidden | lr A → lr B | both | only A | only B | neither | McNemar p | "
+             "median epochs A/B |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for p in summary["paired"]:
+        a, b = by_index[p["a"]], by_index[p["b"]]
+        if p["axis"] != "lr" or a["init"] != init or (a["activation"], a["loss"],
+                                                      a["optimizer"]) != v.combo:  # fmt: skip
+            continue
+        ratio = "–" if p["median_epoch_ratio"] is None else f"{p['median_epoch_ratio']:.2f}"
+        hidden = "none" if a["hidden"] == 0 else a["hidden"]
+        lines.append(f"| {hidden} | {a['lr']:g} → {b['lr']:g} | {p['both']} | {p['only_a']} | "
+                     f"{p['only_b']} | {p['neither']} | {p['mcnemar_p']:.2g} | {ratio} |")  # fmt: skip
+    return lines
+
+
+def _failure_table(v: _View) -> list[str]:
+    init = v.sweep["init"][0]
+    hiddens = ([0] if v.sweep["control"] else []) + list(v.sweep["hidden"])
+    lines = ["| hidden | lr | converged | improving | plateau | diverged | failed: outputs right "
+             "(0,1,2,…) | with a saturated unit | weights still growing |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for hidden in hiddens:
+        for c in v.first(hidden=hidden, init=init):
+            k, f = c["counts"], c["failed"]
+            lines.append(
+                f"| {'none' if hidden == 0 else hidden} | {c['lr']:g} | {k['converged']} | "
+                f"{k['improving']} | {k['plateau']} | {k['diverged']} | "
+                f"{', '.join(map(str, f['outputs_right']))} | {_pct(f['with_saturated_units'])} | "
+                f"{_pct(f['weights_growing'])} |"
+            )
+    return lines
+
+
+def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
+    """report.md as text."""
+    v = _View(summary)
+    sweep, d = v.sweep, summary["definitions"]
+    combos = len(sweep["activation"]) * len(sweep["loss"]) * len(sweep["optimizer"])
+    lines = [
+        f"# Convergence sweep `{sweep['name']}`: {sweep['problem'].upper()}",
+        "",
+        f"{summary['n_nets']:,} seeded nets in {summary['n_cells']} cells "
+        f"({sweep['nets_per_cell']:,} per cell), trained with full-batch gradient descent for at "
+        f"most {sweep['epochs']:,} epochs. Grid: learning rates "
+        f"{', '.join(f'{lr:g}' for lr in sweep['lr'])}; inits {', '.join(sweep['init'])}; hidden "
+        f"units {', '.join(map(str, sweep['hidden']))}"
+        + ("; plus the no-hidden-layer control" if sweep["control"] else "")
+        + f". Activation {', '.join(sweep['activation'])}, loss {', '.join(sweep['loss'])}, "
+        f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}. A net converged when "
+        f"{d['converged']}.",
+        "",
+        "## Findings",
+        "",
+        *[f"{i}. {text}" for i, text in enumerate(findings(summary), start=1)],
+        "",
+        "## Convergence rate",
+        "",
+        "Share of nets that converged within the budget, with its 95% Wilson interval.",
+        "",
+    ]
+    for name in figure_names:
+        if name.startswith("heatmap_"):
+            lines += [f"![convergence rate heatmap]({FIGURES}/{name})", ""]
+    if combos > 1:
+        lines += [f"Tables for {', '.join(v.combo)}; the other combinations are in the heatmaps "
+                  "and in summary.json.", ""]  # fmt: skip
+    for hidden in ([0] if sweep["control"] else []) + list(sweep["hidden"]):
+        title = "No hidden layer (control)" if hidden == 0 else f"{hidden} hidden units"
+        lines += [f"### {title}", "", *_rate_table(v, hidden), ""]
+    lines += [
+        "## Epochs to converge",
+        "",
+        f"Kaplan-Meier estimates for the {sweep['init'][0]} init: nets that did not converge "
+        "count as censored at the budget. Median epochs to converge with its 95% interval; "
+        '"not reached" where fewer than half converged.',
+        "",
+        f"![survival curves]({FIGURES}/survival.png)",
+        "",
+        *_median_table(v),
+        "",
+        "## Paired comparisons of learning rates",
+        "",
+        "Net k of every cell below starts from the same weights at both learning rates, so the "
+        "comparison is net for net. *Only A* counts nets that converged at rate A but not at B; "
+        "McNemar's exact test asks whether the two discordant counts differ; the last column is "
+        "the median, over nets that converged at both, of epochs at A over epochs at B.",
+        "",
+        *_paired_table(summary, v),
+        "",
+        "## How nets failed",
+        "",
+        f"![failure modes]({FIGURES}/failure_modes.png)",
+        "",
+        f"Statuses: *converged*; *improving*: loss still fell by more than "
+        f"{100 * d['plateau_drop']:g}% over the last quarter of the budget; *plateau*: it did "
+        f"not; *diverged*: loss above {d['divergence_factor']:g}× its start or not finite. For "
+        "the nets that did not converge: how many of the outputs were on the right side of 0.5, "
+        f"the share with a hidden unit whose derivative stayed below {100 * d['saturation']:g}% "
+        "of its maximum on every input (saturated, or a dead ReLU), and the share whose "
+        f"parameter norm grew by more than {100 * (d['growth_flag'] - 1):g}% over the second half "
+        f"of the budget. Cells of the {sweep['init'][0]} init.",
+        "",
+        *_failure_table(v),
+        "",
+        "## Learning curves",
+        "",
+        f"![learning curves]({FIGURES}/learning_curves.png)",
+        "",
+        "## How this report was made",
+        "",
+        f"- Command: `{meta.get('command', 'backprop-bench sweep')}`",
+        f"- Training time: {meta.get('training_seconds', float('nan')):.0f} s on "
+        f"{meta.get('machine', {}).get('cpus', '?')} CPUs with the {meta.get('backend')} backend "
+        f"({meta.get('machine', {}).get('numba_threads', '?')} numba threads)",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}",
+        f"- Commit: {meta.get('commit') or 'unknown'}; sweep fingerprint {summary['fingerprint']}",
+        "- Files: `summary.json` (every number above), `results.csv.gz` (one row per net), "
+        "`meta.json`, `sweep.json` (the config). `backprop-bench report DIR` rebuilds this page.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(folder: Path) -> Path:
+    """Draw the figures and write report.md in ``folder`` from its summary.json and meta.json."""
+    folder = Path(folder)
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text())
+    except FileNotFoundError as error:
+        raise ValueError(f"{folder} holds no finished sweep ({Path(error.filename).name} is "
+                         "missing); run backprop-bench sweep --out on it first") from None  # fmt: skip
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{folder}: a stored result is not valid JSON ({error})") from None
+    names = draw_all(summary, folder / FIGURES)
+    path = folder / "report.md"
+    tmp = folder / ".report.md.tmp"
+    tmp.write_text(render(summary, meta, names))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,244 @@
+"""From per-net results to per-cell statistics (``summary.json``), and the stored result files.
+
+``summarize`` is pure: the same results give the same summary, floats rounded to SIG_DIGITS
+significant digits so that the numbers a report shows do not depend on the backend's last bits.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from kernels import Criterion, get_problem
+
+from . import shard as sh
+from .stats import paired, survival, wilson
+from .sweep import SweepResults
+from .sweep_config import Cell, SweepConfig
+
+SIG_DIGITS = 6
+QUANTILES = (10, 25, 50, 75, 90)
+# Learning curves and survival curves are kept at every CURVE_STRIDE-th record epoch.
+CURVE_STRIDE = 2
+RESULT_COLUMNS = (
+    "cell", "net", "hidden", "init", "activation", "loss", "optimizer", "lr", "status",
+    "epochs_to_converge", "first_full_accuracy", "epochs_trained", "final_loss", "final_accuracy",
+    "outputs_right", "saturated_units", "param_norm", "weight_growth", "loss_drop",
+)  # fmt: skip
+
+
+def rounded(value):
+    """A JSON-ready number: SIG_DIGITS significant digits; None for NaN or None."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple | np.ndarray):
+        return [rounded(v) for v in value]
+    value = float(value)
+    if not np.isfinite(value):
+        return None
+    return float(f"{value:.{SIG_DIGITS}g}")
+
+
+def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curve_epochs) -> dict:
+    status = rows["status"]
+    n = status.size
+    counts = {name: int((status == code).sum()) for code, name in enumerate(sh.STATUSES)}
+    km = survival(rows["epochs_to_converge"], config.epochs, curve_epochs)
+    failed = status != sh.CONVERGED
+    full = rows["first_full_accuracy"][rows["first_full_accuracy"] >= 0]
+    n_outputs = get_problem(config.problem).Y.size
+    ran_full = failed & np.isfinite(rows["weight_growth"])
+    return {
+        "index": index,
+        "hidden": cell.hidden,
+        "init": cell.init,
+        "activation": cell.activation,
+        "loss": cell.loss,
+        "optimizer": cell.optimizer,
+        "lr": cell.lr,
+        "n": n,
+        "counts": counts,
+        "convergence": rounded(wilson(counts["converged"], n)),
+        "divergence": rounded(wilson(counts["diverged"], n)),
+        "plateau": rounded(wilson(counts["plateau"], n)),
+        "improving": rounded(wilson(counts["improving"], n)),
+        "median_epochs": km["median"],
+        "median_epochs_ci": km["median_ci"],
+        "median_first_full_accuracy": rounded(np.median(full)) if full.size else None,
+        "survival": rounded(km["sf"]),
+        "loss_quantiles": {str(q): rounded(np.percentile(curve, q, axis=1)) for q in QUANTILES},
+        "failed": {
+            "n": int(failed.sum()),
+            "n_full_budget": int(ran_full.sum()),
+            "outputs_right": np.bincount(
+                rows["outputs_right"][failed], minlength=n_outputs + 1
+            ).tolist(),  # fmt: skip
+            "with_saturated_units": rounded((rows["saturated_units"][failed] > 0).mean())
+            if failed.any()
+            else None,
+            "weights_growing": rounded((rows["weight_growth"][ran_full] > sh.GROWTH_FLAG).mean())
+            if ran_full.any()
+            else None,
+        },
+    }
+
+
+def _pairs(config: SweepConfig, cells: list[Cell]) -> list[tuple[str, int, int]]:
+    """Cells that differ only in learning rate (adjacent rates) or optimizer (first vs others)."""
+    index = {cell: i for i, cell in enumerate(cells)}
+    pairs = []
+    for cell in cells:
+        if cell.lr == config.lr[0]:
+            rates = sorted(config.lr)
+            for lo, hi in pairwise(rates):
+                a = index[Cell(**{**cell.__dict__, "lr": lo})]
+                b = index[Cell(**{**cell.__dict__, "lr": hi})]
+                pairs.append(("lr", a, b))
+        if cell.optimizer == config.optimizer[0]:
+            for other in config.optimizer[1:]:
+                pairs.append(
+                    ("optimizer", index[cell], index[Cell(**{**cell.__dict__, "optimizer": other})])
+                )
+    return pairs
+
+
+def summarize(results: SweepResults) -> dict:
+    """Per-cell statistics and paired comparisons of a finished sweep."""
+    config = results.config
+    cells = config.cells()
+    nets = results.nets
+    stride = slice(None, None, CURVE_STRIDE)
+    curve_epochs = results.epochs[stride]
+    if curve_epochs[-1] != results.epochs[-1]:
+        curve_epochs = np.append(curve_epochs, results.epochs[-1])
+        take = np.append(np.arange(results.epochs.size)[stride], results.epochs.size - 1)
+    else:
+        take = np.arange(results.epochs.size)[stride]
+    per_cell = config.nets_per_cell
+    summaries = []
+    for i, cell in enumerate(cells):
+        rows = {key: column[i * per_cell : (i + 1) * per_cell] for key, column in nets.items()}
+        summaries.append(
+            _cell_summary(config, cell, i, rows, results.curves[i][take], curve_epochs)
+        )
+    comparisons = []
+    for axis, a, b in _pairs(config, cells):
+        rows_a = slice(a * per_cell, (a + 1) * per_cell)
+        rows_b = slice(b * per_cell, (b + 1) * per_cell)
+        conv = nets["status"] == sh.CONVERGED
+        stats = paired(conv[rows_a], conv[rows_b], nets["epochs_to_converge"][rows_a],
+                       nets["epochs_to_converge"][rows_b])  # fmt: skip
+        comparisons.append({"axis": axis, "a": a, "b": b, **rounded_dict(stats)})
+    return {
+        "sweep": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "n_cells": len(cells),
+        "n_nets": int(nets["status"].size),
+        "definitions": {
+            "converged": Criterion(max_error=config.tolerance).describe(),
+            "divergence_factor": Criterion().divergence_factor,
+            "plateau_drop": sh.PLATEAU_DROP,
+            "saturation": sh.SATURATION,
+            "growth_flag": sh.GROWTH_FLAG,
+            "statuses": list(sh.STATUSES),
+        },
+        "curve_epochs": curve_epochs.tolist(),
+        "cells": summaries,
+        "paired": comparisons,
+    }
+
+
+def rounded_dict(values: dict) -> dict:
+    return {k: (rounded(v) if isinstance(v, float) else v) for k, v in values.items()}
+
+
+# ------------------------------------------------------------------------------ stored results
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, document: dict) -> None:
+    _atomic_write(Path(path), (json.dumps(document, indent=1) + "\n").encode())
+
+
+def results_csv(results: SweepResults) -> bytes:
+    """Every net as a row of a gzip-compressed CSV (byte-identical for identical results)."""
+    cells = results.config.cells()
+    nets = results.nets
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for row in range(nets["status"].size):
+        cell = cells[nets["cell"][row]]
+        writer.writerow([
+            nets["cell"][row], nets["net"][row], cell.hidden, cell.init, cell.activation,
+            cell.loss, cell.optimizer, f"{cell.lr:g}", sh.STATUSES[nets["status"][row]],
+            nets["epochs_to_converge"][row], nets["first_full_accuracy"][row],
+            nets["epochs_trained"][row],
+            *(_g(nets[key][row]) for key in ("final_loss", "final_accuracy")),
+            nets["outputs_right"][row], nets["saturated_units"][row],
+            *(_g(nets[key][row]) for key in ("param_norm", "weight_growth", "loss_drop")),
+        ])  # fmt: skip
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
+        fh.write(text.getvalue().encode())
+    return buffer.getvalue()
+
+
+def _g(value) -> str:
+    return "" if not np.isfinite(value) else f"{value:.{SIG_DIGITS}g}"
+
+
+def read_results_csv(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def meta(config: SweepConfig, wall_seconds: float, argv: list[str]) -> dict:
+    """Where, when and with what a sweep's results were made."""
+    import numba
+
+    versions = {"python": platform.python_version()}
+    for package in ("backprop-bench", "numpy", "numba", "scipy", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "command": " ".join(["backprop-bench", *argv]),
+        "versions": versions,
+        "commit": _git_commit(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "numba_threads": numba.get_num_threads(),
+        },
+        "backend": config.backend,
+        "training_seconds": round(wall_seconds, 2),
+    }

@@ -1,0 +1,228 @@
+"""What a convergence sweep is: a grid of cells, N seeded nets per cell, cut into shards.
+
+A cell is one setting of (hidden width, init, activation, loss, optimizer, learning rate); the
+control cells have no hidden layer. Net ``k`` of every cell that shares a net shape and init
+starts from the same weights (net ``k`` of the sweep's seed), so cells that differ only in
+learning rate, optimizer, activation or loss are paired comparisons (common random numbers).
+
+A shard is (cell, block of ``nets_per_shard`` nets). Its result is a pure function of the config
+and the shard id, which is what lets a sweep resume after a kill and lets any executor run shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from kernels import BACKENDS, Criterion, NetSpec, Optimizer, get_problem, parse_init
+
+DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+DEFAULT_INITS = ("tutorial", "xavier_normal", "xavier_uniform", "he_uniform", "lecun_normal",
+                 "uniform:1")  # fmt: skip
+# Points per learning curve: history is recorded every epochs // CURVE_POINTS epochs.
+CURVE_POINTS = 100
+# Fields that do not change any number of the results: left out of the sweep's identity.
+NOT_IDENTITY = ("backend", "name")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell; ``hidden == 0`` is the no-hidden-layer control."""
+
+    hidden: int
+    init: str
+    activation: str
+    loss: str
+    optimizer: str
+    lr: float
+
+    def label(self) -> str:
+        net = "no hidden layer" if self.hidden == 0 else f"hidden {self.hidden}"
+        return (
+            f"{net}, {self.init}, {self.activation}, {self.loss}, {self.optimizer}, lr {self.lr:g}"
+        )
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep. Tuples are grid axes; every combination is a cell."""
+
+    name: str = "default"
+    problem: str = "xor"
+    lr: tuple[float, ...] = DEFAULT_LRS
+    init: tuple[str, ...] = DEFAULT_INITS
+    hidden: tuple[int, ...] = (2, 3, 4, 8)
+    activation: tuple[str, ...] = ("sigmoid",)
+    loss: tuple[str, ...] = ("bce",)
+    optimizer: tuple[str, ...] = ("sgd",)
+    momentum: float = 0.9
+    nets_per_cell: int = 1000
+    epochs: int = 10_000
+    seed: int = 0
+    tolerance: float = 0.4
+    control: bool = True
+    nets_per_shard: int = 1000
+    backend: str = "numba"
+
+    def __post_init__(self):
+        for axis in ("lr", "init", "hidden", "activation", "loss", "optimizer"):
+            values = getattr(self, axis)
+            if isinstance(values, str | int | float):
+                values = (values,)
+            values = tuple(values)
+            if not values:
+                raise ValueError(f"the {axis} grid is empty; give at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"the {axis} grid repeats a value: {list(values)}")
+            object.__setattr__(self, axis, values)
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValueError(f"name must be a non-empty name without '/', got {self.name!r}")
+        problem = get_problem(self.problem)
+        object.__setattr__(self, "problem", problem.name)
+        lrs = tuple(float(lr) for lr in self.lr)
+        for lr in lrs:
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"learning rates must be positive finite numbers, got {lr!r}")
+        object.__setattr__(self, "lr", lrs)
+        object.__setattr__(self, "init", tuple(str(parse_init(i)) for i in self.init))
+        for width in self.hidden:
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise ValueError(
+                    f"hidden sizes must be positive integers, got {width!r} "
+                    "(the no-hidden-layer control is added by control = true)"
+                )
+        for activation in self.activation:
+            for loss in self.loss:
+                NetSpec((problem.n_inputs, 1, problem.n_outputs), activation, loss=loss)
+        for name in self.optimizer:
+            Optimizer(name, momentum=self.momentum)
+        Criterion(max_error=self.tolerance)
+        for name in ("nets_per_cell", "epochs", "nets_per_shard"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.control, bool):
+            raise ValueError(f"control must be true or false, got {self.control!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of: numpy, numba")
+
+    # ------------------------------------------------------------------------------- the grid
+
+    def cells(self) -> list[Cell]:
+        """Control cells first (no hidden layer, first init), then the grid, lr varying fastest."""
+        cells = []
+        if self.control:
+            cells += [
+                Cell(0, self.init[0], activation, loss, optimizer, lr)
+                for activation in self.activation
+                for loss in self.loss
+                for optimizer in self.optimizer
+                for lr in self.lr
+            ]
+        cells += [
+            Cell(hidden, init, activation, loss, optimizer, lr)
+            for hidden in self.hidden
+            for init in self.init
+            for activation in self.activation
+            for loss in self.loss
+            for optimizer in self.optimizer
+            for lr in self.lr
+        ]
+        return cells
+
+    def spec(self, cell: Cell) -> NetSpec:
+        problem = get_problem(self.problem)
+        hidden = () if cell.hidden == 0 else (cell.hidden,)
+        return NetSpec((problem.n_inputs, *hidden, problem.n_outputs), cell.activation,
+                       loss=cell.loss)  # fmt: skip
+
+    @property
+    def blocks_per_cell(self) -> int:
+        return -(-self.nets_per_cell // self.nets_per_shard)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.cells()) * self.blocks_per_cell
+
+    def shard(self, shard_id: int) -> tuple[int, Cell, int, int]:
+        """(cell index, cell, first net, number of nets) of a shard."""
+        if not 0 <= shard_id < self.n_shards:
+            raise ValueError(f"shard id must be in [0, {self.n_shards}), got {shard_id}")
+        cell_index, block = divmod(shard_id, self.blocks_per_cell)
+        first = block * self.nets_per_shard
+        return (
+            cell_index,
+            self.cells()[cell_index],
+            first,
+            min(self.nets_per_shard, self.nets_per_cell - first),
+        )
+
+    @property
+    def record_every(self) -> int:
+        return max(1, self.epochs // CURVE_POINTS)
+
+    # --------------------------------------------------------------------------- identity, I/O
+
+    def to_dict(self) -> dict:
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+
+    def identity(self) -> dict:
+        """The fields that determine the results (everything but backend and name)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def n_nets(self) -> int:
+        return len(self.cells()) * self.nets_per_cell
+
+
+FIELD_NAMES = tuple(f.name for f in fields(SweepConfig))
+
+
+def load_toml(path: str | Path) -> dict:
+    """The keys of a sweep TOML file, checked against the config's field names."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(FIELD_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown key {unknown[0]!r} in {path.name}; known keys: {', '.join(FIELD_NAMES)}"
+        )
+    return data
+
+
+def make_config(file_values: dict | None, flag_values: dict) -> SweepConfig:
+    """A config from a TOML file's values and command-line flags, flags winning."""
+    values = dict(file_values or {})
+    values.update({k: v for k, v in flag_values.items() if v is not None})
+    for axis in ("lr", "init", "hidden", "activation", "loss", "optimizer"):
+        if axis in values and isinstance(values[axis], list):
+            values[axis] = tuple(values[axis])
+    try:
+        return SweepConfig(**values)
+    except TypeError as error:  # a value of the wrong kind in the TOML file
+        raise ValueError(f"bad sweep config: {error}") from None
+
+
+def config_from_dict(data: dict) -> SweepConfig:
+    return make_config(data, {})
+
+
+def default_out(config: SweepConfig) -> Path:
+    return Path("reports") / config.name
