@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from dataclasses import fields
+from pathlib import Path
 
 from kernels import BACKENDS, SCHEMES
 from kernels.init import Init
@@ -231,10 +231,14 @@ def _add_sweep(subparsers) -> None:
         "summary.json, results.csv.gz, meta.json) to --out. Flags override --config; with "
         "neither, the default sweep runs. Stopped runs resume where they stopped.",
     )
-    p.add_argument("--config", metavar="FILE.toml", help="sweep settings (keys as the flags, "
-                   "with _ for -); flags win over the file")  # fmt: skip
-    p.add_argument("--name", help="name of the sweep (default: default); --out defaults to "
-                   "reports/NAME")  # fmt: skip
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="sweep settings (keys as the flags, with _ for -); flags win over the file",
+    )
+    p.add_argument(
+        "--name", help="name of the sweep (default: default); --out defaults to reports/NAME"
+    )
     p.add_argument("--problem", help=f"{', '.join(PROBLEMS)} (default xor)")
     p.add_argument("--lr", type=_list(float), metavar="LR,LR,...", help="learning rates")
     p.add_argument("--init", type=_list(str), metavar="SCHEME,...", help="init schemes")
@@ -246,19 +250,28 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--nets-per-cell", type=int, help="seeded nets per grid cell (default 1000)")
     p.add_argument("--epochs", type=int, help="epoch budget per net (default 10000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--tolerance", type=float, help="convergence: every output within this of "
-                   "its target (default 0.4)")  # fmt: skip
-    p.add_argument("--control", action=argparse.BooleanOptionalAction, default=None,
-                   help="add the no-hidden-layer control cells (default: yes)")  # fmt: skip
-    p.add_argument("--nets-per-shard", type=int, help="nets trained and stored together "
-                   "(default 1000; results do not depend on it)")  # fmt: skip
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="convergence: every output within this of its target (default 0.4)",
+    )
+    p.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the no-hidden-layer control cells (default: yes)",
+    )
+    p.add_argument(
+        "--nets-per-shard",
+        type=int,
+        help="nets trained and stored together (default 1000; results do not depend on it)",
+    )
     p.add_argument("--backend", help="numba or numpy (default numba; results do not depend on it)")
     p.add_argument("--out", help="output folder (default reports/NAME)")
     p.set_defaults(command=_sweep)
 
 
 def _sweep(args) -> int:
-    argv = sys.argv[1:]
     try:
         file_values = load_toml(args.config) if args.config else {}
         flags = {name: getattr(args, name) for name in FIELD_NAMES}
@@ -275,13 +288,16 @@ def _sweep(args) -> int:
     try:
         seconds = run_sweep(config, out, Progress())
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; every finished shard is stored in {out}: run the same "
-              "command again to resume", file=sys.stderr)  # fmt: skip
+        print(
+            f"\n{PROG}: interrupted; every finished shard is stored in {out}: run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         return 130
     results = load_results(config, out)
     (out / "results.csv.gz").write_bytes(results_csv(results))
     write_json(out / "summary.json", summarize(results))
-    write_json(out / "meta.json", meta(config, seconds, argv))
+    write_json(out / "meta.json", meta(config, seconds, args.argv))
     report = write_report(out)
     print(f"wrote {report} (training took {seconds:.0f} s)")
     return 0
@@ -319,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = parser.parse_args(argv)
+        args.argv = argv
         if not hasattr(args, "command"):
             raise UsageError(f"choose a command: train, sweep or report (see {PROG} --help)")
         return args.command(args)

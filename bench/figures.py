@@ -14,8 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-STATUS_COLORS = {"converged": "#2a9d8f", "improving": "#e9c46a", "plateau": "#f4a261",
-                 "diverged": "#e76f51"}  # fmt: skip
+STATUS_COLORS = {
+    "converged": "#2a9d8f",
+    "improving": "#e9c46a",
+    "plateau": "#f4a261",
+    "diverged": "#e76f51",
+}
 DPI = 110
 
 
@@ -39,24 +43,39 @@ def heatmaps(summary: dict, path: Path, activation: str, loss: str, optimizer: s
     """Convergence rate, learning rate by init, one panel per hidden size."""
     sweep = summary["sweep"]
     lrs, inits, hiddens = sweep["lr"], sweep["init"], sweep["hidden"]
-    fig, axes = plt.subplots(1, len(hiddens), figsize=(3.2 * len(hiddens) + 1, 0.45 * len(inits) + 1.6),
-                             squeeze=False, sharey=True, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(hiddens),
+        figsize=(3.2 * len(hiddens) + 1, 0.45 * len(inits) + 1.6),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, hidden in zip(axes[0], hiddens, strict=True):
         rate = np.full((len(inits), len(lrs)), np.nan)
-        for c in _grid_cells(summary, hidden=hidden, activation=activation, loss=loss,
-                             optimizer=optimizer):  # fmt: skip
+        for c in _grid_cells(
+            summary, hidden=hidden, activation=activation, loss=loss, optimizer=optimizer
+        ):
             rate[inits.index(c["init"]), lrs.index(c["lr"])] = c["convergence"][0]
         image = ax.imshow(rate, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for (i, j), value in np.ndenumerate(rate):
-            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if value < 0.6 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{100 * value:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.6 else "black",
+            )
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7)
         ax.set_yticks(range(len(inits)), inits, fontsize=7)
         ax.set_xlabel("learning rate", fontsize=8)
         ax.set_title(f"{hidden} hidden units", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share converged")
-    fig.suptitle(f"Convergence rate ({activation}, {loss}, {optimizer}); numbers are %",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"Convergence rate ({activation}, {loss}, {optimizer}); numbers are %", fontsize=10
+    )
     _save(fig, path)
 
 
@@ -67,12 +86,25 @@ def survival_curves(summary: dict, path: Path) -> None:
     epochs = np.asarray(summary["curve_epochs"], dtype=float)
     hiddens = sweep["hidden"]
     colors = plt.cm.plasma(np.linspace(0, 0.9, len(sweep["lr"])))
-    fig, axes = plt.subplots(1, len(hiddens), figsize=(3.2 * len(hiddens), 3), squeeze=False,
-                             sharey=True, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(hiddens),
+        figsize=(3.2 * len(hiddens), 3),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, hidden in zip(axes[0], hiddens, strict=True):
         for color, lr in zip(colors, sweep["lr"], strict=True):
-            (c,) = _grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
-                               optimizer=optimizer, lr=lr)  # fmt: skip
+            (c,) = _grid_cells(
+                summary,
+                hidden=hidden,
+                init=init,
+                activation=activation,
+                loss=loss,
+                optimizer=optimizer,
+                lr=lr,
+            )
             ax.step(
                 np.maximum(epochs, 1), c["survival"], where="post", color=color, label=f"{lr:g}"
             )
@@ -96,13 +128,29 @@ def learning_curves(summary: dict, path: Path) -> None:
     lrs = sweep["lr"]
     columns = min(4, len(lrs))
     rows = -(-len(lrs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.5 * rows), squeeze=False,
-                             sharex=True, sharey=True, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(3 * columns, 2.5 * rows),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, lr in zip(axes.flat, lrs, strict=False):
-        (c,) = _grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
-                           optimizer=optimizer, lr=lr)  # fmt: skip
-        q = {k: np.asarray([np.nan if v is None else v for v in vals], dtype=float)
-             for k, vals in c["loss_quantiles"].items()}  # fmt: skip
+        (c,) = _grid_cells(
+            summary,
+            hidden=hidden,
+            init=init,
+            activation=activation,
+            loss=loss,
+            optimizer=optimizer,
+            lr=lr,
+        )
+        q = {
+            k: np.asarray([np.nan if v is None else v for v in vals], dtype=float)
+            for k, vals in c["loss_quantiles"].items()
+        }
         ax.fill_between(epochs, q["10"], q["90"], color="#457b9d", alpha=0.2, lw=0)
         ax.fill_between(epochs, q["25"], q["75"], color="#457b9d", alpha=0.4, lw=0)
         ax.plot(epochs, q["50"], color="#1d3557", lw=1.2)
@@ -114,8 +162,11 @@ def learning_curves(summary: dict, path: Path) -> None:
         ax.set_visible(False)
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel(f"{loss} loss", fontsize=8)
-    fig.suptitle(f"Loss: median, 25-75% and 10-90% of nets ({hidden} hidden, {init} init; "
-                 "a stopped net keeps its last loss)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Loss: median, 25-75% and 10-90% of nets ({hidden} hidden, {init} init; "
+        "a stopped net keeps its last loss)",
+        fontsize=9,
+    )
     _save(fig, path)
 
 
@@ -124,13 +175,29 @@ def failure_modes(summary: dict, path: Path) -> None:
     sweep = summary["sweep"]
     init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
     panels = ([0] if sweep["control"] else []) + list(sweep["hidden"])
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3), squeeze=False,
-                             sharey=True, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(2.8 * len(panels), 3),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     lrs = sweep["lr"]
     for ax, hidden in zip(axes[0], panels, strict=True):
         bottom = np.zeros(len(lrs))
-        cells = [_grid_cells(summary, hidden=hidden, init=init, activation=activation, loss=loss,
-                             optimizer=optimizer, lr=lr)[0] for lr in lrs]  # fmt: skip
+        cells = [
+            _grid_cells(
+                summary,
+                hidden=hidden,
+                init=init,
+                activation=activation,
+                loss=loss,
+                optimizer=optimizer,
+                lr=lr,
+            )[0]
+            for lr in lrs
+        ]
         for status, color in STATUS_COLORS.items():
             share = np.array([c["counts"][status] / c["n"] for c in cells])
             ax.bar(range(len(lrs)), share, bottom=bottom, color=color, label=status, width=0.8)
@@ -153,8 +220,11 @@ def draw_all(summary: dict, folder: Path) -> list[str]:
         name = f"heatmap_{activation}_{loss}_{optimizer}.png"
         heatmaps(summary, folder / name, activation, loss, optimizer)
         names.append(name)
-    for name, draw in (("survival.png", survival_curves), ("learning_curves.png", learning_curves),
-                       ("failure_modes.png", failure_modes)):  # fmt: skip
+    for name, draw in (
+        ("survival.png", survival_curves),
+        ("learning_curves.png", learning_curves),
+        ("failure_modes.png", failure_modes),
+    ):
         draw(summary, folder / name)
         names.append(name)
     return names

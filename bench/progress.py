@@ -1,4 +1,4 @@
-"""A progress bar for long runs: nets done, nets per second, time left. Silent when not a terminal."""
+"""A progress bar for long runs: nets done, nets per second, time left; silent off a terminal."""
 
 from __future__ import annotations
 
@@ -48,8 +48,10 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         rate = (self.done - self.resumed) / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else None
-        text = (f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {fraction:4.0%} "
-                f"{self.done:,}/{self.total:,} nets")  # fmt: skip
+        text = (
+            f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {fraction:4.0%} "
+            f"{self.done:,}/{self.total:,} nets"
+        )
         if rate > 0:
             text += f"  {rate:,.0f} nets/s  {_duration(left)} left"
         return text

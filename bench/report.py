@@ -72,8 +72,10 @@ def findings(summary: dict) -> list[str]:
         control = v.first(hidden=0)
         conv, n = v.total(control, "converged")
         best = max(grid, key=lambda c: c["convergence"][0])
-        right = [sum(c["failed"]["outputs_right"][k] for c in control)
-                 for k in range(len(control[0]["failed"]["outputs_right"]))]  # fmt: skip
+        right = [
+            sum(c["failed"]["outputs_right"][k] for c in control)
+            for k in range(len(control[0]["failed"]["outputs_right"]))
+        ]
         most = max(range(len(right)), key=lambda k: right[k])
         out.append(
             f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of {n:,} "
@@ -111,14 +113,22 @@ def findings(summary: dict) -> list[str]:
         cells = [c for c in grid if c["hidden"] == hidden]
         plateau, n = v.total(cells, "plateau")
         conv, _ = v.total(cells, "converged")
-        by_width.append(f"{hidden}: {100 * conv / n:.1f}% converged, {100 * plateau / n:.1f}% "
-                        "on a plateau")  # fmt: skip
-    out.append("**Width matters.** Over all inits and learning rates, by hidden units — "
-               + "; ".join(by_width) + ".")  # fmt: skip
+        by_width.append(
+            f"{hidden}: {100 * conv / n:.1f}% converged, {100 * plateau / n:.1f}% on a plateau"
+        )
+    out.append(
+        "**Width matters.** Over all inits and learning rates, by hidden units — "
+        + "; ".join(by_width)
+        + "."
+    )
+    if len(sweep["init"]) > 1:
+        out.append(_init_finding(v, grid))
     failed = sum(c["failed"]["n"] for c in grid)
     if failed:
-        right = [sum(c["failed"]["outputs_right"][k] for c in grid)
-                 for k in range(len(grid[0]["failed"]["outputs_right"]))]  # fmt: skip
+        right = [
+            sum(c["failed"]["outputs_right"][k] for c in grid)
+            for k in range(len(grid[0]["failed"]["outputs_right"]))
+        ]
         most = max(range(len(right)), key=lambda k: right[k])
         saturated = _weighted(grid, "with_saturated_units", "n")
         growing = _weighted(grid, "weights_growing", "n_full_budget")
@@ -129,6 +139,31 @@ def findings(summary: dict) -> list[str]:
             f"whole budget {_pct(growing)} still had growing weights."
         )
     return out
+
+
+def _init_finding(v: _View, grid) -> str:
+    """How much the init matters for the narrowest net, at the rate where it does best."""
+    hidden = min(v.sweep["hidden"])
+    cells = [c for c in grid if c["hidden"] == hidden]
+    by_lr = {}
+    for c in cells:
+        by_lr.setdefault(c["lr"], []).append(c)
+    lr = max(by_lr, key=lambda r: sum(c["convergence"][0] for c in by_lr[r]))
+    ranked = sorted(by_lr[lr], key=lambda c: c["convergence"][0])
+    worst, best = ranked[0], ranked[-1]
+    tutorial = next((c for c in ranked if c["init"] == "tutorial"), None)
+    sentence = (
+        f"**The init matters most for narrow nets.** With {hidden} hidden units at lr {lr:g}, "
+        f"convergence ranged from {_pct(worst['convergence'][0])} ({worst['init']}) to "
+        f"{_pct(best['convergence'][0])} ({best['init']})"
+    )
+    if tutorial is not None:
+        place = ranked.index(tutorial) + 1
+        sentence += (
+            f"; the tutorial's init (normal with variance 2/fan_in) ranked {place} of "
+            f"{len(ranked)} from the bottom"
+        )
+    return sentence + "."
 
 
 def _weighted(cells, key, count):
@@ -150,17 +185,19 @@ def _fastest_pair(summary, v, rates) -> str:
             if p["median_epoch_ratio"] is None:
                 return ""
             return (
-                f" Paired net for net ({hidden} hidden, {init} init, same starting weights), the "
-                f"{p['both']:,} nets that converged at both lr {lo:g} and lr {hi:g} needed a median "
-                f"{p['median_epoch_ratio']:.1f} times as many epochs at lr {lo:g}."
+                f" Paired net for net ({hidden} hidden, {init} init, same starting weights), "
+                f"the {p['both']:,} nets that converged at both lr {lo:g} and lr {hi:g} needed "
+                f"a median {p['median_epoch_ratio']:.1f} times as many epochs at lr {lo:g}."
             )
     return ""
 
 
 def _rate_table(v: _View, hidden: int) -> list[str]:
     lrs = v.sweep["lr"]
-    lines = ["| init | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
-             "|---|" + "---|" * len(lrs)]  # fmt: skip
+    lines = [
+        "| init | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+        "|---|" + "---|" * len(lrs),
+    ]
     inits = v.sweep["init"] if hidden else v.sweep["init"][:1]
     for init in inits:
         row = {c["lr"]: c for c in v.first(hidden=hidden, init=init)}
@@ -173,8 +210,10 @@ def _rate_table(v: _View, hidden: int) -> list[str]:
 def _median_table(v: _View) -> list[str]:
     lrs = v.sweep["lr"]
     init = v.sweep["init"][0]
-    lines = ["| hidden | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
-             "|---|" + "---|" * len(lrs)]  # fmt: skip
+    lines = [
+        "| hidden | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+        "|---|" + "---|" * len(lrs),
+    ]
     for hidden in v.sweep["hidden"]:
         row = {c["lr"]: c for c in v.first(hidden=hidden, init=init)}
         lines.append(f"| {hidden} | " + " | ".join(_median(row[lr]) for lr in lrs) + " |")
@@ -184,26 +223,36 @@ def _median_table(v: _View) -> list[str]:
 def _paired_table(summary, v: _View) -> list[str]:
     init = v.sweep["init"][0]
     by_index = {c["index"]: c for c in summary["cells"]}
-    lines = ["| hidden | lr A → lr B | both | only A | only B | neither | McNemar p | "
-             "median epochs A/B |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| hidden | lr A → lr B | both | only A | only B | neither | McNemar p | "
+        "median epochs A/B |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in summary["paired"]:
         a, b = by_index[p["a"]], by_index[p["b"]]
-        if p["axis"] != "lr" or a["init"] != init or (a["activation"], a["loss"],
-                                                      a["optimizer"]) != v.combo:  # fmt: skip
+        if (
+            p["axis"] != "lr"
+            or a["init"] != init
+            or (a["activation"], a["loss"], a["optimizer"]) != v.combo
+        ):
             continue
         ratio = "–" if p["median_epoch_ratio"] is None else f"{p['median_epoch_ratio']:.2f}"
         hidden = "none" if a["hidden"] == 0 else a["hidden"]
-        lines.append(f"| {hidden} | {a['lr']:g} → {b['lr']:g} | {p['both']} | {p['only_a']} | "
-                     f"{p['only_b']} | {p['neither']} | {p['mcnemar_p']:.2g} | {ratio} |")  # fmt: skip
+        lines.append(
+            f"| {hidden} | {a['lr']:g} → {b['lr']:g} | {p['both']} | {p['only_a']} | "
+            f"{p['only_b']} | {p['neither']} | {p['mcnemar_p']:.2g} | {ratio} |"
+        )
     return lines
 
 
 def _failure_table(v: _View) -> list[str]:
     init = v.sweep["init"][0]
     hiddens = ([0] if v.sweep["control"] else []) + list(v.sweep["hidden"])
-    lines = ["| hidden | lr | converged | improving | plateau | diverged | failed: outputs right "
-             "(0,1,2,…) | with a saturated unit | weights still growing |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| hidden | lr | converged | improving | plateau | diverged | failed: outputs right "
+        "(0,1,2,…) | with a saturated unit | weights still growing |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for hidden in hiddens:
         for c in v.first(hidden=hidden, init=init):
             k, f = c["counts"], c["failed"]
@@ -247,8 +296,11 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         if name.startswith("heatmap_"):
             lines += [f"![convergence rate heatmap]({FIGURES}/{name})", ""]
     if combos > 1:
-        lines += [f"Tables for {', '.join(v.combo)}; the other combinations are in the heatmaps "
-                  "and in summary.json.", ""]  # fmt: skip
+        lines += [
+            f"Tables for {', '.join(v.combo)}; the other combinations are in the heatmaps "
+            "and in summary.json.",
+            "",
+        ]
     for hidden in ([0] if sweep["control"] else []) + list(sweep["hidden"]):
         title = "No hidden layer (control)" if hidden == 0 else f"{hidden} hidden units"
         lines += [f"### {title}", "", *_rate_table(v, hidden), ""]
@@ -298,7 +350,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         f"{meta.get('machine', {}).get('cpus', '?')} CPUs with the {meta.get('backend')} backend "
         f"({meta.get('machine', {}).get('numba_threads', '?')} numba threads)",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}",
-        f"- Commit: {meta.get('commit') or 'unknown'}; sweep fingerprint {summary['fingerprint']}",
+        f"- Commit: {meta.get('commit') or 'unknown'}; sweep fingerprint {meta.get('fingerprint')}",
         "- Files: `summary.json` (every number above), `results.csv.gz` (one row per net), "
         "`meta.json`, `sweep.json` (the config). `backprop-bench report DIR` rebuilds this page.",
         "",
@@ -313,8 +365,10 @@ def write_report(folder: Path) -> Path:
         summary = json.loads((folder / "summary.json").read_text())
         meta = json.loads((folder / "meta.json").read_text())
     except FileNotFoundError as error:
-        raise ValueError(f"{folder} holds no finished sweep ({Path(error.filename).name} is "
-                         "missing); run backprop-bench sweep --out on it first") from None  # fmt: skip
+        raise ValueError(
+            f"{folder} holds no finished sweep ({Path(error.filename).name} is "
+            "missing); run backprop-bench sweep --out on it first"
+        ) from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{folder}: a stored result is not valid JSON ({error})") from None
     names = draw_all(summary, folder / FIGURES)

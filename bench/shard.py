@@ -24,12 +24,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from kernels import Criterion, Optimizer, Status, backend, get_problem, init_population
-from kernels import numpy_backend
+from kernels import (
+    Criterion,
+    Optimizer,
+    Status,
+    backend,
+    get_problem,
+    init_population,
+    numpy_backend,
+)
 from kernels.activations import ACTIVATIONS
 
 from .sweep_config import SweepConfig
@@ -38,6 +46,7 @@ STATUSES = ("converged", "improving", "plateau", "diverged")
 CONVERGED, IMPROVING, PLATEAU, DIVERGED = range(4)
 PLATEAU_DROP = 0.01  # relative loss decrease over the last quarter of the budget
 SATURATION = 0.01  # fraction of the activation's largest derivative
+NORM_FLOOR = 1e-6  # parameter norms below this are treated as collapsed to zero
 GROWTH_FLAG = 1.05  # parameter norm at the budget / at half the budget: still growing
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0}
 
@@ -63,8 +72,8 @@ def _row_at(history, epoch: int) -> int:
 def run_shard(config: SweepConfig, shard_id: int) -> dict[str, np.ndarray]:
     """Train shard ``shard_id`` of ``config`` and return one entry per net (and a loss curve).
 
-    Returns arrays of shape (n,) for the shard's n nets, and ``curve`` of shape (n_records, n):
-    the loss at every record epoch, a net's last value carried forward once it has stopped.
+    Returns arrays of shape (n,) for the shard's n nets, and ``curve`` of shape (n_points, n):
+    the loss at ``config.curve_epochs()``, a net's last value carried forward once it stopped.
     """
     cell_index, cell, first, n = config.shard(shard_id)
     spec = config.spec(cell)
@@ -87,14 +96,18 @@ def run_shard(config: SweepConfig, shard_id: int) -> dict[str, np.ndarray]:
     loss_quarter = history.loss[_row_at(history, budget - budget // 4)]
     with np.errstate(invalid="ignore", divide="ignore"):
         loss_drop = (loss_quarter - result.final_loss) / loss_quarter
-        weight_growth = history.param_norm[-1] / history.param_norm[_row_at(history, budget // 2)]
+        half = history.param_norm[_row_at(history, budget // 2)]
+        weight_growth = history.param_norm[-1] / half
+    # a net whose parameters collapsed to the origin (a control net at its optimum w = b = 0)
+    # has norms made of rounding noise: their ratio is not a number to report
+    collapsed = np.minimum(half, history.param_norm[-1]) < NORM_FLOOR
     status = np.where(loss_drop > PLATEAU_DROP, IMPROVING, PLATEAU)
     status = np.where(result.status == Status.CONVERGED, CONVERGED, status)
     status = np.where(result.status == Status.DIVERGED, DIVERGED, status)
     ran_full = result.epochs_trained == budget
     n_outputs = problem.Y.size
 
-    curve = history.loss.copy()
+    curve = history.loss[config.curve_rows()]
     stopped = np.isnan(curve)
     curve[stopped] = np.broadcast_to(result.final_loss, curve.shape)[stopped]
 
@@ -110,7 +123,7 @@ def run_shard(config: SweepConfig, shard_id: int) -> dict[str, np.ndarray]:
         "outputs_right": np.rint(result.final_accuracy * n_outputs).astype(np.int64),
         "saturated_units": _saturated_units(spec, result.theta, problem.X),
         "param_norm": np.linalg.norm(result.theta, axis=0),
-        "weight_growth": np.where(ran_full, weight_growth, np.nan),
+        "weight_growth": np.where(ran_full & ~collapsed, weight_growth, np.nan),
         "loss_drop": np.where(ran_full, loss_drop, np.nan),
         "curve": curve.astype(np.float32),
     }
@@ -141,9 +154,9 @@ def read_shard(directory: Path, shard_id: int, tag: str) -> dict[str, np.ndarray
     """A stored shard, or None if it is missing, unreadable or from another sweep."""
     path = shard_path(directory, shard_id)
     try:
-        with np.load(path) as stored:
+        with path.open("rb") as fh, np.load(fh) as stored:
             if str(stored["tag"]) != tag or int(stored["shard"]) != shard_id:
                 return None
             return {key: stored[key] for key in stored.files if key not in ("tag", "shard")}
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None

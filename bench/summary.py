@@ -27,14 +27,29 @@ from .sweep import SweepResults
 from .sweep_config import Cell, SweepConfig
 
 SIG_DIGITS = 6
+ABS_DIGITS = 9
 QUANTILES = (10, 25, 50, 75, 90)
-# Learning curves and survival curves are kept at every CURVE_STRIDE-th record epoch.
-CURVE_STRIDE = 2
 RESULT_COLUMNS = (
-    "cell", "net", "hidden", "init", "activation", "loss", "optimizer", "lr", "status",
-    "epochs_to_converge", "first_full_accuracy", "epochs_trained", "final_loss", "final_accuracy",
-    "outputs_right", "saturated_units", "param_norm", "weight_growth", "loss_drop",
-)  # fmt: skip
+    "cell",
+    "net",
+    "hidden",
+    "init",
+    "activation",
+    "loss",
+    "optimizer",
+    "lr",
+    "status",
+    "epochs_to_converge",
+    "first_full_accuracy",
+    "epochs_trained",
+    "final_loss",
+    "final_accuracy",
+    "outputs_right",
+    "saturated_units",
+    "param_norm",
+    "weight_growth",
+    "loss_drop",
+)
 
 
 def rounded(value):
@@ -82,7 +97,7 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
             "n_full_budget": int(ran_full.sum()),
             "outputs_right": np.bincount(
                 rows["outputs_right"][failed], minlength=n_outputs + 1
-            ).tolist(),  # fmt: skip
+            ).tolist(),
             "with_saturated_units": rounded((rows["saturated_units"][failed] > 0).mean())
             if failed.any()
             else None,
@@ -117,31 +132,26 @@ def summarize(results: SweepResults) -> dict:
     config = results.config
     cells = config.cells()
     nets = results.nets
-    stride = slice(None, None, CURVE_STRIDE)
-    curve_epochs = results.epochs[stride]
-    if curve_epochs[-1] != results.epochs[-1]:
-        curve_epochs = np.append(curve_epochs, results.epochs[-1])
-        take = np.append(np.arange(results.epochs.size)[stride], results.epochs.size - 1)
-    else:
-        take = np.arange(results.epochs.size)[stride]
+    curve_epochs = results.epochs
     per_cell = config.nets_per_cell
     summaries = []
     for i, cell in enumerate(cells):
         rows = {key: column[i * per_cell : (i + 1) * per_cell] for key, column in nets.items()}
-        summaries.append(
-            _cell_summary(config, cell, i, rows, results.curves[i][take], curve_epochs)
-        )
+        summaries.append(_cell_summary(config, cell, i, rows, results.curves[i], curve_epochs))
     comparisons = []
     for axis, a, b in _pairs(config, cells):
         rows_a = slice(a * per_cell, (a + 1) * per_cell)
         rows_b = slice(b * per_cell, (b + 1) * per_cell)
         conv = nets["status"] == sh.CONVERGED
-        stats = paired(conv[rows_a], conv[rows_b], nets["epochs_to_converge"][rows_a],
-                       nets["epochs_to_converge"][rows_b])  # fmt: skip
+        stats = paired(
+            conv[rows_a],
+            conv[rows_b],
+            nets["epochs_to_converge"][rows_a],
+            nets["epochs_to_converge"][rows_b],
+        )
         comparisons.append({"axis": axis, "a": a, "b": b, **rounded_dict(stats)})
     return {
-        "sweep": config.to_dict(),
-        "fingerprint": config.fingerprint(),
+        "sweep": config.results_dict(),
         "n_cells": len(cells),
         "n_nets": int(nets["status"].size),
         "definitions": {
@@ -184,15 +194,26 @@ def results_csv(results: SweepResults) -> bytes:
     writer.writerow(RESULT_COLUMNS)
     for row in range(nets["status"].size):
         cell = cells[nets["cell"][row]]
-        writer.writerow([
-            nets["cell"][row], nets["net"][row], cell.hidden, cell.init, cell.activation,
-            cell.loss, cell.optimizer, f"{cell.lr:g}", sh.STATUSES[nets["status"][row]],
-            nets["epochs_to_converge"][row], nets["first_full_accuracy"][row],
-            nets["epochs_trained"][row],
-            *(_g(nets[key][row]) for key in ("final_loss", "final_accuracy")),
-            nets["outputs_right"][row], nets["saturated_units"][row],
-            *(_g(nets[key][row]) for key in ("param_norm", "weight_growth", "loss_drop")),
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                nets["cell"][row],
+                nets["net"][row],
+                cell.hidden,
+                cell.init,
+                cell.activation,
+                cell.loss,
+                cell.optimizer,
+                f"{cell.lr:g}",
+                sh.STATUSES[nets["status"][row]],
+                nets["epochs_to_converge"][row],
+                nets["first_full_accuracy"][row],
+                nets["epochs_trained"][row],
+                *(_g(nets[key][row]) for key in ("final_loss", "final_accuracy")),
+                nets["outputs_right"][row],
+                nets["saturated_units"][row],
+                *(_g(nets[key][row]) for key in ("param_norm", "weight_growth", "loss_drop")),
+            ]
+        )
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
         fh.write(text.getvalue().encode())
@@ -200,7 +221,13 @@ def results_csv(results: SweepResults) -> bytes:
 
 
 def _g(value) -> str:
-    return "" if not np.isfinite(value) else f"{value:.{SIG_DIGITS}g}"
+    """A per-net float for the CSV. The backends agree to ~1e-13 on these O(1) quantities, so
+    values below ABS_DIGITS decimals are rounding noise (a control net at its optimum w = b = 0
+    has a parameter norm of ~1e-12): rounding them away makes the file the same for any backend.
+    """
+    if not np.isfinite(value):
+        return ""
+    return f"{round(float(value), ABS_DIGITS) + 0.0:.{SIG_DIGITS}g}"  # + 0.0 turns -0.0 into 0
 
 
 def read_results_csv(path: Path) -> list[dict]:
@@ -210,8 +237,14 @@ def read_results_csv(path: Path) -> list[dict]:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.training import record_epochs
-
 from .progress import Progress
 from .shard import read_shard, run_shard, write_shard
 from .sweep_config import SweepConfig, config_from_dict
@@ -32,8 +30,8 @@ class SweepResults:
     """Every net of a sweep.
 
     nets   : column name -> array of shape (n_nets,), rows ordered by (cell, net)
-    curves : array of shape (n_cells, n_records, nets_per_cell), the loss at each record epoch
-    epochs : record epochs, shape (n_records,)
+    curves : array of shape (n_cells, n_points, nets_per_cell), the loss at ``epochs``
+    epochs : the curve epochs, shape (n_points,)
     """
 
     config: SweepConfig
@@ -52,8 +50,9 @@ def prepare_out(config: SweepConfig, out: Path) -> None:
         try:
             other = config_from_dict(json.loads(stored.read_text()))
         except (ValueError, json.JSONDecodeError) as error:
-            raise ValueError(f"--out {out} holds an unreadable {SWEEP_FILE} ({error}); "
-                             "choose another --out") from None  # fmt: skip
+            raise ValueError(
+                f"--out {out} holds an unreadable {SWEEP_FILE} ({error}); choose another --out"
+            ) from None
         if other.fingerprint() != config.fingerprint():
             changed = [k for k, v in config.identity().items() if other.identity().get(k) != v]
             raise ValueError(
@@ -104,12 +103,13 @@ def load_results(config: SweepConfig, out: Path) -> SweepResults:
     for shard_id in range(config.n_shards):
         data = read_shard(shards, shard_id, tag)
         if data is None:
-            raise ValueError(f"shard {shard_id} of the sweep in {out} is missing; run the sweep "
-                             "again with the same config to finish it")  # fmt: skip
+            raise ValueError(
+                f"shard {shard_id} of the sweep in {out} is missing; run the sweep "
+                "again with the same config to finish it"
+            )
         parts.append(data)
     nets = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "curve"}
     n_cells = len(config.cells())
     curves = np.concatenate([p["curve"] for p in parts], axis=1)
     curves = curves.reshape(curves.shape[0], n_cells, config.nets_per_cell).transpose(1, 0, 2)
-    epochs = record_epochs(config.epochs, config.record_every)
-    return SweepResults(config, nets, np.ascontiguousarray(curves), epochs)
+    return SweepResults(config, nets, np.ascontiguousarray(curves), config.curve_epochs())

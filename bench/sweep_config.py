@@ -18,15 +18,29 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from kernels import BACKENDS, Criterion, NetSpec, Optimizer, get_problem, parse_init
+from kernels.training import record_epochs
 
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-DEFAULT_INITS = ("tutorial", "xavier_normal", "xavier_uniform", "he_uniform", "lecun_normal",
-                 "uniform:1")  # fmt: skip
-# Points per learning curve: history is recorded every epochs // CURVE_POINTS epochs.
-CURVE_POINTS = 100
-# Fields that do not change any number of the results: left out of the sweep's identity.
+DEFAULT_INITS = (
+    "tutorial",
+    "xavier_normal",
+    "xavier_uniform",
+    "he_uniform",
+    "lecun_normal",
+    "uniform:1",
+)
+# Training history is recorded every epochs // HISTORY_POINTS epochs; learning and survival
+# curves keep about CURVE_POINTS of those epochs, spaced evenly on a log scale.
+HISTORY_POINTS = 1000
+CURVE_POINTS = 60
+# Fields that change no number of the results. backend and name are left out of the sweep's
+# identity; nets_per_shard stays in it (it decides which nets a stored shard holds) but is left
+# out of the summary, which is the same for any shard size.
 NOT_IDENTITY = ("backend", "name")
+NOT_RESULTS = ("backend", "nets_per_shard")
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,9 @@ class SweepConfig:
     def spec(self, cell: Cell) -> NetSpec:
         problem = get_problem(self.problem)
         hidden = () if cell.hidden == 0 else (cell.hidden,)
-        return NetSpec((problem.n_inputs, *hidden, problem.n_outputs), cell.activation,
-                       loss=cell.loss)  # fmt: skip
+        return NetSpec(
+            (problem.n_inputs, *hidden, problem.n_outputs), cell.activation, loss=cell.loss
+        )
 
     @property
     def blocks_per_cell(self) -> int:
@@ -167,7 +182,17 @@ class SweepConfig:
 
     @property
     def record_every(self) -> int:
-        return max(1, self.epochs // CURVE_POINTS)
+        return max(1, self.epochs // HISTORY_POINTS)
+
+    def curve_rows(self) -> np.ndarray:
+        """Rows of the training history kept for curves: about CURVE_POINTS, log-spaced."""
+        epochs = record_epochs(self.epochs, self.record_every)
+        wanted = np.geomspace(1, self.epochs, CURVE_POINTS)
+        rows = np.searchsorted(epochs, wanted)
+        return np.unique(np.concatenate([[0], rows, [epochs.size - 1]]))
+
+    def curve_epochs(self) -> np.ndarray:
+        return record_epochs(self.epochs, self.record_every)[self.curve_rows()]
 
     # --------------------------------------------------------------------------- identity, I/O
 
@@ -177,6 +202,10 @@ class SweepConfig:
     def identity(self) -> dict:
         """The fields that determine the results (everything but backend and name)."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+
+    def results_dict(self) -> dict:
+        """The fields a sweep's numbers depend on (and its name), as stored in summaries."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RESULTS}
 
     def fingerprint(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True)

@@ -18,8 +18,10 @@ def run(capsys, *argv):
 def test_default_train_is_the_tutorial_and_learns_xor(capsys):
     code, out, err = run(capsys, "train")
     assert code == 0 and err == ""
-    assert out.startswith("training 2-4-1 sigmoid/sigmoid, bce (mean) on xor: sgd lr 0.5, init "
-                          "tutorial, seed 0 net 0, 10000 epochs, numba float64")  # fmt: skip
+    assert out.startswith(
+        "training 2-4-1 sigmoid/sigmoid, bce (mean) on xor: sgd lr 0.5, init "
+        "tutorial, seed 0 net 0, 10000 epochs, numba float64"
+    )
     epochs = [int(line.split()[0]) for line in out.splitlines() if line[:8].strip().isdigit()]
     assert epochs == list(range(0, 10_001, 1000))
     assert "converged at epoch" in out
@@ -41,8 +43,20 @@ def test_json_holds_config_history_predictions_and_is_deterministic(capsys):
 
 
 def test_backends_agree_through_the_cli(capsys):
-    argv = ["train", "--json", "--epochs", "2000", "--activation", "tanh", "--optimizer", "adam",
-            "--lr", "0.05", "--hidden", "3"]  # fmt: skip
+    argv = [
+        "train",
+        "--json",
+        "--epochs",
+        "2000",
+        "--activation",
+        "tanh",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.05",
+        "--hidden",
+        "3",
+    ]
     numba_doc = json.loads(run(capsys, *argv, "--backend", "numba")[1])
     numpy_doc = json.loads(run(capsys, *argv, "--backend", "numpy")[1])
     assert numba_doc["outcome"]["epochs_to_converge"] == numpy_doc["outcome"]["epochs_to_converge"]
@@ -64,10 +78,28 @@ def test_learning_rate_100_is_reported_diverged(capsys):
 
 
 def test_other_problems_losses_optimizers_and_float32(capsys):
-    code, out, _ = run(capsys, "train", "--problem", "parity3", "--hidden", "6", "--activation",
-                       "leaky-relu", "--loss", "mse", "--optimizer", "momentum", "--init",
-                       "he-uniform", "--dtype", "float32", "--backend", "numpy", "--json",
-                       "--early-stop")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--problem",
+        "parity3",
+        "--hidden",
+        "6",
+        "--activation",
+        "leaky-relu",
+        "--loss",
+        "mse",
+        "--optimizer",
+        "momentum",
+        "--init",
+        "he-uniform",
+        "--dtype",
+        "float32",
+        "--backend",
+        "numpy",
+        "--json",
+        "--early-stop",
+    )
     doc = json.loads(out)
     assert code == 0 and doc["config"]["layers"] == [3, 6, 1] and len(doc["predictions"]) == 8
 
@@ -107,13 +139,21 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 
 
 def test_console_entry_point_exits_2_without_traceback():
-    bad = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--lr", "-1"],
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "train", "--lr", "-1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert (
         bad.stderr.strip()
         == "backprop-bench: error: --lr must be a positive finite number, got -1.0"
     )
-    good = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--epochs", "10"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    good = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "train", "--epochs", "10"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert good.returncode == 0 and "predictions:" in good.stdout

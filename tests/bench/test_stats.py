@@ -1,0 +1,56 @@
+"""Sweep statistics against values worked out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.stats import paired, survival, wilson
+
+
+def test_wilson_interval_matches_the_formula():
+    k, n, z = 7, 10, 1.959963984540054
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert wilson(k, n) == pytest.approx((0.7, centre - half, centre + half), rel=1e-9)
+    assert wilson(0, 50)[1] == 0.0 and wilson(0, 50)[2] > 0.0
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_survival_without_censoring_is_one_minus_the_ecdf():
+    epochs = np.array([10, 20, 20, 40])
+    result = survival(epochs, budget=100, at=np.array([0, 10, 15, 20, 39, 40, 100]))
+    np.testing.assert_allclose(result["sf"], [1, 0.75, 0.75, 0.25, 0.25, 0, 0])
+    assert result["median"] == 20
+
+
+def test_survival_censors_nets_that_did_not_converge_at_the_budget():
+    # 2 of 5 converge (epochs 10 and 30); 3 never do, so S stays at 3/5 after epoch 30
+    epochs = np.array([10, -1, 30, -1, -1])
+    result = survival(epochs, budget=100, at=np.array([5, 10, 30, 99]))
+    np.testing.assert_allclose(result["sf"], [1, 0.8, 0.6, 0.6])
+    assert result["median"] is None  # fewer than half converged
+    assert survival(np.array([-1, -1]), 100, np.array([0, 50]))["median"] is None
+
+
+def test_median_interval_brackets_the_median():
+    rng = np.random.default_rng(0)
+    epochs = rng.integers(100, 1000, size=400)
+    epochs[:50] = -1
+    result = survival(epochs, budget=2000, at=np.array([0]))
+    lo, hi = result["median_ci"]
+    assert lo <= result["median"] <= hi
+    assert hi - lo < 200  # 400 nets pin a median down well
+
+
+def test_paired_counts_and_mcnemar():
+    a = np.array([True, True, True, False, False, True])
+    b = np.array([True, False, False, False, True, True])
+    epochs_a = np.array([100, 5, 5, -1, -1, 300])
+    epochs_b = np.array([50, -1, -1, -1, 7, 100])
+    result = paired(a, b, epochs_a, epochs_b)
+    assert (result["both"], result["only_a"], result["only_b"], result["neither"]) == (2, 2, 1, 1)
+    assert result["mcnemar_p"] == pytest.approx(1.0)  # 2 vs 1 discordant: no evidence
+    assert result["median_epoch_ratio"] == pytest.approx(2.5)  # ratios 2 and 3
+    assert result["b_faster"] == 1.0
