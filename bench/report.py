@@ -280,7 +280,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         f"units {', '.join(map(str, sweep['hidden']))}"
         + ("; plus the no-hidden-layer control" if sweep["control"] else "")
         + f". Activation {', '.join(sweep['activation'])}, loss {', '.join(sweep['loss'])}, "
-        f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}. A net converged when "
+        f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}. Converged means: "
         f"{d['converged']}.",
         "",
         "## Findings",

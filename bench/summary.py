@@ -185,35 +185,29 @@ def write_json(path: Path, document: dict) -> None:
     _atomic_write(Path(path), (json.dumps(document, indent=1) + "\n").encode())
 
 
+def net_rows(cells: list[Cell], nets: dict[str, np.ndarray]) -> list[list[str]]:
+    """One row of text per net, as in results.csv.gz (``nets`` as returned by a shard)."""
+    rows = []
+    for row in range(nets["status"].size):
+        cell = cells[nets["cell"][row]]
+        rows.append([
+            str(nets["cell"][row]), str(nets["net"][row]), str(cell.hidden), cell.init,
+            cell.activation, cell.loss, cell.optimizer, f"{cell.lr:g}",
+            sh.STATUSES[nets["status"][row]], str(nets["epochs_to_converge"][row]),
+            str(nets["first_full_accuracy"][row]), str(nets["epochs_trained"][row]),
+            _g(nets["final_loss"][row]), _g(nets["final_accuracy"][row]),
+            str(nets["outputs_right"][row]), str(nets["saturated_units"][row]),
+            _g(nets["param_norm"][row]), _g(nets["weight_growth"][row]), _g(nets["loss_drop"][row]),
+        ])  # fmt: skip
+    return rows
+
+
 def results_csv(results: SweepResults) -> bytes:
     """Every net as a row of a gzip-compressed CSV (byte-identical for identical results)."""
-    cells = results.config.cells()
-    nets = results.nets
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
-    for row in range(nets["status"].size):
-        cell = cells[nets["cell"][row]]
-        writer.writerow(
-            [
-                nets["cell"][row],
-                nets["net"][row],
-                cell.hidden,
-                cell.init,
-                cell.activation,
-                cell.loss,
-                cell.optimizer,
-                f"{cell.lr:g}",
-                sh.STATUSES[nets["status"][row]],
-                nets["epochs_to_converge"][row],
-                nets["first_full_accuracy"][row],
-                nets["epochs_trained"][row],
-                *(_g(nets[key][row]) for key in ("final_loss", "final_accuracy")),
-                nets["outputs_right"][row],
-                nets["saturated_units"][row],
-                *(_g(nets[key][row]) for key in ("param_norm", "weight_growth", "loss_drop")),
-            ]
-        )
+    writer.writerows(net_rows(results.config.cells(), results.nets))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
         fh.write(text.getvalue().encode())
@@ -230,9 +224,10 @@ def _g(value) -> str:
     return f"{round(float(value), ABS_DIGITS) + 0.0:.{SIG_DIGITS}g}"  # + 0.0 turns -0.0 into 0
 
 
-def read_results_csv(path: Path) -> list[dict]:
+def read_results_csv(path: Path) -> list[list[str]]:
+    """The rows of a results.csv.gz, header first."""
     with gzip.open(path, "rt", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return list(csv.reader(fh))
 
 
 def _git_commit() -> str | None:
