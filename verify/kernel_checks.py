@@ -1,0 +1,265 @@
+"""Gradient checks of every kernel of both backends, as rows of a table.
+
+Each check returns a ``Row``: kernel, backend, dtype, the worst relative error, the reference's
+error estimate there, and the verdict of :func:`verify.check.check_vjp`. Data and parameters come
+from fixed seeds, so the table is the same on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import NetSpec, backend, init_population
+from kernels import activations as F
+from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+
+from .check import GradCheckResult, check_gradient, check_vjp
+
+DTYPES = ("float64", "float32")
+BACKENDS = ("numpy", "numba")
+# Networks: depth 1 to 6 weight layers, several widths, batch sizes 1 to 64.
+NETWORKS = [
+    ((2, 1), "sigmoid", "bce", "mean", 4),
+    ((2, 4, 1), "sigmoid", "bce", "mean", 4),
+    ((3, 5, 2), "tanh", "mse", "sum", 1),
+    ((4, 8, 8, 3), "relu", "bce", "mean", 16),
+    ((2, 6, 5, 4, 1), "leaky_relu", "mse", "mean", 64),
+    ((3, 4, 4, 4, 4, 2), "sigmoid", "bce", "sum", 7),
+    ((5, 3, 6, 3, 6, 3, 1), "tanh", "bce", "mean", 33),
+]
+N_NETS = 2
+
+
+@dataclass
+class Row:
+    kernel: str
+    backend: str
+    dtype: str
+    worst_rel_error: float
+    reference_error: float
+    passed: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _row(kernel, backend_name, dtype, result: GradCheckResult) -> Row:
+    worst = max(result.groups, key=lambda g: g.abs_error / g.tolerance)
+    kinks = len(result.kinks)
+    detail = f"{kinks} kink(s), subgradients ok" if kinks and result.passed else ""
+    if not result.passed:
+        detail = result.report()
+    return Row(kernel, backend_name, dtype, worst.rel_error, worst.reference_error,
+               result.passed, detail)  # fmt: skip
+
+
+def _scalar_numba(function):
+    """Elementwise NumPy view of one of the numba backend's scalar jitted functions."""
+    return np.vectorize(function, otypes=[np.float64])
+
+
+def activation_rows() -> list[Row]:
+    from kernels import numba_backend as nb
+
+    rows = []
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(scale=3, size=20), [0.0, -0.0, 1e-12, 40.0, -40.0]])
+    for name in HIDDEN_ACTIVATIONS:
+        forward, derivative = F.ACTIVATIONS[name]
+        code = HIDDEN_ACTIVATIONS.index(name)
+        pairs = {
+            "numpy": (forward, lambda x, d=derivative, f=forward: d(x, f(x))),
+            "numba": (
+                lambda x, c=code: _scalar_numba(nb._activate)(x, c),
+                lambda x, c=code: _scalar_numba(nb._activate_grad)(
+                    x, _scalar_numba(nb._activate)(x, c), c
+                ),
+            ),
+        }
+        for backend_name, (fun, grad) in pairs.items():
+            for dtype in DTYPES:
+                point = z.astype(dtype)
+
+                def vjp(p, u, grad=grad, dtype=dtype):
+                    return (u * grad(np.asarray(p, dtype=np.float64))).astype(dtype)
+
+                result = check_vjp(lambda p, fun=fun: np.asarray(fun(p), dtype=p.dtype), vjp, point)
+                rows.append(_row(f"activation {name}", backend_name, dtype, result))
+    return rows
+
+
+def loss_rows() -> list[Row]:
+    from kernels import numba_backend as nb
+
+    rows = []
+    rng = np.random.default_rng(2)
+    z = np.concatenate([rng.normal(scale=4, size=12), [0.0, 30.0, -30.0]])
+    y = (rng.random(z.size) < 0.5).astype(float)
+    for name in LOSSES:
+        code = LOSSES.index(name)
+        pairs = {
+            "numpy": (
+                lambda x, n=name: F.loss_elements(n, x, F.sigmoid(x), y),
+                lambda x, n=name: F.loss_grad_logits(n, x, F.sigmoid(x), y),
+            ),
+            "numba": (
+                lambda x, c=code: _scalar_numba(nb._loss_element)(
+                    x, _scalar_numba(nb._activate)(x, 0), y, c
+                ),
+                lambda x, c=code: _scalar_numba(nb._loss_grad_logit)(
+                    _scalar_numba(nb._activate)(x, 0), y, c
+                ),
+            ),
+        }
+        for backend_name, (fun, grad) in pairs.items():
+            for dtype in DTYPES:
+                result = check_vjp(
+                    lambda p, fun=fun: np.asarray(fun(p), dtype=p.dtype),
+                    lambda p, u, grad=grad, dtype=dtype: (u * grad(np.asarray(p, float))).astype(
+                        dtype
+                    ),
+                    z.astype(dtype),
+                )
+                rows.append(_row(f"loss {name} (d/dlogit)", backend_name, dtype, result))
+    return rows
+
+
+def network_case(layers, activation, loss, reduction, n_samples, dtype, seed=0):
+    spec = NetSpec(layers, activation, loss=loss, reduction=reduction)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_samples, spec.n_inputs))
+    Y = (rng.random((n_samples, spec.n_outputs)) < 0.5).astype(float)
+    theta = init_population(spec, N_NETS, seed, init="normal:0.7").astype(dtype)
+    return spec, X, Y, theta
+
+
+def _population_loss(kernels, spec, X, Y):
+    # nets are independent: the gradient of the summed loss is every net's gradient
+    return lambda theta: np.sum(kernels.loss(theta, spec, X, Y), dtype=np.float64)
+
+
+def network_rows() -> list[Row]:
+    rows = []
+    for layers, activation, loss, reduction, n_samples in NETWORKS:
+        for backend_name in BACKENDS:
+            kernels = backend(backend_name)
+            for dtype in DTYPES:
+                spec, X, Y, theta = network_case(layers, activation, loss, reduction, n_samples,
+                                                 dtype)  # fmt: skip
+                result = check_gradient(
+                    _population_loss(kernels, spec, X, Y),
+                    lambda t, k=kernels, s=spec: k.backward(t, s, X, Y).grad,
+                    theta,
+                )
+                name = (f"network {'-'.join(map(str, layers))} {activation} {loss} {reduction}, "
+                        f"batch {n_samples}")  # fmt: skip
+                rows.append(_row(name, backend_name, dtype, result))
+    return rows
+
+
+def _tail_loss(spec, theta, start_layer, value, X, Y, of="z"):
+    """Loss of the nets as a function of layer ``start_layer``'s z (or of its activation a),
+    computed with NumPy from that layer on: the reference for per-layer gradients."""
+    views = spec.layer_views(theta)
+    if of == "z":
+        act = spec.output if start_layer == spec.n_layers - 1 else spec.activation
+        a = F.ACTIVATIONS[act][0](value)
+        z = value
+    else:
+        a = value
+    for layer in range(start_layer + 1, spec.n_layers):
+        W, b = views[layer]
+        z = np.einsum("sik,ijk->sjk", a, W) + b
+        act = spec.output if layer == spec.n_layers - 1 else spec.activation
+        a = F.ACTIVATIONS[act][0](z)
+    scale = 1.0 / X.shape[0] if spec.reduction == "mean" else 1.0
+    return float(np.sum(F.loss_elements(spec.loss, z, a, Y[:, :, None])) * scale)
+
+
+def per_layer_rows() -> list[Row]:
+    rows = []
+    layers, activation, loss, reduction, n_samples = NETWORKS[4]
+    for backend_name in BACKENDS:
+        kernels = backend(backend_name)
+        spec, X, Y, theta = network_case(layers, activation, loss, reduction, 5, "float64")
+        fwd = kernels.forward(theta, spec, X)
+        grads = kernels.backward(theta, spec, X, Y, per_layer=True)
+        for layer in range(spec.n_layers):
+            result = check_gradient(
+                lambda z, layer=layer: _tail_loss(spec, theta, layer, z, X, Y, "z"),
+                lambda z, layer=layer: np.asarray(grads.dz[layer]),
+                np.array(fwd.z[layer]),
+            )
+            rows.append(_row(f"dL/dz layer {layer}", backend_name, "float64", result))
+        for layer in range(spec.n_layers - 1):
+            result = check_gradient(
+                lambda a, layer=layer: _tail_loss(spec, theta, layer, a, X, Y, "a"),
+                lambda a, layer=layer: np.asarray(grads.da[layer]),
+                np.array(fwd.a[layer + 1]),
+            )
+            rows.append(_row(f"dL/da hidden layer {layer + 1}", backend_name, "float64", result))
+    return rows
+
+
+def optimizer_rows() -> list[Row]:
+    """Momentum and Adam steps against their published update rules, element by element."""
+    rows = []
+    rng = np.random.default_rng(3)
+    for backend_name in BACKENDS:
+        kernels = backend(backend_name)
+        for dtype in DTYPES:
+            theta0 = rng.normal(size=(6, 3)).astype(dtype)
+            grads = [rng.normal(size=(6, 3)).astype(dtype) for _ in range(5)]
+            lr = np.array([0.1, 0.01, 1.0])
+            # Rumelhart, Hinton & Williams (1986): dw(t) = -lr g(t) + alpha dw(t-1)
+            theta, velocity = theta0.copy(), np.zeros_like(theta0)
+            expected, delta = theta0.astype(float), np.zeros((6, 3))
+            for g in grads:
+                kernels.momentum_step(theta, g, velocity, lr, 0.9)
+                delta = -lr * g.astype(float) + 0.9 * delta
+                expected = expected + delta
+            rows.append(_formula_row("momentum step vs Rumelhart et al. 1986", backend_name,
+                                     dtype, theta, expected, 0.0))  # fmt: skip
+            # Kingma & Ba (2015), Algorithm 1
+            theta, m, v = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
+            expected = theta0.astype(float)
+            m_ref, v_ref = np.zeros((6, 3)), np.zeros((6, 3))
+            for t, g in enumerate(grads, start=1):
+                kernels.adam_step(theta, g, m, v, t, lr)
+                g = g.astype(float)
+                m_ref = 0.9 * m_ref + 0.1 * g
+                v_ref = 0.999 * v_ref + 0.001 * g * g
+                expected = expected - lr * (m_ref / (1 - 0.9**t)) / (
+                    np.sqrt(v_ref / (1 - 0.999**t)) + 1e-8
+                )
+            # the bias corrections 1 - beta^t (0.001 at t = 1) amplify a last-bit difference in
+            # beta^t by 1 / (1 - beta^t): the updates' rounding carries that condition number
+            condition = sum(1 / (1 - 0.999**t) + 1 / (1 - 0.9**t) for t in range(1, 6))
+            rows.append(_formula_row("adam step vs Kingma & Ba 2015", backend_name, dtype,
+                                     theta, expected, condition * float(lr.max())))  # fmt: skip
+    return rows
+
+
+def _formula_row(kernel, backend_name, dtype, got, expected, conditioned) -> Row:
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    scale = float(np.abs(expected).max())
+    error = float(np.abs(got.astype(float) - expected).max())
+    # five steps of a few operations each, every one rounding to the dtype, plus the update's
+    # own conditioning (``conditioned``: update size times its condition number)
+    tolerance = 64 * eps * scale + 16 * eps * conditioned
+    return Row(
+        kernel,
+        backend_name,
+        dtype,
+        error / scale,
+        0.0,
+        error <= tolerance,
+        "" if error <= tolerance else f"error {error:.3g} > {tolerance:.3g}",
+    )
+
+
+def all_rows() -> list[Row]:
+    return activation_rows() + loss_rows() + network_rows() + per_layer_rows() + optimizer_rows()
