@@ -164,8 +164,10 @@ class GradCheckResult:
         return max((g.rel_error for g in self.groups), default=0.0)
 
     def report(self) -> str:
-        lines = [f"gradient check {'PASSED' if self.passed else 'FAILED'} ({self.mode}, "
-                 f"reference: {self.reference})"]  # fmt: skip
+        lines = [
+            f"gradient check {'PASSED' if self.passed else 'FAILED'} ({self.mode}, "
+            f"reference: {self.reference})"
+        ]
         for g in self.groups:
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"
             lines.append(
@@ -188,8 +190,10 @@ class GradCheckResult:
             )
         if self.adjoint is not None:
             a = self.adjoint
-            lines.append(f"  adjoint <u, Jv> = {a.reference:.6g} vs <J^T u, v> = {a.claimed:.6g}"
-                         f" -> {'ok' if a.passed else 'FAIL'}")  # fmt: skip
+            lines.append(
+                f"  adjoint <u, Jv> = {a.reference:.6g} vs <J^T u, v> = {a.claimed:.6g}"
+                f" -> {'ok' if a.passed else 'FAIL'}"
+            )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -218,8 +222,17 @@ def _validate_output(value, what="fun") -> np.ndarray:
     return out
 
 
-def check_vjp(fun, vjp, params, *, jvp=None, seed: int = 0, full_limit: int = FULL_LIMIT,
-              probes: int = PROBES, use_scipy: bool = False) -> GradCheckResult:  # fmt: skip
+def check_vjp(
+    fun,
+    vjp,
+    params,
+    *,
+    jvp=None,
+    seed: int = 0,
+    full_limit: int = FULL_LIMIT,
+    probes: int = PROBES,
+    use_scipy: bool = False,
+) -> GradCheckResult:
     """Check ``vjp(params, u)`` (= J^T u, shaped like params) against references of ``fun``.
 
     fun  : params -> float array of any shape (the outputs)
@@ -241,23 +254,28 @@ def check_vjp(fun, vjp, params, *, jvp=None, seed: int = 0, full_limit: int = FU
 
     if n * m <= full_limit:
         return _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy)
-    return _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, probes, jvp, params,
-                   out_shape)  # fmt: skip
+    return _probes(
+        groups, flat_fun, claimed_vjp, x, m, out_eps, rng, probes, jvp, params, out_shape
+    )
 
 
 def check_gradient(fun, grad, params, **options) -> GradCheckResult:
     """Check ``grad(params)`` (shaped like params) against references of scalar ``fun(params)``."""
     out = _validate_output(fun(params))
     if out.size != 1:
-        raise ValueError(f"fun returned shape {out.shape}, not a scalar; for array-valued "
-                         "functions use check_vjp(fun, vjp, params)")  # fmt: skip
+        raise ValueError(
+            f"fun returned shape {out.shape}, not a scalar; for array-valued "
+            "functions use check_vjp(fun, vjp, params)"
+        )
 
     def vjp(p, u):
         g = grad(p)
         scale = float(np.asarray(u).reshape(-1)[0])
         if isinstance(g, dict):
-            return {k: np.asarray(v) * np.asarray(scale, dtype=np.asarray(v).dtype)
-                    for k, v in g.items()}  # fmt: skip
+            return {
+                k: np.asarray(v) * np.asarray(scale, dtype=np.asarray(v).dtype)
+                for k, v in g.items()
+            }
         g = np.asarray(g)
         return g * np.asarray(scale, dtype=g.dtype)
 
@@ -312,8 +330,10 @@ def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckR
         for j in range(n):
             s = R.scipy_partial(flat_fun, x, j)
             if np.any(np.abs(s.value - J_ref[:, j]) > SAFETY * (s.error + J_err[:, j]) + 1e-12):
-                notes.append(f"scipy.differentiate differs along {groups.locate(j)}: "
-                             f"{s.value} (its error estimate {s.error})")  # fmt: skip
+                notes.append(
+                    f"scipy.differentiate differs along {groups.locate(j)}: "
+                    f"{s.value} (its error estimate {s.error})"
+                )
 
     reports, ok = [], True
     kink_mask = np.zeros((m, n), dtype=bool)
@@ -332,8 +352,17 @@ def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckR
                 continue
             lo, hi = sorted((k.left[i], k.right[i]))
             inside = lo - tol[i, jj] <= J_claim[i, j] <= hi + tol[i, jj]
-            kinks.append(KinkReport(name, groups.locate(j)[1], int(i), float(k.left[i]),
-                                    float(k.right[i]), float(J_claim[i, j]), bool(inside)))  # fmt: skip
+            kinks.append(
+                KinkReport(
+                    name,
+                    groups.locate(j)[1],
+                    int(i),
+                    float(k.left[i]),
+                    float(k.right[i]),
+                    float(J_claim[i, j]),
+                    bool(inside),
+                )
+            )
             kink_mask[i, j] = True
             ok &= bool(inside)
         smooth_err = np.where(kink_mask[:, cols], 0.0, err)
@@ -342,17 +371,24 @@ def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckR
         passed = bool((ratio <= 1).all())
         ok &= passed
         j = cols.start + worst[1]
-        reports.append(GroupReport(
-            name, groups.shapes[g], groups.locate(j)[1] + ((worst[0],) if m > 1 else ()),
-            float(smooth_err[worst]), float(smooth_err[worst] / max(abs(J_ref[worst[0], j]),
-                                                                    1e-300)),
-            float(J_err[worst[0], j]), float(tol[worst]), passed,
-        ))  # fmt: skip
+        reports.append(
+            GroupReport(
+                name,
+                groups.shapes[g],
+                groups.locate(j)[1] + ((worst[0],) if m > 1 else ()),
+                float(smooth_err[worst]),
+                float(smooth_err[worst] / max(abs(J_ref[worst[0], j]), 1e-300)),
+                float(J_err[worst[0], j]),
+                float(tol[worst]),
+                passed,
+            )
+        )
     return GradCheckResult(bool(ok), "full Jacobian", method, reports, kinks=kinks, notes=notes)
 
 
-def _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, n_probes, jvp, params,
-            out_shape) -> GradCheckResult:  # fmt: skip
+def _probes(
+    groups, flat_fun, claimed_vjp, x, m, out_eps, rng, n_probes, jvp, params, out_shape
+) -> GradCheckResult:
     reports, ok = [], True
     for _ in range(n_probes):
         v = rng.standard_normal(x.size)
@@ -374,8 +410,9 @@ def _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, n_probes, jvp, pa
                 lo, hi = sorted(kink_pair)
                 passed = lo - tol <= claimed <= hi + tol
         ok &= passed
-        reports.append(ProbeReport(float(d.value[0]), claimed, float(d.error[0]), tol, passed,
-                                   kink_pair))  # fmt: skip
+        reports.append(
+            ProbeReport(float(d.value[0]), claimed, float(d.error[0]), tol, passed, kink_pair)
+        )
     adjoint = None
     if jvp is not None:
         v = rng.standard_normal(x.size)
@@ -383,16 +420,30 @@ def _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, n_probes, jvp, pa
         forward = np.asarray(jvp(params, groups.build(v)), dtype=np.float64).reshape(-1)
         g, eps_claim = claimed_vjp(u)
         lhs, rhs = float(np.dot(u, forward)), float(np.dot(g, v))
-        bound = ULPS * eps_claim * PROBE_SIGMAS * (np.linalg.norm(u) * np.linalg.norm(forward)
-                                                   + np.linalg.norm(g) * np.linalg.norm(v))  # fmt: skip
+        bound = (
+            ULPS
+            * eps_claim
+            * PROBE_SIGMAS
+            * (np.linalg.norm(u) * np.linalg.norm(forward) + np.linalg.norm(g) * np.linalg.norm(v))
+        )
         adjoint = ProbeReport(lhs, rhs, 0.0, float(bound), abs(lhs - rhs) <= bound)
         ok &= adjoint.passed
     worst = max(reports, key=lambda p: abs(p.claimed - p.reference) / p.tolerance)
     group = GroupReport(
-        "all parameters" if groups.is_dict else "params", (x.size,), None,
+        "all parameters" if groups.is_dict else "params",
+        (x.size,),
+        None,
         abs(worst.claimed - worst.reference),
         abs(worst.claimed - worst.reference) / max(abs(worst.reference), 1e-300),
-        worst.reference_error, worst.tolerance, all(p.passed for p in reports),
-    )  # fmt: skip
-    return GradCheckResult(bool(ok), f"{n_probes} directional probes", "central differences",
-                           [group], probes=reports, adjoint=adjoint)  # fmt: skip
+        worst.reference_error,
+        worst.tolerance,
+        all(p.passed for p in reports),
+    )
+    return GradCheckResult(
+        bool(ok),
+        f"{n_probes} directional probes",
+        "central differences",
+        [group],
+        probes=reports,
+        adjoint=adjoint,
+    )

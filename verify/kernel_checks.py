@@ -52,8 +52,9 @@ def _row(kernel, backend_name, dtype, result: GradCheckResult) -> Row:
     detail = f"{kinks} kink(s), subgradients ok" if kinks and result.passed else ""
     if not result.passed:
         detail = result.report()
-    return Row(kernel, backend_name, dtype, worst.rel_error, worst.reference_error,
-               result.passed, detail)  # fmt: skip
+    return Row(
+        kernel, backend_name, dtype, worst.rel_error, worst.reference_error, result.passed, detail
+    )
 
 
 def _scalar_numba(function):
@@ -147,15 +148,18 @@ def network_rows() -> list[Row]:
         for backend_name in BACKENDS:
             kernels = backend(backend_name)
             for dtype in DTYPES:
-                spec, X, Y, theta = network_case(layers, activation, loss, reduction, n_samples,
-                                                 dtype)  # fmt: skip
+                spec, X, Y, theta = network_case(
+                    layers, activation, loss, reduction, n_samples, dtype
+                )
                 result = check_gradient(
                     _population_loss(kernels, spec, X, Y),
-                    lambda t, k=kernels, s=spec: k.backward(t, s, X, Y).grad,
+                    lambda t, k=kernels, s=spec, X=X, Y=Y: k.backward(t, s, X, Y).grad,
                     theta,
                 )
-                name = (f"network {'-'.join(map(str, layers))} {activation} {loss} {reduction}, "
-                        f"batch {n_samples}")  # fmt: skip
+                name = (
+                    f"network {'-'.join(map(str, layers))} {activation} {loss} {reduction}, "
+                    f"batch {n_samples}"
+                )
                 rows.append(_row(name, backend_name, dtype, result))
     return rows
 
@@ -189,15 +193,15 @@ def per_layer_rows() -> list[Row]:
         grads = kernels.backward(theta, spec, X, Y, per_layer=True)
         for layer in range(spec.n_layers):
             result = check_gradient(
-                lambda z, layer=layer: _tail_loss(spec, theta, layer, z, X, Y, "z"),
-                lambda z, layer=layer: np.asarray(grads.dz[layer]),
+                lambda z, ctx=(spec, theta, layer, X, Y): _tail_loss(*ctx[:3], z, *ctx[3:], "z"),
+                lambda z, claimed=np.asarray(grads.dz[layer]): claimed,
                 np.array(fwd.z[layer]),
             )
             rows.append(_row(f"dL/dz layer {layer}", backend_name, "float64", result))
         for layer in range(spec.n_layers - 1):
             result = check_gradient(
-                lambda a, layer=layer: _tail_loss(spec, theta, layer, a, X, Y, "a"),
-                lambda a, layer=layer: np.asarray(grads.da[layer]),
+                lambda a, ctx=(spec, theta, layer, X, Y): _tail_loss(*ctx[:3], a, *ctx[3:], "a"),
+                lambda a, claimed=np.asarray(grads.da[layer]): claimed,
                 np.array(fwd.a[layer + 1]),
             )
             rows.append(_row(f"dL/da hidden layer {layer + 1}", backend_name, "float64", result))
@@ -221,8 +225,16 @@ def optimizer_rows() -> list[Row]:
                 kernels.momentum_step(theta, g, velocity, lr, 0.9)
                 delta = -lr * g.astype(float) + 0.9 * delta
                 expected = expected + delta
-            rows.append(_formula_row("momentum step vs Rumelhart et al. 1986", backend_name,
-                                     dtype, theta, expected, 0.0))  # fmt: skip
+            rows.append(
+                _formula_row(
+                    "momentum step vs Rumelhart et al. 1986",
+                    backend_name,
+                    dtype,
+                    theta,
+                    expected,
+                    0.0,
+                )
+            )
             # Kingma & Ba (2015), Algorithm 1
             theta, m, v = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
             expected = theta0.astype(float)
@@ -238,8 +250,16 @@ def optimizer_rows() -> list[Row]:
             # the bias corrections 1 - beta^t (0.001 at t = 1) amplify a last-bit difference in
             # beta^t by 1 / (1 - beta^t): the updates' rounding carries that condition number
             condition = sum(1 / (1 - 0.999**t) + 1 / (1 - 0.9**t) for t in range(1, 6))
-            rows.append(_formula_row("adam step vs Kingma & Ba 2015", backend_name, dtype,
-                                     theta, expected, condition * float(lr.max())))  # fmt: skip
+            rows.append(
+                _formula_row(
+                    "adam step vs Kingma & Ba 2015",
+                    backend_name,
+                    dtype,
+                    theta,
+                    expected,
+                    condition * float(lr.max()),
+                )
+            )
     return rows
 
 
