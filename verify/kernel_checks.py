@@ -194,14 +194,14 @@ def per_layer_rows() -> list[Row]:
         for layer in range(spec.n_layers):
             result = check_gradient(
                 lambda z, ctx=(spec, theta, layer, X, Y): _tail_loss(*ctx[:3], z, *ctx[3:], "z"),
-                lambda z, claimed=np.asarray(grads.dz[layer]): claimed,
+                lambda z, claimed=grads.dz[layer]: np.asarray(claimed),
                 np.array(fwd.z[layer]),
             )
             rows.append(_row(f"dL/dz layer {layer}", backend_name, "float64", result))
         for layer in range(spec.n_layers - 1):
             result = check_gradient(
                 lambda a, ctx=(spec, theta, layer, X, Y): _tail_loss(*ctx[:3], a, *ctx[3:], "a"),
-                lambda a, claimed=np.asarray(grads.da[layer]): claimed,
+                lambda a, claimed=grads.da[layer]: np.asarray(claimed),
                 np.array(fwd.a[layer + 1]),
             )
             rows.append(_row(f"dL/da hidden layer {layer + 1}", backend_name, "float64", result))
