@@ -323,12 +323,71 @@ def _report(args) -> int:
     return 0
 
 
+def _add_gradcheck(subparsers) -> None:
+    p = subparsers.add_parser(
+        "gradcheck",
+        help="check the gradients of every kernel of both backends, and the checker itself",
+        description="Check every kernel (activations, losses, networks of depth 1 to 6, "
+        "per-layer gradients, optimizer steps) of both backends in float64 and float32 against "
+        "reference derivatives, then run the mutation catalogue: deliberately wrong backward "
+        "passes that the checker must catch. Exit status 1 if anything fails.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.set_defaults(command=_gradcheck)
+
+
+def _gradcheck(args) -> int:
+    from verify.kernel_checks import all_rows
+    from verify.mutants import MUTANTS, false_alarms, run_mutants
+
+    rows = all_rows()
+    mutants = run_mutants()
+    alarms = false_alarms()
+    caught = sum(m.caught for m in mutants)
+    passed = all(r.passed for r in rows) and caught == len(mutants) and not alarms
+    if args.json:
+        print(json.dumps({
+            "passed": passed,
+            "kernels": [r.as_dict() for r in rows],
+            "mutants": [m.__dict__ for m in mutants],
+            "mutation_score": {"caught": caught, "total": len(mutants)},
+            "false_alarms": alarms,
+        }, indent=2))  # fmt: skip
+        return 0 if passed else 1
+    print(
+        f"{'kernel':<52} {'backend':<7} {'dtype':<7} {'worst rel err':>13} "
+        f"{'ref err est':>11}  verdict"
+    )
+    for r in rows:
+        print(
+            f"{r.kernel:<52} {r.backend:<7} {r.dtype:<7} {r.worst_rel_error:>13.2e} "
+            f"{r.reference_error:>11.1e}  {'ok' if r.passed else 'FAIL'}"
+            + (f"  ({r.detail})" if r.detail and r.passed else "")
+        )
+    for r in rows:
+        if not r.passed:
+            print(f"\n{r.kernel} ({r.backend}, {r.dtype}):\n{r.detail}")
+    print(
+        f"\nmutation score: {caught}/{len(mutants)} wrong backward passes caught "
+        f"({len(MUTANTS)} mutants x float64, float32)"
+    )
+    for m in mutants:
+        if not m.caught:
+            print(f"  NOT CAUGHT: {m.name} ({m.dtype}): {m.description}")
+    print(f"false alarms on correct backward passes: {len(alarms)}")
+    for alarm in alarms:
+        print(f"  FALSE ALARM: {alarm}")
+    print("gradcheck " + ("passed" if passed else "FAILED"))
+    return 0 if passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Understand, verify and benchmark backpropagation.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _add_train(subparsers)
     _add_sweep(subparsers)
     _add_report(subparsers)
+    _add_gradcheck(subparsers)
     return parser
 
 
@@ -339,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.argv = argv
         if not hasattr(args, "command"):
-            raise UsageError(f"choose a command: train, sweep or report (see {PROG} --help)")
+            raise UsageError(
+                f"choose a command: train, sweep, report or gradcheck (see {PROG} --help)"
+            )
         return args.command(args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -1,1 +1,11 @@
-"""Gradient verification and the vanishing-gradient study (built on ``kernels``)."""
+"""Gradient verification: check any function's claimed gradient, and every kernel of ours.
+
+    from verify import check_gradient, check_vjp, assert_gradients_close
+
+See ``verify.check`` for how references and tolerances are derived, ``verify.kernel_checks``
+for the checks of the project's kernels and ``verify.mutants`` for the mutation catalogue.
+"""
+
+from .check import GradCheckResult, assert_gradients_close, check_gradient, check_vjp
+
+__all__ = ["GradCheckResult", "assert_gradients_close", "check_gradient", "check_vjp"]

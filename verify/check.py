@@ -232,6 +232,7 @@ def check_vjp(
     full_limit: int = FULL_LIMIT,
     probes: int = PROBES,
     use_scipy: bool = False,
+    _claim: str = "vjp",
 ) -> GradCheckResult:
     """Check ``vjp(params, u)`` (= J^T u, shaped like params) against references of ``fun``.
 
@@ -250,7 +251,7 @@ def check_vjp(
 
     def claimed_vjp(u):
         value = vjp(params, u.reshape(out_shape))
-        return groups.flatten_like(value, "vjp"), groups.claimed_eps(value)
+        return groups.flatten_like(value, _claim), groups.claimed_eps(value)
 
     if n * m <= full_limit:
         return _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy)
@@ -279,7 +280,7 @@ def check_gradient(fun, grad, params, **options) -> GradCheckResult:
         g = np.asarray(g)
         return g * np.asarray(scale, dtype=g.dtype)
 
-    return check_vjp(lambda p: np.asarray(fun(p)).reshape(1), vjp, params, **options)
+    return check_vjp(lambda p: np.asarray(fun(p)).reshape(1), vjp, params, _claim="grad", **options)
 
 
 def assert_gradients_close(fun, grad, params, **options) -> GradCheckResult:
@@ -307,6 +308,9 @@ def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckR
             cs = R.complex_step(flat_fun, x, e)
             if cs is None:
                 cs_ok = False
+            elif isinstance(cs, str):
+                cs_ok = False
+                notes.append(f"complex step not used: {cs}")
             elif np.any(np.abs(cs.value - d.value) > SAFETY * d.error + 1e-300):
                 cs_ok = False
                 notes.append(

@@ -108,8 +108,9 @@ def kink(fun, x: np.ndarray, v: np.ndarray, scale: float, out_eps: float = EPS) 
     return None
 
 
-def complex_step(fun, x: np.ndarray, v: np.ndarray) -> Derivative | None:
-    """Complex-step derivative, or None where ``fun`` does not take complex input at all."""
+def complex_step(fun, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:
+    """Complex-step derivative; None where ``fun`` does not take complex input at all, and a
+    reason (a string) where it takes it but returns real values, losing the derivative."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -117,7 +118,7 @@ def complex_step(fun, x: np.ndarray, v: np.ndarray) -> Derivative | None:
     except Exception:  # noqa: BLE001 - any failure on complex input means: not available
         return None
     if not np.iscomplexobj(out):
-        return None  # the function dropped the imaginary part: no information
+        return "it returned real values for complex input (abs? a cast to float?)"
     value = (out.imag / COMPLEX_STEP).reshape(-1)
     error = 4 * EPS * np.abs(value) + 1e-300
     return Derivative(value, error, "complex step")

@@ -128,7 +128,7 @@ def test_other_problems_losses_optimizers_and_float32(capsys):
         (["train", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
         (["train", "--seed", "-1"], "--seed must be a non-negative integer"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
-        ([], "choose a command: train, sweep or report"),
+        ([], "choose a command: train, sweep, report or gradcheck"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
@@ -157,3 +157,17 @@ def test_console_entry_point_exits_2_without_traceback():
         check=False,
     )
     assert good.returncode == 0 and "predictions:" in good.stdout
+
+
+def test_gradcheck_passes_with_a_full_mutation_score(capsys):
+    code, out, err = run(capsys, "gradcheck")
+    assert code == 0 and err == ""
+    assert "mutation score: 30/30 wrong backward passes caught" in out
+    assert "false alarms on correct backward passes: 0" in out
+    assert out.rstrip().endswith("gradcheck passed")
+    code, out, _ = run(capsys, "gradcheck", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["passed"] and doc["mutation_score"] == {"caught": 30, "total": 30}
+    assert {"kernel", "backend", "dtype", "worst_rel_error", "reference_error", "passed"} <= set(
+        doc["kernels"][0]
+    )

@@ -1,0 +1,176 @@
+"""The public gradient checker on functions written for the test, with known right answers."""
+
+import numpy as np
+import pytest
+from scipy.differentiate import derivative
+
+from verify import assert_gradients_close, check_gradient, check_vjp
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(3, 4))
+
+
+def f(p):
+    return np.sum(np.sin(p) * p**2)
+
+
+def grad_f(p):
+    return np.cos(p) * p**2 + 2 * p * np.sin(p)
+
+
+def test_a_correct_gradient_passes_with_a_tiny_error():
+    result = check_gradient(f, grad_f, X)
+    assert result.passed and result.mode == "full Jacobian"
+    assert result.worst_rel_error < 1e-9
+
+
+def test_a_wrong_element_is_found_and_located():
+    def wrong(p):
+        g = grad_f(p)
+        g[1, 2] *= 1.01
+        return g
+
+    result = check_gradient(f, wrong, X)
+    assert not result.passed
+    (group,) = result.groups
+    assert group.worst_index == (1, 2) and group.rel_error == pytest.approx(0.01, rel=1e-6)
+    assert "FAIL" in result.report()
+
+
+def test_groups_are_reported_by_name():
+    params = {"W": RNG.normal(size=(2, 3)), "b": RNG.normal(size=3)}
+
+    def loss(p):
+        return np.sum(np.tanh(p["W"]) * p["b"])
+
+    def grad(p):
+        return {"W": (1 - np.tanh(p["W"]) ** 2) * p["b"], "b": np.zeros(3)}  # b is wrong
+
+    result = check_gradient(loss, grad, params)
+    by_name = {g.name: g for g in result.groups}
+    assert by_name["W"].passed and not by_name["b"].passed and not result.passed
+
+
+def test_relu_at_zero_is_a_kink_with_one_sided_derivatives_not_a_failure():
+    weights = np.array([1.0, 2.0, 3.0, 4.0])
+    x = np.array([0.0, 1.0, -2.0, 3.0])
+
+    def loss(p):
+        return np.sum(np.maximum(p, 0) * weights)
+
+    result = check_gradient(loss, lambda p: (p > 0) * weights, x)  # relu'(0) = 0
+    assert result.passed
+    (kink,) = result.kinks
+    assert kink.index == (0,) and (kink.left, kink.right) == pytest.approx((0.0, 1.0), abs=1e-6)
+    wrong = check_gradient(loss, lambda p: (p > 0) * weights + np.array([2.0, 0, 0, 0]), x)
+    assert not wrong.passed and not wrong.kinks[0].passed
+
+
+def test_scipy_differentiate_is_silent_at_the_kink_and_we_are_not():
+    scipy_says = derivative(lambda t: np.maximum(t, 0), np.array([0.0]))
+    assert scipy_says.df[0] == pytest.approx(0.5) and scipy_says.error[0] == 0.0  # looks smooth
+    result = check_gradient(lambda p: np.maximum(p, 0).sum(), lambda p: np.zeros(1), np.zeros(1))
+    assert result.kinks and "not differentiable" in result.report()
+
+
+def test_functions_that_break_complex_step_are_caught_not_trusted():
+    # abs drops the imaginary part: complex step would say the gradient is 0 and accept zeros
+    def loss(p):
+        return np.sum(np.abs(p) ** 3)
+
+    result = check_gradient(loss, lambda p: np.zeros_like(p), X)
+    assert not result.passed
+    assert any("returned real values for complex input" in note for note in result.notes)
+    assert check_gradient(loss, lambda p: 3 * p * np.abs(p), X).passed
+
+    # conjugation keeps a complex result whose imaginary part is silently 0
+    def energy(p):
+        return np.sum(p * np.conj(p))
+
+    result = check_gradient(energy, lambda p: np.zeros_like(p), X)
+    assert not result.passed and any("not complex-safe" in note for note in result.notes)
+    assert check_gradient(energy, lambda p: 2 * p, X).passed
+
+
+def test_complex_step_is_used_where_it_is_verified():
+    result = check_gradient(f, grad_f, X)
+    assert result.reference.startswith("complex step")
+
+
+def test_float32_gradients_pass_against_a_float64_reference_and_errors_still_fail():
+    x32 = X.astype(np.float32)
+    assert check_gradient(f, lambda p: grad_f(p).astype(np.float32), x32).passed
+
+    def wrong(p):
+        g = grad_f(p).astype(np.float32)
+        g[0, 0] *= np.float32(1.01)
+        return g
+
+    assert not check_gradient(f, wrong, x32).passed
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_probes_find_one_zeroed_element_among_20000(dtype):
+    x = RNG.normal(size=20_000).astype(dtype)
+
+    def zeroed(p):
+        g = grad_f(p)
+        g[1234] = 0.0
+        return g.astype(dtype)
+
+    good = check_gradient(f, lambda p: grad_f(p).astype(dtype), x)
+    bad = check_gradient(f, zeroed, x)
+    assert good.mode.endswith("directional probes") and good.passed
+    assert not bad.passed
+
+
+def test_vjp_and_the_adjoint_test():
+    A = RNG.normal(size=(300, 40))
+
+    def fun(p):
+        return np.tanh(A @ p)
+
+    def vjp(p, u):
+        return A.T @ (u * (1 - np.tanh(A @ p) ** 2))
+
+    def jvp(p, v):
+        return (1 - np.tanh(A @ p) ** 2) * (A @ v)
+
+    p = RNG.normal(size=40) * 0.1
+    assert check_vjp(fun, vjp, p).passed  # 300 x 40 = 12,000 > full limit: probes
+    result = check_vjp(fun, vjp, p, jvp=jvp)
+    assert result.adjoint is not None and result.adjoint.passed
+    bad = check_vjp(fun, vjp, p, jvp=lambda p, v: 1.001 * jvp(p, v))
+    assert not bad.adjoint.passed and not bad.passed
+
+
+def test_assert_gradients_close_raises_with_the_report():
+    assert_gradients_close(f, grad_f, X)
+    with pytest.raises(AssertionError, match="gradient check FAILED"):
+        assert_gradients_close(f, lambda p: -grad_f(p), X)
+
+
+@pytest.mark.parametrize(
+    "fun, grad, message",
+    [
+        (lambda p: np.nan * p.sum(), grad_f, "fun returned NaN or inf at params"),
+        (
+            f,
+            lambda p: grad_f(p)[:2],
+            r"grad returned shape \(2, 4\) for parameter 'params' of "
+            r"shape \(3, 4\)",
+        ),
+        (f, lambda p: grad_f(p) * np.nan, "returned NaN or inf for parameter 'params'"),
+        (lambda p: p * 2, grad_f, r"not a scalar; for array-valued functions use check_vjp"),
+    ],
+)
+def test_bad_functions_get_a_clear_error(fun, grad, message):
+    with pytest.raises(ValueError, match=message):
+        check_gradient(fun, grad, X)
+
+
+def test_bad_params():
+    with pytest.raises(ValueError, match="must be a non-empty float array"):
+        check_gradient(f, grad_f, np.arange(3))
+    with pytest.raises(ValueError, match=r"must return a dict with keys \['W'\]"):
+        check_gradient(lambda p: p["W"].sum(), lambda p: np.ones(2), {"W": np.ones(2)})

@@ -1,0 +1,57 @@
+"""Every kernel of both backends passes its gradient check; the mutation catalogue is caught."""
+
+import numpy as np
+import pytest
+
+from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+from verify.kernel_checks import NETWORKS, all_rows
+from verify.mutants import MUTANTS, SQUARE, _case, backprop, false_alarms, run_mutants
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return all_rows()
+
+
+def test_every_kernel_passes_on_both_backends_in_both_dtypes(rows):
+    failed = [f"{r.kernel} {r.backend} {r.dtype}: {r.detail}" for r in rows if not r.passed]
+    assert not failed, "\n".join(failed)
+
+
+def test_the_table_covers_what_it_should(rows):
+    kernels = {r.kernel for r in rows}
+    for name in HIDDEN_ACTIVATIONS:
+        assert f"activation {name}" in kernels
+    for name in LOSSES:
+        assert f"loss {name} (d/dlogit)" in kernels
+    depths = {len(layers) - 1 for layers, *_ in NETWORKS}
+    batches = {batch for *_, batch in NETWORKS}
+    assert depths == {1, 2, 3, 4, 5, 6} and {1, 64} <= batches
+    assert {r.backend for r in rows} == {"numpy", "numba"}
+    assert {r.dtype for r in rows} == {"float64", "float32"}
+    assert any(k.startswith("dL/dz") for k in kernels) and any("adam" in k for k in kernels)
+
+
+def test_relu_kinks_are_reported_not_failed(rows):
+    relu = [r for r in rows if r.kernel == "activation relu"]
+    assert relu and all(r.passed and "kink" in r.detail for r in relu)
+
+
+def test_every_mutant_is_caught_in_float64_and_float32():
+    results = run_mutants()
+    assert len(MUTANTS) >= 12
+    missed = [f"{r.name} ({r.dtype})" for r in results if not r.caught]
+    assert not missed
+    assert {r.dtype for r in results} == {"float64", "float32"}
+
+
+@pytest.mark.parametrize("fault", list(MUTANTS))
+def test_each_mutant_really_changes_the_gradient(fault):
+    spec, X, Y, theta = _case(fault, "float64")
+    assert not np.allclose(backprop(theta, spec, X, Y, fault), backprop(theta, spec, X, Y, None),
+                           rtol=1e-6, atol=0)  # fmt: skip
+
+
+def test_no_false_alarms():
+    assert false_alarms() == []
+    assert SQUARE.layers == (3, 3, 3, 1)
