@@ -128,7 +128,9 @@ def run_mutants(dtypes=("float64", "float32")) -> list[MutantResult]:
         for name, description in MUTANTS.items():
             spec, X, Y, theta = _case(name, dtype)
             check = check_gradient(
-                _loss(spec, X, Y), lambda t, s=spec, f=name: backprop(t, s, X, Y, f), theta
+                _loss(spec, X, Y),
+                lambda t, s=spec, f=name, X=X, Y=Y: backprop(t, s, X, Y, f),
+                theta,
             )
             results.append(MutantResult(name, description, dtype, not check.passed, check.mode))
     return results
@@ -144,10 +146,10 @@ def false_alarms(dtypes=("float64", "float32")) -> list[str]:
             ("large", "one element zeroed (large array)"),
         ):
             spec, X, Y, theta = _case(spec_name, dtype)
-            claims = {"unmutated backprop": lambda t, s=spec: backprop(t, s, X, Y, None)}
+            claims = {"unmutated backprop": lambda t, s=spec, X=X, Y=Y: backprop(t, s, X, Y, None)}
             for name in ("numpy", "numba"):
                 kernels = backend(name)
-                claims[f"{name} backward"] = lambda t, k=kernels, s=spec: (
+                claims[f"{name} backward"] = lambda t, k=kernels, s=spec, X=X, Y=Y: (
                     k.backward(t, s, X, Y).grad
                 )
             for claim, grad in claims.items():
