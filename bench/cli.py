@@ -381,6 +381,89 @@ def _gradcheck(args) -> int:
     return 0 if passed else 1
 
 
+def _add_vanishing(subparsers) -> None:
+    from verify.vanishing import VanishingConfig
+
+    d = VanishingConfig()
+    p = subparsers.add_parser(
+        "vanishing",
+        help="measure how gradients shrink with depth, for many seeded nets at initialisation",
+        description="Per-layer gradient norms (dL/dz, dL/dh, dL/dW) of seeded nets at "
+        "initialisation for several depths, activations and inits; checks sigmoid' <= 1/4 and "
+        "the product bound for sigmoid nets on every net; writes report.md, vanishing.json and "
+        "figures to --out.",
+    )
+    p.add_argument(
+        "--depths",
+        type=_list(int),
+        default=d.depths,
+        metavar="D,D,...",
+        help="numbers of hidden layers (default 1,2,4,8,12,16,20)",
+    )
+    p.add_argument(
+        "--activations",
+        type=_list(_name),
+        default=d.activations,
+        metavar="NAME,...",
+        help="hidden activations (default sigmoid,tanh,relu)",
+    )
+    p.add_argument(
+        "--inits",
+        type=_list(str),
+        default=d.inits,
+        metavar="SCHEME,...",
+        help="init schemes (default xavier_normal,tutorial,lecun_normal)",
+    )
+    p.add_argument("--width", type=int, default=d.width, help="units per hidden layer (8)")
+    p.add_argument("--nets", type=int, default=d.n_nets, help="seeded nets per case (2000)")
+    p.add_argument("--problem", default=d.problem, help="data the pass runs on (xor)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (0)")
+    p.add_argument("--backend", default=d.backend, help="numba or numpy (numba)")
+    p.add_argument("--out", default="reports/vanishing", help="output folder")
+    p.set_defaults(command=_vanishing)
+
+
+def _vanishing(args) -> int:
+    import time
+
+    from verify.vanishing import VanishingConfig, study
+
+    from .summary import _git_commit
+    from .vanishing_report import check_out, write
+
+    try:
+        config = VanishingConfig(
+            depths=args.depths, activations=args.activations, inits=args.inits,
+            width=args.width, n_nets=args.nets, problem=args.problem, seed=args.seed,
+            backend=args.backend,
+        )  # fmt: skip
+        out = Path(args.out)
+        check_out(out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    progress = Progress()
+    progress.start(len(config.depths) * len(config.activations) * len(config.inits))
+    start = time.perf_counter()
+    results = study(config, progress=lambda n, total: progress.advance(1))
+    progress.close()
+    seconds = time.perf_counter() - start
+    versions = {}
+    for package in ("numpy", "numba", "scipy", "matplotlib"):
+        from importlib import metadata
+
+        versions[package] = metadata.version(package)
+    meta_doc = {"command": " ".join(["backprop-bench", *args.argv]), "seconds": round(seconds, 1),
+                "versions": versions, "commit": _git_commit()}  # fmt: skip
+    path = write(out, results, meta_doc)
+    claims = results["claims"]
+    if claims:
+        print(f"sigmoid'(z) <= 1/4: max {claims['max_sigmoid_derivative']:.6g} over "
+              f"{claims['units_seen']:,} units; bound violations: {claims['bound_violations']} "
+              f"of {claims['bound_checks']:,} checks")  # fmt: skip
+    print(f"wrote {path} ({seconds:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Understand, verify and benchmark backpropagation.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
@@ -388,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(subparsers)
     _add_report(subparsers)
     _add_gradcheck(subparsers)
+    _add_vanishing(subparsers)
     return parser
 
 

@@ -1,0 +1,98 @@
+"""The vanishing-gradient study: claims, determinism, and numbers recomputed independently."""
+
+import json
+from copy import deepcopy
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from kernels import NetSpec, backend, get_problem, init_population
+from verify.vanishing import QUANTILES, VanishingConfig, _bound, run_case, study
+
+SMALL = VanishingConfig(depths=(1, 3, 6), activations=("sigmoid", "relu"),
+                        inits=("xavier_normal", "normal:1"), n_nets=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def results():
+    return study(SMALL)
+
+
+def test_the_tutorials_claims_hold_on_every_net(results):
+    claims = results["claims"]
+    assert claims["max_sigmoid_derivative"] <= 0.25
+    assert claims["units_seen"] == 300 * 4 * 8 * (1 + 3 + 6) * 2  # nets x samples x units x inits
+    assert claims["bound_violations"] == 0 and claims["bound_checks"] == 300 * (0 + 2 + 5) * 2
+
+
+def test_sigmoid_gradients_vanish_with_depth(results):
+    case = next(c for c in results["cases"] if (c["activation"], c["init"], c["depth"]) ==
+                ("sigmoid", "xavier_normal", 6))  # fmt: skip
+    median = [layer["dz"][QUANTILES.index(50)] for layer in case["layers"]]
+    assert all(a < b for a, b in zip(median, median[1:], strict=False))  # smaller toward input
+    assert median[0] < 1e-2 * median[-1]
+
+
+def test_the_violation_counter_counts():
+    spec = NetSpec((2, 8, 8, 8, 1))
+    xor = get_problem("xor")
+    theta = init_population(spec, 50, seed=1, init="xavier_normal")
+    grads = backend("numpy").backward(theta, spec, xor.X, xor.Y, per_layer=True)
+    assert _bound(spec, theta, grads, 3)["violations"] == 0
+    broken = deepcopy(grads)
+    broken.da[0] = broken.da[0] * 1e6  # no real gradient is that large: the bound must fail
+    assert _bound(spec, theta, broken, 3)["violations"] == 50
+
+
+def test_quantiles_match_a_direct_computation():
+    config = VanishingConfig(depths=(4,), activations=("tanh",), inits=("tutorial",), n_nets=200)
+    case = run_case(config, "tanh", "tutorial", 4)
+    spec = NetSpec((2, 8, 8, 8, 8, 1), "tanh")
+    xor = get_problem("xor")
+    theta = init_population(spec, 200, seed=0, init="tutorial")
+    dz = backend("numpy").backward(theta, spec, xor.X, xor.Y, per_layer=True).dz[2]
+    norms = np.sqrt((dz**2).sum(axis=(0, 1)))
+    np.testing.assert_allclose(case["layers"][2]["dz"], np.percentile(norms, QUANTILES),
+                               rtol=1e-12)  # fmt: skip
+
+
+def test_deterministic_and_backend_independent(results):
+    assert study(SMALL) == results
+    numpy_results = study(VanishingConfig(**{**SMALL.to_dict(), "backend": "numpy",
+                                             "depths": (1, 3, 6)}))  # fmt: skip
+    for a, b in zip(results["cases"], numpy_results["cases"], strict=True):
+        for la, lb in zip(a["layers"], b["layers"], strict=True):
+            np.testing.assert_allclose(la["dz"], lb["dz"], rtol=1e-10)
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "v"
+    code = main(["vanishing", "--depths", "1,4", "--nets", "100", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "bound violations: 0" in text
+    report = (out / "report.md").read_text()
+    assert "sigmoid'(z) ≤ 1/4" in report and "0 violations" in report
+    assert (out / "figures" / "gradient_norms.png").stat().st_size > 10_000
+    assert json.loads((out / "vanishing.json").read_text())["config"]["n_nets"] == 100
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--depths", "0,2"], "depths are numbers of hidden layers >= 1, got 0"),
+        (["--activations", "swish"], "unknown activation 'swish'"),
+        (["--inits", "glorot"], "unknown init 'glorot'"),
+        (["--nets", "0"], "error: nets must be a positive integer, got 0"),
+    ],
+)
+def test_bad_input(tmp_path, capsys, argv, message):
+    assert main(["vanishing", "--out", str(tmp_path / "v"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert main(["vanishing", "--out", str(tmp_path), "--depths", "1", "--nets", "10"]) == 2
+    assert "holds files that are not this study's (notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

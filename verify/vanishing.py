@@ -1,0 +1,159 @@
+"""The vanishing-gradient study: per-layer gradient norms of many seeded nets at initialisation.
+
+For every (activation, init, depth) it draws ``n_nets`` nets of ``width`` hidden units per layer,
+runs one forward and backward pass on the problem's data, and keeps per hidden layer l:
+||dL/dz_l||, ||dL/dh_l|| (h_l = the layer's activation) and ||dL/dW_l|| (Frobenius norms over the
+batch), as quantiles over the nets.
+
+It also checks two claims on everything it computed:
+
+- the tutorial's: sigmoid'(z) = a (1 - a) <= 1/4 on every hidden unit and sample seen;
+- for sigmoid nets, the bound ||dL/dh_l|| <= ||dL/dh_L|| * prod_{k=l+1..L} 1/4 ||W_k||_2, where
+  h_L is the last hidden layer and W_k the weights into hidden layer k. It holds sample by
+  sample (dL/dh_{k-1} = (dL/dh_k * sigmoid'(z_k)) W_k^T, |sigmoid'| <= 1/4, ||x W^T|| <=
+  ||W||_2 ||x||), hence for the batch's Frobenius norm. Violations beyond rounding
+  (BOUND_RTOL) are counted; the ratio actual / bound shows how loose it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kernels import NetSpec, backend, get_problem, init_population, parse_init
+
+QUANTILES = (10, 25, 50, 75, 90)
+# The bound is checked after a chain of float64 products and sums over at most 20 layers:
+# a relative slack of 1e-9 is ~10^7 ulps, far above rounding and far below any real violation.
+BOUND_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class VanishingConfig:
+    depths: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 20)
+    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu")
+    # xavier_normal and lecun_normal coincide on square hidden layers: normal:1 is the third
+    inits: tuple[str, ...] = ("xavier_normal", "tutorial", "normal:1")
+    width: int = 8
+    n_nets: int = 2000
+    problem: str = "xor"
+    seed: int = 0
+    backend: str = "numba"
+
+    def __post_init__(self):
+        for axis in ("depths", "activations", "inits"):
+            values = tuple(getattr(self, axis))
+            if not values:
+                raise ValueError(f"the {axis} list is empty; give at least one value")
+            object.__setattr__(self, axis, values)
+        for depth in self.depths:
+            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+                raise ValueError(f"depths are numbers of hidden layers >= 1, got {depth!r}")
+        for name, flag in (("width", "width"), ("n_nets", "nets")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        problem = get_problem(self.problem)
+        for activation in self.activations:
+            NetSpec((problem.n_inputs, self.width, problem.n_outputs), activation)
+        object.__setattr__(self, "inits", tuple(str(parse_init(i)) for i in self.inits))
+        backend(self.backend)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    """Quantiles over nets (the last axis) -> list per QUANTILES."""
+    return [float(q) for q in np.percentile(values, QUANTILES, axis=-1)]
+
+
+def _norms(array) -> np.ndarray:
+    """Frobenius norm per net of an array of shape (..., n_nets)."""
+    flat = np.asarray(array).reshape(-1, array.shape[-1])
+    return np.sqrt((flat * flat).sum(axis=0))
+
+
+def _spectral(W: np.ndarray) -> np.ndarray:
+    """Largest singular value of each net's W (shape (fan_in, fan_out, n_nets))."""
+    return np.linalg.norm(np.moveaxis(W, -1, 0), ord=2, axis=(1, 2))
+
+
+def run_case(config: VanishingConfig, activation: str, init: str, depth: int) -> dict:
+    """Per-layer gradient norms of ``n_nets`` nets with ``depth`` hidden layers."""
+    problem = get_problem(config.problem)
+    spec = NetSpec((problem.n_inputs, *([config.width] * depth), problem.n_outputs), activation)
+    theta = init_population(spec, config.n_nets, config.seed, init)
+    kernels = backend(config.backend)
+    fwd = kernels.forward(theta, spec, problem.X)
+    grads = kernels.backward(theta, spec, problem.X, problem.Y, per_layer=True)
+    weight_grads = spec.layer_views(grads.grad)
+    layers = []
+    for hidden in range(depth):  # hidden layer hidden + 1, fed by weight layer `hidden`
+        layers.append(
+            {
+                "layer": hidden + 1,
+                "dz": _quantiles(_norms(grads.dz[hidden])),
+                "dh": _quantiles(_norms(grads.da[hidden])),
+                "dW": _quantiles(_norms(weight_grads[hidden][0])),
+            }
+        )
+    case = {"activation": activation, "init": init, "depth": depth, "layers": layers}
+    if activation == "sigmoid":
+        a = np.concatenate([np.asarray(h).reshape(-1) for h in fwd.a[1:-1]])
+        case["max_sigmoid_derivative"] = float((a * (1 - a)).max())
+        case["units_seen"] = int(a.size)
+        case["bound"] = _bound(spec, theta, grads, depth)
+    return case
+
+
+def _bound(spec, theta, grads, depth) -> dict:
+    """Check ||dL/dh_l|| <= ||dL/dh_L|| prod 1/4 ||W_k||_2 for every net and layer l < L."""
+    views = spec.layer_views(theta)
+    top = _norms(grads.da[depth - 1])
+    factor = np.ones_like(top)
+    ratios, violations, checked = [], 0, 0
+    for hidden in range(depth - 2, -1, -1):  # da[hidden] is dL/dh of hidden layer hidden + 1
+        factor = factor * 0.25 * _spectral(views[hidden + 1][0])
+        bound = top * factor
+        actual = _norms(grads.da[hidden])
+        violations += int((actual > bound * (1 + BOUND_RTOL)).sum())
+        checked += actual.size
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(bound > 0, actual / bound, 1.0)
+        ratios.append(
+            {
+                "layer": hidden + 1,
+                "ratio": _quantiles(ratio),
+                "factor_per_layer": _quantiles(0.25 * _spectral(views[hidden + 1][0])),
+            }
+        )
+    return {"violations": violations, "checked": checked, "layers": ratios[::-1]}
+
+
+def study(config: VanishingConfig, progress=None) -> dict:
+    """Every case of the study; deterministic for a given config."""
+    cases = []
+    todo = [(a, i, d) for a in config.activations for i in config.inits for d in config.depths]
+    for n, (activation, init, depth) in enumerate(todo, start=1):
+        cases.append(run_case(config, activation, init, depth))
+        if progress is not None:
+            progress(n, len(todo))
+    sigmoid = [c for c in cases if c["activation"] == "sigmoid"]
+    claims = {}
+    if sigmoid:
+        claims = {
+            "max_sigmoid_derivative": max(c["max_sigmoid_derivative"] for c in sigmoid),
+            "units_seen": sum(c["units_seen"] for c in sigmoid),
+            "bound_violations": sum(c["bound"]["violations"] for c in sigmoid),
+            "bound_checks": sum(c["bound"]["checked"] for c in sigmoid),
+        }
+    return {
+        "config": config.to_dict(),
+        "quantiles": list(QUANTILES),
+        "claims": claims,
+        "cases": cases,
+    }
