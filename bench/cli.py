@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         if not hasattr(args, "command"):
             raise UsageError(
-                f"choose a command: train, sweep, report or gradcheck (see {PROG} --help)"
+                f"choose a command: train, sweep, report, gradcheck or vanishing (see {PROG} --help)"
             )
         return args.command(args)
     except UsageError as error:

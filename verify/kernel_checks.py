@@ -30,6 +30,7 @@ NETWORKS = [
     ((5, 3, 6, 3, 6, 3, 1), "tanh", "bce", "mean", 33),
 ]
 N_NETS = 2
+SCIPY_LIMIT = 100  # parameters up to which scipy.differentiate also checks the reference
 
 
 @dataclass
@@ -50,6 +51,8 @@ def _row(kernel, backend_name, dtype, result: GradCheckResult) -> Row:
     worst = max(result.groups, key=lambda g: g.abs_error / g.tolerance)
     kinks = len(result.kinks)
     detail = f"{kinks} kink(s), subgradients ok" if kinks and result.passed else ""
+    if result.scipy_agrees is not None:
+        detail = "scipy.differentiate agrees" if result.scipy_agrees else "; ".join(result.notes)
     if not result.passed:
         detail = result.report()
     return Row(
@@ -155,6 +158,8 @@ def network_rows() -> list[Row]:
                     _population_loss(kernels, spec, X, Y),
                     lambda t, k=kernels, s=spec, X=X, Y=Y: k.backward(t, s, X, Y).grad,
                     theta,
+                    # scipy.differentiate as a third reference where it is affordable
+                    use_scipy=theta.size <= SCIPY_LIMIT,
                 )
                 name = (
                     f"network {'-'.join(map(str, layers))} {activation} {loss} {reduction}, "

@@ -171,3 +171,12 @@ def test_gradcheck_passes_with_a_full_mutation_score(capsys):
     assert {"kernel", "backend", "dtype", "worst_rel_error", "reference_error", "passed"} <= set(
         doc["kernels"][0]
     )
+
+
+def test_gradcheck_exits_1_when_a_kernel_fails(capsys, monkeypatch):
+    import verify.kernel_checks as kc
+
+    failing = kc.Row("a broken kernel", "numpy", "float64", 0.5, 1e-12, False, "FAILED here")
+    monkeypatch.setattr(kc, "all_rows", lambda: [failing])
+    code, out, _ = run(capsys, "gradcheck")
+    assert code == 1 and "FAIL" in out and out.rstrip().endswith("gradcheck FAILED")

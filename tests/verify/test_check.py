@@ -144,6 +144,26 @@ def test_vjp_and_the_adjoint_test():
     assert not bad.adjoint.passed and not bad.passed
 
 
+def test_adjoint_test_in_full_mode_too():
+    A = RNG.normal(size=(5, 4))
+    p = RNG.normal(size=4)
+    result = check_vjp(lambda p: A @ p, lambda p, u: A.T @ u, p, jvp=lambda p, v: A @ v)
+    assert result.mode == "full Jacobian" and result.adjoint.passed and result.passed
+    bad = check_vjp(lambda p: A @ p, lambda p, u: A.T @ u, p, jvp=lambda p, v: A @ v + 1e-3)
+    assert not bad.passed
+
+
+def test_scipy_differentiate_as_a_third_reference():
+    result = check_gradient(f, grad_f, X, use_scipy=True)
+    assert result.passed and result.scipy_agrees
+    kinked = check_gradient(lambda p: np.maximum(p, 0).sum(), lambda p: (p > 0) * 1.0,
+                            np.array([0.0, 1.0]), use_scipy=True)  # fmt: skip
+    # both difference references answer 0.5 at the kink and agree with each other; only the
+    # one-sided analysis shows that there is no derivative there
+    assert kinked.scipy_agrees is True
+    assert kinked.passed and kinked.kinks and kinked.kinks[0].index == (0,)
+
+
 def test_assert_gradients_close_raises_with_the_report():
     assert_gradients_close(f, grad_f, X)
     with pytest.raises(AssertionError, match="gradient check FAILED"):
