@@ -482,9 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.argv = argv
         if not hasattr(args, "command"):
-            raise UsageError(
-                f"choose a command: train, sweep, report, gradcheck or vanishing (see {PROG} --help)"
-            )
+            commands = "train, sweep, report, gradcheck or vanishing"
+            raise UsageError(f"choose a command: {commands} (see {PROG} --help)")
         return args.command(args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
