@@ -19,6 +19,7 @@ import numpy as np
 
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
+from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
 from .training import OPTIMIZERS, Criterion, Optimizer, Status, TrainResult, start_training
@@ -448,14 +449,15 @@ def train_population(
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-    _train_kernel(
+    chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]))
+    train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
         optimizer.eps, max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
         max(record_every, 1), history.epochs.size,
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm, history.param_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk,
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

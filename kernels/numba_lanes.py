@@ -1,0 +1,403 @@
+"""The numba backend's fused training kernel, with nets in SIMD lanes.
+
+The population is cut into chunks of nets, one chunk per ``prange`` iteration. Inside a chunk
+every array keeps the nets on its last, contiguous axis (``P[row, lane]``), so each loop over
+lanes is one SIMD loop: the same arithmetic for many nets at once. Three things make it fast:
+
+- the exponential of the sigmoid is computed in lanes (``_exp_lanes``): range reduction by ln 2
+  with a two-part constant, a degree-13 polynomial for e^r, and 2^n assembled from its bits.
+  It vectorises where ``math.exp`` (a libm call) cannot, and is accurate to a few ulps;
+- the cross-entropy loss, whose log1p cannot vectorise, is only computed exactly where a
+  decision needs it: max(z, 0) - y z <= softplus(z) - y z <= that + log 2 bounds it otherwise;
+- converged and diverged nets leave the chunk: the last active lane moves into their slot, so
+  the loops shrink with the population still training.
+
+A net's arithmetic does not depend on its lane (loops cover whole multiples of LANES, all in
+vector code) nor on the thread that runs its chunk (chunks are fixed by the population, not the
+thread count), so results are bitwise the same for any thread count and any population around it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .activations import LEAKY_SLOPE
+from .spec import HIDDEN_ACTIVATIONS, LOSSES
+from .training import OPTIMIZERS, Status
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
+jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+# The exponential's range reduction relies on the order of its operations: no reassociation.
+exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
+
+SIGMOID, TANH, RELU, LEAKY_RELU = map(
+    HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
+)
+BCE, MSE = map(LOSSES.index, ("bce", "mse"))
+SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
+NOT_CONVERGED, CONVERGED, DIVERGED = map(
+    int, (Status.NOT_CONVERGED, Status.CONVERGED, Status.DIVERGED)
+)
+
+LANES = 32  # lane loops run over whole multiples of this: never a scalar remainder
+CHUNK_BYTES = 1 << 21  # working set of a chunk's activation buffers
+MAX_CHUNK = 1024
+LOG2 = math.log(2.0)
+BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
+
+# exp: x = n ln2 + r, |r| <= ln2 / 2; e^r by its Taylor series to degree 13 (error < 2e-17)
+INV_LN2 = 1.4426950408889634
+LN2_HI = 0.6931471803691238  # ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero bits
+LN2_LO = 1.9082149292705877e-10
+SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it puts the integer n in the low mantissa bits
+SHIFTER_BITS = int(np.float64(SHIFTER).view(np.int64))
+
+
+def chunk_size(n_layers: int, n_samples: int, width: int) -> int:
+    per_net = 3 * n_layers * n_samples * width * 8
+    size = max(LANES, min(MAX_CHUNK, CHUNK_BYTES // max(per_net, 1)))
+    return size // LANES * LANES
+
+
+@exact_jit
+def _exp_lanes(x, out, scratch, w):
+    """out[:w] = exp(x[:w]); scratch: float64 array of at least w, its bits reused as int64."""
+    bits = scratch.view(np.int64)
+    for k in range(w):
+        v = min(max(x[k], -708.0), 709.0)
+        n = math.floor(v * INV_LN2 + 0.5)  # nearest integer, as a float
+        r = (v - n * LN2_HI) - n * LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        out[k] = p
+        scratch[k] = n + SHIFTER
+    for k in range(w):
+        bits[k] = (bits[k] - SHIFTER_BITS + 1023) << 52  # the bits of 2.0**n
+    for k in range(w):
+        out[k] = out[k] * scratch[k]
+
+
+@jit
+def _activate_lanes(z, a, code, w, tmp, e, scratch):
+    if code == SIGMOID:
+        for k in range(w):
+            tmp[k] = -z[k]
+        _exp_lanes(tmp, e, scratch, w)
+        for k in range(w):
+            a[k] = 1.0 / (1.0 + e[k])
+    elif code == TANH:
+        for k in range(w):
+            a[k] = math.tanh(z[k])
+    elif code == RELU:
+        for k in range(w):
+            a[k] = 0.0 if z[k] <= 0 else z[k]
+    else:
+        for k in range(w):
+            a[k] = LEAKY_SLOPE * z[k] if z[k] <= 0 else z[k]
+
+
+@jit
+def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch):
+    n_layers = layers.size - 1
+    for layer in range(n_layers):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer, 0], offsets[layer, 1]
+        code = act if layer < n_layers - 1 else SIGMOID
+        for s in range(X.shape[0]):
+            for j in range(fan_out):
+                z = Z[layer, s, j]
+                bias = P[b0 + j]
+                for k in range(w):
+                    z[k] = bias[k]
+                for i in range(fan_in):
+                    weight = P[w0 + i * fan_out + j]
+                    if layer == 0:
+                        x = X[s, i]
+                        for k in range(w):
+                            z[k] += x * weight[k]
+                    else:
+                        below = A[layer - 1, s, i]
+                        for k in range(w):
+                            z[k] += below[k] * weight[k]
+                _activate_lanes(z, A[layer, s, j], code, w, tmp, e, scratch)
+
+
+@jit
+def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G, norm2, w):
+    """G = dL/dtheta per lane, D = dL/dz; norm2[:w] = |G|^2 per lane."""
+    n_layers = layers.size - 1
+    last = n_layers - 1
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            d, a, y = D[last, s, j], A[last, s, j], Y[s, j]
+            if loss_code == BCE:
+                for k in range(w):
+                    d[k] = scale * (a[k] - y)
+            else:
+                for k in range(w):
+                    d[k] = scale * (a[k] - y) * a[k] * (1.0 - a[k])
+    for k in range(w):
+        norm2[k] = 0.0
+    for layer in range(last, -1, -1):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer, 0], offsets[layer, 1]
+        for j in range(fan_out):
+            g = G[b0 + j]
+            for k in range(w):
+                g[k] = 0.0
+            for s in range(X.shape[0]):
+                d = D[layer, s, j]
+                for k in range(w):
+                    g[k] += d[k]
+            for k in range(w):
+                norm2[k] += g[k] * g[k]
+        for i in range(fan_in):
+            for j in range(fan_out):
+                g = G[w0 + i * fan_out + j]
+                for k in range(w):
+                    g[k] = 0.0
+                for s in range(X.shape[0]):
+                    d = D[layer, s, j]
+                    if layer == 0:
+                        x = X[s, i]
+                        for k in range(w):
+                            g[k] += x * d[k]
+                    else:
+                        below = A[layer - 1, s, i]
+                        for k in range(w):
+                            g[k] += below[k] * d[k]
+                for k in range(w):
+                    norm2[k] += g[k] * g[k]
+        if layer > 0:
+            for s in range(X.shape[0]):
+                for i in range(fan_in):
+                    d_below, z_below, a_below = (
+                        D[layer - 1, s, i],
+                        Z[layer - 1, s, i],
+                        A[layer - 1, s, i],
+                    )
+                    for k in range(w):
+                        d_below[k] = 0.0
+                    for j in range(fan_out):
+                        d, weight = D[layer, s, j], P[w0 + i * fan_out + j]
+                        for k in range(w):
+                            d_below[k] += d[k] * weight[k]
+                    if act == SIGMOID:
+                        for k in range(w):
+                            d_below[k] *= a_below[k] * (1.0 - a_below[k])
+                    elif act == TANH:
+                        for k in range(w):
+                            d_below[k] *= 1.0 - a_below[k] * a_below[k]
+                    elif act == RELU:
+                        for k in range(w):
+                            d_below[k] *= 1.0 if z_below[k] > 0 else 0.0
+                    else:
+                        for k in range(w):
+                            d_below[k] *= 1.0 if z_below[k] > 0 else LEAKY_SLOPE
+
+
+@jit
+def _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w):
+    """Per lane: largest |a - y|, outputs on the right side of 0.5, and the cheap loss part:
+    max(z, 0) - y z summed (cross-entropy) or the whole ½(a - y)² (squared error)."""
+    for k in range(w):
+        max_error[k] = 0.0
+        correct[k] = 0.0
+        lower[k] = 0.0
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            z, a, y = Z[last, s, j], A[last, s, j], Y[s, j]
+            right = 1.0 if y >= 0.5 else 0.0
+            for k in range(w):
+                err = abs(a[k] - y)
+                max_error[k] = err if (err > max_error[k] or err != err) else max_error[k]
+                correct[k] += 1.0 if (z[k] > 0) == (right == 1.0) else 0.0
+                if loss_code == BCE:
+                    lower[k] += max(z[k], 0.0) - y * z[k]
+                else:
+                    lower[k] += 0.5 * (a[k] - y) * (a[k] - y)
+
+
+@jit
+def _exact_loss(Z, Y, last, k, loss_code, lower, scale):
+    if loss_code != BCE:
+        return lower * scale
+    total = 0.0
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            z = Z[last, s, j, k]
+            total += max(z, 0.0) + math.log1p(math.exp(-abs(z))) - Y[s, j] * z
+    return total * scale
+
+
+@jit
+def _step_lanes(P, G, M, V, lr, step, opt_code, momentum, beta1, beta2, eps, w):
+    if opt_code == SGD:
+        for r in range(P.shape[0]):
+            p, g = P[r], G[r]
+            for k in range(w):
+                p[k] -= lr[k] * g[k]
+    elif opt_code == MOMENTUM:
+        for r in range(P.shape[0]):
+            p, g, m = P[r], G[r], M[r]
+            for k in range(w):
+                m[k] = momentum * m[k] - lr[k] * g[k]
+                p[k] += m[k]
+    else:
+        correction1 = 1.0 - beta1**step
+        correction2 = 1.0 - beta2**step
+        for r in range(P.shape[0]):
+            p, g, m, v = P[r], G[r], M[r], V[r]
+            for k in range(w):
+                m[k] = beta1 * m[k] + (1.0 - beta1) * g[k]
+                v[k] = beta2 * v[k] + (1.0 - beta2) * g[k] * g[k]
+                p[k] -= lr[k] * (m[k] / correction1) / (math.sqrt(v[k] / correction2) + eps)
+
+
+@jit
+def _move_lane(arrays2d, src, dst):
+    for array in arrays2d:
+        for r in range(array.shape[0]):
+            array[r, dst] = array[r, src]
+
+
+@pjit
+def train_kernel(
+    theta, X, Y, layers, offsets, act, loss_code, scale,
+    lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
+    max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
+    status, epochs_to_converge, first_full_accuracy, epochs_trained,
+    final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
+    hist_param_norm, chunk,
+):  # fmt: skip
+    n_params, n_nets = theta.shape
+    n_layers = layers.size - 1
+    last = n_layers - 1
+    width = layers[1:].max()
+    n_samples = X.shape[0]
+    n_out = Y.size
+    track_loss = loss_limit < math.inf
+    n_chunks = (n_nets + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        first = c * chunk
+        active = min(chunk, n_nets - first)
+        P = np.zeros((n_params, chunk), dtype=theta.dtype)
+        for r in range(n_params):
+            for k in range(active):
+                P[r, k] = theta[r, first + k]
+        M = np.zeros_like(P)
+        V = np.zeros_like(P)
+        G = np.zeros_like(P)
+        Z = np.zeros((n_layers, n_samples, width, chunk), dtype=theta.dtype)
+        A = np.zeros_like(Z)
+        D = np.zeros_like(Z)
+        ids = np.arange(first, first + chunk)
+        lane_lr = np.zeros(chunk, dtype=theta.dtype)
+        for k in range(active):
+            lane_lr[k] = lr[first + k]
+        loss0 = np.zeros(chunk)
+        norm2 = np.zeros(chunk, dtype=theta.dtype)
+        max_error = np.zeros(chunk)
+        correct = np.zeros(chunk)
+        lower = np.zeros(chunk)
+        tmp = np.zeros(chunk)
+        e = np.zeros(chunk)
+        scratch = np.zeros(chunk)
+        stop = np.zeros(chunk, dtype=np.bool_)
+        record = 0
+        for epoch in range(n_epochs + 1):
+            if active == 0:
+                break
+            w = (active + LANES - 1) // LANES * LANES
+            _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch)
+            _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G, norm2, w)
+            _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
+            recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
+            for k in range(active):
+                net = ids[k]
+                grad_norm = math.sqrt(norm2[k])
+                accuracy = correct[k] / n_out
+                exact = epoch == 0 or recording or track_loss or loss_code != BCE
+                if not exact:
+                    # the loss lies in [lower, lower + n_out log 2] * scale; it decides only
+                    # if that interval reaches the divergence threshold (or is not finite)
+                    high = (lower[k] + n_out * LOG2) * scale
+                    threshold = divergence_factor * loss0[k]
+                    if not (math.isfinite(high) and math.isfinite(grad_norm)):
+                        exact = True
+                    elif high >= threshold * (1.0 - BOUND_MARGIN):
+                        exact = True
+                loss = _exact_loss(Z, Y, last, k, loss_code, lower[k], scale) if exact else 0.0
+                if epoch == 0:
+                    loss0[k] = loss
+                if recording:
+                    hist_loss[record, net] = loss
+                    hist_accuracy[record, net] = accuracy
+                    hist_grad_norm[record, net] = grad_norm
+                    total = 0.0
+                    for r in range(n_params):
+                        total += P[r, k] * P[r, k]
+                    hist_param_norm[record, net] = math.sqrt(total)
+                if accuracy == 1.0 and first_full_accuracy[net] < 0:
+                    first_full_accuracy[net] = epoch
+                diverged = exact and (
+                    not (math.isfinite(loss) and math.isfinite(grad_norm))
+                    or loss > divergence_factor * loss0[k]
+                )
+                met = max_error[k] < max_error_limit and not diverged
+                if track_loss:
+                    met = met and loss < loss_limit
+                if met and epochs_to_converge[net] < 0:
+                    epochs_to_converge[net] = epoch
+                stop[k] = diverged or (met and early_stop) or epoch == n_epochs
+                if stop[k]:
+                    if not exact:
+                        loss = _exact_loss(Z, Y, last, k, loss_code, lower[k], scale)
+                    epochs_trained[net] = epoch
+                    final_loss[net] = loss
+                    final_accuracy[net] = accuracy
+                    final_grad_norm[net] = grad_norm
+                    if diverged:
+                        status[net] = DIVERGED
+                    elif epochs_to_converge[net] >= 0:
+                        status[net] = CONVERGED
+                    else:
+                        status[net] = NOT_CONVERGED
+                    for r in range(n_params):
+                        theta[r, net] = P[r, k]
+            if recording:
+                record += 1
+            # stopped nets leave: the last active lane takes each one's slot
+            k = 0
+            while k < active:
+                if stop[k]:
+                    active -= 1
+                    if k != active:
+                        _move_lane((P, M, V, G), active, k)
+                        ids[k] = ids[active]
+                        lane_lr[k] = lane_lr[active]
+                        loss0[k] = loss0[active]
+                        stop[k] = stop[active]
+                    stop[active] = False
+                else:
+                    k += 1
+            if active > 0:
+                w = (active + LANES - 1) // LANES * LANES
+                _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, momentum, beta1, beta2,
+                            eps, w)  # fmt: skip
