@@ -214,11 +214,13 @@ def render_train(run: TrainRun) -> str:
     lines.append("predictions:")
     lines.append(f"  {'input':<12} {'target':>6}  {'output':>8}  class")
     for p in run.predictions:
-        for target, output in zip(p["target"], p["output"], strict=True):
-            predicted = int(output > 0.5)
-            mark = "ok" if predicted == int(target >= 0.5) else "WRONG"
+        for target, output, predicted in zip(p["target"], p["output"], p["class"], strict=True):
+            if predicted is None:
+                shown, mark = "?", "undecided (output 0.5)"
+            else:
+                shown, mark = str(predicted), "ok" if predicted == int(target >= 0.5) else "WRONG"
             inputs = " ".join(f"{x:g}" for x in p["input"])
-            lines.append(f"  {inputs:<12} {target:>6g}  {output:>8.4f}  {predicted} {mark}")
+            lines.append(f"  {inputs:<12} {target:>6g}  {output:>8.4f}  {shown} {mark}")
     return "\n".join(lines)
 
 

@@ -77,12 +77,14 @@ def findings(summary: dict) -> list[str]:
             for k in range(len(control[0]["failed"]["outputs_right"]))
         ]
         most = max(range(len(right)), key=lambda k: right[k])
+        best_right = max(k for k in range(len(right)) if right[k])
         out.append(
             f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of {n:,} "
             f"nets without one converged, at every learning rate from {min(sweep['lr']):g} to "
-            f"{max(sweep['lr']):g}; most ended with {most} of {len(right) - 1} outputs right. "
-            f"With a hidden layer the best cell converged {_pct(best['convergence'][0])} of the "
-            f"time ({best['hidden']} hidden units, {best['init']} init, lr {best['lr']:g})."
+            f"{max(sweep['lr']):g}. The most common ending was {most} of {len(right) - 1} outputs "
+            f"right ({right[most]:,} nets); none got more than {best_right} right. With a hidden "
+            f"layer the best cell converged {_pct(best['convergence'][0])} of the time "
+            f"({best['hidden']} hidden units, {best['init']} init, lr {best['lr']:g})."
         )
     top = max(sweep["lr"])
     high = [c for c in grid if c["lr"] == top]

@@ -22,6 +22,7 @@ from kernels import (
     init_population,
     parse_init,
 )
+from kernels.training import DECISION_MARGIN
 
 DTYPES = ("float64", "float32")
 
@@ -153,10 +154,17 @@ def run_train(config: TrainConfig) -> TrainRun:
         for i, epoch in enumerate(result.history.epochs)
         if epoch <= result.epochs_trained[0]
     ]
-    outputs = kernels.forward(result.theta, spec, problem.X).a[-1][:, :, 0]
+    fwd = kernels.forward(result.theta, spec, problem.X)
+    outputs, logits = fwd.a[-1][:, :, 0], fwd.z[-1][:, :, 0]
     predictions = [
-        {"input": x.tolist(), "target": y.tolist(), "output": [float(v) for v in out]}
-        for x, y, out in zip(problem.X, problem.Y, outputs, strict=True)
+        {
+            "input": x.tolist(),
+            "target": y.tolist(),
+            "output": [float(v) for v in out],
+            # the class the net gives: None while the logit is within DECISION_MARGIN of 0
+            "class": [1 if v > DECISION_MARGIN else 0 if v < -DECISION_MARGIN else None for v in z],
+        }
+        for x, y, out, z in zip(problem.X, problem.Y, outputs, logits, strict=True)
     ]
     outcome = {
         "status": Status(int(result.status[0])).name.lower(),

@@ -2,9 +2,10 @@
 
 Three layers, as in stumpy: public wrappers that validate (shared with the NumPy backend), jitted
 kernels that run ``prange`` over nets, and per-net workers (``_net_*``) that do one net's math in
-scalar loops. Each net is computed by exactly one thread with the same code whatever the number of
-threads, so results are bitwise identical for any thread count. The workers are written from the
-math, not from the NumPy code, and are tested against it.
+scalar loops. Each net is computed by exactly one thread with the same code whatever the number
+of threads, so results are bitwise identical for any thread count. The workers are written from
+the math, not from the NumPy code, and are tested against it. Fused training is in
+``numba_lanes.py``, with nets in SIMD lanes.
 
 All jitted code shares the settings below: fastmath without ``nnan``/``ninf``, because diverging
 nets are detected by looking for NaN and inf.
@@ -22,7 +23,7 @@ from .checks import check_data, check_step_inputs, check_step_number, check_thet
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
-from .training import OPTIMIZERS, Criterion, Optimizer, Status, TrainResult, start_training
+from .training import OPTIMIZERS, Criterion, Optimizer, TrainResult, start_training
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -34,9 +35,6 @@ SIGMOID, TANH, RELU, LEAKY_RELU = map(
 )
 BCE, MSE = map(LOSSES.index, ("bce", "mse"))
 SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
-NOT_CONVERGED, CONVERGED, DIVERGED = map(
-    int, (Status.NOT_CONVERGED, Status.CONVERGED, Status.DIVERGED)
-)
 
 
 # ------------------------------------------------------------------------ scalar math, per element
@@ -116,21 +114,6 @@ def _net_loss(Z, A, Y, n_layers, loss_code, scale):
 
 
 @jit
-def _net_output_checks(Z, A, Y, n_layers):
-    """Largest |output - target| and the fraction of outputs on the right side of 0.5."""
-    max_error, correct = 0.0, 0
-    for s in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            a, y = A[n_layers - 1, s, j], Y[s, j]
-            error = abs(a - y)
-            if error > max_error or math.isnan(error):  # a NaN, once seen, stays
-                max_error = error
-            if (Z[n_layers - 1, s, j] > 0) == (y >= 0.5):
-                correct += 1
-    return max_error, correct / (Y.shape[0] * Y.shape[1])
-
-
-@jit
 def _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, g):
     """Fill g with dL/dtheta, D with dL/dz and DA with dL/da; returns |g|²."""
     n_layers = layers.size - 1
@@ -167,24 +150,6 @@ def _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, 
                         Z[layer - 1, s, i], A[layer - 1, s, i], act
                     )
     return norm2
-
-
-@jit
-def _net_step(p, g, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
-    if opt_code == SGD:
-        for i in range(p.size):
-            p[i] -= lr * g[i]
-    elif opt_code == MOMENTUM:
-        for i in range(p.size):
-            m[i] = momentum * m[i] - lr * g[i]
-            p[i] += m[i]
-    else:
-        correction1 = 1.0 - beta1**step
-        correction2 = 1.0 - beta2**step
-        for i in range(p.size):
-            m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
-            v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
-            p[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
 
 
 def _buffers_shape(spec: NetSpec, n_samples: int):
@@ -255,67 +220,6 @@ def _step_kernel(theta, grad, m, v, lr, step, opt_code, momentum, beta1, beta2, 
                 m_hat = m[i, k] / correction1
                 v_hat = v[i, k] / correction2
                 theta[i, k] -= lr[k] * m_hat / (math.sqrt(v_hat) + eps)
-
-
-@pjit
-def _train_kernel(
-    theta, X, Y, layers, offsets, act, loss_code, scale,
-    lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
-    max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
-    status, epochs_to_converge, first_full_accuracy, epochs_trained,
-    final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm,
-):  # fmt: skip
-    n_layers = layers.size - 1
-    width = layers[1:].max()
-    for k in numba.prange(theta.shape[1]):
-        p = theta[:, k].copy()
-        Z = np.empty((n_layers, X.shape[0], width), dtype=theta.dtype)
-        A = np.empty_like(Z)
-        D = np.empty_like(Z)
-        DA = np.empty((max(n_layers - 1, 1), X.shape[0], width), dtype=theta.dtype)
-        g = np.empty_like(p)
-        m = np.zeros_like(p)
-        v = np.zeros_like(p)
-        initial_loss = 0.0
-        record = 0
-        for epoch in range(n_epochs + 1):
-            _net_forward(p, X, layers, offsets, act, Z, A)
-            loss = _net_loss(Z, A, Y, n_layers, loss_code, scale)
-            grad_norm = math.sqrt(
-                _net_backward(p, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, DA, g)
-            )
-            max_error, accuracy = _net_output_checks(Z, A, Y, n_layers)
-            if epoch == 0:
-                initial_loss = loss
-            if record < n_records and (epoch % record_every == 0 or epoch == n_epochs):
-                hist_loss[record, k] = loss
-                hist_accuracy[record, k] = accuracy
-                hist_grad_norm[record, k] = grad_norm
-                hist_param_norm[record, k] = math.sqrt(np.sum(p * p))
-                record += 1
-            if accuracy == 1.0 and first_full_accuracy[k] < 0:
-                first_full_accuracy[k] = epoch
-            diverged = not (math.isfinite(loss) and math.isfinite(grad_norm)) or (
-                loss > divergence_factor * initial_loss
-            )
-            met = (max_error < max_error_limit) and (loss < loss_limit) and not diverged
-            if met and epochs_to_converge[k] < 0:
-                epochs_to_converge[k] = epoch
-            if diverged or (met and early_stop) or epoch == n_epochs:
-                epochs_trained[k] = epoch
-                final_loss[k] = loss
-                final_accuracy[k] = accuracy
-                final_grad_norm[k] = grad_norm
-                if diverged:
-                    status[k] = DIVERGED
-                elif epochs_to_converge[k] >= 0:
-                    status[k] = CONVERGED
-                else:
-                    status[k] = NOT_CONVERGED
-                break
-            _net_step(p, g, m, v, lr[k], epoch + 1, opt_code, momentum, beta1, beta2, eps)
-        theta[:, k] = p
 
 
 # --------------------------------------------------------------------------------- public kernels

@@ -26,7 +26,7 @@ import numpy as np
 
 from .activations import LEAKY_SLOPE
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
-from .training import OPTIMIZERS, Status
+from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -223,11 +223,11 @@ def _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w):
     for s in range(Y.shape[0]):
         for j in range(Y.shape[1]):
             z, a, y = Z[last, s, j], A[last, s, j], Y[s, j]
-            right = 1.0 if y >= 0.5 else 0.0
+            sign = 1.0 if y >= 0.5 else -1.0  # right: sign * z > DECISION_MARGIN
             for k in range(w):
                 err = abs(a[k] - y)
                 max_error[k] = err if (err > max_error[k] or err != err) else max_error[k]
-                correct[k] += 1.0 if (z[k] > 0) == (right == 1.0) else 0.0
+                correct[k] += 1.0 if sign * z[k] > DECISION_MARGIN else 0.0
                 if loss_code == BCE:
                     lower[k] += max(z[k], 0.0) - y * z[k]
                 else:

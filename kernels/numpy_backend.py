@@ -14,7 +14,7 @@ from . import activations as F
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .passes import Forward, Gradients
 from .spec import NetSpec
-from .training import Criterion, Optimizer, Status, TrainResult, start_training
+from .training import DECISION_MARGIN, Criterion, Optimizer, Status, TrainResult, start_training
 
 # ---------------------------------------------------------------------------- passes (unchecked)
 
@@ -66,7 +66,8 @@ def _output_checks(fwd: Forward, Y: np.ndarray):
     """Per net: largest |output - target| and fraction of outputs on the right side of 0.5."""
     out, target = fwd.a[-1], Y[:, :, None]
     max_error = np.abs(out - target).max(axis=(0, 1))
-    correct = (fwd.z[-1] > 0) == (target >= 0.5)
+    z = fwd.z[-1]
+    correct = np.where(target >= 0.5, z > DECISION_MARGIN, z < -DECISION_MARGIN)
     return max_error, correct.mean(axis=(0, 1))
 
 

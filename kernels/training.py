@@ -11,6 +11,8 @@ Stopping rules, per net:
   time or produces warnings, and never touches another net's numbers.
 - converged: every output is within ``max_error`` of its target (the 40-20-40 rule of the classic
   backprop benchmarks with the default 0.4) and, if ``loss_below`` is set, the loss is below it.
+
+Accuracy counts outputs whose logit is on the target's side of 0 by more than DECISION_MARGIN.
   With ``early_stop`` the net stops there; otherwise it trains on and keeps the first such epoch.
 """
 
@@ -25,6 +27,10 @@ from .checks import check_data, check_epochs, check_learning_rate, check_theta
 from .spec import NetSpec
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+# An output is right when its logit is on the target's side of 0 by more than this. Within it the
+# output is 0.5 up to rounding (a net at the symmetric optimum w = b = 0): undecided, not right,
+# so that accuracy never depends on the last bits of a backend's arithmetic.
+DECISION_MARGIN = 1e-9
 
 
 class Status(IntEnum):
