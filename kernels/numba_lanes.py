@@ -55,6 +55,8 @@ LN2_HI = 0.6931471803691238  # ln 2 = LN2_HI + LN2_LO, LN2_HI with trailing zero
 LN2_LO = 1.9082149292705877e-10
 SHIFTER = 6755399441055744.0  # 1.5 * 2**52: adding it puts the integer n in the low mantissa bits
 SHIFTER_BITS = int(np.float64(SHIFTER).view(np.int64))
+SHIFTER32 = 12582912.0  # 1.5 * 2**23, the same trick for float32
+SHIFTER32_BITS = int(np.float32(SHIFTER32).view(np.int32))
 
 
 def chunk_size(n_layers: int, n_samples: int, width: int) -> int:
@@ -93,27 +95,54 @@ def _exp_lanes(x, out, scratch, w):
         out[k] = out[k] * scratch[k]
 
 
+@exact_jit
+def _exp_lanes32(x, out, scratch, w):
+    """float32 twin of _exp_lanes: Cody-Waite reduction and the polynomial of Cephes' expf
+    (relative error ~1e-7, an ulp or two of float32); scratch is float32, its bits reused."""
+    bits = scratch.view(np.int32)
+    for k in range(w):
+        v = min(max(x[k], np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(v * np.float32(INV_LN2) + np.float32(0.5))
+        r = (v - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        out[k] = p * r * r + r + np.float32(1.0)
+        scratch[k] = n + np.float32(SHIFTER32)
+    for k in range(w):
+        bits[k] = (bits[k] - SHIFTER32_BITS + 127) << 23  # the bits of 2.0f**n
+    for k in range(w):
+        out[k] = out[k] * scratch[k]
+
+
 @jit
-def _activate_lanes(z, a, code, w, tmp, e, scratch):
+def _activate_lanes(z, a, code, w, tmp, e, scratch, one, slope):
     if code == SIGMOID:
         for k in range(w):
             tmp[k] = -z[k]
-        _exp_lanes(tmp, e, scratch, w)
+        if z.itemsize == 4:
+            _exp_lanes32(tmp, e, scratch, w)
+        else:
+            _exp_lanes(tmp, e, scratch, w)
         for k in range(w):
-            a[k] = 1.0 / (1.0 + e[k])
+            a[k] = one / (one + e[k])
     elif code == TANH:
         for k in range(w):
             a[k] = math.tanh(z[k])
     elif code == RELU:
+        zero = one - one
         for k in range(w):
-            a[k] = 0.0 if z[k] <= 0 else z[k]
+            a[k] = zero if z[k] <= 0 else z[k]
     else:
         for k in range(w):
-            a[k] = LEAKY_SLOPE * z[k] if z[k] <= 0 else z[k]
+            a[k] = slope * z[k] if z[k] <= 0 else z[k]
 
 
 @jit
-def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch):
+def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K):
     n_layers = layers.size - 1
     for layer in range(n_layers):
         fan_in, fan_out = layers[layer], layers[layer + 1]
@@ -135,12 +164,14 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch):
                         below = A[layer - 1, s, i]
                         for k in range(w):
                             z[k] += below[k] * weight[k]
-                _activate_lanes(z, A[layer, s, j], code, w, tmp, e, scratch)
+                _activate_lanes(z, A[layer, s, j], code, w, tmp, e, scratch, K[0], K[1])
 
 
 @jit
-def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G, norm2, w):
-    """G = dL/dtheta per lane, D = dL/dz; norm2[:w] = |G|^2 per lane."""
+def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K):
+    """G = dL/dtheta per lane, D = dL/dz; norm2[:w] = |G|^2 per lane. K: constants in the
+    arrays' dtype (one, leaky slope, the loss scale), so float32 stays float32."""
+    one, slope, scale = K[0], K[1], K[2]
     n_layers = layers.size - 1
     last = n_layers - 1
     for s in range(Y.shape[0]):
@@ -151,9 +182,9 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G,
                     d[k] = scale * (a[k] - y)
             else:
                 for k in range(w):
-                    d[k] = scale * (a[k] - y) * a[k] * (1.0 - a[k])
+                    d[k] = scale * (a[k] - y) * a[k] * (one - a[k])
     for k in range(w):
-        norm2[k] = 0.0
+        norm2[k] = one - one
     for layer in range(last, -1, -1):
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer, 0], offsets[layer, 1]
@@ -200,16 +231,16 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G,
                             d_below[k] += d[k] * weight[k]
                     if act == SIGMOID:
                         for k in range(w):
-                            d_below[k] *= a_below[k] * (1.0 - a_below[k])
+                            d_below[k] *= a_below[k] * (one - a_below[k])
                     elif act == TANH:
                         for k in range(w):
-                            d_below[k] *= 1.0 - a_below[k] * a_below[k]
+                            d_below[k] *= one - a_below[k] * a_below[k]
                     elif act == RELU:
                         for k in range(w):
-                            d_below[k] *= 1.0 if z_below[k] > 0 else 0.0
+                            d_below[k] *= one if z_below[k] > 0 else one - one
                     else:
                         for k in range(w):
-                            d_below[k] *= 1.0 if z_below[k] > 0 else LEAKY_SLOPE
+                            d_below[k] *= one if z_below[k] > 0 else slope
 
 
 @jit
@@ -247,7 +278,9 @@ def _exact_loss(Z, Y, last, k, loss_code, lower, scale):
 
 
 @jit
-def _step_lanes(P, G, M, V, lr, step, opt_code, momentum, beta1, beta2, eps, w):
+def _step_lanes(P, G, M, V, lr, step, opt_code, K, w):
+    """K: one, slope, scale, momentum, beta1, beta2, eps, then room for the bias corrections."""
+    one, momentum, beta1, beta2, eps = K[0], K[3], K[4], K[5], K[6]
     if opt_code == SGD:
         for r in range(P.shape[0]):
             p, g = P[r], G[r]
@@ -260,14 +293,16 @@ def _step_lanes(P, G, M, V, lr, step, opt_code, momentum, beta1, beta2, eps, w):
                 m[k] = momentum * m[k] - lr[k] * g[k]
                 p[k] += m[k]
     else:
-        correction1 = 1.0 - beta1**step
-        correction2 = 1.0 - beta2**step
+        # bias corrections in float64, then in the arrays' dtype like every other constant
+        K[7] = 1.0 - float(K[4]) ** step
+        K[8] = 1.0 - float(K[5]) ** step
+        correction1, correction2 = K[7], K[8]
         for r in range(P.shape[0]):
             p, g, m, v = P[r], G[r], M[r], V[r]
             for k in range(w):
-                m[k] = beta1 * m[k] + (1.0 - beta1) * g[k]
-                v[k] = beta2 * v[k] + (1.0 - beta2) * g[k] * g[k]
-                p[k] -= lr[k] * (m[k] / correction1) / (math.sqrt(v[k] / correction2) + eps)
+                m[k] = beta1 * m[k] + (one - beta1) * g[k]
+                v[k] = beta2 * v[k] + (one - beta2) * g[k] * g[k]
+                p[k] -= lr[k] * (m[k] / correction1) / (np.sqrt(v[k] / correction2) + eps)
 
 
 @jit
@@ -316,17 +351,20 @@ def train_kernel(
         max_error = np.zeros(chunk)
         correct = np.zeros(chunk)
         lower = np.zeros(chunk)
-        tmp = np.zeros(chunk)
-        e = np.zeros(chunk)
-        scratch = np.zeros(chunk)
+        tmp = np.zeros(chunk, dtype=theta.dtype)
+        e = np.zeros(chunk, dtype=theta.dtype)
+        scratch = np.zeros(chunk, dtype=theta.dtype)
+        K = np.zeros(9, dtype=theta.dtype)
+        K[0], K[1], K[2] = 1.0, LEAKY_SLOPE, scale
+        K[3], K[4], K[5], K[6] = momentum, beta1, beta2, eps
         stop = np.zeros(chunk, dtype=np.bool_)
         record = 0
         for epoch in range(n_epochs + 1):
             if active == 0:
                 break
             w = (active + LANES - 1) // LANES * LANES
-            _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch)
-            _backward_lanes(P, X, Y, layers, offsets, act, loss_code, scale, Z, A, D, G, norm2, w)
+            _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K)
+            _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K)
             _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
             recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
             for k in range(active):
@@ -399,5 +437,4 @@ def train_kernel(
                     k += 1
             if active > 0:
                 w = (active + LANES - 1) // LANES * LANES
-                _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, momentum, beta1, beta2,
-                            eps, w)  # fmt: skip
+                _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, K, w)  # fmt: skip
