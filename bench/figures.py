@@ -27,6 +27,21 @@ def _grid_cells(summary, **fixed):
     return [c for c in summary["cells"] if all(c[k] == v for k, v in fixed.items())]
 
 
+def _first_init_cell(summary, hidden, lr):
+    """The cell of the first init and first activation/loss/optimizer combination."""
+    activation, loss, optimizer = _combos(summary)[0]
+    (cell,) = _grid_cells(
+        summary,
+        hidden=hidden,
+        init=summary["sweep"]["init"][0],
+        activation=activation,
+        loss=loss,
+        optimizer=optimizer,
+        lr=lr,
+    )
+    return cell
+
+
 def _save(fig, path: Path) -> None:
     fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -82,7 +97,7 @@ def heatmaps(summary: dict, path: Path, activation: str, loss: str, optimizer: s
 def survival_curves(summary: dict, path: Path) -> None:
     """Fraction of nets not yet converged against epoch, one line per learning rate."""
     sweep = summary["sweep"]
-    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    init = sweep["init"][0]
     epochs = np.asarray(summary["curve_epochs"], dtype=float)
     hiddens = sweep["hidden"]
     colors = plt.cm.plasma(np.linspace(0, 0.9, len(sweep["lr"])))
@@ -96,15 +111,7 @@ def survival_curves(summary: dict, path: Path) -> None:
     )
     for ax, hidden in zip(axes[0], hiddens, strict=True):
         for color, lr in zip(colors, sweep["lr"], strict=True):
-            (c,) = _grid_cells(
-                summary,
-                hidden=hidden,
-                init=init,
-                activation=activation,
-                loss=loss,
-                optimizer=optimizer,
-                lr=lr,
-            )
+            c = _first_init_cell(summary, hidden, lr)
             ax.step(
                 np.maximum(epochs, 1), c["survival"], where="post", color=color, label=f"{lr:g}"
             )
@@ -122,7 +129,7 @@ def survival_curves(summary: dict, path: Path) -> None:
 def learning_curves(summary: dict, path: Path) -> None:
     """Loss quantile bands against epoch, one panel per learning rate."""
     sweep = summary["sweep"]
-    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    init, loss = sweep["init"][0], _combos(summary)[0][1]
     hidden = 4 if 4 in sweep["hidden"] else sweep["hidden"][len(sweep["hidden"]) // 2]
     epochs = np.maximum(np.asarray(summary["curve_epochs"], dtype=float), 1)
     lrs = sweep["lr"]
@@ -138,15 +145,7 @@ def learning_curves(summary: dict, path: Path) -> None:
         layout="constrained",
     )
     for ax, lr in zip(axes.flat, lrs, strict=False):
-        (c,) = _grid_cells(
-            summary,
-            hidden=hidden,
-            init=init,
-            activation=activation,
-            loss=loss,
-            optimizer=optimizer,
-            lr=lr,
-        )
+        c = _first_init_cell(summary, hidden, lr)
         q = {
             k: np.asarray([np.nan if v is None else v for v in vals], dtype=float)
             for k, vals in c["loss_quantiles"].items()
@@ -173,7 +172,7 @@ def learning_curves(summary: dict, path: Path) -> None:
 def failure_modes(summary: dict, path: Path) -> None:
     """How nets ended, per learning rate, one panel per hidden size (and the control)."""
     sweep = summary["sweep"]
-    init, (activation, loss, optimizer) = sweep["init"][0], _combos(summary)[0]
+    init = sweep["init"][0]
     panels = ([0] if sweep["control"] else []) + list(sweep["hidden"])
     fig, axes = plt.subplots(
         1,
@@ -186,18 +185,7 @@ def failure_modes(summary: dict, path: Path) -> None:
     lrs = sweep["lr"]
     for ax, hidden in zip(axes[0], panels, strict=True):
         bottom = np.zeros(len(lrs))
-        cells = [
-            _grid_cells(
-                summary,
-                hidden=hidden,
-                init=init,
-                activation=activation,
-                loss=loss,
-                optimizer=optimizer,
-                lr=lr,
-            )[0]
-            for lr in lrs
-        ]
+        cells = [_first_init_cell(summary, hidden, lr) for lr in lrs]
         for status, color in STATUS_COLORS.items():
             share = np.array([c["counts"][status] / c["n"] for c in cells])
             ax.bar(range(len(lrs)), share, bottom=bottom, color=color, label=status, width=0.8)

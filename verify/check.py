@@ -202,7 +202,7 @@ class GradCheckResult:
 # --------------------------------------------------------------------------------- the checks
 
 
-def _reference_fun(groups: _Groups, fun, n_out_expected=None):
+def _reference_fun(groups: _Groups, fun):
     """fun on a flat float64 (or complex) vector, returning a flat array; validated once."""
 
     def flat_fun(x):
