@@ -353,7 +353,8 @@ def train_population(
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-    chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]))
+    chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
+                       r.theta.itemsize)  # fmt: skip
     train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
