@@ -1,0 +1,91 @@
+"""The register-tiled products of kernels/numba_tiles.py against NumPy and against plain loops.
+
+Oracles: NumPy's einsum, to within the rounding bound of a sum of n products (Higham, Accuracy
+and Stability of Numerical Algorithms, 3.1: |error| <= gamma_n sum |a_t b_t| with
+gamma_n = n u / (1 - n u), u the unit roundoff; two computations, so twice that); and the plain
+lane loops the tiles replaced, bit for bit, since the tiles keep their order of fused
+multiply-adds.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+from kernels.numba_tiles import multiply_add
+
+LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
+
+
+def gamma(n, dtype):
+    u = np.finfo(dtype).eps / 2
+    return n * u / (1 - n * u)
+
+
+@numba.njit(fastmath={"nsz", "contract"})
+def plain_loops(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
+    for q in range(nq):
+        for r in range(nr):
+            for t in range(n):
+                for k in range(w):
+                    out[o + q * oq + r * orow + k] += (
+                        a[ao + q * aq + t * at + k] * b[bo + r * br + t * bt + k]
+                    )
+
+
+def problem(dtype, nq, nr, n, chunk, seed=0):
+    """out (nq, nr, chunk), a (nq, n, chunk), b (nr, n, chunk), each inside a larger array, so
+    offsets are not zero; flat views and the offsets and strides that address them."""
+    rng = np.random.default_rng(seed)
+    pad = 3 * chunk
+    out = rng.normal(size=pad + nq * nr * chunk).astype(dtype)
+    a = rng.normal(size=pad + nq * n * chunk).astype(dtype)
+    b = rng.normal(size=pad + nr * n * chunk).astype(dtype)
+    geometry = (out, pad, nr * chunk, chunk, a, pad, n * chunk, chunk, b, pad, n * chunk, chunk)
+    return geometry
+
+
+def views(geometry, nq, nr, n, chunk):
+    out, o, _, _, a, ao, _, _, b, bo, _, _ = geometry
+    return (out[o:].reshape(nq, nr, chunk), a[ao:].reshape(nq, n, chunk),
+            b[bo:].reshape(nr, n, chunk))  # fmt: skip
+
+
+SHAPES = [(4, 4, 16), (16, 32, 32), (5, 7, 3), (1, 1, 1), (3, 9, 6), (4, 1, 4), (1, 4, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", SHAPES)
+def test_multiply_add_matches_numpy(dtype, nq, nr, n):
+    chunk = 2 * LANES
+    geometry = problem(dtype, nq, nr, n, chunk)
+    out, a, b = views(geometry, nq, nr, n, chunk)
+    expected = out.astype(np.float64) + np.einsum("qtk,rtk->qrk", a.astype(np.float64),
+                                                  b.astype(np.float64))  # fmt: skip
+    scale = np.abs(out) + np.einsum("qtk,rtk->qrk", np.abs(a), np.abs(b))
+    multiply_add(*geometry, n, nq, nr, chunk)
+    error = np.abs(out - expected)
+    assert (error <= 2 * gamma(n + 1, dtype) * scale).all(), error.max()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", SHAPES)
+def test_multiply_add_is_bitwise_the_plain_loops(dtype, nq, nr, n):
+    chunk = 2 * LANES
+    tiled, plain = problem(dtype, nq, nr, n, chunk), problem(dtype, nq, nr, n, chunk)
+    multiply_add(*tiled, n, nq, nr, chunk)
+    plain_loops(*plain, n, nq, nr, chunk)
+    np.testing.assert_array_equal(tiled[0], plain[0])
+
+
+def test_lanes_past_w_and_memory_outside_the_tile_are_untouched():
+    nq, nr, n, chunk = 5, 6, 7, 3 * LANES
+    geometry = problem(np.float64, nq, nr, n, chunk)
+    before = [geometry[i].copy() for i in (0, 4, 8)]
+    multiply_add(*geometry, n, nq, nr, LANES)  # only the first 32 lanes are active
+    out, _, _ = views(geometry, nq, nr, n, chunk)
+    old_out, _, _ = views((before[0],) + geometry[1:], nq, nr, n, chunk)
+    np.testing.assert_array_equal(out[:, :, LANES:], old_out[:, :, LANES:])
+    np.testing.assert_array_equal(geometry[0][: geometry[1]], before[0][: geometry[1]])
+    assert not np.array_equal(out[:, :, :LANES], old_out[:, :, :LANES])
+    np.testing.assert_array_equal(geometry[4], before[1])  # the operands are only read
+    np.testing.assert_array_equal(geometry[8], before[2])
