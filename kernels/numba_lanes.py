@@ -44,8 +44,8 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
     int, (Status.NOT_CONVERGED, Status.CONVERGED, Status.DIVERGED)
 )
 
-LANES = 32  # lane loops run over whole multiples of this: never a scalar remainder
-CHUNK_BYTES = 1 << 20  # working set of a chunk
+LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
+CHUNK_BYTES = 1 << 21  # working set of a chunk
 MAX_CHUNK = 1024
 LOG2 = math.log(2.0)
 BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
@@ -62,7 +62,7 @@ SHIFTER32_BITS = int(np.float32(SHIFTER32).view(np.int32))
 
 def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsize: int = 8) -> int:
     """Nets per chunk: as many as keep a chunk's working set (activations, dL/dz, parameters,
-    gradients and optimizer state) within CHUNK_BYTES, half a core's L2 cache here; a power of
+    gradients and optimizer state) within CHUNK_BYTES, a core's L2 cache here; a power of
     two times LANES, so that round populations split into equal chunks for the threads."""
     per_net = (3 * n_layers * n_samples * width + 4 * n_params) * itemsize
     size = LANES
@@ -184,13 +184,15 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K):
                          flat_A, (layer - 1) * n_samples * row, row, chunk,
                          flat_P, w0 * chunk, chunk, fan_out * chunk,
                          fan_in, n_samples, fan_out, w)  # fmt: skip
-        # one call per sample: rows j < fan_out of Z[layer, s] are contiguous but for the
-        # lanes past w in each row (idle lanes: computed, never read)
         code = act if layer < n_layers - 1 else SIGMOID
-        span = (fan_out - 1) * chunk + w
         for s in range(n_samples):
-            z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
-            _activate_lanes(z, a, code, span, tmp, e, scratch, K[0], K[1])
+            if w == chunk:  # rows j < fan_out of Z[layer, s] are contiguous: one call
+                z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
+                _activate_lanes(z, a, code, fan_out * w, tmp, e, scratch, K[0], K[1])
+            else:  # nets have left the chunk: only the w active lanes of each row
+                for j in range(fan_out):
+                    _activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, tmp, e, scratch,
+                                    K[0], K[1])  # fmt: skip
 
 
 @jit
