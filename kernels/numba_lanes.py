@@ -4,7 +4,7 @@ The population is cut into chunks of nets, one chunk per ``prange`` iteration. I
 every array keeps the nets on its last, contiguous axis (``P[row, lane]``), so each loop over
 lanes is one SIMD loop: the same arithmetic for many nets at once. Three things make it fast:
 
-- the exponential of the sigmoid is computed in lanes (``_exp_lanes``): range reduction by ln 2
+- the exponential of the sigmoid is computed in lanes (``_exp64``): range reduction by ln 2
   with a two-part constant, a degree-13 polynomial for e^r, and 2^n assembled from its bits.
   It vectorises where ``math.exp`` (a libm call) cannot, and is accurate to a few ulps;
 - the cross-entropy loss, whose log1p cannot vectorise, is only computed exactly where a
@@ -23,6 +23,8 @@ import math
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 from .numba_tiles import TILE, multiply_add
@@ -71,70 +73,71 @@ def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsiz
     return size
 
 
-@exact_jit
-def _exp_lanes(x, out, scratch, w):
-    """out[:w] = exp(x[:w]); scratch: float64 array of at least w, its bits reused as int64."""
-    bits = scratch.view(np.int64)
-    for k in range(w):
-        v = min(max(x[k], -708.0), 709.0)
-        n = math.floor(v * INV_LN2 + 0.5)  # nearest integer, as a float
-        r = (v - n * LN2_HI) - n * LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
-        out[k] = p
-        scratch[k] = n + SHIFTER
-    for k in range(w):
-        bits[k] = (bits[k] - SHIFTER_BITS + 1023) << 52  # the bits of 2.0**n
-    for k in range(w):
-        out[k] = out[k] * scratch[k]
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float as the integer of its width, or an integer's bits as that float."""
+    swap = {types.float64: types.int64, types.int64: types.float64,
+            types.float32: types.int32, types.int32: types.float32}  # fmt: skip
+    if x not in swap:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+    return swap[x](x), codegen
 
 
 @exact_jit
-def _exp_lanes32(x, out, scratch, w):
-    """float32 twin of _exp_lanes: Cody-Waite reduction and the polynomial of Cephes' expf
-    (relative error ~1e-7, an ulp or two of float32); scratch is float32, its bits reused."""
-    bits = scratch.view(np.int32)
-    for k in range(w):
-        v = min(max(x[k], np.float32(-87.0)), np.float32(88.0))
-        n = np.floor(v * np.float32(INV_LN2) + np.float32(0.5))
-        r = (v - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)
-        p = np.float32(1.9875691500e-4)
-        p = p * r + np.float32(1.3981999507e-3)
-        p = p * r + np.float32(8.3334519073e-3)
-        p = p * r + np.float32(4.1665795894e-2)
-        p = p * r + np.float32(1.6666665459e-1)
-        p = p * r + np.float32(5.0000001201e-1)
-        out[k] = p * r * r + r + np.float32(1.0)
-        scratch[k] = n + np.float32(SHIFTER32)
-    for k in range(w):
-        bits[k] = (bits[k] - SHIFTER32_BITS + 127) << 23  # the bits of 2.0f**n
-    for k in range(w):
-        out[k] = out[k] * scratch[k]
+def _exp64(v):
+    """exp(v), vectorisable once inlined in a lane loop (math.exp is a libm call that is not)."""
+    v = min(max(v, -708.0), 709.0)
+    n = math.floor(v * INV_LN2 + 0.5)  # nearest integer, as a float
+    r = (v - n * LN2_HI) - n * LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    # n + SHIFTER holds the integer n in its low mantissa bits; move them to the exponent field
+    return p * _bits((_bits(n + SHIFTER) - SHIFTER_BITS + 1023) << 52)  # p * 2.0**n
+
+
+@exact_jit
+def _exp32(v):
+    """float32 twin of _exp64: Cody-Waite reduction and the polynomial of Cephes' expf
+    (relative error ~1e-7, an ulp or two of float32)."""
+    v = min(max(v, np.float32(-87.0)), np.float32(88.0))
+    n = np.floor(v * np.float32(INV_LN2) + np.float32(0.5))
+    r = (v - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    bits = np.int32((_bits(n + np.float32(SHIFTER32)) - (SHIFTER32_BITS - 127)) << 23)
+    return p * _bits(bits)  # p * 2.0f**n
 
 
 @jit
-def _activate_lanes(z, a, code, w, tmp, e, scratch, one, slope):
+def _activate_lanes(z, a, code, w, one, slope):
     if code == SIGMOID:
-        for k in range(w):
-            tmp[k] = -z[k]
         if z.itemsize == 4:
-            _exp_lanes32(tmp, e, scratch, w)
+            for k in range(w):
+                a[k] = one / (one + _exp32(-z[k]))
         else:
-            _exp_lanes(tmp, e, scratch, w)
-        for k in range(w):
-            a[k] = one / (one + e[k])
+            for k in range(w):
+                a[k] = one / (one + _exp64(-z[k]))
     elif code == TANH:
         for k in range(w):
             a[k] = math.tanh(z[k])
@@ -155,7 +158,7 @@ def _tiled(layer, fan_in, fan_out):
 
 
 @jit
-def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K):
+def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
     n_layers = layers.size - 1
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     flat_P, flat_Z, flat_A = P.reshape(-1), Z.reshape(-1), A.reshape(-1)
@@ -188,11 +191,10 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K):
         for s in range(n_samples):
             if w == chunk:  # rows j < fan_out of Z[layer, s] are contiguous: one call
                 z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
-                _activate_lanes(z, a, code, fan_out * w, tmp, e, scratch, K[0], K[1])
+                _activate_lanes(z, a, code, fan_out * w, K[0], K[1])
             else:  # nets have left the chunk: only the w active lanes of each row
                 for j in range(fan_out):
-                    _activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, tmp, e, scratch,
-                                    K[0], K[1])  # fmt: skip
+                    _activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1])
 
 
 @jit
@@ -403,9 +405,6 @@ def train_kernel(
         max_error = np.zeros(chunk)
         correct = np.zeros(chunk)
         lower = np.zeros(chunk)
-        tmp = np.zeros(width * chunk, dtype=theta.dtype)  # a layer's activations, one sample
-        e = np.zeros_like(tmp)
-        scratch = np.zeros_like(tmp)
         K = np.zeros(9, dtype=theta.dtype)
         K[0], K[1], K[2] = 1.0, LEAKY_SLOPE, scale
         K[3], K[4], K[5], K[6] = momentum, beta1, beta2, eps
@@ -415,7 +414,7 @@ def train_kernel(
             if active == 0:
                 break
             w = (active + LANES - 1) // LANES * LANES
-            _forward_lanes(P, X, layers, offsets, act, Z, A, w, tmp, e, scratch, K)
+            _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
             _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K)
             _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
             recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
