@@ -27,7 +27,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
-from .numba_tiles import TILE, multiply_add
+from .numba_tiles import TILE, multiply_add, multiply_add_shared
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
@@ -151,38 +151,45 @@ def _activate_lanes(z, a, code, w, one, slope):
 
 
 @jit
-def _tiled(layer, fan_in, fan_out):
+def _tiled(fan_in, fan_out):
     """Whether a layer's products go through register tiles: below a tile's size in either
     direction the plain loops are faster (2-4-1: 7.6e4 vs 1.0e5 epochs/s of a 1,024-net chunk)."""
-    return layer > 0 and fan_in >= TILE and fan_out >= TILE
+    return fan_in >= TILE and fan_out >= TILE
 
 
 @jit
 def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
     n_layers = layers.size - 1
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
-    flat_P, flat_Z, flat_A = P.reshape(-1), Z.reshape(-1), A.reshape(-1)
+    flat_P, flat_Z, flat_A, flat_X = P.reshape(-1), Z.reshape(-1), A.reshape(-1), X.reshape(-1)
     for layer in range(n_layers):
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer, 0], offsets[layer, 1]
-        tiled = _tiled(layer, fan_in, fan_out)
+        tiled = _tiled(fan_in, fan_out)
         for s in range(n_samples):
             for j in range(fan_out):
                 z, bias = Z[layer, s, j], P[b0 + j]
                 for k in range(w):
                     z[k] = bias[k]
+                if tiled:
+                    continue
                 if layer == 0:  # inputs, shared by all lanes
                     for i in range(fan_in):
                         x, weight = X[s, i], P[w0 + i * fan_out + j]
                         for k in range(w):
                             z[k] += x * weight[k]
-                elif not tiled:
+                else:
                     for i in range(fan_in):
                         below, weight = A[layer - 1, s, i], P[w0 + i * fan_out + j]
                         for k in range(w):
                             z[k] += below[k] * weight[k]
-        if tiled:  # z[s, j] += sum_i a[s, i] * W[i, j], in registers (numba_tiles)
-            row = width * chunk
+        # z[s, j] += sum_i a[s, i] * W[i, j] (a = x at layer 0), in registers (numba_tiles)
+        row = width * chunk
+        if tiled and layer == 0:
+            multiply_add_shared(flat_Z, 0, row, chunk, flat_X, 0, fan_in, 1,
+                                flat_P, w0 * chunk, chunk, fan_out * chunk,
+                                fan_in, n_samples, fan_out, w)  # fmt: skip
+        elif tiled:
             multiply_add(flat_Z, layer * n_samples * row, row, chunk,
                          flat_A, (layer - 1) * n_samples * row, row, chunk,
                          flat_P, w0 * chunk, chunk, fan_out * chunk,
@@ -207,6 +214,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     row = width * chunk  # elements between samples in Z, A, D
     flat_P, flat_G, flat_A, flat_D = P.reshape(-1), G.reshape(-1), A.reshape(-1), D.reshape(-1)
+    flat_X = X.reshape(-1)
     for s in range(Y.shape[0]):
         for j in range(Y.shape[1]):
             d, a, y = D[last, s, j], A[last, s, j], Y[s, j]
@@ -221,7 +229,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
     for layer in range(last, -1, -1):
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer, 0], offsets[layer, 1]
-        tiled = _tiled(layer, fan_in, fan_out)
+        tiled = _tiled(fan_in, fan_out)
         for j in range(fan_out):
             g = G[b0 + j]
             for k in range(w):
@@ -237,17 +245,25 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                 g = G[w0 + i * fan_out + j]
                 for k in range(w):
                     g[k] = 0.0
+                if tiled:
+                    continue
                 if layer == 0:  # inputs, shared by all lanes
                     for s in range(n_samples):
                         x, d = X[s, i], D[layer, s, j]
                         for k in range(w):
                             g[k] += x * d[k]
-                elif not tiled:
+                else:
                     for s in range(n_samples):
                         below, d = A[layer - 1, s, i], D[layer, s, j]
                         for k in range(w):
                             g[k] += below[k] * d[k]
-        if tiled:  # g[i, j] = sum_s a[s, i] * d[s, j], in registers (numba_tiles)
+        # g[i, j] = sum_s a[s, i] * d[s, j] (a = x at layer 0), in registers (numba_tiles)
+        if tiled and layer == 0:
+            multiply_add_shared(flat_G, w0 * chunk, fan_out * chunk, chunk,
+                                flat_X, 0, 1, fan_in,
+                                flat_D, 0, chunk, row,
+                                n_samples, fan_in, fan_out, w)  # fmt: skip
+        elif tiled:
             multiply_add(flat_G, w0 * chunk, fan_out * chunk, chunk,
                          flat_A, (layer - 1) * n_samples * row, chunk, row,
                          flat_D, layer * n_samples * row, chunk, row,

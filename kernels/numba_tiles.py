@@ -38,17 +38,22 @@ jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
 
 
 @intrinsic
-def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width):
+def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width,
+              shared):  # fmt: skip
     """For q < nq, r < nr (literals): the lane vector of ``width`` elements (a literal) at
     out[o + q oq + r orow] += sum over t < n of a[ao + q aq + t at] * b[bo + r br + t bt],
-    by fused multiply-adds in the order of t. out, a, b: flat contiguous arrays of one dtype."""
-    for literal in (nq, nr, width):
+    by fused multiply-adds in the order of t. out, b: flat contiguous arrays of one dtype.
+    shared (a literal): if 1, a's terms are single numbers shared by all lanes (inputs), in
+    a's own dtype and converted to out's."""
+    for literal in (nq, nr, width, shared):
         if not isinstance(literal, types.IntegerLiteral):
             raise errors.RequireLiteralValue(literal)
     n_q, n_r, n_v = nq.literal_value, nr.literal_value, width.literal_value
+    is_shared = bool(shared.literal_value)
     dtype = out.dtype
     align = dtype.bitwidth // 8
-    signature = types.void(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width)
+    signature = types.void(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width,
+                           shared)  # fmt: skip
 
     def codegen(context, builder, sig, args):
         out_, o_, oq_, or_, a_, ao_, aq_, at_, b_, bo_, br_, bt_, n_ = args[:13]
@@ -68,6 +73,15 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, 
         def plus(base, stride, times):
             return builder.add(base, builder.mul(stride, ir.Constant(o_.type, times)))
 
+        def splat(number):
+            number = context.cast(builder, number, sig.args[4].dtype, dtype)
+            one = builder.insert_element(ir.Constant(vector, ir.Undefined), number, k32(0))
+            return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), n_v),
+                                                                [0] * n_v))  # fmt: skip
+
+        def k32(value):
+            return ir.Constant(ir.IntType(32), value)
+
         p_out, p_a, p_b = data(0, out_), data(4, a_), data(8, b_)
         tile = {}
         for q in range(n_q):
@@ -79,7 +93,13 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, 
         with cgutils.for_range(builder, n_) as loop:
             a_t = builder.add(ao_, builder.mul(loop.index, at_))
             b_t = builder.add(bo_, builder.mul(loop.index, bt_))
-            xs = [builder.load(at_offset(p_a, plus(a_t, aq_, q)), align=align) for q in range(n_q)]
+            if is_shared:
+                xs = [
+                    splat(builder.load(builder.gep(p_a, [plus(a_t, aq_, q)]))) for q in range(n_q)
+                ]
+            else:
+                xs = [builder.load(at_offset(p_a, plus(a_t, aq_, q)), align=align)
+                      for q in range(n_q)]  # fmt: skip
             ys = [builder.load(at_offset(p_b, plus(b_t, br_, r)), align=align) for r in range(n_r)]
             for (q, r), (slot, _) in tile.items():
                 builder.store(builder.call(fmuladd, [xs[q], ys[r], builder.load(slot)]), slot)
@@ -91,7 +111,7 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, 
 
 
 @jit
-def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width):
+def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width, shared):
     """One column of lane vectors (``width`` lanes from lane v): 4 x 4 tiles, then the edges."""
     q = 0
     while q < nq:
@@ -99,15 +119,20 @@ def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width):
         r = 0
         while r < nr:
             cols = TILE if nr - r >= TILE else 1
-            oo, aa, bb = o + q * oq + r * orow + v, ao + q * aq + v, bo + r * br + v
+            oo, aa, bb = o + q * oq + r * orow + v, ao + q * aq, bo + r * br + v
+            if not shared:
+                aa += v
             if rows == TILE and cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, TILE, width)
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, TILE, width,
+                          shared)  # fmt: skip
             elif rows == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, 1, width)
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, 1, width,
+                          shared)  # fmt: skip
             elif cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, TILE, width)
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, TILE, width,
+                          shared)  # fmt: skip
             else:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, 1, width)
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, 1, width, shared)
             r += cols
         q += rows
 
@@ -122,7 +147,19 @@ def multiply_add(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
     """
     if out.itemsize == 4:
         for v in range(0, w, V32):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V32)
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V32, 0)
     else:
         for v in range(0, w, V64):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V64)
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V64, 0)
+
+
+@jit
+def multiply_add_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w):
+    """As multiply_add, with x[xo + q xq + t xt] one number shared by all lanes (the inputs)
+    in place of a's lane vectors. x must have out's dtype for the sums to be exact in it."""
+    if out.itemsize == 4:
+        for v in range(0, w, V32):
+            _tiles(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, v, V32, 1)
+    else:
+        for v in range(0, w, V64):
+            _tiles(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, v, V64, 1)

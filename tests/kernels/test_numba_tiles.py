@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from kernels.numba_tiles import multiply_add
+from kernels.numba_tiles import multiply_add, multiply_add_shared
 
 LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
 
@@ -89,3 +89,28 @@ def test_lanes_past_w_and_memory_outside_the_tile_are_untouched():
     assert not np.array_equal(out[:, :, :LANES], old_out[:, :, :LANES])
     np.testing.assert_array_equal(geometry[4], before[1])  # the operands are only read
     np.testing.assert_array_equal(geometry[8], before[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", SHAPES)
+def test_shared_inputs_match_numpy_and_the_plain_loops(dtype, nq, nr, n):
+    # x[q, t] is one number for every lane, as the inputs X[s, i] are at the first layer
+    chunk = 2 * LANES
+    geometry = problem(dtype, nq, nr, n, chunk)
+    out, _, b = views(geometry, nq, nr, n, chunk)
+    x = np.random.default_rng(1).normal(size=(nq, n)).astype(dtype)
+    expected = out.astype(np.float64) + np.einsum("qt,rtk->qrk", x.astype(np.float64),
+                                                  b.astype(np.float64))  # fmt: skip
+    scale = np.abs(out) + np.einsum("qt,rtk->qrk", np.abs(x), np.abs(b))
+    plain = out.copy()
+    for q in range(nq):
+        for r in range(nr):
+            for t in range(n):  # x * b rounded, then added: an upper bound on the fused sum's error
+                plain[q, r] += x[q, t] * b[r, t]
+    shared = (geometry[0], geometry[1], geometry[2], geometry[3], x.reshape(-1), 0, n, 1,
+              *geometry[8:])  # fmt: skip
+    multiply_add_shared(*shared, n, nq, nr, chunk)
+    error = np.abs(out - expected)
+    assert (error <= 2 * gamma(n + 1, dtype) * scale).all(), error.max()
+    np.testing.assert_allclose(out, plain, rtol=0, atol=float(2 * gamma(2 * n + 2, dtype)
+                                                              * scale.max()))  # fmt: skip
