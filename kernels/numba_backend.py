@@ -28,6 +28,9 @@ from .training import OPTIMIZERS, Criterion, Optimizer, TrainResult, start_train
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+# optimizer steps: no FMA contraction, whose choice of product differed between a fresh compile
+# and the cached object code (see numba_lanes.strict_jit)
+strict_pjit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy", parallel=True)
 
 # Integer codes the jitted code branches on, tied to the names the public API uses.
 SIGMOID, TANH, RELU, LEAKY_RELU = map(
@@ -202,7 +205,7 @@ def _backward_kernel(theta, X, Y, layers, offsets, act, loss_code, scale, G, D_o
             DA_out[:, :, :, k] = DA
 
 
-@pjit
+@strict_pjit
 def _step_kernel(theta, grad, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
     # Elementwise: rows of theta are independent, so any split over threads gives the same bits.
     correction1 = 1.0 - beta1**step

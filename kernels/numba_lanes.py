@@ -36,6 +36,10 @@ jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
 # The exponential's range reduction relies on the order of its operations: no reassociation.
 exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
+# Where a sum has two products (b1 m + (1 - b1) g), which one LLVM fuses into an FMA differed
+# between a fresh compile and the cached object code (Adam's results changed by an ulp a step
+# depending on the cache): no contraction there, every operation rounded as written.
+strict_jit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy")
 
 SIGMOID, TANH, RELU, LEAKY_RELU = map(
     HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
@@ -350,7 +354,7 @@ def _exact_loss(Z, Y, last, k, loss_code, lower, scale):
 @jit
 def _step_lanes(P, G, M, V, lr, step, opt_code, K, w):
     """K: one, slope, scale, momentum, beta1, beta2, eps, then room for the bias corrections."""
-    one, momentum, beta1, beta2, eps = K[0], K[3], K[4], K[5], K[6]
+    momentum = K[3]
     if opt_code == SGD:
         for r in range(P.shape[0]):
             p, g = P[r], G[r]
@@ -366,13 +370,18 @@ def _step_lanes(P, G, M, V, lr, step, opt_code, K, w):
         # bias corrections in float64, then in the arrays' dtype like every other constant
         K[7] = 1.0 - float(K[4]) ** step
         K[8] = 1.0 - float(K[5]) ** step
-        correction1, correction2 = K[7], K[8]
-        for r in range(P.shape[0]):
-            p, g, m, v = P[r], G[r], M[r], V[r]
-            for k in range(w):
-                m[k] = beta1 * m[k] + (one - beta1) * g[k]
-                v[k] = beta2 * v[k] + (one - beta2) * g[k] * g[k]
-                p[k] -= lr[k] * (m[k] / correction1) / (np.sqrt(v[k] / correction2) + eps)
+        _adam_lanes(P, G, M, V, lr, K, w)
+
+
+@strict_jit
+def _adam_lanes(P, G, M, V, lr, K, w):
+    one, beta1, beta2, eps, correction1, correction2 = K[0], K[4], K[5], K[6], K[7], K[8]
+    for r in range(P.shape[0]):
+        p, g, m, v = P[r], G[r], M[r], V[r]
+        for k in range(w):
+            m[k] = beta1 * m[k] + (one - beta1) * g[k]
+            v[k] = beta2 * v[k] + (one - beta2) * g[k] * g[k]
+            p[k] -= lr[k] * (m[k] / correction1) / (np.sqrt(v[k] / correction2) + eps)
 
 
 @jit

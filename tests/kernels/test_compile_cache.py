@@ -1,0 +1,37 @@
+"""Same config, same numbers, whether the kernels were just compiled or loaded from numba's cache.
+
+Found the hard way: with FMA contraction allowed in Adam's update (b1 m + (1 - b1) g has two
+products to fuse), the freshly compiled kernel and the cached object code fused different ones,
+and Adam's results moved by an ulp a step depending on whether a cache existed. Each run here is
+a fresh process with its own empty cache directory (compile), then again with the same one
+(load); every optimizer and both dtypes must give the same bits.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+
+_TRAIN = """
+import sys, numpy as np
+from kernels import NetSpec, Optimizer, backend, get_problem, init_population
+xor, out = get_problem("xor"), []
+for spec, dtype in ((NetSpec((2, 4, 1)), np.float64), (NetSpec((2, 8, 6, 1), "tanh"), np.float32)):
+    for name in ("sgd", "momentum", "adam"):
+        theta = init_population(spec, 64, seed=3, dtype=dtype)
+        result = backend("numba").train_population(theta, spec, xor.X, xor.Y, 0.3, 50,
+                                                   optimizer=Optimizer(name), early_stop=False)
+        out.append(result.theta.astype(np.float64).ravel())
+np.save(sys.argv[1], np.concatenate(out))
+"""
+
+
+def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
+    results = []
+    for run in ("compiled", "cached"):
+        path = tmp_path / f"{run}.npy"
+        env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+        subprocess.run([sys.executable, "-c", _TRAIN, str(path)], check=True, env=env)
+        results.append(np.load(path))
+    assert any((tmp_path / "cache").rglob("*.nbc"))  # the second run did load from a cache
+    np.testing.assert_array_equal(results[1], results[0])
