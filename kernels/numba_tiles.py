@@ -138,6 +138,17 @@ def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width, 
 
 
 @jit
+def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, shared):
+    """Every column of lane vectors up to lane w, at the vector width of out's dtype."""
+    if out.itemsize == 4:
+        for v in range(0, w, V32):
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V32, shared)
+    else:
+        for v in range(0, w, V64):
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V64, shared)
+
+
+@jit
 def multiply_add(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
     """out[o + q oq + r orow + k] += sum_t a[ao + q aq + t at + k] * b[bo + r br + t bt + k]
     for q < nq, r < nr and lanes k < w (w a multiple of the vector width), each sum by fused
@@ -145,21 +156,11 @@ def multiply_add(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
 
     out, a, b : flat C-contiguous arrays of one dtype (views of the lane arrays)
     """
-    if out.itemsize == 4:
-        for v in range(0, w, V32):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V32, 0)
-    else:
-        for v in range(0, w, V64):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V64, 0)
+    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, 0)
 
 
 @jit
 def multiply_add_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w):
     """As multiply_add, with x[xo + q xq + t xt] one number shared by all lanes (the inputs)
     in place of a's lane vectors. x must have out's dtype for the sums to be exact in it."""
-    if out.itemsize == 4:
-        for v in range(0, w, V32):
-            _tiles(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, v, V32, 1)
-    else:
-        for v in range(0, w, V64):
-            _tiles(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, v, V64, 1)
+    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, 1)
