@@ -400,24 +400,24 @@ def _add_vanishing(subparsers) -> None:
         type=_list(int),
         default=d.depths,
         metavar="D,D,...",
-        help="numbers of hidden layers (default 1,2,4,8,12,16,20)",
+        help=f"numbers of hidden layers (default {','.join(map(str, d.depths))})",
     )
     p.add_argument(
         "--activations",
         type=_list(_name),
         default=d.activations,
         metavar="NAME,...",
-        help="hidden activations (default sigmoid,tanh,relu)",
+        help=f"hidden activations (default {','.join(d.activations)})",
     )
     p.add_argument(
         "--inits",
         type=_list(str),
         default=d.inits,
         metavar="SCHEME,...",
-        help="init schemes (default xavier_normal,tutorial,lecun_normal)",
+        help=f"init schemes (default {','.join(d.inits)})",
     )
-    p.add_argument("--width", type=int, default=d.width, help="units per hidden layer (8)")
-    p.add_argument("--nets", type=int, default=d.n_nets, help="seeded nets per case (2000)")
+    p.add_argument("--width", type=int, default=d.width, help=f"units per hidden layer ({d.width})")
+    p.add_argument("--nets", type=int, default=d.n_nets, help=f"seeded nets per case ({d.n_nets})")
     p.add_argument("--problem", default=d.problem, help="data the pass runs on (xor)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (0)")
     p.add_argument("--backend", default=d.backend, help="numba or numpy (numba)")
