@@ -13,11 +13,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from kernels import BACKENDS, SCHEMES
-from kernels.init import Init
-from kernels.problems import NAMES as PROBLEMS
-from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
-from kernels.training import OPTIMIZERS
+from backprop_bench.kernels import BACKENDS, SCHEMES
+from backprop_bench.kernels.init import Init
+from backprop_bench.kernels.problems import NAMES as PROBLEMS
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
+from backprop_bench.kernels.training import OPTIMIZERS
 
 from .progress import Progress
 from .report import write_report
@@ -339,8 +339,8 @@ def _add_gradcheck(subparsers) -> None:
 
 
 def _gradcheck(args) -> int:
-    from verify.kernel_checks import all_rows
-    from verify.mutants import MUTANTS, false_alarms, run_mutants
+    from backprop_bench.verify.kernel_checks import all_rows
+    from backprop_bench.verify.mutants import MUTANTS, false_alarms, run_mutants
 
     rows = all_rows()
     mutants = run_mutants()
@@ -384,7 +384,7 @@ def _gradcheck(args) -> int:
 
 
 def _add_vanishing(subparsers) -> None:
-    from verify.vanishing import VanishingConfig
+    from backprop_bench.verify.vanishing import VanishingConfig
 
     d = VanishingConfig()
     p = subparsers.add_parser(
@@ -428,7 +428,7 @@ def _add_vanishing(subparsers) -> None:
 def _vanishing(args) -> int:
     import time
 
-    from verify.vanishing import VanishingConfig, study
+    from backprop_bench.verify.vanishing import VanishingConfig, study
 
     from .summary import _git_commit
     from .vanishing_report import check_out, write

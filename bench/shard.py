@@ -28,8 +28,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
-from kernels import (
+from backprop_bench.kernels import (
     Criterion,
     Optimizer,
     Status,
@@ -38,7 +37,7 @@ from kernels import (
     init_population,
     numpy_backend,
 )
-from kernels.activations import ACTIVATIONS
+from backprop_bench.kernels.activations import ACTIVATIONS
 
 from .sweep_config import SweepConfig
 

@@ -18,8 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-
-from kernels import Criterion, get_problem
+from backprop_bench.kernels import Criterion, get_problem
 
 from . import shard as sh
 from .stats import paired, survival, wilson

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-
-from kernels import BACKENDS, Criterion, NetSpec, Optimizer, get_problem, parse_init
-from kernels.training import record_epochs
+from backprop_bench.kernels import BACKENDS, Criterion, NetSpec, Optimizer, get_problem, parse_init
+from backprop_bench.kernels.training import record_epochs
 
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_INITS = (

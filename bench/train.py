@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from kernels import (
+from backprop_bench.kernels import (
     BACKENDS,
     Criterion,
     NetSpec,
@@ -22,7 +21,7 @@ from kernels import (
     init_population,
     parse_init,
 )
-from kernels.training import DECISION_MARGIN
+from backprop_bench.kernels.training import DECISION_MARGIN
 
 DTYPES = ("float64", "float32")
 

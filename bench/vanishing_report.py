@@ -1,6 +1,6 @@
 """The vanishing-gradient study's report: ``report.md``, ``vanishing.json`` and figures.
 
-Everything shown is computed from the study's results (``verify.vanishing.study``).
+Everything shown is computed from the study's results (``backprop_bench.verify.vanishing.study``).
 """
 
 from __future__ import annotations

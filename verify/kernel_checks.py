@@ -1,7 +1,7 @@
 """Gradient checks of every kernel of both backends, as rows of a table.
 
 Each check returns a ``Row``: kernel, backend, dtype, the worst relative error, the reference's
-error estimate there, and the verdict of :func:`verify.check.check_vjp`. Data and parameters come
+error estimate there, and the verdict of :func:`.check.check_vjp`. Data and parameters come
 from fixed seeds, so the table is the same on every run.
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from kernels import NetSpec, backend, init_population
-from kernels import activations as F
-from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+from backprop_bench.kernels import NetSpec, backend, init_population
+from backprop_bench.kernels import activations as F
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
 
 from .check import GradCheckResult, check_gradient, check_vjp
 
@@ -66,7 +65,7 @@ def _scalar_numba(function):
 
 
 def activation_rows() -> list[Row]:
-    from kernels import numba_backend as nb
+    from backprop_bench.kernels import numba_backend as nb
 
     rows = []
     rng = np.random.default_rng(1)
@@ -96,7 +95,7 @@ def activation_rows() -> list[Row]:
 
 
 def loss_rows() -> list[Row]:
-    from kernels import numba_backend as nb
+    from backprop_bench.kernels import numba_backend as nb
 
     rows = []
     rng = np.random.default_rng(2)

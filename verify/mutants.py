@@ -2,7 +2,7 @@
 
 ``backprop(theta, spec, X, Y, fault)`` is a plain NumPy backward pass for a population (nets on
 the last axis), written here apart from the kernels, with one line switched by ``fault``. Each
-mutant is checked against the loss of the NumPy backend with :func:`verify.check.check_gradient`;
+mutant is checked against the loss of the NumPy backend with :func:`.check.check_gradient`;
 a mutant is caught when the check fails. The same check must pass for ``fault=None`` and for both
 backends' real ``backward``: zero false alarms.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from kernels import NetSpec, backend, init_population
-from kernels import activations as F
+from backprop_bench.kernels import NetSpec, backend, init_population
+from backprop_bench.kernels import activations as F
 
 from .check import check_gradient
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from kernels import NetSpec, backend, get_problem, init_population, parse_init
+from backprop_bench.kernels import NetSpec, backend, get_problem, init_population, parse_init
 
 QUANTILES = (10, 25, 50, 75, 90)
 # The bound is checked after a chain of float64 products and sums over at most 20 layers:

@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from bench.cli import main
+from backprop_bench.bench.cli import main
 
 
 def run(capsys, *argv):
@@ -174,7 +173,7 @@ def test_gradcheck_passes_with_a_full_mutation_score(capsys):
 
 
 def test_gradcheck_exits_1_when_a_kernel_fails(capsys, monkeypatch):
-    import verify.kernel_checks as kc
+    import backprop_bench.verify.kernel_checks as kc
 
     failing = kc.Row("a broken kernel", "numpy", "float64", 0.5, 1e-12, False, "FAILED here")
     monkeypatch.setattr(kc, "all_rows", lambda: [failing])

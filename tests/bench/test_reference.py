@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from bench.shard import run_shard
-from bench.summary import RESULT_COLUMNS, net_rows, read_results_csv
-from bench.sweep_config import SweepConfig
+from backprop_bench.bench.shard import run_shard
+from backprop_bench.bench.summary import RESULT_COLUMNS, net_rows, read_results_csv
+from backprop_bench.bench.sweep_config import SweepConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "default"
 

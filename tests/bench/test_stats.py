@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 import pytest
-
-from bench.stats import paired, survival, wilson
+from backprop_bench.bench.stats import paired, survival, wilson
 
 
 def test_wilson_interval_matches_the_formula():

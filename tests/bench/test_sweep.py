@@ -12,12 +12,11 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-
-from bench.cli import main
-from bench.shard import CONVERGED, DIVERGED, PLATEAU, run_shard, write_shard
-from bench.sweep import SHARD_DIR, load_results
-from bench.sweep_config import SweepConfig, make_config
-from kernels import Criterion, NetSpec, backend, get_problem, init_population
+from backprop_bench.bench.cli import main
+from backprop_bench.bench.shard import CONVERGED, DIVERGED, PLATEAU, run_shard, write_shard
+from backprop_bench.bench.sweep import SHARD_DIR, load_results
+from backprop_bench.bench.sweep_config import SweepConfig, make_config
+from backprop_bench.kernels import Criterion, NetSpec, backend, get_problem, init_population
 
 SMALL = [
     "--lr",
@@ -59,7 +58,7 @@ def test_the_default_sweep_meets_its_brief():
 def test_toml_and_flags_combine_flags_winning(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text('name = "mine"\nlr = [0.1, 0.5]\nhidden = [3]\nepochs = 700\n')
-    from bench.sweep_config import load_toml
+    from backprop_bench.bench.sweep_config import load_toml
 
     config = make_config(load_toml(path), {"lr": (2.0,), "seed": 5})
     assert (config.name, config.lr, config.hidden, config.epochs, config.seed) == (
@@ -233,9 +232,9 @@ def test_report_rebuilds_from_stored_results_without_training(tmp_path, capsys, 
     (out / "report.md").unlink()
     for figure in (out / "figures").iterdir():
         figure.unlink()
-    import bench.shard
+    import backprop_bench.bench.shard as shard_module
 
-    monkeypatch.setattr(bench.shard, "run_shard", lambda *a: pytest.fail("report trained a net"))
+    monkeypatch.setattr(shard_module, "run_shard", lambda *a: pytest.fail("report trained a net"))
     assert main(["report", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "figures" / "heatmap_sigmoid_bce_sgd.png").read_bytes() == heatmap
@@ -309,7 +308,7 @@ def test_report_on_a_folder_without_a_sweep(tmp_path, capsys):
 def test_progress_line():
     import io
 
-    from bench.progress import Progress
+    from backprop_bench.bench.progress import Progress
 
     stream = io.StringIO()
     progress = Progress(stream, enabled=True)

@@ -14,8 +14,8 @@ import sys
 import numba
 import numpy as np
 import pytest
+from backprop_bench.kernels import NetSpec, backend, get_problem, init_population
 
-from kernels import NetSpec, backend, get_problem, init_population
 from tests.kernels import tutorial
 
 from . import peers
@@ -173,7 +173,7 @@ def test_wider_and_deeper(benchmark, shape, impl):
 # (ru_maxrss would not do: Linux carries the forking parent's peak across exec into it.)
 _PEAK_RSS = """
 import sys, numpy as np
-from kernels import NetSpec, Optimizer, backend, get_problem, init_population
+from backprop_bench.kernels import NetSpec, Optimizer, backend, get_problem, init_population
 spec, xor = NetSpec((2, 4, 1)), get_problem("xor")
 theta = init_population(spec, 1_000_000, seed=0)
 backend("numba").train_population(theta, spec, xor.X, xor.Y, 0.5, 10,

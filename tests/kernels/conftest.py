@@ -1,7 +1,6 @@
 import numba
 import pytest
-
-from kernels import backend
+from backprop_bench.kernels import backend
 
 
 @pytest.fixture(params=["numpy", "numba"])

@@ -14,7 +14,7 @@ import numpy as np
 
 _TRAIN = """
 import sys, numpy as np
-from kernels import NetSpec, Optimizer, backend, get_problem, init_population
+from backprop_bench.kernels import NetSpec, Optimizer, backend, get_problem, init_population
 xor, out = get_problem("xor"), []
 for spec, dtype in ((NetSpec((2, 4, 1)), np.float64), (NetSpec((2, 8, 6, 1), "tanh"), np.float32)):
     for name in ("sgd", "momentum", "adam"):

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from kernels import SCHEMES, Init, NetSpec, init_population, parse_init
-from kernels.init import BLOCK_NETS
+from backprop_bench.kernels import SCHEMES, Init, NetSpec, init_population, parse_init
+from backprop_bench.kernels.init import BLOCK_NETS
 
 SPEC = NetSpec((2, 4, 1))
 # Sample moments of n draws: the standard error of a variance estimate is about

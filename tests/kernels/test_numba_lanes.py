@@ -8,8 +8,7 @@ wrong polynomial coefficient or reduction constant is off by many thousands.
 
 import numpy as np
 import pytest
-
-from kernels import numba_lanes as lanes
+from backprop_bench.kernels import numba_lanes as lanes
 
 SIGMOID_ULPS = 4
 # beyond these the exponential is clamped (no overflow, no NaN): e^709 and e^88 are the largest

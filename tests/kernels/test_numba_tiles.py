@@ -10,8 +10,7 @@ multiply-adds.
 import numba
 import numpy as np
 import pytest
-
-from kernels.numba_tiles import multiply_add, multiply_add_shared
+from backprop_bench.kernels.numba_tiles import multiply_add, multiply_add_shared
 
 LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
 

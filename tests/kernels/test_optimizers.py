@@ -4,11 +4,10 @@ import math
 
 import numpy as np
 import pytest
-
-from kernels import numpy_backend
-from kernels.numba_backend import adam_step as nb_adam_step
-from kernels.numba_backend import momentum_step as nb_momentum_step
-from kernels.numba_backend import sgd_step as nb_sgd_step
+from backprop_bench.kernels import numpy_backend
+from backprop_bench.kernels.numba_backend import adam_step as nb_adam_step
+from backprop_bench.kernels.numba_backend import momentum_step as nb_momentum_step
+from backprop_bench.kernels.numba_backend import sgd_step as nb_sgd_step
 
 # One update is a handful of floating-point operations per element.
 STEP_RTOL = 1e-12

@@ -3,11 +3,10 @@ formulas, central finite differences, and (for numba) the NumPy backend."""
 
 import numpy as np
 import pytest
-
-from kernels import NetSpec, get_problem, init_population, numpy_backend
-from kernels.numba_backend import backward as nb_backward
-from kernels.numba_backend import forward as nb_forward
-from kernels.numba_backend import loss as nb_loss
+from backprop_bench.kernels import NetSpec, get_problem, init_population, numpy_backend
+from backprop_bench.kernels.numba_backend import backward as nb_backward
+from backprop_bench.kernels.numba_backend import forward as nb_forward
+from backprop_bench.kernels.numba_backend import loss as nb_loss
 
 from . import tutorial
 
@@ -180,8 +179,7 @@ def test_numba_passes_are_bitwise_identical_for_1_and_2_threads(numba_threads):
     if numba_threads < 2:
         pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1 or a 1-core machine)")
     import numba
-
-    from kernels.numba_backend import adam_step
+    from backprop_bench.kernels.numba_backend import adam_step
 
     spec = SPECS[4]
     X, Y = random_data(spec, 6, seed=0)

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from kernels import get_problem
+from backprop_bench.kernels import get_problem
 
 
 def test_xor_is_the_tutorials_dataset():

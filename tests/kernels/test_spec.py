@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from kernels import NetSpec
+from backprop_bench.kernels import NetSpec
 
 
 def test_tutorial_net_has_17_parameters_laid_out_weights_then_biases():

@@ -4,10 +4,16 @@ and the promises of the training contract (identity, thread counts, early stop, 
 import numba
 import numpy as np
 import pytest
-
-from kernels import Criterion, NetSpec, Optimizer, Status, get_problem, init_population
-from kernels import numpy_backend as npb
-from kernels.numba_backend import train_population as nb_train
+from backprop_bench.kernels import (
+    Criterion,
+    NetSpec,
+    Optimizer,
+    Status,
+    get_problem,
+    init_population,
+)
+from backprop_bench.kernels import numpy_backend as npb
+from backprop_bench.kernels.numba_backend import train_population as nb_train
 
 from . import tutorial
 

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from backprop_bench.verify import assert_gradients_close, check_gradient, check_vjp
 from scipy.differentiate import derivative
-
-from verify import assert_gradients_close, check_gradient, check_vjp
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(3, 4))

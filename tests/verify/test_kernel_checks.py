@@ -2,10 +2,16 @@
 
 import numpy as np
 import pytest
-
-from kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
-from verify.kernel_checks import NETWORKS, all_rows
-from verify.mutants import MUTANTS, SQUARE, _case, backprop, false_alarms, run_mutants
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+from backprop_bench.verify.kernel_checks import NETWORKS, all_rows
+from backprop_bench.verify.mutants import (
+    MUTANTS,
+    SQUARE,
+    _case,
+    backprop,
+    false_alarms,
+    run_mutants,
+)
 
 
 @pytest.fixture(scope="module")

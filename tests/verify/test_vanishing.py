@@ -5,10 +5,9 @@ from copy import deepcopy
 
 import numpy as np
 import pytest
-
-from bench.cli import main
-from kernels import NetSpec, backend, get_problem, init_population
-from verify.vanishing import QUANTILES, VanishingConfig, _bound, run_case, study
+from backprop_bench.bench.cli import main
+from backprop_bench.kernels import NetSpec, backend, get_problem, init_population
+from backprop_bench.verify.vanishing import QUANTILES, VanishingConfig, _bound, run_case, study
 
 SMALL = VanishingConfig(depths=(1, 3, 6), activations=("sigmoid", "relu"),
                         inits=("xavier_normal", "normal:1"), n_nets=300)  # fmt: skip

@@ -1,0 +1,54 @@
+"""backprop-bench: understand, verify and benchmark backpropagation written from scratch.
+
+The repository keeps its three parts in top-level folders (``kernels/``, ``verify/``,
+``bench/``); they install and import as ``backprop_bench.kernels``, ``backprop_bench.verify``
+and ``backprop_bench.bench``, so that the project never owns a generic top-level name. The
+public API is re-exported here::
+
+    from backprop_bench import NetSpec, init_population, backend, check_gradient
+"""
+
+from .kernels import (
+    BACKENDS,
+    SCHEMES,
+    Criterion,
+    Forward,
+    Gradients,
+    History,
+    Init,
+    NetSpec,
+    Optimizer,
+    Problem,
+    Status,
+    TrainResult,
+    backend,
+    get_problem,
+    init_population,
+    parse_init,
+)
+from .verify import GradCheckResult, assert_gradients_close, check_gradient, check_vjp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "SCHEMES",
+    "Criterion",
+    "Forward",
+    "GradCheckResult",
+    "Gradients",
+    "History",
+    "Init",
+    "NetSpec",
+    "Optimizer",
+    "Problem",
+    "Status",
+    "TrainResult",
+    "assert_gradients_close",
+    "backend",
+    "check_gradient",
+    "check_vjp",
+    "get_problem",
+    "init_population",
+    "parse_init",
+]

@@ -1,0 +1,151 @@
+"""The project installs beside other distributions that own the names kernels, verify and bench.
+
+The repository keeps its parts in top-level folders, but they must install as
+``backprop_bench.kernels`` and so on: the package index has unrelated distributions called
+``kernels``, ``verify`` and ``bench``, and two distributions writing ``site-packages/kernels/``
+break each other. Each test makes a fresh virtual environment, installs the project (a built
+wheel, ``pip install .``, ``pip install -e .``) before or after distributions that own those three
+names, and runs the command and the public API there. The project's dependencies (NumPy, numba,
+...) are taken from the environment running the tests through a ``.pth`` line placed after the
+fresh environment's own site-packages, so nothing is downloaded but the build backend.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASHING = ("kernels", "verify", "bench")
+MARK = "a distribution that is not backprop-bench"
+
+API_CHECK = """
+import backprop_bench, kernels, verify, bench
+from backprop_bench import NetSpec, backend, check_gradient, get_problem, init_population
+for name in ("kernels", "verify", "bench"):
+    assert getattr(__import__(name), "MARK", None) == "{mark}", name
+spec = NetSpec((2, 4, 1))
+xor = get_problem("xor")
+theta = init_population(spec, 3, seed=0)
+assert backend("numpy").loss(theta, spec, xor.X, xor.Y).shape == (3,)
+print("api ok", backprop_bench.__file__)
+""".format(mark=MARK)
+
+
+def _run(args, **kwargs):
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _pip(python, *args):
+    return _run([sys.executable, "-m", "pip", "--python", str(python), "--quiet", *args])
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    """A local distribution that owns the top-level packages kernels, verify and bench."""
+    root = tmp_path_factory.mktemp("stand_ins")
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "clashing-names"
+            version = "1.0"
+            [tool.setuptools]
+            packages = ["kernels", "verify", "bench"]
+            """
+        )
+    )
+    for name in CLASHING:
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(f'MARK = "{MARK}"\n')
+    return root
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The project built as a wheel, the way it is published."""
+    out = tmp_path_factory.mktemp("wheel")
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)])
+    (built,) = out.glob("backprop_bench-*.whl")
+    return built
+
+
+def _fresh_venv(path):
+    """A new environment with the test runner's site-packages appended, for the dependencies."""
+    _run([sys.executable, "-m", "venv", "--without-pip", str(path)])
+    python = path / "bin" / "python"
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return python, site
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "NUMBA_"))}
+    env.update(extra)
+    return env
+
+
+def _check(python, site, cwd, **env_extra):
+    env = _clean_env(**env_extra)
+    out = _run([python, "-c", API_CHECK], cwd=cwd, env=env)
+    assert "api ok" in out
+    for name in CLASHING:  # the other distribution's files are untouched
+        assert (site / name / "__init__.py").read_text() == f'MARK = "{MARK}"\n'
+    command = [python.parent / "backprop-bench", "train", "--epochs", "10"]
+    return env, command
+
+
+@pytest.mark.parametrize("order", ["clashing first", "clashing after"])
+def test_wheel_installs_beside_clashing_names_and_uses_numba_cache(
+    tmp_path, stand_ins, wheel, order
+):
+    python, site = _fresh_venv(tmp_path / "venv")
+    installs = [[str(stand_ins)], [str(wheel)]]
+    for what in installs if order == "clashing first" else installs[::-1]:
+        _pip(python, "install", "--no-deps", *what)
+    env, command = _check(python, site, tmp_path)
+    if order == "clashing after":  # one compile per test is enough; the other order uses NumPy
+        _run([*command, "--backend", "numpy"], cwd=tmp_path, env=env)
+        return
+    first = _run(command, cwd=tmp_path, env=env)
+    assert "epoch" in first.lower()
+    # numba's cache sits beside the installed modules and a fresh process loads it
+    assert list((site / "backprop_bench" / "kernels").glob("__pycache__/*.nbi"))
+    second = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, env={**env, "NUMBA_DEBUG_CACHE": "1"}
+    )
+    assert second.returncode == 0, second.stderr
+    assert "data loaded from" in second.stdout + second.stderr
+    assert "data saved to" not in second.stdout + second.stderr
+    assert second.stdout.splitlines()[-6:] == first.splitlines()[-6:]
+
+
+@pytest.mark.parametrize("editable", [False, True], ids=["pip install .", "pip install -e ."])
+def test_source_installs_beside_clashing_names(tmp_path, stand_ins, editable):
+    python, site = _fresh_venv(tmp_path / "venv")
+    source = tmp_path / "src"  # a copy, so the build leaves no files in the repository
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".*venv*", "reports", "*.egg-info", "__pycache__",
+                                      "build", ".benchmarks", ".pytest_cache", ".ruff_cache"),
+    )
+    _pip(python, "install", "--no-deps", str(stand_ins))
+    _pip(python, "install", "--no-deps", *(["-e"] if editable else []), str(source))
+    env, command = _check(python, site, tmp_path)
+    out = _run([*command, "--backend", "numpy"], cwd=tmp_path, env=env)
+    assert "epoch" in out.lower()
+    module = _run([python, "-m", "backprop_bench", "train", "--epochs", "10", "--backend",
+                   "numpy"], cwd=tmp_path, env=env)
+    assert module == out  # python -m backprop_bench is the same command
