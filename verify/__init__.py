@@ -7,6 +7,7 @@ See ``backprop_bench.verify.check`` for how references and tolerances are derive
 ``backprop_bench.verify.mutants`` for the mutation catalogue.
 """
 
-from .check import GradCheckResult, assert_gradients_close, check_gradient, check_vjp
+from .check import assert_gradients_close, check_gradient, check_vjp
+from .verdict import VERDICTS, GradCheckResult
 
-__all__ = ["GradCheckResult", "assert_gradients_close", "check_gradient", "check_vjp"]
+__all__ = ["VERDICTS", "GradCheckResult", "assert_gradients_close", "check_gradient", "check_vjp"]

@@ -2,42 +2,96 @@
 
 ``check_gradient(fun, grad, params)`` for a scalar function and its gradient, ``check_vjp(fun,
 vjp, params)`` for an array-valued one and its VJP (optionally with its JVP for the adjoint test).
-``params`` is an array or a dict of named arrays (parameter groups); the functions take the same
-structure. The result carries a verdict and, per group, the worst element's index, its absolute
-and relative error, the reference's own error estimate and the tolerance used.
+``params`` is a float array or a dict of named float arrays (parameter groups); the functions take
+the same structure. The result carries one verdict (see :mod:`.verdict`) and the evidence.
 
 How it decides (derived, nothing guessed):
-- small problems (inputs x outputs <= FULL_LIMIT): the full Jacobian, column by column, from
-  central differences in float64 (complex step instead where it is verified to agree);
-- large problems: PROBES directional probes with signed-Gaussian directions v and cotangents u,
-  comparing the reference derivative of u.f along v with vjp(u).v; the tolerance is the
-  reference's error plus the claimed values' rounding, never a multiple of the array's size;
-- the tolerance of a value is SAFETY times the reference's error estimate plus ULPS units of
-  the claimed dtype's epsilon of the group's largest derivative (rounding in a float32 backward
-  pass is relative to the largest terms it sums, not to the element it produced);
-- a point where the function has a kink (ReLU at 0) is reported with its one-sided derivatives;
-  the claimed value passes if it lies between them (a subgradient), within tolerance.
+
+- **Determinism first.** ``fun`` and ``grad`` are each called twice at the same point, and once
+  more at the end; any difference is the verdict *not deterministic* (hidden state, unseeded
+  randomness), never a wrong gradient or a kink. Functions with deliberate randomness
+  (dropout) take a keyword ``rng``: with ``rng_seed=S`` every call gets a fresh
+  ``np.random.default_rng(S)``, so every call draws the same masks.
+- **Float32 end to end.** If ``fun`` is dtype-generic (float64 params give a float64 value), the
+  reference is taken in float64 at the float32 point; if ``grad`` is generic too, the same code
+  is also run in float64 and held to float64 accuracy, which resolves errors far below float32
+  rounding. Otherwise the reference comes from the function in its own dtype, with steps fitted
+  to its measured rounding, and the result says how small an error it could have seen.
+- **Tolerances.** A claimed value passes if it is within SAFETY times the reference's error
+  bound plus its own rounding. The rounding is measured: the claim is evaluated again at points a
+  few ulps away, where a correct implementation's rounding scatters and a wrong formula does not
+  (it moves smoothly with the point, so its error cancels in the differences);
+  ELEMENT_ULPS ulps of the element and FLOOR_ULPS ulps of the group's largest value cover
+  rounding that does not scatter.
+- **Cost.** One call of ``fun`` is timed; the whole Jacobian is compared column by column if
+  that fits the ``budget`` (seconds of function evaluations), otherwise PROBES random directional
+  probes (Rademacher directions: every element weighs fully in every probe).
+- **Suspects are re-examined** with Ridders extrapolation from several steps, then one-sided
+  differences: a kink (ReLU at exactly 0) is reported with its one-sided derivatives, and the
+  claim passes there if it is a subgradient; a point within a step of a kink is resolved with
+  smaller steps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+import time
 
 import numpy as np
 
 from . import references as R
+from .verdict import (
+    CANNOT_TELL,
+    CORRECT,
+    KINK,
+    NOT_DETERMINISTIC,
+    WRONG,
+    GradCheckResult,
+    GroupReport,
+    KinkReport,
+    Nondeterminism,
+    ProbeReport,
+)
 
-FULL_LIMIT = 4096  # inputs x outputs up to which the whole Jacobian is compared
-PROBES = 6
-SAFETY = 8.0  # multiples of the reference's error estimate
-ULPS = 64.0  # rounding allowance of the claimed values, in ulps of the group's largest value
-# A probe dots the claimed vector with a random direction v: its rounding errors, a few ulps of
-# each element (PROBE_ULPS), add up like a random walk, bounded by PROBE_SIGMAS deviations of it.
-PROBE_ULPS = 4.0
-PROBE_SIGMAS = 8.0
+SAFETY = 8.0  # multiples of the reference's error bound
+SPREAD_SAFETY = 4.0  # multiples of the claim's measured rounding scatter
+SPREAD_POINTS = 3  # nearby points at which the claim's rounding scatter is measured
+ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
+FLOOR_ULPS = 2.0  # rounding allowance relative to the group's largest value
+PROBES = 8
+BUDGET = 4.0  # seconds of function evaluations for the full Jacobian before probes are used
+REFINE_SHARE = 2.0  # refinement may spend this many times the budget on suspect elements
+JUMP = 1e3  # a claim's scatter this many times its rounding allowance: a discontinuity
+RESOLVE = 1e-3  # an element whose tolerance exceeds this fraction of it is refined if affordable
+CANNOT_TELL_FLOOR = 1e-2  # a passing check that could not see errors this large cannot tell
+CONFIRM = 4  # elements confirmed wrong after which the others are not re-examined
+PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
+FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 
 
 # ----------------------------------------------------------------------------- parameter groups
+
+
+def _as_float_array(name: str, value) -> np.ndarray:
+    if value is None:
+        raise TypeError(f"parameter {name!r} is None; give a float array")
+    array = np.asarray(value)
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"parameter {name!r} must be a float array, got {type(value).__name__}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"parameter {name!r} has dtype {array.dtype}; gradients need floating point: "
+            f"pass it as {name}.astype(np.float64)"
+        )
+    if array.size == 0:
+        raise ValueError(f"parameter {name!r} is empty; give at least one value")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"parameter {name!r} holds NaN or inf at {where}; check the gradient at finite params"
+        )
+    return array
 
 
 class _Groups:
@@ -48,56 +102,77 @@ class _Groups:
             if not params:
                 raise ValueError("params is an empty dict; give at least one array")
             self.names = list(params)
-            arrays = [np.asarray(params[k]) for k in self.names]
+            arrays = [_as_float_array(str(k), params[k]) for k in self.names]
             self.is_dict = True
         else:
             self.names = ["params"]
-            arrays = [np.asarray(params)]
+            arrays = [_as_float_array("params", params)]
             self.is_dict = False
-        for name, a in zip(self.names, arrays, strict=True):
-            if not np.issubdtype(a.dtype, np.floating) or a.size == 0:
-                raise ValueError(
-                    f"parameter {name!r} must be a non-empty float array, got {a.dtype} of "
-                    f"shape {a.shape}"
-                )
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
-        sizes = [a.size for a in arrays]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(int)
         self.x = np.concatenate([a.astype(np.float64).ravel() for a in arrays])
+        self.low_precision = any(d != np.float64 for d in self.dtypes)
 
     def build(self, flat, dtype=None):
+        """The parameter structure from a flat vector: own dtypes (None), a dtype, or as is
+        (False, for complex points)."""
         parts = []
         for i, (shape, own) in enumerate(zip(self.shapes, self.dtypes, strict=True)):
             part = flat[self.offsets[i] : self.offsets[i + 1]].reshape(shape)
-            parts.append(part.astype(dtype or own, copy=False) if dtype is not False else part)
+            if dtype is not False:
+                part = part.astype(own if dtype is None else dtype)
+            parts.append(part)
         return dict(zip(self.names, parts, strict=True)) if self.is_dict else parts[0]
 
-    def flatten_like(self, value, what: str) -> np.ndarray:
-        """A claimed gradient (same structure as params) as a flat float64 vector."""
+    def cast(self, flat):
+        """The flat point rounded to the parameters' own dtypes."""
+        out = flat.copy()
+        for i, own in enumerate(self.dtypes):
+            piece = slice(self.offsets[i], self.offsets[i + 1])
+            out[piece] = flat[piece].astype(own).astype(np.float64)
+        return out
+
+    def flatten_like(self, value, what: str) -> tuple[np.ndarray, float]:
+        """A claimed gradient (same structure as params) as a flat float64 vector, and the
+        epsilon of the dtype it came in."""
+        if value is None:
+            raise TypeError(
+                f"{what} returned None; it must return an array shaped like params (a missing "
+                "return statement?)"
+            )
         if self.is_dict:
             if not isinstance(value, dict) or set(value) != set(self.names):
                 got = sorted(value) if isinstance(value, dict) else type(value).__name__
                 raise ValueError(f"{what} must return a dict with keys {self.names}, got {got}")
             values = [value[k] for k in self.names]
         else:
+            if isinstance(value, dict):
+                raise TypeError(f"{what} returned a dict; params is an array, return an array")
             values = [value]
-        flat = []
+        flat, eps = [], 0.0
         for name, shape, v in zip(self.names, self.shapes, values, strict=True):
+            if v is None:
+                raise TypeError(f"{what} returned None for parameter {name!r}; return an array")
             v = np.asarray(v)
+            if v.dtype == object or not np.issubdtype(v.dtype, np.number):
+                raise TypeError(
+                    f"{what} returned {type(values[0]).__name__} of dtype {v.dtype} for parameter "
+                    f"{name!r}; return a float array shaped like it"
+                )
             if v.shape != shape:
                 raise ValueError(
                     f"{what} returned shape {v.shape} for parameter {name!r} of shape {shape}; "
                     "it must have the parameter's shape"
                 )
+            if np.iscomplexobj(v):
+                raise TypeError(f"{what} returned complex values for parameter {name!r}")
             if not np.isfinite(v).all():
                 raise ValueError(f"{what} returned NaN or inf for parameter {name!r}")
+            floating = np.issubdtype(v.dtype, np.floating)
+            eps = max(eps, float(np.finfo(v.dtype if floating else np.float64).eps))
             flat.append(v.astype(np.float64).ravel())
-        return np.concatenate(flat)
-
-    def claimed_eps(self, value) -> float:
-        values = list(value.values()) if self.is_dict else [value]
-        return max(float(np.finfo(np.asarray(v).dtype).eps) for v in values)
+        return np.concatenate(flat), eps
 
     def locate(self, flat_index: int) -> tuple[str, tuple]:
         group = int(np.searchsorted(self.offsets, flat_index, side="right") - 1)
@@ -105,122 +180,107 @@ class _Groups:
         return self.names[group], tuple(int(i) for i in np.unravel_index(local, self.shapes[group]))
 
 
-# ----------------------------------------------------------------------------------- results
-
-
-@dataclass
-class KinkReport:
-    group: str
-    index: tuple
-    output: int
-    left: float
-    right: float
-    claimed: float
-    passed: bool
-
-
-@dataclass
-class GroupReport:
-    """The worst element of one parameter group."""
-
-    name: str
-    shape: tuple
-    worst_index: tuple | None
-    abs_error: float
-    rel_error: float
-    reference_error: float
-    tolerance: float
-    passed: bool
-
-
-@dataclass
-class ProbeReport:
-    reference: float
-    claimed: float
-    reference_error: float
-    tolerance: float
-    passed: bool
-    kink: tuple[float, float] | None = None
-
-
-@dataclass
-class GradCheckResult:
-    """A verdict and the evidence for it."""
-
-    passed: bool
-    mode: str
-    reference: str
-    groups: list[GroupReport]
-    probes: list[ProbeReport] = field(default_factory=list)
-    kinks: list[KinkReport] = field(default_factory=list)
-    adjoint: ProbeReport | None = None
-    notes: list[str] = field(default_factory=list)
-    scipy_agrees: bool | None = None  # None where scipy.differentiate was not asked
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    @property
-    def worst_rel_error(self) -> float:
-        return max((g.rel_error for g in self.groups), default=0.0)
-
-    def report(self) -> str:
-        lines = [
-            f"gradient check {'PASSED' if self.passed else 'FAILED'} ({self.mode}, "
-            f"reference: {self.reference})"
-        ]
-        for g in self.groups:
-            where = "" if g.worst_index is None else f" worst at {g.worst_index}"
-            lines.append(
-                f"  {g.name} {g.shape}:{where} abs error {g.abs_error:.3g}, rel error "
-                f"{g.rel_error:.3g}, reference error {g.reference_error:.3g}, tolerance "
-                f"{g.tolerance:.3g} -> {'ok' if g.passed else 'FAIL'}"
-            )
-        for i, p in enumerate(self.probes):
-            kink = "" if p.kink is None else f" (crosses a kink: one-sided {p.kink})"
-            lines.append(
-                f"  probe {i}: reference {p.reference:.6g}, claimed {p.claimed:.6g}, reference "
-                f"error {p.reference_error:.3g}, tolerance {p.tolerance:.3g}{kink} -> "
-                f"{'ok' if p.passed else 'FAIL'}"
-            )
-        for k in self.kinks:
-            lines.append(
-                f"  kink at {k.group}{k.index} (output {k.output}): not differentiable, one-sided "
-                f"derivatives {k.left:.6g} and {k.right:.6g}, claimed {k.claimed:.6g} -> "
-                f"{'a subgradient, ok' if k.passed else 'FAIL: not between them'}"
-            )
-        if self.adjoint is not None:
-            a = self.adjoint
-            lines.append(
-                f"  adjoint <u, Jv> = {a.reference:.6g} vs <J^T u, v> = {a.claimed:.6g}"
-                f" -> {'ok' if a.passed else 'FAIL'}"
-            )
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------- the checks
-
-
-def _reference_fun(groups: _Groups, fun):
-    """fun on a flat float64 (or complex) vector, returning a flat array; validated once."""
-
-    def flat_fun(x):
-        dtype = np.complex128 if np.iscomplexobj(x) else np.float64
-        return np.asarray(fun(groups.build(x.astype(dtype), dtype=False))).reshape(-1)
-
-    return flat_fun
-
-
-def _validate_output(value, what="fun") -> np.ndarray:
+def _output(value, what="fun") -> np.ndarray:
+    if value is None:
+        raise TypeError(f"{what} returned None; it must return a float (a missing return?)")
     out = np.asarray(value)
+    if out.dtype == object or not np.issubdtype(out.dtype, np.number):
+        raise TypeError(f"{what} must return floats, got {type(value).__name__}")
+    if np.iscomplexobj(out):
+        raise TypeError(f"{what} returned complex values at real params; return real floats")
     if not np.issubdtype(out.dtype, np.floating):
-        raise ValueError(f"{what} must return floats, got {out.dtype}")
+        raise TypeError(
+            f"{what} returned {out.dtype}; a derivative needs a float result (compute the loss "
+            "in floating point)"
+        )
     if not np.isfinite(out).all():
         raise ValueError(
             f"{what} returned NaN or inf at params; check it there before its gradient"
         )
     return out
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
+    """(max abs, max rel) difference of two results of the same call, None if bitwise equal."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape == b.shape and np.array_equal(a, b):
+        return None
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    diff = float(np.abs(a - b).max())
+    return diff, diff / max(float(np.abs(a).max()), 1e-300)
+
+
+class _Progress:
+    """A line on stderr every PROGRESS_AFTER seconds once a check has run that long."""
+
+    def __init__(self, enabled):
+        self.start = time.perf_counter()
+        self.enabled = enabled
+        self.last = self.start
+
+    def __call__(self, what: str, done: int, total: int):
+        now = time.perf_counter()
+        if self.enabled is False or now - self.last < PROGRESS_AFTER:
+            return
+        self.last = now
+        print(
+            f"gradient check: {what} {done}/{total} ({now - self.start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+# ------------------------------------------------------------------------------------ claims
+
+
+class _Claim:
+    """One claimed VJP: the user's, as called, or the same code run on float64 params.
+
+    value(u) gives (flat claim, epsilon of its dtype); spread(u, base) the largest change of the
+    claim at SPREAD_POINTS points a few ulps away (its rounding scatter), elementwise.
+    """
+
+    def __init__(self, label, vjp, groups, params, x, rel_step, rng):
+        self.label, self.vjp, self.groups, self.params = label, vjp, groups, params
+        self.nearby = []
+        scale = np.maximum(np.abs(x), float(np.sqrt(np.mean(x**2))) + 1e-300)
+        for _ in range(SPREAD_POINTS):
+            nudge = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(1, 2, size=x.size)
+            self.nearby.append(x + nudge * rel_step * scale)
+
+        self._cache = {}
+
+    def value(self, u, params=None):
+        out = self.vjp(self.params if params is None else params, u)
+        return self.groups.flatten_like(out, "grad" if self.label.startswith("grad") else "vjp")
+
+    def with_spread(self, u, build):
+        """(claim, epsilon, scatter) for cotangent u; cached, since a scalar function's probes
+        all use the same one."""
+        key = np.asarray(u, dtype=np.float64).tobytes()
+        if key not in self._cache:
+            base, eps = self.value(u)
+            worst = np.zeros_like(base)
+            for point in self.nearby:
+                other, _ = self.value(u, build(point))
+                worst = np.maximum(worst, np.abs(other - base))
+            self._cache = {key: (base, eps, worst)}
+        return self._cache[key]
+
+
+def _claims(vjp, groups, params, generic_grad, rel_steps, rng):
+    """The claims to check: as called; and in float64 where the params are of lower precision
+    and the code is dtype-generic."""
+    out = [(_Claim("grad", vjp, groups, params, groups.x, rel_steps[0], rng), groups.build)]
+    if generic_grad:
+        p64 = groups.build(groups.x, dtype=np.float64)
+        c = _Claim("grad in float64", vjp, groups, p64, groups.x, rel_steps[1], rng)
+        out.append((c, lambda flat: groups.build(flat, dtype=np.float64)))
+    return out
+
+
+# --------------------------------------------------------------------------------- the checks
 
 
 def check_vjp(
@@ -230,73 +290,210 @@ def check_vjp(
     *,
     jvp=None,
     seed: int = 0,
-    full_limit: int = FULL_LIMIT,
+    budget: float = BUDGET,
+    mode: str | None = None,
     probes: int = PROBES,
+    rng_seed: int | None = None,
     use_scipy: bool = False,
+    progress: bool | None = None,
     _claim: str = "vjp",
 ) -> GradCheckResult:
     """Check ``vjp(params, u)`` (= J^T u, shaped like params) against references of ``fun``.
 
-    fun  : params -> float array of any shape (the outputs)
-    vjp  : (params, u) -> structure like params, for u shaped like fun's output
-    jvp  : optional (params, v) -> array shaped like fun's output, for the adjoint test
+    fun      : params -> float array of any shape (the outputs)
+    vjp      : (params, u) -> structure like params, for u shaped like fun's output
+    jvp      : optional (params, v) -> array shaped like fun's output, for the adjoint test
+    budget   : seconds of function evaluations the full Jacobian may take; beyond it, probes
+    mode     : "full" or "probes" to force one; None chooses by the budget
+    rng_seed : if given, fun and vjp are called with rng=np.random.default_rng(rng_seed)
+    progress : print a progress line to stderr on long checks (None: after PROGRESS_AFTER s)
     """
+    started = time.perf_counter()
+    if mode not in (None, "full", "probes"):
+        raise ValueError(f"mode must be 'full', 'probes' or None, got {mode!r}")
+    if not (isinstance(budget, int | float) and budget > 0 and np.isfinite(budget)):
+        raise ValueError(f"budget must be a positive number of seconds, got {budget!r}")
+    if not (isinstance(probes, int) and probes >= 1):
+        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    if not callable(fun) or not callable(vjp):
+        raise TypeError("fun and the claimed derivative must be callables")
+    if rng_seed is not None:
+        fun, vjp = _frozen(fun, rng_seed), _frozen(vjp, rng_seed)
+        jvp = None if jvp is None else _frozen(jvp, rng_seed)
     groups = _Groups(params)
-    out0 = _validate_output(fun(params))
-    out_shape = out0.shape
-    flat_fun = _reference_fun(groups, fun)
-    x = groups.x
-    n, m = x.size, out0.size
-    out_eps = R.output_epsilon(flat_fun, x)
     rng = np.random.default_rng(seed)
 
-    def claimed_vjp(u):
-        value = vjp(params, u.reshape(out_shape))
-        return groups.flatten_like(value, _claim), groups.claimed_eps(value)
+    # ---- determinism, and the cost of one call
+    t0 = time.perf_counter()
+    out0 = _output(fun(params))
+    t_fun = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = _output(fun(params))
+    t_fun = min(t_fun, time.perf_counter() - t0)
+    if (d := _difference(out0, again)) is not None:
+        return _nondeterministic("fun", d, "two calls in a row", started)
+    out_shape, m = out0.shape, out0.size
+    u_check = rng.standard_normal(m).reshape(out_shape)
+    first = vjp(params, u_check)
+    g_first, _ = groups.flatten_like(first, _claim)
+    g_again, _ = groups.flatten_like(vjp(params, u_check), _claim)
+    if (d := _difference(g_first, g_again)) is not None:
+        return _nondeterministic(_claim, d, "two calls in a row", started)
 
-    if n * m <= full_limit:
-        result = _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy)
+    # ---- which dtype the reference is taken in
+    out_eps = float(np.finfo(out0.dtype).eps)
+    generic_fun = generic_grad = not groups.low_precision and out0.dtype == np.float64
+    if groups.low_precision:
+        p64 = groups.build(groups.x, dtype=np.float64)
+        generic_fun = _returns_float64(lambda: _output(fun(p64)))
+        generic_grad = _returns_float64(lambda: vjp(p64, u_check.astype(np.float64)), dict_ok=True)
+    if generic_fun:
+        f = R.Evaluator(
+            lambda flat: groups.build(flat, dtype=np.float64), fun, lambda x: x, m,
+            build_complex=lambda z: groups.build(z, dtype=False),
+        )  # fmt: skip
+        out_eps = R.EPS
     else:
-        result = _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, probes)
-    if jvp is not None:
-        result.adjoint = _adjoint(groups, claimed_vjp, jvp, params, x.size, m, rng)
-        result.passed = result.passed and result.adjoint.passed
+        f = R.Evaluator(groups.build, fun, groups.cast, m)
+    x = groups.cast(groups.x) if not generic_fun else groups.x
+    f0, _ = f.at(x)
+    noise = R.noise_level(f, x, f0, out_eps, rng)
+    rel_noise = float(np.max(noise / np.maximum(np.abs(f0), 1e-300)))
+    own_eps = max(float(np.finfo(d).eps) for d in groups.dtypes)
+    rel_steps = (max(own_eps, min(rel_noise, 1e-4)), R.EPS)
+    claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng)
+
+    n = x.size
+    full_cost = n * (5 if generic_fun else 4) * t_fun
+    if mode is None:
+        mode = "full" if full_cost <= budget and n * m <= FULL_MAX_ENTRIES else "probes"
+    show = _Progress(progress)
+    deadline = started + REFINE_SHARE * budget + 2 * full_cost * (mode == "full")
+    if mode == "full":
+        result = _full(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, use_scipy,
+                       show, deadline)  # fmt: skip
+    else:
+        result = _probes(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, rng, probes,
+                         show, deadline)  # fmt: skip
+    if not generic_fun:
+        result.notes.append(
+            f"fun computes in {out0.dtype} even for float64 params: the reference is taken in "
+            f"its own precision (measured rounding {rel_noise:.1g} of its value)"
+        )
+    elif groups.low_precision and not generic_grad:
+        result.notes.append(
+            "grad does not run on float64 params (or returns a lower precision there): only its "
+            "own-precision values were checked"
+        )
+    if jvp is not None and result.verdict != NOT_DETERMINISTIC:
+        result.adjoint = _adjoint(groups, claims[0][0], jvp, params, n, m, out_shape, rng)
+        if not result.adjoint.passed:
+            result.verdict = WRONG
+
+    # ---- determinism once more: state that drifts with the number of calls
+    if (d := _difference(out0, _output(fun(params)))) is not None:
+        return _nondeterministic("fun", d, "after the check", started)
+    later, _ = groups.flatten_like(vjp(params, u_check), _claim)
+    if (d := _difference(g_first, later)) is not None:
+        return _nondeterministic(_claim, d, "after the check", started)
+    result.evaluations = f.calls
+    result.seconds = time.perf_counter() - started
     return result
 
 
-def _adjoint(groups, claimed_vjp, jvp, params, n, m, rng) -> ProbeReport:
-    """The dot-product test <u, J v> = <J^T u, v> between the JVP and the VJP."""
-    v = rng.standard_normal(n)
-    u = rng.standard_normal(m)
-    forward = np.asarray(jvp(params, groups.build(v)), dtype=np.float64).reshape(-1)
-    g, eps_claim = claimed_vjp(u)
-    lhs, rhs = float(np.dot(u, forward)), float(np.dot(g, v))
-    norms = np.linalg.norm(u) * np.linalg.norm(forward) + np.linalg.norm(g) * np.linalg.norm(v)
-    bound = float(ULPS * eps_claim * PROBE_SIGMAS * norms)
-    return ProbeReport(lhs, rhs, 0.0, bound, abs(lhs - rhs) <= bound)
+def _frozen(fn, rng_seed):
+    def call(*args):
+        return fn(*args, rng=np.random.default_rng(rng_seed))
+
+    return call
 
 
-def check_gradient(fun, grad, params, **options) -> GradCheckResult:
-    """Check ``grad(params)`` (shaped like params) against references of scalar ``fun(params)``."""
-    out = _validate_output(fun(params))
+def _returns_float64(call, dict_ok=False) -> bool:
+    try:
+        value = call()
+    except Exception:  # noqa: BLE001 - code that cannot run in float64 is not generic
+        return False
+    values = list(value.values()) if dict_ok and isinstance(value, dict) else [value]
+    try:
+        return all(np.asarray(v).dtype == np.float64 for v in values)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _nondeterministic(which, difference, when, started) -> GradCheckResult:
+    abs_diff, rel_diff = difference
+    return GradCheckResult(
+        NOT_DETERMINISTIC,
+        "determinism",
+        "none (the function is not a function of params alone)",
+        nondeterminism=Nondeterminism(which, abs_diff, rel_diff, when),
+        floor=float("inf"),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def check_gradient(
+    fun,
+    grad,
+    params,
+    *,
+    seed: int = 0,
+    budget: float = BUDGET,
+    mode: str | None = None,
+    probes: int = PROBES,
+    rng_seed: int | None = None,
+    use_scipy: bool = False,
+    progress: bool | None = None,
+) -> GradCheckResult:
+    """Check ``grad(params)`` (shaped like params) against references of scalar ``fun(params)``.
+
+    Options as :func:`check_vjp`; with ``rng_seed`` both are called with ``rng=`` a fresh
+    ``np.random.default_rng(rng_seed)`` (dropout masks held fixed).
+    """
+    if not callable(fun) or not callable(grad):
+        raise TypeError("fun and grad must be callables: check_gradient(fun, grad, params)")
+    frozen = rng_seed is not None
+    probe = _frozen(fun, rng_seed) if frozen else fun
+    out = _output(probe(params))
     if out.size != 1:
         raise ValueError(
             f"fun returned shape {out.shape}, not a scalar; for array-valued "
             "functions use check_vjp(fun, vjp, params)"
         )
 
-    def vjp(p, u):
-        g = grad(p)
+    def as_vjp(p, u, **kw):
+        g = grad(p, **kw)
         scale = float(np.asarray(u).reshape(-1)[0])
         if isinstance(g, dict):
-            return {
-                k: np.asarray(v) * np.asarray(scale, dtype=np.asarray(v).dtype)
-                for k, v in g.items()
-            }
-        g = np.asarray(g)
-        return g * np.asarray(scale, dtype=g.dtype)
+            return {k: _scaled(v, scale) for k, v in g.items()}
+        return _scaled(g, scale)
 
-    return check_vjp(lambda p: np.asarray(fun(p)).reshape(1), vjp, params, _claim="grad", **options)
+    def as_fun(p, **kw):
+        return np.asarray(fun(p, **kw)).reshape(1)
+
+    return check_vjp(
+        as_fun,
+        as_vjp,
+        params,
+        seed=seed,
+        budget=budget,
+        mode=mode,
+        probes=probes,
+        rng_seed=rng_seed,
+        use_scipy=use_scipy,
+        progress=progress,
+        _claim="grad",
+    )
+
+
+def _scaled(g, scale):
+    """g times a cotangent's scale, in g's own dtype; 1.0 leaves g's values untouched."""
+    if g is None:
+        return None
+    g = np.asarray(g)
+    if scale == 1.0 or g.dtype == object or not np.issubdtype(g.dtype, np.number):
+        return g
+    return g * np.asarray(scale, dtype=g.dtype)
 
 
 def assert_gradients_close(fun, grad, params, **options) -> GradCheckResult:
@@ -307,50 +504,205 @@ def assert_gradients_close(fun, grad, params, **options) -> GradCheckResult:
     return result
 
 
-def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckResult:
+def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng) -> ProbeReport:
+    """The dot-product test <u, J v> = <J^T u, v> between the JVP and the VJP."""
+    v = rng.standard_normal(n)
+    u = rng.standard_normal(m)
+    forward = np.asarray(jvp(params, groups.build(v)), dtype=np.float64).reshape(-1)
+    g, eps_claim = claim.value(u.reshape(out_shape))
+    lhs, rhs = float(np.dot(u, forward)), float(np.dot(g, v))
+    norms = np.linalg.norm(u) * np.linalg.norm(forward) + np.linalg.norm(g) * np.linalg.norm(v)
+    bound = float(64 * 8 * eps_claim * norms)
+    return ProbeReport(lhs, rhs, 0.0, bound, abs(lhs - rhs) <= bound)
+
+
+# ----------------------------------------------------------------------- the full Jacobian
+
+
+def _rounding(claim_values, spread, eps, scale):
+    return (
+        SPREAD_SAFETY * spread
+        + ELEMENT_ULPS * eps * np.abs(claim_values)
+        + FLOOR_ULPS * eps * scale
+        + 1e-300
+    )
+
+
+def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, use_scipy, show, deadline):
     n = x.size
     J_ref = np.empty((m, n))
     J_err = np.empty((m, n))
-    notes, kinks = [], []
-    method = "central differences"
-    cs_ok = True
-    columns_cs = []
+    notes = []
+    cs_ok = generic
+    used_cs = np.zeros(n, dtype=bool)
+    cs_values = {}
+    steps = np.empty(n)
     for j in range(n):
         e = np.zeros(n)
         e[j] = 1.0
-        d = R.central(flat_fun, x, e, out_eps)
+        steps[j] = R.base_step(x, e, f0, noise)
+        d = R.central(f, x, e, noise, steps[j])
         J_ref[:, j], J_err[:, j] = d.value, d.error
         if cs_ok:
-            cs = R.complex_step(flat_fun, x, e)
-            if cs is None:
+            cs = R.complex_step(f, x, e)
+            if cs is None or isinstance(cs, str):
                 cs_ok = False
-            elif isinstance(cs, str):
-                cs_ok = False
-                notes.append(f"complex step not used: {cs}")
-            elif np.any(np.abs(cs.value - d.value) > SAFETY * d.error + 1e-300):
-                cs_ok = False
-                notes.append(
-                    f"complex step disagrees with central differences along {groups.locate(j)}: "
-                    "the function is not complex-safe (abs, maximum, conjugation?); not used"
-                )
+                if isinstance(cs, str):
+                    notes.append(f"complex step not used: {cs}")
             else:
-                columns_cs.append(cs)
-    if cs_ok and len(columns_cs) == n and out_eps <= R.EPS:
-        method = "complex step (verified against central differences)"
-        for j, cs in enumerate(columns_cs):
-            J_ref[:, j], J_err[:, j] = cs.value, np.maximum(cs.error, 0.0)
-    J_claim = np.empty((m, n))
-    eps_claim = 0.0
-    for i in range(m):
-        u = np.zeros(m)
-        u[i] = 1.0
-        J_claim[i], eps_i = claimed_vjp(u)
-        eps_claim = max(eps_claim, eps_i)
+                cs_values[j] = cs
+                if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
+                    J_ref[:, j], J_err[:, j] = cs.value, _confirmed(cs, d)
+                    used_cs[j] = True
+        show("columns", j + 1, n)
+
+    # ---- the claims, row by row, and their measured rounding
+    evaluated = []
+    for claim, build in claims:
+        J = np.empty((m, n))
+        S = np.empty((m, n))
+        eps = 0.0
+        for i in range(m):
+            u = np.zeros(m)
+            u[i] = 1.0
+            u = u.reshape(out_shape)
+            J[i], eps_i, S[i] = claim.with_spread(u, build)
+            eps = max(eps, eps_i)
+        evaluated.append((claim.label, J, S, eps))
+
+    def tolerance(J, S, eps, cols):
+        scale = max(float(np.abs(J_ref[:, cols]).max()), float(np.abs(J[:, cols]).max()))
+        return SAFETY * J_err[:, cols] + _rounding(J[:, cols], S[:, cols], eps, scale)
+
+    def suspects():
+        bad = np.zeros(n, dtype=bool)
+        unresolved = np.zeros(n, dtype=bool)
+        ratio = np.zeros(n)
+        for _, J, S, eps in evaluated:
+            for g in range(len(groups.names)):
+                cols = slice(groups.offsets[g], groups.offsets[g + 1])
+                tol = tolerance(J, S, eps, cols)
+                err = np.abs(J[:, cols] - J_ref[:, cols])
+                bad[cols] |= (err > tol).any(axis=0)
+                ratio[cols] = np.maximum(ratio[cols], (err / tol).max(axis=0))
+                size = np.maximum(np.abs(J_ref[:, cols]), np.abs(J[:, cols]))
+                unresolved[cols] |= (SAFETY * J_err[:, cols] > RESOLVE * size).any(axis=0)
+                # a claim that jumps between points a few ulps apart far beyond rounding sits
+                # on a kink of its own (relu'(0)): look at the function's one-sided derivatives
+                scale = float(size.max())
+                jumpy = S[:, cols] > JUMP * (ELEMENT_ULPS * eps * size + FLOOR_ULPS * eps * scale)
+                unresolved[cols] |= jumpy.any(axis=0)
+        return bad, unresolved, ratio
+
+    # ---- suspects: a better reference (Ridders), then one-sided differences (kinks)
+    # an element whose complex step agrees with its central difference has a reference
+    # confirmed two independent ways, at a point where the function is analytic: no kink there
+    refined = np.zeros(n, dtype=bool)
+    kinks = []
+    kink_mask = np.zeros((m, n), dtype=bool)
+
+    def column_bad(j):
+        for _, J, S, eps in evaluated:
+            g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
+            cols = slice(groups.offsets[g], groups.offsets[g + 1])
+            tol = tolerance(J, S, eps, cols)[:, j - cols.start]
+            err = np.where(kink_mask[:, j], 0.0, np.abs(J[:, j] - J_ref[:, j]))
+            if np.any(err > tol):
+                return True
+        return False
+
+    def refine(j):
+        e = np.zeros(n)
+        e[j] = 1.0
+        d = R.refine(f, x, e, noise, steps[j])
+        refined[j] = True
+        better = d.error < J_err[:, j]
+        if j in cs_values:
+            cs = cs_values[j]
+            if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
+                confirmed = _confirmed(cs, d)
+                J_err[:, j] = np.minimum(J_err[:, j], confirmed) if used_cs[j] else confirmed
+                J_ref[:, j] = cs.value
+                used_cs[j] = True
+                return
+            if used_cs[j]:
+                return
+            if np.all(d.error < 1e-3 * np.maximum(np.abs(d.value), 1e-300)):
+                notes.append(
+                    f"complex step disagrees with central differences along "
+                    f"{groups.locate(j)}: the function is not complex-safe there (abs, maximum, "
+                    "conjugation?); not used"
+                )
+            better = np.ones(m, dtype=bool)
+        # two steps can agree by accident (both straddling a kink): a refined estimate that
+        # contradicts the first one within their error bounds replaces it
+        better |= np.abs(d.value - J_ref[:, j]) > SAFETY * (d.error + J_err[:, j])
+        J_ref[:, j] = np.where(better, d.value, J_ref[:, j])
+        J_err[:, j] = np.where(better, d.error, J_err[:, j])
+
+    def one_sided(j):
+        e = np.zeros(n)
+        e[j] = 1.0
+        left, right = R.one_sided(f, x, e, f0, noise, steps[j])
+        if not (np.all(np.isfinite(left.value)) and np.all(np.isfinite(right.value))):
+            return
+        gap = np.abs(right.value - left.value)
+        smooth = gap <= SAFETY * (left.error + right.error)
+        # differentiable after all (a kink within a step of x): the two sides agree
+        mean = (left.value + right.value) / 2
+        mean_err = (left.error + right.error) / 2 + gap / 2
+        contradicts = np.abs(mean - J_ref[:, j]) > SAFETY * (mean_err + J_err[:, j])
+        take = smooth & ((mean_err < J_err[:, j]) | contradicts)
+        J_ref[:, j] = np.where(take, mean, J_ref[:, j])
+        J_err[:, j] = np.where(take, mean_err, J_err[:, j])
+        for i in np.flatnonzero(~smooth):
+            lo, hi = sorted((left.value[i], right.value[i]))
+            slack = SAFETY * max(left.error[i], right.error[i])
+            name, index = groups.locate(j)
+            ok = True
+            for _, J, _S, eps in evaluated:
+                c = J[i, j]  # a claim may jump at its kink: no scatter allowance here
+                allowance = slack + _rounding(c, 0.0, eps, max(abs(lo), abs(hi)))
+                ok &= bool(lo - allowance <= c <= hi + allowance)
+            kinks.append(
+                KinkReport(
+                    name, index, int(i), float(left.value[i]), float(right.value[i]),
+                    float(evaluated[0][1][i, j]), ok,
+                )
+            )  # fmt: skip
+            kink_mask[i, j] = True
+
+    bad, unresolved, ratio = suspects()
+    disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)])
+    # the worst first; once CONFIRM elements are confirmed wrong, the verdict cannot change
+    first = sorted(np.flatnonzero((bad & ~used_cs) | disagree), key=lambda j: -ratio[j])
+    later = [j for j in np.flatnonzero(unresolved) if not (bad[j] or disagree[j])]
+    confirmed_wrong = 0
+    for count, j in enumerate(first + later):
+        if confirmed_wrong >= CONFIRM:
+            left_over = len(first) + len(later) - count
+            notes.append(
+                f"stopped after {CONFIRM} elements confirmed wrong; {left_over} more suspects "
+                "not re-examined"
+            )
+            break
+        if count >= len(first) and time.perf_counter() > deadline:
+            notes.append(
+                f"{len(first) + len(later) - count} elements not refined within the budget: "
+                "their reference is as accurate as the first step allowed"
+            )
+            break
+        refine(j)
+        if not used_cs[j] and (column_bad(j) or unresolved[j]):
+            one_sided(j)
+        confirmed_wrong += column_bad(j)
+        show("re-examined elements", count + 1, len(first) + len(later))
+
     scipy_agrees = None
     if use_scipy:
         scipy_agrees = True
         for j in range(n):
-            s = R.scipy_partial(flat_fun, x, j)
+            s = R.scipy_partial(f, x, j)
             if np.any(np.abs(s.value - J_ref[:, j]) > SAFETY * (s.error + J_err[:, j]) + 1e-12):
                 scipy_agrees = False
                 notes.append(
@@ -358,105 +710,204 @@ def _full(groups, flat_fun, claimed_vjp, x, m, out_eps, use_scipy) -> GradCheckR
                     f"{s.value} (its error estimate {s.error})"
                 )
 
-    reports, ok = [], True
-    kink_mask = np.zeros((m, n), dtype=bool)
-    for g, name in enumerate(groups.names):
-        cols = slice(groups.offsets[g], groups.offsets[g + 1])
-        scale = max(float(np.abs(J_ref[:, cols]).max()), float(np.abs(J_claim[:, cols]).max()))
-        tol = SAFETY * J_err[:, cols] + ULPS * eps_claim * scale + 1e-300
-        err = np.abs(J_claim[:, cols] - J_ref[:, cols])
-        suspect = err > tol
-        for i, jj in zip(*np.nonzero(suspect), strict=True):  # is it a kink rather than a bug?
-            j = cols.start + jj
-            e = np.zeros(n)
-            e[j] = 1.0
-            k = R.kink(flat_fun, x, e, scale, out_eps)
-            if k is None:
-                continue
-            lo, hi = sorted((k.left[i], k.right[i]))
-            inside = lo - tol[i, jj] <= J_claim[i, j] <= hi + tol[i, jj]
-            kinks.append(
-                KinkReport(
-                    name,
-                    groups.locate(j)[1],
-                    int(i),
-                    float(k.left[i]),
-                    float(k.right[i]),
-                    float(J_claim[i, j]),
-                    bool(inside),
+    reports, smooth_ok, floors = [], True, []
+    for label, J, S, eps in evaluated:
+        claim_floor = 0.0
+        for g, name in enumerate(groups.names):
+            cols = slice(groups.offsets[g], groups.offsets[g + 1])
+            tol = tolerance(J, S, eps, cols)
+            err = np.where(kink_mask[:, cols], 0.0, np.abs(J[:, cols] - J_ref[:, cols]))
+            ratio = err / tol
+            worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+            passed = bool((ratio <= 1).all())
+            smooth_ok &= passed
+            j = cols.start + worst[1]
+            scale = float(np.abs(J_ref[:, cols]).max())
+            smooth_tol = np.where(kink_mask[:, cols], 0.0, tol)
+            floor = float(smooth_tol.max()) / scale if scale > 0 else 0.0
+            claim_floor = max(claim_floor, floor)
+            reports.append(
+                GroupReport(
+                    name, groups.shapes[g], label,
+                    groups.locate(j)[1] + ((int(worst[0]),) if m > 1 else ()),
+                    float(err[worst]),
+                    float(err[worst] / max(abs(J_ref[worst[0], j]), 1e-300)),
+                    float(J_err[worst[0], j]), float(tol[worst]), passed, floor,
                 )
-            )
-            kink_mask[i, j] = True
-            ok &= bool(inside)
-        smooth_err = np.where(kink_mask[:, cols], 0.0, err)
-        ratio = smooth_err / tol
-        worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-        passed = bool((ratio <= 1).all())
-        ok &= passed
-        j = cols.start + worst[1]
-        reports.append(
-            GroupReport(
-                name,
-                groups.shapes[g],
-                groups.locate(j)[1] + ((worst[0],) if m > 1 else ()),
-                float(smooth_err[worst]),
-                float(smooth_err[worst] / max(abs(J_ref[worst[0], j]), 1e-300)),
-                float(J_err[worst[0], j]),
-                float(tol[worst]),
-                passed,
-            )
-        )
-    return GradCheckResult(
-        bool(ok),
-        "full Jacobian",
-        method,
-        reports,
-        kinks=kinks,
-        notes=notes,
-        scipy_agrees=scipy_agrees,
+            )  # fmt: skip
+        floors.append(claim_floor)
+    method = (
+        "complex step (verified against central differences)"
+        if used_cs.all()
+        else "central differences"
+        + (" and complex step" if used_cs.any() else "")
+        + (", refined by Ridders extrapolation" if refined.any() else "")
     )
+    if not generic:
+        method += ", in the function's own precision"
+    floor = min(floors)
+    verdict = _verdict(smooth_ok, kinks, floor)
+    return GradCheckResult(
+        verdict, "full Jacobian", method, reports, kinks=kinks, notes=notes,
+        scipy_agrees=scipy_agrees, floor=floor,
+    )  # fmt: skip
 
 
-def _probes(groups, flat_fun, claimed_vjp, x, m, out_eps, rng, n_probes) -> GradCheckResult:
-    reports, ok = [], True
-    for _ in range(n_probes):
-        v = rng.standard_normal(x.size)
-        u = rng.standard_normal(m)
-        s = lambda z, u=u: np.array([np.dot(u, flat_fun(z))])  # noqa: E731
-        d = R.central(s, x, v, out_eps)
-        g, eps_claim = claimed_vjp(u)
-        claimed = float(np.dot(g, v))
-        scale = float(np.abs(g).max())
-        spread = float(np.linalg.norm(g * v)) + scale * eps_claim * float(np.linalg.norm(v))
-        rounding = PROBE_SIGMAS * PROBE_ULPS * eps_claim * spread
-        tol = SAFETY * float(d.error[0]) + rounding + 1e-300
-        passed = abs(claimed - float(d.value[0])) <= tol
+def _confirmed(cs: R.Derivative, d: R.Derivative) -> np.ndarray:
+    """A complex step is trusted only as far as a central difference confirms it: a function
+    that loses the imaginary part where it saturates (a clipped exponential) gives a complex
+    step of 0 there that agrees with central differences within their error, and no better."""
+    return np.maximum(cs.error, np.abs(cs.value - d.value) + d.error)
+
+
+def _verdict(smooth_ok: bool, kinks, floor: float) -> str:
+    if not smooth_ok or not all(k.passed for k in kinks):
+        return WRONG
+    if kinks:
+        return KINK
+    if floor > CANNOT_TELL_FLOOR:
+        return CANNOT_TELL
+    return CORRECT
+
+
+# ------------------------------------------------------------------------------------ probes
+
+
+class _Scalarised:
+    """u . f(x) for a fixed cotangent u: a one-output function for a directional probe."""
+
+    def __init__(self, f: R.Evaluator, u: np.ndarray):
+        self.f, self.u = f, u
+        self.m = 1
+
+    def at(self, x):
+        value, point = self.f.at(x)
+        return np.array([float(np.dot(self.u, value))]), point
+
+    def complex(self, z):
+        return np.array([np.dot(self.u, np.asarray(self.f.complex(z)).reshape(-1))])
+
+    @property
+    def calls(self):
+        return self.f.calls
+
+
+def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, rng, n_probes, show,
+            deadline) -> GradCheckResult:  # fmt: skip
+    n = x.size
+    reports, kinks_found, notes = [], [], []
+    smooth_ok, all_kinks_ok = True, True
+    floors = {label: 0.0 for label in (c.label for c, _ in claims)}
+    used_cs = False
+    cs_ok = generic
+    for p in range(n_probes):
+        v = rng.choice([-1.0, 1.0], size=n)
+        u = rng.standard_normal(m) if m > 1 else np.ones(1)
+        s = _Scalarised(f, u)
+        s0 = np.array([float(np.dot(u, f0))])
+        s_noise = np.array([float(np.dot(np.abs(u), noise))])
+        evaluated = []
+        for claim, build in claims:
+            g, eps, spread = claim.with_spread(u.reshape(out_shape), build)
+            evaluated.append((claim.label, g, float(np.dot(g, v)), eps, spread))
+        correction = evaluated[0][1]
+        h = R.base_step(x, v, s0, s_noise)
+        d = R.central(s, x, v, s_noise, h, correction)
+        ref, ref_err, method = float(d.value[0]), float(d.error[0]), "central differences"
+        cs = R.complex_step(s, x, v) if cs_ok else None
+        if isinstance(cs, str):
+            notes.append(f"complex step not used: {cs}")
+            cs_ok, cs = False, None
+        if cs is not None and abs(float(cs.value[0]) - ref) <= SAFETY * ref_err:
+            ref, ref_err, used_cs = float(cs.value[0]), float(_confirmed(cs, d)[0]), True
+
+        def judge(ref, ref_err, evaluated=evaluated, v=v):
+            out = []
+            for label, g, claimed, eps, spread in evaluated:
+                # the claim's rounding in a dot product: its scatter along v, and ELEMENT_ULPS
+                # per element adding up as a random walk
+                scatter = float(np.abs(np.dot(spread, v)))
+                tol = (
+                    SAFETY * ref_err
+                    + SPREAD_SAFETY * max(scatter, float(np.linalg.norm(spread)))
+                    + ELEMENT_ULPS * eps * float(np.linalg.norm(g))
+                    + FLOOR_ULPS * eps * float(np.abs(g).max())
+                    + 1e-300
+                )
+                out.append((label, claimed, tol, abs(claimed - ref) <= tol, g))
+            return out
+
+        verdicts = judge(ref, ref_err)
         kink_pair = None
-        if not passed:
-            k = R.kink(s, x, v, abs(claimed) + scale, out_eps)
-            if k is not None:
-                kink_pair = (float(k.left[0]), float(k.right[0]))
-                lo, hi = sorted(kink_pair)
-                passed = lo - tol <= claimed <= hi + tol
-        ok &= passed
-        reports.append(
-            ProbeReport(float(d.value[0]), claimed, float(d.error[0]), tol, passed, kink_pair)
-        )
-    worst = max(reports, key=lambda p: abs(p.claimed - p.reference) / p.tolerance)
-    group = GroupReport(
-        "all parameters" if groups.is_dict else "params",
-        (x.size,),
-        None,
-        abs(worst.claimed - worst.reference),
-        abs(worst.claimed - worst.reference) / max(abs(worst.reference), 1e-300),
-        worst.reference_error,
-        worst.tolerance,
-        all(p.passed for p in reports),
-    )
+        resolved = SAFETY * ref_err <= RESOLVE * max(abs(c) for _, c, *_ in verdicts)
+        if not all(ok for *_, ok, _ in verdicts) or not resolved:
+            d = R.refine(s, x, v, s_noise, h, correction)
+            if cs is not None and abs(float(cs.value[0]) - float(d.value[0])) <= SAFETY * float(
+                d.error[0]
+            ):
+                ref, ref_err = float(cs.value[0]), float(_confirmed(cs, d)[0])
+            elif float(d.error[0]) < ref_err or cs is not None:
+                ref, ref_err = float(d.value[0]), float(d.error[0])
+            verdicts = judge(ref, ref_err)
+            if not all(ok for *_, ok, _ in verdicts):
+                left, right = R.one_sided(s, x, v, s0, s_noise, h)
+                lv, rv = float(left.value[0]), float(right.value[0])
+                slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
+                if np.isfinite(lv) and np.isfinite(rv):
+                    if abs(rv - lv) <= SAFETY * float(left.error[0] + right.error[0]):
+                        verdicts = judge((lv + rv) / 2, (left.error[0] + right.error[0]) / 2
+                                         + abs(rv - lv) / 2)  # fmt: skip
+                    else:
+                        kink_pair = (lv, rv)
+                        lo, hi = sorted(kink_pair)
+                        verdicts = [
+                            (label, c, tol + slack, lo - tol - slack <= c <= hi + tol + slack, g)
+                            for label, c, tol, _, g in verdicts
+                        ]
+        for label, claimed, tol, ok, g in verdicts:
+            scale = float(np.abs(g).max())
+            floors[label] = max(floors[label], tol / scale if scale > 0 else 0.0)
+            if kink_pair is None:
+                smooth_ok &= ok
+            else:
+                all_kinks_ok &= ok
+            reports.append(ProbeReport(ref, claimed, ref_err, tol, ok, kink_pair, label))
+        if kink_pair is None and not all(ok for *_, ok, _ in verdicts):
+            break  # confirmed wrong by a refined reference and one-sided differences
+        if kink_pair is not None:
+            kinks_found.append(
+                KinkReport("direction", (p,), 0, kink_pair[0], kink_pair[1],
+                           verdicts[0][1], all(ok for *_, ok, _ in verdicts))
+            )  # fmt: skip
+        show("probes", p + 1, n_probes)
+
+    group_reports = []
+    for label in floors:
+        mine = [r for r in reports if r.claim == label]
+        worst = max(mine, key=lambda r: abs(r.claimed - r.reference) / r.tolerance)
+        group_reports.append(
+            GroupReport(
+                "all parameters" if groups.is_dict else "params", (n,), label, None,
+                abs(worst.claimed - worst.reference),
+                abs(worst.claimed - worst.reference) / max(abs(worst.reference), 1e-300),
+                worst.reference_error, worst.tolerance,
+                all(r.passed for r in mine), floors[label],
+            )
+        )  # fmt: skip
+    floor = min(floors.values())
+    if not smooth_ok or not all_kinks_ok:
+        verdict = WRONG
+    elif kinks_found:
+        verdict = KINK
+    elif floor > CANNOT_TELL_FLOOR:
+        verdict = CANNOT_TELL
+    else:
+        verdict = CORRECT
+    method = "complex step (verified against central differences)" if used_cs else (
+        "central differences")  # fmt: skip
+    if not generic:
+        method += ", in the function's own precision"
     return GradCheckResult(
-        bool(ok),
-        f"{n_probes} directional probes",
-        "central differences",
-        [group],
-        probes=reports,
-    )
+        verdict, f"{n_probes} directional probes", method, group_reports, probes=reports,
+        kinks=kinks_found, notes=notes, floor=floor,
+    )  # fmt: skip

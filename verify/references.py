@@ -1,21 +1,30 @@
-"""Reference derivatives, each with its own error estimate.
+"""Reference derivatives, each with its own error bound, with steps fitted to the function.
 
-All references work on a flat float64 vector ``x`` and a function ``fun(x) -> float64 array``
-(scalars as shape (1,)), and differentiate along a direction ``v`` (a unit coordinate vector gives
-a partial derivative). Three references:
+Every reference differentiates a function ``f`` of a flat float64 vector ``x`` along a direction
+``v`` (a unit coordinate vector gives a partial derivative). ``f`` is an :class:`Evaluator`: it
+casts the point to the dtype the user's function works in (float32 functions are evaluated at
+float32 points) and reports the point it really evaluated, so that every difference quotient
+divides by the step actually taken, not the one asked for.
 
-- central differences with a step derived from float64's epsilon (h = eps^(1/3) times the scale
-  of x along v), the error estimated from the difference between steps h and 2h (Richardson:
-  the O(h^2) error of step h is a third of that difference) plus the rounding error of the
-  function's output dtype divided by h;
-- complex step, f'(x) v = Im f(x + i t v) / t with t = 1e-30, exact to rounding where the
-  function is complex-safe; it is only trusted where it agrees with central differences within
-  their error estimate, so functions that silently break it (abs, maximum, conjugation) are
-  caught instead of trusted;
-- ``scipy.differentiate.derivative`` with its own error estimate, per coordinate.
-
-One-sided differences at shrinking steps tell a kink (ReLU at 0) from a smooth point: a smooth
-function's one-sided derivatives converge to each other as h shrinks, a kink's do not.
+- Rounding of ``f`` is measured, not assumed (:func:`noise_level`): a few evaluations a few
+  hundred ulps apart along a random direction, where ``f`` is linear to far below its rounding,
+  show how much its value scatters. A float32 loss, or a float64 loss summed over many terms
+  with cancellation, is noisier than one epsilon of its value.
+- Central differences (:func:`central`): steps h and 2h, the truncation error estimated from
+  their difference (Richardson: the O(h^2) error of step h is a third of it), plus the
+  rounding error noise / h. The first step is fitted to the measured rounding
+  (h = (noise / |f|)^(1/3) times the coordinate's scale), as FiniteDifferences.jl does.
+- Where that is not accurate enough (a function that varies on a scale far from the
+  parameter's, e.g. sin(1e6 x)), :func:`refine` runs Ridders' extrapolation from several starting
+  steps a decade apart and keeps the estimate whose error bound (extrapolation error plus
+  amplified rounding) is smallest.
+- Complex step, f'(x) v = Im f(x + i t v) / t, exact to rounding where the function is
+  complex-safe; the checker trusts it only where it agrees with a central difference.
+- One-sided derivatives (:func:`one_sided`), second-order stencils at shrinking steps, tell a kink
+  (ReLU at exactly 0) from a smooth point within a step of one: at a smooth point the two sides
+  agree once the step is below the distance to the kink; at a kink they converge to different
+  limits.
+- ``scipy.differentiate.derivative`` with its own error estimate, per coordinate, on request.
 """
 
 from __future__ import annotations
@@ -26,14 +35,17 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS = np.finfo(np.float64).eps
-STEP = EPS ** (1 / 3)  # minimises truncation (h^2) + rounding (eps/h) error of central differences
 COMPLEX_STEP = 1e-30
-# One-sided derivatives at steps h and h/KINK_SHRINK: at a smooth point their gap shrinks by
-# KINK_SHRINK; at a kink it stays. A gap that keeps more than half of itself is a kink.
-KINK_SHRINK = 8.0
-KINK_KEEP = 0.5
-# A one-sided jump below this fraction of the derivatives' size is curvature, not a kink.
-KINK_MIN = 1e-6
+# noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
+NOISE_ULPS = 256.0
+NOISE_SAFETY = 3.0  # the scatter seen at four points understates the worst case
+# refine: Ridders tableaux started a decade apart, RIDDERS_LEVELS steps each, halving the step
+DECADES_UP, DECADES_DOWN = 2, 7
+RIDDERS_LEVELS = 4
+RIDDERS_SHRINK = 2.0
+# one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
+ONE_SIDED_LEVELS = 12
+ONE_SIDED_SHRINK = 4.0
 
 
 @dataclass
@@ -45,99 +57,197 @@ class Derivative:
     method: str
 
 
-@dataclass
-class Kink:
-    """One-sided derivatives (shape (m,)) where the function is not differentiable nearby."""
+class Evaluator:
+    """The user's function on flat float64 points, evaluated in the dtype it computes in.
 
-    left: np.ndarray
-    right: np.ndarray
-
-
-def _step(x: np.ndarray, v: np.ndarray) -> float:
-    scale = float(np.abs(x[v != 0]).max(initial=0.0)) if np.any(v) else 0.0
-    return STEP * max(1.0, scale) / max(float(np.abs(v).max()), 1e-300)
-
-
-def _eval(fun, x) -> np.ndarray:
-    out = np.asarray(fun(x))
-    return out.reshape(-1)
-
-
-def output_epsilon(fun, x) -> float:
-    """Machine epsilon of what ``fun`` returns (float32 functions are far noisier)."""
-    out = np.asarray(fun(x))
-    return float(np.finfo(out.dtype).eps) if np.issubdtype(out.dtype, np.floating) else EPS
-
-
-def central(fun, x: np.ndarray, v: np.ndarray, out_eps: float = EPS) -> Derivative:
-    """Central difference of ``fun`` at ``x`` along ``v`` with an error estimate."""
-    h = _step(x, v)
-    plus, minus = _eval(fun, x + h * v), _eval(fun, x - h * v)
-    plus2, minus2 = _eval(fun, x + 2 * h * v), _eval(fun, x - 2 * h * v)
-    d1 = (plus - minus) / (2 * h)
-    d2 = (plus2 - minus2) / (4 * h)
-    truncation = np.abs(d1 - d2) / 3
-    rounding = out_eps * (np.abs(plus) + np.abs(minus) + np.abs(plus2) + np.abs(minus2)) / h
-    return Derivative(d1, truncation + rounding, "central")
-
-
-def kink(fun, x: np.ndarray, v: np.ndarray, scale: float, out_eps: float = EPS) -> Kink | None:
-    """One-sided derivatives if ``fun`` has a kink at or within a step of ``x`` along ``v``.
-
-    scale : the size of the derivatives in question; a jump below KINK_MIN of it is smooth.
+    cast : flat float64 -> flat float64, the point the function really sees (rounded to float32
+           for float32 functions); build : flat float64 -> the user's parameter structure.
     """
-    h = 2 * _step(x, v)  # as far as the central difference's wider step reaches
-    f0 = _eval(fun, x)
 
-    def one_sided(step):
-        right = (_eval(fun, x + step * v) - f0) / step
-        left = (f0 - _eval(fun, x - step * v)) / step
-        noise = 8 * out_eps * (np.abs(f0) + 1e-300) / step
-        return left, right, np.abs(right - left), noise
+    def __init__(self, build, fun, cast, m: int, build_complex=None):
+        self.build, self.fun, self.cast, self.m = build, fun, cast, m
+        self.build_complex = build_complex
+        self.calls = 0
 
-    left_h, right_h, gap_h, noise_h = one_sided(h)
-    left_s, right_s, gap_s, _ = one_sided(h / KINK_SHRINK)
-    # a smooth point's gap is ~ step * curvature: it shrinks KINK_SHRINK-fold with the step
-    significant = gap_h > np.maximum(20 * noise_h, KINK_MIN * scale)
-    inside = significant & (gap_s > KINK_KEEP * gap_h)  # the kink is within h / KINK_SHRINK
-    beyond = significant & (gap_h > 4 * KINK_SHRINK * gap_s)  # between h / KINK_SHRINK and h
-    if np.any(inside):
-        return Kink(left_s, right_s)
-    if np.any(beyond):
-        return Kink(left_h, right_h)
-    return None
+    def at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(f(point), point) for the point nearest x that the function can take."""
+        point = self.cast(x)
+        self.calls += 1
+        with np.errstate(all="ignore"):
+            value = np.asarray(self.fun(self.build(point)), dtype=np.float64).reshape(-1)
+        return value, point
+
+    def complex(self, z: np.ndarray):
+        if self.build_complex is None:
+            raise TypeError("this function is evaluated in its own real dtype")
+        self.calls += 1
+        return self.fun(self.build_complex(z))
 
 
-def complex_step(fun, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:
-    """Complex-step derivative; None where ``fun`` does not take complex input at all, and a
-    reason (a string) where it takes it but returns real values, losing the derivative."""
+def _quotient(f: Evaluator, x, v, h, correction=None):
+    """Central difference along v with the steps really taken; nan where f is not finite.
+
+    Rounding the points to a float32 function's dtype moves them off the line x + t v. Along a
+    coordinate that only changes the step (divided by exactly); along a general direction the
+    part off the line is taken out with ``correction`` (a gradient, shape of x), which only
+    has to be right to first order: the displacement it multiplies is a few ulps of x.
+    """
+    plus, xp = f.at(x + h * v)
+    minus, xm = f.at(x - h * v)
+    if correction is not None:
+        off_line = (xp - xm) - 2 * h * v
+        return (plus - minus - float(np.dot(correction, off_line))) / (2 * h), plus, minus
+    taken = float(np.dot(xp - xm, v) / np.dot(v, v))  # exact for coordinate directions
+    if taken == 0.0:
+        return np.full(f.m, np.nan), plus, minus
+    return (plus - minus) / taken, plus, minus
+
+
+def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng) -> np.ndarray:
+    """Scatter of f's rounding near x (shape (m,)): the residual of a line through 5 points."""
+    w = rng.choice([-1.0, 1.0], size=x.size)
+    unit = float(np.finfo(np.float32).eps) if out_eps > EPS else EPS
+    tau = NOISE_ULPS * unit * max(float(np.abs(x).max()), 1e-30)
+    ts = np.array([-2.0, -1.0, 1.0, 2.0]) * tau
+    values = [f0]
+    offsets = [0.0]
+    for t in ts:
+        value, point = f.at(x + t * w)
+        values.append(value)
+        offsets.append(float(np.dot(point - x, w) / x.size))
+    values = np.array(values)  # (5, m)
+    t = np.array(offsets)
+    A = np.stack([np.ones_like(t), t], axis=1)
+    fitted = A @ np.linalg.lstsq(A, values, rcond=None)[0]
+    scatter = np.abs(values - fitted).max(axis=0)
+    floor = out_eps * np.abs(f0)
+    return np.maximum(NOISE_SAFETY * scatter, floor) + 1e-300
+
+
+def base_step(x: np.ndarray, v: np.ndarray, f0: np.ndarray, noise: np.ndarray) -> float:
+    """The first step along v: (relative noise)^(1/3) times the scale of x along v."""
+    size = float(np.abs(f0).max())
+    rel = float(noise.max()) / size if size > 0 else EPS
+    rel = min(max(rel, EPS), 1e-2)
+    scale = float(np.abs(x[v != 0]).max(initial=0.0)) if np.any(v) else 0.0
+    return rel ** (1 / 3) * max(1.0, scale) / max(float(np.abs(v).max()), 1e-300)
+
+
+def central(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
+    """Central difference at step h with an error bound (truncation from 2h, rounding / h)."""
+    d1, *_ = _quotient(f, x, v, h, correction)
+    d2, *_ = _quotient(f, x, v, 2 * h, correction)
+    if not (np.all(np.isfinite(d1)) and np.all(np.isfinite(d2))):
+        return Derivative(d1, np.full(f.m, np.inf), "central differences")
+    truncation = np.abs(d1 - d2) / 3
+    rounding = 2 * noise / (h * float(np.abs(v).max()))
+    return Derivative(d1, truncation + rounding, "central differences")
+
+
+def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
+    """Ridders' extrapolation from h0: (value, error), each of shape (m,)."""
+    best_value = np.full(f.m, np.nan)
+    best_error = np.full(f.m, np.inf)
+    previous = None
+    vmax = float(np.abs(v).max())
+    for i in range(RIDDERS_LEVELS):
+        h = h0 / RIDDERS_SHRINK**i
+        q, *_ = _quotient(f, x, v, h, correction)
+        if not np.all(np.isfinite(q)):
+            previous = None
+            continue
+        row = [q]
+        amplification = 1.0
+        if previous is not None:
+            for j in range(1, len(previous) + 1):
+                c = RIDDERS_SHRINK ** (2 * j)
+                row.append((c * row[j - 1] - previous[j - 1]) / (c - 1))
+                amplification *= (c + 1) / (c - 1)
+                error = np.maximum(
+                    np.abs(row[j] - row[j - 1]), np.abs(row[j] - previous[j - 1])
+                ) + amplification * 2 * noise / (h * vmax)
+                better = error < best_error
+                best_value = np.where(better, row[j], best_value)
+                best_error = np.where(better, error, best_error)
+        previous = row
+    return best_value, best_error
+
+
+def refine(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
+    """The most accurate difference estimate over Ridders tableaux a decade apart."""
+    best_value = np.full(f.m, np.nan)
+    best_error = np.full(f.m, np.inf)
+    for k in range(DECADES_UP, -DECADES_DOWN - 1, -1):
+        value, error = _ridders(f, x, v, noise, h * 10.0**k, correction)
+        better = error < best_error
+        best_value = np.where(better, value, best_value)
+        best_error = np.where(better, error, best_error)
+    return Derivative(best_value, best_error, "Ridders extrapolation")
+
+
+def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Derivative]:
+    """Left and right derivatives along v, each with an error bound, at the best of shrinking
+    steps: second-order one-sided stencils (-3 f0 + 4 f1 - f2) / 2h, error from the next step."""
+    sides = []
+    vmax = float(np.abs(v).max())
+    for sign in (-1.0, 1.0):
+        estimates, steps = [], []
+        for i in range(ONE_SIDED_LEVELS):
+            step = 2 * h / ONE_SIDED_SHRINK**i
+            f1, p1 = f.at(x + sign * step * v)
+            f2, p2 = f.at(x + sign * 2 * step * v)
+            t1 = float(np.dot(p1 - x, v) / np.dot(v, v))
+            t2 = float(np.dot(p2 - x, v) / np.dot(v, v))
+            if t1 == 0.0 or t2 == 0.0 or t1 == t2:
+                break
+            # derivative at x of the quadratic through (0, f0), (t1, f1), (t2, f2)
+            d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
+            estimates.append(d)
+            steps.append(abs(t1) * vmax)
+        best_value = np.full(f.m, np.nan)
+        best_error = np.full(f.m, np.inf)
+        for i in range(1, len(estimates)):
+            rounding = 8 * noise / steps[i]
+            error = np.abs(estimates[i] - estimates[i - 1]) + rounding
+            if not np.all(np.isfinite(estimates[i])):
+                continue
+            better = error < best_error
+            best_value = np.where(better, estimates[i], best_value)
+            best_error = np.where(better, error, best_error)
+        sides.append(Derivative(best_value, best_error, "one-sided differences"))
+    return sides[0], sides[1]
+
+
+def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:
+    """Complex-step derivative; None where the function does not take complex input at all, and
+    a reason (a string) where it takes it but returns real values, losing the derivative."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            out = np.asarray(fun(x + 1j * COMPLEX_STEP * v))
+            out = np.asarray(f.complex(x + 1j * COMPLEX_STEP * v))
     except Exception:  # noqa: BLE001 - any failure on complex input means: not available
         return None
     if not np.iscomplexobj(out):
         return "it returned real values for complex input (abs? a cast to float?)"
     value = (out.imag / COMPLEX_STEP).reshape(-1)
+    if not np.all(np.isfinite(value)):
+        return None
     error = 4 * EPS * np.abs(value) + 1e-300
     return Derivative(value, error, "complex step")
 
 
-def scipy_partial(fun, x: np.ndarray, j: int) -> Derivative:
+def scipy_partial(f: Evaluator, x: np.ndarray, j: int) -> Derivative:
     """Partial derivatives of every output along coordinate ``j``, by
     ``scipy.differentiate.derivative`` (which differentiates elementwise functions)."""
     from scipy.differentiate import derivative
-
-    m = _eval(fun, x).size
 
     def along(t):  # t[i, ...]: points at which output i is wanted
         out = np.empty_like(t)
         for index in np.ndindex(t.shape):
             point = x.copy()
             point[j] = t[index]
-            out[index] = _eval(fun, point)[index[0]]
+            out[index] = f.at(point)[0][index[0]]
         return out
 
-    result = derivative(along, np.full(m, x[j]))
+    result = derivative(along, np.full(f.m, x[j]))
     return Derivative(np.asarray(result.df), np.asarray(result.error), "scipy.differentiate")

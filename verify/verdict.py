@@ -1,0 +1,161 @@
+"""What a gradient check concludes, and the evidence for it.
+
+A check ends in exactly one verdict:
+
+- ``correct``: every claimed value agrees with the reference within a tolerance made of the
+  reference's own error bound and the claim's measured rounding;
+- ``wrong``: some value does not (where, by how much, against which reference and tolerance);
+  a claim outside the one-sided derivatives at a kink is wrong too;
+- ``not differentiable here``: the function has a kink at the point (ReLU at exactly 0) and every
+  claim there is a valid subgradient (between the one-sided derivatives);
+- ``not deterministic``: ``fun`` or ``grad`` gave different values for the same input (hidden
+  state, unseeded randomness); no gradient can be judged then;
+- ``cannot tell``: no error was seen, but the reference is not accurate enough here to resolve
+  the claimed values (the smallest error the check could have seen is stated).
+
+``bool(result)`` is True for ``correct`` and for ``not differentiable here`` (a valid
+subgradient), False otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+CORRECT = "correct"
+WRONG = "wrong"
+KINK = "not differentiable here"
+NOT_DETERMINISTIC = "not deterministic"
+CANNOT_TELL = "cannot tell"
+VERDICTS = (CORRECT, WRONG, KINK, NOT_DETERMINISTIC, CANNOT_TELL)
+PASSING = (CORRECT, KINK)
+
+
+@dataclass
+class KinkReport:
+    group: str
+    index: tuple
+    output: int
+    left: float
+    right: float
+    claimed: float
+    passed: bool  # the claim is a subgradient: between left and right, within tolerance
+
+
+@dataclass
+class GroupReport:
+    """The worst element of one parameter group, for one claim."""
+
+    name: str
+    shape: tuple
+    claim: str  # which claim: "grad" (as called), or "grad in float64" (the same code, float64)
+    worst_index: tuple | None
+    abs_error: float
+    rel_error: float
+    reference_error: float
+    tolerance: float
+    passed: bool
+    floor: float  # the largest tolerance, relative to the group's largest derivative
+
+
+@dataclass
+class ProbeReport:
+    reference: float
+    claimed: float
+    reference_error: float
+    tolerance: float
+    passed: bool
+    kink: tuple[float, float] | None = None
+    claim: str = "grad"
+
+
+@dataclass
+class Nondeterminism:
+    which: str  # "fun" or "grad"
+    max_abs_difference: float
+    max_rel_difference: float
+    when: str  # "two calls in a row" or "after the check"
+
+
+@dataclass
+class GradCheckResult:
+    """A verdict and the evidence for it."""
+
+    verdict: str
+    mode: str
+    reference: str
+    groups: list[GroupReport] = field(default_factory=list)
+    probes: list[ProbeReport] = field(default_factory=list)
+    kinks: list[KinkReport] = field(default_factory=list)
+    adjoint: ProbeReport | None = None
+    notes: list[str] = field(default_factory=list)
+    scipy_agrees: bool | None = None  # None where scipy.differentiate was not asked
+    nondeterminism: Nondeterminism | None = None
+    floor: float = 0.0  # the smallest relative error (to the largest derivative) surely seen
+    evaluations: int = 0
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in PASSING
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def worst_rel_error(self) -> float:
+        return max((g.rel_error for g in self.groups), default=0.0)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["passed"] = self.passed
+        return out
+
+    def report(self) -> str:
+        head = {
+            CORRECT: "gradient check PASSED: correct",
+            KINK: "gradient check PASSED: not differentiable here, the claim is a subgradient",
+            WRONG: "gradient check FAILED: wrong",
+            NOT_DETERMINISTIC: "gradient check FAILED: not deterministic",
+            CANNOT_TELL: "gradient check INCONCLUSIVE: cannot tell",
+        }[self.verdict]
+        lines = [f"{head} ({self.mode}, reference: {self.reference})"]
+        if self.nondeterminism is not None:
+            d = self.nondeterminism
+            lines.append(
+                f"  {d.which} gave different values for the same input ({d.when}): max abs "
+                f"difference {d.max_abs_difference:.3g}, rel {d.max_rel_difference:.3g}; hidden "
+                "state or unseeded randomness? (freeze randomness with rng_seed=)"
+            )
+        for g in self.groups:
+            where = "" if g.worst_index is None else f" worst at {g.worst_index}"
+            lines.append(
+                f"  {g.name} {g.shape} [{g.claim}]:{where} abs error {g.abs_error:.3g}, rel error "
+                f"{g.rel_error:.3g}, reference error {g.reference_error:.3g}, tolerance "
+                f"{g.tolerance:.3g} -> {'ok' if g.passed else 'FAIL'}"
+            )
+        for i, p in enumerate(self.probes):
+            kink = "" if p.kink is None else f" (crosses a kink: one-sided {p.kink})"
+            lines.append(
+                f"  probe {i} [{p.claim}]: reference {p.reference:.6g}, claimed {p.claimed:.6g}, "
+                f"reference error {p.reference_error:.3g}, tolerance {p.tolerance:.3g}{kink} -> "
+                f"{'ok' if p.passed else 'FAIL'}"
+            )
+        for k in self.kinks:
+            lines.append(
+                f"  kink at {k.group}{k.index} (output {k.output}): not differentiable, one-sided "
+                f"derivatives {k.left:.6g} and {k.right:.6g}, claimed {k.claimed:.6g} -> "
+                f"{'a subgradient, ok' if k.passed else 'FAIL: not between them'}"
+            )
+        if self.adjoint is not None:
+            a = self.adjoint
+            lines.append(
+                f"  adjoint <u, Jv> = {a.reference:.6g} vs <J^T u, v> = {a.claimed:.6g}"
+                f" -> {'ok' if a.passed else 'FAIL'}"
+            )
+        if self.verdict != NOT_DETERMINISTIC:
+            lines.append(
+                f"  detection floor: errors above {self.floor:.2g} of the largest derivative "
+                "would have been seen"
+            )
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
