@@ -24,17 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASHING = ("kernels", "verify", "bench")
 MARK = "a distribution that is not backprop-bench"
 
-API_CHECK = """
+API_CHECK = f"""
 import backprop_bench, kernels, verify, bench
 from backprop_bench import NetSpec, backend, check_gradient, get_problem, init_population
 for name in ("kernels", "verify", "bench"):
-    assert getattr(__import__(name), "MARK", None) == "{mark}", name
+    assert getattr(__import__(name), "MARK", None) == "{MARK}", name
 spec = NetSpec((2, 4, 1))
 xor = get_problem("xor")
 theta = init_population(spec, 3, seed=0)
 assert backend("numpy").loss(theta, spec, xor.X, xor.Y).shape == (3,)
 print("api ok", backprop_bench.__file__)
-""".format(mark=MARK)
+"""
 
 
 def _run(args, **kwargs):
@@ -84,7 +84,8 @@ def _fresh_venv(path):
     """A new environment with the test runner's site-packages appended, for the dependencies."""
     _run([sys.executable, "-m", "venv", "--without-pip", str(path)])
     python = path / "bin" / "python"
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(_run([python, "-c", where]).strip())
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     return python, site
@@ -138,14 +139,26 @@ def test_source_installs_beside_clashing_names(tmp_path, stand_ins, editable):
     shutil.copytree(
         ROOT,
         source,
-        ignore=shutil.ignore_patterns(".git", ".*venv*", "reports", "*.egg-info", "__pycache__",
-                                      "build", ".benchmarks", ".pytest_cache", ".ruff_cache"),
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".*venv*",
+            "reports",
+            "*.egg-info",
+            "__pycache__",
+            "build",
+            ".benchmarks",
+            ".pytest_cache",
+            ".ruff_cache",
+        ),
     )
     _pip(python, "install", "--no-deps", str(stand_ins))
     _pip(python, "install", "--no-deps", *(["-e"] if editable else []), str(source))
     env, command = _check(python, site, tmp_path)
     out = _run([*command, "--backend", "numpy"], cwd=tmp_path, env=env)
     assert "epoch" in out.lower()
-    module = _run([python, "-m", "backprop_bench", "train", "--epochs", "10", "--backend",
-                   "numpy"], cwd=tmp_path, env=env)
+    module = _run(
+        [python, "-m", "backprop_bench", "train", "--epochs", "10", "--backend", "numpy"],
+        cwd=tmp_path,
+        env=env,
+    )
     assert module == out  # python -m backprop_bench is the same command

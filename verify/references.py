@@ -44,7 +44,7 @@ DECADES_UP, DECADES_DOWN = 2, 7
 RIDDERS_LEVELS = 4
 RIDDERS_SHRINK = 2.0
 # one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
-ONE_SIDED_LEVELS = 12
+ONE_SIDED_LEVELS = 16
 ONE_SIDED_SHRINK = 4.0
 
 
@@ -173,15 +173,45 @@ def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
     return best_value, best_error
 
 
+def _consistent(values: list, errors: list) -> tuple[np.ndarray, np.ndarray]:
+    """The estimate with the smallest error once each is held to every estimate at smaller steps.
+
+    values, errors : per step, largest step first, arrays of shape (m,). A step that straddles a
+    kink at distance d gives estimates that agree with each other for every step far above d
+    (the slope beyond the kink, or the mean of both), so their own error estimates are small and
+    wrong; the smaller steps, below d, disagree with them by more than their (rounding) error.
+    An estimate's error is therefore raised by its largest disagreement with any smaller step
+    beyond that step's own error.
+    """
+    held_all = []
+    for i, (value, error) in enumerate(zip(values, errors, strict=True)):
+        held = error.copy()
+        for other, other_error in zip(values[i + 1 :], errors[i + 1 :], strict=True):
+            gap = np.abs(other - value) - other_error
+            held = np.where(np.isfinite(gap), np.maximum(held, error + gap), held)
+        held_all.append(np.where(np.isfinite(value), held, np.inf))
+    values, held_all = np.array(values), np.array(held_all)  # (steps, m)
+    order = np.argsort(held_all, axis=0)
+    columns = np.arange(values.shape[1])
+    best, second = order[0], order[min(1, len(order) - 1)]
+    best_value, best_error = values[best, columns], held_all[best, columns]
+    # an estimate is only as good as the next best one at another step confirms it: with noisy
+    # (float32) values and kinks nearby, one tableau can look accurate by coincidence
+    other_value, other_error = values[second, columns], held_all[second, columns]
+    disagreement = np.minimum(np.abs(other_value - best_value), other_error)
+    best_error = np.maximum(best_error, np.where(np.isfinite(disagreement), disagreement, 0.0))
+    return best_value, best_error
+
+
 def refine(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
-    """The most accurate difference estimate over Ridders tableaux a decade apart."""
-    best_value = np.full(f.m, np.nan)
-    best_error = np.full(f.m, np.inf)
+    """The most accurate difference estimate over Ridders tableaux a decade apart, each held
+    to the estimates of smaller steps (:func:`_consistent`)."""
+    values, errors = [], []
     for k in range(DECADES_UP, -DECADES_DOWN - 1, -1):
         value, error = _ridders(f, x, v, noise, h * 10.0**k, correction)
-        better = error < best_error
-        best_value = np.where(better, value, best_value)
-        best_error = np.where(better, error, best_error)
+        values.append(value)
+        errors.append(np.where(np.isfinite(value), error, np.inf))
+    best_value, best_error = _consistent(values, errors)
     return Derivative(best_value, best_error, "Ridders extrapolation")
 
 
@@ -204,16 +234,16 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
             d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
             estimates.append(d)
             steps.append(abs(t1) * vmax)
-        best_value = np.full(f.m, np.nan)
-        best_error = np.full(f.m, np.inf)
+        values, errors = [], []
         for i in range(1, len(estimates)):
             rounding = 8 * noise / steps[i]
             error = np.abs(estimates[i] - estimates[i - 1]) + rounding
-            if not np.all(np.isfinite(estimates[i])):
-                continue
-            better = error < best_error
-            best_value = np.where(better, estimates[i], best_value)
-            best_error = np.where(better, error, best_error)
+            values.append(estimates[i])
+            errors.append(np.where(np.isfinite(error), error, np.inf))
+        if not values:
+            sides.append(Derivative(np.full(f.m, np.nan), np.full(f.m, np.inf), "one-sided"))
+            continue
+        best_value, best_error = _consistent(values, errors)
         sides.append(Derivative(best_value, best_error, "one-sided differences"))
     return sides[0], sides[1]
 

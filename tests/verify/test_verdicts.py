@@ -1,0 +1,368 @@
+"""Each verdict of the checker, on user-style functions with known right answers.
+
+Written against the failures of the previous checker: float32 functions whose tolerance was as
+large as the gradient, correct subgradients failed at exact kinks, hidden state unseen, false
+alarms at badly scaled parameters, noise called a kink, a cost cliff, and bad input ending in
+internal errors.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from backprop_bench.verify import VERDICTS, assert_gradients_close, check_gradient
+from backprop_bench.verify.verdict import (
+    CANNOT_TELL,
+    CORRECT,
+    KINK,
+    NOT_DETERMINISTIC,
+    WRONG,
+)
+
+
+def mlp(dtype, n_in=6, hidden=12, n=32, seed=0, cast=False):
+    """A user's two-layer tanh net with BCE in plain NumPy; cast=True computes in float32
+    whatever the params (code that is not dtype-generic)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in)).astype(dtype)
+    y = (rng.random((n, 1)) < 0.5).astype(dtype)
+    params = {
+        "W1": (rng.normal(size=(n_in, hidden)) / np.sqrt(n_in)).astype(dtype),
+        "b1": (rng.normal(size=hidden) * 0.1).astype(dtype),
+        "W2": (rng.normal(size=(hidden, 1)) / np.sqrt(hidden)).astype(dtype),
+        "b2": np.zeros(1, dtype),
+    }
+
+    def forward(p):
+        if cast:
+            p = {k: v.astype(np.float32) for k, v in p.items()}
+        a1 = np.tanh(X @ p["W1"] + p["b1"])
+        return p, a1, a1 @ p["W2"] + p["b2"]
+
+    def loss(p):
+        _, _, z2 = forward(p)
+        return np.mean(np.logaddexp(0, z2) - y * z2)
+
+    def grad(p):
+        p, a1, z2 = forward(p)
+        dz2 = (1 / (1 + np.exp(-z2)) - y) / len(X)
+        dz1 = (dz2 @ p["W2"].T) * (1 - a1**2)
+        return {"W1": X.T @ dz1, "b1": dz1.sum(0), "W2": a1.T @ dz2, "b2": dz2.sum(0)}
+
+    return loss, grad, params
+
+
+def mutate(grad, how, key, index):
+    def wrong(p, **kw):
+        g = {k: np.array(v) for k, v in grad(p, **kw).items()}
+        flat = g[key].reshape(-1)
+        if how == "zero":
+            flat[index] = 0
+        elif how == "1e-3":
+            flat[index] = flat[index] * flat.dtype.type(1.001)
+        elif how == "flip":
+            flat[index] = -flat[index]
+        return g
+
+    return wrong
+
+
+# ------------------------------------------------------------------------------ correct, wrong
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_correct_mlp_gradients_are_correct(dtype):
+    loss, grad, params = mlp(dtype)
+    result = check_gradient(loss, grad, params)
+    assert result.verdict == CORRECT and result
+    assert result.floor < 1e-5  # float32 code, but a float64 reference and its float64 re-run
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("how", ["zero", "1e-3", "flip"])
+@pytest.mark.parametrize("key, index", [("W1", 7), ("b1", 3), ("W2", 5)])
+def test_a_single_wrong_element_is_caught_in_float32_too(dtype, how, key, index):
+    loss, grad, params = mlp(dtype)
+    result = check_gradient(loss, mutate(grad, how, key, index), params)
+    assert result.verdict == WRONG and not result
+    assert any(not g.passed for g in result.groups if g.name == key)
+
+
+def test_float32_sum_of_squares_no_longer_accepts_a_zero_gradient():
+    x = np.arange(1, 11, dtype=np.float32) / 10
+
+    def loss(p):
+        return np.sum(p**2) + np.float32(1)
+
+    assert check_gradient(loss, lambda p: 2 * p, x).verdict == CORRECT
+    assert check_gradient(loss, lambda p: np.zeros_like(p), x).verdict == WRONG
+
+
+def test_float32_code_that_is_not_dtype_generic_gets_its_own_precision_and_a_floor():
+    loss, grad, params = mlp(np.float32, cast=True)
+    result = check_gradient(loss, grad, params)
+    assert result.passed and result.floor < 1e-2
+    assert any("computes in float32" in note for note in result.notes)
+    assert check_gradient(loss, mutate(grad, "flip", "W1", 7), params).verdict == WRONG
+    assert check_gradient(loss, mutate(grad, "zero", "W2", 5), params).verdict == WRONG
+
+
+def test_the_wrong_verdict_says_where_against_what_and_by_how_much():
+    x = np.linspace(-1, 1, 6)
+
+    def wrong(p):
+        g = np.cos(p)
+        g[4] *= 1.01
+        return g
+
+    result = check_gradient(lambda p: np.sum(np.sin(p)), wrong, x)
+    (group,) = result.groups
+    assert group.worst_index == (4,) and group.rel_error == pytest.approx(0.01, rel=1e-6)
+    text = result.report()
+    assert "FAILED: wrong" in text and "reference" in text and "tolerance" in text
+
+
+# ------------------------------------------------------------------------------- kinks
+
+
+W = np.array([1.0, 2.0, 3.0])
+
+
+def relu_loss(p):
+    return np.sum(np.maximum(p, 0) * W)
+
+
+@pytest.mark.parametrize("subgradient", [0.0, 1.0, 0.25])
+def test_a_valid_subgradient_at_an_exact_kink_passes_as_not_differentiable(subgradient):
+    x = np.array([0.0, 1.0, -1.0])
+
+    def grad(p):
+        g = (p > 0) * W
+        g[0] = subgradient * W[0]
+        return g
+
+    result = check_gradient(relu_loss, grad, x)
+    assert result.verdict == KINK and result
+    (kink,) = result.kinks
+    assert kink.index == (0,) and (kink.left, kink.right) == pytest.approx((0.0, 1.0), abs=1e-6)
+
+
+def test_a_claim_outside_the_one_sided_derivatives_is_wrong():
+    x = np.array([0.0, 1.0, -1.0])
+    result = check_gradient(relu_loss, lambda p: (p > 0) * W + np.array([2.0, 0, 0]), x)
+    assert result.verdict == WRONG and not result.kinks[0].passed
+
+
+@pytest.mark.parametrize("distance", [1e-9, 1e-8, 1e-7])
+def test_a_differentiable_point_within_a_step_of_a_kink_is_resolved(distance):
+    x = np.array([distance, 1.0, -distance])
+    result = check_gradient(relu_loss, lambda p: (p > 0) * W, x)
+    assert result.verdict == CORRECT and not result.kinks
+    wrong = check_gradient(relu_loss, lambda p: (p >= 0) * W + np.array([0, 0, 3.0]), x)
+    assert wrong.verdict == WRONG
+
+
+def test_relu_net_with_a_pre_activation_exactly_zero():
+    X = np.array([[1.0, -1.0], [2.0, 0.5], [0.0, 1.0]])
+    W1 = np.array([[1.0, 0.5], [1.0, -2.0]])  # sample 0, unit 0: 1 - 1 = exactly 0
+    v = np.array([1.5, -0.5])
+
+    def loss(p):
+        return np.sum(np.maximum(X @ p, 0) @ v)
+
+    def grad(p):
+        return X.T @ ((X @ p > 0) * v)
+
+    assert (X @ W1)[0, 0] == 0.0
+    result = check_gradient(loss, grad, W1)
+    assert result.passed and result.verdict == KINK
+
+
+# ----------------------------------------------------------------- hidden state and noise
+
+
+def test_a_gradient_buffer_never_reset_is_not_deterministic():
+    buffer = {}
+
+    def grad(p):
+        buffer.setdefault("g", np.zeros_like(p))
+        buffer["g"] += 2 * p  # never reset: right once, wrong from the second call
+        return buffer["g"]
+
+    result = check_gradient(lambda p: np.sum(p**2), grad, np.ones(3))
+    assert result.verdict == NOT_DETERMINISTIC and not result
+    assert result.nondeterminism.which == "grad" and result.nondeterminism.max_rel_difference > 0.9
+    assert "grad gave different values" in result.report()
+
+
+def test_a_loss_with_tiny_noise_is_not_deterministic_not_a_kink():
+    noise = np.random.default_rng(1)
+
+    def loss(p):
+        return np.sum(p**2) * (1 + 1e-14 * noise.standard_normal())
+
+    result = check_gradient(loss, lambda p: 2 * p, np.linspace(0.5, 1.5, 20))
+    assert result.verdict == NOT_DETERMINISTIC and result.nondeterminism.which == "fun"
+    assert result.nondeterminism.max_rel_difference < 1e-13 and not result.kinks
+
+
+def test_state_that_drifts_with_the_number_of_calls_is_not_deterministic():
+    calls = {"n": 0}
+
+    def loss(p):
+        calls["n"] += 1
+        return np.sum(p**2) + (1.0 if calls["n"] > 50 else 0.0)
+
+    result = check_gradient(loss, lambda p: 2 * p, np.linspace(0.5, 1.5, 20))
+    assert result.verdict == NOT_DETERMINISTIC
+
+
+def test_dropout_with_its_randomness_frozen_by_rng_seed():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(16, 4))
+    W0 = rng.normal(size=(4, 6))
+
+    def loss(p, rng):
+        mask = (rng.random((16, 6)) > 0.5) / 0.5
+        return np.sum(np.tanh(X @ p) * mask)
+
+    def grad(p, rng):
+        mask = (rng.random((16, 6)) > 0.5) / 0.5
+        return X.T @ ((1 - np.tanh(X @ p) ** 2) * mask)
+
+    def grad_without_mask(p, rng):
+        return X.T @ (1 - np.tanh(X @ p) ** 2)
+
+    assert check_gradient(loss, grad, W0, rng_seed=0).verdict == CORRECT
+    assert check_gradient(loss, grad_without_mask, W0, rng_seed=0).verdict == WRONG
+
+
+# ------------------------------------------------------------------------------- scaling
+
+
+def test_parameters_entering_at_large_and_small_scales_are_checked_without_false_alarms():
+    x = np.random.default_rng(0).uniform(-1, 1, 5)
+    assert check_gradient(lambda p: np.sum(np.sin(1e6 * p)), lambda p: 1e6 * np.cos(1e6 * p),
+                          x).verdict == CORRECT  # fmt: skip
+    big = np.array([1e6, 2e6, 3e6])
+    result = check_gradient(lambda p: np.sum(np.log(p) ** 2), lambda p: 2 * np.log(p) / p, big)
+    assert result.verdict == CORRECT and not result.notes
+    small = np.array([1e-6, 2e-6, 3e-6])
+    assert check_gradient(lambda p: np.sum(np.exp(1e6 * p)), lambda p: 1e6 * np.exp(1e6 * p),
+                          small).verdict == CORRECT  # fmt: skip
+
+
+def test_a_small_entry_is_checked_against_its_own_accuracy():
+    x = np.array([1.0, 1e-6])
+
+    def loss(p):
+        return p[0] ** 2 + 1e-8 * p[1]
+
+    assert check_gradient(loss, lambda p: np.array([2 * p[0], 1e-8]), x).verdict == CORRECT
+    assert check_gradient(loss, lambda p: np.array([2 * p[0], 2e-8]), x).verdict == WRONG
+
+
+# ------------------------------------------------------------------------------ cannot tell
+
+
+def test_cannot_tell_when_the_reference_cannot_resolve_the_claim():
+    # float32 throughout, many parameters, so probes: differences of a float32 loss along a
+    # direction cannot resolve one element; the result says so instead of passing
+    loss, grad, params = mlp(np.float32, n_in=64, hidden=300, n=16, cast=True)
+    result = check_gradient(loss, grad, params, mode="probes")
+    assert result.verdict == CANNOT_TELL and not result
+    assert result.floor > 1e-2 and "INCONCLUSIVE" in result.report()
+
+
+# ------------------------------------------------------------------------------ large, cost
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_probes_catch_one_element_in_a_large_float32_net(dtype):
+    loss, grad, params = mlp(dtype, n_in=64, hidden=400, n=32)
+    assert sum(v.size for v in params.values()) > 25_000
+    good = check_gradient(loss, grad, params)
+    assert good.mode.endswith("directional probes") and good.verdict == CORRECT
+    for how in ("zero", "1e-3", "flip"):
+        assert check_gradient(loss, mutate(grad, how, "W1", 12_345), params).verdict == WRONG
+
+
+def test_no_cost_cliff_4000_parameters_on_a_1024_sample_batch():
+    loss, grad, params = mlp(np.float32, n_in=32, hidden=120, n=1024)
+    n = sum(v.size for v in params.values())
+    assert 4000 <= n <= 4100
+    started = time.perf_counter()
+    result = check_gradient(loss, grad, params)
+    assert result.verdict == CORRECT
+    assert time.perf_counter() - started < 30  # generous on a loaded 2-core machine; ~0.2 s idle
+
+
+def test_budget_and_mode_choose_between_full_jacobian_and_probes():
+    loss, grad, params = mlp(np.float64)
+    assert check_gradient(loss, grad, params).mode == "full Jacobian"
+    assert check_gradient(loss, grad, params, budget=1e-9).mode.endswith("probes")
+    assert check_gradient(loss, grad, params, mode="probes").mode.endswith("probes")
+
+
+def test_a_progress_line_on_long_checks(capsys, monkeypatch):
+    import backprop_bench.verify.check as check
+
+    monkeypatch.setattr(check, "PROGRESS_AFTER", 0.0)
+    loss, grad, params = mlp(np.float64)
+    check_gradient(loss, grad, params, progress=True)
+    assert "gradient check:" in capsys.readouterr().err
+    check_gradient(loss, grad, params, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------ the result
+
+
+def test_every_verdict_in_json_form_and_in_assert_gradients_close():
+    import json
+
+    loss, grad, params = mlp(np.float64)
+    result = check_gradient(loss, grad, params)
+    as_json = json.loads(json.dumps(result.as_dict(), default=str))
+    assert as_json["verdict"] in VERDICTS and as_json["passed"] is True
+    assert_gradients_close(loss, grad, params)
+    with pytest.raises(AssertionError, match="FAILED: wrong"):
+        assert_gradients_close(loss, mutate(grad, "flip", "W1", 0), params)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def f(p):
+    return np.sum(np.sin(p))
+
+
+@pytest.mark.parametrize(
+    "fun, grad, params, error, message",
+    [
+        (f, lambda p: None, np.ones(3), TypeError, "grad returned None"),
+        (f, lambda p: "zero", np.ones(3), TypeError, "grad returned str"),
+        (f, lambda p: [1, 2], np.ones(3), ValueError, r"shape \(2,\)"),
+        (f, np.cos, np.array([1.0, np.nan]), ValueError, "holds NaN or inf at \\(1,\\)"),
+        (f, np.cos, np.array([1.0, np.inf]), ValueError, "holds NaN or inf"),
+        (f, np.cos, np.arange(3), TypeError, "dtype int64; gradients need floating point"),
+        (lambda p: 3, np.cos, np.ones(3), TypeError, "fun returned int64"),
+        (lambda p: None, np.cos, np.ones(3), TypeError, "fun returned None"),
+        (f, np.cos, None, TypeError, "parameter 'params' is None"),
+        (f, np.cos, np.ones(0), ValueError, "is empty"),
+        (f, 3, np.ones(3), TypeError, "must be callables"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_fix(fun, grad, params, error, message):
+    with pytest.raises(error, match=message) as raised:
+        check_gradient(fun, grad, params)
+    assert "\n" not in str(raised.value)
+
+
+def test_unknown_options_are_named():
+    with pytest.raises(TypeError, match="check_gradient"):
+        check_gradient(f, np.cos, np.ones(3), frob=1)
+    with pytest.raises(ValueError, match="budget"):
+        check_gradient(f, np.cos, np.ones(3), budget=-1)
+    with pytest.raises(ValueError, match="mode"):
+        check_gradient(f, np.cos, np.ones(3), mode="fast")
