@@ -23,7 +23,7 @@ from backprop_bench.kernels import Criterion, Status, backend, init_population, 
 
 from .train import TrainConfig
 
-GRID_SIZE = 41  # points per side of the input-plane heatmaps
+GRID_SIZE = 31  # points per side of the input-plane heatmaps
 GRID_RANGE = (-0.25, 1.25)  # inputs are 0/1; a margin shows where the boundary runs outside them
 # A criterion that never calls a net diverged by the loss-growth rule (a non-finite loss or
 # gradient still stops it): used when a run continues from epoch e > 0, whose kernel would take
@@ -39,8 +39,8 @@ class Snapshot:
     history          : per-epoch statistics since the previous snapshot, each an array of shape
                        (n_new,): keys epoch, loss, accuracy, grad_norm
     layer_grad_norms : list of n_layers floats, the norm of each layer's (W, b) gradient
-    grid             : for 2-input problems, the output and every hidden unit's activation on a
-                       GRID_SIZE x GRID_SIZE grid over the input plane, each of shape (GRID_SIZE**2,)
+    grid             : for 2-input problems, the output and every hidden unit's activation on
+                       a square grid over the input plane, each of shape (GRID_SIZE**2,)
     """
 
     epoch: int
@@ -159,8 +159,8 @@ def _snapshot(kernels, config, theta, epoch, last, rows, state) -> Snapshot:
             fwd = kernels.forward(theta, spec, input_grid().astype(theta.dtype))
         grid = {
             "output": fwd.a[-1][:, 0, 0].astype(np.float64),
-            "hidden": [fwd.a[l][:, j, 0].astype(np.float64)
-                       for l in range(1, spec.n_layers) for j in range(spec.layers[l])],
+            "hidden": [fwd.a[layer][:, j, 0].astype(np.float64)
+                       for layer in range(1, spec.n_layers) for j in range(spec.layers[layer])],
         }  # fmt: skip
     if state["diverged"]:
         status = "diverged"
