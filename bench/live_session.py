@@ -124,6 +124,16 @@ def _plain(value):
     return value
 
 
+def _one_thread(backend: str) -> None:
+    """numba's threads for this thread's kernel calls: one. A single displayed net gains nothing
+    from the thread pool but pays its start-up every call, and much more on a busy machine;
+    the kernels give the same bits for any thread count."""
+    if backend == "numba":
+        import numba
+
+        numba.set_num_threads(1)
+
+
 def _rounded(grid):
     # the heatmaps' colours need three decimals; fewer digits keep frames and saved runs small
     if grid is None:
@@ -190,12 +200,14 @@ class Session:
         while not (run.done or stop.is_set() or self.closed.is_set()):
             with KERNEL_LOCK:
                 run.advance()
+            time.sleep(0.002)  # the lock is not fair: let the displayed net have its turn
 
     def _advance(self, n_epochs: int) -> float:
-        start = time.perf_counter()
+        """Train n_epochs more; returns the seconds the kernels took (not waiting for the lock)."""
         with KERNEL_LOCK:
+            start = time.perf_counter()
             self.snapshot = self.trainer.send(n_epochs)
-        return time.perf_counter() - start
+            return time.perf_counter() - start
 
     def _handle(self, action, value):
         if action == "setup":
@@ -240,17 +252,19 @@ class Session:
 
     def events(self):
         """Generator of (event name, JSON-ready payload) until the session is closed."""
+        _one_thread(self.backend)
         yield "setup", _plain(self._setup_event()[1])
         if self.first_error:
             yield "error", {"message": self.first_error}
         yield "snapshot", _plain(self._snapshot_event()[1])
-        last_frame, last_population = time.perf_counter(), -1
+        last_frame, last_population, play_start = time.perf_counter(), -1, None
         while not self.closed.is_set():
             try:
                 action, value = self.commands.get(timeout=0 if self.playing else FRAME_SECONDS * 6)
             except queue.Empty:
                 action = None
             if action:
+                play_start = None  # epochs per second: over each stretch of uninterrupted play
                 try:
                     for name, payload in self._handle(action, value):
                         yield name, _plain(payload)
@@ -259,21 +273,21 @@ class Session:
                 yield "snapshot", _plain(self._snapshot_event()[1])
                 continue
             if self.playing:
-                before = self.snapshot.epoch
+                if play_start is None:
+                    play_start, play_epoch = time.perf_counter(), self.snapshot.epoch
                 seconds = self._advance(self.chunk)
                 # Frames about FRAME_SECONDS apart: a longer chunk when training is fast. Only a
                 # resumable run (SGD) gets cheaper with a shorter one.
                 if seconds < FRAME_SECONDS / 2:
                     self.chunk = min(self.chunk * 2, MAX_EPOCHS)
-                elif seconds > 2 * FRAME_SECONDS and self.config.optimizer == "sgd":
+                elif seconds > 4 * FRAME_SECONDS and self.config.optimizer == "sgd":
                     self.chunk = max(1, self.chunk // 2)
                 self.playing = not self.snapshot.finished
                 wait = FRAME_SECONDS - (time.perf_counter() - last_frame)
                 if wait > 0:
                     time.sleep(wait)
-                now = time.perf_counter()
-                speed = (self.snapshot.epoch - before) / max(now - last_frame, 1e-9)
-                last_frame = now
+                last_frame = time.perf_counter()
+                speed = (self.snapshot.epoch - play_epoch) / max(last_frame - play_start, 1e-9)
                 yield "snapshot", _plain(self._snapshot_event(speed)[1])
             elif self._population[0].n_done != last_population:
                 last_population = self._population[0].n_done

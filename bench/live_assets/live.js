@@ -86,6 +86,7 @@ function onSetup(doc) {
   if (!state.replay) history.replaceState(null, "", `?${new URLSearchParams(doc.query)}`);
   buildNetwork(doc.layers);
   buildUnits(doc.layers);
+  $("layer-norms").height = 16 + 28 * (doc.layers.length - 1);
 }
 
 function onSnapshot(s) {
@@ -291,7 +292,7 @@ function drawBoundary(grid) {
     const px = ((x1 - lo) / (hi - lo)) * canvas.width, py = (1 - (x2 - lo) / (hi - lo)) * canvas.height;
     ctx.beginPath(); ctx.arc(px, py, 7, 0, 2 * Math.PI);
     ctx.fillStyle = Y[i][0] >= 0.5 ? "#e8853d" : "#3b7dd8"; ctx.fill();
-    ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.lineWidth = 2.5; ctx.strokeStyle = "#222"; ctx.stroke();
   });
   const units = $("units").children;
   grid.hidden.forEach((values, u) => {
@@ -444,7 +445,7 @@ async function saveRun() {
   const page = state.replay ? document.documentElement.outerHTML : await (await fetch("/")).text();
   const frames = state.replay || state.frames;
   const data = JSON.stringify(frames).replace(/</g, "\\u003c");
-  const html = page.replace("<script>", `<script>window.LIVE_REPLAY = ${data};</script>\n<script>`);
+  const html = page.replace("<script>", `<script>window.LIVE_REPLAY = ${data};<\/script>\n<script>`);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([html], { type: "text/html" }));
   const q = state.setup.query;
