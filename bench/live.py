@@ -10,6 +10,7 @@ display. Each page has its own :class:`Session`, ended when its stream closes.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import threading
@@ -148,7 +149,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Serve until interrupted (KeyboardInterrupt reaches the CLI, which exits 130)."""
+    """Serve until Ctrl-C, which ends the process with status 130."""
     if not 0 <= args.port <= 65535:
         message = f"--port must be between 0 and 65535, got {args.port}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -168,6 +169,12 @@ def run(args) -> int:
         webbrowser.open(url)
     try:
         server.serve_forever(poll_interval=0.2)
-    finally:
+    except KeyboardInterrupt:
         server.server_close()
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Nothing is left to write, and the interpreter's teardown (matplotlib, scipy, training
+        # threads in the middle of a kernel) takes about half a second: Ctrl-C ends it now.
+        os._exit(130)
+    server.server_close()
     return 0
