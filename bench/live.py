@@ -90,7 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("setup must be an object of settings")
             session.command(str(doc.get("action")), {"setup": setup, "net": doc.get("net", "")})
         except ValueError as error:  # json.JSONDecodeError is one
-            return self._json(400, {"ok": False, "error": str(error)})
+            # a refused setting is an answer, not a failed request (which browsers log as errors)
+            return self._json(200, {"ok": False, "error": str(error)})
         self._json(200, {"ok": True})
 
     def _stream(self, query: dict) -> None:

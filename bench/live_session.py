@@ -26,9 +26,22 @@ MAX_HIDDEN_LAYERS = 6
 MAX_EPOCHS = 100_000
 MAX_NETS = 10_000
 DEFAULT_NETS = 1_000
-# Every kernel call of every session takes this lock: the numba backend's parallel loops must not
-# be entered from two threads at once (numba's workqueue threading layer aborts the process).
-KERNEL_LOCK = threading.Lock()
+# Every numba kernel call of every session takes this lock: numba's parallel loops must not be
+# entered from two threads at once (its workqueue threading layer aborts the process). NumPy
+# needs none, and a population's block can hold it for seconds there.
+_NUMBA_LOCK = threading.Lock()
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def kernel_lock(backend: str):
+    return _NUMBA_LOCK if backend == "numba" else _NoLock()
 
 # (query key, TrainConfig field, flag of `backprop-bench train`) for everything the page sets
 SETUP_KEYS = ("problem", "hidden", "activation", "loss", "optimizer", "lr", "init", "seed",
@@ -147,6 +160,7 @@ class Session:
 
     def __init__(self, query: dict, backend: str):
         self.backend = backend
+        self.lock = kernel_lock(backend)
         self.commands: queue.Queue = queue.Queue()
         self.closed = threading.Event()
         self.playing = False
@@ -183,7 +197,7 @@ class Session:
     # --- the stream
     def _start(self, config: TrainConfig, n_nets: int, keep_population: bool = False) -> None:
         self.config, self.n_nets = config, n_nets
-        with KERNEL_LOCK:
+        with self.lock:
             self.trainer = train_live(config)
             self.snapshot = next(self.trainer)
         self.playing, self.chunk = False, 1
@@ -198,13 +212,13 @@ class Session:
 
     def _train_population(self, run: PopulationRun, stop: threading.Event) -> None:
         while not (run.done or stop.is_set() or self.closed.is_set()):
-            with KERNEL_LOCK:
+            with self.lock:
                 run.advance()
             time.sleep(0.002)  # the lock is not fair: let the displayed net have its turn
 
     def _advance(self, n_epochs: int) -> float:
         """Train n_epochs more; returns the seconds the kernels took (not waiting for the lock)."""
-        with KERNEL_LOCK:
+        with self.lock:
             start = time.perf_counter()
             self.snapshot = self.trainer.send(n_epochs)
             return time.perf_counter() - start

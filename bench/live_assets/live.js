@@ -61,6 +61,8 @@ async function send(action, extra = {}) {
     });
     const doc = await reply.json();
     showMessage(doc.ok ? "" : doc.error);
+    // a refused setting: the controls show the setup that still trains
+    if (!doc.ok && state.setup) for (const key of SETUP_FIELDS) $(key).value = state.setup.query[key];
   } catch (err) {
     showMessage(`the server did not answer (${err.message}); is it still running?`);
   }
