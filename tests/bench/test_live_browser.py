@@ -15,6 +15,7 @@ import pytest
 from backprop_bench.bench.live import LiveServer
 from backprop_bench.bench.live_train import PopulationRun
 from backprop_bench.bench.train import TrainConfig, run_train
+from backprop_bench.kernels import init_population
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs playwright: pip install -e '.[live-test]'"
@@ -96,6 +97,12 @@ def test_page_loads_from_its_own_server_only_with_no_console_error(open_page, se
     assert shown(page) == printed(run_train(TrainConfig(backend="numpy", epochs=0)).history[0])
     assert "backprop-bench train --problem xor --hidden 4" in page.text_content("#command")
     assert page.locator("#network line").count() == 2 * 4 + 4 * 1  # every weight drawn
+    page.hover("#network line >> nth=0")  # W1[1,1], the first entry of theta
+    readout = page.text_content("#weight-readout")
+    theta = init_population(TrainConfig().spec, 1, 0, "tutorial")
+    assert readout.startswith("W1[1,1]") and float(readout.split("= ")[1]) == pytest.approx(
+        theta[0, 0], rel=1e-5  # shown to 6 significant digits
+    )
 
 
 def test_play_trains_the_default_xor_net_to_full_accuracy(open_page):
