@@ -97,11 +97,11 @@ def test_page_loads_from_its_own_server_only_with_no_console_error(open_page, se
     assert shown(page) == printed(run_train(TrainConfig(backend="numpy", epochs=0)).history[0])
     assert "backprop-bench train --problem xor --hidden 4" in page.text_content("#command")
     assert page.locator("#network line").count() == 2 * 4 + 4 * 1  # every weight drawn
-    page.hover("#network line >> nth=0")  # W1[1,1], the first entry of theta
+    page.hover("#network line >> nth=1")  # W1[1,2], theta's second entry (the first is level)
     readout = page.text_content("#weight-readout")
     theta = init_population(TrainConfig().spec, 1, 0, "tutorial")
-    assert readout.startswith("W1[1,1]") and float(readout.split("= ")[1]) == pytest.approx(
-        theta[0, 0], rel=1e-5  # shown to 6 significant digits
+    assert readout.startswith("W1[1,2]") and float(readout.split("= ")[1]) == pytest.approx(
+        theta[1, 0], rel=1e-5  # shown to 6 significant digits
     )
 
 
