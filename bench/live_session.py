@@ -230,7 +230,10 @@ class Session:
         if action == "select":
             epoch = self.snapshot.epoch
             self._start(replace(self.config, net=value), self.n_nets, keep_population=True)
+            head = self.snapshot.history  # epoch 0, never sent on its own
             self._advance(epoch)  # the chosen net joins the population at the epoch on display
+            self.snapshot.history = {key: np.concatenate([head[key], rows])
+                                     for key, rows in self.snapshot.history.items()}  # fmt: skip
             return [self._setup_event()]
         if action == "reset":
             self._start(self.config, self.n_nets, keep_population=True)

@@ -444,8 +444,8 @@ function replayCommand(action) {
 }
 
 async function saveRun() {
-  const page = state.replay ? document.documentElement.outerHTML : await (await fetch("/")).text();
-  const frames = state.replay || state.frames;
+  const page = await (await fetch("/")).text();
+  const frames = state.frames;
   const data = JSON.stringify(frames).replace(/</g, "\\u003c");
   const html = page.replace("<script>", `<script>window.LIVE_REPLAY = ${data};<\/script>\n<script>`);
   const link = document.createElement("a");
@@ -492,6 +492,7 @@ function init() {
   if (window.LIVE_REPLAY) {
     state.replay = window.LIVE_REPLAY;
     document.body.classList.add("replay");
+    $("save").hidden = true; // this file is the saved run
     for (const el of document.querySelectorAll("#controls input, #controls select, #controls .small button")) el.disabled = true;
     replayCommand("step");
     replayCommand("reset");

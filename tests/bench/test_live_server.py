@@ -14,6 +14,8 @@ import urllib.request
 import pytest
 from backprop_bench.bench.cli import main
 from backprop_bench.bench.live import LiveServer, page
+from backprop_bench.bench.live_session import Session
+from backprop_bench.bench.train import TrainConfig, run_train
 
 STOP_SECONDS = 1.0  # Ctrl-C must end the server within this
 
@@ -168,3 +170,20 @@ def test_a_port_in_use_is_one_line_and_status_2(capsys):
         assert main(["live", "--port", str(port)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_a_chosen_net_joins_at_the_epoch_on_display_with_its_whole_curve():
+    session = Session({"nets": "4", "epochs": "50"}, "numpy")
+    events = session.events()
+    assert [next(events)[0], next(events)[0]] == ["setup", "snapshot"]
+    for epoch in range(1, 6):
+        session.command("step", {})
+        assert next(events)[1]["epoch"] == epoch
+    session.command("select", {"net": "3"})
+    name, setup = next(events)
+    name, snap = next(events)
+    assert setup["query"]["net"] == "3" and snap["epoch"] == 5
+    assert snap["history"]["epoch"] == [0, 1, 2, 3, 4, 5]
+    run = run_train(TrainConfig(backend="numpy", net=3, epochs=5, every=1))
+    assert snap["history"]["loss"] == [row["loss"] for row in run.history]
+    session.close()
