@@ -26,6 +26,7 @@ MAX_HIDDEN_LAYERS = 6
 MAX_EPOCHS = 100_000
 MAX_NETS = 10_000
 DEFAULT_NETS = 1_000
+NET_EPOCHS_PER_BLOCK = 1_280_000
 # Every numba kernel call of every session takes this lock: numba's parallel loops must not be
 # entered from two threads at once (its workqueue threading layer aborts the process). NumPy
 # needs none, and a population's block can hold it for seconds there.
@@ -204,7 +205,11 @@ class Session:
         if not keep_population:
             if self._population:
                 self._population[1].set()
-            block = 128 if config.backend == "numba" else 256
+            # A numba call holds the interpreter until it returns, and Ctrl-C waits for it: blocks
+            # of about 1.3 million net-epochs (a tenth of a second) keep the server responsive.
+            block = 256
+            if config.backend == "numba":
+                block = min(512, max(8, NET_EPOCHS_PER_BLOCK // max(config.epochs, 1)))
             run, stop = PopulationRun(config, n_nets, block=block), threading.Event()
             thread = threading.Thread(target=self._train_population, args=(run, stop), daemon=True)
             self._population = (run, stop)
