@@ -19,6 +19,7 @@ from backprop_bench.kernels.problems import NAMES as PROBLEMS
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS
 
+from .live import add_parser as _add_live
 from .progress import Progress
 from .report import write_report
 from .summary import meta, results_csv, summarize, write_json
@@ -474,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(subparsers)
     _add_gradcheck(subparsers)
     _add_vanishing(subparsers)
+    _add_live(subparsers)
     return parser
 
 
@@ -484,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.argv = argv
         if not hasattr(args, "command"):
-            commands = "train, sweep, report, gradcheck or vanishing"
+            commands = "train, sweep, report, gradcheck, vanishing or live"
             raise UsageError(f"choose a command: {commands} (see {PROG} --help)")
         return args.command(args)
     except UsageError as error:

@@ -162,3 +162,11 @@ def test_source_installs_beside_clashing_names(tmp_path, stand_ins, editable):
         env=env,
     )
     assert module == out  # python -m backprop_bench is the same command
+
+
+def test_wheel_ships_the_live_page(wheel):
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for asset in ("index.html", "live.css", "live.js"):
+        assert f"backprop_bench/bench/live_assets/{asset}" in names

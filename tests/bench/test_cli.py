@@ -127,7 +127,7 @@ def test_other_problems_losses_optimizers_and_float32(capsys):
         (["train", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
         (["train", "--seed", "-1"], "--seed must be a non-negative integer"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
-        ([], "choose a command: train, sweep, report, gradcheck or vanishing"),
+        ([], "choose a command: train, sweep, report, gradcheck, vanishing or live"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):

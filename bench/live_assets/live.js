@@ -1,0 +1,504 @@
+// The page of `backprop-bench live`. It draws what the server streams and computes nothing that
+// the kernels compute. Served live it talks to its own server only; saved as a replay it carries
+// its frames inside (window.LIVE_REPLAY) and talks to nothing.
+"use strict";
+
+const SETUP_FIELDS = ["problem", "hidden", "activation", "loss", "optimizer", "lr", "init",
+  "seed", "tolerance", "epochs", "nets", "net"];
+const PROBLEMS = ["xor", "and", "or", "parity2", "parity3", "parity4", "parity5", "parity6",
+  "parity7", "parity8"];
+const MAX_FRAMES = 400; // a saved run keeps at most this many frames (curves keep every epoch)
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  session: null, setup: null, snapshot: null, population: null,
+  curve: { epoch: [], loss: [], grad: [] }, frames: [], replay: null, replayAt: 0,
+  replayTimer: null,
+};
+
+// ------------------------------------------------------------------- numbers as train prints them
+
+function pyExp(x) { // Python's f"{x:.3e}": two-digit exponent
+  const [m, e] = x.toExponential(3).split("e");
+  const n = Math.abs(parseInt(e, 10));
+  return `${m}e${e[0] === "-" ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
+}
+const fmt = {
+  loss: (x) => (x === null ? "diverged" : x.toFixed(6)),
+  accuracy: (x) => (x === null ? "diverged" : `${Math.round(x * 100)}%`),
+  grad: (x) => (x === null ? "diverged" : pyExp(x)),
+};
+
+// ----------------------------------------------------------------------------------- messages
+
+function showMessage(text) {
+  const box = $("message");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+// -------------------------------------------------------------------------------- server link
+
+function connect() {
+  const source = new EventSource(`/events${location.search}`);
+  source.addEventListener("setup", (e) => onSetup(JSON.parse(e.data)));
+  source.addEventListener("snapshot", (e) => onSnapshot(JSON.parse(e.data)));
+  source.addEventListener("population", (e) => onPopulation(JSON.parse(e.data)));
+  source.addEventListener("error", (e) => {
+    if (e.data) { showMessage(JSON.parse(e.data).message); return; }
+    $("connection").textContent = "connection lost: is the server still running?";
+  });
+  source.onopen = () => { $("connection").textContent = "connected"; };
+}
+
+async function send(action, extra = {}) {
+  if (state.replay) return replayCommand(action);
+  if (!state.session) return;
+  try {
+    const reply = await fetch("/command", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ session: state.session, action, ...extra }),
+    });
+    const doc = await reply.json();
+    showMessage(doc.ok ? "" : doc.error);
+    // a refused setting: the controls show the setup that still trains
+    if (!doc.ok && state.setup) for (const key of SETUP_FIELDS) $(key).value = state.setup.query[key];
+  } catch (err) {
+    showMessage(`the server did not answer (${err.message}); is it still running?`);
+  }
+}
+
+function readSetup() {
+  const setup = {};
+  for (const key of SETUP_FIELDS) setup[key] = $(key).value;
+  return setup;
+}
+
+// ---------------------------------------------------------------------------------- handlers
+
+function onSetup(doc) {
+  if (doc.session) state.session = doc.session;
+  state.setup = doc;
+  state.curve = { epoch: [], loss: [], grad: [] };
+  state.frames = [{ kind: "setup", data: doc }];
+  for (const key of SETUP_FIELDS) if (doc.query[key] !== undefined) $(key).value = doc.query[key];
+  $("command").textContent = doc.command;
+  $("spec").textContent = `${doc.spec}, ${doc.n_params} parameters, ${doc.backend} kernels`;
+  $("boundary-panel").hidden = doc.layers[0] !== 2;
+  if (!state.replay) history.replaceState(null, "", `?${new URLSearchParams(doc.query)}`);
+  buildNetwork(doc.layers);
+  buildUnits(doc.layers);
+  $("layer-norms").height = 16 + 28 * (doc.layers.length - 1);
+}
+
+function onSnapshot(s) {
+  state.snapshot = s;
+  const h = s.history;
+  for (let i = 0; i < h.epoch.length; i++) {
+    state.curve.epoch.push(h.epoch[i]);
+    state.curve.loss.push(h.loss[i]);
+    state.curve.grad.push(h.grad_norm[i]);
+  }
+  if (s.population) state.population = s.population;
+  if (!state.replay) keepFrame({ kind: "snapshot", data: s });
+  scheduleDraw();
+}
+
+function onPopulation(p) {
+  state.population = p;
+  if (!state.replay) keepFrame({ kind: "population", data: p });
+  scheduleDraw();
+}
+
+function keepFrame(frame) {
+  state.frames.push(frame);
+  if (state.frames.length <= MAX_FRAMES) return;
+  // thin the saved frames: drop every other snapshot, handing its curve points to the next
+  const kept = [state.frames[0]];
+  let carry = null;
+  state.frames.slice(1).forEach((f, i) => {
+    if (f.kind !== "snapshot") { kept.push(f); return; }
+    if (carry) {
+      const h = {};
+      for (const k of Object.keys(f.data.history)) h[k] = carry[k].concat(f.data.history[k]);
+      f = { kind: "snapshot", data: { ...f.data, history: h } };
+      carry = null;
+      kept.push(f);
+    } else if (i % 2 === 0 && i < state.frames.length - 2) {
+      carry = f.data.history;
+    } else {
+      kept.push(f);
+    }
+  });
+  state.frames = kept;
+}
+
+// ------------------------------------------------------------------------------------ drawing
+
+let drawPending = false;
+function scheduleDraw() { // at most one redraw per animation frame
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => { drawPending = false; draw(); });
+}
+
+function draw() {
+  const s = state.snapshot;
+  if (!s || !state.setup) return;
+  $("connection").textContent = state.replay ? `replay of a saved run (${state.replay.length} frames)` : "connected";
+  document.querySelector('[data-stat="epoch"]').textContent = String(s.epoch);
+  document.querySelector('[data-stat="loss"]').textContent = fmt.loss(s.loss);
+  document.querySelector('[data-stat="accuracy"]').textContent = fmt.accuracy(s.accuracy);
+  document.querySelector('[data-stat="grad-norm"]').textContent = fmt.grad(s.grad_norm);
+  const status = $("status");
+  status.textContent = s.status;
+  status.className = s.status.replace(" ", "-");
+  $("speed").textContent = s.epochs_per_second ? Math.round(s.epochs_per_second).toLocaleString("en") : "–";
+  drawNetwork(s.theta);
+  if (s.grid) drawBoundary(s.grid);
+  drawCurves();
+  drawLayerNorms(s.layer_grad_norms);
+  drawPopulation(state.population);
+}
+
+function signColor(v, alpha) {
+  return v >= 0 ? `rgba(232,133,61,${alpha})` : `rgba(59,125,216,${alpha})`;
+}
+
+// weights of layer l in theta: W (fan_in x fan_out, row-major) then b (fan_out)
+function layerParams(layers, theta) {
+  const out = [];
+  let at = 0;
+  for (let l = 0; l + 1 < layers.length; l++) {
+    const fi = layers[l], fo = layers[l + 1];
+    out.push({ W: theta.slice(at, at + fi * fo), b: theta.slice(at + fi * fo, at + fi * fo + fo), fi, fo });
+    at += fi * fo + fo;
+  }
+  return out;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+let links = [], nodes = [];
+function buildNetwork(layers) {
+  const svg = $("network");
+  svg.replaceChildren();
+  const width = 640, height = 260, pad = 30;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const pos = layers.map((n, l) => {
+    const x = pad + (l * (width - 2 * pad)) / (layers.length - 1);
+    return Array.from({ length: n }, (_, j) => [x, n === 1 ? height / 2 : pad + (j * (height - 2 * pad)) / (n - 1)]);
+  });
+  links = []; nodes = [];
+  for (let l = 0; l + 1 < layers.length; l++) {
+    for (let i = 0; i < layers[l]; i++) {
+      for (let j = 0; j < layers[l + 1]; j++) {
+        const line = document.createElementNS(SVG, "line");
+        const [x1, y1] = pos[l][i], [x2, y2] = pos[l + 1][j];
+        line.setAttribute("x1", x1); line.setAttribute("y1", y1);
+        line.setAttribute("x2", x2); line.setAttribute("y2", y2);
+        const title = document.createElementNS(SVG, "title");
+        line.appendChild(title);
+        const name = `W${l + 1}[${i + 1},${j + 1}] (${l === 0 ? "input" : "unit"} ${i + 1} \u2192 ${l + 2 === layers.length ? "output" : "unit"} ${j + 1})`;
+        line.addEventListener("mouseenter", () => { $("weight-readout").textContent = `${name} = ${line.dataset.value}`; });
+        svg.appendChild(line);
+        links.push({ line, title, name });
+      }
+    }
+  }
+  for (let l = 0; l < layers.length; l++) {
+    pos[l].forEach(([x, y], j) => {
+      const c = document.createElementNS(SVG, "circle");
+      c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", 9);
+      c.setAttribute("fill", "#fff"); c.setAttribute("stroke", "#555");
+      const title = document.createElementNS(SVG, "title");
+      c.appendChild(title);
+      const name = l === 0 ? `input ${j + 1}` : l + 1 === layers.length ? `output ${j + 1}` : `layer ${l} unit ${j + 1}`;
+      c.addEventListener("mouseenter", () => { $("weight-readout").textContent = `${name}${c.dataset.value ? ` bias = ${c.dataset.value}` : ""}`; });
+      svg.appendChild(c);
+      nodes.push({ c, title, name, layer: l, unit: j });
+    });
+  }
+}
+
+function drawNetwork(theta) {
+  const params = layerParams(state.setup.layers, theta);
+  const all = params.flatMap((p) => [...p.W, ...p.b]).filter((v) => v !== null);
+  const biggest = Math.max(1e-12, ...all.map(Math.abs));
+  let k = 0;
+  for (const p of params) {
+    for (let i = 0; i < p.fi; i++) {
+      for (let j = 0; j < p.fo; j++) {
+        const v = p.W[i * p.fo + j], link = links[k++];
+        const text = v === null ? "NaN" : v.toPrecision(6);
+        link.line.dataset.value = text;
+        link.title.textContent = `${link.name} = ${text}`;
+        link.line.setAttribute("stroke", v === null ? "#b3261e" : signColor(v, 0.85));
+        link.line.setAttribute("stroke-width", v === null ? 1 : 0.6 + (7 * Math.abs(v)) / biggest);
+      }
+    }
+  }
+  for (const n of nodes) {
+    if (n.layer === 0) continue;
+    const v = params[n.layer - 1].b[n.unit];
+    const text = v === null ? "NaN" : v.toPrecision(6);
+    n.c.dataset.value = text;
+    n.title.textContent = `${n.name}, bias = ${text}`;
+    n.c.setAttribute("fill", v === null ? "#fff" : signColor(v, Math.min(1, 0.15 + Math.abs(v) / biggest)));
+  }
+}
+
+function buildUnits(layers) {
+  const box = $("units");
+  box.replaceChildren();
+  const hidden = layers.slice(1, -1).reduce((a, b) => a + b, 0);
+  for (let u = 0; u < hidden; u++) {
+    const c = document.createElement("canvas");
+    c.width = state.setup.grid.size; c.height = state.setup.grid.size;
+    c.title = `hidden unit ${u + 1}`;
+    box.appendChild(c);
+  }
+}
+
+// colours of a heatmap value in [-1, 1]: blue through white to orange
+function heat(t) {
+  const a = Math.max(-1, Math.min(1, t));
+  const [r, g, b] = a >= 0 ? [232, 133, 61] : [59, 125, 216];
+  const w = 1 - Math.abs(a);
+  return [r + (255 - r) * w, g + (255 - g) * w, b + (255 - b) * w];
+}
+
+function paintGrid(canvas, values, toUnit) {
+  const n = state.setup.grid.size, ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(n, n);
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < n; col++) {
+      const v = values[row * n + col]; // row 0 is the lowest x2: draw it at the bottom
+      const [r, g, b] = v === null ? [179, 38, 30] : heat(toUnit(v));
+      const at = 4 * ((n - 1 - row) * n + col);
+      img.data[at] = r; img.data[at + 1] = g; img.data[at + 2] = b; img.data[at + 3] = 255;
+    }
+  }
+  return img;
+}
+
+function drawBoundary(grid) {
+  const canvas = $("boundary"), ctx = canvas.getContext("2d");
+  const n = state.setup.grid.size, [lo, hi] = state.setup.grid.range;
+  const off = document.createElement("canvas");
+  off.width = n; off.height = n;
+  off.getContext("2d").putImageData(paintGrid(off, grid.output, (v) => 2 * v - 1), 0, 0);
+  ctx.imageSmoothingEnabled = true;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  const X = state.setup.problem.X, Y = state.setup.problem.Y;
+  X.forEach(([x1, x2], i) => {
+    const px = ((x1 - lo) / (hi - lo)) * canvas.width, py = (1 - (x2 - lo) / (hi - lo)) * canvas.height;
+    ctx.beginPath(); ctx.arc(px, py, 7, 0, 2 * Math.PI);
+    ctx.fillStyle = Y[i][0] >= 0.5 ? "#e8853d" : "#3b7dd8"; ctx.fill();
+    ctx.lineWidth = 2.5; ctx.strokeStyle = "#222"; ctx.stroke();
+  });
+  const units = $("units").children;
+  grid.hidden.forEach((values, u) => {
+    if (!units[u]) return;
+    const finite = values.filter((v) => v !== null);
+    const scale = Math.max(1e-12, ...finite.map(Math.abs));
+    const signed = finite.some((v) => v < 0);
+    units[u].getContext("2d").putImageData(
+      paintGrid(units[u], values, signed ? (v) => v / scale : (v) => (2 * v) / scale - 1), 0, 0);
+  });
+}
+
+function logAxes(ctx, w, h, pad, lo, hi, xmax, xlabel) {
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#666"; ctx.font = "11px sans-serif"; ctx.lineWidth = 1;
+  for (let e = Math.ceil(lo); e <= Math.floor(hi); e++) {
+    const y = h - pad.b - ((e - lo) / (hi - lo)) * (h - pad.t - pad.b);
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(w - pad.r, y); ctx.stroke();
+    ctx.fillText(`1e${e}`, 2, y + 4);
+  }
+  ctx.fillText(`${xlabel} ${xmax.toLocaleString("en")}`, w - pad.r - 90, h - 4);
+}
+
+function drawCurves() {
+  const canvas = $("curves"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const pad = { l: 42, r: 8, t: 8, b: 18 };
+  const c = state.curve, n = c.epoch.length;
+  if (!n) return;
+  const logs = c.loss.concat(c.grad).filter((v) => v !== null && v > 0).map(Math.log10);
+  const lo = Math.floor(Math.min(...logs, 0)), hi = Math.ceil(Math.max(...logs, 0));
+  const xmax = Math.max(1, c.epoch[n - 1]);
+  logAxes(ctx, w, h, pad, lo, hi === lo ? lo + 1 : hi, xmax, "epoch");
+  const stride = Math.max(1, Math.floor(n / 1500));
+  for (const [values, color] of [[c.loss, "#e8853d"], [c.grad, "#3b7dd8"]]) {
+    ctx.beginPath(); ctx.strokeStyle = color; ctx.lineWidth = 1.5;
+    let started = false;
+    for (let i = 0; i < n; i += (i + stride < n ? stride : Math.max(1, n - 1 - i))) {
+      const v = values[i];
+      if (v === null || v <= 0) { started = false; continue; }
+      const x = pad.l + (c.epoch[i] / xmax) * (w - pad.l - pad.r);
+      const y = h - pad.b - ((Math.log10(v) - lo) / ((hi === lo ? lo + 1 : hi) - lo)) * (h - pad.t - pad.b);
+      if (started) ctx.lineTo(x, y); else { ctx.moveTo(x, y); started = true; }
+    }
+    ctx.stroke();
+  }
+}
+
+function drawLayerNorms(norms) {
+  const canvas = $("layer-norms"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  ctx.clearRect(0, 0, w, h);
+  const layers = state.setup.layers, rowH = Math.min(28, (h - 10) / norms.length);
+  const logs = norms.filter((v) => v !== null && v > 0).map(Math.log10);
+  const lo = Math.floor(Math.min(...logs, -1)) - 1, hi = Math.ceil(Math.max(...logs, 0));
+  ctx.font = "11px sans-serif";
+  norms.forEach((v, l) => {
+    const y = 5 + l * rowH;
+    ctx.fillStyle = "#666";
+    ctx.fillText(`layer ${l + 1} (${layers[l]}\u2192${layers[l + 1]})`, 2, y + rowH * 0.6);
+    if (v === null) { ctx.fillStyle = "#b3261e"; ctx.fillText("NaN", 110, y + rowH * 0.6); return; }
+    const frac = v > 0 ? (Math.log10(v) - lo) / (hi - lo) : 0;
+    ctx.fillStyle = "#3b7dd8";
+    ctx.fillRect(110, y + 3, frac * (w - 200), rowH - 6);
+    ctx.fillStyle = "#222";
+    ctx.fillText(pyExp(v), 114 + frac * (w - 200), y + rowH * 0.6);
+  });
+}
+
+function drawPopulation(p) {
+  if (!p) return;
+  const trained = p.n_done < p.n_nets ? `, ${p.n_done.toLocaleString("en")} trained so far` : "";
+  let text = `${p.n_nets.toLocaleString("en")} seeded nets of this setup${trained}`;
+  if (p.converged) {
+    text += ` \u2014 at epoch ${p.epoch.toLocaleString("en")}: ${(100 * p.converged_now).toFixed(1)}% converged, ${p.diverged} diverged, ${p.n_stalled} stalled`;
+  }
+  $("pop-count").textContent = text;
+  if (!p.converged) return;
+  const canvas = $("pop-converged"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const pad = { l: 36, r: 8, t: 8, b: 18 };
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#666"; ctx.font = "11px sans-serif";
+  for (const f of [0, 0.5, 1]) {
+    const y = h - pad.b - f * (h - pad.t - pad.b);
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(w - pad.r, y); ctx.stroke();
+    ctx.fillText(`${f * 100}%`, 2, y + 4);
+  }
+  const budget = Math.max(1, Number(state.setup.query.epochs));
+  ctx.fillText(`epoch ${budget.toLocaleString("en")}`, w - pad.r - 80, h - 4);
+  ctx.beginPath(); ctx.strokeStyle = "#1e7b34"; ctx.lineWidth = 2;
+  p.epochs.forEach((e, i) => {
+    const x = pad.l + (e / budget) * (w - pad.l - pad.r), y = h - pad.b - p.converged[i] * (h - pad.t - pad.b);
+    if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+  });
+  ctx.stroke();
+
+  const hc = $("pop-histogram"), hx = hc.getContext("2d"), hw = hc.width, hh = hc.height;
+  hx.clearRect(0, 0, hw, hh);
+  const { edges, counts } = p.histogram, most = Math.max(1, ...counts), bw = (hw - 20) / counts.length;
+  counts.forEach((n, i) => {
+    const bar = (n / most) * (hh - 30);
+    hx.fillStyle = "#e8853d"; hx.fillRect(10 + i * bw, hh - 18 - bar, bw - 1, bar);
+  });
+  hx.fillStyle = "#666"; hx.font = "11px sans-serif";
+  for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, 4 + i * bw, hh - 4);
+  if (p.histogram.nonfinite) hx.fillText(`${p.histogram.nonfinite} NaN`, hw - 60, 12);
+
+  const list = $("stalled");
+  list.replaceChildren();
+  if (!p.stalled.length) list.textContent = "none";
+  for (const s of p.stalled) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = `net ${s.net}: ${s.loss === null ? "NaN" : s.loss.toFixed(3)}`;
+    b.title = `display net ${s.net}`;
+    if (state.snapshot && s.net === state.snapshot.net) b.className = "shown";
+    b.addEventListener("click", () => send("select", { net: s.net }));
+    list.appendChild(b);
+  }
+}
+
+// ------------------------------------------------------------------------------------- replay
+
+function replayCommand(action) {
+  const frames = state.replay;
+  const show = (k) => {
+    state.replayAt = Math.max(0, Math.min(k, frames.length - 1));
+    state.curve = { epoch: [], loss: [], grad: [] };
+    for (let i = 0; i <= state.replayAt; i++) {
+      const f = frames[i];
+      if (f.kind === "setup") onSetup(f.data);
+      else if (f.kind === "snapshot") onSnapshot(f.data);
+      else onPopulation(f.data);
+    }
+  };
+  clearInterval(state.replayTimer);
+  if (action === "play") {
+    state.replayTimer = setInterval(() => {
+      const f = frames[state.replayAt + 1];
+      if (!f) { clearInterval(state.replayTimer); return; }
+      state.replayAt += 1;
+      if (f.kind === "snapshot") onSnapshot(f.data); else if (f.kind === "population") onPopulation(f.data);
+    }, 1000 / 30);
+  } else if (action === "step") {
+    show(state.replayAt + 1);
+  } else if (action === "reset") {
+    show(1);
+  }
+}
+
+async function saveRun() {
+  const page = await (await fetch("/")).text();
+  const frames = state.frames;
+  const data = JSON.stringify(frames).replace(/</g, "\\u003c");
+  const html = page.replace("<script>", `<script>window.LIVE_REPLAY = ${data};<\/script>\n<script>`);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+  const q = state.setup.query;
+  link.download = `backprop-live-${q.problem}-${q.hidden}-seed${q.seed}-net${q.net}-epoch${state.snapshot.epoch}.html`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+
+// ------------------------------------------------------------------------------------ controls
+
+function editHidden(change) {
+  const input = $("hidden");
+  let widths = input.value.trim().toLowerCase() === "none" || !input.value.trim()
+    ? [] : input.value.split(",").map((w) => parseInt(w, 10));
+  if (widths.some(Number.isNaN)) return showMessage("hidden widths must be integers such as 4 or 8,8");
+  widths = change(widths);
+  input.value = widths.length ? widths.join(",") : "none";
+  send("setup", { setup: readSetup() });
+}
+
+function init() {
+  const select = $("problem");
+  for (const name of PROBLEMS) {
+    const o = document.createElement("option");
+    o.textContent = name;
+    select.appendChild(o);
+  }
+  $("play").addEventListener("click", () => send("play"));
+  $("pause").addEventListener("click", () => send("pause"));
+  $("step").addEventListener("click", () => send("step"));
+  $("reset").addEventListener("click", () => send("reset"));
+  $("save").addEventListener("click", saveRun);
+  $("add-layer").addEventListener("click", () => editHidden((w) => w.concat([w.length ? w[w.length - 1] : 2])));
+  $("remove-layer").addEventListener("click", () => editHidden((w) => w.slice(0, -1)));
+  $("add-unit").addEventListener("click", () => editHidden((w) => (w.length ? w.slice(0, -1).concat([w[w.length - 1] + 1]) : [1])));
+  $("remove-unit").addEventListener("click", () => editHidden((w) => (w.length && w[w.length - 1] > 1 ? w.slice(0, -1).concat([w[w.length - 1] - 1]) : w)));
+  for (const key of SETUP_FIELDS) {
+    $(key).addEventListener("change", () => (key === "net"
+      ? send("select", { net: $(key).value }) : send("setup", { setup: readSetup() })));
+  }
+  if (window.LIVE_REPLAY) {
+    state.replay = window.LIVE_REPLAY;
+    document.body.classList.add("replay");
+    $("save").hidden = true; // this file is the saved run
+    for (const el of document.querySelectorAll("#controls input, #controls select, #controls .small button")) el.disabled = true;
+    replayCommand("step");
+    replayCommand("reset");
+  } else {
+    connect();
+  }
+}
+
+init();

@@ -1,0 +1,250 @@
+"""The live page in a real browser: headless Chromium from the system's packages, driven by
+Playwright (the ``live-test`` extra). Skipped where either is missing; CI installs both.
+
+The server runs in this process on the NumPy backend (no compile wait); the numbers on the page
+are held against ``run_train`` of the same setup, formatted as ``backprop-bench train`` prints
+them.
+"""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from backprop_bench.bench.live import LiveServer
+from backprop_bench.bench.live_train import PopulationRun
+from backprop_bench.bench.train import TrainConfig, run_train
+from backprop_bench.kernels import init_population
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs playwright: pip install -e '.[live-test]'"
+)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Chromium on PATH (apt-get install chromium; CI installs it)"
+)
+WAIT_MS = 30_000  # the longest wait for a page to reach a state (a few seconds when all is well)
+
+
+@pytest.fixture(scope="module")
+def server():
+    live = LiveServer(("127.0.0.1", 0), "numpy")
+    thread = threading.Thread(target=live.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield live, f"http://127.0.0.1:{live.server_address[1]}/"
+    live.shutdown()
+    live.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(server, browser):
+    """Opens the page with a query; records console errors and every requested URL."""
+    pages = []
+
+    def open_(query="", width=1280):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.problems, page.requests = [], []
+        page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server[1] + query)
+        wait_for_epoch(page, 0)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        assert page.problems == []
+        page.close()
+
+
+def stat(page, name):
+    return page.text_content(f'[data-stat="{name}"]')
+
+
+def wait_for_epoch(page, epoch):
+    page.wait_for_function(
+        f"document.querySelector('[data-stat=epoch]').textContent === '{epoch}'", timeout=WAIT_MS
+    )
+
+
+def printed(row):
+    """A history row as ``backprop-bench train`` prints it."""
+    return [str(row["epoch"]), f"{row['loss']:.6f}", f"{row['accuracy']:.0%}",
+            f"{row['grad_norm']:.3e}"]  # fmt: skip
+
+
+def shown(page):
+    return [stat(page, name) for name in ("epoch", "loss", "accuracy", "grad-norm")]
+
+
+def test_page_loads_from_its_own_server_only_with_no_console_error(open_page, server):
+    page = open_page("?nets=1")
+    assert all(url.startswith(server[1]) for url in page.requests), page.requests
+    for name in ("Play", "Pause", "Step", "Reset"):
+        assert page.get_by_role("button", name=name, exact=True).count() == 1
+    assert shown(page) == printed(run_train(TrainConfig(backend="numpy", epochs=0)).history[0])
+    assert "backprop-bench train --problem xor --hidden 4" in page.text_content("#command")
+    assert page.locator("#network line").count() == 2 * 4 + 4 * 1  # every weight drawn
+    page.hover("#network line >> nth=1")  # W1[1,2], theta's second entry (the first is level)
+    readout = page.text_content("#weight-readout")
+    theta = init_population(TrainConfig().spec, 1, 0, "tutorial")
+    assert readout.startswith("W1[1,2]") and float(readout.split("= ")[1]) == pytest.approx(
+        theta[1, 0], rel=1e-5  # shown to 6 significant digits
+    )
+
+
+def test_play_trains_the_default_xor_net_to_full_accuracy(open_page):
+    page = open_page("?nets=1")
+    page.get_by_role("button", name="Play").click()
+    page.wait_for_function("document.querySelector('#status').textContent === 'converged' && "
+                           "document.querySelector('[data-stat=accuracy]').textContent === '100%'")
+    page.get_by_role("button", name="Pause").click()
+    time.sleep(0.3)
+    epoch = int(stat(page, "epoch"))
+    run = run_train(TrainConfig(backend="numpy", every=1, epochs=epoch))
+    assert run.outcome["status"] == "converged"
+    assert shown(page) == printed(run.history[epoch])
+
+
+def test_step_advances_one_epoch_with_the_numbers_of_train(open_page):
+    page = open_page("?nets=1&seed=7")
+    history = run_train(TrainConfig(backend="numpy", seed=7, epochs=3, every=1)).history
+    for epoch in (1, 2, 3):
+        page.get_by_role("button", name="Step").click()
+        wait_for_epoch(page, epoch)
+        assert shown(page) == printed(history[epoch])
+    page.get_by_role("button", name="Reset").click()
+    wait_for_epoch(page, 0)
+
+
+def test_changing_the_learning_rate_on_the_page_changes_the_run(open_page):
+    page = open_page("?nets=1&epochs=300")
+    page.fill("#lr", "2")
+    page.press("#lr", "Enter")
+    page.wait_for_function("document.querySelector('#command').textContent.includes('--lr 2 ')")
+    assert "lr=2" in page.url  # the setup lives in the URL
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 300)
+    fast = run_train(TrainConfig(backend="numpy", lr=2.0, epochs=300, every=300)).history[-1]
+    slow = run_train(TrainConfig(backend="numpy", epochs=300, every=300)).history[-1]
+    assert shown(page) == printed(fast) != printed(slow)
+
+
+def test_the_command_shown_trains_the_same_net(open_page, capsys):
+    import json
+    import shlex
+
+    from backprop_bench.bench.cli import main
+
+    page = open_page("?problem=parity3&hidden=5,3&optimizer=adam&lr=0.05&seed=2&net=4&epochs=60"
+                     "&activation=tanh&nets=1")  # fmt: skip
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 60)
+    argv = shlex.split(page.text_content("#command"))[1:]
+    assert main([*argv, "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)["history"]
+    assert shown(page) == printed(history[-1]) and len(history) == 61
+
+
+def test_the_population_fills_and_a_stalled_net_can_be_displayed(open_page):
+    page = open_page("?nets=64&epochs=1000")
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 1000)
+    page.wait_for_function("!document.querySelector('#pop-count').textContent.includes('so far')")
+    expected = PopulationRun(TrainConfig(backend="numpy", epochs=1000), 64, block=64)
+    expected.advance()
+    summary = expected.summary(1000)
+    text = page.text_content("#pop-count")
+    assert f"{100 * summary['converged_now']:.1f}% converged" in text
+    assert f"{summary['n_stalled']} stalled" in text
+    buttons = page.locator("#stalled button")
+    assert buttons.count() == len(summary["stalled"]) > 0
+    net = summary["stalled"][0]["net"]
+    buttons.first.click()
+    page.wait_for_function(
+        f"document.querySelector('#command').textContent.includes('--net {net} ')"
+    )
+    wait_for_epoch(page, 1000)  # the chosen net is shown at the epoch on display
+    run = run_train(TrainConfig(backend="numpy", epochs=1000, net=net, every=1000))
+    assert shown(page) == printed(run.history[-1])
+
+
+def test_a_bad_value_shows_a_message_and_training_goes_on(open_page):
+    page = open_page("?nets=1&epochs=100")
+    message = page.locator("#message")
+    for field, value, text in [
+        ("#lr", "abc", "learning rate must be a number such as 0.5, got 'abc'"),
+        ("#hidden", "1000000", "hidden widths must be between 1 and 64"),
+        ("#seed", "-1", "seed must be a non-negative integer"),
+    ]:
+        page.fill(field, value)
+        page.press(field, "Enter")
+        page.wait_for_function(
+            f"document.querySelector('#message').textContent.includes({text!r})"
+        )
+        assert message.is_visible()
+    assert page.input_value("#lr") == "0.5"  # the controls show the setup that still trains
+    page.get_by_role("button", name="Step").click()
+    wait_for_epoch(page, 1)
+    run = run_train(TrainConfig(backend="numpy", every=1, epochs=100))
+    assert shown(page) == printed(run.history[1])
+
+
+def test_a_diverging_net_is_shown_diverged(open_page):
+    page = open_page("?nets=1&lr=40")
+    page.get_by_role("button", name="Play").click()
+    page.wait_for_function("document.querySelector('#status').textContent === 'diverged'")
+    run = run_train(TrainConfig(backend="numpy", lr=40.0, epochs=100))
+    assert run.outcome["status"] == "diverged"
+    page.get_by_role("button", name="Reset").click()
+    wait_for_epoch(page, 0)
+
+
+def test_two_tabs_are_independent_and_closing_one_ends_its_session(open_page, server):
+    live = server[0]
+    before = set(live.sessions)
+    first, second = open_page("?nets=1&epochs=100"), open_page("?nets=1&epochs=100&seed=3")
+    first.get_by_role("button", name="Step").click()
+    wait_for_epoch(first, 1)
+    time.sleep(0.3)
+    assert stat(second, "epoch") == "0"
+    assert len(set(live.sessions) - before) == 2
+    first.close()
+    deadline = time.monotonic() + 5
+    while len(set(live.sessions) - before) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(set(live.sessions) - before) == 1
+
+
+def test_a_saved_run_replays_offline(open_page, browser, tmp_path):
+    page = open_page("?nets=4&epochs=200")
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 200)
+    final = shown(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Save run").click()
+    saved = tmp_path / "run.html"
+    download.value.save_as(saved)
+    replay = browser.new_page()
+    requests, problems = [], []
+    replay.on("request", lambda r: requests.append(r.url))
+    replay.on("pageerror", lambda e: problems.append(str(e)))
+    replay.goto(Path(saved).as_uri())
+    wait_for_epoch(replay, 0)
+    replay.get_by_role("button", name="Play").click()
+    wait_for_epoch(replay, 200)
+    assert shown(replay) == final and problems == []
+    assert all(url.startswith("file://") or url.startswith("data:") for url in requests)
+    replay.close()
