@@ -23,7 +23,7 @@ from backprop_bench.verify.catalogue import CASES  # noqa: E402
 
 from .checker_peers import OURS, PEERS, peer_table, rows_as_json, run_peers  # noqa: E402
 
-QUICK_SECONDS = 2.0  # a plain test run stays short
+QUICK_SECONDS = 1.0  # a plain test run stays short (a few minutes with every peer)
 FULL_SECONDS = 60.0  # a full-Jacobian peer on the ~83,000-parameter net would take minutes
 REPORT = Path(__file__).resolve().parents[2] / "reports" / "benchmarks" / "checker_peers.json"
 
