@@ -218,7 +218,8 @@ def _timed(peer, problem, dtype, max_seconds):
     except Exception as crash:  # a crash is an outcome here, recorded as such
         return "error", f"{type(crash).__name__}: {crash}"[:200]
     finally:
-        if can_alarm:
+        if can_alarm:  # ignore first: an alarm due now must not escape from here
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
