@@ -21,7 +21,7 @@ pytest.importorskip("jax", reason="the peers extra is not installed: pip install
 
 from backprop_bench.verify.catalogue import CASES  # noqa: E402
 
-from .checker_peers import OURS, PEERS, peer_table, rows_as_json, run_peers  # noqa: E402
+from .checker_peers import PEERS, peer_table, rows_as_json, run_peers  # noqa: E402
 
 QUICK_SECONDS = 1.0  # a plain test run stays short (a few minutes with every peer)
 FULL_SECONDS = 60.0  # a full-Jacobian peer on the ~83,000-parameter net would take minutes
@@ -33,6 +33,7 @@ def _write_atomically(path: Path, text: str):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as out:
         out.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
 
 
@@ -71,4 +72,3 @@ def test_peers_on_the_catalogue(benchmark, request, capsys):
         name = "float64 tanh 2-16-1 bce, batch 64 (65 params)"
         assert by[f"{name}: correct", peer]["outcome"] == "pass", by[f"{name}: correct", peer]
         assert by[f"{name}: sign flip", peer]["outcome"] == "fail"
-    assert {r["outcome"] for r in rows if r["peer"] == OURS} <= {"pass", "fail", "error"}
