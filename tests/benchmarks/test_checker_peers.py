@@ -23,7 +23,7 @@ from backprop_bench.verify.catalogue import CASES  # noqa: E402
 
 from .checker_peers import PEERS, peer_table, rows_as_json, run_peers  # noqa: E402
 
-QUICK_SECONDS = 1.0  # a plain test run stays short (a few minutes with every peer)
+QUICK_SECONDS = 3.0  # a plain run stays within minutes, and small cases finish under load
 FULL_SECONDS = 60.0  # a full-Jacobian peer on the ~83,000-parameter net would take minutes
 REPORT = Path(__file__).resolve().parents[2] / "reports" / "benchmarks" / "checker_peers.json"
 
