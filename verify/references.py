@@ -105,16 +105,20 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
 
 def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng) -> np.ndarray:
     """Scatter of f's rounding near x (shape (m,)): the residual of a line through 5 points."""
-    w = rng.choice([-1.0, 1.0], size=x.size)
+    # every coordinate moved by NOISE_ULPS of its own ulps (zeros by those of the typical
+    # size), so that f stays linear along w however differently its parameters are scaled
+    size = np.abs(x)
+    typical = float(np.sqrt(np.mean(size[size > 0] ** 2))) if np.any(size > 0) else 1.0
+    w = rng.choice([-1.0, 1.0], size=x.size) * np.where(size > 0, size, typical)
     unit = float(np.finfo(np.float32).eps) if out_eps > EPS else EPS
-    tau = NOISE_ULPS * unit * max(float(np.abs(x).max()), 1e-30)
+    tau = NOISE_ULPS * unit
     ts = np.array([-2.0, -1.0, 1.0, 2.0]) * tau
     values = [f0]
     offsets = [0.0]
     for t in ts:
         value, point = f.at(x + t * w)
         values.append(value)
-        offsets.append(float(np.dot(point - x, w) / x.size))
+        offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
     values = np.array(values)  # (5, m)
     t = np.array(offsets)
     A = np.stack([np.ones_like(t), t], axis=1)
@@ -231,7 +235,8 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
             if t1 == 0.0 or t2 == 0.0 or t1 == t2:
                 break
             # derivative at x of the quadratic through (0, f0), (t1, f1), (t2, f2)
-            d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
+            with np.errstate(all="ignore"):
+                d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
             estimates.append(d)
             steps.append(abs(t1) * vmax)
         values, errors = [], []
