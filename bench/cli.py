@@ -336,18 +336,33 @@ def _add_gradcheck(subparsers) -> None:
         "passes that the checker must catch. Exit status 1 if anything fails.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument(
+        "--no-catalogue",
+        action="store_true",
+        help="skip the catalogue of user-style functions (float32 end to end, kinks, hidden "
+        "state, noise, badly scaled, large nets) that the checker is scored on",
+    )
     p.set_defaults(command=_gradcheck)
 
 
 def _gradcheck(args) -> int:
     from backprop_bench.verify.kernel_checks import all_rows
     from backprop_bench.verify.mutants import MUTANTS, false_alarms, run_mutants
+    from backprop_bench.verify.scoring import render_table, run_catalogue, score_table
 
     rows = all_rows()
     mutants = run_mutants()
     alarms = false_alarms()
+    catalogue = []
+    if not args.no_catalogue:
+        from backprop_bench.verify.catalogue import CASES
+
+        catalogue = run_catalogue(CASES)
     caught = sum(m.caught for m in mutants)
-    passed = all(r.passed for r in rows) and caught == len(mutants) and not alarms
+    catalogue_ok = all(r.kind != "mutant" or r.verdict != "correct" for r in catalogue) and not any(
+        r.false_alarm for r in catalogue
+    )
+    passed = all(r.passed for r in rows) and caught == len(mutants) and not alarms and catalogue_ok
     if args.json:
         print(json.dumps({
             "passed": passed,
@@ -355,6 +370,8 @@ def _gradcheck(args) -> int:
             "mutants": [m.__dict__ for m in mutants],
             "mutation_score": {"caught": caught, "total": len(mutants)},
             "false_alarms": alarms,
+            "catalogue": [{**r.__dict__, "kind": r.kind} for r in catalogue],
+            "catalogue_score": score_table(catalogue),
         }, indent=2))  # fmt: skip
         return 0 if passed else 1
     print(
@@ -380,6 +397,15 @@ def _gradcheck(args) -> int:
     print(f"false alarms on correct backward passes: {len(alarms)}")
     for alarm in alarms:
         print(f"  FALSE ALARM: {alarm}")
+    if catalogue:
+        print(
+            f"\ncatalogue of user-style functions ({len(catalogue)} cases, the checker's defaults):"
+        )
+        print(render_table(score_table(catalogue)))
+        for r in catalogue:
+            if r.false_alarm or (r.kind == "mutant" and r.verdict == "correct"):
+                what = "FALSE ALARM" if r.false_alarm else "NOT CAUGHT"
+                print(f"  {what}: {r.name} ({r.dtype}): {r.verdict}, expected {r.expect}")
     print("gradcheck " + ("passed" if passed else "FAILED"))
     return 0 if passed else 1
 

@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 
 def test_console_entry_point_exits_2_without_traceback():
     bad = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "train", "--lr", "-1"],
+        [sys.executable, "-m", "backprop_bench", "train", "--lr", "-1"],
         capture_output=True,
         text=True,
         check=False,
