@@ -22,6 +22,7 @@ has Dask threads.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import sys
@@ -231,6 +232,7 @@ class DaskExecutor:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                silence_logs=logging.CRITICAL,  # a failed shard is reported once, by the client
             )
             self.client = Client(self.cluster)
         return self
@@ -265,11 +267,11 @@ class DaskExecutor:
         failures = []
         for future, result in pending:
             shard_id = shard_of.pop(future.key)
-            failed = future.status == "error"
+            error = future.exception() if future.status == "error" else None
             future.release()  # the client has it: the cluster need not keep (or recompute) it
-            if failed:
-                error = f"{type(result).__name__}: {result}" if str(result) else repr(result)
-                failures.append((shard_id, f"{describe_shard(config, shard_id)}: {error}"))
+            if error is not None:
+                text = f"{type(error).__name__}: {error}" if str(error) else repr(error)
+                failures.append((shard_id, f"{describe_shard(config, shard_id)}: {text}"))
                 continue
             data, info = result
             self.shard_log.append(info)
