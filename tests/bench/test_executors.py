@@ -60,36 +60,42 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    """The small sweep (numpy backend) run by the local executor, through the command line."""
+    """The small sweep run by the local executor, through the command line."""
     out = tmp_path_factory.mktemp("local") / "run"
-    argv = ["sweep", *SMALL, "--backend", "numpy", "--nets-per-shard", "20", "--out", str(out)]
+    argv = ["sweep", *SMALL, "--nets-per-shard", "20", "--out", str(out)]
     assert cli.main(argv) == 0
     return out
 
 
 def same_results(folder: Path, reference: Path) -> None:
+    """The files of the report, byte for byte."""
     got, want = snapshot(folder), snapshot(reference)
     for name in want:
         if name in ("summary.json", "results.csv.gz") or name.startswith("figures/"):
             assert got[name] == want[name], name
 
 
+def same_nets(folder: Path, reference: Path, nets_per_shard: int) -> None:
+    """Every stored per-net number and curve, exactly (shard sizes may differ)."""
+    got = load_results(small_config(nets_per_shard=nets_per_shard), folder)
+    want = load_results(small_config(nets_per_shard=20), reference)
+    for column, values in want.nets.items():
+        np.testing.assert_array_equal(got.nets[column], values, err_msg=column)
+    np.testing.assert_array_equal(got.curves, want.curves)
+
+
 def test_dask_gives_the_bytes_of_a_local_run(cluster, local_run, tmp_path, capsys):
     scheduler, _ = cluster
     out = tmp_path / "dask"
-    argv = ["sweep", *SMALL, "--backend", "numpy", "--nets-per-shard", "20", "--out", str(out)]
+    argv = ["sweep", *SMALL, "--nets-per-shard", "20", "--out", str(out)]
     assert cli.main([*argv, "--executor", "dask", "--scheduler", scheduler]) == 0
     assert "wrote" in capsys.readouterr().out
     same_results(out, local_run)
-    config = small_config(backend="numpy", nets_per_shard=20)
-    local, remote = load_results(config, local_run), load_results(config, out)
-    for column, values in local.nets.items():
-        np.testing.assert_array_equal(remote.nets[column], values, err_msg=column)
-    np.testing.assert_array_equal(remote.curves, local.curves)
+    same_nets(out, local_run, 20)
 
 
 def _start(out: Path, *executor) -> subprocess.Popen:
-    argv = ["sweep", *SMALL, "--backend", "numpy", "--nets-per-shard", "6", "--out", str(out)]
+    argv = ["sweep", *SMALL, "--nets-per-shard", "6", "--out", str(out)]
     return subprocess.Popen(
         [sys.executable, "-m", "backprop_bench", *argv, *executor],
         stdout=subprocess.DEVNULL,
@@ -112,9 +118,13 @@ def test_a_sweep_killed_on_one_executor_finishes_on_the_other(cluster, local_run
     process.wait(timeout=60)
     stored = len(list((out / SHARD_DIR).glob("*.npz")))
     assert 5 <= stored < small_config(nets_per_shard=6).n_shards
-    argv = ["sweep", *SMALL, "--backend", "numpy", "--nets-per-shard", "6", "--out", str(out)]
-    assert cli.main([*argv, *(dask if first == "local" else [])]) == 0
-    same_results(out, local_run)
+    config = small_config(nets_per_shard=6)
+    if first == "local":
+        with DaskExecutor(scheduler) as executor:
+            run_sweep(config, out, executor=executor)
+    else:
+        run_sweep(config, out)
+    same_nets(out, local_run, 6)
 
 
 def _dies_once(calls: Path, victim: int, config, shard_id):
@@ -132,7 +142,7 @@ def test_a_worker_that_dies_loses_only_its_running_shard(cluster, local_run, tmp
     scheduler, client = cluster
     calls, victim = tmp_path / "calls", 7
     calls.mkdir()
-    config = small_config(backend="numpy", nets_per_shard=20)
+    config = small_config(nets_per_shard=20)
     executor = DaskExecutor(scheduler, shard_function=functools.partial(_dies_once, calls, victim))
     with executor:
         run_sweep(config, tmp_path / "out", executor=executor)
@@ -143,9 +153,7 @@ def test_a_worker_that_dies_loses_only_its_running_shard(cluster, local_run, tmp
         pids = {pid for s, pid, _ in runs if int(s) == shard_id}
         assert len(pids) == (2 if shard_id == victim else 1), (shard_id, pids)
     assert sorted(info["shard"] for info in executor.shard_log) == list(range(config.n_shards))
-    local, remote = load_results(config, local_run), load_results(config, tmp_path / "out")
-    for column, values in local.nets.items():
-        np.testing.assert_array_equal(remote.nets[column], values, err_msg=column)
+    same_nets(tmp_path / "out", local_run, 20)
 
 
 def _fails(calls: Path, bad: int, config, shard_id):
@@ -164,7 +172,7 @@ def test_a_failing_shard_is_reported_once_with_its_id(
     failing = DaskExecutor(scheduler, shard_function=functools.partial(_fails, calls, 3))
     monkeypatch.setattr(cli, "make_executor", lambda *args: failing)
     out = tmp_path / "out"
-    argv = ["sweep", *SMALL, "--backend", "numpy", "--nets-per-shard", "20", "--out", str(out)]
+    argv = ["sweep", *SMALL, "--nets-per-shard", "20", "--out", str(out)]
     assert cli.main([*argv, "--executor", "dask", "--scheduler", scheduler]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.count("shard 3 failed") == 1
@@ -174,16 +182,15 @@ def test_a_failing_shard_is_reported_once_with_its_id(
     stored = sorted(p.name for p in (out / SHARD_DIR).glob("*.npz"))
     assert len(stored) == small_config(nets_per_shard=20).n_shards - 1
     assert "000003.npz" not in stored
-    monkeypatch.undo()
-    assert cli.main(argv) == 0  # the next run computes only the missing shard
-    same_results(out, local_run)
+    run_sweep(small_config(nets_per_shard=20), out)  # the next run computes the missing shard
+    same_nets(out, local_run, 20)
 
 
-def test_numba_compiles_once_per_worker_and_progress_counts_every_worker(cluster, tmp_path):
+def test_numba_compiles_once_per_worker_and_progress_counts_every_worker(
+    cluster, local_run, tmp_path
+):
     scheduler, client = cluster
-    config = small_config(nets_per_shard=10)  # the numba backend, 90 shards
-    local = tmp_path / "local"
-    run_sweep(config, local)  # also warms this process's cache, which seeds the workers'
+    config = small_config(nets_per_shard=20)  # 45 shards; the client's cache seeds the workers'
     stream = io.StringIO()
     executor = DaskExecutor(scheduler)
     with executor:
@@ -198,9 +205,7 @@ def test_numba_compiles_once_per_worker_and_progress_counts_every_worker(cluster
         warm_up = state[config.fingerprint()]
         assert warm_up["new_overloads"] > 0  # the kernels were built (or loaded) once, here
         assert sum(info["pid"] == state["pid"] for info in log) >= 2, (state, log)
-    want, got = load_results(config, local), load_results(config, tmp_path / "dask")
-    for column, values in want.nets.items():
-        np.testing.assert_array_equal(got.nets[column], values, err_msg=column)
+    same_nets(tmp_path / "dask", local_run, 20)
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):

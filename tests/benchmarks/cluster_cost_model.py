@@ -1,0 +1,112 @@
+"""Measure the numbers behind the README's cost model for big sweeps on a Dask cluster.
+
+    python tests/benchmarks/cluster_cost_model.py --out reports/cluster/cost_model.json
+
+1. Strong scaling: the README's example grid on a local Dask cluster of 1 and of 2 worker
+   processes (and the local executor), ``--repeats`` times, in turn, so that the ratios come from
+   runs that shared the machine's load. Cluster start-up and the workers' warm-up are not timed.
+2. Throughput per core on a sample of the big grid (8 learning rates x 6 inits x 4 widths x 3
+   optimizers, 10,000 epochs, ``--big-nets`` nets per cell instead of 100,000): net-epochs
+   actually trained (nets stop once converged or diverged) per second per worker process, and the
+   fraction of the nominal budget they trained.
+3. Per-shard overhead: many one-epoch, one-net shards through the whole path (scheduler, transfer,
+   the client's atomic, fsync'd write), as shards per second.
+4. Bytes per stored net and per 1,000-net shard.
+
+Not a test (pytest does not collect it): it takes minutes and its numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from backprop_bench.bench.dask_executor import DaskExecutor
+from backprop_bench.bench.executors import LocalExecutor
+from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep
+from backprop_bench.bench.sweep_config import SweepConfig
+
+# the README's example: backprop-bench sweep --lr 0.1,0.3,1 --init tutorial,xavier_uniform
+#   --hidden 2,4 --optimizer sgd,momentum --nets-per-cell 2000 --epochs 5000
+EXAMPLE = SweepConfig(
+    lr=(0.1, 0.3, 1.0),
+    init=("tutorial", "xavier_uniform"),
+    hidden=(2, 4),
+    optimizer=("sgd", "momentum"),
+    nets_per_cell=2000,
+    epochs=5000,
+)
+BIG_NETS_PER_CELL = 100_000  # the grid the README predicts for
+BIG = SweepConfig(optimizer=("sgd", "momentum", "adam"), control=False)
+
+
+def timed(config: SweepConfig, executor, folder: Path) -> dict:
+    """Seconds of shards only: the executor first runs a one-net copy to load the kernels."""
+    warm = dataclasses.replace(config, nets_per_cell=1, nets_per_shard=1, epochs=10)
+    run_sweep(warm, folder / "warm", executor=executor)
+    seconds = run_sweep(config, folder / "run", executor=executor)
+    results = load_results(config, folder / "run")
+    shards = list((folder / "run" / SHARD_DIR).glob("*.npz"))
+    return {
+        "seconds": seconds,
+        "net_epochs": int(results.nets["epochs_trained"].sum()),
+        "nets": config.n_nets(),
+        "shards": len(shards),
+        "shard_bytes": sum(p.stat().st_size for p in shards),
+    }
+
+
+def executor_for(mode: str):
+    return LocalExecutor() if mode == "local" else DaskExecutor(workers=int(mode.split("-")[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--big-nets", type=int, default=50)
+    parser.add_argument("--overhead-shards", type=int, default=1000)
+    args = parser.parse_args()
+    doc = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "scaling": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for repeat in range(args.repeats):
+            row = {}
+            for mode in ("dask-1", "dask-2", "local"):
+                with executor_for(mode) as executor:
+                    row[mode] = timed(EXAMPLE, executor, tmp / f"{mode}-{repeat}")
+                print(mode, row[mode], flush=True)
+            doc["scaling"].append(row)
+
+        big = dataclasses.replace(BIG, nets_per_cell=args.big_nets)
+        with DaskExecutor(workers=2) as executor:
+            doc["big_sample"] = timed(big, executor, tmp / "big")
+            doc["big_sample"]["config"] = big.identity()
+            print("big sample", doc["big_sample"], flush=True)
+
+            n_cells = len(dataclasses.replace(BIG, lr=(1.0,)).cells())
+            tiny = dataclasses.replace(
+                BIG, lr=(1.0,), epochs=1, nets_per_shard=1,
+                nets_per_cell=max(1, args.overhead_shards // n_cells),
+            )  # fmt: skip
+            doc["overhead_dask_2"] = timed(tiny, executor, tmp / "tiny-dask")
+        with LocalExecutor() as executor:
+            doc["overhead_local"] = timed(tiny, executor, tmp / "tiny-local")
+        print("overhead", doc["overhead_dask_2"], doc["overhead_local"], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_file = args.out.with_suffix(".tmp")
+    tmp_file.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp_file, args.out)
+
+
+if __name__ == "__main__":
+    main()
