@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 from backprop_bench.bench.dask_executor import DaskExecutor
