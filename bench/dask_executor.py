@@ -15,12 +15,14 @@ file lock for the process's life, so a restarted worker reuses a free slot's com
 instead of compiling again. It is seeded with the client's own cache files for the kernels (the
 object code is checked by numba against source and CPU before use), and each worker warms up once
 per sweep on a one-net copy of the grid before its first shard, so no shard compiles anything.
-Each shard runs on one core (``NUMBA_NUM_THREADS=1``): a worker runs as many shards at once as it
-has Dask threads.
+Each shard runs on one core (``NUMBA_NUM_THREADS=1``), and a worker process runs one numba shard
+at a time (numba's default threading layer aborts on concurrent parallel launches): start workers
+with one thread each and as many processes as cores (``dask worker --nworkers N --nthreads 1``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -51,6 +53,9 @@ CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before the address is calle
 # Per worker process: its cache slot and lock, and the sweeps it has warmed up for.
 _WORKER: dict = {"warm_ups": {}}
 _WARM_LOCK = threading.Lock()
+# numba's default threading layer (workqueue) aborts when two threads launch parallel kernels at
+# once: a worker given several threads runs its numba shards one at a time
+_NUMBA_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- the worker side
@@ -186,13 +191,18 @@ def worker_state() -> dict:
 def compute_shard(shard_function, config: SweepConfig, shard_id: int):
     """Run one shard on a worker: its data, and where it ran and what it compiled."""
     warm_up(config)
-    before = compiled_overloads()
-    data = shard_function(config, shard_id)
+    with _NUMBA_LOCK if config.backend == "numba" else contextlib.nullcontext():
+        before, cpu, wall = compiled_overloads(), time.process_time(), time.perf_counter()
+        data = shard_function(config, shard_id)
+        new_overloads = compiled_overloads() - before
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return data, {
         "shard": shard_id,
         "worker": get_worker().address,
         "pid": os.getpid(),
-        "new_overloads": compiled_overloads() - before,
+        "new_overloads": new_overloads,
+        "cpu_seconds": cpu,  # the whole process's: one shard at a time runs in it
+        "seconds": wall,
     }
 
 
@@ -202,8 +212,9 @@ def compute_shard(shard_function, config: SweepConfig, shard_id: int):
 class DaskExecutor:
     """Shards on an existing cluster (``scheduler``) or on a local one of ``workers`` processes.
 
-    After ``run``, ``shard_log`` holds one dict per shard received: shard, worker, pid and the
-    kernels compiled while it ran (``new_overloads``, 0 once the worker is warm).
+    After ``run``, ``shard_log`` holds one dict per shard received: shard, worker, pid, the
+    kernels compiled while it ran (``new_overloads``, 0 once the worker is warm), and its CPU and
+    wall seconds on the worker.
     """
 
     def __init__(
@@ -231,7 +242,7 @@ class DaskExecutor:
                 n_workers=self.workers or os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never a clash with another cluster
                 silence_logs=logging.CRITICAL,  # a failed shard is reported once, by the client
             )
             self.client = Client(self.cluster)

@@ -50,7 +50,7 @@ def cluster(tmp_path_factory):
     patch.setenv(dask_executor.CACHE_ENV, str(tmp_path_factory.mktemp("worker-numba-caches")))
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as local_cluster,
         distributed.Client(local_cluster) as client,
     ):

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from pathlib import Path
 
 from backprop_bench.bench.dask_executor import DaskExecutor
@@ -46,14 +47,25 @@ BIG = SweepConfig(optimizer=("sgd", "momentum", "adam"), control=False)
 
 
 def timed(config: SweepConfig, executor, folder: Path) -> dict:
-    """Seconds of shards only: the executor first runs a one-net copy to load the kernels."""
+    """Seconds of shards only: the executor first runs a one-net copy to load the kernels.
+
+    cpu_seconds: CPU time of the processes that trained (the workers', or this process's with
+    its numba threads), which the machine's other load does not inflate as it does wall time.
+    """
     warm = dataclasses.replace(config, nets_per_cell=1, nets_per_shard=1, epochs=10)
     run_sweep(warm, folder / "warm", executor=executor)
+    log_start, load = len(getattr(executor, "shard_log", [])), os.getloadavg()[0]
+    cpu = time.process_time()
     seconds = run_sweep(config, folder / "run", executor=executor)
+    cpu = time.process_time() - cpu
+    if hasattr(executor, "shard_log"):
+        cpu = sum(info["cpu_seconds"] for info in executor.shard_log[log_start:])
     results = load_results(config, folder / "run")
     shards = list((folder / "run" / SHARD_DIR).glob("*.npz"))
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
+        "load_average_1min": [load, os.getloadavg()[0]],
         "net_epochs": int(results.nets["epochs_trained"].sum()),
         "nets": config.n_nets(),
         "shards": len(shards),
