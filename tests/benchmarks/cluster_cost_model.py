@@ -1,16 +1,21 @@
 """Measure the numbers behind the README's cost model for big sweeps on a Dask cluster.
 
     python tests/benchmarks/cluster_cost_model.py --out reports/cluster/cost_model.json
+    python tests/benchmarks/cluster_cost_model.py \
+        --predict-only --out reports/cluster/cost_model.json
 
 1. Strong scaling: the README's example grid on a local Dask cluster of 1 and of 2 worker
    processes (and the local executor), ``--repeats`` times, in turn, so that the ratios come from
    runs that shared the machine's load. Cluster start-up and the workers' warm-up are not timed.
 2. Throughput per core on a sample of the big grid (8 learning rates x 6 inits x 4 widths x 3
-   optimizers, 10,000 epochs, ``--big-nets`` nets per cell instead of 100,000): net-epochs
-   actually trained (nets stop once converged or diverged) per second per worker process, and the
-   fraction of the nominal budget they trained.
+   optimizers, 10,000 epochs, 100,000 nets per cell): its 96 cells of the first init, with
+   ``--big-nets`` nets per cell in shards of 1,000 as the big run would have them: net-epochs
+   actually trained (nets stop once converged or diverged) per CPU second and per wall second,
+   and the fraction of the nominal budget they trained.
 3. Per-shard overhead: many one-epoch, one-net shards through the whole path (scheduler, transfer,
-   the client's atomic, fsync'd write), as shards per second.
+   the client's atomic, fsync'd write), as shards per second; and the two serial parts apart:
+   tasks per second through the scheduler that each bring back an array of a 1,000-net shard's
+   size, and the client's seconds to write one 1,000-net shard.
 4. Bytes per stored net and per 1,000-net shard.
 
 Not a test (pytest does not collect it): it takes minutes and its numbers depend on the machine.
@@ -27,10 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from backprop_bench.bench.dask_executor import DaskExecutor
 from backprop_bench.bench.executors import LocalExecutor
+from backprop_bench.bench.shard import write_shard
 from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep
 from backprop_bench.bench.sweep_config import SweepConfig
+from distributed import as_completed
 
 # the README's example: backprop-bench sweep --lr 0.1,0.3,1 --init tutorial,xavier_uniform
 #   --hidden 2,4 --optimizer sgd,momentum --nets-per-cell 2000 --epochs 5000
@@ -73,6 +81,63 @@ def timed(config: SweepConfig, executor, folder: Path) -> dict:
     }
 
 
+def _shard_sized(nbytes: int, i: int):
+    return np.full(nbytes // 8, float(i))
+
+
+def scheduler_and_writes(executor, folder: Path, n_tasks: int) -> dict:
+    """Tasks/s that each return a shard-sized array; seconds to write one 1,000-net shard."""
+    shard_file = sorted((folder / "run" / SHARD_DIR).glob("*.npz"))[0]
+    nbytes = shard_file.stat().st_size
+    start = time.perf_counter()
+    futures = executor.client.map(_shard_sized, [nbytes] * n_tasks, range(n_tasks))
+    for future in as_completed(futures):
+        future.result()
+    del futures
+    tasks_per_second = n_tasks / (time.perf_counter() - start)
+    with np.load(shard_file) as stored:
+        data = {k: stored[k] for k in stored.files if k not in ("tag", "shard")}
+    start = time.perf_counter()
+    for i in range(30):
+        write_shard(folder / "writes", i, data, "tag")
+    return {
+        "shard_bytes": nbytes,
+        "tasks_per_second": tasks_per_second,
+        "write_seconds": (time.perf_counter() - start) / 30,
+    }
+
+
+def predict(doc: dict, cores=(100, 1000)) -> dict:
+    """Wall time of the big grid (100,000 nets per cell) from the measured rates.
+
+    Training is spread over the cores; receiving and writing the shards is done by the one client,
+    in series with the scheduler's handling of each task; the two overlap, so the longer wins.
+    """
+    sample, serial = doc["big_sample"], doc["serial_parts"]
+    n_cells = len(BIG.cells())
+    nominal = n_cells * BIG_NETS_PER_CELL * BIG.epochs
+    fraction = sample["net_epochs"] / (sample["nets"] * BIG.epochs)
+    per_core = sample["net_epochs"] / sample["cpu_seconds"]
+    n_shards = n_cells * -(-BIG_NETS_PER_CELL // BIG.nets_per_shard)
+    bytes_per_shard = sample["shard_bytes"] / sample["shards"]
+    client = n_shards * (1 / serial["tasks_per_second"] + serial["write_seconds"])
+    out = {
+        "nominal_net_epochs": nominal,
+        "fraction_trained": fraction,
+        "net_epochs": nominal * fraction,
+        "net_epochs_per_cpu_second": per_core,
+        "shards": n_shards,
+        "bytes_per_shard": bytes_per_shard,
+        "bytes": n_shards * bytes_per_shard,
+        "client_seconds": client,
+        "one_core_seconds": nominal * fraction / per_core,
+    }
+    for p in cores:
+        training = nominal * fraction / (per_core * p)
+        out[f"seconds_on_{p}_cores"] = {"training": training, "wall": max(training, client)}
+    return out
+
+
 def executor_for(mode: str):
     return LocalExecutor() if mode == "local" else DaskExecutor(workers=int(mode.split("-")[1]))
 
@@ -81,9 +146,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--big-nets", type=int, default=50)
+    parser.add_argument("--big-nets", type=int, default=1000)
     parser.add_argument("--overhead-shards", type=int, default=1000)
+    parser.add_argument(
+        "--predict-only", action="store_true", help="only redo the prediction in --out"
+    )
     args = parser.parse_args()
+    if args.predict_only:
+        doc = json.loads(args.out.read_text())
+        doc["prediction"] = predict(doc)
+        print(json.dumps(doc["prediction"], indent=2))
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        return
     doc = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "scaling": [],
@@ -98,7 +172,7 @@ def main() -> None:
                 print(mode, row[mode], flush=True)
             doc["scaling"].append(row)
 
-        big = dataclasses.replace(BIG, nets_per_cell=args.big_nets)
+        big = dataclasses.replace(BIG, init=BIG.init[:1], nets_per_cell=args.big_nets)
         with DaskExecutor(workers=2) as executor:
             doc["big_sample"] = timed(big, executor, tmp / "big")
             doc["big_sample"]["config"] = big.identity()
@@ -110,9 +184,13 @@ def main() -> None:
                 nets_per_cell=max(1, args.overhead_shards // n_cells),
             )  # fmt: skip
             doc["overhead_dask_2"] = timed(tiny, executor, tmp / "tiny-dask")
+            doc["serial_parts"] = scheduler_and_writes(executor, tmp / "big", 2000)
+            print("serial parts", doc["serial_parts"], flush=True)
         with LocalExecutor() as executor:
             doc["overhead_local"] = timed(tiny, executor, tmp / "tiny-local")
         print("overhead", doc["overhead_dask_2"], doc["overhead_local"], flush=True)
+    doc["prediction"] = predict(doc)
+    print("prediction", doc["prediction"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_file = args.out.with_suffix(".tmp")
     tmp_file.write_text(json.dumps(doc, indent=2) + "\n")
