@@ -85,26 +85,34 @@ def _shard_sized(nbytes: int, i: int):
     return np.full(nbytes // 8, float(i))
 
 
-def scheduler_and_writes(executor, folder: Path, n_tasks: int) -> dict:
-    """Tasks/s that each return a shard-sized array; seconds to write one 1,000-net shard."""
-    shard_file = sorted((folder / "run" / SHARD_DIR).glob("*.npz"))[0]
-    nbytes = shard_file.stat().st_size
-    start = time.perf_counter()
-    futures = executor.client.map(_shard_sized, [nbytes] * n_tasks, range(n_tasks))
-    for future in as_completed(futures):
-        future.result()
-    del futures
-    tasks_per_second = n_tasks / (time.perf_counter() - start)
+def scheduler_and_writes(executor, shard_file: Path, folder: Path, n_tasks: int) -> dict:
+    """For shards of 1,000 and 10,000 nets (the stored 1,000-net ``shard_file``, tiled): tasks/s
+    through the scheduler that each bring back an array of the shard's size, and the client's
+    seconds to write one such shard (atomically, fsync'd)."""
     with np.load(shard_file) as stored:
-        data = {k: stored[k] for k in stored.files if k not in ("tag", "shard")}
-    start = time.perf_counter()
-    for i in range(30):
-        write_shard(folder / "writes", i, data, "tag")
-    return {
-        "shard_bytes": nbytes,
-        "tasks_per_second": tasks_per_second,
-        "write_seconds": (time.perf_counter() - start) / 30,
-    }
+        one = {k: stored[k] for k in stored.files if k not in ("tag", "shard")}
+    out = {}
+    for nets in (1000, 10_000):
+        copies = nets // 1000
+        data = {k: np.concatenate([v] * copies, axis=-1) for k, v in one.items()}
+        nbytes = write_shard(folder / f"size-{nets}", 0, data, "tag").stat().st_size
+        tasks = max(20, n_tasks // copies)
+        start = time.perf_counter()
+        futures = executor.client.map(_shard_sized, [nbytes] * tasks, range(tasks))
+        for future in as_completed(futures):
+            future.result()
+        del futures
+        tasks_per_second = tasks / (time.perf_counter() - start)
+        writes = max(5, 30 // copies)
+        start = time.perf_counter()
+        for i in range(writes):
+            write_shard(folder / f"writes-{nets}", i, data, "tag")
+        out[str(nets)] = {
+            "shard_bytes": nbytes,
+            "tasks_per_second": tasks_per_second,
+            "write_seconds": (time.perf_counter() - start) / writes,
+        }
+    return out
 
 
 def predict(doc: dict, cores=(100, 1000)) -> dict:
@@ -113,28 +121,33 @@ def predict(doc: dict, cores=(100, 1000)) -> dict:
     Training is spread over the cores; receiving and writing the shards is done by the one client,
     in series with the scheduler's handling of each task; the two overlap, so the longer wins.
     """
-    sample, serial = doc["big_sample"], doc["serial_parts"]
+    sample = doc["big_sample"]
     n_cells = len(BIG.cells())
     nominal = n_cells * BIG_NETS_PER_CELL * BIG.epochs
     fraction = sample["net_epochs"] / (sample["nets"] * BIG.epochs)
     per_core = sample["net_epochs"] / sample["cpu_seconds"]
-    n_shards = n_cells * -(-BIG_NETS_PER_CELL // BIG.nets_per_shard)
-    bytes_per_shard = sample["shard_bytes"] / sample["shards"]
-    client = n_shards * (1 / serial["tasks_per_second"] + serial["write_seconds"])
     out = {
         "nominal_net_epochs": nominal,
         "fraction_trained": fraction,
         "net_epochs": nominal * fraction,
         "net_epochs_per_cpu_second": per_core,
-        "shards": n_shards,
-        "bytes_per_shard": bytes_per_shard,
-        "bytes": n_shards * bytes_per_shard,
-        "client_seconds": client,
         "one_core_seconds": nominal * fraction / per_core,
     }
-    for p in cores:
-        training = nominal * fraction / (per_core * p)
-        out[f"seconds_on_{p}_cores"] = {"training": training, "wall": max(training, client)}
+    for nets, serial in doc["serial_parts"].items():
+        n_shards = n_cells * -(-BIG_NETS_PER_CELL // int(nets))
+        client = n_shards * (1 / serial["tasks_per_second"] + serial["write_seconds"])
+        row = {
+            "shards": n_shards,
+            "bytes": n_shards * serial["shard_bytes"],
+            "client_seconds": client,
+        }
+        for p in cores:
+            training = nominal * fraction / (per_core * p)
+            row[f"on_{p}_cores"] = {
+                "training_seconds": training,
+                "wall_seconds": max(training, client),
+            }
+        out[f"nets_per_shard_{nets}"] = row
     return out
 
 
@@ -151,7 +164,20 @@ def main() -> None:
     parser.add_argument(
         "--predict-only", action="store_true", help="only redo the prediction in --out"
     )
+    parser.add_argument(
+        "--serial-only", action="store_true", help="only redo the serial parts in --out"
+    )
     args = parser.parse_args()
+    if args.serial_only:
+        doc = json.loads(args.out.read_text())
+        with tempfile.TemporaryDirectory() as tmp, DaskExecutor(workers=2) as executor:
+            tmp = Path(tmp)
+            one = dataclasses.replace(BIG, lr=(1.0,), init=BIG.init[:1], hidden=(2,))
+            run_sweep(dataclasses.replace(one, optimizer=("sgd",)), tmp / "one")
+            shard_file = sorted((tmp / "one" / SHARD_DIR).glob("*.npz"))[0]
+            doc["serial_parts"] = scheduler_and_writes(executor, shard_file, tmp, 2000)
+        args.predict_only = True
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
     if args.predict_only:
         doc = json.loads(args.out.read_text())
         doc["prediction"] = predict(doc)
@@ -184,7 +210,8 @@ def main() -> None:
                 nets_per_cell=max(1, args.overhead_shards // n_cells),
             )  # fmt: skip
             doc["overhead_dask_2"] = timed(tiny, executor, tmp / "tiny-dask")
-            doc["serial_parts"] = scheduler_and_writes(executor, tmp / "big", 2000)
+            shard_file = sorted((tmp / "big" / "run" / SHARD_DIR).glob("*.npz"))[0]
+            doc["serial_parts"] = scheduler_and_writes(executor, shard_file, tmp, 2000)
             print("serial parts", doc["serial_parts"], flush=True)
         with LocalExecutor() as executor:
             doc["overhead_local"] = timed(tiny, executor, tmp / "tiny-local")
