@@ -160,7 +160,7 @@ class WorkerSetup(WorkerPlugin):
 def warm_up(config: SweepConfig) -> None:
     """Compile (or load) every kernel the sweep needs, once per process, on one-net shards."""
     fingerprint = config.fingerprint()
-    with _WARM_LOCK:
+    with _WARM_LOCK, _NUMBA_LOCK:
         if fingerprint in _WORKER["warm_ups"]:
             return
         start, before = time.perf_counter(), compiled_overloads()
