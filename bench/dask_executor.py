@@ -263,7 +263,9 @@ class DaskExecutor:
         cache_files = client_cache_files() if config.backend == "numba" else {}
         self.client.register_plugin(WorkerSetup(cache_files), name=PLUGIN_NAME)
         run_token = uuid.uuid4().hex[:12]  # keys of this run only: nothing cached is reused
-        pending, shard_of = as_completed(with_results=True, raise_errors=False), {}
+        # results are fetched one at a time in this thread: as_completed(with_results=True)
+        # can wait forever for a result lost with a worker (dask/distributed#7331)
+        pending, shard_of = as_completed(), {}
         for shard_id in shard_ids:
             future = self.client.submit(
                 compute_shard,
@@ -276,15 +278,16 @@ class DaskExecutor:
             shard_of[future.key] = shard_id
             pending.add(future)
         failures = []
-        for future, result in pending:
+        for future in pending:
             shard_id = shard_of.pop(future.key)
-            error = future.exception() if future.status == "error" else None
-            future.release()  # the client has it: the cluster need not keep (or recompute) it
-            if error is not None:
+            try:
+                data, info = future.result()
+            except Exception as error:  # the shard's own error, or KilledWorker
                 text = f"{type(error).__name__}: {error}" if str(error) else repr(error)
                 failures.append((shard_id, f"{describe_shard(config, shard_id)}: {text}"))
                 continue
-            data, info = result
+            finally:
+                future.release()  # the client has it: the cluster need not keep (or recompute) it
             self.shard_log.append(info)
             yield shard_id, data
         if failures:

@@ -44,6 +44,21 @@ def small_config(**changes):
     return make_config({}, {**SMALL_FLAGS, **changes})
 
 
+TEST_DEADLINE = 300  # seconds: a cluster test that hangs fails instead of stalling the suite
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    def expire(signum, frame):
+        raise TimeoutError(f"a Dask executor test ran past {TEST_DEADLINE} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TEST_DEADLINE)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     patch = pytest.MonkeyPatch()
