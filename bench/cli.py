@@ -19,6 +19,7 @@ from backprop_bench.kernels.problems import NAMES as PROBLEMS
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS
 
+from .executors import ExecutorUnavailable, ShardFailed, add_executor_flags, make_executor
 from .live import add_parser as _add_live
 from .progress import Progress
 from .report import write_report
@@ -271,6 +272,7 @@ def _add_sweep(subparsers) -> None:
     )
     p.add_argument("--backend", help="numba or numpy (default numba; results do not depend on it)")
     p.add_argument("--out", help="output folder (default reports/NAME)")
+    add_executor_flags(p)
     p.set_defaults(command=_sweep)
 
 
@@ -280,6 +282,7 @@ def _sweep(args) -> int:
         flags = {name: getattr(args, name) for name in FIELD_NAMES}
         config = make_config(file_values, flags)
         out = Path(args.out) if args.out else default_out(config)
+        executor = make_executor(args.executor, args.scheduler, args.workers)
         prepare_out(config, out)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -289,7 +292,13 @@ def _sweep(args) -> int:
         flush=True,
     )
     try:
-        seconds = run_sweep(config, out, Progress())
+        with executor:
+            seconds = run_sweep(config, out, Progress(), executor)
+    except ExecutorUnavailable as error:
+        raise UsageError(str(error)) from None
+    except ShardFailed as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"\n{PROG}: interrupted; every finished shard is stored in {out}: run the same "

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .executors import LocalExecutor
 from .progress import Progress
-from .shard import read_shard, run_shard, write_shard
+from .shard import read_shard, write_shard
 from .sweep_config import SweepConfig, config_from_dict
 
 SWEEP_FILE = "sweep.json"
@@ -78,8 +79,14 @@ def pending_shards(config: SweepConfig, out: Path) -> list[int]:
     return [s for s in range(config.n_shards) if read_shard(shards, s, tag) is None]
 
 
-def run_sweep(config: SweepConfig, out: Path, progress: Progress | None = None) -> float:
-    """Run every shard not yet stored in ``out``; returns the seconds spent training."""
+def run_sweep(
+    config: SweepConfig, out: Path, progress: Progress | None = None, executor=None
+) -> float:
+    """Run every shard not yet stored in ``out``; returns the seconds spent training.
+
+    executor : where shards run (``executors.LocalExecutor`` by default, or a ``DaskExecutor``
+               already entered); results come back here and only this process writes them.
+    """
     prepare_out(config, out)
     todo = pending_shards(config, out)
     shards, tag = Path(out) / SHARD_DIR, config.fingerprint()
@@ -87,8 +94,8 @@ def run_sweep(config: SweepConfig, out: Path, progress: Progress | None = None) 
         done = config.n_nets() - sum(config.shard(s)[3] for s in todo)
         progress.start(config.n_nets(), done)
     start = time.perf_counter()
-    for shard_id in todo:
-        write_shard(shards, shard_id, run_shard(config, shard_id), tag)
+    for shard_id, data in (executor or LocalExecutor()).run(config, todo):
+        write_shard(shards, shard_id, data, tag)
         if progress is not None:
             progress.advance(config.shard(shard_id)[3])
     if progress is not None:

@@ -1,0 +1,59 @@
+"""The ``sweep`` flags that choose an executor: checked at the boundary, Dask never required."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from backprop_bench.bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--executor", "spark"], "unknown executor 'spark'; choose one of: local, dask"),
+        (["--scheduler", "tcp://127.0.0.1:8786"], "are for the dask executor; add --executor dask"),
+        (["--workers", "2"], "are for the dask executor; add --executor dask"),
+        (
+            ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"],
+            "give either --scheduler (an existing cluster) or --workers (a local one), not both",
+        ),
+        (["--executor", "dask", "--workers", "0"], "--workers must be a positive integer, got 0"),
+        (
+            ["--executor", "dask", "--scheduler", "127.0.0.1:8786"],
+            "--scheduler must be a Dask scheduler address such as tcp://HOST:8786",
+        ),
+    ],
+)
+def test_bad_executor_flags_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    code = main(["sweep", "--out", str(tmp_path / "never"), *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert message in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_without_dask_the_dask_executor_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
+    monkeypatch.delitem(sys.modules, "backprop_bench.bench.dask_executor", raising=False)
+    code = main(["sweep", "--executor", "dask", "--workers", "1", "--out", str(tmp_path / "n")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "dask.distributed, which is not installed" in err
+    assert 'install it with pip install -e ".[dask]"' in err
+    assert not (tmp_path / "n").exists()
+
+
+def test_dask_is_an_optional_extra_and_the_default_path_never_imports_it():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if "dask" in d or "distributed" in d]
+    assert any(d.startswith("distributed") for d in project["optional-dependencies"]["dask"])
+    check = (
+        "import sys; from backprop_bench.bench.cli import main; "
+        "from backprop_bench.bench.sweep import run_sweep; "
+        "assert 'distributed' not in sys.modules and 'dask' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
