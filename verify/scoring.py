@@ -71,14 +71,17 @@ def score_table(results: list[CaseResult]) -> list[dict]:
     for r in results:
         row = rows.setdefault(
             (r.group, r.dtype),
-            {"group": r.group, "dtype": r.dtype, "mutants": 0, "caught": 0, "controls": 0,
+            {"group": r.group, "dtype": r.dtype, "mutants": 0, "caught": 0,
+             "mutants_cannot_tell": 0, "missed": 0, "controls": 0,
              "false_alarms": 0, "cannot_tell": 0, "nondeterministic": 0,
              "nondeterministic_named": 0, "seconds": 0.0},
         )  # fmt: skip
         row["seconds"] += r.seconds
         if r.kind == "mutant":
             row["mutants"] += 1
-            row["caught"] += r.verdict != CORRECT and r.verdict != KINK
+            row["caught"] += r.verdict == WRONG
+            row["mutants_cannot_tell"] += r.verdict == CANNOT_TELL
+            row["missed"] += r.verdict in (CORRECT, KINK)
         elif r.kind == "control":
             row["controls"] += 1
             row["false_alarms"] += r.false_alarm
@@ -90,16 +93,19 @@ def score_table(results: list[CaseResult]) -> list[dict]:
 
 
 def render_table(rows: list[dict]) -> str:
+    """Mutants: said wrong / said cannot tell / passed (missed); controls: false alarms (said
+    wrong or not deterministic) / said cannot tell; nondeterministic cases: named as such."""
     lines = [
-        f"{'group':<26} {'dtype':<7} {'mutants caught':>14} {'false alarms':>12} "
-        f"{'cannot tell':>11} {'not determ.':>11} {'time':>7}"
+        f"{'group':<26} {'dtype':<7} {'mutants: wrong':>14} {'cannot tell':>11} {'missed':>6}  "
+        f"{'controls: false alarm':>21} {'cannot tell':>11}  {'not determ.':>11} {'time':>7}"
     ]
     for r in rows:
         named, total = r["nondeterministic_named"], r["nondeterministic"]
         nondet = f"{named}/{total}" if total else "-"
+        m, c = r["mutants"], r["controls"]
         lines.append(
-            f"{r['group']:<26} {r['dtype']:<7} {r['caught']:>7}/{r['mutants']:<6} "
-            f"{r['false_alarms']:>6}/{r['controls']:<5} {r['cannot_tell']:>6}/{r['controls']:<4} "
-            f"{nondet:>11} {r['seconds']:>6.1f}s"
+            f"{r['group']:<26} {r['dtype']:<7} {r['caught']:>8}/{m:<5} "
+            f"{r['mutants_cannot_tell']:>11} {r['missed']:>6}  {r['false_alarms']:>15}/{c:<5} "
+            f"{r['cannot_tell']:>11}  {nondet:>11} {r['seconds']:>6.1f}s"
         )
     return "\n".join(lines)

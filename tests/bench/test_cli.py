@@ -163,10 +163,12 @@ def test_gradcheck_passes_with_a_full_mutation_score(capsys):
     assert code == 0 and err == ""
     assert "mutation score: 30/30 wrong backward passes caught" in out
     assert "false alarms on correct backward passes: 0" in out
-    assert out.rstrip().endswith("gradcheck passed")
-    code, out, _ = run(capsys, "gradcheck", "--json")
+    assert "catalogue of user-style functions" in out and "NOT CAUGHT" not in out
+    assert "FALSE ALARM" not in out and out.rstrip().endswith("gradcheck passed")
+    code, out, _ = run(capsys, "gradcheck", "--json", "--no-catalogue")
     doc = json.loads(out)
     assert code == 0 and doc["passed"] and doc["mutation_score"] == {"caught": 30, "total": 30}
+    assert doc["catalogue"] == []
     assert {"kernel", "backend", "dtype", "worst_rel_error", "reference_error", "passed"} <= set(
         doc["kernels"][0]
     )
@@ -177,5 +179,5 @@ def test_gradcheck_exits_1_when_a_kernel_fails(capsys, monkeypatch):
 
     failing = kc.Row("a broken kernel", "numpy", "float64", 0.5, 1e-12, False, "FAILED here")
     monkeypatch.setattr(kc, "all_rows", lambda: [failing])
-    code, out, _ = run(capsys, "gradcheck")
+    code, out, _ = run(capsys, "gradcheck", "--no-catalogue")
     assert code == 1 and "FAIL" in out and out.rstrip().endswith("gradcheck FAILED")
