@@ -55,13 +55,14 @@ from .verdict import (
 
 SAFETY = 8.0  # multiples of the reference's error bound
 SPREAD_SAFETY = 4.0  # multiples of the claim's measured rounding scatter
-SPREAD_POINTS = 3  # nearby points at which the claim's rounding scatter is measured
+SPREAD_PAIRS = 2  # pairs of nearby points at which the claim's rounding scatter is measured
+SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
 ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
 FLOOR_ULPS = 2.0  # rounding allowance relative to the group's largest value
 PROBES = 8
 BUDGET = 1.0  # seconds of function evaluations for the full Jacobian before probes are used
-REFINE_SHARE = 0.5  # refining unresolved elements may spend this many times the budget
-SUSPECT_SHARE = 2.0  # re-examining suspects may spend this many times the budget beyond that
+REFINE_SHARE = 2.0  # refining unresolved elements may spend this many times the budget
+SUSPECT_SHARE = 4.0  # re-examining suspects may spend this many times the budget beyond that
 ALTERNATIVE = 8.0  # a one-sided estimate this much less accurate than the best still counts
 JUMP = 1e3  # a claim's scatter this many times its rounding allowance: a discontinuity
 RESOLVE = 1e-3  # an element whose tolerance exceeds this fraction of it is refined if affordable
@@ -240,7 +241,7 @@ class _Claim:
     """One claimed VJP: the user's, as called, or the same code run on float64 params.
 
     value(u) gives (flat claim, epsilon of its dtype); spread(u, base) the largest change of the
-    claim at SPREAD_POINTS points a few ulps away (its rounding scatter), elementwise.
+    claim at pairs of points a few dozen ulps away (its rounding scatter), elementwise.
     """
 
     def __init__(self, label, vjp, groups, params, x, rel_step, rng):
@@ -252,10 +253,11 @@ class _Claim:
             piece = scale[groups.offsets[g] : groups.offsets[g + 1]]
             nonzero = piece[piece > 0]
             piece[piece == 0] = float(np.sqrt(np.mean(nonzero**2))) if nonzero.size else 1.0
-        for _ in range(SPREAD_POINTS):
+        for _ in range(SPREAD_PAIRS):
             nudge = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(1, 2, size=x.size)
-            self.nearby.append(x + nudge * rel_step * scale)
-
+            step = nudge * SPREAD_ULPS * rel_step * scale
+            self.nearby.append((x + step, x - step))
+        self.input_eps = rel_step  # a claim is no more precise than the params it was given
         self._cache = {}
 
     def value(self, u, params=None):
@@ -264,19 +266,28 @@ class _Claim:
 
     def with_spread(self, u, build):
         """(claim, epsilon, scatter) for cotangent u; cached, since a scalar function's probes
-        all use the same one."""
+        all use the same one.
+
+        The scatter is the largest |c(x + d) + c(x - d) - 2 c(x)| over SPREAD_PAIRS nudges d of
+        SPREAD_ULPS ulps: the smooth change of a claim, right or wrong, cancels to second order,
+        while its rounding does not (the intermediate values round differently a few dozen
+        ulps away; one ulp away they often round the same, and the scatter would be zero).
+        """
         key = np.asarray(u, dtype=np.float64).tobytes()
         if key not in self._cache:
             base, eps = self.value(u)
+            eps = max(eps, self.input_eps)
             worst = np.zeros_like(base)
-            for point in self.nearby:
+            for pair in self.nearby:
                 try:
                     with np.errstate(all="ignore"):
-                        other, _ = self.value(u, build(point))
-                except (ValueError, FloatingPointError):  # cannot be evaluated a few ulps away
+                        plus, _ = self.value(u, build(pair[0]))
+                        minus, _ = self.value(u, build(pair[1]))
+                except (ValueError, FloatingPointError):  # cannot be evaluated nearby
                     continue
-                if np.isfinite(other).all():
-                    worst = np.maximum(worst, np.abs(other - base))
+                second = plus + minus - 2 * base
+                if np.isfinite(second).all():
+                    worst = np.maximum(worst, np.abs(second))
             self._cache = {key: (base, eps, worst)}
         return self._cache[key]
 
@@ -381,7 +392,7 @@ def check_vjp(
     f0, _ = f.at(x)
     t0 = time.perf_counter()
     noise = R.noise_level(f, x, f0, out_eps, rng)
-    t_eval = max(t_fun, (time.perf_counter() - t0) / 4)  # with the evaluator's own overhead
+    t_eval = max(t_fun, (time.perf_counter() - t0) / f.calls)  # with the evaluator overhead
     # complex step: one call timed; complex arithmetic can cost hundreds of real calls
     complex_ok = False
     if generic_fun:
@@ -390,7 +401,8 @@ def check_vjp(
         complex_ok &= time.perf_counter() - t0 <= COMPLEX_COST * t_eval
     rel_noise = float(np.max(noise / np.maximum(np.abs(f0), 1e-300)))
     own_eps = max(float(np.finfo(d).eps) for d in groups.dtypes)
-    rel_steps = (max(own_eps, min(rel_noise, 1e-4)), R.EPS)
+    noise_cap = min(rel_noise, 1e-6)  # code that rounds to float32 inside shows it here
+    rel_steps = (max(own_eps, noise_cap), max(R.EPS, noise_cap))
     claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng)
 
     n = x.size
