@@ -33,7 +33,9 @@ from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+# nogil: the training kernel may run in a worker thread while the main thread waits for a
+# Ctrl-C or SIGTERM, which then sets the kernel's abort flag
+pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True, nogil=True)
 # The exponential's range reduction relies on the order of its operations: no reassociation.
 exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
 # Where a sum has two products (b1 m + (1 - b1) g), which one LLVM fuses into an FMA differed
@@ -398,7 +400,7 @@ def train_kernel(
     max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, chunk,
+    hist_param_norm, chunk, abort,
 ):  # fmt: skip
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
@@ -436,7 +438,7 @@ def train_kernel(
         stop = np.zeros(chunk, dtype=np.bool_)
         record = 0
         for epoch in range(n_epochs + 1):
-            if active == 0:
+            if active == 0 or abort[0] != 0:
                 break
             w = (active + LANES - 1) // LANES * LANES
             _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
