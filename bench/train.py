@@ -138,8 +138,12 @@ class TrainRun:
     outcome: dict
 
 
-def run_train(config: TrainConfig) -> TrainRun:
-    """Train the configured net and return its history, predictions and outcome."""
+def run_train(config: TrainConfig, abort=None) -> TrainRun:
+    """Train the configured net and return its history, predictions and outcome.
+
+    ``abort`` is ``train_population``'s flag (see bench/interrupt.py): an aborted run's result
+    is incomplete and the caller discards it.
+    """
     kernels = backend(config.backend)
     problem, spec = config.data, config.spec
     theta = init_population(
@@ -156,6 +160,7 @@ def run_train(config: TrainConfig) -> TrainRun:
         criterion=config.criterion,
         early_stop=config.early_stop,
         record_every=config.every,
+        abort=abort,
     )
     history = [
         {
@@ -167,7 +172,8 @@ def run_train(config: TrainConfig) -> TrainRun:
         for i, epoch in enumerate(result.history.epochs)
         if epoch <= result.epochs_trained[0]
     ]
-    fwd = kernels.forward(result.theta, spec, problem.X)
+    with np.errstate(all="ignore"):  # a diverged net's outputs overflow: 0 or 1 is the answer
+        fwd = kernels.forward(result.theta, spec, problem.X)
     outputs, logits = fwd.a[-1][:, :, 0], fwd.z[-1][:, :, 0]
     predictions = [
         {
