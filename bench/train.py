@@ -83,7 +83,7 @@ class TrainConfig:
         setting("dtype", values.name("--dtype", self.dtype, DTYPES))
         setting("tolerance", values.tolerance("--tolerance", self.tolerance))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
-        if self.dtype == "float32" and self.lr > np.finfo(np.float32).max:
+        if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
         self.optimizer_config  # noqa: B018

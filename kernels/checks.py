@@ -77,7 +77,7 @@ def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
             f"learning rate must be a scalar or an array of shape (n_nets,) = ({n_nets},), "
             f"got shape {lr.shape}"
         )
-    top = np.finfo(dtype).max
+    top = float(np.finfo(dtype).max)
     good = np.isfinite(lr) & (lr > 0) & (lr <= top)
     if not good.all():
         bad = float(lr[~good][0])

@@ -80,6 +80,22 @@ def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsiz
 
 
 @intrinsic
+def _raised(typingctx, flag):
+    """Whether flag[0] (an int8 array another thread may set) is non-zero, read from memory on
+    every call: an atomic load, which LLVM may not hoist out of the epoch loop as it would a
+    plain one (nothing in the loop writes the flag)."""
+    if not (isinstance(flag, types.Array) and flag.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = builder.load_atomic(array.data, "monotonic", 1)
+        return builder.icmp_unsigned("!=", value, value.type(0))
+
+    return types.boolean(flag), codegen
+
+
+@intrinsic
 def _bits(typingctx, x):
     """The bits of a float as the integer of its width, or an integer's bits as that float."""
     swap = {types.float64: types.int64, types.int64: types.float64,
@@ -438,7 +454,7 @@ def train_kernel(
         stop = np.zeros(chunk, dtype=np.bool_)
         record = 0
         for epoch in range(n_epochs + 1):
-            if active == 0 or abort[0] != 0:
+            if active == 0 or _raised(abort):
                 break
             w = (active + LANES - 1) // LANES * LANES
             _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
