@@ -5,10 +5,27 @@ tests once, untimed (so they are checked, but cost almost nothing), and ``pytest
 runs only them, timed, saving the JSON under ``reports/benchmarks/``.
 """
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pytest_benchmark.utils import get_tag
+
+# Fuzzing (tests/bench/test_fuzz.py): the same examples on every run, so that plain pytest is a
+# check that passes or fails for the code alone and stays within its time; no deadline (the
+# machine is shared). HYPOTHESIS_PROFILE=explore searches anew, with more examples, each time.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False,
+                          max_examples=1000)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BENCHMARK_STORAGE = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 
