@@ -11,12 +11,17 @@ those of processes that are gone, so two runs sharing a folder never remove each
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# OS errors that say the path given is wrong (bad input: status 2), as opposed to the machine
+# failing during the work (a full disk, an I/O error: status 1)
+PATH_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+               errno.EROFS, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}  # fmt: skip
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 

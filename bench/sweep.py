@@ -76,6 +76,8 @@ def prepare_out(config: SweepConfig, out: Path) -> None:
         atomic.clean_stale(out)
         atomic.write_text(stored, json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as error:
+        if error.errno not in atomic.PATH_ERRORS:
+            raise  # the machine failed (a full disk), not the path given
         raise ValueError(f"cannot write to --out {out}: {error.strerror}; choose a folder you "
                          "can write to") from None  # fmt: skip
 

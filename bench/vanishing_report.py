@@ -36,6 +36,8 @@ def check_out(out: Path) -> None:
     try:  # a folder that cannot be made is bad input, found before the study runs
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        if error.errno not in atomic.PATH_ERRORS:
+            raise  # the machine failed (a full disk), not the path given
         raise ValueError(f"cannot write to --out {out}: {error.strerror}; choose a folder you "
                          "can write to") from None  # fmt: skip
 
