@@ -54,6 +54,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _commit(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        # name the file the user asked for, not the temporary one (a failed write names none)
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -166,6 +166,7 @@ def test_a_real_full_disk(tmp_path, reference):
     err = (tmp_path / "err1").read_text()
     assert (tmp_path / "rc1").read_text().strip() == "1", err
     assert len(err.strip().splitlines()) == 1 and "No space left on device" in err, err
+    assert f"{disk}/s/" in err and ".tmp" not in err  # it names the file that could not be written
     check_visible(kept)
     assert (tmp_path / "rc2").read_text().strip() == "0", (tmp_path / "err2").read_text()
     same_results(tmp_path / "final", reference)
