@@ -508,8 +508,10 @@ def main(argv: list[str] | None = None) -> int:
             _drop_stdout()
             return 1
         except OSError as error:
-            where = error.filename if error.filename is not None else "standard output"
-            _drop_stdout()
+            where = error.filename
+            if where is None:  # a write to stdout (> /dev/full); the exit must not retry it
+                where = "standard output"
+                _drop_stdout()
             print(f"{PROG}: error: {where}: {error.strerror or error}", file=sys.stderr)
             return 1
         except MemoryError:
