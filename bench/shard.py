@@ -95,6 +95,14 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         record_every=config.record_every,
         abort=abort,
     )
+    # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
+    # not a warning
+    with np.errstate(all="ignore"):
+        return _outcomes(config, cell_index, first, n, spec, problem, result)
+
+
+def _outcomes(config, cell_index, first, n, spec, problem, result) -> dict[str, np.ndarray]:
+    """Per-net outcomes of a trained shard (see run_shard)."""
     history = result.history
     budget = config.epochs
     loss_quarter = history.loss[_row_at(history, budget - budget // 4)]

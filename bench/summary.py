@@ -129,6 +129,12 @@ def _pairs(config: SweepConfig, cells: list[Cell]) -> list[tuple[str, int, int]]
 
 def summarize(results: SweepResults) -> dict:
     """Per-cell statistics and paired comparisons of a finished sweep."""
+    # a diverged net's loss may be inf: its quantiles are then inf or NaN (stored as null)
+    with np.errstate(all="ignore"):
+        return _summarize(results)
+
+
+def _summarize(results: SweepResults) -> dict:
     config = results.config
     cells = config.cells()
     nets = results.nets

@@ -42,7 +42,7 @@ def files(folder: Path) -> dict:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--problem", "and", "--lr", "0.3,100"], ["--lr", "100"]],
+    [["--problem", "and", "--lr", "0.3,100"], ["--lr", "100,1e308"]],
     ids=["control-converges-some-diverge", "all-diverge"],
 )
 def test_a_report_is_written_for_any_outcome(tmp_path, capsys, extra):
