@@ -64,7 +64,7 @@ def _init_name(text) -> str:
 
 def _hidden_width(width) -> int:
     try:
-        return values.integer("hidden", width, 1, values.MAX_WIDTH)
+        return values.integer("hidden sizes", width, 1, values.MAX_WIDTH)
     except ValueError as error:
         raise ValueError(
             f"{error} (the no-hidden-layer control is added by control = true)"
@@ -119,13 +119,13 @@ class SweepConfig:
         setting("name", _sweep_name(self.name))
         problem = get_problem(values.name("problem", self.problem))
         setting("problem", problem.name)
-        setting("lr", values.grid("lr", self.lr, lambda v: values.real("lr", v)))
-        setting("init", values.grid("init", self.init, _init_name))
-        setting("hidden", values.grid("hidden", self.hidden, _hidden_width))
+        setting("lr", values.grid("lr", self.lr, lambda v: values.real("lr", v), "grid"))
+        setting("init", values.grid("init", self.init, _init_name, "grid"))
+        setting("hidden", values.grid("hidden", self.hidden, _hidden_width, "grid"))
         for axis, allowed in (("activation", HIDDEN_ACTIVATIONS), ("loss", LOSSES),
                               ("optimizer", OPTIMIZERS)):  # fmt: skip
             check = lambda v, axis=axis, allowed=allowed: values.name(axis, v, allowed)  # noqa: E731
-            setting(axis, values.grid(axis, getattr(self, axis), check))
+            setting(axis, values.grid(axis, getattr(self, axis), check, "grid"))
         setting("momentum", values.real("momentum", self.momentum, 0.0, 1.0, low_open=False,
                                         high_open=True))  # fmt: skip
         setting("tolerance", values.tolerance("tolerance", self.tolerance))

@@ -58,18 +58,18 @@ class TrainConfig:
         def setting(field, value):
             object.__setattr__(self, field, value)
 
-        setting("problem", get_problem(values.name("--problem", self.problem)).name)
-        width = lambda w: values.integer("layer widths", w, 1, values.MAX_WIDTH)  # noqa: E731
+        setting("problem", get_problem(values.name("problem", self.problem)).name)
+        width = lambda w: values.integer("layer widths", w, 0, values.MAX_WIDTH)  # noqa: E731
         if isinstance(self.hidden, int):
             setting("hidden", (self.hidden,))
         setting("hidden", tuple(width(w) for w in self.hidden))
         if self.layers is not None:
             setting("layers", tuple(width(w) for w in self.layers))
-        setting("activation", values.name("--activation", self.activation, HIDDEN_ACTIVATIONS))
-        setting("loss", values.name("--loss", self.loss, LOSSES))
-        setting("reduction", values.name("--reduction", self.reduction, REDUCTIONS))
-        setting("optimizer", values.name("--optimizer", self.optimizer, OPTIMIZERS))
-        setting("momentum", values.real("--momentum", self.momentum, 0.0, 1.0, low_open=False,
+        setting("activation", values.name("activation", self.activation, HIDDEN_ACTIVATIONS))
+        setting("loss", values.name("loss", self.loss, LOSSES))
+        setting("reduction", values.name("reduction", self.reduction, REDUCTIONS))
+        setting("optimizer", values.name("optimizer", self.optimizer, OPTIMIZERS))
+        setting("momentum", values.real("momentum", self.momentum, 0.0, 1.0, low_open=False,
                                         high_open=True))  # fmt: skip
         setting("lr", values.real("--lr", self.lr))
         if not isinstance(self.init, str):
@@ -78,9 +78,9 @@ class TrainConfig:
         setting("epochs", values.integer("--epochs", self.epochs))
         setting("seed", values.integer("--seed", self.seed))
         setting("net", values.integer("--net", self.net))
-        setting("every", values.integer("--every (print every N epochs)", self.every, 1))
-        setting("backend", values.name("--backend", self.backend, BACKENDS))
-        setting("dtype", values.name("--dtype", self.dtype, DTYPES))
+        setting("every", values.integer("--every", self.every, 1))
+        setting("backend", values.name("backend", self.backend, BACKENDS))
+        setting("dtype", values.name("dtype", self.dtype, DTYPES))
         setting("tolerance", values.tolerance("--tolerance", self.tolerance))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):

@@ -55,10 +55,13 @@ def real(
     below = number <= low if low_open else number < low
     above = number >= high if high_open else number > high
     if not math.isfinite(number) or below or above:
-        left = "(" if low_open else "["
-        right = ")" if high_open or high == math.inf else "]"
-        raise ValueError(f"{name} must be a finite number in {left}{low:g}, {high:g}{right}, "
-                         f"got {value!r}")  # fmt: skip
+        if low == 0 and low_open and high == math.inf:
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if high == math.inf:
+            bound = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
     return number
 
 
@@ -89,7 +92,7 @@ def flag(kind: str, value) -> bool:
     return bool(value)
 
 
-def grid(kind: str, values, check: Callable) -> tuple:
+def grid(kind: str, values, check: Callable, noun: str = "list") -> tuple:
     """A non-empty list of values, each checked (and normalised) by ``check(value)``, no repeats.
 
     A single value stands for a list of one; text is not a list of its characters.
@@ -98,11 +101,11 @@ def grid(kind: str, values, check: Callable) -> tuple:
         values = (values,)
     values = tuple(check(v) for v in values)
     if not values:
-        raise ValueError(f"the {kind} list is empty; give at least one value")
+        raise ValueError(f"the {kind} {noun} is empty; give at least one value")
     repeated = sorted({str(v) for v in values if values.count(v) > 1})
     if repeated:
         raise ValueError(
-            f"the {kind} list repeats {', '.join(repeated)} (names and numbers normalised): "
-            f"{[str(v) for v in values]}; give each once"
+            f"the {kind} {noun} repeats a value: {', '.join(repeated)} (names and numbers "
+            f"normalised: {[str(v) for v in values]}); give each once"
         )
     return values

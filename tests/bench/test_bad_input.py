@@ -62,7 +62,7 @@ def test_names_are_normalised_before_duplicates_and_nothing_is_written(tmp_path,
     out = tmp_path / "s"
     for init in ("tutorial,TUTORIAL", "uniform:1,uniform:1.0"):
         code, _, err = run(capsys, "sweep", *TINY, "--init", init, "--out", out)
-        assert code == 2 and "repeats" in one_line(err)
+        assert code == 2 and "repeats a value" in one_line(err)
     toml = tmp_path / "sweep.toml"
     toml.write_text('lr = [0.5, "0.5"]\n')
     code, _, err = run(capsys, "sweep", "--config", toml, "--out", out)
@@ -78,7 +78,7 @@ def test_names_are_normalised_before_duplicates_and_nothing_is_written(tmp_path,
         ('momentum = "0.9"', "momentum must be a number, got '0.9'"),
         ('lr = ["abc"]', "lr must be a number, got 'abc'"),
         ("tolerance = 2", "tolerance must be below 0.5"),
-        ("hidden = [4.7]", "hidden must be an integer, got 4.7"),
+        ("hidden = [4.7]", "hidden sizes must be an integer, got 4.7"),
         ("nets_per_cell = 10000000000", "needs about"),
         ("epochs = 100000000000000000000", "epochs must be at most"),
     ],
@@ -102,14 +102,17 @@ def test_a_stored_config_that_is_not_one_is_refused(tmp_path, capsys):
     ("argv", "message"),
     [
         (["train", "--tolerance", "2"], "--tolerance must be below 0.5"),
-        (["train", "--tolerance", "0"], "--tolerance must be a finite number in (0, 0.5)"),
+        (["train", "--tolerance", "0"], "--tolerance must be in (0, 0.5)"),
         (["train", "--hidden", "1000000,1000000"], "needs about"),
         (["train", "--epochs", str(10**20)], "--epochs must be at most"),
         (["train", "--epochs", str(10**18)], "needs about"),
         (["train", "--lr", "1e308", "--dtype", "float32"], "beyond float32's range"),
         (["vanishing", "--nets", "10000000000"], "needs about"),
-        (["vanishing", "--depths", "1,1"], "the depths list repeats 1"),
-        (["vanishing", "--activations", "sigmoid,SIGMOID"], "activations list repeats sigmoid"),
+        (["vanishing", "--depths", "1,1"], "the depths list repeats a value: 1"),
+        (
+            ["vanishing", "--activations", "sigmoid,SIGMOID"],
+            "activations list repeats a value: sigmoid",
+        ),
         (["sweep", "--nets-per-cell", "10000000000"], "needs about"),
         (["sweep", "--config", "."], "is a folder; give a TOML file"),
         (["sweep", "--out", "/proc/no/such"], "cannot write to --out /proc/no/such"),
