@@ -77,14 +77,13 @@ def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
             f"learning rate must be a scalar or an array of shape (n_nets,) = ({n_nets},), "
             f"got shape {lr.shape}"
         )
+    if not (np.isfinite(lr).all() and (lr > 0).all()):
+        bad = lr[~(np.isfinite(lr) & (lr > 0))][0]
+        raise ValueError(f"learning rate must be a positive finite number, got {float(bad)!r}")
     top = float(np.finfo(dtype).max)
-    good = np.isfinite(lr) & (lr > 0) & (lr <= top)
-    if not good.all():
-        bad = float(lr[~good][0])
-        raise ValueError(
-            f"learning rate must be a positive finite number within {np.dtype(dtype)}'s range "
-            f"(at most {top:.3g}), got {bad!r}"
-        )
+    if (lr > top).any():
+        raise ValueError(f"learning rate {float(lr.max())!r} is beyond {np.dtype(dtype)}'s range "
+                         f"(at most {top:.3g}); use float64 parameters")  # fmt: skip
     return lr.astype(dtype)
 
 

@@ -27,16 +27,14 @@ MAX_TOLERANCE = 0.5
 
 def integer(name: str, value, minimum: int = 0, maximum: int = MAX_INT) -> int:
     """An integer in [minimum, maximum]; bools, floats and text are refused."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        kind = {0: "a non-negative integer", 1: "a positive integer"}
-        raise ValueError(f"{name} must be {kind.get(minimum, f'an integer >= {minimum}')}, "
-                         f"got {value!r}")  # fmt: skip
+    kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+        minimum, f"an integer >= {minimum}"
+    )
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
     if value > maximum:
         raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}")
-    return value
+    return int(value)
 
 
 def real(
