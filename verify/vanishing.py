@@ -40,6 +40,14 @@ BOUND_RTOL = 1e-9
 MAX_DEPTH = 1000
 
 
+def _depth(depth) -> int:
+    try:
+        return values.integer("depths", depth, 1, MAX_DEPTH)
+    except ValueError:
+        raise ValueError(f"depths are numbers of hidden layers >= 1, got {depth!r} "
+                         f"(at most {MAX_DEPTH})") from None  # fmt: skip
+
+
 def _init_name(text) -> str:
     if not isinstance(text, str):
         raise ValueError(f"inits must be scheme names such as tutorial, got {text!r}")
@@ -64,8 +72,7 @@ class VanishingConfig:
         def setting(field, value):
             object.__setattr__(self, field, value)
 
-        depth = lambda d: values.integer("depths", d, 1, MAX_DEPTH)  # noqa: E731
-        setting("depths", values.grid("depths", self.depths, depth))
+        setting("depths", values.grid("depths", self.depths, _depth))
         activation = lambda a: values.name("activation", a, HIDDEN_ACTIVATIONS)  # noqa: E731
         setting("activations", values.grid("activations", self.activations, activation))
         setting("inits", values.grid("inits", self.inits, _init_name))
