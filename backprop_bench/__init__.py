@@ -14,9 +14,24 @@ import importlib
 # for NumPy, SciPy and numba before it can even handle a Ctrl-C.
 _HOMES = {
     **dict.fromkeys(
-        ("BACKENDS", "SCHEMES", "Criterion", "Forward", "Gradients", "History", "Init",
-         "NetSpec", "Optimizer", "Problem", "Status", "TrainResult", "backend", "get_problem",
-         "init_population", "parse_init"),
+        (
+            "BACKENDS",
+            "SCHEMES",
+            "Criterion",
+            "Forward",
+            "Gradients",
+            "History",
+            "Init",
+            "NetSpec",
+            "Optimizer",
+            "Problem",
+            "Status",
+            "TrainResult",
+            "backend",
+            "get_problem",
+            "init_population",
+            "parse_init",
+        ),
         ".kernels",
     ),  # fmt: skip
     **dict.fromkeys(
