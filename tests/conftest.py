@@ -40,9 +40,23 @@ def pytest_addoption(parser):
     )
 
 
+def _save_atomically(self, output_json, save):
+    """pytest-benchmark's FileStorage.save, through the project's atomic writer: a killed
+    benchmark run leaves no half-written JSON under reports/benchmarks/."""
+    from backprop_bench.bench import atomic
+    from pytest_benchmark.utils import safe_dumps
+
+    output_file = self.get(f"{self._next_num}_{save}.json")
+    atomic.write_text(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    self.logger.info(f"Saved benchmark data in: {output_file}")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if config.getoption("--benchmark"):
+        from pytest_benchmark.storage.file import FileStorage
+
+        FileStorage.save = _save_atomically
         config.option.benchmark_only = True
         config.option.benchmark_autosave = get_tag()  # commit id and time, as --benchmark-autosave
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"
