@@ -8,25 +8,49 @@ public API is re-exported here::
     from backprop_bench import NetSpec, init_population, backend, check_gradient
 """
 
-from .kernels import (
-    BACKENDS,
-    SCHEMES,
-    Criterion,
-    Forward,
-    Gradients,
-    History,
-    Init,
-    NetSpec,
-    Optimizer,
-    Problem,
-    Status,
-    TrainResult,
-    backend,
-    get_problem,
-    init_population,
-    parse_init,
-)
-from .verify import GradCheckResult, assert_gradients_close, check_gradient, check_vjp
+import importlib
+
+# Loaded on first use, so that ``import backprop_bench`` (and the command's start) does not wait
+# for NumPy, SciPy and numba before it can even handle a Ctrl-C.
+_HOMES = {
+    **dict.fromkeys(
+        (
+            "BACKENDS",
+            "SCHEMES",
+            "Criterion",
+            "Forward",
+            "Gradients",
+            "History",
+            "Init",
+            "NetSpec",
+            "Optimizer",
+            "Problem",
+            "Status",
+            "TrainResult",
+            "backend",
+            "get_problem",
+            "init_population",
+            "parse_init",
+        ),
+        ".kernels",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ("GradCheckResult", "assert_gradients_close", "check_gradient", "check_vjp"), ".verify"
+    ),
+}
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_HOMES})
+
 
 __version__ = "0.1.0"
 

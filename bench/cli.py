@@ -19,12 +19,14 @@ from backprop_bench.kernels.problems import NAMES as PROBLEMS
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS
 
+from . import atomic, limits
 from .executors import ExecutorUnavailable, ShardFailed, add_executor_flags, make_executor
+from .interrupt import interruptible, sigterm_as_interrupt
 from .live import add_parser as _add_live
 from .progress import Progress
 from .report import write_report
 from .summary import meta, results_csv, summarize, write_json
-from .sweep import load_results, prepare_out, run_sweep
+from .sweep import load_results, prepare_out, run_sweep, training_seconds
 from .sweep_config import FIELD_NAMES, default_out, load_toml, make_config
 from .train import DTYPES, TrainConfig, TrainRun, run_train
 
@@ -165,6 +167,7 @@ def _add_train(subparsers) -> None:
 def _train(args) -> int:
     try:
         config = _train_config(args)
+        limits.check_train(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if not args.json:
@@ -175,7 +178,7 @@ def _train(args) -> int:
             f"{c.backend} {c.dtype}",
             flush=True,
         )
-    run = run_train(config)
+    run = interruptible(run_train, config)
     print(json.dumps(_as_json(run), indent=2) if args.json else render_train(run))
     return 0
 
@@ -282,6 +285,7 @@ def _sweep(args) -> int:
         flags = {name: getattr(args, name) for name in FIELD_NAMES}
         config = make_config(file_values, flags)
         out = Path(args.out) if args.out else default_out(config)
+        limits.check_sweep(config)
         executor = make_executor(args.executor, args.scheduler, args.workers)
         prepare_out(config, out)
     except ValueError as error:
@@ -293,7 +297,13 @@ def _sweep(args) -> int:
     )
     try:
         with executor:
-            seconds = run_sweep(config, out, Progress(), executor)
+            trained = run_sweep(config, out, Progress(), executor)
+        results = load_results(config, out)
+        seconds = training_seconds(config, out)
+        atomic.write_bytes(out / "results.csv.gz", results_csv(results))
+        write_json(out / "summary.json", summarize(results))
+        write_json(out / "meta.json", meta(config, seconds, args.argv, trained))
+        report = write_report(out)
     except ExecutorUnavailable as error:
         raise UsageError(str(error)) from None
     except ShardFailed as error:
@@ -306,11 +316,6 @@ def _sweep(args) -> int:
             file=sys.stderr,
         )
         return 130
-    results = load_results(config, out)
-    (out / "results.csv.gz").write_bytes(results_csv(results))
-    write_json(out / "summary.json", summarize(results))
-    write_json(out / "meta.json", meta(config, seconds, args.argv))
-    report = write_report(out)
     print(f"wrote {report} (training took {seconds:.0f} s)")
     return 0
 
@@ -500,6 +505,7 @@ def _vanishing(args) -> int:
             backend=args.backend,
         )  # fmt: skip
         out = Path(args.out)
+        limits.check_vanishing(config)
         check_out(out)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -539,21 +545,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 done, 1 failed during the work (a full disk,
+    a permission, a check that failed), 2 bad input, 130 interrupted (Ctrl-C or SIGTERM)."""
     parser = build_parser()
+    with sigterm_as_interrupt():
+        try:
+            argv = sys.argv[1:] if argv is None else list(argv)
+            args = parser.parse_args(argv)
+            args.argv = argv
+            if not hasattr(args, "command"):
+                commands = "train, sweep, report, gradcheck, vanishing or live"
+                raise UsageError(f"choose a command: {commands} (see {PROG} --help)")
+            code = args.command(args)
+            sys.stdout.flush()  # a failing write to stdout belongs to the command
+            return code
+        except UsageError as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # the reader went away (| head): nothing left to say
+            _drop_stdout()
+            return 1
+        except OSError as error:
+            where = error.filename
+            if where is None:  # a write to stdout (> /dev/full); the exit must not retry it
+                where = "standard output"
+                _drop_stdout()
+            print(f"{PROG}: error: {where}: {error.strerror or error}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print(f"{PROG}: error: out of memory; ask for fewer nets, epochs or layers",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush has nowhere to fail."""
+    import os
+
     try:
-        argv = sys.argv[1:] if argv is None else list(argv)
-        args = parser.parse_args(argv)
-        args.argv = argv
-        if not hasattr(args, "command"):
-            commands = "train, sweep, report, gradcheck, vanishing or live"
-            raise UsageError(f"choose a command: {commands} (see {PROG} --help)")
-        return args.command(args)
-    except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -65,9 +65,11 @@ class LocalExecutor:
     def run(
         self, config: SweepConfig, shard_ids: Iterable[int]
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        from .interrupt import interruptible
+
         compute = self.shard_function or shard.run_shard  # looked up late: tests replace it
         for shard_id in shard_ids:
-            yield shard_id, compute(config, shard_id)
+            yield shard_id, interruptible(compute, config, shard_id)  # Ctrl-C stops the kernel
 
 
 def add_executor_flags(parser) -> None:

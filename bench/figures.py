@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import atomic  # noqa: E402
+
 STATUS_COLORS = {
     "converged": "#2a9d8f",
     "improving": "#e9c46a",
@@ -43,8 +45,12 @@ def _first_init_cell(summary, hidden, lr):
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    try:
+        with atomic.replacing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight",
+                        metadata={"Software": None})  # fmt: skip
+    finally:
+        plt.close(fig)
 
 
 def _combos(summary):
@@ -199,20 +205,26 @@ def failure_modes(summary: dict, path: Path) -> None:
     _save(fig, path)
 
 
+FIGURES = (
+    ("survival.png", survival_curves),
+    ("learning_curves.png", learning_curves),
+    ("failure_modes.png", failure_modes),
+)
+
+
+def figure_names(summary: dict) -> list[str]:
+    """The file names ``draw_all`` writes, in its order."""
+    heatmap_names = [f"heatmap_{a}_{lo}_{o}.png" for a, lo, o in _combos(summary)]
+    return heatmap_names + [name for name, _ in FIGURES]
+
+
 def draw_all(summary: dict, folder: Path) -> list[str]:
     """Every figure of the report; returns their file names."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
     for activation, loss, optimizer in _combos(summary):
         name = f"heatmap_{activation}_{loss}_{optimizer}.png"
         heatmaps(summary, folder / name, activation, loss, optimizer)
-        names.append(name)
-    for name, draw in (
-        ("survival.png", survival_curves),
-        ("learning_curves.png", learning_curves),
-        ("failure_modes.png", failure_modes),
-    ):
+    for name, draw in FIGURES:
         draw(summary, folder / name)
-        names.append(name)
-    return names
+    return figure_names(summary)

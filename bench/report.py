@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .figures import draw_all
+from . import atomic
+from .figures import draw_all, figure_names
 
 FIGURES = "figures"
 
@@ -69,23 +70,7 @@ def findings(summary: dict) -> list[str]:
     out = []
     grid = [c for c in v.first() if c["hidden"] > 0]
     if sweep["control"]:
-        control = v.first(hidden=0)
-        conv, n = v.total(control, "converged")
-        best = max(grid, key=lambda c: c["convergence"][0])
-        right = [
-            sum(c["failed"]["outputs_right"][k] for c in control)
-            for k in range(len(control[0]["failed"]["outputs_right"]))
-        ]
-        most = max(range(len(right)), key=lambda k: right[k])
-        best_right = max(k for k in range(len(right)) if right[k])
-        out.append(
-            f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of {n:,} "
-            f"nets without one converged, at every learning rate from {min(sweep['lr']):g} to "
-            f"{max(sweep['lr']):g}. The most common ending was {most} of {len(right) - 1} outputs "
-            f"right ({right[most]:,} nets); none got more than {best_right} right. With a hidden "
-            f"layer the best cell converged {_pct(best['convergence'][0])} of the time "
-            f"({best['hidden']} hidden units, {best['init']} init, lr {best['lr']:g})."
-        )
+        out.append(_control_finding(summary, v, grid))
     top = max(sweep["lr"])
     high = [c for c in grid if c["lr"] == top]
     div, n = v.total(high, "diverged")
@@ -141,6 +126,39 @@ def findings(summary: dict) -> list[str]:
             f"whole budget {_pct(growing)} still had growing weights."
         )
     return out
+
+
+def _control_finding(summary, v: _View, grid) -> str:
+    """What the nets without a hidden layer did, against the best cell with one.
+
+    On XOR none converge (a line cannot separate it); on AND or OR most do, and the sentence says
+    so: every finding states what this sweep measured, whichever way it came out.
+    """
+    sweep = v.sweep
+    control = v.first(hidden=0)
+    conv, n = v.total(control, "converged")
+    best = max(grid, key=lambda c: c["convergence"][0])
+    with_hidden = (f" With a hidden layer the best cell converged "
+                   f"{_pct(best['convergence'][0])} of the time ({best['hidden']} hidden units, "
+                   f"{best['init']} init, lr {best['lr']:g}).")  # fmt: skip
+    right = [sum(c["failed"]["outputs_right"][k] for c in control)
+             for k in range(len(control[0]["failed"]["outputs_right"]))]  # fmt: skip
+    endings = ""
+    if any(right):
+        most = max(range(len(right)), key=lambda k: right[k])
+        best_right = max(k for k in range(len(right)) if right[k])
+        endings = (f"The most common ending was {most} of {len(right) - 1} outputs right "
+                   f"({right[most]:,} nets); none got more than {best_right} right.")  # fmt: skip
+    lrs = f"{min(sweep['lr']):g} to {max(sweep['lr']):g}"
+    if conv == 0:
+        return (f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of "
+                f"{n:,} nets without one converged, at every learning rate from {lrs}. "
+                f"{endings}{with_hidden}")  # fmt: skip
+    sentence = (f"**Nets without a hidden layer.** {conv:,} of {n:,} ({100 * conv / n:.1f}%) "
+                f"converged on {sweep['problem'].upper()}, over learning rates {lrs}.")  # fmt: skip
+    if endings:
+        sentence += " Of the rest, t" + endings[1:]
+    return sentence + with_hidden
 
 
 def _init_finding(v: _View, grid) -> str:
@@ -361,21 +379,35 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
 
 
 def write_report(folder: Path) -> Path:
-    """Draw the figures and write report.md in ``folder`` from its summary.json and meta.json."""
+    """Draw the figures and write report.md in ``folder`` from its summary.json and meta.json.
+
+    A summary that is not a sweep's (an edited file, ``{}``, a key missing) is refused in one
+    line before anything is written; every file is replaced atomically.
+    """
     folder = Path(folder)
+    documents = {}
+    for name in ("summary.json", "meta.json"):
+        try:
+            documents[name] = json.loads((folder / name).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{folder} holds no finished sweep ({name} is missing); run "
+                             "backprop-bench sweep --out on it first") from None  # fmt: skip
+        except OSError as error:
+            raise ValueError(f"cannot read {folder / name}: {error.strerror}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{folder / name} is not valid JSON ({error}); run the sweep "
+                             "again to rewrite it") from None  # fmt: skip
+    summary, meta = documents["summary.json"], documents["meta.json"]
     try:
-        summary = json.loads((folder / "summary.json").read_text())
-        meta = json.loads((folder / "meta.json").read_text())
-    except FileNotFoundError as error:
-        raise ValueError(
-            f"{folder} holds no finished sweep ({Path(error.filename).name} is "
-            "missing); run backprop-bench sweep --out on it first"
-        ) from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{folder}: a stored result is not valid JSON ({error})") from None
-    names = draw_all(summary, folder / FIGURES)
-    path = folder / "report.md"
-    tmp = folder / ".report.md.tmp"
-    tmp.write_text(render(summary, meta, names))
-    tmp.replace(path)
-    return path
+        if not isinstance(meta, dict):
+            raise TypeError("meta.json is not a JSON object")
+        text = render(summary, meta, figure_names(summary))
+        atomic.clean_stale(folder / FIGURES)
+        names = draw_all(summary, folder / FIGURES)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as error:
+        what = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
+        raise ValueError(f"{folder / 'summary.json'} is not a sweep summary this version "
+                         f"can read: it {what}; run the sweep again") from None  # fmt: skip
+    del names  # render() named them already
+    atomic.clean_stale(folder)
+    return atomic.write_text(folder / "report.md", text)

@@ -22,8 +22,6 @@ log 5,000 = 1.08), while a net that has settled keeps a ratio near 1.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -39,7 +37,10 @@ from backprop_bench.kernels import (
 )
 from backprop_bench.kernels.activations import ACTIVATIONS
 
+from . import atomic
 from .sweep_config import SweepConfig
+
+SHARD_META = ("tag", "shard", "seconds")  # stored with a shard's results, not among them
 
 STATUSES = ("converged", "improving", "plateau", "diverged")
 CONVERGED, IMPROVING, PLATEAU, DIVERGED = range(4)
@@ -68,8 +69,11 @@ def _row_at(history, epoch: int) -> int:
     return int(np.searchsorted(history.epochs, epoch))
 
 
-def run_shard(config: SweepConfig, shard_id: int) -> dict[str, np.ndarray]:
+def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.ndarray]:
     """Train shard ``shard_id`` of ``config`` and return one entry per net (and a loss curve).
+
+    ``abort`` is ``train_population``'s flag; a shard whose training was aborted is incomplete
+    and must not be stored (``interrupt.interruptible`` re-raises the interrupt instead).
 
     Returns arrays of shape (n,) for the shard's n nets, and ``curve`` of shape (n_points, n):
     the loss at ``config.curve_epochs()``, a net's last value carried forward once it stopped.
@@ -89,7 +93,16 @@ def run_shard(config: SweepConfig, shard_id: int) -> dict[str, np.ndarray]:
         criterion=Criterion(max_error=config.tolerance),
         early_stop=True,
         record_every=config.record_every,
+        abort=abort,
     )
+    # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
+    # not a warning
+    with np.errstate(all="ignore"):
+        return _outcomes(config, cell_index, first, n, spec, problem, result)
+
+
+def _outcomes(config, cell_index, first, n, spec, problem, result) -> dict[str, np.ndarray]:
+    """Per-net outcomes of a trained shard (see run_shard)."""
     history = result.history
     budget = config.epochs
     loss_quarter = history.loss[_row_at(history, budget - budget // 4)]
@@ -132,30 +145,45 @@ def shard_path(directory: Path, shard_id: int) -> Path:
     return Path(directory) / f"{shard_id:06d}.npz"
 
 
-def write_shard(directory: Path, shard_id: int, data: dict[str, np.ndarray], tag: str) -> Path:
-    """Write a shard atomically: a temporary file in the same folder, fsync'd, then renamed."""
+def write_shard(
+    directory: Path, shard_id: int, data: dict[str, np.ndarray], tag: str, seconds: float = 0.0
+) -> Path:
+    """Write a shard atomically (see atomic.py), with the seconds its training took.
+
+    The seconds are stored beside the results, not among them: a sweep's training time is the
+    sum over its shards, whichever runs trained them.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{shard_id:06d}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, tag=np.array(tag), shard=np.array(shard_id), **data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, shard_path(directory, shard_id))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(shard_path(directory, shard_id)) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, tag=np.array(tag), shard=np.array(shard_id), seconds=np.array(seconds),
+                 **data)  # fmt: skip
     return shard_path(directory, shard_id)
+
+
+def _open_shard(directory: Path, shard_id: int, tag: str):
+    path = shard_path(directory, shard_id)
+    with path.open("rb") as fh, np.load(fh) as stored:
+        if str(stored["tag"]) != tag or int(stored["shard"]) != shard_id:
+            return None
+        return {key: stored[key] for key in stored.files}
 
 
 def read_shard(directory: Path, shard_id: int, tag: str) -> dict[str, np.ndarray] | None:
     """A stored shard, or None if it is missing, unreadable or from another sweep."""
-    path = shard_path(directory, shard_id)
     try:
-        with path.open("rb") as fh, np.load(fh) as stored:
-            if str(stored["tag"]) != tag or int(stored["shard"]) != shard_id:
-                return None
-            return {key: stored[key] for key in stored.files if key not in ("tag", "shard")}
+        stored = _open_shard(directory, shard_id, tag)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+    if stored is None:
+        return None
+    return {key: value for key, value in stored.items() if key not in SHARD_META}
+
+
+def shard_seconds(directory: Path, shard_id: int) -> float:
+    """Training seconds stored with a shard (0 for a shard stored without them)."""
+    try:
+        with shard_path(directory, shard_id).open("rb") as fh, np.load(fh) as stored:
+            return float(stored["seconds"]) if "seconds" in stored.files else 0.0
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return 0.0

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from backprop_bench.kernels import Criterion, get_problem
 
+from . import atomic
 from . import shard as sh
 from .stats import paired, survival, wilson
 from .sweep import SweepResults
@@ -128,6 +129,12 @@ def _pairs(config: SweepConfig, cells: list[Cell]) -> list[tuple[str, int, int]]
 
 def summarize(results: SweepResults) -> dict:
     """Per-cell statistics and paired comparisons of a finished sweep."""
+    # a diverged net's loss may be inf: its quantiles are then inf or NaN (stored as null)
+    with np.errstate(all="ignore"):
+        return _summarize(results)
+
+
+def _summarize(results: SweepResults) -> dict:
     config = results.config
     cells = config.cells()
     nets = results.nets
@@ -174,14 +181,8 @@ def rounded_dict(values: dict) -> dict:
 # ------------------------------------------------------------------------------ stored results
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, document: dict) -> None:
-    _atomic_write(Path(path), (json.dumps(document, indent=1) + "\n").encode())
+    atomic.write_text(path, json.dumps(document, indent=1) + "\n")
 
 
 def net_rows(cells: list[Cell], nets: dict[str, np.ndarray]) -> list[list[str]]:
@@ -244,8 +245,14 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def meta(config: SweepConfig, wall_seconds: float, argv: list[str]) -> dict:
-    """Where, when and with what a sweep's results were made."""
+def meta(
+    config: SweepConfig, wall_seconds: float, argv: list[str], shards_trained: int | None = None
+) -> dict:
+    """Where, when and with what a sweep's results were made.
+
+    wall_seconds   : training time of every stored shard, summed over the runs that made them
+    shards_trained : shards the latest run trained (the rest were stored by earlier runs)
+    """
     import numba
 
     versions = {"python": platform.python_version()}
@@ -268,4 +275,8 @@ def meta(config: SweepConfig, wall_seconds: float, argv: list[str]) -> dict:
         },
         "backend": config.backend,
         "training_seconds": round(wall_seconds, 2),
+        "shards": {
+            "total": config.n_shards,
+            "trained_by_last_run": config.n_shards if shards_trained is None else shards_trained,
+        },
     }

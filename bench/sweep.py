@@ -10,16 +10,16 @@ anything is written.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .executors import LocalExecutor
 from .progress import Progress
-from .shard import read_shard, write_shard
+from .shard import read_shard, shard_seconds, write_shard
 from .sweep_config import SweepConfig, config_from_dict
 
 SWEEP_FILE = "sweep.json"
@@ -50,7 +50,9 @@ def prepare_out(config: SweepConfig, out: Path) -> None:
     if stored.exists():
         try:
             other = config_from_dict(json.loads(stored.read_text()))
-        except (ValueError, json.JSONDecodeError) as error:
+        except OSError as error:
+            raise ValueError(f"cannot read {stored}: {error.strerror}") from None
+        except (ValueError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"--out {out} holds an unreadable {SWEEP_FILE} ({error}); choose another --out"
             ) from None
@@ -60,17 +62,24 @@ def prepare_out(config: SweepConfig, out: Path) -> None:
                 f"--out {out} holds the results of a different sweep (it differs in: "
                 f"{', '.join(changed)}); choose another --out, or delete that folder to start over"
             )
+        atomic.clean_stale(out)
+        atomic.clean_stale(out / SHARD_DIR)
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(not atomic.is_temporary(p.name) for p in out.iterdir()):
         names = sorted(p.name for p in out.iterdir())
         raise ValueError(
             f"--out {out} already holds files that are not a sweep's ({', '.join(names[:3])}); "
             "choose an empty or new folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    os.replace(tmp, stored)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.clean_stale(out)
+        atomic.write_text(stored, json.dumps(config.to_dict(), indent=2) + "\n")
+    except OSError as error:
+        if error.errno not in atomic.PATH_ERRORS:
+            raise  # the machine failed (a full disk), not the path given
+        raise ValueError(f"cannot write to --out {out}: {error.strerror}; choose a folder you "
+                         "can write to") from None  # fmt: skip
 
 
 def pending_shards(config: SweepConfig, out: Path) -> list[int]:
@@ -81,11 +90,13 @@ def pending_shards(config: SweepConfig, out: Path) -> list[int]:
 
 def run_sweep(
     config: SweepConfig, out: Path, progress: Progress | None = None, executor=None
-) -> float:
-    """Run every shard not yet stored in ``out``; returns the seconds spent training.
+) -> int:
+    """Run every shard not yet stored in ``out``; returns how many this run trained.
 
     executor : where shards run (``executors.LocalExecutor`` by default, or a ``DaskExecutor``
                already entered); results come back here and only this process writes them.
+    Each shard is stored with the seconds since the previous result arrived, so that
+    ``training_seconds`` sums to the wall time spent training, over every run of the sweep.
     """
     prepare_out(config, out)
     todo = pending_shards(config, out)
@@ -93,14 +104,21 @@ def run_sweep(
     if progress is not None:
         done = config.n_nets() - sum(config.shard(s)[3] for s in todo)
         progress.start(config.n_nets(), done)
-    start = time.perf_counter()
+    last = time.perf_counter()
     for shard_id, data in (executor or LocalExecutor()).run(config, todo):
-        write_shard(shards, shard_id, data, tag)
+        write_shard(shards, shard_id, data, tag, time.perf_counter() - last)
+        last = time.perf_counter()
         if progress is not None:
             progress.advance(config.shard(shard_id)[3])
     if progress is not None:
         progress.close()
-    return time.perf_counter() - start
+    return len(todo)
+
+
+def training_seconds(config: SweepConfig, out: Path) -> float:
+    """Seconds spent training the stored shards, over every run that trained them."""
+    shards = Path(out) / SHARD_DIR
+    return sum(shard_seconds(shards, s) for s in range(config.n_shards))
 
 
 def load_results(config: SweepConfig, out: Path) -> SweepResults:

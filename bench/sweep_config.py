@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from backprop_bench.kernels import BACKENDS, Criterion, NetSpec, Optimizer, get_problem, parse_init
-from backprop_bench.kernels.training import record_epochs
+from backprop_bench.kernels import (
+    BACKENDS,
+    Criterion,
+    NetSpec,
+    Optimizer,
+    get_problem,
+    parse_init,
+    values,
+)
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+from backprop_bench.kernels.training import OPTIMIZERS, record_epochs
 
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_INITS = (
@@ -40,6 +48,27 @@ CURVE_POINTS = 60
 # out of the summary, which is the same for any shard size.
 NOT_IDENTITY = ("backend", "name")
 NOT_RESULTS = ("backend", "nets_per_shard")
+
+
+def _sweep_name(name) -> str:
+    if not isinstance(name, str) or not name.strip() or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a non-empty name without '/', got {name!r}")
+    return name
+
+
+def _init_name(text) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"init must be a scheme name such as tutorial or uniform:1, got {text!r}")
+    return str(parse_init(text))
+
+
+def _hidden_width(width) -> int:
+    try:
+        return values.integer("hidden sizes", width, 1, values.MAX_WIDTH)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (the no-hidden-layer control is added by control = true)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -82,50 +111,32 @@ class SweepConfig:
     backend: str = "numba"
 
     def __post_init__(self):
-        for axis in ("lr", "init", "hidden", "activation", "loss", "optimizer"):
-            values = getattr(self, axis)
-            if isinstance(values, str | int | float):
-                values = (values,)
-            values = tuple(values)
-            if not values:
-                raise ValueError(f"the {axis} grid is empty; give at least one value")
-            if len(set(values)) != len(values):
-                raise ValueError(f"the {axis} grid repeats a value: {list(values)}")
-            object.__setattr__(self, axis, values)
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty name without '/', got {self.name!r}")
-        problem = get_problem(self.problem)
-        object.__setattr__(self, "problem", problem.name)
-        lrs = tuple(float(lr) for lr in self.lr)
-        for lr in lrs:
-            if not (math.isfinite(lr) and lr > 0):
-                raise ValueError(f"learning rates must be positive finite numbers, got {lr!r}")
-        object.__setattr__(self, "lr", lrs)
-        object.__setattr__(self, "init", tuple(str(parse_init(i)) for i in self.init))
-        for width in self.hidden:
-            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-                raise ValueError(
-                    f"hidden sizes must be positive integers, got {width!r} "
-                    "(the no-hidden-layer control is added by control = true)"
-                )
-        for activation in self.activation:
-            for loss in self.loss:
-                NetSpec((problem.n_inputs, 1, problem.n_outputs), activation, loss=loss)
+        # Every value is checked by type and range, and names normalised, before any is used:
+        # two spellings of one init are one value, and the duplicate check sees them as such.
+        def setting(field, value):
+            object.__setattr__(self, field, value)
+
+        setting("name", _sweep_name(self.name))
+        problem = get_problem(values.name("problem", self.problem))
+        setting("problem", problem.name)
+        setting("lr", values.grid("lr", self.lr, lambda v: values.real("lr", v), "grid"))
+        setting("init", values.grid("init", self.init, _init_name, "grid"))
+        setting("hidden", values.grid("hidden", self.hidden, _hidden_width, "grid"))
+        for axis, allowed in (("activation", HIDDEN_ACTIVATIONS), ("loss", LOSSES),
+                              ("optimizer", OPTIMIZERS)):  # fmt: skip
+            check = lambda v, axis=axis, allowed=allowed: values.name(axis, v, allowed)  # noqa: E731
+            setting(axis, values.grid(axis, getattr(self, axis), check, "grid"))
+        setting("momentum", values.real("momentum", self.momentum, 0.0, 1.0, low_open=False,
+                                        high_open=True))  # fmt: skip
+        setting("tolerance", values.tolerance("tolerance", self.tolerance))
+        for field in ("nets_per_cell", "epochs", "nets_per_shard"):
+            setting(field, values.integer(field.replace("_", "-"), getattr(self, field), 1))
+        setting("seed", values.integer("seed", self.seed))
+        setting("control", values.flag("control", self.control))
+        setting("backend", values.name("backend", self.backend, BACKENDS))
+        Criterion(max_error=self.tolerance)
         for name in self.optimizer:
             Optimizer(name, momentum=self.momentum)
-        Criterion(max_error=self.tolerance)
-        for name in ("nets_per_cell", "epochs", "nets_per_shard"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
-                )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.control, bool):
-            raise ValueError(f"control must be true or false, got {self.control!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of: numpy, numba")
 
     # ------------------------------------------------------------------------------- the grid
 
@@ -225,7 +236,11 @@ def load_toml(path: str | Path) -> dict:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ValueError(f"config file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
+    except IsADirectoryError:
+        raise ValueError(f"config file {str(path)!r} is a folder; give a TOML file") from None
+    except OSError as error:
+        raise ValueError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
     unknown = sorted(set(data) - set(FIELD_NAMES))
     if unknown:
@@ -239,16 +254,19 @@ def make_config(file_values: dict | None, flag_values: dict) -> SweepConfig:
     """A config from a TOML file's values and command-line flags, flags winning."""
     values = dict(file_values or {})
     values.update({k: v for k, v in flag_values.items() if v is not None})
-    for axis in ("lr", "init", "hidden", "activation", "loss", "optimizer"):
-        if axis in values and isinstance(values[axis], list):
-            values[axis] = tuple(values[axis])
-    try:
-        return SweepConfig(**values)
-    except TypeError as error:  # a value of the wrong kind in the TOML file
-        raise ValueError(f"bad sweep config: {error}") from None
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise ValueError(f"unknown sweep setting {unknown[0]!r}; known: {', '.join(FIELD_NAMES)}")
+    return SweepConfig(**values)
 
 
-def config_from_dict(data: dict) -> SweepConfig:
+def config_from_dict(data) -> SweepConfig:
+    """The config stored in a sweep's folder: every field must be there (nothing defaulted)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a {type(data).__name__}, not a sweep config")
+    missing = [name for name in FIELD_NAMES if name not in data]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(missing)}")
     return make_config(data, {})
 
 

@@ -20,16 +20,12 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     parse_init,
+    values,
 )
-from backprop_bench.kernels.training import DECISION_MARGIN
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
+from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
 
 DTYPES = ("float64", "float32")
-
-
-def _non_negative_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -57,23 +53,41 @@ class TrainConfig:
     early_stop: bool = False
 
     def __post_init__(self):
-        # Build every derived object once now: each raises a one-line ValueError naming the fix.
+        # Every value checked by type and range and names normalised first; then every derived
+        # object is built once, each raising a one-line ValueError naming the fix.
+        def setting(field, value):
+            object.__setattr__(self, field, value)
+
+        setting("problem", get_problem(values.name("problem", self.problem)).name)
+        width = lambda w: values.integer("layer widths", w, 0, values.MAX_WIDTH)  # noqa: E731
+        if isinstance(self.hidden, int):
+            setting("hidden", (self.hidden,))
+        setting("hidden", tuple(width(w) for w in self.hidden))
+        if self.layers is not None:
+            setting("layers", tuple(width(w) for w in self.layers))
+        setting("activation", values.name("activation", self.activation, HIDDEN_ACTIVATIONS))
+        setting("loss", values.name("loss", self.loss, LOSSES))
+        setting("reduction", values.name("reduction", self.reduction, REDUCTIONS))
+        setting("optimizer", values.name("optimizer", self.optimizer, OPTIMIZERS))
+        setting("momentum", values.real("momentum", self.momentum, 0.0, 1.0, low_open=False,
+                                        high_open=True))  # fmt: skip
+        setting("lr", values.real("--lr", self.lr))
+        if not isinstance(self.init, str):
+            raise ValueError(f"--init must be a scheme name such as tutorial, got {self.init!r}")
+        setting("init", str(parse_init(self.init)))
+        setting("epochs", values.integer("--epochs", self.epochs))
+        setting("seed", values.integer("--seed", self.seed))
+        setting("net", values.integer("--net", self.net))
+        setting("every", values.integer("--every", self.every, 1))
+        setting("backend", values.name("backend", self.backend, BACKENDS))
+        setting("dtype", values.name("dtype", self.dtype, DTYPES))
+        setting("tolerance", values.tolerance("--tolerance", self.tolerance))
+        setting("early_stop", values.flag("--early-stop", self.early_stop))
+        if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
+            raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
         self.optimizer_config  # noqa: B018
         self.criterion  # noqa: B018
-        parse_init(self.init)
-        lr = float(self.lr)
-        if not (np.isfinite(lr) and lr > 0):
-            raise ValueError(f"--lr must be a positive finite number, got {self.lr!r}")
-        _non_negative_int("--epochs", self.epochs)
-        _non_negative_int("--seed", self.seed)
-        _non_negative_int("--net", self.net)
-        if _non_negative_int("--every", self.every) == 0:
-            raise ValueError("--every must be a positive integer (print every N epochs), got 0")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of: numpy, numba")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose one of: float64, float32")
 
     @property
     def data(self):
@@ -124,8 +138,12 @@ class TrainRun:
     outcome: dict
 
 
-def run_train(config: TrainConfig) -> TrainRun:
-    """Train the configured net and return its history, predictions and outcome."""
+def run_train(config: TrainConfig, abort=None) -> TrainRun:
+    """Train the configured net and return its history, predictions and outcome.
+
+    ``abort`` is ``train_population``'s flag (see bench/interrupt.py): an aborted run's result
+    is incomplete and the caller discards it.
+    """
     kernels = backend(config.backend)
     problem, spec = config.data, config.spec
     theta = init_population(
@@ -142,6 +160,7 @@ def run_train(config: TrainConfig) -> TrainRun:
         criterion=config.criterion,
         early_stop=config.early_stop,
         record_every=config.every,
+        abort=abort,
     )
     history = [
         {
@@ -153,7 +172,8 @@ def run_train(config: TrainConfig) -> TrainRun:
         for i, epoch in enumerate(result.history.epochs)
         if epoch <= result.epochs_trained[0]
     ]
-    fwd = kernels.forward(result.theta, spec, problem.X)
+    with np.errstate(all="ignore"):  # a diverged net's outputs overflow: 0 or 1 is the answer
+        fwd = kernels.forward(result.theta, spec, problem.X)
     outputs, logits = fwd.a[-1][:, :, 0], fwd.z[-1][:, :, 0]
     predictions = [
         {

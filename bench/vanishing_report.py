@@ -6,7 +6,6 @@ Everything shown is computed from the study's results (``backprop_bench.verify.v
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from . import atomic  # noqa: E402
 
 OUTPUT_NAMES = {"report.md", "vanishing.json", "meta.json", "figures"}
 MEDIAN = 2  # index of the median in the quantile lists (10, 25, 50, 75, 90)
@@ -25,12 +26,20 @@ def check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the study's report")
     if out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES)
+        names = [p.name for p in out.iterdir() if not atomic.is_temporary(p.name)]
+        foreign = sorted(name for name in names if name not in OUTPUT_NAMES)
         if foreign:
             raise ValueError(
                 f"--out {out} holds files that are not this study's "
                 f"({', '.join(foreign[:3])}); choose another folder"
             )
+    try:  # a folder that cannot be made is bad input, found before the study runs
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if error.errno not in atomic.PATH_ERRORS:
+            raise  # the machine failed (a full disk), not the path given
+        raise ValueError(f"cannot write to --out {out}: {error.strerror}; choose a folder you "
+                         "can write to") from None  # fmt: skip
 
 
 def _case(results, activation, init, depth):
@@ -39,6 +48,14 @@ def _case(results, activation, init, depth):
         for c in results["cases"]
         if (c["activation"], c["init"], c["depth"]) == (activation, init, depth)
     )
+
+
+def _save(fig, path: Path) -> None:
+    try:
+        with atomic.replacing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    finally:
+        plt.close(fig)
 
 
 def gradient_figure(results: dict, path: Path) -> None:
@@ -77,8 +94,7 @@ def gradient_figure(results: dict, path: Path) -> None:
         f"width {config['width']}, {config['problem']})",
         fontsize=10,
     )
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bound_figure(results: dict, path: Path) -> None:
@@ -99,8 +115,7 @@ def bound_figure(results: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("How loose the sigmoid bound is (median, 10-90% of nets)", fontsize=9)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _decay_table(results: dict) -> list[str]:
@@ -211,6 +226,8 @@ def render(results: dict, meta: dict) -> str:
 def write(out: Path, results: dict, meta: dict) -> Path:
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    atomic.clean_stale(out)
+    atomic.clean_stale(out / "figures")
     gradient_figure(results, out / "figures" / "gradient_norms.png")
     if results["claims"]:
         bound_figure(results, out / "figures" / "bound.png")
@@ -219,7 +236,5 @@ def write(out: Path, results: dict, meta: dict) -> Path:
         ("meta.json", json.dumps(meta, indent=1) + "\n"),
         ("report.md", render(results, meta)),
     ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic.write_text(out / name, text)
     return out / "report.md"

@@ -6,7 +6,7 @@
 else of the project's.
 """
 
-from . import numpy_backend
+from . import numpy_backend, values
 from .init import SCHEMES, Init, init_population, parse_init
 from .passes import Forward, Gradients
 from .problems import Problem, get_problem
@@ -45,4 +45,5 @@ __all__ = [
     "init_population",
     "numpy_backend",
     "parse_init",
+    "values",
 ]

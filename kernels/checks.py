@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import values
 from .spec import NetSpec
 
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -58,6 +59,11 @@ def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.isfinite(Y).all():
         raise ValueError("Y holds NaN or inf; targets must be finite")
+    if spec.loss == "bce" and not ((Y >= 0) & (Y <= 1)).all():
+        raise ValueError(
+            "Y holds targets outside [0, 1]; binary cross-entropy needs targets in [0, 1] "
+            "(use loss='mse' for others)"
+        )
     return np.ascontiguousarray(X), np.ascontiguousarray(Y)
 
 
@@ -74,13 +80,15 @@ def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
     if not (np.isfinite(lr).all() and (lr > 0).all()):
         bad = lr[~(np.isfinite(lr) & (lr > 0))][0]
         raise ValueError(f"learning rate must be a positive finite number, got {float(bad)!r}")
+    top = float(np.finfo(dtype).max)
+    if (lr > top).any():
+        raise ValueError(f"learning rate {float(lr.max())!r} is beyond {np.dtype(dtype)}'s range "
+                         f"(at most {top:.3g}); use float64 parameters")  # fmt: skip
     return lr.astype(dtype)
 
 
 def check_epochs(n_epochs) -> int:
-    if isinstance(n_epochs, bool) or not isinstance(n_epochs, int | np.integer) or n_epochs < 0:
-        raise ValueError(f"n_epochs must be a non-negative integer, got {n_epochs!r}")
-    return int(n_epochs)
+    return values.integer("n_epochs", n_epochs)
 
 
 def check_like(name: str, array, theta: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_spec
 from .spec import NetSpec
 
 BLOCK_NETS = 1024
@@ -129,7 +130,10 @@ def init_population(
 
     Returns theta, a C-contiguous array of shape (spec.n_params, n_nets), nets on the last axis.
     """
+    check_spec(spec)
     init = parse_init(init) if isinstance(init, str) else init
+    if not isinstance(init, Init):
+        raise TypeError(f"init must be an Init or a scheme name such as 'tutorial', got {init!r}")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(n_nets, int | np.integer) or isinstance(n_nets, bool) or n_nets < 1:

@@ -23,7 +23,15 @@ from .checks import check_data, check_step_inputs, check_step_number, check_thet
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
-from .training import OPTIMIZERS, Criterion, Optimizer, TrainResult, start_training
+from .training import (
+    OPTIMIZERS,
+    Criterion,
+    Optimizer,
+    TrainResult,
+    check_abort,
+    check_training_options,
+    start_training,
+)
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -339,6 +347,7 @@ def train_population(
     criterion: Criterion = Criterion(),
     early_stop: bool = True,
     record_every: int = 0,
+    abort: np.ndarray | None = None,
 ) -> TrainResult:
     """Train every net of a population with full-batch gradient descent (see ``training.py``).
 
@@ -347,8 +356,12 @@ def train_population(
     learning_rate : scalar or array of shape (n_nets,)
     n_epochs      : budget of optimizer steps per net
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
+    abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
+                    it to 1 to stop training early (an interrupted result is incomplete)
     Returns a :class:`TrainResult` with per-net outcomes.
     """
+    check_training_options(optimizer, criterion)
+    abort = check_abort(abort)
     result, X, Y, lr, n_epochs = start_training(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
@@ -365,7 +378,7 @@ def train_population(
         max(record_every, 1), history.epochs.size,
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

@@ -33,7 +33,9 @@ from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+# nogil: the training kernel may run in a worker thread while the main thread waits for a
+# Ctrl-C or SIGTERM, which then sets the kernel's abort flag
+pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True, nogil=True)
 # The exponential's range reduction relies on the order of its operations: no reassociation.
 exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
 # Where a sum has two products (b1 m + (1 - b1) g), which one LLVM fuses into an FMA differed
@@ -75,6 +77,22 @@ def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsiz
     while size * 2 <= MAX_CHUNK and size * 2 * per_net <= CHUNK_BYTES:
         size *= 2
     return size
+
+
+@intrinsic
+def _raised(typingctx, flag):
+    """Whether flag[0] (an int8 array another thread may set) is non-zero, read from memory on
+    every call: an atomic load, which LLVM may not hoist out of the epoch loop as it would a
+    plain one (nothing in the loop writes the flag)."""
+    if not (isinstance(flag, types.Array) and flag.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = builder.load_atomic(array.data, "monotonic", 1)
+        return builder.icmp_unsigned("!=", value, value.type(0))
+
+    return types.boolean(flag), codegen
 
 
 @intrinsic
@@ -398,7 +416,7 @@ def train_kernel(
     max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, chunk,
+    hist_param_norm, chunk, abort,
 ):  # fmt: skip
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
@@ -436,7 +454,7 @@ def train_kernel(
         stop = np.zeros(chunk, dtype=np.bool_)
         record = 0
         for epoch in range(n_epochs + 1):
-            if active == 0:
+            if active == 0 or _raised(abort):
                 break
             w = (active + LANES - 1) // LANES * LANES
             _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)

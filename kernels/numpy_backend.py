@@ -14,7 +14,16 @@ from . import activations as F
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .passes import Forward, Gradients
 from .spec import NetSpec
-from .training import DECISION_MARGIN, Criterion, Optimizer, Status, TrainResult, start_training
+from .training import (
+    DECISION_MARGIN,
+    Criterion,
+    Optimizer,
+    Status,
+    TrainResult,
+    check_abort,
+    check_training_options,
+    start_training,
+)
 
 # ---------------------------------------------------------------------------- passes (unchecked)
 
@@ -177,6 +186,7 @@ def train_population(
     criterion: Criterion = Criterion(),
     early_stop: bool = True,
     record_every: int = 0,
+    abort: np.ndarray | None = None,
 ) -> TrainResult:
     """Train every net of a population with full-batch gradient descent (see ``training.py``).
 
@@ -185,8 +195,12 @@ def train_population(
     learning_rate : scalar or array of shape (n_nets,)
     n_epochs      : budget of optimizer steps per net
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
+    abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
+                    it to 1 to stop training early (an interrupted result is incomplete)
     Returns a :class:`TrainResult` with per-net outcomes.
     """
+    check_training_options(optimizer, criterion)
+    abort = check_abort(abort)
     result, X, Y, lr, n_epochs = start_training(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
@@ -203,6 +217,8 @@ def train_population(
 
     with np.errstate(all="ignore"):
         for epoch in range(n_epochs + 1):
+            if abort[0]:
+                break
             fwd = _forward(spec, params, X)
             current_loss = _loss(spec, fwd, Y)
             grad = _backward(spec, params, fwd, Y, per_layer=False).grad

@@ -43,13 +43,19 @@ class NetSpec:
     reduction: str = "mean"
 
     def __post_init__(self):
-        try:
-            layers = tuple(int(w) for w in self.layers)
-        except (TypeError, ValueError):
+        # a string is a sequence of characters ("241" is not (2, 4, 1)) and 4.7 is no width
+        if isinstance(self.layers, str | bytes) or not hasattr(self.layers, "__iter__"):
             raise ValueError(
                 "layers must be a sequence of integer widths such as (2, 4, 1), "
                 f"got {self.layers!r}"
-            ) from None
+            )
+        layers = tuple(self.layers)
+        for w in layers:
+            if isinstance(w, bool) or not isinstance(w, int | np.integer):
+                raise ValueError(
+                    f"layer widths must be integers such as (2, 4, 1), got {w!r} in {layers!r}"
+                )
+        layers = tuple(int(w) for w in layers)
         if len(layers) < 2:
             raise ValueError(
                 f"layers needs at least an input and an output width, e.g. (2, 1), got {layers!r}"

@@ -177,6 +177,28 @@ def check_record_every(record_every) -> int:
     return int(record_every)
 
 
+def check_training_options(optimizer, criterion) -> None:
+    """The optimizer and criterion of ``train_population``: objects, not names."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be an Optimizer, e.g. Optimizer('adam'), got {optimizer!r}"
+        )
+    if not isinstance(criterion, Criterion):
+        raise TypeError(
+            f"criterion must be a Criterion, e.g. Criterion(max_error=0.4), got {criterion!r}"
+        )
+
+
+def check_abort(abort):
+    """``abort``: None, or a writable int8 array of shape (1,) that another thread may set to 1
+    to stop training early (the nets keep the state they reached; the caller discards it)."""
+    if abort is None:
+        return np.zeros(1, dtype=np.int8)
+    if not (isinstance(abort, np.ndarray) and abort.shape == (1,) and abort.dtype == np.int8):
+        raise TypeError(f"abort must be None or an int8 array of shape (1,), got {abort!r}")
+    return abort
+
+
 def start_training(theta, spec: NetSpec, X, Y, learning_rate, n_epochs, record_every):
     """Validate the arguments of ``train_population`` and allocate its result.
 

@@ -5,10 +5,27 @@ tests once, untimed (so they are checked, but cost almost nothing), and ``pytest
 runs only them, timed, saving the JSON under ``reports/benchmarks/``.
 """
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pytest_benchmark.utils import get_tag
+
+# Fuzzing (tests/bench/test_fuzz.py): the same examples on every run, so that plain pytest is a
+# check that passes or fails for the code alone and stays within its time; no deadline (the
+# machine is shared). HYPOTHESIS_PROFILE=explore searches anew, with more examples, each time.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False,
+                          max_examples=1000)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BENCHMARK_STORAGE = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 
@@ -23,9 +40,23 @@ def pytest_addoption(parser):
     )
 
 
+def _save_atomically(self, output_json, save):
+    """pytest-benchmark's FileStorage.save, through the project's atomic writer: a killed
+    benchmark run leaves no half-written JSON under reports/benchmarks/."""
+    from backprop_bench.bench import atomic
+    from pytest_benchmark.utils import safe_dumps
+
+    output_file = self.get(f"{self._next_num}_{save}.json")
+    atomic.write_text(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    self.logger.info(f"Saved benchmark data in: {output_file}")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if config.getoption("--benchmark"):
+        from pytest_benchmark.storage.file import FileStorage
+
+        FileStorage.save = _save_atomically
         config.option.benchmark_only = True
         config.option.benchmark_autosave = get_tag()  # commit id and time, as --benchmark-autosave
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"

@@ -20,12 +20,38 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from backprop_bench.kernels import NetSpec, backend, get_problem, init_population, parse_init
+from backprop_bench.kernels import (
+    BACKENDS,
+    NetSpec,
+    backend,
+    get_problem,
+    init_population,
+    parse_init,
+    values,
+)
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS
 
 QUANTILES = (10, 25, 50, 75, 90)
 # The bound is checked after a chain of float64 products and sums over at most 20 layers:
 # a relative slack of 1e-9 is ~10^7 ulps, far above rounding and far below any real violation.
 BOUND_RTOL = 1e-9
+# Deeper nets only repeat the story (the figures show 1 to 20 layers); the cap keeps one
+# case's product of depth and width within what a pass can hold.
+MAX_DEPTH = 1000
+
+
+def _depth(depth) -> int:
+    try:
+        return values.integer("depths", depth, 1, MAX_DEPTH)
+    except ValueError:
+        raise ValueError(f"depths are numbers of hidden layers >= 1, got {depth!r} "
+                         f"(at most {MAX_DEPTH})") from None  # fmt: skip
+
+
+def _init_name(text) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"inits must be scheme names such as tutorial, got {text!r}")
+    return str(parse_init(text))
 
 
 @dataclass(frozen=True)
@@ -41,25 +67,20 @@ class VanishingConfig:
     backend: str = "numba"
 
     def __post_init__(self):
-        for axis in ("depths", "activations", "inits"):
-            values = tuple(getattr(self, axis))
-            if not values:
-                raise ValueError(f"the {axis} list is empty; give at least one value")
-            object.__setattr__(self, axis, values)
-        for depth in self.depths:
-            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-                raise ValueError(f"depths are numbers of hidden layers >= 1, got {depth!r}")
-        for name, flag in (("width", "width"), ("n_nets", "nets")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        problem = get_problem(self.problem)
-        for activation in self.activations:
-            NetSpec((problem.n_inputs, self.width, problem.n_outputs), activation)
-        object.__setattr__(self, "inits", tuple(str(parse_init(i)) for i in self.inits))
-        backend(self.backend)
+        # values checked and names normalised before the duplicate check: sigmoid,SIGMOID or
+        # uniform:1,uniform:1.0 would otherwise be one case counted twice
+        def setting(field, value):
+            object.__setattr__(self, field, value)
+
+        setting("depths", values.grid("depths", self.depths, _depth))
+        activation = lambda a: values.name("activation", a, HIDDEN_ACTIVATIONS)  # noqa: E731
+        setting("activations", values.grid("activations", self.activations, activation))
+        setting("inits", values.grid("inits", self.inits, _init_name))
+        setting("width", values.integer("width", self.width, 1, values.MAX_WIDTH))
+        setting("n_nets", values.integer("nets", self.n_nets, 1))
+        setting("seed", values.integer("seed", self.seed))
+        setting("problem", get_problem(values.name("problem", self.problem)).name)
+        setting("backend", values.name("backend", self.backend, BACKENDS))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -123,7 +123,7 @@ def test_other_problems_losses_optimizers_and_float32(capsys):
         (["train", "--layers", "3,4,1"], "take 3 inputs but problem xor has 2; start --layers"),
         (["train", "--layers", "2,4,2"], "give 2 outputs but problem xor has 1; end --layers"),
         (["train", "--layers", "2,1", "--hidden", "4"], "not allowed with argument"),
-        (["train", "--tolerance", "-1"], "max_error must be a positive finite number"),
+        (["train", "--tolerance", "-1"], r"--tolerance must be in \(0, 0.5\), got -1.0"),
         (["train", "--momentum", "1.5"], r"momentum must be in \[0, 1\)"),
         (["train", "--seed", "-1"], "--seed must be a non-negative integer"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

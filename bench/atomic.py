@@ -1,0 +1,105 @@
+"""Every file the project writes appears whole, or not at all.
+
+A file is written to a temporary file in its own folder (``.NAME.PID.RANDOM.tmp``), flushed to
+disk and renamed over its final name; a rename within a folder is atomic, so a reader sees the
+old file or the new one, never half of one, whatever kills the writer (Ctrl-C, SIGTERM, a full
+disk, ``kill -9``, a power cut). A writer that fails removes its temporary file; one killed
+outright leaves it behind, and ``clean_stale`` removes such files at the next start, but only
+those of processes that are gone, so two runs sharing a folder never remove each other's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# OS errors that say the path given is wrong (bad input: status 2), as opposed to the machine
+# failing during the work (a full disk, an I/O error: status 1)
+PATH_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+               errno.EROFS, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}  # fmt: skip
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Make ``tmp`` durable and move it over ``path`` (the one place a final name appears)."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; outputs are not
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to; renamed into place on success.
+
+    >>> with replacing("out/figure.png") as tmp:
+    ...     fig.savefig(tmp, format="png")
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent)  # fmt: skip
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _commit(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        # name the file the user asked for, not the temporary one (a failed write names none)
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def clean_stale(folder: str | Path) -> int:
+    """Remove the temporary files that dead writers left in ``folder``; returns how many."""
+    removed = 0
+    try:
+        entries = list(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and not _running(int(match.group(1))) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporary files (of a live writer or not)."""
+    return bool(_TEMPORARY.match(name))

@@ -1,0 +1,69 @@
+"""Ctrl-C and SIGTERM stop any command within a second, the same way.
+
+SIGTERM is turned into the KeyboardInterrupt a Ctrl-C raises, so one ``except`` handles both,
+and ``finally`` blocks (which remove temporary files) run for either. Python handles signals in
+the main thread between bytecodes, which a long numba kernel never reaches: ``interruptible``
+runs such a call in a worker thread (the kernel releases the GIL) while the main thread waits;
+on an interrupt it raises the call's abort flag, which the kernel polls every epoch, waits for it
+to return and re-raises. The flag changes nothing while it is down, so a run that is not
+interrupted gives the same bits as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+POLL_SECONDS = 0.05
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread (as Ctrl-C does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interruptible(call: Callable, /, *args, **kwargs):
+    """``call(*args, abort=flag, **kwargs)`` in a worker thread; Ctrl-C or SIGTERM set ``flag``.
+
+    ``flag`` is an int8 array of shape (1,) that the call polls (``train_population``'s
+    ``abort``). Off the main thread the call simply runs here: only the main thread gets signals.
+    """
+    abort = np.zeros(1, dtype=np.int8)
+    if threading.current_thread() is not threading.main_thread():
+        return call(*args, abort=abort, **kwargs)
+    outcome = {}
+
+    def work():
+        try:
+            outcome["value"] = call(*args, abort=abort, **kwargs)
+        except BaseException as error:  # handed to the main thread, which re-raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="backprop-bench-kernel", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(POLL_SECONDS)
+    except KeyboardInterrupt:
+        abort[0] = 1
+        worker.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

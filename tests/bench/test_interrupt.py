@@ -1,0 +1,84 @@
+"""Ctrl-C and SIGTERM stop a command within a second, in one line and status 130, also while a
+numba kernel runs; the abort flag that makes that possible changes no bit of a normal run."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from backprop_bench.bench.cli import main
+from backprop_bench.kernels import NetSpec, Optimizer, backend, get_problem, init_population
+
+PROMPTLY = 1.0  # seconds from the signal to the command's return
+XOR = get_problem("xor")
+
+
+def interrupted(argv, sig, after, capsys):
+    """Run the command, send ``sig`` to this process ``after`` seconds in; (status, seconds
+    from the signal to the return, stderr)."""
+    sent = {}
+
+    def send():
+        sent["at"] = time.perf_counter()
+        os.kill(os.getpid(), sig)
+
+    timer = threading.Timer(after, send)
+    timer.start()
+    try:
+        code = main(argv)
+    finally:
+        timer.cancel()
+    returned = time.perf_counter()
+    assert "at" in sent, "the command ended before the signal"
+    return code, returned - sent["at"], capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_train_stops_within_a_second(capsys, backend_name, sig):
+    spec = NetSpec((2, 4, 1))
+    backend(backend_name).train_population(
+        init_population(spec, 1, 0), spec, XOR.X, XOR.Y, 0.5, 2, record_every=1
+    )  # compiled before the clock runs
+    argv = ["train", "--backend", backend_name, "--epochs", str(10**12), "--every", str(10**12)]
+    code, seconds, err = interrupted(argv, sig, 1.0, capsys)
+    assert code == 130 and err == "backprop-bench: interrupted\n"
+    assert seconds < PROMPTLY
+
+
+def test_a_sweep_stopped_by_sigterm_says_how_to_resume_and_leaves_no_temporary(tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["sweep", "--lr", "0.1", "--init", "tutorial", "--hidden", "2", "--nets-per-cell",
+            "4000", "--nets-per-shard", "500", "--epochs", "3000", "--backend", "numpy",
+            "--out", str(out)]  # fmt: skip
+    code, seconds, err = interrupted(argv, signal.SIGTERM, 1.5, capsys)
+    assert code == 130 and "run the same command again to resume" in err
+    assert seconds < PROMPTLY
+    assert [p.name for p in out.rglob(".*")] == []
+
+
+def test_the_vanishing_study_stops_within_a_second(tmp_path, capsys):
+    argv = ["vanishing", "--backend", "numpy", "--nets", "20000", "--out", str(tmp_path / "v")]
+    code, seconds, err = interrupted(argv, signal.SIGINT, 1.0, capsys)
+    assert code == 130 and err.endswith("backprop-bench: interrupted\n")
+    assert seconds < PROMPTLY
+
+
+@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
+def test_the_abort_flag_changes_nothing_until_raised(backend_name):
+    spec = NetSpec((2, 8, 8, 1), "tanh")
+    theta = init_population(spec, 40, 5)
+    lr = np.geomspace(0.01, 10, 40)
+    kernels = backend(backend_name)
+    train = lambda abort: kernels.train_population(  # noqa: E731
+        theta, spec, XOR.X, XOR.Y, lr, 300, optimizer=Optimizer("adam"), early_stop=False,
+        record_every=7, abort=abort,
+    )  # fmt: skip
+    plain, flagged = train(None), train(np.zeros(1, dtype=np.int8))
+    for name in ("theta", "status", "epochs_to_converge", "final_loss", "final_grad_norm"):
+        assert getattr(plain, name).tobytes() == getattr(flagged, name).tobytes(), name
+    assert plain.history.loss.tobytes() == flagged.history.loss.tobytes()
+    raised = train(np.ones(1, dtype=np.int8))
+    assert (raised.epochs_trained == 0).all()
