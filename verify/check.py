@@ -65,9 +65,10 @@ REFINE_SHARE = 2.0  # refining unresolved elements may spend this many times the
 SUSPECT_SHARE = 4.0  # re-examining suspects may spend this many times the budget beyond that
 ALTERNATIVE = 8.0  # a one-sided estimate this much less accurate than the best still counts
 JUMP = 1e3  # a claim's scatter this many times its rounding allowance: a discontinuity
+SMALL = 1e-3  # elements below this fraction of their group's largest are "small"
 RESOLVE = 1e-3  # an element whose tolerance exceeds this fraction of it is refined if affordable
 CANNOT_TELL_FLOOR = 1e-2  # a passing check that could not see errors this large cannot tell
-CONFIRM = 4  # elements confirmed wrong after which the others are not re-examined
+CONFIRM = 2  # elements confirmed wrong after which the others are not re-examined
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
@@ -629,7 +630,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 bad[cols] |= (err > tol).any(axis=0)
                 ratio[cols] = np.maximum(ratio[cols], (err / tol).max(axis=0))
                 size = np.maximum(np.abs(J_ref[:, cols]), np.abs(J[:, cols]))
-                unresolved[cols] |= (SAFETY * J_err[:, cols] > RESOLVE * size).any(axis=0)
+                # elements far below the group's largest need only see an error as large as
+                # themselves (x2); the others, one of RESOLVE of their size
+                scale_g = float(size.max())
+                wanted = np.where(size >= SMALL * scale_g, RESOLVE, 0.5) * size
+                unresolved[cols] |= (SAFETY * J_err[:, cols] > wanted).any(axis=0)
                 # a claim that jumps between points a few ulps apart far beyond rounding sits
                 # on a kink of its own (relu'(0)): look at the function's one-sided derivatives
                 scale = float(size.max())

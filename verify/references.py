@@ -43,6 +43,7 @@ NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst cas
 NOISE_POINTS = np.array([-2.3, -1.1, -0.4, 0.7, 1.6, 2.9])
 # refine: Ridders tableaux started a decade apart, RIDDERS_LEVELS steps each, halving the step
 DECADES_UP, DECADES_DOWN = 2, 7
+HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
 RIDDERS_SHRINK = 2.0
 # one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
@@ -223,7 +224,13 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
     """The most accurate difference estimate over Ridders tableaux a decade apart, each held
     to the estimates of smaller steps (:func:`_consistent`)."""
     values, errors = [], []
+    vmax = float(np.abs(v).max())
     for k in range(DECADES_UP, -DECADES_DOWN - 1, -1):
+        smallest = h * 10.0**k / RIDDERS_SHRINK ** (RIDDERS_LEVELS - 1)
+        if errors and 2 * float(noise.max()) / (smallest * vmax) > HOPELESS * float(
+            np.max(np.min(errors, axis=0))
+        ):
+            break  # rounding alone at these steps exceeds the best error by far: nothing to gain
         value, error = _ridders(f, x, v, noise, h * 10.0**k, correction)
         values.append(value)
         errors.append(np.where(np.isfinite(value), error, np.inf))
