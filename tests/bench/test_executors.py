@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip(
     "distributed",
     reason="the Dask executor's tests need dask.distributed: pip install -e '.[dask]'",

@@ -22,6 +22,9 @@ import pytest
 from backprop_bench.bench import atomic
 from backprop_bench.bench.cli import main
 
+# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+pytestmark = pytest.mark.slow
+
 SWEEP = ["sweep", "--lr", "1,100", "--init", "tutorial", "--hidden", "2", "--nets-per-cell", "12",
          "--nets-per-shard", "4", "--epochs", "150", "--backend", "numpy"]  # fmt: skip
 RESULTS = ("summary.json", "results.csv.gz")

@@ -21,9 +21,13 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs playwright: pip install -e '.[live-test]'"
 )
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Chromium on PATH (apt-get install chromium; CI installs it)"
-)
+# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="needs Chromium on PATH (apt-get install chromium; CI installs it)"
+    ),
+]
 WAIT_MS = 30_000  # the longest wait for a page to reach a state (a few seconds when all is well)
 
 

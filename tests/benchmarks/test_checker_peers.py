@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("torch", reason="the peers extra is not installed: pip install -e '.[peers]'")
 pytest.importorskip("jax", reason="the peers extra is not installed: pip install -e '.[peers]'")
 

@@ -11,6 +11,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+pytestmark = pytest.mark.slow
 
 _TRAIN = """
 import sys, numpy as np
