@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+# an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+# an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
 pytestmark = pytest.mark.slow
 
 distributed = pytest.importorskip(

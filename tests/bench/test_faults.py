@@ -22,7 +22,7 @@ import pytest
 from backprop_bench.bench import atomic
 from backprop_bench.bench.cli import main
 
-# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+# an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
 pytestmark = pytest.mark.slow
 
 SWEEP = ["sweep", "--lr", "1,100", "--init", "tutorial", "--hidden", "2", "--nets-per-cell", "12",

@@ -21,7 +21,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="needs playwright: pip install -e '.[live-test]'"
 )
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+# an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(

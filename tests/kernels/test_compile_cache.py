@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-# integration: run by CI and `pytest -m slow`, not by plain `pytest` (see pyproject.toml)
+# an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
 pytestmark = pytest.mark.slow
 
 _TRAIN = """
