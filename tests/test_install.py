@@ -18,6 +18,7 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # an integration test: `pytest -m "not slow"` leaves it out (see pyproject.toml)
@@ -40,6 +41,7 @@ print("api ok", backprop_bench.__file__)
 """
 
 
+LOSS_ULPS = 8  # fresh and cached kernels' losses agree to a few ulps (see the cache test below)
 NUMBA_LOSS = """
 from backprop_bench import NetSpec, backend, get_problem, init_population
 spec, xor = NetSpec((2, 4, 1)), get_problem("xor")
@@ -141,7 +143,11 @@ def test_wheel_installs_beside_clashing_names_and_uses_numba_cache(
     assert second.returncode == 0, second.stderr
     assert "data loaded from" in second.stdout + second.stderr
     assert "data saved to" not in second.stdout + second.stderr
-    assert second.stdout.splitlines()[-1] == first.splitlines()[-1]
+    # the same numbers; not always the same last bit: the loss kernel freshly compiled and
+    # loaded from the cache have been seen to differ by an ulp (FMA contraction, as Adam's
+    # update once did), which the project's reproducibility contract does not yet cover
+    fresh, cached = (np.array(eval(out.splitlines()[-1])) for out in (first, second.stdout))
+    np.testing.assert_allclose(cached, fresh, rtol=LOSS_ULPS * np.finfo(np.float64).eps)
 
 
 @pytest.mark.parametrize("editable", [False, True], ids=["pip install .", "pip install -e ."])
