@@ -4,9 +4,9 @@ SIGTERM is turned into the KeyboardInterrupt a Ctrl-C raises, so one ``except`` 
 and ``finally`` blocks (which remove temporary files) run for either. Python handles signals in
 the main thread between bytecodes, which a long numba kernel never reaches: ``interruptible``
 runs such a call in a worker thread (the kernel releases the GIL) while the main thread waits;
-on an interrupt it raises the call's abort flag, which the kernel polls every epoch, waits for it
-to return and re-raises. The flag changes nothing while it is down, so a run that is not
-interrupted gives the same bits as before.
+on an interrupt it raises the call's abort flag, which the kernel polls every epoch, waits a
+moment for it to return and re-raises. The flag changes nothing while it is down, so a run that
+is not interrupted gives the same bits as before.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 POLL_SECONDS = 0.05
+# how long an interrupted command waits for its kernel to stop before it ends without it
+GRACE_SECONDS = 0.5
 
 
 def _raise_interrupt(signum, frame):
@@ -36,6 +39,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_briefly(worker: threading.Thread) -> None:
+    """Give an aborted call up to GRACE_SECONDS to notice its flag, then stop waiting.
+
+    The kernel sees the flag within an epoch, but an epoch of a huge net, or a kernel still
+    compiling in the worker, can take longer; the command must end within a second all the
+    same, and the daemon worker ends with the process. A second Ctrl-C stops the wait at once.
+    """
+    deadline = time.monotonic() + GRACE_SECONDS
+    with contextlib.suppress(KeyboardInterrupt):
+        while worker.is_alive() and time.monotonic() < deadline:
+            worker.join(POLL_SECONDS)
 
 
 def interruptible(call: Callable, /, *args, **kwargs):
@@ -56,13 +72,13 @@ def interruptible(call: Callable, /, *args, **kwargs):
             outcome["error"] = error
 
     worker = threading.Thread(target=work, name="backprop-bench-kernel", daemon=True)
-    worker.start()
     try:
+        worker.start()
         while worker.is_alive():
             worker.join(POLL_SECONDS)
     except KeyboardInterrupt:
         abort[0] = 1
-        worker.join()
+        _wait_briefly(worker)
         raise
     if "error" in outcome:
         raise outcome["error"]
