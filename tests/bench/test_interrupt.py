@@ -82,3 +82,21 @@ def test_the_abort_flag_changes_nothing_until_raised(backend_name):
     assert plain.history.loss.tobytes() == flagged.history.loss.tobytes()
     raised = train(np.ones(1, dtype=np.int8))
     assert (raised.epochs_trained == 0).all()
+
+
+def test_an_interrupt_ends_the_wait_even_when_the_call_is_slow_to_notice():
+    """A kernel still compiling, or in one long epoch, does not hold the command past a second."""
+    from backprop_bench.bench.interrupt import interruptible
+
+    seen = {}
+
+    def slow(abort):
+        time.sleep(3.0)  # does not poll the flag for 3 s
+        seen["abort"] = int(abort[0])
+
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        interruptible(slow)
+    assert time.perf_counter() - started < 0.3 + PROMPTLY
