@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
+import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -367,16 +369,16 @@ def _gradcheck(args) -> int:
 
     # the catalogue (plain NumPy) runs in a second process while this one checks the kernels:
     # the two halves take about as long, and the machine has two cores
-    pool = None if args.no_catalogue else _second_process()
+    second = None if args.no_catalogue else _catalogue_process()
     try:
-        pending = None if pool is None else pool.apply_async(_catalogue_results)
         rows = all_rows()
         mutants = run_mutants()
         alarms = false_alarms()
-        catalogue = [] if pending is None else pending.get()
+        catalogue = [] if second is None else _catalogue_outcome(second)
     finally:
-        if pool is not None:
-            pool.terminate()
+        if second is not None and second.poll() is None:
+            second.kill()
+            second.wait()
     caught = sum(m.caught for m in mutants)
     catalogue_ok = not any(r.false_alarm or r.verdict in ("correct", KINK) and r.kind == "mutant"
                            for r in catalogue)  # fmt: skip
@@ -428,24 +430,36 @@ def _gradcheck(args) -> int:
     return 0 if passed else 1
 
 
-def _catalogue_results():
+def catalogue_worker() -> None:
+    """The second process of ``gradcheck``: the catalogue's results, pickled, on stdout."""
     from backprop_bench.verify.catalogue import CASES
     from backprop_bench.verify.scoring import run_catalogue
 
-    return run_catalogue(CASES)
+    results = run_catalogue(CASES)
+    sys.stdout.buffer.write(pickle.dumps(results))
 
 
-def _ignore_interrupts():
-    import signal
+def _catalogue_process() -> subprocess.Popen:
+    """The catalogue in a fresh interpreter (no numba threads inherited), in its own session:
+    a Ctrl-C reaches this process alone, which then stops it, so the child never prints."""
+    code = "from backprop_bench.bench.cli import catalogue_worker; catalogue_worker()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the child on Ctrl-C
 
-
-def _second_process():
-    """A one-process pool, started fresh (spawn): no numba threads are inherited by a fork."""
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn").Pool(1, initializer=_ignore_interrupts)
+def _catalogue_outcome(second: subprocess.Popen) -> list:
+    out, err = second.communicate()
+    if second.returncode != 0:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(
+            f"the catalogue's process failed (status {second.returncode}): {last[0]}"
+        )
+    return pickle.loads(out)
 
 
 def _add_vanishing(subparsers) -> None:

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,32 @@ def test_an_interrupt_ends_the_wait_even_when_the_call_is_slow_to_notice():
     with pytest.raises(KeyboardInterrupt):
         interruptible(slow)
     assert time.perf_counter() - started < 0.3 + PROMPTLY
+
+
+@pytest.mark.parametrize("after", [0.5, 4.0], ids=["while importing", "while checking"])
+def test_gradcheck_stops_within_a_second_with_its_second_process(after):
+    """SIGTERM to the command ends it and the catalogue's process within a second, with one
+    line and no traceback from either process (the second one runs in its own session)."""
+    import subprocess
+    import sys
+
+    command = subprocess.Popen(
+        [sys.executable, "-m", "backprop_bench", "gradcheck"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(after)
+    children = Path(f"/proc/{command.pid}/task/{command.pid}/children")
+    child_pids = children.read_text().split() if children.exists() else []
+    sent = time.perf_counter()
+    command.send_signal(signal.SIGTERM)
+    _, err = command.communicate(timeout=30)
+    seconds = time.perf_counter() - sent
+    lines = [line for line in err.splitlines() if not line.startswith("gradient check: ")]
+    assert command.returncode == 130 and lines == ["backprop-bench: interrupted"], err
+    assert seconds < PROMPTLY
+    if after > 1:
+        assert child_pids, "the catalogue's process had not started"
+    time.sleep(0.2)
+    assert not [pid for pid in child_pids if Path(f"/proc/{pid}").exists()]
