@@ -47,6 +47,11 @@ def test_train_stops_within_a_second(capsys, backend_name, sig):
     code, seconds, err = interrupted(argv, sig, 1.0, capsys)
     assert code == 130 and err == "backprop-bench: interrupted\n"
     assert seconds < PROMPTLY
+    # the kernel itself stopped (the command does not wait for it past half a second)
+    kernels = [t for t in threading.enumerate() if t.name == "backprop-bench-kernel"]
+    for thread in kernels:
+        thread.join(5.0)
+    assert not any(thread.is_alive() for thread in kernels)
 
 
 def test_a_sweep_stopped_by_sigterm_says_how_to_resume_and_leaves_no_temporary(tmp_path, capsys):
