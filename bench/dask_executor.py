@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -49,6 +50,7 @@ NUMBA_MODULES = (
 )
 PLUGIN_NAME = "backprop-bench-worker"
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before the address is called unreachable
+INTERRUPTED_CLOSE_SECONDS = 0.3  # how long an interrupted sweep waits for its client to close
 
 # Per worker process: its cache slot and lock, and the sweeps it has warmed up for.
 _WORKER: dict = {"warm_ups": {}}
@@ -248,11 +250,30 @@ class DaskExecutor:
             self.client = Client(self.cluster)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is KeyboardInterrupt:
+            self._stop_now()
+            return
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+    def _stop_now(self) -> None:
+        """After Ctrl-C or SIGTERM the command has a second to end, and a graceful close of a
+        local cluster takes several: its worker processes are killed (the client has written
+        every finished shard; the workers hold nothing to keep) and the cluster is not closed
+        again at exit. A remote cluster's workers are left running; only the client goes."""
+        if self.cluster is not None:
+            for worker in list(self.cluster.workers.values()):
+                pid = getattr(worker, "pid", None)
+                if pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+            self.cluster.shutdown_on_close = False
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=INTERRUPTED_CLOSE_SECONDS)
 
     def run(
         self, config: SweepConfig, shard_ids: Iterable[int]

@@ -32,6 +32,7 @@ from backprop_bench.bench.progress import Progress  # noqa: E402
 from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep  # noqa: E402
 from backprop_bench.bench.sweep_config import make_config  # noqa: E402
 
+from .processes import children_of, left_running  # noqa: E402
 from .test_sweep import SMALL, snapshot  # noqa: E402
 
 SMALL_FLAGS = {
@@ -233,3 +234,23 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in err
+
+
+def test_sigterm_stops_a_sweep_on_its_own_local_cluster_within_a_second(local_run, tmp_path):
+    """--workers N: the command's own cluster; its workers go with it, and the sweep resumes."""
+    out = tmp_path / "own"
+    process = _start(out, "--executor", "dask", "--workers", "2")
+    deadline = time.monotonic() + 120
+    while len(list((out / SHARD_DIR).glob("*.npz"))) < 2:
+        assert process.poll() is None, "the sweep ended before it could be stopped"
+        assert time.monotonic() < deadline, "no shards appeared"
+        time.sleep(0.02)
+    children = children_of(process.pid)
+    sent = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    assert time.perf_counter() - sent < 1.0
+    assert children  # the workers' processes
+    assert not left_running(children)
+    run_sweep(small_config(nets_per_shard=6), out)
+    same_nets(out, local_run, 6)
