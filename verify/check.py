@@ -24,8 +24,10 @@ How it decides (derived, nothing guessed):
   ELEMENT_ULPS ulps of the element and FLOOR_ULPS ulps of the group's largest value cover
   rounding that does not scatter.
 - **Cost.** One call of ``fun`` is timed; the whole Jacobian is compared column by column if
-  that fits the ``budget`` (seconds of function evaluations), otherwise PROBES random directional
-  probes (Rademacher directions: every element weighs fully in every probe).
+  that fits the ``budget`` (seconds of function evaluations), or SMALL_BUDGET_SHARE times it for
+  up to SMALL_PARAMS parameters (so that a busy machine does not change how a small check is
+  made), otherwise PROBES random directional probes (Rademacher directions: every element
+  weighs fully in every probe).
 - **Suspects are re-examined** with Ridders extrapolation from several steps, then one-sided
   differences: a kink (ReLU at exactly 0) is reported with its one-sided derivatives, and the
   claim passes there if it is a subgradient; a point within a step of a kink is resolved with
@@ -71,6 +73,8 @@ CANNOT_TELL_FLOOR = 1e-2  # a passing check that could not see errors this large
 CONFIRM = 2  # elements confirmed wrong after which the others are not re-examined
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
+SMALL_PARAMS = 1000  # up to this many parameters the full Jacobian is used ...
+SMALL_BUDGET_SHARE = 30.0  # ... unless it would take more than this many times the budget
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
 
 
@@ -395,11 +399,17 @@ def check_vjp(
     noise = R.noise_level(f, x, f0, out_eps, rng)
     t_eval = max(t_fun, (time.perf_counter() - t0) / f.calls)  # with the evaluator overhead
     # complex step: one call timed; complex arithmetic can cost hundreds of real calls
+    # (the fastest of three calls: a busy machine must not change which reference is used)
     complex_ok = False
     if generic_fun:
-        t0 = time.perf_counter()
-        complex_ok = R.complex_step(f, x, np.eye(1, x.size).ravel()) is not None
-        complex_ok &= time.perf_counter() - t0 <= COMPLEX_COST * t_eval
+        e0, t_complex = np.eye(1, x.size).ravel(), np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            complex_ok = R.complex_step(f, x, e0) is not None
+            t_complex = min(t_complex, time.perf_counter() - t0)
+            if not complex_ok:
+                break
+        complex_ok &= t_complex <= COMPLEX_COST * t_eval
     rel_noise = float(np.max(noise / np.maximum(np.abs(f0), 1e-300)))
     own_eps = max(float(np.finfo(d).eps) for d in groups.dtypes)
     noise_cap = min(rel_noise, 1e-6)  # code that rounds to float32 inside shows it here
@@ -409,7 +419,12 @@ def check_vjp(
     n = x.size
     full_cost = n * (5 if complex_ok else 4) * t_eval
     if mode is None:
-        mode = "full" if full_cost <= budget and n * m <= FULL_MAX_ENTRIES else "probes"
+        # small problems are checked in full unless one call is very slow, so that a busy
+        # machine (timings several times longer) does not change how a check is made
+        affordable = full_cost <= budget or (
+            n <= SMALL_PARAMS and full_cost <= SMALL_BUDGET_SHARE * budget
+        )
+        mode = "full" if affordable and n * m <= FULL_MAX_ENTRIES else "probes"
     show = _Progress(progress)
     first_pass = time.perf_counter() + 2 * full_cost * (mode == "full")
     deadline = (first_pass + REFINE_SHARE * budget, first_pass + SUSPECT_SHARE * budget)

@@ -151,7 +151,7 @@ def test_console_entry_point_exits_2_without_traceback():
         == "backprop-bench: error: --lr must be a positive finite number, got -1.0"
     )
     good = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "train", "--epochs", "10"],
+        [sys.executable, "-m", "backprop_bench", "train", "--epochs", "10", "--backend", "numpy"],
         capture_output=True,
         text=True,
         check=False,
@@ -159,6 +159,15 @@ def test_console_entry_point_exits_2_without_traceback():
     assert good.returncode == 0 and "predictions:" in good.stdout
 
 
+def test_gradcheck_without_the_catalogue_passes_with_a_full_mutation_score(capsys):
+    code, out, err = run(capsys, "gradcheck", "--no-catalogue")
+    assert code == 0 and "mutation score: 30/30 wrong backward passes caught" in out
+    assert "false alarms on correct backward passes: 0" in out
+    assert "catalogue of user-style functions" not in out
+    assert out.rstrip().endswith("gradcheck passed")
+
+
+@pytest.mark.slow  # the whole command, with the catalogue in its second process
 def test_gradcheck_passes_with_a_full_mutation_score(capsys):
     code, out, err = run(capsys, "gradcheck")
     # a loaded machine makes some checks long enough to print progress lines; nothing else

@@ -197,7 +197,7 @@ def test_peak_memory(benchmark, optimizer):
 
 @pytest.mark.benchmark(group="start-up: a fresh backprop-bench train process")
 def test_start_up(benchmark):
-    command = [sys.executable, "-m", "bench.cli", "train", "--epochs", "1", "--json"]
+    command = [sys.executable, "-m", "backprop_bench", "train", "--epochs", "1", "--json"]
     subprocess.run(command, check=True, capture_output=True)  # the first run fills the caches
 
     def run():
