@@ -374,7 +374,8 @@ def train_population(
     train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-        optimizer.eps, max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
+        optimizer.eps, max_error_limit, loss_limit, criterion.squared_error_limit(Y.size),
+        criterion.divergence_factor, bool(early_stop),
         max(record_every, 1), history.epochs.size,
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
