@@ -18,8 +18,10 @@ import math
 import numba
 import numpy as np
 
+from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
+from .failure import analyse
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
@@ -383,4 +385,6 @@ def train_population(
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None
+    if not abort[0]:
+        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward)
     return result

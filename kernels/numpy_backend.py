@@ -12,6 +12,7 @@ import numpy as np
 
 from . import activations as F
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
+from .failure import analyse
 from .passes import Forward, Gradients
 from .spec import NetSpec
 from .training import (
@@ -267,4 +268,6 @@ def train_population(
 
     if not history.epochs.size:
         result.history = None
+    if not abort[0]:
+        result.analysis = analyse(result, spec, X, Y, n_epochs, forward)
     return result

@@ -21,11 +21,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checks import check_data, check_epochs, check_learning_rate, check_theta
 from .spec import NetSpec
+
+if TYPE_CHECKING:  # failure.py builds on this module
+    from .failure import Analysis
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 TOTAL_ERROR_RULES = ("loss_below", "rms_below", "tss_below")
@@ -170,6 +174,8 @@ class TrainResult:
     first_full_accuracy : first epoch with 100% thresholded accuracy, -1 if never
     epochs_trained      : optimizer steps taken (the epoch at which the net stopped)
     final_loss, final_accuracy, final_grad_norm : at the final parameters
+    analysis            : how each net ended (final outputs, failure signature), a
+                          ``failure.Analysis``; None for a run stopped by ``abort``
     """
 
     theta: np.ndarray
@@ -181,6 +187,7 @@ class TrainResult:
     final_accuracy: np.ndarray
     final_grad_norm: np.ndarray
     history: History | None = field(default=None)
+    analysis: Analysis | None = field(default=None)
 
 
 def record_epochs(n_epochs: int, record_every: int) -> np.ndarray:
