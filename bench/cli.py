@@ -55,7 +55,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _threshold(text: str):
-    return None if text.strip().lower() == "none" else float(text)
+    # "none" stays a word: a None flag would mean "not given" and let the default rule stand
+    return "none" if text.strip().lower() == "none" else float(text)
 
 
 def _problems(text: str):

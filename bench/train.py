@@ -84,6 +84,8 @@ class TrainConfig:
         setting("every", values.integer("--every", self.every, 1))
         setting("backend", values.name("backend", self.backend, BACKENDS))
         setting("dtype", values.name("dtype", self.dtype, DTYPES))
+        if isinstance(self.tolerance, str) and self.tolerance.strip().lower() == "none":
+            setting("tolerance", None)
         if self.tolerance is not None:
             setting("tolerance", values.tolerance("--tolerance", self.tolerance))
         for rule in ("loss_below", "rms_below", "tss_below"):
