@@ -45,6 +45,7 @@ SATURATED_SHARE = 0.5  # share of the patterns on which a saturated unit is that
 NEAR_HALF = 0.05  # an output this close to 0.5 answers "either"
 NORM_FLOOR = 1e-6  # parameter norms below this are treated as collapsed to zero
 GROWTH_FLAG = 1.05  # parameter norm at the budget / at half the budget: still growing
+BLOCK_NETS = 1 << 14  # nets analysed at a time
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0}
 
 
@@ -127,13 +128,22 @@ def analyse(result, spec, X, Y, n_epochs: int, forward) -> Analysis:
     n_epochs : the budget the population was trained with
     forward  : the NumPy backend's forward pass, ``forward(theta, spec, X) -> Forward``
     """
+    theta = result.theta
+    n_nets = theta.shape[1]
+    outputs = np.empty((*Y.shape, n_nets))
+    saturated = np.empty(n_nets, dtype=np.int64)
+    flat = np.empty(n_nets, dtype=np.int64)
+    param_norm = np.empty(n_nets)
     # a diverged net's numbers overflow (norms, outputs): inf or NaN is the honest value there
     with np.errstate(all="ignore"):
-        fwd = forward(result.theta, spec, X)
-        outputs = np.array(fwd.a[-1], dtype=np.float64)
+        # in blocks of nets, so that a million-net population needs no more memory to analyse
+        for start in range(0, n_nets, BLOCK_NETS):
+            block = slice(start, min(start + BLOCK_NETS, n_nets))
+            fwd = forward(theta[:, block], spec, X)
+            outputs[:, :, block] = fwd.a[-1]
+            saturated[block], flat[block] = _hidden_units(spec, fwd)
+            param_norm[block] = np.linalg.norm(theta[:, block].astype(np.float64), axis=0)
         accuracy = np.nan_to_num(result.final_accuracy.astype(np.float64), nan=0.0)
-        near_half = np.abs(outputs - 0.5) < NEAR_HALF
-        saturated, flat = _hidden_units(spec, fwd)
         weight_growth, loss_drop, known = _trend(result, n_epochs)
         outcome = np.where(loss_drop > PLATEAU_DROP, IMPROVING, PLATEAU)
         outcome = np.where(known, outcome, UNDETERMINED)
@@ -142,10 +152,10 @@ def analyse(result, spec, X, Y, n_epochs: int, forward) -> Analysis:
         return Analysis(
             outputs=outputs,
             outputs_right=np.rint(accuracy * Y.size).astype(np.int64),
-            outputs_near_half=near_half.sum(axis=(0, 1)).astype(np.int64),
+            outputs_near_half=(np.abs(outputs - 0.5) < NEAR_HALF).sum(axis=(0, 1)),
             saturated_units=saturated,
             flat_units=flat,
-            param_norm=np.linalg.norm(result.theta.astype(np.float64), axis=0),
+            param_norm=param_norm,
             weight_growth=weight_growth.astype(np.float64),
             loss_drop=loss_drop.astype(np.float64),
             outcome=outcome.astype(np.int8),
