@@ -75,7 +75,7 @@ def _hidden_width(width) -> int | str:
     """A hidden width: a number of units, or ``Kn`` (K times the problem's inputs, ``n`` = 1n)."""
     if isinstance(width, str):
         match = WIDTH_RULE.fullmatch(width.strip().lower())
-        if match is None or match.group(1) in ("0",) or match.group(1).startswith("0"):
+        if match is None or match.group(1).startswith("0"):
             raise ValueError(
                 f"hidden sizes must be numbers of units such as 4, or multiples of the problem's "
                 f"inputs such as n or 2n, got {width!r}"
