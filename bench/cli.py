@@ -27,6 +27,7 @@ from .interrupt import interruptible, sigterm_as_interrupt
 from .live import add_parser as _add_live
 from .progress import Progress
 from .report import write_report
+from .stopping import add_stopping_flags
 from .summary import meta, results_csv, summarize, write_json
 from .sweep import load_results, prepare_out, run_sweep, training_seconds
 from .sweep_config import FIELD_NAMES, default_out, load_toml, make_config
@@ -53,6 +54,21 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers such as 4 or 8,8, got {text!r}"
         ) from None
+
+
+def _threshold(text: str):
+    # "none" stays a word: a None flag would mean "not given" and let the default rule stand
+    return "none" if text.strip().lower() == "none" else float(text)
+
+
+def _problems(text: str):
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    return names[0] if len(names) == 1 else names
+
+
+def _width(text: str):
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _name(text: str) -> str:
@@ -149,10 +165,12 @@ def _add_train(subparsers) -> None:
     )
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=_threshold,
         default=d.tolerance,
-        help="converged when every output is within this of its target (default 0.4)",
+        help="converged when every output is within this of its target (default 0.4, the "
+        "40-20-40 rule); 'none' to leave this rule out",
     )
+    add_stopping_flags(p, default=None)
     p.add_argument(
         "--early-stop",
         action="store_true",
@@ -248,10 +266,14 @@ def _add_sweep(subparsers) -> None:
     p.add_argument(
         "--name", help="name of the sweep (default: default); --out defaults to reports/NAME"
     )
-    p.add_argument("--problem", help=f"{', '.join(PROBLEMS)} (default xor)")
+    p.add_argument("--problem", type=_problems, metavar="NAME[,NAME...]",
+                   help=f"{', '.join(PROBLEMS)}; several make a grid axis "
+                   "(default xor)")  # fmt: skip
     p.add_argument("--lr", type=_list(float), metavar="LR,LR,...", help="learning rates")
     p.add_argument("--init", type=_list(str), metavar="SCHEME,...", help="init schemes")
-    p.add_argument("--hidden", type=_list(int), metavar="W,W,...", help="hidden layer widths")
+    p.add_argument("--hidden", type=_list(_width), metavar="W,W,...",
+                   help="hidden layer widths: units (4) or multiples of the problem's inputs "
+                   "(n, 2n)")  # fmt: skip
     p.add_argument("--activation", type=_list(_name), metavar="NAME,...", help="hidden activations")
     p.add_argument("--loss", type=_list(_name), metavar="NAME,...", help="bce, mse")
     p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help="sgd, momentum, adam")
@@ -261,9 +283,13 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument(
         "--tolerance",
-        type=float,
-        help="convergence: every output within this of its target (default 0.4)",
+        type=_threshold,
+        help="convergence: every output within this of its target (default 0.4, the 40-20-40 "
+        "rule); 'none' to leave this rule out",
     )
+    add_stopping_flags(p, default=None)
+    p.add_argument("--reduction", type=_name, help="mean or sum of the loss over the patterns "
+                   "(default mean; sum is the 1980s papers' convention)")  # fmt: skip
     p.add_argument(
         "--control",
         action=argparse.BooleanOptionalAction,

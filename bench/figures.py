@@ -26,7 +26,14 @@ DPI = 110
 
 
 def _grid_cells(summary, **fixed):
-    return [c for c in summary["cells"] if all(c[k] == v for k, v in fixed.items())]
+    """Cells of the sweep's first problem (the figures show that one) matching ``fixed``."""
+    problem = summary["sweep"]["problem"]
+    first = problem if isinstance(problem, str) else problem[0]
+    return [
+        c
+        for c in summary["cells"]
+        if all(c[k] == v for k, v in fixed.items()) and c.get("problem", first) == first
+    ]
 
 
 def _first_init_cell(summary, hidden, lr):

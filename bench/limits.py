@@ -83,11 +83,15 @@ def check_train(config) -> None:
 
 def check_sweep(config) -> None:
     """A sweep: one shard in training plus every net's merged results."""
-    problem = get_problem(config.problem)
-    spec = NetSpec((problem.n_inputs, max(config.hidden), problem.n_outputs))
-    shard = training_bytes(spec, min(config.nets_per_shard, config.nets_per_cell),
+    # the cell whose shard needs the most: the most parameters times samples
+    cell = max(
+        config.cells(), key=lambda c: config.spec(c).n_params * get_problem(c.problem).X.shape[0]
+    )
+    problem = get_problem(cell.problem)
+    shard = training_bytes(config.spec(cell), min(config.nets_per_shard, config.nets_per_cell),
                            problem.X.shape[0], config.epochs, config.record_every)  # fmt: skip
-    results = config.n_nets() * (RESULT_BYTES_PER_NET + 4 * config.curve_rows().size)
+    per_net = RESULT_BYTES_PER_NET + 4 * config.curve_rows().size + 8 * config.n_values
+    results = config.n_nets() * per_net
     check(shard + results, f"a sweep of {config.n_nets():,} nets "
           f"({config.nets_per_shard:,} per shard)",
           "use fewer nets per cell (--nets-per-cell), a smaller grid or a smaller "

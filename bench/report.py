@@ -38,12 +38,24 @@ def _median(cell) -> str:
     return f"{cell['median_epochs']:,.0f} ({_epochs(lo)}–{_epochs(hi)})"
 
 
-class _View:
-    """Lookups into a summary's cells."""
+def problems(sweep) -> list[str]:
+    """The sweep's problems (one name, or a list of them)."""
+    return [sweep["problem"]] if isinstance(sweep["problem"], str) else list(sweep["problem"])
 
-    def __init__(self, summary):
+
+def _fallback(summary: dict, key: str, old: str):
+    """Summaries written before ``key`` existed held the same number under ``old``."""
+    return key if all(key in c["failed"] for c in summary["cells"]) else old
+
+
+class _View:
+    """Lookups into a summary's cells; the tables show the first problem (and the first
+    activation/loss/optimizer combination)."""
+
+    def __init__(self, summary, problem=None):
         self.summary = summary
         self.sweep = summary["sweep"]
+        self.problem = problem or problems(self.sweep)[0]
         self.combo = (
             self.sweep["activation"][0],
             self.sweep["loss"][0],
@@ -51,7 +63,12 @@ class _View:
         )
 
     def cells(self, **fixed):
-        return [c for c in self.summary["cells"] if all(c[k] == v for k, v in fixed.items())]
+        return [
+            c
+            for c in self.summary["cells"]
+            if all(c[k] == v for k, v in fixed.items())
+            and c.get("problem", self.problem) == self.problem
+        ]
 
     def first(self, **fixed):
         activation, loss, optimizer = self.combo
@@ -68,7 +85,7 @@ def findings(summary: dict) -> list[str]:
     v = _View(summary)
     sweep = v.sweep
     out = []
-    grid = [c for c in v.first() if c["hidden"] > 0]
+    grid = [c for c in v.first() if c["hidden"] != 0]
     if sweep["control"]:
         out.append(_control_finding(summary, v, grid))
     top = max(sweep["lr"])
@@ -117,7 +134,8 @@ def findings(summary: dict) -> list[str]:
             for k in range(len(grid[0]["failed"]["outputs_right"]))
         ]
         most = max(range(len(right)), key=lambda k: right[k])
-        saturated = _weighted(grid, "with_saturated_units", "n")
+        saturated = _weighted(grid, _fallback(summary, "with_flat_units", "with_saturated_units"),
+                              "n")  # fmt: skip
         growing = _weighted(grid, "weights_growing", "n_full_budget")
         out.append(
             f"**How nets fail.** Of {failed:,} nets with a hidden layer that did not converge, "
@@ -151,11 +169,11 @@ def _control_finding(summary, v: _View, grid) -> str:
                    f"({right[most]:,} nets); none got more than {best_right} right.")  # fmt: skip
     lrs = f"{min(sweep['lr']):g} to {max(sweep['lr']):g}"
     if conv == 0:
-        return (f"**{summary['sweep']['problem'].upper()} needs a hidden layer.** {conv:,} of "
+        return (f"**{v.problem.upper()} needs a hidden layer.** {conv:,} of "
                 f"{n:,} nets without one converged, at every learning rate from {lrs}. "
                 f"{endings}{with_hidden}")  # fmt: skip
     sentence = (f"**Nets without a hidden layer.** {conv:,} of {n:,} ({100 * conv / n:.1f}%) "
-                f"converged on {sweep['problem'].upper()}, over learning rates {lrs}.")  # fmt: skip
+                f"converged on {v.problem.upper()}, over learning rates {lrs}.")  # fmt: skip
     if endings:
         sentence += " Of the rest, t" + endings[1:]
     return sentence + with_hidden
@@ -163,7 +181,7 @@ def _control_finding(summary, v: _View, grid) -> str:
 
 def _init_finding(v: _View, grid) -> str:
     """How much the init matters for the narrowest net, at the rate where it does best."""
-    hidden = min(v.sweep["hidden"])
+    hidden = min(v.sweep["hidden"], key=lambda h: v.first(hidden=h)[0].get("hidden_units", h))
     cells = [c for c in grid if c["hidden"] == hidden]
     by_lr = {}
     for c in cells:
@@ -267,6 +285,7 @@ def _paired_table(summary, v: _View) -> list[str]:
 
 def _failure_table(v: _View) -> list[str]:
     init = v.sweep["init"][0]
+    saturated = _fallback(v.summary, "with_flat_units", "with_saturated_units")
     hiddens = ([0] if v.sweep["control"] else []) + list(v.sweep["hidden"])
     lines = [
         "| hidden | lr | converged | improving | plateau | diverged | failed: outputs right "
@@ -279,9 +298,38 @@ def _failure_table(v: _View) -> list[str]:
             lines.append(
                 f"| {'none' if hidden == 0 else hidden} | {c['lr']:g} | {k['converged']} | "
                 f"{k['improving']} | {k['plateau']} | {k['diverged']} | "
-                f"{', '.join(map(str, f['outputs_right']))} | {_pct(f['with_saturated_units'])} | "
+                f"{', '.join(map(str, f['outputs_right']))} | {_pct(f[saturated])} | "
                 f"{_pct(f['weights_growing'])} |"
             )
+    return lines
+
+
+def _problem_tables(summary: dict) -> list[str]:
+    """Convergence and median epochs of every problem (the other tables show the first)."""
+    sweep = summary["sweep"]
+    lines = [
+        "## By problem",
+        "",
+        f"Tables above and figures are for {problems(sweep)[0]}; here every problem, for the "
+        f"{sweep['init'][0]} init: convergence rate (95% Wilson interval) and median epochs to "
+        "converge (95% interval).",
+        "",
+    ]
+    for problem in problems(sweep):
+        v = _View(summary, problem)
+        lines += [
+            f"### {problem}",
+            "",
+            "| hidden | units | " + " | ".join(f"lr {lr:g}" for lr in sweep["lr"]) + " |",
+            "|---|---|" + "---|" * len(sweep["lr"]),
+        ]
+        for hidden in ([0] if sweep["control"] else []) + list(sweep["hidden"]):
+            row = {c["lr"]: c for c in v.first(hidden=hidden, init=sweep["init"][0])}
+            units = next(iter(row.values())).get("hidden_units", hidden)
+            cells = [f"{_rate(row[lr]['convergence'])}; {_median(row[lr])}" for lr in sweep["lr"]]
+            lines.append(f"| {'none' if hidden == 0 else hidden} | {units} | "
+                         + " | ".join(cells) + " |")  # fmt: skip
+        lines.append("")
     return lines
 
 
@@ -291,7 +339,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     sweep, d = v.sweep, summary["definitions"]
     combos = len(sweep["activation"]) * len(sweep["loss"]) * len(sweep["optimizer"])
     lines = [
-        f"# Convergence sweep `{sweep['name']}`: {sweep['problem'].upper()}",
+        f"# Convergence sweep `{sweep['name']}`: {', '.join(p.upper() for p in problems(sweep))}",
         "",
         f"{summary['n_nets']:,} seeded nets in {summary['n_cells']} cells "
         f"({sweep['nets_per_cell']:,} per cell), trained with full-batch gradient descent for at "
@@ -300,8 +348,9 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         f"units {', '.join(map(str, sweep['hidden']))}"
         + ("; plus the no-hidden-layer control" if sweep["control"] else "")
         + f". Activation {', '.join(sweep['activation'])}, loss {', '.join(sweep['loss'])}, "
-        f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}. Converged means: "
-        f"{d['converged']}.",
+        f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}"
+        + (", loss summed over the patterns" if sweep.get("reduction") == "sum" else "")
+        + f". Converged means: {d['converged']}.",
         "",
         "## Findings",
         "",
@@ -324,6 +373,8 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     for hidden in ([0] if sweep["control"] else []) + list(sweep["hidden"]):
         title = "No hidden layer (control)" if hidden == 0 else f"{hidden} hidden units"
         lines += [f"### {title}", "", *_rate_table(v, hidden), ""]
+    if len(problems(sweep)) > 1:
+        lines += _problem_tables(summary)
     lines += [
         "## Epochs to converge",
         "",

@@ -4,20 +4,14 @@
 machine, backend or executor. ``write_shard``/``read_shard`` store them atomically, so a sweep
 killed at any moment leaves only whole shards behind.
 
-Statuses, per net (training stops a net once it converges or diverges, see kernels/training.py):
-
-- converged  : every output within the tolerance of its target within the epoch budget
-- diverged   : loss or gradient not finite, or loss above 10 times its initial value
-- improving  : not converged, but its loss still fell by more than PLATEAU_DROP over the last
-               quarter of the budget: a bigger budget may well see it converge
-- plateau    : not converged and its loss fell by less than PLATEAU_DROP over the last quarter
-
-and the signature of a net that did not converge: how many outputs are on the right side of 0.5,
-how many hidden units are saturated (derivative below SATURATION of its maximum on every sample;
-for ReLU that is a dead unit), and how much its parameter norm grew over the second half of the
-budget (``weight_growth``). Above GROWTH_FLAG the weights are still growing: with cross-entropy a
-net that pushes outputs toward 0/1 grows its weights like log t, without bound (log 10,000 /
-log 5,000 = 1.08), while a net that has settled keeps a ratio near 1.
+Statuses, per net, as ``kernels.failure`` defines them (training stops a net once it converges
+or diverges, see kernels/training.py): converged, improving, plateau, diverged, and undetermined
+(a budget under 4 epochs leaves no last quarter to judge). Each net also keeps its final outputs
+and the failure signature of ``kernels.failure``: outputs right, outputs near 0.5, saturated
+units (flat on at least half of the patterns), flat units (flat on every pattern: the rule the
+report's "saturated unit" column has always used, kept so that reports stay comparable),
+parameter norm and its growth over the second half of the budget, and the loss's fall over the
+last quarter.
 """
 
 from __future__ import annotations
@@ -26,47 +20,20 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from backprop_bench.kernels import (
-    Criterion,
-    Optimizer,
-    Status,
-    backend,
-    get_problem,
-    init_population,
-    numpy_backend,
-)
-from backprop_bench.kernels.activations import ACTIVATIONS
+from backprop_bench.kernels import Optimizer, backend, failure, get_problem, init_population
 
 from . import atomic
 from .sweep_config import SweepConfig
 
 SHARD_META = ("tag", "shard", "seconds")  # stored with a shard's results, not among them
 
-STATUSES = ("converged", "improving", "plateau", "diverged")
-CONVERGED, IMPROVING, PLATEAU, DIVERGED = range(4)
-PLATEAU_DROP = 0.01  # relative loss decrease over the last quarter of the budget
-SATURATION = 0.01  # fraction of the activation's largest derivative
-NORM_FLOOR = 1e-6  # parameter norms below this are treated as collapsed to zero
-GROWTH_FLAG = 1.05  # parameter norm at the budget / at half the budget: still growing
-MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0}
-
-
-def _saturated_units(spec, theta, X) -> np.ndarray:
-    """Hidden units per net whose derivative is below SATURATION of its max on every sample."""
-    fwd = numpy_backend.forward(theta, spec, X)
-    derivative = ACTIVATIONS[spec.activation][1]
-    limit = SATURATION * MAX_DERIVATIVE[spec.activation]
-    count = np.zeros(theta.shape[1], dtype=np.int64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for z, a in zip(fwd.z[:-1], fwd.a[1:-1], strict=True):
-            flat = (derivative(z, a) < limit).all(axis=0)  # (width, n_nets)
-            count += flat.sum(axis=0)
-    return count
-
-
-def _row_at(history, epoch: int) -> int:
-    """History row of the first record at or after ``epoch``."""
-    return int(np.searchsorted(history.epochs, epoch))
+STATUSES = failure.OUTCOMES
+CONVERGED, IMPROVING, PLATEAU, DIVERGED, UNDETERMINED = range(len(STATUSES))
+PLATEAU_DROP = failure.PLATEAU_DROP
+SATURATION = failure.SATURATION
+SATURATED_SHARE = failure.SATURATED_SHARE
+NEAR_HALF = failure.NEAR_HALF
+GROWTH_FLAG = failure.GROWTH_FLAG
 
 
 def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.ndarray]:
@@ -80,7 +47,7 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
     """
     cell_index, cell, first, n = config.shard(shard_id)
     spec = config.spec(cell)
-    problem = get_problem(config.problem)
+    problem = get_problem(cell.problem)
     theta = init_population(spec, n, config.seed, cell.init, first_net=first)
     result = backend(config.backend).train_population(
         theta,
@@ -90,7 +57,7 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         cell.lr,
         config.epochs,
         optimizer=Optimizer(cell.optimizer, momentum=config.momentum),
-        criterion=Criterion(max_error=config.tolerance),
+        criterion=config.criterion,
         early_stop=True,
         record_every=config.record_every,
         abort=abort,
@@ -103,40 +70,31 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
 
 def _outcomes(config, cell_index, first, n, spec, problem, result) -> dict[str, np.ndarray]:
     """Per-net outcomes of a trained shard (see run_shard)."""
-    history = result.history
-    budget = config.epochs
-    loss_quarter = history.loss[_row_at(history, budget - budget // 4)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loss_drop = (loss_quarter - result.final_loss) / loss_quarter
-        half = history.param_norm[_row_at(history, budget // 2)]
-        weight_growth = history.param_norm[-1] / half
-    # a net whose parameters collapsed to the origin (a control net at its optimum w = b = 0)
-    # has norms made of rounding noise: their ratio is not a number to report
-    collapsed = np.minimum(half, history.param_norm[-1]) < NORM_FLOOR
-    status = np.where(loss_drop > PLATEAU_DROP, IMPROVING, PLATEAU)
-    status = np.where(result.status == Status.CONVERGED, CONVERGED, status)
-    status = np.where(result.status == Status.DIVERGED, DIVERGED, status)
-    ran_full = result.epochs_trained == budget
-    n_outputs = problem.Y.size
-
+    history, analysis = result.history, result.analysis
     curve = history.loss[config.curve_rows()]
     stopped = np.isnan(curve)
     curve[stopped] = np.broadcast_to(result.final_loss, curve.shape)[stopped]
+    # final outputs in sample order, padded with NaN to the sweep's largest problem
+    outputs = np.full((n, config.n_values), np.nan)
+    outputs[:, : problem.Y.size] = analysis.outputs.reshape(problem.Y.size, n).T
 
     return {
         "cell": np.full(n, cell_index, dtype=np.int64),
         "net": np.arange(first, first + n, dtype=np.int64),
-        "status": status.astype(np.int8),
+        "status": analysis.outcome,
         "epochs_to_converge": result.epochs_to_converge,
         "first_full_accuracy": result.first_full_accuracy,
         "epochs_trained": result.epochs_trained,
         "final_loss": result.final_loss,
         "final_accuracy": result.final_accuracy,
-        "outputs_right": np.rint(result.final_accuracy * n_outputs).astype(np.int64),
-        "saturated_units": _saturated_units(spec, result.theta, problem.X),
-        "param_norm": np.linalg.norm(result.theta, axis=0),
-        "weight_growth": np.where(ran_full & ~collapsed, weight_growth, np.nan),
-        "loss_drop": np.where(ran_full, loss_drop, np.nan),
+        "outputs_right": analysis.outputs_right,
+        "saturated_units": analysis.saturated_units,
+        "flat_units": analysis.flat_units,
+        "outputs_near_half": analysis.outputs_near_half,
+        "param_norm": analysis.param_norm,
+        "weight_growth": analysis.weight_growth,
+        "loss_drop": analysis.loss_drop,
+        "outputs": outputs,
         "curve": curve.astype(np.float32),
     }
 

@@ -5,7 +5,9 @@
   it (budget spent, diverged, plateau) is right-censored at the budget: all we know is that it
   did not converge within it. The Kaplan-Meier estimate of S(t) = P(not converged by epoch t)
   comes from ``scipy.stats.ecdf`` on ``CensoredData``; the median is the first epoch at which
-  S(t) <= 1/2, with the interval read off the pointwise log-log confidence band.
+  S(t) <= 1/2, with the interval read off the pointwise log-log confidence band. The q-th
+  percentile of epochs to converge (P10, P25, P75, P90) is read the same way: the first epoch
+  at which S(t) <= 1 - q/100, its interval where the band's two edges first reach that level.
 - Paired comparisons of two cells whose net k starts from the same weights: the 2x2 table of
   converged / not converged, McNemar's exact test on the discordant pairs, and the median ratio
   of epochs to converge over the nets that converged in both.
@@ -19,6 +21,7 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+EPOCH_PERCENTILES = (10, 25, 50, 75, 90)
 
 
 def wilson(successes: int, n: int) -> tuple[float, float, float]:
@@ -40,11 +43,15 @@ def survival(epochs_to_converge: np.ndarray, budget: int, at: np.ndarray) -> dic
     epochs_to_converge : int array of shape (n_nets,), -1 for nets that never converged
     budget             : epoch budget, where nets that did not converge are censored
     at                 : epochs at which to evaluate S(t)
-    Returns ``sf`` (S at ``at``), ``median`` and ``median_ci`` (None where not reached).
+    Returns ``sf`` (S at ``at``), ``median`` and ``median_ci``, and ``quantiles`` /
+    ``quantiles_ci``: the same for each percentile of EPOCH_PERCENTILES, keyed by its number as
+    text (None where not reached).
     """
     converged = epochs_to_converge >= 0
     if not converged.any():
-        return {"sf": np.ones(len(at)), "median": None, "median_ci": [None, None]}
+        return {"sf": np.ones(len(at)), "median": None, "median_ci": [None, None],
+                "quantiles": {str(q): None for q in EPOCH_PERCENTILES},
+                "quantiles_ci": {str(q): [None, None] for q in EPOCH_PERCENTILES}}  # fmt: skip
     data = stats.CensoredData(
         uncensored=epochs_to_converge[converged].astype(float),
         right=np.full(int((~converged).sum()), float(budget)),
@@ -56,10 +63,21 @@ def survival(epochs_to_converge: np.ndarray, budget: int, at: np.ndarray) -> dic
         band = result.sf.confidence_interval(CONFIDENCE, method="log-log")
         low = np.nan_to_num(band.low.evaluate(times), nan=0.0)
         high = np.nan_to_num(band.high.evaluate(times), nan=0.0)
+
+    def percentile(q):
+        level = (100 - q) / 100  # 0.5 for the median, exactly as before
+        return (
+            _first_at_or_below(times, result.sf.probabilities, level),
+            [_first_at_or_below(times, low, level), _first_at_or_below(times, high, level)],
+        )
+
+    median, median_ci = percentile(50)
     return {
         "sf": result.sf.evaluate(np.asarray(at, dtype=float)),
-        "median": _first_at_or_below(times, result.sf.probabilities, 0.5),
-        "median_ci": [_first_at_or_below(times, low, 0.5), _first_at_or_below(times, high, 0.5)],
+        "median": median,
+        "median_ci": median_ci,
+        "quantiles": {str(q): percentile(q)[0] for q in EPOCH_PERCENTILES},
+        "quantiles_ci": {str(q): percentile(q)[1] for q in EPOCH_PERCENTILES},
     }
 
 

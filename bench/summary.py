@@ -18,7 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from backprop_bench.kernels import Criterion, get_problem
+from backprop_bench.kernels import get_problem
 
 from . import atomic
 from . import shard as sh
@@ -49,6 +49,10 @@ RESULT_COLUMNS = (
     "param_norm",
     "weight_growth",
     "loss_drop",
+    "problem",
+    "flat_units",
+    "outputs_near_half",
+    "outputs",
 )
 
 
@@ -71,11 +75,17 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
     km = survival(rows["epochs_to_converge"], config.epochs, curve_epochs)
     failed = status != sh.CONVERGED
     full = rows["first_full_accuracy"][rows["first_full_accuracy"] >= 0]
-    n_outputs = get_problem(config.problem).Y.size
+    n_outputs = get_problem(cell.problem).Y.size
     ran_full = failed & np.isfinite(rows["weight_growth"])
+
+    def share(column):
+        return rounded((rows[column][failed] > 0).mean()) if failed.any() else None
+
     return {
         "index": index,
-        "hidden": cell.hidden,
+        "problem": cell.problem,
+        "hidden": cell.width,
+        "hidden_units": cell.hidden,
         "init": cell.init,
         "activation": cell.activation,
         "loss": cell.loss,
@@ -89,6 +99,8 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
         "improving": rounded(wilson(counts["improving"], n)),
         "median_epochs": km["median"],
         "median_epochs_ci": km["median_ci"],
+        "epoch_percentiles": km["quantiles"],
+        "epoch_percentiles_ci": km["quantiles_ci"],
         "median_first_full_accuracy": rounded(np.median(full)) if full.size else None,
         "survival": rounded(km["sf"]),
         "loss_quantiles": {str(q): rounded(np.percentile(curve, q, axis=1)) for q in QUANTILES},
@@ -98,9 +110,9 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
             "outputs_right": np.bincount(
                 rows["outputs_right"][failed], minlength=n_outputs + 1
             ).tolist(),
-            "with_saturated_units": rounded((rows["saturated_units"][failed] > 0).mean())
-            if failed.any()
-            else None,
+            "with_saturated_units": share("saturated_units"),
+            "with_flat_units": share("flat_units"),
+            "with_outputs_near_half": share("outputs_near_half"),
             "weights_growing": rounded((rows["weight_growth"][ran_full] > sh.GROWTH_FLAG).mean())
             if ran_full.any()
             else None,
@@ -161,10 +173,12 @@ def _summarize(results: SweepResults) -> dict:
         "n_cells": len(cells),
         "n_nets": int(nets["status"].size),
         "definitions": {
-            "converged": Criterion(max_error=config.tolerance).describe(),
-            "divergence_factor": Criterion().divergence_factor,
+            "converged": config.criterion.describe(),
+            "divergence_factor": config.criterion.divergence_factor,
             "plateau_drop": sh.PLATEAU_DROP,
             "saturation": sh.SATURATION,
+            "saturated_share": sh.SATURATED_SHARE,
+            "near_half": sh.NEAR_HALF,
             "growth_flag": sh.GROWTH_FLAG,
             "statuses": list(sh.STATUSES),
         },
@@ -198,6 +212,8 @@ def net_rows(cells: list[Cell], nets: dict[str, np.ndarray]) -> list[list[str]]:
             _g(nets["final_loss"][row]), _g(nets["final_accuracy"][row]),
             str(nets["outputs_right"][row]), str(nets["saturated_units"][row]),
             _g(nets["param_norm"][row]), _g(nets["weight_growth"][row]), _g(nets["loss_drop"][row]),
+            cell.problem, str(nets["flat_units"][row]), str(nets["outputs_near_half"][row]),
+            " ".join(_g(v) for v in nets["outputs"][row] if np.isfinite(v)),
         ])  # fmt: skip
     return rows
 

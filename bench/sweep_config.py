@@ -1,7 +1,9 @@
 """What a convergence sweep is: a grid of cells, N seeded nets per cell, cut into shards.
 
-A cell is one setting of (hidden width, init, activation, loss, optimizer, learning rate); the
-control cells have no hidden layer. Net ``k`` of every cell that shares a net shape and init
+A cell is one setting of (problem, hidden width, init, activation, loss, optimizer, learning
+rate); the control cells have no hidden layer. A hidden width is a number of units or a multiple
+of the problem's inputs (``2n``: an n-2n-1 net for n-bit parity), so one sweep covers a series
+of problems. Net ``k`` of every cell that shares a net shape and init
 starts from the same weights (net ``k`` of the sweep's seed), so cells that differ only in
 learning rate, optimizer, activation or loss are paired comparisons (common random numbers).
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +30,7 @@ from backprop_bench.kernels import (
     parse_init,
     values,
 )
-from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS, record_epochs
 
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -48,6 +51,12 @@ CURVE_POINTS = 60
 # out of the summary, which is the same for any shard size.
 NOT_IDENTITY = ("backend", "name")
 NOT_RESULTS = ("backend", "nets_per_shard")
+# Fields added after sweeps were first stored, with the value every earlier sweep had. A config
+# leaves them out of its stored form while they hold that value, so the folders, fingerprints and
+# summaries of earlier sweeps stay valid and the same.
+LATER_FIELDS = {"reduction": "mean", "loss_below": None, "rms_below": None, "tss_below": None}
+STOPPING_RULES = ("tolerance", "loss_below", "rms_below", "tss_below")
+WIDTH_RULE = re.compile(r"(\d*)n")
 
 
 def _sweep_name(name) -> str:
@@ -62,7 +71,16 @@ def _init_name(text) -> str:
     return str(parse_init(text))
 
 
-def _hidden_width(width) -> int:
+def _hidden_width(width) -> int | str:
+    """A hidden width: a number of units, or ``Kn`` (K times the problem's inputs, ``n`` = 1n)."""
+    if isinstance(width, str):
+        match = WIDTH_RULE.fullmatch(width.strip().lower())
+        if match is None or match.group(1).startswith("0"):
+            raise ValueError(
+                f"hidden sizes must be numbers of units such as 4, or multiples of the problem's "
+                f"inputs such as n or 2n, got {width!r}"
+            )
+        return f"{match.group(1)}n" if match.group(1) not in ("", "1") else "n"
     try:
         return values.integer("hidden sizes", width, 1, values.MAX_WIDTH)
     except ValueError as error:
@@ -71,9 +89,35 @@ def _hidden_width(width) -> int:
         ) from None
 
 
+def hidden_units(width: int | str, n_inputs: int) -> int:
+    """The units a hidden width stands for on a problem with ``n_inputs`` inputs."""
+    if isinstance(width, str):
+        factor = int(width[:-1] or 1) * n_inputs
+        return values.integer(f"hidden size {width} ({n_inputs} inputs)", factor, 1,
+                              values.MAX_WIDTH)  # fmt: skip
+    return width
+
+
+def _problem_names(problem) -> tuple[str, ...]:
+    check = lambda v: get_problem(values.name("problem", v)).name  # noqa: E731
+    if isinstance(problem, list | tuple):
+        return values.grid("problem", problem, check, "list")
+    return (check(problem),)
+
+
+def _threshold(name: str, value):
+    """A stopping threshold, or None (also written "none") for a rule not used."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if name == "tolerance":
+        return values.tolerance(name, value)
+    return values.real(name, value)
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell; ``hidden == 0`` is the no-hidden-layer control."""
+    """One grid cell; ``hidden == 0`` is the no-hidden-layer control. ``hidden`` is the number
+    of units, ``width`` the grid's value it comes from (the same number, or a rule like 2n)."""
 
     hidden: int
     init: str
@@ -81,11 +125,14 @@ class Cell:
     loss: str
     optimizer: str
     lr: float
+    problem: str = "xor"
+    width: int | str = 0
 
     def label(self) -> str:
         net = "no hidden layer" if self.hidden == 0 else f"hidden {self.hidden}"
         return (
-            f"{net}, {self.init}, {self.activation}, {self.loss}, {self.optimizer}, lr {self.lr:g}"
+            f"{self.problem}, {net}, {self.init}, {self.activation}, {self.loss}, "
+            f"{self.optimizer}, lr {self.lr:g}"
         )
 
 
@@ -94,10 +141,10 @@ class SweepConfig:
     """A sweep. Tuples are grid axes; every combination is a cell."""
 
     name: str = "default"
-    problem: str = "xor"
+    problem: str | tuple[str, ...] = "xor"
     lr: tuple[float, ...] = DEFAULT_LRS
     init: tuple[str, ...] = DEFAULT_INITS
-    hidden: tuple[int, ...] = (2, 3, 4, 8)
+    hidden: tuple[int | str, ...] = (2, 3, 4, 8)
     activation: tuple[str, ...] = ("sigmoid",)
     loss: tuple[str, ...] = ("bce",)
     optimizer: tuple[str, ...] = ("sgd",)
@@ -105,10 +152,14 @@ class SweepConfig:
     nets_per_cell: int = 1000
     epochs: int = 10_000
     seed: int = 0
-    tolerance: float = 0.4
+    tolerance: float | None = 0.4
     control: bool = True
     nets_per_shard: int = 1000
     backend: str = "numba"
+    reduction: str = "mean"
+    loss_below: float | None = None
+    rms_below: float | None = None
+    tss_below: float | None = None
 
     def __post_init__(self):
         # Every value is checked by type and range, and names normalised, before any is used:
@@ -117,8 +168,8 @@ class SweepConfig:
             object.__setattr__(self, field, value)
 
         setting("name", _sweep_name(self.name))
-        problem = get_problem(values.name("problem", self.problem))
-        setting("problem", problem.name)
+        problems = _problem_names(self.problem)
+        setting("problem", problems[0] if len(problems) == 1 else problems)
         setting("lr", values.grid("lr", self.lr, lambda v: values.real("lr", v), "grid"))
         setting("init", values.grid("init", self.init, _init_name, "grid"))
         setting("hidden", values.grid("hidden", self.hidden, _hidden_width, "grid"))
@@ -128,46 +179,78 @@ class SweepConfig:
             setting(axis, values.grid(axis, getattr(self, axis), check, "grid"))
         setting("momentum", values.real("momentum", self.momentum, 0.0, 1.0, low_open=False,
                                         high_open=True))  # fmt: skip
-        setting("tolerance", values.tolerance("tolerance", self.tolerance))
-        for field in ("nets_per_cell", "epochs", "nets_per_shard"):
+        for rule in STOPPING_RULES:
+            setting(rule, _threshold(rule, getattr(self, rule)))
+        for field in ("nets_per_cell", "nets_per_shard"):
             setting(field, values.integer(field.replace("_", "-"), getattr(self, field), 1))
+        setting("epochs", values.integer("epochs", self.epochs, 0))
+        setting("reduction", values.name("reduction", self.reduction, REDUCTIONS))
         setting("seed", values.integer("seed", self.seed))
         setting("control", values.flag("control", self.control))
         setting("backend", values.name("backend", self.backend, BACKENDS))
-        Criterion(max_error=self.tolerance)
+        self.criterion  # noqa: B018
+        for problem in problems:  # every width fits every problem
+            for width in self.hidden:
+                hidden_units(width, get_problem(problem).n_inputs)
         for name in self.optimizer:
             Optimizer(name, momentum=self.momentum)
 
     # ------------------------------------------------------------------------------- the grid
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.problem if isinstance(self.problem, tuple) else (self.problem,)
+
+    @property
+    def criterion(self) -> Criterion:
+        """When a net has converged: every stopping rule the sweep sets."""
+        return Criterion(max_error=self.tolerance, loss_below=self.loss_below,
+                         rms_below=self.rms_below, tss_below=self.tss_below)  # fmt: skip
+
     def cells(self) -> list[Cell]:
-        """Control cells first (no hidden layer, first init), then the grid, lr varying fastest."""
+        """Per problem: control cells first (no hidden layer, first init), then the grid, lr
+        varying fastest."""
         cells = []
-        if self.control:
+        for problem in self.problems:
+            n_inputs = get_problem(problem).n_inputs
+            if self.control:
+                cells += [
+                    Cell(0, self.init[0], activation, loss, optimizer, lr, problem, 0)
+                    for activation in self.activation
+                    for loss in self.loss
+                    for optimizer in self.optimizer
+                    for lr in self.lr
+                ]
             cells += [
-                Cell(0, self.init[0], activation, loss, optimizer, lr)
+                Cell(
+                    hidden_units(width, n_inputs),
+                    init,
+                    activation,
+                    loss,
+                    optimizer,
+                    lr,
+                    problem,
+                    width,
+                )  # fmt: skip
+                for width in self.hidden
+                for init in self.init
                 for activation in self.activation
                 for loss in self.loss
                 for optimizer in self.optimizer
                 for lr in self.lr
             ]
-        cells += [
-            Cell(hidden, init, activation, loss, optimizer, lr)
-            for hidden in self.hidden
-            for init in self.init
-            for activation in self.activation
-            for loss in self.loss
-            for optimizer in self.optimizer
-            for lr in self.lr
-        ]
         return cells
 
     def spec(self, cell: Cell) -> NetSpec:
-        problem = get_problem(self.problem)
+        problem = get_problem(cell.problem)
         hidden = () if cell.hidden == 0 else (cell.hidden,)
-        return NetSpec(
-            (problem.n_inputs, *hidden, problem.n_outputs), cell.activation, loss=cell.loss
-        )
+        return NetSpec((problem.n_inputs, *hidden, problem.n_outputs), cell.activation,
+                       loss=cell.loss, reduction=self.reduction)  # fmt: skip
+
+    @property
+    def n_values(self) -> int:
+        """Outputs per net of the largest problem (samples times outputs)."""
+        return max(get_problem(problem).Y.size for problem in self.problems)
 
     @property
     def blocks_per_cell(self) -> int:
@@ -196,6 +279,8 @@ class SweepConfig:
 
     def curve_rows(self) -> np.ndarray:
         """Rows of the training history kept for curves: about CURVE_POINTS, log-spaced."""
+        if self.epochs == 0:
+            return np.zeros(1, dtype=np.int64)
         epochs = record_epochs(self.epochs, self.record_every)
         wanted = np.geomspace(1, self.epochs, CURVE_POINTS)
         rows = np.searchsorted(epochs, wanted)
@@ -207,7 +292,11 @@ class SweepConfig:
     # --------------------------------------------------------------------------- identity, I/O
 
     def to_dict(self) -> dict:
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+        return {
+            key: list(v) if isinstance(v, tuple) else v
+            for key, v in asdict(self).items()
+            if not (key in LATER_FIELDS and v == LATER_FIELDS[key])
+        }
 
     def identity(self) -> dict:
         """The fields that determine the results (everything but backend and name)."""
@@ -264,7 +353,7 @@ def config_from_dict(data) -> SweepConfig:
     """The config stored in a sweep's folder: every field must be there (nothing defaulted)."""
     if not isinstance(data, dict):
         raise ValueError(f"it holds a {type(data).__name__}, not a sweep config")
-    missing = [name for name in FIELD_NAMES if name not in data]
+    missing = [name for name in FIELD_NAMES if name not in data and name not in LATER_FIELDS]
     if missing:
         raise ValueError(f"it lacks {', '.join(missing)}")
     return make_config(data, {})

@@ -49,8 +49,11 @@ class TrainConfig:
     backend: str = "numba"
     dtype: str = "float64"
     every: int = 1000
-    tolerance: float = 0.4
+    tolerance: float | None = 0.4
     early_stop: bool = False
+    loss_below: float | None = None
+    rms_below: float | None = None
+    tss_below: float | None = None
 
     def __post_init__(self):
         # Every value checked by type and range and names normalised first; then every derived
@@ -81,7 +84,13 @@ class TrainConfig:
         setting("every", values.integer("--every", self.every, 1))
         setting("backend", values.name("backend", self.backend, BACKENDS))
         setting("dtype", values.name("dtype", self.dtype, DTYPES))
-        setting("tolerance", values.tolerance("--tolerance", self.tolerance))
+        if isinstance(self.tolerance, str) and self.tolerance.strip().lower() == "none":
+            setting("tolerance", None)
+        if self.tolerance is not None:
+            setting("tolerance", values.tolerance("--tolerance", self.tolerance))
+        for rule in ("loss_below", "rms_below", "tss_below"):
+            if getattr(self, rule) is not None:
+                setting(rule, values.real("--" + rule.replace("_", "-"), getattr(self, rule)))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
@@ -118,7 +127,8 @@ class TrainConfig:
 
     @property
     def criterion(self) -> Criterion:
-        return Criterion(max_error=self.tolerance)
+        return Criterion(max_error=self.tolerance, loss_below=self.loss_below,
+                         rms_below=self.rms_below, tss_below=self.tss_below)  # fmt: skip
 
 
 @dataclass

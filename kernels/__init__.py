@@ -7,6 +7,7 @@ else of the project's.
 """
 
 from . import numpy_backend, values
+from .failure import OUTCOMES, Analysis
 from .init import SCHEMES, Init, init_population, parse_init
 from .passes import Forward, Gradients
 from .problems import Problem, get_problem
@@ -29,6 +30,8 @@ def backend(name: str):
 
 __all__ = [
     "BACKENDS",
+    "OUTCOMES",
+    "Analysis",
     "SCHEMES",
     "Criterion",
     "Forward",

@@ -18,8 +18,10 @@ import math
 import numba
 import numpy as np
 
+from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
+from .failure import analyse
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
@@ -374,7 +376,8 @@ def train_population(
     train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-        optimizer.eps, max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
+        optimizer.eps, max_error_limit, loss_limit, criterion.squared_error_limit(Y.size),
+        criterion.divergence_factor, bool(early_stop),
         max(record_every, 1), history.epochs.size,
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
@@ -382,4 +385,6 @@ def train_population(
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None
+    if not abort[0]:
+        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward)
     return result

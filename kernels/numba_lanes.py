@@ -358,6 +358,18 @@ def _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w):
 
 
 @jit
+def _squared_error_lanes(A, Y, last, squared, w):
+    """Per lane: E = sum over samples and outputs of (a - y)^2, for the RMS and TSS rules."""
+    for k in range(w):
+        squared[k] = 0.0
+    for s in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            a, y = A[last, s, j], Y[s, j]
+            for k in range(w):
+                squared[k] += (a[k] - y) * (a[k] - y)
+
+
+@jit
 def _exact_loss(Z, Y, last, k, loss_code, lower, scale):
     if loss_code != BCE:
         return lower * scale
@@ -413,7 +425,8 @@ def _move_lane(arrays2d, src, dst):
 def train_kernel(
     theta, X, Y, layers, offsets, act, loss_code, scale,
     lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
-    max_error_limit, loss_limit, divergence_factor, early_stop, record_every, n_records,
+    max_error_limit, loss_limit, squared_limit, divergence_factor, early_stop, record_every,
+    n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
     hist_param_norm, chunk, abort,
@@ -425,6 +438,7 @@ def train_kernel(
     n_samples = X.shape[0]
     n_out = Y.size
     track_loss = loss_limit < math.inf
+    track_squared = squared_limit < math.inf
     n_chunks = (n_nets + chunk - 1) // chunk
     for c in numba.prange(n_chunks):
         first = c * chunk
@@ -448,6 +462,7 @@ def train_kernel(
         max_error = np.zeros(chunk)
         correct = np.zeros(chunk)
         lower = np.zeros(chunk)
+        squared = np.zeros(chunk)
         K = np.zeros(9, dtype=theta.dtype)
         K[0], K[1], K[2] = 1.0, LEAKY_SLOPE, scale
         K[3], K[4], K[5], K[6] = momentum, beta1, beta2, eps
@@ -460,6 +475,8 @@ def train_kernel(
             _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
             _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K)
             _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
+            if track_squared:
+                _squared_error_lanes(A, Y, last, squared, w)
             recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
             for k in range(active):
                 net = ids[k]
@@ -495,6 +512,8 @@ def train_kernel(
                 met = max_error[k] < max_error_limit and not diverged
                 if track_loss:
                     met = met and loss < loss_limit
+                if track_squared:
+                    met = met and squared[k] < squared_limit
                 if met and epochs_to_converge[net] < 0:
                     epochs_to_converge[net] = epoch
                 stop[k] = diverged or (met and early_stop) or epoch == n_epochs

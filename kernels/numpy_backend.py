@@ -12,6 +12,7 @@ import numpy as np
 
 from . import activations as F
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
+from .failure import analyse
 from .passes import Forward, Gradients
 from .spec import NetSpec
 from .training import (
@@ -214,6 +215,7 @@ def train_population(
     record = 0
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
+    squared_limit = criterion.squared_error_limit(Y.size)
 
     with np.errstate(all="ignore"):
         for epoch in range(n_epochs + 1):
@@ -240,6 +242,8 @@ def train_population(
                 current_loss > criterion.divergence_factor * initial_loss
             )
             met = (max_error < max_error_limit) & (current_loss < loss_limit) & ~diverged
+            if squared_limit < np.inf:
+                met &= ((fwd.a[-1] - Y[:, :, None]) ** 2).sum(axis=(0, 1)) < squared_limit
             newly = met & (r.epochs_to_converge[active] < 0)
             r.epochs_to_converge[active[newly]] = epoch
 
@@ -264,4 +268,6 @@ def train_population(
 
     if not history.epochs.size:
         result.history = None
+    if not abort[0]:
+        result.analysis = analyse(result, spec, X, Y, n_epochs, forward)
     return result

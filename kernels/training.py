@@ -18,15 +18,21 @@ Accuracy counts outputs whose logit is on the target's side of 0 by more than DE
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checks import check_data, check_epochs, check_learning_rate, check_theta
 from .spec import NetSpec
 
+if TYPE_CHECKING:  # failure.py builds on this module
+    from .failure import Analysis
+
 OPTIMIZERS = ("sgd", "momentum", "adam")
+TOTAL_ERROR_RULES = ("loss_below", "rms_below", "tss_below")
 # An output is right when its logit is on the target's side of 0 by more than this. Within it the
 # output is 0.5 up to rounding (a net at the symmetric optimum w = b = 0): undecided, not right,
 # so that accuracy never depends on the last bits of a backend's arithmetic.
@@ -98,14 +104,23 @@ class Criterion:
     max_error: float | None = 0.4
     loss_below: float | None = None
     divergence_factor: float = 10.0
+    rms_below: float | None = None
+    tss_below: float | None = None
 
     def __post_init__(self):
-        if self.max_error is None and self.loss_below is None:
-            raise ValueError("a criterion needs max_error, loss_below or both")
-        if self.max_error is not None:
-            object.__setattr__(self, "max_error", _positive_finite("max_error", self.max_error))
-        if self.loss_below is not None:
-            object.__setattr__(self, "loss_below", _positive_finite("loss_below", self.loss_below))
+        totals = [name for name in TOTAL_ERROR_RULES if getattr(self, name) is not None]
+        if self.max_error is None and not totals:
+            raise ValueError(
+                "a criterion needs max_error, or one of loss_below, rms_below, tss_below, or both"
+            )
+        if len(totals) > 1:
+            raise ValueError(
+                f"{' and '.join(totals)} both bound the total error over the patterns; give one "
+                "of them (alone or with max_error)"
+            )
+        for name in ("max_error", *TOTAL_ERROR_RULES):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _positive_finite(name, getattr(self, name)))
         factor = _positive_finite("divergence_factor", self.divergence_factor)
         if factor <= 1:
             raise ValueError(f"divergence_factor must be greater than 1, got {factor!r}")
@@ -117,7 +132,20 @@ class Criterion:
             parts.append(f"every output within {self.max_error:g} of its target")
         if self.loss_below is not None:
             parts.append(f"loss below {self.loss_below:g}")
+        if self.rms_below is not None:
+            parts.append(f"RMS error below {self.rms_below:g}")
+        if self.tss_below is not None:
+            parts.append(f"total sum of squares below {self.tss_below:g}")
         return " and ".join(parts)
+
+    def squared_error_limit(self, n_values: int) -> float:
+        """The bound on E = sum (a - y)^2 that ``rms_below`` or ``tss_below`` sets (inf if
+        neither); ``n_values`` = n_samples n_outputs."""
+        if self.tss_below is not None:
+            return self.tss_below
+        if self.rms_below is not None:
+            return self.rms_below * self.rms_below * n_values
+        return math.inf
 
 
 @dataclass
@@ -146,6 +174,8 @@ class TrainResult:
     first_full_accuracy : first epoch with 100% thresholded accuracy, -1 if never
     epochs_trained      : optimizer steps taken (the epoch at which the net stopped)
     final_loss, final_accuracy, final_grad_norm : at the final parameters
+    analysis            : how each net ended (final outputs, failure signature), a
+                          ``failure.Analysis``; None for a run stopped by ``abort``
     """
 
     theta: np.ndarray
@@ -157,6 +187,7 @@ class TrainResult:
     final_accuracy: np.ndarray
     final_grad_norm: np.ndarray
     history: History | None = field(default=None)
+    analysis: Analysis | None = field(default=None)
 
 
 def record_epochs(n_epochs: int, record_every: int) -> np.ndarray:

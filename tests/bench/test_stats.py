@@ -53,3 +53,37 @@ def test_paired_counts_and_mcnemar():
     assert result["mcnemar_p"] == pytest.approx(1.0)  # 2 vs 1 discordant: no evidence
     assert result["median_epoch_ratio"] == pytest.approx(2.5)  # ratios 2 and 3
     assert result["b_faster"] == 1.0
+
+
+def test_epoch_percentiles_and_their_intervals_by_hand():
+    # 9 nets: 7 converge at 5, 8, 8, 12, 15, 20, 30; 2 never do (censored at the budget, 100).
+    # Kaplan-Meier by hand: S = 8/9, then x 6/8, 5/6, 4/5, 3/4, 2/3 at 5, 8, 12, 15, 20, 30.
+    epochs = np.array([5, 8, 8, 12, 15, 20, 30, -1, -1])
+    times = [5, 8, 12, 15, 20, 30]
+    at_risk = [9, 8, 6, 5, 4, 3]
+    events = [1, 2, 1, 1, 1, 1]
+    sf, greenwood, s, v = [], [], 1.0, 0.0
+    for n, d in zip(at_risk, events, strict=True):
+        s *= (n - d) / n
+        v += d / (n * (n - d))
+        sf.append(s)
+        greenwood.append(v)
+    np.testing.assert_allclose(sf, [8 / 9, 2 / 3, 5 / 9, 4 / 9, 1 / 3, 2 / 9])
+    # the log-log band: S ** exp(+-z sqrt(V) / log S), z the two-sided 95% normal quantile
+    z = 1.959963984540054
+    pairs = list(zip(sf, greenwood, strict=True))
+    low = [s ** math.exp(-z * math.sqrt(v) / math.log(s)) for s, v in pairs]
+    high = [s ** math.exp(z * math.sqrt(v) / math.log(s)) for s, v in pairs]
+
+    def first(values, level):
+        hit = [t for t, value in zip(times, values, strict=True) if value <= level]
+        return hit[0] if hit else None
+
+    result = survival(epochs, budget=100, at=np.array([0]))
+    expected = {"10": 5, "25": 8, "50": 15, "75": 30, "90": None}
+    assert result["quantiles"] == expected
+    assert result["median"] == 15
+    for q in expected:
+        level = (100 - int(q)) / 100
+        assert result["quantiles_ci"][q] == [first(low, level), first(high, level)], q
+    assert result["quantiles_ci"]["25"][0] <= 8 <= result["quantiles_ci"]["25"][1]

@@ -294,7 +294,7 @@ def test_bad_training_arguments(kernels, kwargs, message):
     [
         (lambda: Optimizer("rmsprop"), "unknown optimizer 'rmsprop'; choose one of: sgd, momentum"),
         (lambda: Optimizer("adam", beta2=1.0), r"beta2 must be in \[0, 1\)"),
-        (lambda: Criterion(max_error=None), "a criterion needs max_error, loss_below or both"),
+        (lambda: Criterion(max_error=None), "a criterion needs max_error, or one of loss_below"),
         (lambda: Criterion(max_error=-0.1), "max_error must be a positive finite number"),
         (lambda: Criterion(divergence_factor=1.0), "divergence_factor must be greater than 1"),
     ],

@@ -1,0 +1,123 @@
+"""The failure analysis every trained population carries: on hand-built nets whose units are
+known, on real failed nets of an RHW-style XOR sweep, and the same in both backends."""
+
+import numpy as np
+import pytest
+from backprop_bench.kernels import NetSpec, Optimizer, Status, failure, get_problem, init_population
+from backprop_bench.kernels import numpy_backend as npb
+from backprop_bench.kernels.numba_backend import train_population as nb_train
+from backprop_bench.kernels.training import TrainResult
+
+XOR = get_problem("xor")
+SMALL = NetSpec((2, 2, 1))
+# Rumelhart, Hinton & Williams' XOR setup: 2-2-1 sigmoid net, squared error summed over the
+# patterns, lr 0.5 with momentum 0.9, small uniform initial weights.
+RHW = NetSpec((2, 2, 1), loss="mse", reduction="sum")
+RHW_EPOCHS = 3000
+MOMENTUM = Optimizer("momentum", momentum=0.9)
+
+
+def hand_built(w_first, b_first):
+    """A 2-2-1 net whose first hidden unit has weights ``w_first`` and bias ``b_first``; the
+    second hidden unit and the output are 0 (theta layout of kernels.spec)."""
+    theta = np.zeros((SMALL.n_params, 1))
+    W, b = SMALL.layer_views(theta)[0]
+    W[:, 0, 0] = w_first
+    b[0, 0] = b_first
+    return theta
+
+
+def analyse_one(theta):
+    result = TrainResult(theta, np.zeros(1, np.int8), *(np.full(1, -1),) * 3,
+                         *(np.full(1, 0.5),) * 3)  # fmt: skip
+    return failure.analyse(result, SMALL, XOR.X, XOR.Y, 100, npb.forward)
+
+
+@pytest.mark.parametrize(
+    "w_first, b_first, saturated, flat",
+    [
+        # z = 20 x1 - 10: -10 on patterns 00, 01 and +10 on 10, 11: pinned on all four
+        ((20.0, 0.0), -10.0, 1, 1),
+        # z = 20 x1 + 20 x2 - 10: -10, 10, 10, 30: pinned on all four as well
+        ((20.0, 20.0), -10.0, 1, 1),
+        # z = 20 x1 - 1: -1 on 00, 01 (sigmoid' = 0.197), 19 on 10, 11 (flat): half the patterns
+        ((20.0, 0.0), -1.0, 1, 0),
+        # z = 20 x1 + 20 x2 - 21: -21, -1, -1, 19: flat on 00 and 11 only, half again
+        ((20.0, 20.0), -21.0, 1, 0),
+        # z = 8 x1 - 3 x2: 0, -3, 8, 5: flat (sigmoid' < 1% of 1/4) only at 8, one in four
+        ((8.0, -3.0), 0.0, 0, 0),
+    ],
+)
+def test_saturated_and_flat_units_of_hand_built_nets(w_first, b_first, saturated, flat):
+    # the second hidden unit has z = 0 on every pattern (sigmoid' = 1/4, its maximum): never flat
+    analysis = analyse_one(hand_built(w_first, b_first))
+    assert analysis.saturated_units[0] == saturated
+    assert analysis.flat_units[0] == flat
+    # the output unit's weights are 0: every output is exactly 0.5, near half and undecided
+    np.testing.assert_array_equal(analysis.outputs[:, 0, 0], 0.5)
+    assert analysis.outputs_near_half[0] == 4
+
+
+@pytest.fixture(scope="module")
+def rhw_sweep():
+    theta = init_population(RHW, 500, seed=0, init="uniform:0.5")
+    return theta, nb_train(theta, RHW, XOR.X, XOR.Y, 0.5, RHW_EPOCHS,
+                           optimizer=MOMENTUM, record_every=30)  # fmt: skip
+
+
+def test_the_saturation_rule_sees_the_failed_nets_of_an_rhw_sweep(rhw_sweep):
+    _, result = rhw_sweep
+    a = result.analysis
+    failed = result.status != Status.CONVERGED
+    assert failed.sum() >= 10  # local minima of the 2-2-1 net, a few percent of the nets
+    assert (result.status != Status.DIVERGED).all()
+    # the classic signature: two outputs stuck at 0.5, the other two right, the weights still
+    # growing, and a hidden unit pinned at 0 or 1 on half of the patterns
+    assert (a.outputs_near_half[failed] == 2).mean() > 0.8
+    assert (a.outputs_right[failed] >= 2).all()
+    assert (a.weight_growth[failed] > failure.GROWTH_FLAG).all()
+    assert (a.saturated_units[failed] > 0).mean() > 0.95
+    assert (a.saturated_units[~failed] > 0).mean() < 0.05
+    # the earlier rule (flat on every pattern) saw none of them: why it was redefined
+    assert (a.flat_units[failed] == 0).all()
+    assert (a.outcome[failed] == failure.PLATEAU).all()
+    assert (a.outcome[~failed] == failure.CONVERGED).all()
+
+
+def test_both_backends_give_the_same_analysis(rhw_sweep):
+    theta, numba_result = rhw_sweep
+    cols = np.r_[0:20, np.flatnonzero(numba_result.status != Status.CONVERGED)[:10]]
+    numba_result = nb_train(theta[:, cols], RHW, XOR.X, XOR.Y, 0.5, RHW_EPOCHS,
+                            optimizer=MOMENTUM, record_every=30)  # fmt: skip
+    numpy_result = npb.train_population(theta[:, cols], RHW, XOR.X, XOR.Y, 0.5, RHW_EPOCHS,
+                                        optimizer=MOMENTUM,
+                                        record_every=30)  # fmt: skip
+    a, b = numba_result.analysis, numpy_result.analysis
+    for name in ("outcome", "outputs_right", "outputs_near_half", "saturated_units", "flat_units"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    # trained 3,000 steps apart in each backend: equal to float64 rounding carried along
+    for name in ("outputs", "param_norm", "weight_growth", "loss_drop"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)  # fmt: skip
+
+
+def test_outputs_are_the_forward_pass_of_the_final_parameters(kernels):
+    theta = init_population(SMALL, 40, seed=3)
+    result = kernels.train_population(theta, SMALL, XOR.X, XOR.Y, 1.0, 400, record_every=10)
+    np.testing.assert_array_equal(
+        result.analysis.outputs, npb.forward(result.theta, SMALL, XOR.X).a[-1]
+    )
+    np.testing.assert_array_equal(
+        result.analysis.outputs_right, np.rint(result.final_accuracy * 4).astype(int)
+    )
+
+
+@pytest.mark.parametrize("n_epochs, record_every", [(0, 1), (2, 1), (400, 0)])
+def test_without_a_last_quarter_to_judge_a_failed_net_is_undetermined(kernels, n_epochs,
+                                                                      record_every):  # fmt: skip
+    theta = init_population(NetSpec((2, 1)), 20, seed=1)  # no hidden layer: never converges
+    result = kernels.train_population(theta, NetSpec((2, 1)), XOR.X, XOR.Y, 1.0, n_epochs,
+                                      record_every=record_every)  # fmt: skip
+    assert (result.analysis.outcome == failure.UNDETERMINED).all()
+    assert np.isnan(result.analysis.weight_growth).all()
+    assert (result.analysis.saturated_units == 0).all()  # no hidden units to saturate
