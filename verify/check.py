@@ -73,8 +73,8 @@ CANNOT_TELL_FLOOR = 1e-2  # a passing check that could not see errors this large
 CONFIRM = 2  # elements confirmed wrong after which the others are not re-examined
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
-SMALL_PARAMS = 256  # up to this many parameters the full Jacobian is used ...
-SMALL_BUDGET_SHARE = 10.0  # ... unless it would take more than this many times the budget
+SMALL_PARAMS = 1000  # up to this many parameters the full Jacobian is used ...
+SMALL_BUDGET_SHARE = 20.0  # ... unless it would take more than this many times the budget
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
 
 
