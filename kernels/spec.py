@@ -99,7 +99,8 @@ class NetSpec:
 
     @property
     def n_params(self) -> int:
-        layered = sum(fi * fo + fo for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True))
+        pairs = zip(self.layers[:-1], self.layers[1:], strict=True)
+        layered = sum(fi * fo + fo for fi, fo in pairs)
         return layered + sum(self.layers[src] * self.n_outputs for src in self.shortcut_sources())
 
     def shortcut_sources(self) -> tuple[int, ...]:
