@@ -34,6 +34,7 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     numpy_backend,
+    streams,
 )
 from backprop_bench.kernels.activations import ACTIVATIONS
 
@@ -94,6 +95,8 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         early_stop=True,
         record_every=config.record_every,
         abort=abort,
+        batch_size=config.batch_size,
+        keys=streams.net_keys(config.seed, first, n),
     )
     # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
     # not a warning

@@ -30,6 +30,9 @@ from backprop_bench.kernels import (
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
 from backprop_bench.kernels.training import OPTIMIZERS, record_epochs
 
+from . import schedule_options
+from .schedule_options import LATER_DEFAULTS
+
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_INITS = (
     "tutorial",
@@ -109,6 +112,10 @@ class SweepConfig:
     control: bool = True
     nets_per_shard: int = 1000
     backend: str = "numba"
+    # nets with hidden layers get shortcut connections (the control cells have none to add);
+    # batch_size None is full batch, 1 per pattern, k minibatches of k (kernels/schedules.py)
+    shortcut: bool = False
+    batch_size: int | None = None
 
     def __post_init__(self):
         # Every value is checked by type and range, and names normalised, before any is used:
@@ -134,6 +141,8 @@ class SweepConfig:
         setting("seed", values.integer("seed", self.seed))
         setting("control", values.flag("control", self.control))
         setting("backend", values.name("backend", self.backend, BACKENDS))
+        setting("shortcut", schedule_options.shortcut(self.shortcut))
+        setting("batch_size", schedule_options.batch_size(self.batch_size))
         Criterion(max_error=self.tolerance)
         for name in self.optimizer:
             Optimizer(name, momentum=self.momentum)
@@ -166,7 +175,10 @@ class SweepConfig:
         problem = get_problem(self.problem)
         hidden = () if cell.hidden == 0 else (cell.hidden,)
         return NetSpec(
-            (problem.n_inputs, *hidden, problem.n_outputs), cell.activation, loss=cell.loss
+            (problem.n_inputs, *hidden, problem.n_outputs),
+            cell.activation,
+            loss=cell.loss,
+            shortcut=self.shortcut and cell.hidden > 0,
         )
 
     @property
@@ -207,7 +219,11 @@ class SweepConfig:
     # --------------------------------------------------------------------------- identity, I/O
 
     def to_dict(self) -> dict:
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+        return {
+            key: list(v) if isinstance(v, tuple) else v
+            for key, v in asdict(self).items()
+            if not (key in LATER_DEFAULTS and v == LATER_DEFAULTS[key])
+        }
 
     def identity(self) -> dict:
         """The fields that determine the results (everything but backend and name)."""
@@ -264,7 +280,7 @@ def config_from_dict(data) -> SweepConfig:
     """The config stored in a sweep's folder: every field must be there (nothing defaulted)."""
     if not isinstance(data, dict):
         raise ValueError(f"it holds a {type(data).__name__}, not a sweep config")
-    missing = [name for name in FIELD_NAMES if name not in data]
+    missing = [name for name in FIELD_NAMES if name not in data and name not in LATER_DEFAULTS]
     if missing:
         raise ValueError(f"it lacks {', '.join(missing)}")
     return make_config(data, {})

@@ -20,10 +20,13 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     parse_init,
+    streams,
     values,
 )
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
+
+from . import schedule_options
 
 DTYPES = ("float64", "float32")
 
@@ -51,6 +54,8 @@ class TrainConfig:
     every: int = 1000
     tolerance: float = 0.4
     early_stop: bool = False
+    shortcut: bool = False
+    batch_size: int | None = None  # None: full batch; 1: per pattern; k: minibatches of k
 
     def __post_init__(self):
         # Every value checked by type and range and names normalised first; then every derived
@@ -83,6 +88,8 @@ class TrainConfig:
         setting("dtype", values.name("dtype", self.dtype, DTYPES))
         setting("tolerance", values.tolerance("--tolerance", self.tolerance))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
+        setting("shortcut", schedule_options.shortcut(self.shortcut))
+        setting("batch_size", schedule_options.batch_size(self.batch_size))
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
@@ -110,7 +117,10 @@ class TrainConfig:
                     f"layers {layers} give {layers[-1]} outputs but problem {problem.name} has "
                     f"{problem.n_outputs}; end --layers with {problem.n_outputs} or use --hidden"
                 )
-        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction)
+        if self.shortcut and len(layers) < 3:
+            raise ValueError("--shortcut needs a hidden layer (e.g. --hidden 1 or --layers 2,1,1)")
+        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction,
+                       self.shortcut)  # fmt: skip
 
     @property
     def optimizer_config(self) -> Optimizer:
@@ -161,6 +171,8 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         early_stop=config.early_stop,
         record_every=config.every,
         abort=abort,
+        batch_size=config.batch_size,
+        keys=streams.net_keys(config.seed, config.net, 1),
     )
     history = [
         {
