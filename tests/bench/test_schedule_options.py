@@ -96,3 +96,18 @@ def test_train_with_shortcut_and_per_pattern_updates(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["spec"].startswith("2-1-1 with shortcuts")
     assert doc["n_params"] == 7 and doc["config"]["batch_size"] == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["rhw1986_xor_2-1-1_shortcut.toml", "tesauro_janssens1988_parity.toml"]
+)
+def test_example_configs_load_and_train(name):
+    from backprop_bench.bench.sweep_config import load_toml
+
+    path = REFERENCE.parents[1] / "configs" / name
+    text = path.read_text()
+    assert text.startswith("#") and "not known" in text.lower()  # cites and says what is unknown
+    config = make_config(load_toml(path), {})
+    small = replace(config, nets_per_cell=3, epochs=5, nets_per_shard=3, backend="numpy")
+    shard = run_shard(small, 0)
+    assert shard["epochs_trained"].shape == (3,)
