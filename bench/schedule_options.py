@@ -20,10 +20,10 @@ def batch_size(value) -> int | None:
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
-            f"batch size must be full or a positive number of patterns per step "
+            f"batch-size must be full or a positive number of patterns per step "
             f"(1 = per pattern), got {value!r}"
         )
-    return values.integer("batch size", value, 1)
+    return values.integer("batch-size", value, 1)
 
 
 def shortcut(value) -> bool:

@@ -42,7 +42,7 @@ def test_toml_keys_and_flags(tmp_path):
 @pytest.mark.parametrize(
     "toml, message",
     [
-        ("batch_size = 0", "batch size must be full or a positive number of patterns per step"),
+        ("batch_size = 0", "batch-size must be full or a positive number of patterns per step"),
         ('batch_size = "half"', "got 'half'"),
         ("batch_size = true", "got True"),
         ('shortcut = "yes"', "shortcut must be true or false, got 'yes'"),
