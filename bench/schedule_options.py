@@ -35,7 +35,7 @@ def describe(batch_size_value: int | None) -> str:
     if batch_size_value is None:
         return "full-batch gradient descent"
     if batch_size_value == 1:
-        return "per-pattern (online) gradient descent, patterns in a fresh order every epoch"
+        return "per-pattern (online) gradient descent (patterns in a fresh order every epoch)"
     return (
         f"minibatch gradient descent ({batch_size_value} patterns per step, in a fresh order "
         "every epoch)"

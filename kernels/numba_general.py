@@ -132,15 +132,18 @@ def _net_backward(p, X, Y, rows, nb, layers, offsets, sc, act, loss_code, scale,
 @strict_jit
 def _net_step(p, g, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
     # no FMA contraction, as in the other optimizer steps (see numba_lanes.strict_jit)
-    correction1 = 1.0 - beta1**step
-    correction2 = 1.0 - beta2**step
-    for r in range(p.size):
-        if opt_code == SGD:
+    if opt_code == SGD:
+        for r in range(p.size):
             p[r] -= lr * g[r]
-        elif opt_code == MOMENTUM:
+    elif opt_code == MOMENTUM:
+        for r in range(p.size):
             m[r] = momentum * m[r] - lr * g[r]
             p[r] += m[r]
-        else:
+    else:
+        # the powers only here: per-pattern training steps often, and pow is dear
+        correction1 = 1.0 - beta1**step
+        correction2 = 1.0 - beta2**step
+        for r in range(p.size):
             m[r] = beta1 * m[r] + (1.0 - beta1) * g[r]
             v[r] = beta2 * v[r] + (1.0 - beta2) * g[r] * g[r]
             p[r] -= lr * (m[r] / correction1) / (math.sqrt(v[r] / correction2) + eps)
