@@ -172,3 +172,18 @@ def test_bad_schedule_arguments(kernels, kwargs, message):
     theta = init_population(RHW, 3, seed=0)
     with pytest.raises(ValueError, match=message):
         kernels.train_population(theta, RHW, XOR.X, XOR.Y, 0.5, 5, **kwargs)
+
+
+def test_numba_per_layer_passes_of_a_shortcut_net_match_numpy():
+    from backprop_bench.kernels import numba_backend as nbb
+
+    spec = NetSpec((3, 4, 3, 2), "tanh", loss="mse", shortcut=True)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(5, 3)), (rng.random((5, 2)) < 0.5).astype(float)
+    theta = init_population(spec, 3, 0, "normal:0.7")
+    expected, got = (k.backward(theta, spec, X, Y, per_layer=True) for k in (npb, nbb))
+    for want, have in zip(expected.dz + expected.da, got.dz + got.da, strict=True):
+        np.testing.assert_allclose(have, want, PASS_RTOL, 1e-15)
+    for want, have in zip(npb.forward(theta, spec, X).a, nbb.forward(theta, spec, X).a,
+                          strict=True):  # fmt: skip
+        np.testing.assert_allclose(have, want, PASS_RTOL, 1e-15)
