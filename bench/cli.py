@@ -21,7 +21,7 @@ from backprop_bench.kernels.problems import NAMES as PROBLEMS
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS
 
-from . import atomic, limits
+from . import atomic, limits, schedule_options
 from .executors import ExecutorUnavailable, ShardFailed, add_executor_flags, make_executor
 from .interrupt import interruptible, sigterm_as_interrupt
 from .live import add_parser as _add_live
@@ -176,12 +176,28 @@ def _add_train(subparsers) -> None:
         action="store_true",
         help="stop as soon as the net has converged (default: train every epoch)",
     )
+    _add_schedule_flags(p)
     p.add_argument(
         "--json",
         action="store_true",
         help="print one JSON document (config, per-epoch stats, predictions) instead",
     )
     p.set_defaults(command=_train)
+
+
+def _add_schedule_flags(p, sweep: bool = False) -> None:
+    p.add_argument(
+        "--shortcut",
+        # a sweep's flag may also turn off a config file's shortcut = true
+        action=argparse.BooleanOptionalAction if sweep else "store_true",
+        default=None if sweep else False,
+        help="the input (and every hidden layer but the last) also feeds the output directly",
+    )
+    p.add_argument(
+        "--batch-size",
+        metavar="full|K",
+        help="patterns per update: full (default), 1 (per pattern, online) or K (minibatches)",
+    )
 
 
 def _train(args) -> int:
@@ -195,7 +211,8 @@ def _train(args) -> int:
         print(
             f"training {c.spec.describe()} on {c.data.name}: {c.optimizer_config.describe()} "
             f"lr {c.lr:g}, init {c.init}, seed {c.seed} net {c.net}, {c.epochs} epochs, "
-            f"{c.backend} {c.dtype}",
+            f"{c.backend} {c.dtype}"
+            + ("" if c.batch_size is None else f", {schedule_options.describe(c.batch_size)}"),
             flush=True,
         )
     run = interruptible(run_train, config)
@@ -301,6 +318,7 @@ def _add_sweep(subparsers) -> None:
         type=int,
         help="nets trained and stored together (default 1000; results do not depend on it)",
     )
+    _add_schedule_flags(p, sweep=True)
     p.add_argument("--backend", help="numba or numpy (default numba; results do not depend on it)")
     p.add_argument("--out", help="output folder (default reports/NAME)")
     add_executor_flags(p)

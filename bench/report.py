@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import atomic
+from . import atomic, schedule_options
 from .figures import draw_all, figure_names
 
 FIGURES = "figures"
@@ -342,10 +342,12 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         f"# Convergence sweep `{sweep['name']}`: {', '.join(p.upper() for p in problems(sweep))}",
         "",
         f"{summary['n_nets']:,} seeded nets in {summary['n_cells']} cells "
-        f"({sweep['nets_per_cell']:,} per cell), trained with full-batch gradient descent for at "
+        f"({sweep['nets_per_cell']:,} per cell), trained with "
+        f"{schedule_options.describe(sweep.get('batch_size'))} for at "
         f"most {sweep['epochs']:,} epochs. Grid: learning rates "
         f"{', '.join(f'{lr:g}' for lr in sweep['lr'])}; inits {', '.join(sweep['init'])}; hidden "
         f"units {', '.join(map(str, sweep['hidden']))}"
+        + ("; shortcut connections from the input to the output" if sweep.get("shortcut") else "")
         + ("; plus the no-hidden-layer control" if sweep["control"] else "")
         + f". Activation {', '.join(sweep['activation'])}, loss {', '.join(sweep['loss'])}, "
         f"optimizer {', '.join(sweep['optimizer'])}, seed {sweep['seed']}"

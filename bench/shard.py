@@ -20,7 +20,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from backprop_bench.kernels import Optimizer, backend, failure, get_problem, init_population
+from backprop_bench.kernels import (
+    Optimizer,
+    backend,
+    failure,
+    get_problem,
+    init_population,
+    streams,
+)
 
 from . import atomic
 from .sweep_config import SweepConfig
@@ -61,6 +68,8 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         early_stop=True,
         record_every=config.record_every,
         abort=abort,
+        batch_size=config.batch_size,
+        keys=streams.net_keys(config.seed, first, n),
     )
     # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
     # not a warning

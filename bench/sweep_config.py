@@ -33,6 +33,9 @@ from backprop_bench.kernels import (
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS, record_epochs
 
+from . import schedule_options
+from .schedule_options import LATER_DEFAULTS
+
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_INITS = (
     "tutorial",
@@ -54,7 +57,8 @@ NOT_RESULTS = ("backend", "nets_per_shard")
 # Fields added after sweeps were first stored, with the value every earlier sweep had. A config
 # leaves them out of its stored form while they hold that value, so the folders, fingerprints and
 # summaries of earlier sweeps stay valid and the same.
-LATER_FIELDS = {"reduction": "mean", "loss_below": None, "rms_below": None, "tss_below": None}
+LATER_FIELDS = {"reduction": "mean", "loss_below": None, "rms_below": None, "tss_below": None,
+                **LATER_DEFAULTS}
 STOPPING_RULES = ("tolerance", "loss_below", "rms_below", "tss_below")
 WIDTH_RULE = re.compile(r"(\d*)n")
 
@@ -160,6 +164,10 @@ class SweepConfig:
     loss_below: float | None = None
     rms_below: float | None = None
     tss_below: float | None = None
+    # nets with hidden layers get shortcut connections (the control cells have none to add);
+    # batch_size None is full batch, 1 per pattern, k minibatches of k (kernels/schedules.py)
+    shortcut: bool = False
+    batch_size: int | None = None
 
     def __post_init__(self):
         # Every value is checked by type and range, and names normalised, before any is used:
@@ -188,6 +196,8 @@ class SweepConfig:
         setting("seed", values.integer("seed", self.seed))
         setting("control", values.flag("control", self.control))
         setting("backend", values.name("backend", self.backend, BACKENDS))
+        setting("shortcut", schedule_options.shortcut(self.shortcut))
+        setting("batch_size", schedule_options.batch_size(self.batch_size))
         self.criterion  # noqa: B018
         for problem in problems:  # every width fits every problem
             for width in self.hidden:
@@ -245,7 +255,8 @@ class SweepConfig:
         problem = get_problem(cell.problem)
         hidden = () if cell.hidden == 0 else (cell.hidden,)
         return NetSpec((problem.n_inputs, *hidden, problem.n_outputs), cell.activation,
-                       loss=cell.loss, reduction=self.reduction)  # fmt: skip
+                       loss=cell.loss, reduction=self.reduction,
+                       shortcut=self.shortcut and cell.hidden > 0)  # fmt: skip
 
     @property
     def n_values(self) -> int:

@@ -20,10 +20,13 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     parse_init,
+    streams,
     values,
 )
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
+
+from . import schedule_options
 
 DTYPES = ("float64", "float32")
 
@@ -54,6 +57,8 @@ class TrainConfig:
     loss_below: float | None = None
     rms_below: float | None = None
     tss_below: float | None = None
+    shortcut: bool = False
+    batch_size: int | None = None  # None: full batch; 1: per pattern; k: minibatches of k
 
     def __post_init__(self):
         # Every value checked by type and range and names normalised first; then every derived
@@ -92,6 +97,8 @@ class TrainConfig:
             if getattr(self, rule) is not None:
                 setting(rule, values.real("--" + rule.replace("_", "-"), getattr(self, rule)))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
+        setting("shortcut", schedule_options.shortcut(self.shortcut))
+        setting("batch_size", schedule_options.batch_size(self.batch_size))
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
@@ -119,7 +126,10 @@ class TrainConfig:
                     f"layers {layers} give {layers[-1]} outputs but problem {problem.name} has "
                     f"{problem.n_outputs}; end --layers with {problem.n_outputs} or use --hidden"
                 )
-        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction)
+        if self.shortcut and len(layers) < 3:
+            raise ValueError("--shortcut needs a hidden layer (e.g. --hidden 1 or --layers 2,1,1)")
+        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction,
+                       self.shortcut)  # fmt: skip
 
     @property
     def optimizer_config(self) -> Optimizer:
@@ -171,6 +181,8 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         early_stop=config.early_stop,
         record_every=config.every,
         abort=abort,
+        batch_size=config.batch_size,
+        keys=streams.net_keys(config.seed, config.net, 1),
     )
     history = [
         {

@@ -6,7 +6,7 @@
 else of the project's.
 """
 
-from . import numpy_backend, values
+from . import numpy_backend, schedules, streams, values
 from .failure import OUTCOMES, Analysis
 from .init import SCHEMES, Init, init_population, parse_init
 from .passes import Forward, Gradients
@@ -48,5 +48,7 @@ __all__ = [
     "init_population",
     "numpy_backend",
     "parse_init",
+    "schedules",
+    "streams",
     "values",
 ]

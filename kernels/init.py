@@ -27,6 +27,12 @@ Schemes (``fan_in``, ``fan_out`` of the layer a weight belongs to):
 
 The tutorial calls its scheme Xavier; with variance 2 / fan_in it is He's. The two names give the
 same numbers. ``uniform`` and ``normal`` draw biases too, as the classic backprop experiments did.
+
+With shortcut connections the output layer is one layer with ``spec.output_fan_in`` inputs (its
+layered inputs and the shortcut ones): all its weights, shortcut weights included, take their
+scale from that fan-in. Its hidden layers draw the very numbers of the same widths without
+shortcuts (the shortcut rows come last in theta, and draws fill theta row by row); nets without
+shortcuts are not affected at all.
 """
 
 from __future__ import annotations
@@ -104,9 +110,11 @@ def _row_scales(spec: NetSpec, init: Init) -> np.ndarray:
     scales = np.zeros(spec.n_params)
     if family == "zeros":
         return scales
-    for (w_start, b_start), fi, fo in zip(
-        spec.offsets(), spec.layers[:-1], spec.layers[1:], strict=True
+    for layer, ((w_start, b_start), fi, fo) in enumerate(
+        zip(spec.offsets(), spec.layers[:-1], spec.layers[1:], strict=True)
     ):
+        if spec.shortcut and layer == spec.n_layers - 1:
+            fi = spec.output_fan_in
         if width_of is not None:
             width = width_of(fi, fo)
         else:
@@ -114,6 +122,8 @@ def _row_scales(spec: NetSpec, init: Init) -> np.ndarray:
         scales[w_start:b_start] = width
         if draw_biases:
             scales[b_start : b_start + fo] = width
+    if spec.shortcut:  # the output layer's width, computed last in the loop above
+        scales[spec.shortcut_offsets()[0] :] = width
     return scales
 
 

@@ -5,7 +5,8 @@ kernels that run ``prange`` over nets, and per-net workers (``_net_*``) that do 
 scalar loops. Each net is computed by exactly one thread with the same code whatever the number
 of threads, so results are bitwise identical for any thread count. The workers are written from
 the math, not from the NumPy code, and are tested against it. Fused training is in
-``numba_lanes.py``, with nets in SIMD lanes.
+``numba_lanes.py``, with nets in SIMD lanes; nets with shortcut connections and per-pattern or
+minibatch updates go through ``numba_general.py``.
 
 All jitted code shares the settings below: fastmath without ``nnan``/``ninf``, because diverging
 nets are detected by looking for NaN and inf.
@@ -24,6 +25,7 @@ from .checks import check_data, check_step_inputs, check_step_number, check_thet
 from .failure import analyse
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
+from .schedules import check_batch_size, check_keys
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
 from .training import (
     OPTIMIZERS,
@@ -260,7 +262,12 @@ def forward(theta, spec: NetSpec, X) -> Forward:
     n_nets = theta.shape[1]
     Z = np.empty((*_buffers_shape(spec, X.shape[0]), n_nets), dtype=theta.dtype)
     A = np.empty_like(Z)
-    _forward_kernel(theta, X, layers, offsets, act, Z, A)
+    if spec.shortcut:
+        from .numba_general import forward_kernel
+
+        forward_kernel(theta, X, layers, offsets, spec.shortcut_offsets(), act, Z, A)
+    else:
+        _forward_kernel(theta, X, layers, offsets, act, Z, A)
     widths = spec.layers[1:]
     z = [Z[layer, :, :w, :] for layer, w in enumerate(widths)]
     a = [np.broadcast_to(X[:, :, None], (*X.shape, n_nets))]
@@ -274,9 +281,13 @@ def loss(theta, spec: NetSpec, X, Y) -> np.ndarray:
     X, Y = check_data(X, Y, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     out = np.empty(theta.shape[1], dtype=theta.dtype)
-    _loss_kernel(
-        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]), out
-    )
+    codes = (LOSSES.index(spec.loss), _scale(spec, X.shape[0]), out)
+    if spec.shortcut:
+        from .numba_general import loss_kernel
+
+        loss_kernel(theta, X, Y, layers, offsets, spec.shortcut_offsets(), act, *codes)
+    else:
+        _loss_kernel(theta, X, Y, layers, offsets, act, *codes)
     return out
 
 
@@ -297,10 +308,13 @@ def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradient
     kept = n_nets if per_layer else 0
     D = np.empty((n_layers, n_samples, width, kept), dtype=theta.dtype)
     DA = np.empty((max(n_layers - 1, 1), n_samples, width, kept), dtype=theta.dtype)
-    _backward_kernel(
-        theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, n_samples),
-        G, D, DA,
-    )  # fmt: skip
+    codes = (LOSSES.index(spec.loss), _scale(spec, n_samples), G, D, DA)
+    if spec.shortcut:
+        from .numba_general import backward_kernel
+
+        backward_kernel(theta, X, Y, layers, offsets, spec.shortcut_offsets(), act, *codes)
+    else:
+        _backward_kernel(theta, X, Y, layers, offsets, act, *codes)
     if not per_layer:
         return Gradients(G)
     widths = spec.layers[1:]
@@ -350,8 +364,10 @@ def train_population(
     early_stop: bool = True,
     record_every: int = 0,
     abort: np.ndarray | None = None,
+    batch_size: int | None = None,
+    keys: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train every net of a population with full-batch gradient descent (see ``training.py``).
+    """Train every net of a population by gradient descent (see ``training.py``).
 
     theta         : initial parameters, shape (n_params, n_nets); not modified
     X, Y          : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
@@ -360,13 +376,21 @@ def train_population(
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
     abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
                     it to 1 to stop training early (an interrupted result is incomplete)
+    batch_size    : None (full batch), 1 (per pattern) or k (minibatches of k): see schedules.py
+    keys          : uint64 array of shape (n_nets,), the nets' stream keys that draw their
+                    pattern orders; None means ``streams.net_keys(0, 0, n_nets)``
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
     abort = check_abort(abort)
+    batch_size = check_batch_size(batch_size)
     result, X, Y, lr, n_epochs = start_training(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
+    keys = check_keys(keys, result.theta.shape[1])
+    if spec.shortcut or batch_size is not None:
+        return _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion,
+                              early_stop, record_every, abort, batch_size, keys)  # fmt: skip
     r, history = result, result.history
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
@@ -382,6 +406,33 @@ def train_population(
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
         history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
+    )  # fmt: skip
+    if not history.epochs.size:
+        result.history = None
+    if not abort[0]:
+        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward)
+    return result
+
+
+def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early_stop,
+                   record_every, abort, batch_size, keys) -> TrainResult:  # fmt: skip
+    """train_population for shortcut nets and per-pattern or minibatch updates (numba_general)."""
+    from .numba_general import train_kernel
+
+    r, history = result, result.history
+    layers, offsets, act = _codes(spec)
+    train_kernel(
+        r.theta, X, Y, layers, offsets, spec.shortcut_offsets(), act, LOSSES.index(spec.loss),
+        spec.reduction == "mean", keys, 0 if batch_size is None else batch_size,
+        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+        optimizer.eps,
+        np.inf if criterion.max_error is None else criterion.max_error,
+        np.inf if criterion.loss_below is None else criterion.loss_below,
+        criterion.squared_error_limit(Y.size),
+        criterion.divergence_factor, bool(early_stop), max(record_every, 1), history.epochs.size,
+        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+        r.final_loss, r.final_accuracy, r.final_grad_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm, abort,
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

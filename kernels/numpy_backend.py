@@ -14,6 +14,7 @@ from . import activations as F
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import analyse
 from .passes import Forward, Gradients
+from .schedules import batch_bounds, check_batch_size, check_keys, orders
 from .spec import NetSpec
 from .training import (
     DECISION_MARGIN,
@@ -30,12 +31,17 @@ from .training import (
 
 
 def _forward(spec: NetSpec, theta: np.ndarray, X: np.ndarray) -> Forward:
+    """X: shared by all nets, shape (n_samples, n_inputs), or one set per net (a minibatch in
+    each net's own order), shape (n_samples, n_inputs, n_nets)."""
     n_nets = theta.shape[1]
-    a = [np.broadcast_to(X[:, :, None], (*X.shape, n_nets))]
+    a = [X if X.ndim == 3 else np.broadcast_to(X[:, :, None], (*X.shape, n_nets))]
     z = []
     views = spec.layer_views(theta)
     for layer, (W, b) in enumerate(views):
         zl = np.einsum("sik,ijk->sjk", a[-1], W) + b
+        if layer == len(views) - 1:
+            for src, S in zip(spec.shortcut_sources(), spec.shortcut_views(theta), strict=True):
+                zl = zl + np.einsum("sik,ijk->sjk", a[src], S)
         activation = spec.output if layer == len(views) - 1 else spec.activation
         z.append(zl)
         a.append(F.ACTIVATIONS[activation][0](zl))
@@ -46,8 +52,13 @@ def _scale(spec: NetSpec, n_samples: int) -> float:
     return 1.0 / n_samples if spec.reduction == "mean" else 1.0
 
 
+def _per_net(Y: np.ndarray) -> np.ndarray:
+    """Targets shared by all nets (n_samples, n_outputs) or per net (..., n_nets), as 3-d."""
+    return Y if Y.ndim == 3 else Y[:, :, None]
+
+
 def _loss(spec: NetSpec, fwd: Forward, Y: np.ndarray) -> np.ndarray:
-    elements = F.loss_elements(spec.loss, fwd.z[-1], fwd.a[-1], Y[:, :, None])
+    elements = F.loss_elements(spec.loss, fwd.z[-1], fwd.a[-1], _per_net(Y))
     return elements.sum(axis=(0, 1)) * _scale(spec, Y.shape[0])
 
 
@@ -55,15 +66,21 @@ def _backward(spec: NetSpec, theta, fwd: Forward, Y, per_layer: bool) -> Gradien
     z, a = fwd.z, fwd.a
     scale = _scale(spec, Y.shape[0])
     grad = np.empty_like(theta)
-    dz = F.loss_grad_logits(spec.loss, z[-1], a[-1], Y[:, :, None]) * scale
+    dz = F.loss_grad_logits(spec.loss, z[-1], a[-1], _per_net(Y)) * scale
+    dz_out = dz
     dzs, das = [dz], []
     weights, grads = spec.layer_views(theta), spec.layer_views(grad)
+    shortcuts = dict(zip(spec.shortcut_sources(), spec.shortcut_views(theta), strict=True))
+    for src, gS in zip(spec.shortcut_sources(), spec.shortcut_views(grad), strict=True):
+        gS[...] = np.einsum("sik,sjk->ijk", a[src], dz_out)
     for layer in range(spec.n_layers - 1, -1, -1):
         gW, gb = grads[layer]
         gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
         gb[...] = dz.sum(axis=0)
         if layer > 0:
             da = np.einsum("sjk,ijk->sik", dz, weights[layer][0])
+            if layer in shortcuts:  # a[layer] also feeds the output directly
+                da = da + np.einsum("sjk,ijk->sik", dz_out, shortcuts[layer])
             dz = da * F.ACTIVATIONS[spec.activation][1](z[layer - 1], a[layer])
             dzs.insert(0, dz)
             das.insert(0, da)
@@ -172,6 +189,18 @@ def _step(optimizer: Optimizer, theta, grad, state, lr, step):
         _adam(theta, grad, m, v, step, lr, optimizer.beta1, optimizer.beta2, optimizer.eps)
 
 
+def _minibatch_epoch(spec, optimizer, params, state, lr, X, Y, keys, epoch, batch_size):
+    """One epoch of steps on runs of ``batch_size`` patterns, each net in its own order."""
+    bounds = batch_bounds(X.shape[0], batch_size)
+    order = orders(keys, epoch, X.shape[0])  # (n_nets, n_samples)
+    for b, (start, stop) in enumerate(bounds):
+        rows = order[:, start:stop].T  # (batch, n_nets)
+        Xb = X[rows].transpose(0, 2, 1)  # (batch, n_inputs, n_nets)
+        Yb = Y[rows].transpose(0, 2, 1)
+        grad = _backward(spec, params, _forward(spec, params, Xb), Yb, per_layer=False).grad
+        _step(optimizer, params, grad, state, lr, epoch * len(bounds) + b + 1)
+
+
 # ------------------------------------------------------------------------------ fused training
 
 
@@ -188,8 +217,10 @@ def train_population(
     early_stop: bool = True,
     record_every: int = 0,
     abort: np.ndarray | None = None,
+    batch_size: int | None = None,
+    keys: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train every net of a population with full-batch gradient descent (see ``training.py``).
+    """Train every net of a population by gradient descent (see ``training.py``).
 
     theta         : initial parameters, shape (n_params, n_nets); not modified
     X, Y          : arrays of shape (n_samples, n_inputs) and (n_samples, n_outputs)
@@ -198,13 +229,18 @@ def train_population(
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
     abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
                     it to 1 to stop training early (an interrupted result is incomplete)
+    batch_size    : None (full batch), 1 (per pattern) or k (minibatches of k): see schedules.py
+    keys          : uint64 array of shape (n_nets,), the nets' stream keys that draw their
+                    pattern orders; None means ``streams.net_keys(0, 0, n_nets)``
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
     abort = check_abort(abort)
+    batch_size = check_batch_size(batch_size)
     result, X, Y, lr, n_epochs = start_training(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
+    keys = check_keys(keys, result.theta.shape[1])
     r, history = result, result.history
 
     # Working copies of the nets still training; shrunk whenever some stop.
@@ -264,7 +300,11 @@ def train_population(
                 params, grad, lr = params[:, keep], grad[:, keep], lr[keep]
                 state = [s[:, keep] for s in state]
                 initial_loss = initial_loss[keep]
-            _step(optimizer, params, grad, state, lr, epoch + 1)
+            if batch_size is None:
+                _step(optimizer, params, grad, state, lr, epoch + 1)
+            else:
+                _minibatch_epoch(spec, optimizer, params, state, lr, X, Y, keys[active], epoch,
+                                 batch_size)  # fmt: skip
 
     if not history.epochs.size:
         result.history = None

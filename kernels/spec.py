@@ -4,6 +4,12 @@ A population is many nets of one spec. Its parameters are one array ``theta`` of
 ``(n_params, n_nets)``: one column per net, nets on the last (contiguous) axis. Layer ``l`` maps
 ``layers[l]`` inputs to ``layers[l + 1]`` outputs; its weights ``W`` (row-major, ``fan_in`` by
 ``fan_out``) come first, then its biases ``b``. Every backend reads theta through this layout.
+
+A net with ``shortcut=True`` also feeds every layer below the last hidden one (the input and the
+hidden layers but the last) straight into the output layer, as Rumelhart, Hinton & Williams'
+2-1-1 XOR net does. Those shortcut weights come after the layered parameters, one block per
+source layer from the input up, each ``layers[l]`` by ``n_outputs`` (row-major): the layered
+part of theta keeps the layout of the same widths without shortcuts.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class NetSpec:
     loss       : ``bce`` (binary cross-entropy, computed from logits) or ``mse``
                  (½(a − y)² per output, the convention of the backprop literature)
     reduction  : ``mean`` over samples (the tutorial) or ``sum`` (the 1980s papers)
+    shortcut   : the input and every hidden layer but the last also feed the output layer
+                 directly (needs a hidden layer): ``NetSpec((2, 1, 1), shortcut=True)``
     """
 
     layers: tuple[int, ...] = (2, 4, 1)
@@ -41,6 +49,7 @@ class NetSpec:
     output: str = "sigmoid"
     loss: str = "bce"
     reduction: str = "mean"
+    shortcut: bool = False
 
     def __post_init__(self):
         # a string is a sequence of characters ("241" is not (2, 4, 1)) and 4.7 is no width
@@ -67,6 +76,13 @@ class NetSpec:
         _one_of("output activation", self.output, OUTPUT_ACTIVATIONS)
         _one_of("loss", self.loss, LOSSES)
         _one_of("reduction", self.reduction, REDUCTIONS)
+        if not isinstance(self.shortcut, bool | np.bool_):
+            raise ValueError(f"shortcut must be True or False, got {self.shortcut!r}")
+        object.__setattr__(self, "shortcut", bool(self.shortcut))
+        if self.shortcut and len(layers) < 3:
+            raise ValueError(
+                f"shortcut connections need a hidden layer, e.g. (2, 1, 1); {layers!r} has none"
+            )
 
     @property
     def n_layers(self) -> int:
@@ -83,7 +99,39 @@ class NetSpec:
 
     @property
     def n_params(self) -> int:
-        return sum(fi * fo + fo for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True))
+        pairs = zip(self.layers[:-1], self.layers[1:], strict=True)
+        layered = sum(fi * fo + fo for fi, fo in pairs)
+        return layered + sum(self.layers[src] * self.n_outputs for src in self.shortcut_sources())
+
+    def shortcut_sources(self) -> tuple[int, ...]:
+        """Indices of the layers (0 = input) that feed the output through shortcut weights."""
+        return tuple(range(len(self.layers) - 2)) if self.shortcut else ()
+
+    @property
+    def output_fan_in(self) -> int:
+        """Inputs of the output layer, shortcut ones included."""
+        return self.layers[-2] + sum(self.layers[src] for src in self.shortcut_sources())
+
+    def shortcut_offsets(self) -> np.ndarray:
+        """Start of each shortcut block in theta, source layers from the input up.
+
+        Returns an int64 array of shape (len(shortcut_sources()),).
+        """
+        start = int(self.offsets()[-1, 1]) + self.n_outputs
+        starts = []
+        for src in self.shortcut_sources():
+            starts.append(start)
+            start += self.layers[src] * self.n_outputs
+        return np.array(starts, dtype=np.int64)
+
+    def shortcut_views(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Views of the shortcut weights into theta, one per source layer: each of shape
+        (layers[l], n_outputs, n_nets); empty without shortcuts."""
+        n_nets, n_out = theta.shape[1], self.n_outputs
+        return [
+            theta[start : start + self.layers[src] * n_out].reshape(self.layers[src], n_out, n_nets)
+            for start, src in zip(self.shortcut_offsets(), self.shortcut_sources(), strict=True)
+        ]
 
     def offsets(self) -> np.ndarray:
         """Start of each layer's weights, then of its biases, in theta.
@@ -116,4 +164,5 @@ class NetSpec:
     def describe(self) -> str:
         """A one-line human description, e.g. ``2-4-1 sigmoid/sigmoid, bce (mean)``."""
         widths = "-".join(str(w) for w in self.layers)
-        return f"{widths} {self.activation}/{self.output}, {self.loss} ({self.reduction})"
+        shortcut = " with shortcuts" if self.shortcut else ""
+        return f"{widths}{shortcut} {self.activation}/{self.output}, {self.loss} ({self.reduction})"

@@ -1,9 +1,11 @@
 """What population training takes and returns, shared by both backends.
 
-Training is full-batch gradient descent on a shared dataset, all nets at once. Each epoch a net
+Training is gradient descent on a shared dataset, all nets at once. Each epoch a net
 (1) runs forward, (2) is checked against the stopping rules, (3) runs backward and (4) steps its
-optimizer. So "converged at epoch e" means the criterion held after e updates, and the final
-statistics of a net describe the parameters it ends with.
+optimizer: once on the whole set (full batch, the default), or once per run of ``batch_size``
+patterns in the net's own order (``schedules.py``); (1)-(3) always see the whole set. So
+"converged at epoch e" means the criterion held after e epochs of updates (e full-batch steps),
+and the final statistics of a net describe the parameters it ends with.
 
 Stopping rules, per net:
 - diverged: its loss or gradient is not finite, or its loss exceeds ``divergence_factor`` times

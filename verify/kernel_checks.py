@@ -28,6 +28,11 @@ NETWORKS = [
     ((3, 4, 4, 4, 4, 2), "sigmoid", "bce", "sum", 7),
     ((5, 3, 6, 3, 6, 3, 1), "tanh", "bce", "mean", 33),
 ]
+# Nets whose input and hidden layers (but the last) also feed the output directly.
+SHORTCUT_NETWORKS = [
+    ((2, 1, 1), "sigmoid", "bce", "sum", 4),  # Rumelhart, Hinton & Williams' XOR net
+    ((3, 4, 3, 2), "tanh", "mse", "mean", 5),
+]
 N_NETS = 2
 SCIPY_LIMIT = 100  # parameters up to which scipy.differentiate also checks the reference
 
@@ -130,8 +135,8 @@ def loss_rows() -> list[Row]:
     return rows
 
 
-def network_case(layers, activation, loss, reduction, n_samples, dtype, seed=0):
-    spec = NetSpec(layers, activation, loss=loss, reduction=reduction)
+def network_case(layers, activation, loss, reduction, n_samples, dtype, seed=0, shortcut=False):
+    spec = NetSpec(layers, activation, loss=loss, reduction=reduction, shortcut=shortcut)
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_samples, spec.n_inputs))
     Y = (rng.random((n_samples, spec.n_outputs)) < 0.5).astype(float)
@@ -146,12 +151,13 @@ def _population_loss(kernels, spec, X, Y):
 
 def network_rows() -> list[Row]:
     rows = []
-    for layers, activation, loss, reduction, n_samples in NETWORKS:
+    cases = [(*net, False) for net in NETWORKS] + [(*net, True) for net in SHORTCUT_NETWORKS]
+    for layers, activation, loss, reduction, n_samples, shortcut in cases:
         for backend_name in BACKENDS:
             kernels = backend(backend_name)
             for dtype in DTYPES:
                 spec, X, Y, theta = network_case(
-                    layers, activation, loss, reduction, n_samples, dtype
+                    layers, activation, loss, reduction, n_samples, dtype, shortcut=shortcut
                 )
                 result = check_gradient(
                     _population_loss(kernels, spec, X, Y),
@@ -160,10 +166,8 @@ def network_rows() -> list[Row]:
                     # scipy.differentiate as a third reference where it is affordable
                     use_scipy=theta.size <= SCIPY_LIMIT,
                 )
-                name = (
-                    f"network {'-'.join(map(str, layers))} {activation} {loss} {reduction}, "
-                    f"batch {n_samples}"
-                )
+                widths = "-".join(map(str, layers)) + (" with shortcuts" if shortcut else "")
+                name = f"network {widths} {activation} {loss} {reduction}, batch {n_samples}"
                 rows.append(_row(name, backend_name, dtype, result))
     return rows
 

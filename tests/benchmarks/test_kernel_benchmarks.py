@@ -236,3 +236,19 @@ def test_adam_step(benchmark, name):
                       1, 0.01)  # fmt: skip
     benchmark(kernels.adam_step, theta, grad, m, v, 1, 0.01)
     record(benchmark, f"{name}-adam", 65536, 1)
+
+
+# ------------------------------------------------------------- per-pattern (online) updates
+
+PER_PATTERN_EPOCHS = 50
+
+
+@pytest.mark.benchmark(group="train 2-4-1 xor, float64, per-pattern updates")
+def test_numba_per_pattern(benchmark):
+    """One step per pattern, in each net's own order (kernels/numba_general.py)."""
+    theta = init_population(TUTORIAL, N_NETS, seed=0)
+    numba_train(theta[:, :64], TUTORIAL, XOR.X, XOR.Y, 2, batch_size=1)  # compile
+    result = benchmark(numba_train, theta, TUTORIAL, XOR.X, XOR.Y, PER_PATTERN_EPOCHS,
+                       batch_size=1)  # fmt: skip
+    assert (result.epochs_trained == PER_PATTERN_EPOCHS).all()
+    record(benchmark, "numba-per-pattern", N_NETS, PER_PATTERN_EPOCHS)

@@ -36,6 +36,7 @@ def test_the_table_covers_what_it_should(rows):
     assert {r.backend for r in rows} == {"numpy", "numba"}
     assert {r.dtype for r in rows} == {"float64", "float32"}
     assert any(k.startswith("dL/dz") for k in kernels) and any("adam" in k for k in kernels)
+    assert any(k.startswith("network 2-1-1 with shortcuts") for k in kernels)
 
 
 def test_relu_kinks_are_reported_not_failed(rows):
