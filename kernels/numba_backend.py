@@ -22,6 +22,7 @@ from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
+from .regularised import check_keys, refuse_in_plain_kernels
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
 from .training import (
     OPTIMIZERS,
@@ -253,6 +254,7 @@ def forward(theta, spec: NetSpec, X) -> Forward:
     Returns a :class:`Forward`; ``a[-1]`` of shape (n_samples, n_outputs, n_nets) is the output.
     """
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, _ = check_data(X, None, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     n_nets = theta.shape[1]
@@ -269,6 +271,7 @@ def forward(theta, spec: NetSpec, X) -> Forward:
 def loss(theta, spec: NetSpec, X, Y) -> np.ndarray:
     """Loss of every net, summed over outputs and reduced over samples: array of shape (n_nets,)."""
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, Y = check_data(X, Y, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     out = np.empty(theta.shape[1], dtype=theta.dtype)
@@ -287,6 +290,7 @@ def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradient
     Returns a :class:`Gradients` whose ``grad`` has theta's shape.
     """
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, Y = check_data(X, Y, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     n_nets = theta.shape[1]
@@ -348,6 +352,7 @@ def train_population(
     early_stop: bool = True,
     record_every: int = 0,
     abort: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
 ) -> TrainResult:
     """Train every net of a population with full-batch gradient descent (see ``training.py``).
 
@@ -358,6 +363,8 @@ def train_population(
     record_every  : if positive, keep loss, accuracy and gradient norm every that many epochs
     abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
                     it to 1 to stop training early (an interrupted result is incomplete)
+    keys          : uint64 array of shape (n_nets,), the nets' keys for dropout masks
+                    (``streams.net_keys(seed, first_net, n_nets)``); None for seed 0
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
@@ -365,6 +372,16 @@ def train_population(
     result, X, Y, lr, n_epochs = start_training(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
+    keys = check_keys(keys, result.theta.shape[1])
+    from .regularised_training import is_needed
+
+    if is_needed(spec, optimizer):
+        # batch norm, dropout and weight decay have their own fused kernel (no SIMD lanes)
+        from .numba_regularised import train_regularised
+
+        return train_regularised(
+            result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop, abort
+        )
     r, history = result, result.history
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error

@@ -4,6 +4,9 @@ A population is many nets of one spec. Its parameters are one array ``theta`` of
 ``(n_params, n_nets)``: one column per net, nets on the last (contiguous) axis. Layer ``l`` maps
 ``layers[l]`` inputs to ``layers[l + 1]`` outputs; its weights ``W`` (row-major, ``fan_in`` by
 ``fan_out``) come first, then its biases ``b``. Every backend reads theta through this layout.
+With batch normalisation, the scale ``gamma`` and shift ``beta`` of every hidden layer follow
+all of that (hidden layer by hidden layer, ``gamma`` then ``beta``), so the weights of a net sit
+where they sit without it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class NetSpec:
     loss       : ``bce`` (binary cross-entropy, computed from logits) or ``mse``
                  (½(a − y)² per output, the convention of the backprop literature)
     reduction  : ``mean`` over samples (the tutorial) or ``sum`` (the 1980s papers)
+    batchnorm  : normalise every hidden layer's pre-activations over the samples of the batch,
+                 then scale and shift them (Ioffe & Szegedy 2015); see ``regularised.py``
+    dropout    : rate p of inverted dropout on every hidden layer's activations, 0 for none
     """
 
     layers: tuple[int, ...] = (2, 4, 1)
@@ -41,6 +47,8 @@ class NetSpec:
     output: str = "sigmoid"
     loss: str = "bce"
     reduction: str = "mean"
+    batchnorm: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self):
         # a string is a sequence of characters ("241" is not (2, 4, 1)) and 4.7 is no width
@@ -67,6 +75,17 @@ class NetSpec:
         _one_of("output activation", self.output, OUTPUT_ACTIVATIONS)
         _one_of("loss", self.loss, LOSSES)
         _one_of("reduction", self.reduction, REDUCTIONS)
+        if not isinstance(self.batchnorm, bool | np.bool_):
+            raise ValueError(f"batchnorm must be True or False, got {self.batchnorm!r}")
+        object.__setattr__(self, "batchnorm", bool(self.batchnorm))
+        dropout = float(self.dropout)
+        if not (0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "dropout", dropout)
+        if (self.batchnorm or dropout) and len(layers) < 3:
+            raise ValueError(
+                f"batch norm and dropout act on hidden layers; layers {layers!r} has none"
+            )
 
     @property
     def n_layers(self) -> int:
@@ -82,8 +101,40 @@ class NetSpec:
         return self.layers[-1]
 
     @property
-    def n_params(self) -> int:
+    def n_weights(self) -> int:
+        """Weights and biases of every layer: the rows of theta before the normalisation's."""
         return sum(fi * fo + fo for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True))
+
+    @property
+    def n_hidden_units(self) -> int:
+        return sum(self.layers[1:-1])
+
+    @property
+    def n_params(self) -> int:
+        return self.n_weights + (2 * self.n_hidden_units if self.batchnorm else 0)
+
+    @property
+    def regularised(self) -> bool:
+        """Whether batch norm or dropout is on (training and evaluation then differ)."""
+        return self.batchnorm or self.dropout > 0
+
+    def norm_offsets(self) -> np.ndarray:
+        """Start of each hidden layer's ``gamma``, then of its ``beta``, in theta.
+
+        Returns an int64 array of shape (n_layers - 1, 2); empty without batch norm.
+        """
+        rows, start = [], self.n_weights
+        for width in self.layers[1:-1] if self.batchnorm else ():
+            rows.append((start, start + width))
+            start += 2 * width
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+    def norm_views(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Views ``(gamma, beta)`` of every hidden layer, each of shape (width, n_nets)."""
+        return [
+            (theta[g : g + w], theta[b : b + w])
+            for (g, b), w in zip(self.norm_offsets(), self.layers[1:-1], strict=False)
+        ]
 
     def offsets(self) -> np.ndarray:
         """Start of each layer's weights, then of its biases, in theta.
@@ -116,4 +167,9 @@ class NetSpec:
     def describe(self) -> str:
         """A one-line human description, e.g. ``2-4-1 sigmoid/sigmoid, bce (mean)``."""
         widths = "-".join(str(w) for w in self.layers)
-        return f"{widths} {self.activation}/{self.output}, {self.loss} ({self.reduction})"
+        text = f"{widths} {self.activation}/{self.output}, {self.loss} ({self.reduction})"
+        if self.batchnorm:
+            text += ", batch norm"
+        if self.dropout:
+            text += f", dropout {self.dropout:g}"
+        return text
