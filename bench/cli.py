@@ -156,6 +156,12 @@ def _add_train(subparsers) -> None:
         action="store_true",
         help="stop as soon as the net has converged (default: train every epoch)",
     )
+    p.add_argument("--batchnorm", action="store_true",
+                   help="batch-normalise every hidden layer (statistics shown in evaluation mode)")
+    p.add_argument("--dropout", type=float, default=d.dropout, metavar="P",
+                   help="inverted dropout of rate P on hidden activations (default 0)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="L",
+                   help="L2 weight decay; coupled, decoupled with --optimizer adamw (default 0)")
     p.add_argument(
         "--json",
         action="store_true",

@@ -20,9 +20,11 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     parse_init,
+    regularised,
     values,
 )
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
+from backprop_bench.kernels.streams import net_keys
 from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
 
 DTYPES = ("float64", "float32")
@@ -51,6 +53,9 @@ class TrainConfig:
     every: int = 1000
     tolerance: float = 0.4
     early_stop: bool = False
+    batchnorm: bool = False
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         # Every value checked by type and range and names normalised first; then every derived
@@ -83,6 +88,11 @@ class TrainConfig:
         setting("dtype", values.name("dtype", self.dtype, DTYPES))
         setting("tolerance", values.tolerance("--tolerance", self.tolerance))
         setting("early_stop", values.flag("--early-stop", self.early_stop))
+        setting("batchnorm", values.flag("--batchnorm", self.batchnorm))
+        setting("dropout", values.real("--dropout", self.dropout, 0.0, 1.0, low_open=False,
+                                       high_open=True))  # fmt: skip
+        setting("weight_decay", values.real("--weight-decay", self.weight_decay, 0.0,
+                                            low_open=False))  # fmt: skip
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
@@ -110,11 +120,12 @@ class TrainConfig:
                     f"layers {layers} give {layers[-1]} outputs but problem {problem.name} has "
                     f"{problem.n_outputs}; end --layers with {problem.n_outputs} or use --hidden"
                 )
-        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction)
+        return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction,
+                       batchnorm=self.batchnorm, dropout=self.dropout)  # fmt: skip
 
     @property
     def optimizer_config(self) -> Optimizer:
-        return Optimizer(self.optimizer, momentum=self.momentum)
+        return Optimizer(self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay)
 
     @property
     def criterion(self) -> Criterion:
@@ -161,6 +172,7 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         early_stop=config.early_stop,
         record_every=config.every,
         abort=abort,
+        keys=net_keys(config.seed, config.net, 1),  # dropout masks: this net's, as in a sweep
     )
     history = [
         {
@@ -173,7 +185,12 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         if epoch <= result.epochs_trained[0]
     ]
     with np.errstate(all="ignore"):  # a diverged net's outputs overflow: 0 or 1 is the answer
-        fwd = kernels.forward(result.theta, spec, problem.X)
+        if spec.regularised:  # the net as it is used: evaluation mode
+            fwd = regularised.forward(result.theta, spec, problem.X, training=False,
+                                      running_mean=result.running_mean,
+                                      running_var=result.running_var)  # fmt: skip
+        else:
+            fwd = kernels.forward(result.theta, spec, problem.X)
     outputs, logits = fwd.a[-1][:, :, 0], fwd.z[-1][:, :, 0]
     predictions = [
         {

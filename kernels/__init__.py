@@ -6,7 +6,7 @@
 else of the project's.
 """
 
-from . import numpy_backend, values
+from . import numpy_backend, regularised, streams, values
 from .init import SCHEMES, Init, init_population, parse_init
 from .passes import Forward, Gradients
 from .problems import Problem, get_problem
@@ -45,5 +45,7 @@ __all__ = [
     "init_population",
     "numpy_backend",
     "parse_init",
+    "regularised",
+    "streams",
     "values",
 ]
