@@ -69,6 +69,13 @@ def _list(kind):
     return parse
 
 
+def _on_off(text: str) -> bool:
+    words = {"off": False, "on": True, "false": False, "true": True}
+    if text.strip().lower() not in words:
+        raise ValueError(f"expected off or on, got {text!r}")
+    return words[text.strip().lower()]
+
+
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -260,6 +267,12 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--loss", type=_list(_name), metavar="NAME,...", help="bce, mse")
     p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help="sgd, momentum, adam")
     p.add_argument("--momentum", type=float, help="momentum coefficient (default 0.9)")
+    p.add_argument("--batchnorm", type=_list(_on_off), metavar="off,on",
+                   help="batch norm of the hidden layers: off, on or both (default off)")
+    p.add_argument("--dropout", type=_list(float), metavar="P,P,...",
+                   help="dropout rates of the hidden activations (default 0)")
+    p.add_argument("--weight-decay", type=_list(float), metavar="L,L,...",
+                   help="L2 weight decay; decoupled for adamw (default 0)")
     p.add_argument("--nets-per-cell", type=int, help="seeded nets per grid cell (default 1000)")
     p.add_argument("--epochs", type=int, help="epoch budget per net (default 10000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -28,14 +28,15 @@ from pathlib import Path
 import numpy as np
 from backprop_bench.kernels import (
     Criterion,
-    Optimizer,
     Status,
     backend,
     get_problem,
     init_population,
     numpy_backend,
+    regularised,
 )
 from backprop_bench.kernels.activations import ACTIVATIONS
+from backprop_bench.kernels.streams import net_keys
 
 from . import atomic
 from .sweep_config import SweepConfig
@@ -51,14 +52,22 @@ GROWTH_FLAG = 1.05  # parameter norm at the budget / at half the budget: still g
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0}
 
 
-def _saturated_units(spec, theta, X) -> np.ndarray:
-    """Hidden units per net whose derivative is below SATURATION of its max on every sample."""
-    fwd = numpy_backend.forward(theta, spec, X)
+def _saturated_units(spec, theta, X, result=None) -> np.ndarray:
+    """Hidden units per net whose derivative is below SATURATION of its max on every sample
+    (with batch norm or dropout: in evaluation mode, at the activation's input)."""
+    if spec.regularised:
+        trace = regularised.forward(theta, spec, X, training=False,
+                                    running_mean=result.running_mean,
+                                    running_var=result.running_var)  # fmt: skip
+        pairs = list(zip(trace.y, trace.h, strict=True))
+    else:
+        fwd = numpy_backend.forward(theta, spec, X)
+        pairs = list(zip(fwd.z[:-1], fwd.a[1:-1], strict=True))
     derivative = ACTIVATIONS[spec.activation][1]
     limit = SATURATION * MAX_DERIVATIVE[spec.activation]
     count = np.zeros(theta.shape[1], dtype=np.int64)
     with np.errstate(invalid="ignore", over="ignore"):
-        for z, a in zip(fwd.z[:-1], fwd.a[1:-1], strict=True):
+        for z, a in pairs:
             flat = (derivative(z, a) < limit).all(axis=0)  # (width, n_nets)
             count += flat.sum(axis=0)
     return count
@@ -89,11 +98,12 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         problem.Y,
         cell.lr,
         config.epochs,
-        optimizer=Optimizer(cell.optimizer, momentum=config.momentum),
+        optimizer=config.optimizer_of(cell),
         criterion=Criterion(max_error=config.tolerance),
         early_stop=True,
         record_every=config.record_every,
         abort=abort,
+        keys=net_keys(config.seed, first, n),  # dropout masks follow the net, like its weights
     )
     # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
     # not a warning
@@ -133,7 +143,7 @@ def _outcomes(config, cell_index, first, n, spec, problem, result) -> dict[str, 
         "final_loss": result.final_loss,
         "final_accuracy": result.final_accuracy,
         "outputs_right": np.rint(result.final_accuracy * n_outputs).astype(np.int64),
-        "saturated_units": _saturated_units(spec, result.theta, problem.X),
+        "saturated_units": _saturated_units(spec, result.theta, problem.X, result),
         "param_norm": np.linalg.norm(result.theta, axis=0),
         "weight_growth": np.where(ran_full & ~collapsed, weight_growth, np.nan),
         "loss_drop": np.where(ran_full, loss_drop, np.nan),

@@ -1,9 +1,12 @@
 """What a convergence sweep is: a grid of cells, N seeded nets per cell, cut into shards.
 
-A cell is one setting of (hidden width, init, activation, loss, optimizer, learning rate); the
-control cells have no hidden layer. Net ``k`` of every cell that shares a net shape and init
-starts from the same weights (net ``k`` of the sweep's seed), so cells that differ only in
-learning rate, optimizer, activation or loss are paired comparisons (common random numbers).
+A cell is one setting of (hidden width, init, activation, loss, optimizer, learning rate), and,
+where a sweep asks for them, of batch norm, dropout rate and weight decay; the control cells
+have no hidden layer (so neither batch norm nor dropout). Net ``k`` of every cell that shares a
+net shape and init starts from the same weights (net ``k`` of the sweep's seed; batch norm adds
+parameters after them and leaves them as they are) and draws the same dropout masks, so cells
+that differ only in learning rate, optimizer, activation, loss, batch norm, dropout rate or
+weight decay are paired comparisons (common random numbers).
 
 A shard is (cell, block of ``nets_per_shard`` nets). Its result is a pure function of the config
 and the shard id, which is what lets a sweep resume after a kill and lets any executor run shards.
@@ -48,6 +51,9 @@ CURVE_POINTS = 60
 # out of the summary, which is the same for any shard size.
 NOT_IDENTITY = ("backend", "name")
 NOT_RESULTS = ("backend", "nets_per_shard")
+# Grid axes a sweep may leave out: at their defaults they are left out of the stored config too,
+# so a sweep without them has the identity, summary and report it had before they existed.
+OPTIONAL_AXES = {"batchnorm": (False,), "dropout": (0.0,), "weight_decay": (0.0,)}
 
 
 def _sweep_name(name) -> str:
@@ -81,11 +87,17 @@ class Cell:
     loss: str
     optimizer: str
     lr: float
+    batchnorm: bool = False
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     def label(self) -> str:
         net = "no hidden layer" if self.hidden == 0 else f"hidden {self.hidden}"
         return (
             f"{net}, {self.init}, {self.activation}, {self.loss}, {self.optimizer}, lr {self.lr:g}"
+            + (", batch norm" if self.batchnorm else "")
+            + (f", dropout {self.dropout:g}" if self.dropout else "")
+            + (f", weight decay {self.weight_decay:g}" if self.weight_decay else "")
         )
 
 
@@ -109,6 +121,9 @@ class SweepConfig:
     control: bool = True
     nets_per_shard: int = 1000
     backend: str = "numba"
+    batchnorm: tuple[bool, ...] = (False,)
+    dropout: tuple[float, ...] = (0.0,)
+    weight_decay: tuple[float, ...] = (0.0,)
 
     def __post_init__(self):
         # Every value is checked by type and range, and names normalised, before any is used:
@@ -134,6 +149,14 @@ class SweepConfig:
         setting("seed", values.integer("seed", self.seed))
         setting("control", values.flag("control", self.control))
         setting("backend", values.name("backend", self.backend, BACKENDS))
+        axes = {
+            "batchnorm": lambda v: values.flag("batchnorm", v),
+            "dropout": lambda v: values.real("dropout", v, 0.0, 1.0, low_open=False,
+                                             high_open=True),  # fmt: skip
+            "weight_decay": lambda v: values.real("weight_decay", v, 0.0, low_open=False),
+        }
+        for axis, check in axes.items():
+            setting(axis, values.grid(axis, getattr(self, axis), check, "grid"))
         Criterion(max_error=self.tolerance)
         for name in self.optimizer:
             Optimizer(name, momentum=self.momentum)
@@ -143,21 +166,25 @@ class SweepConfig:
     def cells(self) -> list[Cell]:
         """Control cells first (no hidden layer, first init), then the grid, lr varying fastest."""
         cells = []
-        if self.control:
+        if self.control:  # no hidden layer: nothing to normalise or drop out
             cells += [
-                Cell(0, self.init[0], activation, loss, optimizer, lr)
+                Cell(0, self.init[0], activation, loss, optimizer, lr, weight_decay=decay)
                 for activation in self.activation
                 for loss in self.loss
                 for optimizer in self.optimizer
+                for decay in self.weight_decay
                 for lr in self.lr
             ]
         cells += [
-            Cell(hidden, init, activation, loss, optimizer, lr)
+            Cell(hidden, init, activation, loss, optimizer, lr, batchnorm, dropout, decay)
             for hidden in self.hidden
             for init in self.init
             for activation in self.activation
             for loss in self.loss
             for optimizer in self.optimizer
+            for batchnorm in self.batchnorm
+            for dropout in self.dropout
+            for decay in self.weight_decay
             for lr in self.lr
         ]
         return cells
@@ -166,8 +193,12 @@ class SweepConfig:
         problem = get_problem(self.problem)
         hidden = () if cell.hidden == 0 else (cell.hidden,)
         return NetSpec(
-            (problem.n_inputs, *hidden, problem.n_outputs), cell.activation, loss=cell.loss
-        )
+            (problem.n_inputs, *hidden, problem.n_outputs), cell.activation, loss=cell.loss,
+            batchnorm=cell.batchnorm, dropout=cell.dropout,
+        )  # fmt: skip
+
+    def optimizer_of(self, cell: Cell) -> Optimizer:
+        return Optimizer(cell.optimizer, momentum=self.momentum, weight_decay=cell.weight_decay)
 
     @property
     def blocks_per_cell(self) -> int:
@@ -207,7 +238,11 @@ class SweepConfig:
     # --------------------------------------------------------------------------- identity, I/O
 
     def to_dict(self) -> dict:
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+        return {
+            key: list(v) if isinstance(v, tuple) else v
+            for key, v in asdict(self).items()
+            if OPTIONAL_AXES.get(key) != v
+        }
 
     def identity(self) -> dict:
         """The fields that determine the results (everything but backend and name)."""
@@ -264,7 +299,7 @@ def config_from_dict(data) -> SweepConfig:
     """The config stored in a sweep's folder: every field must be there (nothing defaulted)."""
     if not isinstance(data, dict):
         raise ValueError(f"it holds a {type(data).__name__}, not a sweep config")
-    missing = [name for name in FIELD_NAMES if name not in data]
+    missing = [name for name in FIELD_NAMES if name not in data and name not in OPTIONAL_AXES]
     if missing:
         raise ValueError(f"it lacks {', '.join(missing)}")
     return make_config(data, {})
