@@ -505,6 +505,8 @@ def _add_vanishing(subparsers) -> None:
     p.add_argument("--problem", default=d.problem, help="data the pass runs on (xor)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (0)")
     p.add_argument("--backend", default=d.backend, help="numba or numpy (numba)")
+    p.add_argument("--batchnorm", type=_list(_on_off), default=d.batchnorm, metavar="off,on",
+                   help="also run every case with batch norm: off,on (default off)")
     p.add_argument("--out", default="reports/vanishing", help="output folder")
     p.set_defaults(command=_vanishing)
 
@@ -521,7 +523,7 @@ def _vanishing(args) -> int:
         config = VanishingConfig(
             depths=args.depths, activations=args.activations, inits=args.inits,
             width=args.width, n_nets=args.nets, problem=args.problem, seed=args.seed,
-            backend=args.backend,
+            backend=args.backend, batchnorm=args.batchnorm,
         )  # fmt: skip
         out = Path(args.out)
         limits.check_vanishing(config)
@@ -529,7 +531,8 @@ def _vanishing(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     progress = Progress()
-    progress.start(len(config.depths) * len(config.activations) * len(config.inits))
+    progress.start(len(config.depths) * len(config.activations) * len(config.inits)
+                   * len(config.batchnorm))  # fmt: skip
     start = time.perf_counter()
     results = study(config, progress=lambda n, total: progress.advance(1))
     progress.close()

@@ -212,14 +212,19 @@ def loss_of(spec: NetSpec, trace: Trace, Y) -> np.ndarray:
     return elements.sum(axis=(0, 1)) * scale
 
 
-def backward_trace(theta, spec: NetSpec, trace: Trace, Y) -> np.ndarray:
-    """dL/dtheta of a training-mode trace (batch statistics, masks held fixed): theta's shape."""
+def backward_trace(theta, spec: NetSpec, trace: Trace, Y, per_layer: bool = False):
+    """dL/dtheta of a training-mode trace (batch statistics, masks held fixed): theta's shape.
+
+    per_layer : also return dL/dz of every layer (z before batch norm) and dL/da of every hidden
+                layer, as lists shaped like ``trace.z`` and ``trace.a[1:-1]``
+    """
     z, a = trace.z, trace.a
     scale = 1.0 / Y.shape[0] if spec.reduction == "mean" else 1.0
     grad = np.zeros_like(theta)
     dz = F.loss_grad_logits(spec.loss, z[-1], a[-1], Y[:, :, None]) * scale
     weights, grads = spec.layer_views(theta), spec.layer_views(grad)
     norms, norm_grads = spec.norm_views(theta), spec.norm_views(grad)
+    dzs, das = [dz], []
     for layer in range(spec.n_layers - 1, -1, -1):
         gW, gb = grads[layer]
         gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
@@ -240,7 +245,9 @@ def backward_trace(theta, spec: NetSpec, trace: Trace, Y) -> np.ndarray:
             norm_grads[hidden][1][...] = dbeta
         else:
             dz = dy
-    return grad
+        dzs.insert(0, dz)
+        das.insert(0, da)
+    return (grad, dzs, das) if per_layer else grad
 
 
 def update_running(trace: Trace, running_mean, running_var) -> None:
