@@ -206,12 +206,12 @@ def train_kernel(theta, X, Y, layers, offsets, noffs, uoff, act, loss_code, scal
                     start += S * w
             _forward(p, X, layers, offsets, noffs, uoff, act, bn, True, rm, rv, dropout,
                      Z, V, H, A, M, N, MEAN, VAR, INV)  # fmt: skip
-            train_loss = 0.0
+            # the training-mode loss is finite exactly when every output logit is (softplus and
+            # the sigmoid are finite for finite z): that, not its value, is what training needs
+            train_finite = True
             for s in range(S):
                 for j in range(n_out):
-                    train_loss += _loss_element(Z[n_layers - 1, s, j], A[n_layers - 1, s, j],
-                                                Y[s, j], loss_code)  # fmt: skip
-            train_loss *= scale
+                    train_finite = train_finite and np.isfinite(Z[n_layers - 1, s, j])
             norm2 = _backward(p, X, Y, layers, offsets, noffs, act, bn, dropout, loss_code,
                               scale, Z, V, H, A, M, N, INV, D, g)  # fmt: skip
             grad_norm = math.sqrt(norm2)
@@ -221,15 +221,19 @@ def train_kernel(theta, X, Y, layers, offsets, noffs, uoff, act, loss_code, scal
                         u = uoff[h] + j
                         rm[u] = (1.0 - BN_MOMENTUM) * rm[u] + BN_MOMENTUM * MEAN[h, j]
                         rv[u] = (1.0 - BN_MOMENTUM) * rv[u] + BN_MOMENTUM * VAR[h, j]
-            # evaluation mode: running statistics, no dropout (V, H, N are scratch here)
-            _forward(p, X, layers, offsets, noffs, uoff, act, bn, False, rm, rv, dropout,
-                     E, V, H, F, M, N, MEAN, VAR, INV)  # fmt: skip
+            # evaluation mode: running statistics, no dropout (V, H, N are scratch here);
+            # with neither, the training pass was the evaluation pass
+            EZ, EA = Z, A
+            if bn or dropout:
+                _forward(p, X, layers, offsets, noffs, uoff, act, bn, False, rm, rv, dropout,
+                         E, V, H, F, M, N, MEAN, VAR, INV)  # fmt: skip
+                EZ, EA = E, F
             loss = 0.0
             max_error = 0.0
             correct = 0
             for s in range(S):
                 for j in range(n_out):
-                    z, a, y = E[n_layers - 1, s, j], F[n_layers - 1, s, j], Y[s, j]
+                    z, a, y = EZ[n_layers - 1, s, j], EA[n_layers - 1, s, j], Y[s, j]
                     loss += _loss_element(z, a, y, loss_code)
                     max_error = max(max_error, abs(a - y))
                     if y >= 0.5:
@@ -251,7 +255,7 @@ def train_kernel(theta, X, Y, layers, offsets, noffs, uoff, act, loss_code, scal
                 record += 1
             if accuracy == 1.0 and first_full_accuracy[k] < 0:
                 first_full_accuracy[k] = epoch
-            finite = np.isfinite(loss) and np.isfinite(train_loss) and np.isfinite(grad_norm)
+            finite = np.isfinite(loss) and train_finite and np.isfinite(grad_norm)
             diverged = not finite or loss > divergence_factor * initial_loss
             met = max_error < max_error_limit and loss < loss_limit and not diverged
             if met and epochs_to_converge[k] < 0:
