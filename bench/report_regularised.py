@@ -14,6 +14,7 @@ from .sweep_config import OPTIONAL_AXES
 # A learning rate "converges" for a cell when the 95% Wilson interval of its convergence rate
 # lies above this share: most nets converge there, and not by the luck of the draw.
 CONVERGING = 0.5
+SIGNIFICANT = 0.05  # McNemar's p below which a paired difference is called one
 NAMES = {"batchnorm": "batch norm", "dropout": "dropout", "weight_decay": "weight decay"}
 OTHER = ("hidden", "init", "activation", "loss", "optimizer")
 
@@ -105,16 +106,22 @@ def batchnorm_finding(summary) -> str | None:
             examples.append(f"{key[0]} hidden, {key[1]}: without {_span(off)}, with {_span(on)}")
     total = wider + narrower + same
     verdict = (
-        "widened" if wider > narrower + same else "narrowed" if narrower > wider + same else
-        "did not consistently change"
+        "did not change" if wider == narrower == 0 else "widened" if wider > narrower + same
+        else "narrowed" if narrower > wider + same else "did not consistently change"
     )  # fmt: skip
+    better, worse = set(), set()
+    for p, a, _ in _pairs_of(summary, "batchnorm"):
+        if p["mcnemar_p"] < SIGNIFICANT:
+            (better if p["only_b"] > p["only_a"] else worse).add(a["lr"])
+    shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates)) or "none"  # noqa: E731
     return (
         f"**Batch norm {verdict} the range of learning rates that converge.** Counting a rate as "
         f"converging when the 95% interval of its convergence rate lies above "
         f"{100 * CONVERGING:.0f}%, batch norm gave more converging rates in {wider} of {total} "
         f"settings, fewer in {narrower} and as many in {same} ("
         + "; ".join(examples)
-        + ")."
+        + "). Net for net, more nets converged with it than without (McNemar p < "
+        f"{SIGNIFICANT:g}) at lr {shown(better)}, fewer at lr {shown(worse)}."
     )
 
 
