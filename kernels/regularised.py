@@ -30,6 +30,7 @@ import numpy as np
 
 from . import activations as F
 from . import streams
+from .checks import check_data, check_theta
 from .spec import NetSpec
 
 BN_EPS = 1e-5
@@ -272,8 +273,6 @@ def initial_running(spec: NetSpec, n_nets: int, dtype):
 
 
 def _inputs(theta, spec, X, Y, keys, epoch, training, running_mean, running_var):
-    from .checks import check_data, check_theta
-
     theta = check_theta(theta, spec)
     X, Y = check_data(X, Y, spec, theta.dtype)
     n_nets = theta.shape[1]
