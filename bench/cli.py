@@ -87,6 +87,13 @@ def _list(kind):
     return parse
 
 
+def _on_off(text: str) -> bool:
+    words = {"off": False, "on": True, "false": False, "true": True}
+    if text.strip().lower() not in words:
+        raise ValueError(f"expected off or on, got {text!r}")
+    return words[text.strip().lower()]
+
+
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -177,6 +184,12 @@ def _add_train(subparsers) -> None:
         help="stop as soon as the net has converged (default: train every epoch)",
     )
     _add_schedule_flags(p)
+    p.add_argument("--batchnorm", action="store_true",
+                   help="batch-normalise every hidden layer (statistics shown in evaluation mode)")
+    p.add_argument("--dropout", type=float, default=d.dropout, metavar="P",
+                   help="inverted dropout of rate P on hidden activations (default 0)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="L",
+                   help="L2 weight decay; coupled, decoupled with --optimizer adamw (default 0)")
     p.add_argument(
         "--json",
         action="store_true",
@@ -295,6 +308,12 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--loss", type=_list(_name), metavar="NAME,...", help="bce, mse")
     p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help="sgd, momentum, adam")
     p.add_argument("--momentum", type=float, help="momentum coefficient (default 0.9)")
+    p.add_argument("--batchnorm", type=_list(_on_off), metavar="off,on",
+                   help="batch norm of the hidden layers: off, on or both (default off)")
+    p.add_argument("--dropout", type=_list(float), metavar="P,P,...",
+                   help="dropout rates of the hidden activations (default 0)")
+    p.add_argument("--weight-decay", type=_list(float), metavar="L,L,...",
+                   help="L2 weight decay; decoupled for adamw (default 0)")
     p.add_argument("--nets-per-cell", type=int, help="seeded nets per grid cell (default 1000)")
     p.add_argument("--epochs", type=int, help="epoch budget per net (default 10000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -544,6 +563,8 @@ def _add_vanishing(subparsers) -> None:
     p.add_argument("--problem", default=d.problem, help="data the pass runs on (xor)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (0)")
     p.add_argument("--backend", default=d.backend, help="numba or numpy (numba)")
+    p.add_argument("--batchnorm", type=_list(_on_off), default=d.batchnorm, metavar="off,on",
+                   help="also run every case with batch norm: off,on (default off)")
     p.add_argument("--out", default="reports/vanishing", help="output folder")
     p.set_defaults(command=_vanishing)
 
@@ -560,7 +581,7 @@ def _vanishing(args) -> int:
         config = VanishingConfig(
             depths=args.depths, activations=args.activations, inits=args.inits,
             width=args.width, n_nets=args.nets, problem=args.problem, seed=args.seed,
-            backend=args.backend,
+            backend=args.backend, batchnorm=args.batchnorm,
         )  # fmt: skip
         out = Path(args.out)
         limits.check_vanishing(config)
@@ -568,7 +589,8 @@ def _vanishing(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     progress = Progress()
-    progress.start(len(config.depths) * len(config.activations) * len(config.inits))
+    progress.start(len(config.depths) * len(config.activations) * len(config.inits)
+                   * len(config.batchnorm))  # fmt: skip
     start = time.perf_counter()
     results = study(config, progress=lambda n, total: progress.advance(1))
     progress.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import atomic, schedule_options
 from .figures import draw_all, figure_names
+from .report_regularised import baseline, section
 
 FIGURES = "figures"
 
@@ -335,6 +336,7 @@ def _problem_tables(summary: dict) -> list[str]:
 
 def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     """report.md as text."""
+    full, summary = summary, baseline(summary)
     v = _View(summary)
     sweep, d = v.sweep, summary["definitions"]
     combos = len(sweep["activation"]) * len(sweep["loss"]) * len(sweep["optimizer"])
@@ -358,6 +360,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         "",
         *[f"{i}. {text}" for i, text in enumerate(findings(summary), start=1)],
         "",
+        *section(full),
         "## Convergence rate",
         "",
         "Share of nets that converged within the budget, with its 95% Wilson interval.",
@@ -454,9 +457,9 @@ def write_report(folder: Path) -> Path:
     try:
         if not isinstance(meta, dict):
             raise TypeError("meta.json is not a JSON object")
-        text = render(summary, meta, figure_names(summary))
+        text = render(summary, meta, figure_names(baseline(summary)))
         atomic.clean_stale(folder / FIGURES)
-        names = draw_all(summary, folder / FIGURES)
+        names = draw_all(baseline(summary), folder / FIGURES)
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as error:
         what = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
         raise ValueError(f"{folder / 'summary.json'} is not a sweep summary this version "

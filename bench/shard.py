@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from backprop_bench.kernels import (
-    Optimizer,
     backend,
     failure,
     get_problem,
@@ -63,13 +62,13 @@ def run_shard(config: SweepConfig, shard_id: int, abort=None) -> dict[str, np.nd
         problem.Y,
         cell.lr,
         config.epochs,
-        optimizer=Optimizer(cell.optimizer, momentum=config.momentum),
+        optimizer=config.optimizer_of(cell),
         criterion=config.criterion,
         early_stop=True,
         record_every=config.record_every,
         abort=abort,
         batch_size=config.batch_size,
-        keys=streams.net_keys(config.seed, first, n),
+        keys=streams.net_keys(config.seed, first, n),  # pattern orders and dropout masks
     )
     # a diverged net's numbers overflow (norms, float32 curves): inf is the honest value there,
     # not a warning

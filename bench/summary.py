@@ -24,7 +24,7 @@ from . import atomic
 from . import shard as sh
 from .stats import paired, survival, wilson
 from .sweep import SweepResults
-from .sweep_config import Cell, SweepConfig
+from .sweep_config import OPTIONAL_AXES, Cell, SweepConfig
 
 SIG_DIGITS = 6
 ABS_DIGITS = 9
@@ -91,6 +91,8 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
         "loss": cell.loss,
         "optimizer": cell.optimizer,
         "lr": cell.lr,
+        # the optional axes, only in sweeps that have them (see sweep_config.OPTIONAL_AXES)
+        **{axis: getattr(cell, axis) for axis in OPTIONAL_AXES if axis in config.to_dict()},
         "n": n,
         "counts": counts,
         "convergence": rounded(wilson(counts["converged"], n)),
@@ -136,6 +138,14 @@ def _pairs(config: SweepConfig, cells: list[Cell]) -> list[tuple[str, int, int]]
                 pairs.append(
                     ("optimizer", index[cell], index[Cell(**{**cell.__dict__, "optimizer": other})])
                 )
+        for axis in OPTIONAL_AXES:  # the first value of the axis against each other one
+            grid = getattr(config, axis)
+            if getattr(cell, axis) != grid[0]:
+                continue
+            for other in grid[1:]:
+                partner = Cell(**{**cell.__dict__, axis: other})
+                if partner in index:  # control cells have neither batch norm nor dropout
+                    pairs.append((axis, index[cell], index[partner]))
     return pairs
 
 
@@ -219,11 +229,16 @@ def net_rows(cells: list[Cell], nets: dict[str, np.ndarray]) -> list[list[str]]:
 
 
 def results_csv(results: SweepResults) -> bytes:
-    """Every net as a row of a gzip-compressed CSV (byte-identical for identical results)."""
+    """Every net as a row of a gzip-compressed CSV (byte-identical for identical results); the
+    optional axes a sweep has come last, one column each."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(RESULT_COLUMNS)
-    writer.writerows(net_rows(results.config.cells(), results.nets))
+    cells = results.config.cells()
+    axes = [axis for axis in OPTIONAL_AXES if axis in results.config.to_dict()]
+    writer.writerow([*RESULT_COLUMNS, *axes])
+    for row, cell_index in zip(net_rows(cells, results.nets), results.nets["cell"], strict=True):
+        cell = cells[cell_index]
+        writer.writerow([*row, *(f"{getattr(cell, axis):g}" for axis in axes)])
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as fh:
         fh.write(text.getvalue().encode())

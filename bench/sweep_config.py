@@ -1,11 +1,14 @@
 """What a convergence sweep is: a grid of cells, N seeded nets per cell, cut into shards.
 
 A cell is one setting of (problem, hidden width, init, activation, loss, optimizer, learning
-rate); the control cells have no hidden layer. A hidden width is a number of units or a multiple
-of the problem's inputs (``2n``: an n-2n-1 net for n-bit parity), so one sweep covers a series
-of problems. Net ``k`` of every cell that shares a net shape and init
-starts from the same weights (net ``k`` of the sweep's seed), so cells that differ only in
-learning rate, optimizer, activation or loss are paired comparisons (common random numbers).
+rate), and, where a sweep asks for them, of batch norm, dropout rate and weight decay; the
+control cells have no hidden layer (so neither batch norm nor dropout). A hidden width is a
+number of units or a multiple of the problem's inputs (``2n``: an n-2n-1 net for n-bit parity),
+so one sweep covers a series of problems. Net ``k`` of every cell that shares a net shape and
+init starts from the same weights (net ``k`` of the sweep's seed; batch norm adds parameters
+after them and leaves them as they are) and draws the same dropout masks and pattern orders, so
+cells that differ only in learning rate, optimizer, activation, loss, batch norm, dropout rate
+or weight decay are paired comparisons (common random numbers).
 
 A shard is (cell, block of ``nets_per_shard`` nets). Its result is a pure function of the config
 and the shard id, which is what lets a sweep resume after a kill and lets any executor run shards.
@@ -54,11 +57,14 @@ CURVE_POINTS = 60
 # out of the summary, which is the same for any shard size.
 NOT_IDENTITY = ("backend", "name")
 NOT_RESULTS = ("backend", "nets_per_shard")
+# Grid axes a sweep may leave out: at their defaults they are left out of the stored config too,
+# so a sweep without them has the identity, summary and report it had before they existed.
+OPTIONAL_AXES = {"batchnorm": (False,), "dropout": (0.0,), "weight_decay": (0.0,)}
 # Fields added after sweeps were first stored, with the value every earlier sweep had. A config
 # leaves them out of its stored form while they hold that value, so the folders, fingerprints and
 # summaries of earlier sweeps stay valid and the same.
 LATER_FIELDS = {"reduction": "mean", "loss_below": None, "rms_below": None, "tss_below": None,
-                **LATER_DEFAULTS}
+                **LATER_DEFAULTS, **OPTIONAL_AXES}
 STOPPING_RULES = ("tolerance", "loss_below", "rms_below", "tss_below")
 WIDTH_RULE = re.compile(r"(\d*)n")
 
@@ -131,12 +137,18 @@ class Cell:
     lr: float
     problem: str = "xor"
     width: int | str = 0
+    batchnorm: bool = False
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     def label(self) -> str:
         net = "no hidden layer" if self.hidden == 0 else f"hidden {self.hidden}"
         return (
             f"{self.problem}, {net}, {self.init}, {self.activation}, {self.loss}, "
             f"{self.optimizer}, lr {self.lr:g}"
+            + (", batch norm" if self.batchnorm else "")
+            + (f", dropout {self.dropout:g}" if self.dropout else "")
+            + (f", weight decay {self.weight_decay:g}" if self.weight_decay else "")
         )
 
 
@@ -168,6 +180,9 @@ class SweepConfig:
     # batch_size None is full batch, 1 per pattern, k minibatches of k (kernels/schedules.py)
     shortcut: bool = False
     batch_size: int | None = None
+    batchnorm: tuple[bool, ...] = (False,)
+    dropout: tuple[float, ...] = (0.0,)
+    weight_decay: tuple[float, ...] = (0.0,)
 
     def __post_init__(self):
         # Every value is checked by type and range, and names normalised, before any is used:
@@ -202,6 +217,24 @@ class SweepConfig:
         for problem in problems:  # every width fits every problem
             for width in self.hidden:
                 hidden_units(width, get_problem(problem).n_inputs)
+        axes = {
+            "batchnorm": lambda v: values.flag("batchnorm", v),
+            "dropout": lambda v: values.real("dropout", v, 0.0, 1.0, low_open=False,
+                                             high_open=True),  # fmt: skip
+            "weight_decay": lambda v: values.real("weight_decay", v, 0.0, low_open=False),
+        }
+        for axis, check in axes.items():
+            setting(axis, values.grid(axis, getattr(self, axis), check, "grid"))
+        regularised = any(self.batchnorm) or any(self.dropout) or any(self.weight_decay)
+        if self.shortcut and (any(self.batchnorm) or any(self.dropout)):
+            raise ValueError("shortcut connections with batch norm or dropout are not supported; "
+                             "use one or the other")  # fmt: skip
+        if regularised and self.batch_size is not None:
+            raise ValueError("batch norm, dropout and weight decay train with full-batch updates "
+                             "only; leave batch_size at full")  # fmt: skip
+        if regularised and (self.rms_below is not None or self.tss_below is not None):
+            raise ValueError("the RMS and TSS stopping rules are not available with batch norm, "
+                             "dropout or weight decay; use tolerance or loss_below")  # fmt: skip
         for name in self.optimizer:
             Optimizer(name, momentum=self.momentum)
 
@@ -218,35 +251,32 @@ class SweepConfig:
                          rms_below=self.rms_below, tss_below=self.tss_below)  # fmt: skip
 
     def cells(self) -> list[Cell]:
-        """Per problem: control cells first (no hidden layer, first init), then the grid, lr
-        varying fastest."""
+        """Per problem: control cells first (no hidden layer, first init, so neither batch norm
+        nor dropout), then the grid, lr varying fastest."""
         cells = []
         for problem in self.problems:
             n_inputs = get_problem(problem).n_inputs
             if self.control:
                 cells += [
-                    Cell(0, self.init[0], activation, loss, optimizer, lr, problem, 0)
+                    Cell(0, self.init[0], activation, loss, optimizer, lr, problem, 0,
+                         weight_decay=decay)  # fmt: skip
                     for activation in self.activation
                     for loss in self.loss
                     for optimizer in self.optimizer
+                    for decay in self.weight_decay
                     for lr in self.lr
                 ]
             cells += [
-                Cell(
-                    hidden_units(width, n_inputs),
-                    init,
-                    activation,
-                    loss,
-                    optimizer,
-                    lr,
-                    problem,
-                    width,
-                )  # fmt: skip
+                Cell(hidden_units(width, n_inputs), init, activation, loss, optimizer, lr,
+                     problem, width, batchnorm, dropout, decay)  # fmt: skip
                 for width in self.hidden
                 for init in self.init
                 for activation in self.activation
                 for loss in self.loss
                 for optimizer in self.optimizer
+                for batchnorm in self.batchnorm
+                for dropout in self.dropout
+                for decay in self.weight_decay
                 for lr in self.lr
             ]
         return cells
@@ -256,12 +286,16 @@ class SweepConfig:
         hidden = () if cell.hidden == 0 else (cell.hidden,)
         return NetSpec((problem.n_inputs, *hidden, problem.n_outputs), cell.activation,
                        loss=cell.loss, reduction=self.reduction,
-                       shortcut=self.shortcut and cell.hidden > 0)  # fmt: skip
+                       shortcut=self.shortcut and cell.hidden > 0,
+                       batchnorm=cell.batchnorm, dropout=cell.dropout)  # fmt: skip
 
     @property
     def n_values(self) -> int:
         """Outputs per net of the largest problem (samples times outputs)."""
         return max(get_problem(problem).Y.size for problem in self.problems)
+
+    def optimizer_of(self, cell: Cell) -> Optimizer:
+        return Optimizer(cell.optimizer, momentum=self.momentum, weight_decay=cell.weight_decay)
 
     @property
     def blocks_per_cell(self) -> int:

@@ -20,6 +20,7 @@ from backprop_bench.kernels import (
     get_problem,
     init_population,
     parse_init,
+    regularised,
     streams,
     values,
 )
@@ -59,6 +60,9 @@ class TrainConfig:
     tss_below: float | None = None
     shortcut: bool = False
     batch_size: int | None = None  # None: full batch; 1: per pattern; k: minibatches of k
+    batchnorm: bool = False
+    dropout: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         # Every value checked by type and range and names normalised first; then every derived
@@ -99,6 +103,11 @@ class TrainConfig:
         setting("early_stop", values.flag("--early-stop", self.early_stop))
         setting("shortcut", schedule_options.shortcut(self.shortcut))
         setting("batch_size", schedule_options.batch_size(self.batch_size))
+        setting("batchnorm", values.flag("--batchnorm", self.batchnorm))
+        setting("dropout", values.real("--dropout", self.dropout, 0.0, 1.0, low_open=False,
+                                       high_open=True))  # fmt: skip
+        setting("weight_decay", values.real("--weight-decay", self.weight_decay, 0.0,
+                                            low_open=False))  # fmt: skip
         if self.dtype == "float32" and self.lr > float(np.finfo(np.float32).max):
             raise ValueError(f"--lr {self.lr:g} is beyond float32's range; use --dtype float64")
         self.spec  # noqa: B018
@@ -129,11 +138,11 @@ class TrainConfig:
         if self.shortcut and len(layers) < 3:
             raise ValueError("--shortcut needs a hidden layer (e.g. --hidden 1 or --layers 2,1,1)")
         return NetSpec(layers, self.activation, "sigmoid", self.loss, self.reduction,
-                       self.shortcut)  # fmt: skip
+                       self.shortcut, batchnorm=self.batchnorm, dropout=self.dropout)  # fmt: skip
 
     @property
     def optimizer_config(self) -> Optimizer:
-        return Optimizer(self.optimizer, momentum=self.momentum)
+        return Optimizer(self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay)
 
     @property
     def criterion(self) -> Criterion:
@@ -182,7 +191,7 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         record_every=config.every,
         abort=abort,
         batch_size=config.batch_size,
-        keys=streams.net_keys(config.seed, config.net, 1),
+        keys=streams.net_keys(config.seed, config.net, 1),  # orders and masks: this net's
     )
     history = [
         {
@@ -195,7 +204,12 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         if epoch <= result.epochs_trained[0]
     ]
     with np.errstate(all="ignore"):  # a diverged net's outputs overflow: 0 or 1 is the answer
-        fwd = kernels.forward(result.theta, spec, problem.X)
+        if spec.regularised:  # the net as it is used: evaluation mode
+            fwd = regularised.forward(result.theta, spec, problem.X, training=False,
+                                      running_mean=result.running_mean,
+                                      running_var=result.running_var)  # fmt: skip
+        else:
+            fwd = kernels.forward(result.theta, spec, problem.X)
     outputs, logits = fwd.a[-1][:, :, 0], fwd.z[-1][:, :, 0]
     predictions = [
         {

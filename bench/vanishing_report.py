@@ -42,12 +42,43 @@ def check_out(out: Path) -> None:
                          "can write to") from None  # fmt: skip
 
 
-def _case(results, activation, init, depth):
+def _case(results, activation, init, depth, batchnorm=False):
     return next(
         c
         for c in results["cases"]
         if (c["activation"], c["init"], c["depth"]) == (activation, init, depth)
+        and c.get("batchnorm", False) == batchnorm
     )
+
+
+def _batchnorm_section(results: dict) -> list[str]:
+    """Median ||dL/dz|| at the first and last hidden layer, without and with batch norm."""
+    config = results["config"]
+    if True not in config.get("batchnorm", [False]):
+        return []
+    depth = max(config["depths"])
+    lines = [
+        "## With batch norm",
+        "",
+        f"The same nets (the same weights; batch norm's scale 1 and shift 0) with every hidden "
+        f"layer batch-normalised, in training mode. Median ‖dL/dz‖ at the first hidden layer "
+        f"over the one at the last, {depth} hidden layers (z before normalisation):",
+        "",
+        "| activation | init | ratio without | ratio with | per layer without | with |",
+        "|---|---|---|---|---|---|",
+    ]
+    for activation in config["activations"]:
+        for init in config["inits"]:
+            ratios = []
+            for batchnorm in (False, True):
+                layers = _case(results, activation, init, depth, batchnorm)["layers"]
+                bottom, top = layers[0]["dz"][MEDIAN], layers[-1]["dz"][MEDIAN]
+                ratios.append(bottom / top if top > 0 else float("nan"))
+            per = [r ** (1 / (depth - 1)) if depth > 1 and r > 0 else float("nan")
+                   for r in ratios]  # fmt: skip
+            lines.append(f"| {activation} | {init} | {ratios[0]:.3g} | {ratios[1]:.3g} | "
+                         f"{per[0]:.3f} | {per[1]:.3f} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _save(fig, path: Path) -> None:
@@ -195,6 +226,7 @@ def render(results: dict, meta: dict) -> str:
         "",
         *_decay_table(results),
         "",
+        *_batchnorm_section(results),
     ]
     if claims:
         lines += [

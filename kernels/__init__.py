@@ -6,7 +6,7 @@
 else of the project's.
 """
 
-from . import numpy_backend, schedules, streams, values
+from . import numpy_backend, regularised, schedules, streams, values
 from .failure import OUTCOMES, Analysis
 from .init import SCHEMES, Init, init_population, parse_init
 from .passes import Forward, Gradients
@@ -49,6 +49,7 @@ __all__ = [
     "numpy_backend",
     "parse_init",
     "schedules",
+    "regularised",
     "streams",
     "values",
 ]

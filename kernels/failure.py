@@ -120,13 +120,16 @@ def _trend(result, n_epochs: int):
     )
 
 
-def analyse(result, spec, X, Y, n_epochs: int, forward) -> Analysis:
+def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None) -> Analysis:
     """The :class:`Analysis` of a finished ``TrainResult``.
 
     result   : a TrainResult whose theta holds the final parameters, shape (n_params, n_nets)
     X, Y     : the training data, shapes (n_samples, n_inputs) and (n_samples, n_outputs)
     n_epochs : the budget the population was trained with
     forward  : the NumPy backend's forward pass, ``forward(theta, spec, X) -> Forward``
+    evaluate : instead of ``forward``, for nets whose evaluation needs more than theta (batch
+               norm's running statistics): ``evaluate(block) -> Forward`` of the nets
+               ``theta[:, block]``
     """
     theta = result.theta
     n_nets = theta.shape[1]
@@ -139,7 +142,7 @@ def analyse(result, spec, X, Y, n_epochs: int, forward) -> Analysis:
         # in blocks of nets, so that a million-net population needs no more memory to analyse
         for start in range(0, n_nets, BLOCK_NETS):
             block = slice(start, min(start + BLOCK_NETS, n_nets))
-            fwd = forward(theta[:, block], spec, X)
+            fwd = forward(theta[:, block], spec, X) if evaluate is None else evaluate(block)
             outputs[:, :, block] = fwd.a[-1]
             saturated[block], flat[block] = _hidden_units(spec, fwd)
             param_norm[block] = np.linalg.norm(theta[:, block].astype(np.float64), axis=0)

@@ -156,6 +156,8 @@ def init_population(
 
     family = _SCHEMES[init.scheme][0]
     theta = np.zeros((spec.n_params, n_nets), dtype=dtype)
+    for gamma, _ in spec.norm_views(theta):
+        gamma[...] = 1  # batch norm starts as the identity (scale 1, shift 0), drawn from nothing
     if family == "zeros":
         return theta
     scales = _row_scales(spec, init)[:, None]
@@ -163,12 +165,17 @@ def init_population(
 
     def fill(block: int) -> None:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
-        shape = (spec.n_params, BLOCK_NETS)
+        drawn = spec.n_weights + spec.n_shortcut_params
+        shape = (drawn, BLOCK_NETS)
         draws = rng.standard_normal(shape) if family == "normal" else rng.uniform(-1, 1, shape)
         lo = max(first_net, block * BLOCK_NETS)
         hi = min(stop, (block + 1) * BLOCK_NETS)
         cols = slice(lo - block * BLOCK_NETS, hi - block * BLOCK_NETS)
-        theta[:, lo - first_net : hi - first_net] = draws[:, cols] * scales
+        # rows past the weights (batch norm's) are not drawn; the weights' draws come first in
+        # the generator's stream, so a net has the same weights with and without batch norm
+        # (and the same layered weights with and without shortcuts, whose rows come next)
+        weights = slice(0, drawn)
+        theta[weights, lo - first_net : hi - first_net] = draws[weights, cols] * scales[weights]
 
     blocks = range(first_net // BLOCK_NETS, (stop - 1) // BLOCK_NETS + 1)
     if len(blocks) < _THREADED_BLOCKS:

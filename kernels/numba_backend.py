@@ -25,6 +25,7 @@ from .checks import check_data, check_step_inputs, check_step_number, check_thet
 from .failure import analyse
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
+from .regularised import refuse_in_plain_kernels
 from .schedules import check_batch_size, check_keys
 from .spec import HIDDEN_ACTIVATIONS, LOSSES, NetSpec
 from .training import (
@@ -257,6 +258,7 @@ def forward(theta, spec: NetSpec, X) -> Forward:
     Returns a :class:`Forward`; ``a[-1]`` of shape (n_samples, n_outputs, n_nets) is the output.
     """
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, _ = check_data(X, None, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     n_nets = theta.shape[1]
@@ -278,6 +280,7 @@ def forward(theta, spec: NetSpec, X) -> Forward:
 def loss(theta, spec: NetSpec, X, Y) -> np.ndarray:
     """Loss of every net, summed over outputs and reduced over samples: array of shape (n_nets,)."""
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, Y = check_data(X, Y, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     out = np.empty(theta.shape[1], dtype=theta.dtype)
@@ -300,6 +303,7 @@ def backward(theta, spec: NetSpec, X, Y, *, per_layer: bool = False) -> Gradient
     Returns a :class:`Gradients` whose ``grad`` has theta's shape.
     """
     theta = check_theta(theta, spec)
+    refuse_in_plain_kernels(spec)
     X, Y = check_data(X, Y, spec, theta.dtype)
     layers, offsets, act = _codes(spec)
     n_nets = theta.shape[1]
@@ -377,8 +381,9 @@ def train_population(
     abort         : None, or an int8 array of shape (1,) polled every epoch: another thread sets
                     it to 1 to stop training early (an interrupted result is incomplete)
     batch_size    : None (full batch), 1 (per pattern) or k (minibatches of k): see schedules.py
-    keys          : uint64 array of shape (n_nets,), the nets' stream keys that draw their
-                    pattern orders; None means ``streams.net_keys(0, 0, n_nets)``
+    keys          : uint64 array of shape (n_nets,), the nets' stream keys, which draw their
+                    pattern orders and dropout masks (``streams.net_keys(seed, first_net,
+                    n_nets)``); None means ``streams.net_keys(0, 0, n_nets)``
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
@@ -388,6 +393,20 @@ def train_population(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
     keys = check_keys(keys, result.theta.shape[1])
+    from .regularised_training import check_combination, evaluation_passes, is_needed
+
+    if is_needed(spec, optimizer):
+        check_combination(criterion, batch_size)
+        # batch norm, dropout and weight decay have their own fused kernel (no SIMD lanes)
+        from .numba_regularised import train_regularised
+
+        train_regularised(
+            result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop, abort
+        )
+        if not abort[0]:
+            evaluate = evaluation_passes(result, spec, X)
+            result.analysis = analyse(result, spec, X, Y, n_epochs, None, evaluate)
+        return result
     if spec.shortcut or batch_size is not None:
         return _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion,
                               early_stop, record_every, abort, batch_size, keys)  # fmt: skip

@@ -10,6 +10,9 @@ hidden layers but the last) straight into the output layer, as Rumelhart, Hinton
 2-1-1 XOR net does. Those shortcut weights come after the layered parameters, one block per
 source layer from the input up, each ``layers[l]`` by ``n_outputs`` (row-major): the layered
 part of theta keeps the layout of the same widths without shortcuts.
+With batch normalisation, the scale ``gamma`` and shift ``beta`` of every hidden layer follow
+all of that (hidden layer by hidden layer, ``gamma`` then ``beta``), so the weights of a net sit
+where they sit without it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class NetSpec:
     reduction  : ``mean`` over samples (the tutorial) or ``sum`` (the 1980s papers)
     shortcut   : the input and every hidden layer but the last also feed the output layer
                  directly (needs a hidden layer): ``NetSpec((2, 1, 1), shortcut=True)``
+    batchnorm  : normalise every hidden layer's pre-activations over the samples of the batch,
+                 then scale and shift them (Ioffe & Szegedy 2015); see ``regularised.py``
+    dropout    : rate p of inverted dropout on every hidden layer's activations, 0 for none
     """
 
     layers: tuple[int, ...] = (2, 4, 1)
@@ -50,6 +56,8 @@ class NetSpec:
     loss: str = "bce"
     reduction: str = "mean"
     shortcut: bool = False
+    batchnorm: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self):
         # a string is a sequence of characters ("241" is not (2, 4, 1)) and 4.7 is no width
@@ -83,6 +91,22 @@ class NetSpec:
             raise ValueError(
                 f"shortcut connections need a hidden layer, e.g. (2, 1, 1); {layers!r} has none"
             )
+        if not isinstance(self.batchnorm, bool | np.bool_):
+            raise ValueError(f"batchnorm must be True or False, got {self.batchnorm!r}")
+        object.__setattr__(self, "batchnorm", bool(self.batchnorm))
+        dropout = float(self.dropout)
+        if not (0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "dropout", dropout)
+        if (self.batchnorm or dropout) and len(layers) < 3:
+            raise ValueError(
+                f"batch norm and dropout act on hidden layers; layers {layers!r} has none"
+            )
+        if self.shortcut and (self.batchnorm or dropout):
+            raise ValueError(
+                "shortcut connections with batch norm or dropout are not supported; "
+                "use one or the other"
+            )
 
     @property
     def n_layers(self) -> int:
@@ -98,10 +122,15 @@ class NetSpec:
         return self.layers[-1]
 
     @property
-    def n_params(self) -> int:
-        pairs = zip(self.layers[:-1], self.layers[1:], strict=True)
-        layered = sum(fi * fo + fo for fi, fo in pairs)
-        return layered + sum(self.layers[src] * self.n_outputs for src in self.shortcut_sources())
+    def n_weights(self) -> int:
+        """Weights and biases of every layer: the rows of theta before the shortcut weights or
+        the normalisation's."""
+        return sum(fi * fo + fo for fi, fo in zip(self.layers[:-1], self.layers[1:], strict=True))
+
+    @property
+    def n_shortcut_params(self) -> int:
+        """Shortcut weights (after the layered parameters); 0 without shortcuts."""
+        return sum(self.layers[src] * self.n_outputs for src in self.shortcut_sources())
 
     def shortcut_sources(self) -> tuple[int, ...]:
         """Indices of the layers (0 = input) that feed the output through shortcut weights."""
@@ -131,6 +160,40 @@ class NetSpec:
         return [
             theta[start : start + self.layers[src] * n_out].reshape(self.layers[src], n_out, n_nets)
             for start, src in zip(self.shortcut_offsets(), self.shortcut_sources(), strict=True)
+        ]
+
+    @property
+    def n_hidden_units(self) -> int:
+        return sum(self.layers[1:-1])
+
+    @property
+    def n_params(self) -> int:
+        """Rows of theta: the layered weights and biases, then the shortcut weights or the
+        normalisation's scales and shifts (a net has at most one of the two)."""
+        norm = 2 * self.n_hidden_units if self.batchnorm else 0
+        return self.n_weights + self.n_shortcut_params + norm
+
+    @property
+    def regularised(self) -> bool:
+        """Whether batch norm or dropout is on (training and evaluation then differ)."""
+        return self.batchnorm or self.dropout > 0
+
+    def norm_offsets(self) -> np.ndarray:
+        """Start of each hidden layer's ``gamma``, then of its ``beta``, in theta.
+
+        Returns an int64 array of shape (n_layers - 1, 2); empty without batch norm.
+        """
+        rows, start = [], self.n_weights
+        for width in self.layers[1:-1] if self.batchnorm else ():
+            rows.append((start, start + width))
+            start += 2 * width
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+    def norm_views(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Views ``(gamma, beta)`` of every hidden layer, each of shape (width, n_nets)."""
+        return [
+            (theta[g : g + w], theta[b : b + w])
+            for (g, b), w in zip(self.norm_offsets(), self.layers[1:-1], strict=False)
         ]
 
     def offsets(self) -> np.ndarray:
@@ -164,5 +227,11 @@ class NetSpec:
     def describe(self) -> str:
         """A one-line human description, e.g. ``2-4-1 sigmoid/sigmoid, bce (mean)``."""
         widths = "-".join(str(w) for w in self.layers)
-        shortcut = " with shortcuts" if self.shortcut else ""
-        return f"{widths}{shortcut} {self.activation}/{self.output}, {self.loss} ({self.reduction})"
+        text = f"{widths} {self.activation}/{self.output}, {self.loss} ({self.reduction})"
+        if self.shortcut:
+            text = text.replace(f"{widths} ", f"{widths} with shortcuts ", 1)
+        if self.batchnorm:
+            text += ", batch norm"
+        if self.dropout:
+            text += f", dropout {self.dropout:g}"
+        return text

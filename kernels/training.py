@@ -33,7 +33,7 @@ from .spec import NetSpec
 if TYPE_CHECKING:  # failure.py builds on this module
     from .failure import Analysis
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 TOTAL_ERROR_RULES = ("loss_below", "rms_below", "tss_below")
 # An output is right when its logit is on the target's side of 0 by more than this. Within it the
 # output is 0.5 up to rounding (a net at the symmetric optimum w = b = 0): undecided, not right,
@@ -62,6 +62,13 @@ class Optimizer:
     momentum : v = momentum v - lr g;  theta += v            (Rumelhart, Hinton & Williams 1986)
     adam     : m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²;
                theta -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)   (Kingma & Ba 2015)
+    adamw    : theta -= lr weight_decay theta, then adam's step with the loss's gradient alone
+               (decoupled weight decay, Loshchilov & Hutter 2019)
+
+    weight_decay : L2 penalty ½ weight_decay |theta|² of every parameter (biases and batch norm's
+                   too). For sgd, momentum and adam it is coupled: ``g = dL/dtheta +
+                   weight_decay theta`` before the step; for adamw it is decoupled (above). The
+                   gradient norms a training run reports are of the loss alone.
     """
 
     name: str = "sgd"
@@ -69,6 +76,7 @@ class Optimizer:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -81,6 +89,10 @@ class Optimizer:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
             object.__setattr__(self, name, value)
         object.__setattr__(self, "eps", _positive_finite("eps", self.eps))
+        decay = float(self.weight_decay)
+        if not (np.isfinite(decay) and decay >= 0):
+            raise ValueError(f"weight_decay must be a non-negative finite number, got {decay!r}")
+        object.__setattr__(self, "weight_decay", decay)
 
     @property
     def code(self) -> int:
@@ -89,14 +101,15 @@ class Optimizer:
     @property
     def n_state(self) -> int:
         """Arrays of theta's shape the optimizer keeps between steps."""
-        return {"sgd": 0, "momentum": 1, "adam": 2}[self.name]
+        return {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[self.name]
 
     def describe(self) -> str:
+        decay = f", weight decay {self.weight_decay:g}" if self.weight_decay else ""
         if self.name == "momentum":
-            return f"momentum {self.momentum:g}"
-        if self.name == "adam":
-            return f"adam (b1 {self.beta1:g}, b2 {self.beta2:g}, eps {self.eps:g})"
-        return "sgd"
+            return f"momentum {self.momentum:g}" + decay
+        if self.name in ("adam", "adamw"):
+            return f"{self.name} (b1 {self.beta1:g}, b2 {self.beta2:g}, eps {self.eps:g})" + decay
+        return "sgd" + decay
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,10 @@ class TrainResult:
     final_grad_norm: np.ndarray
     history: History | None = field(default=None)
     analysis: Analysis | None = field(default=None)
+    # with batch norm: the running mean and variance of every hidden unit (units of all hidden
+    # layers in order), shape (n_hidden_units, n_nets), for evaluation mode; None without
+    running_mean: np.ndarray | None = field(default=None)
+    running_var: np.ndarray | None = field(default=None)
 
 
 def record_epochs(n_epochs: int, record_every: int) -> np.ndarray:

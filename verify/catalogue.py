@@ -37,6 +37,7 @@ GROUPS = (
     "stateful",
     "noisy",
     "stochastic (frozen seed)",
+    "batch norm and dropout",
 )
 PASSING = ("correct", "not differentiable here")  # verdicts a valid claim may get
 # An element mutant changes one element chosen at random among those at least this share of
@@ -938,6 +939,12 @@ def _stochastic():
     return cases
 
 
+def _regularised_cases():
+    from .catalogue_regularised import cases
+
+    return cases()
+
+
 CASES: tuple[Case, ...] = (
     *_basics(),
     *_float32(),
@@ -947,6 +954,7 @@ CASES: tuple[Case, ...] = (
     *_stateful(),
     *_noisy(),
     *_stochastic(),
+    *_regularised_cases(),
 )
 
 

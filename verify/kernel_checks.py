@@ -290,4 +290,7 @@ def _formula_row(kernel, backend_name, dtype, got, expected, conditioned) -> Row
 
 
 def all_rows() -> list[Row]:
-    return activation_rows() + loss_rows() + network_rows() + per_layer_rows() + optimizer_rows()
+    from .regularised_checks import all_rows as regularised_rows
+
+    return (activation_rows() + loss_rows() + network_rows() + per_layer_rows() + optimizer_rows()
+            + regularised_rows())  # fmt: skip

@@ -15,6 +15,7 @@ import numpy as np
 from backprop_bench.kernels import NetSpec, backend, init_population
 from backprop_bench.kernels import activations as F
 
+from . import regularised_mutants
 from .check import check_gradient
 
 MUTANTS = {
@@ -33,6 +34,7 @@ MUTANTS = {
     "bias gradient / m twice": "bias gradient divided by m a second time",
     "nets mixed up": "each net gets the next net's gradient",
     "wrong leaky slope": "leaky ReLU derivative 0.1 for z <= 0 instead of 0.01",
+    **regularised_mutants.MUTANTS,
 }
 SQUARE = NetSpec((3, 3, 3, 1))  # square layers, so that shape bugs still run
 LEAKY = NetSpec((3, 3, 3, 1), "leaky_relu")
@@ -43,6 +45,8 @@ LARGE_POPULATION = 800  # 22,400 parameters: checked by directional probes
 
 def backprop(theta, spec: NetSpec, X, Y, fault: str | None = None) -> np.ndarray:
     """Gradient of the loss for a population, the tutorial's chain rule layer by layer."""
+    if spec.regularised:
+        return regularised_mutants.backprop(theta, spec, X, Y, fault)
     dtype = theta.dtype
     X, Y = X.astype(dtype), Y.astype(dtype)
     views = spec.layer_views(theta)
@@ -107,6 +111,8 @@ class MutantResult:
 
 
 def _case(fault, dtype, seed=0):
+    if fault in regularised_mutants.MUTANTS:
+        return regularised_mutants.case(dtype, SMALL_POPULATION, seed)
     spec = LEAKY if fault == "wrong leaky slope" else SQUARE
     n_nets = LARGE_POPULATION if fault == "one element zeroed (large array)" else SMALL_POPULATION
     rng = np.random.default_rng(seed)
@@ -117,6 +123,8 @@ def _case(fault, dtype, seed=0):
 
 
 def _loss(spec, X, Y):
+    if spec.regularised:
+        return regularised_mutants.loss(spec, X, Y)
     numpy_kernels = backend("numpy")
     return lambda t: float(np.sum(numpy_kernels.loss(t, spec, X, Y), dtype=np.float64))
 
@@ -143,10 +151,15 @@ def false_alarms(dtypes=("float64", "float32")) -> list[str]:
             ("square", None),
             ("leaky", "wrong leaky slope"),
             ("large", "one element zeroed (large array)"),
+            ("batch norm and dropout", next(iter(regularised_mutants.MUTANTS))),
         ):
             spec, X, Y, theta = _case(spec_name, dtype)
             claims = {"unmutated backprop": lambda t, s=spec, X=X, Y=Y: backprop(t, s, X, Y, None)}
-            for name in ("numpy", "numba"):
+            if spec.regularised:  # only the NumPy kernels have a separate backward pass
+                claims["numpy training-mode backward"] = lambda t, s=spec, X=X, Y=Y: (
+                    regularised_mutants.kernel_backward(t, s, X, Y)
+                )
+            for name in ("numpy", "numba") if not spec.regularised else ():
                 kernels = backend(name)
                 claims[f"{name} backward"] = lambda t, k=kernels, s=spec, X=X, Y=Y: (
                     k.backward(t, s, X, Y).grad

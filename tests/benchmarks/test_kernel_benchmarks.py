@@ -14,7 +14,7 @@ import sys
 import numba
 import numpy as np
 import pytest
-from backprop_bench.kernels import NetSpec, backend, get_problem, init_population
+from backprop_bench.kernels import NetSpec, Optimizer, backend, get_problem, init_population
 
 from tests.kernels import tutorial
 
@@ -252,3 +252,28 @@ def test_numba_per_pattern(benchmark):
                        batch_size=1)  # fmt: skip
     assert (result.epochs_trained == PER_PATTERN_EPOCHS).all()
     record(benchmark, "numba-per-pattern", N_NETS, PER_PATTERN_EPOCHS)
+
+
+# ------------------------------------------------- batch norm, dropout and weight decay
+
+REGULARISED = {
+    "batchnorm": (NetSpec((2, 4, 1), batchnorm=True), Optimizer()),
+    "dropout": (NetSpec((2, 4, 1), dropout=0.1), Optimizer()),
+    "weight-decay": (TUTORIAL, Optimizer(weight_decay=1e-4)),
+    "adamw": (TUTORIAL, Optimizer("adamw", weight_decay=1e-2)),
+    "all": (NetSpec((2, 4, 1), batchnorm=True, dropout=0.1), Optimizer(weight_decay=1e-4)),
+}
+REGULARISED_EPOCHS = 200
+
+
+@pytest.mark.benchmark(group="train 2-4-1 xor with options, numba float64")
+@pytest.mark.parametrize("option", list(REGULARISED))
+def test_fused_training_with_options(benchmark, option):
+    # any option on routes training to kernels/numba_regularised.py (one net per thread, no lanes)
+    spec, optimizer = REGULARISED[option]
+    theta = init_population(spec, N_NETS, seed=0)
+    numba_train(theta[:, :64], spec, XOR.X, XOR.Y, 2, optimizer=optimizer)  # compile
+    result = benchmark(numba_train, theta, spec, XOR.X, XOR.Y, REGULARISED_EPOCHS,
+                       optimizer=optimizer)  # fmt: skip
+    assert (result.epochs_trained == REGULARISED_EPOCHS).all()
+    record(benchmark, f"numba-{option}", N_NETS, REGULARISED_EPOCHS)

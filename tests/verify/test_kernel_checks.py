@@ -37,6 +37,11 @@ def test_the_table_covers_what_it_should(rows):
     assert {r.dtype for r in rows} == {"float64", "float32"}
     assert any(k.startswith("dL/dz") for k in kernels) and any("adam" in k for k in kernels)
     assert any(k.startswith("network 2-1-1 with shortcuts") for k in kernels)
+    for form in ("staged", "compact"):
+        assert f"batch norm (training), {form} backward" in kernels
+    assert "batch norm: staged and compact backward agree" in kernels
+    assert "dropout, masks held fixed" in kernels
+    assert any("batch norm dropout" in k for k in kernels)
 
 
 def test_relu_kinks_are_reported_not_failed(rows):
@@ -50,6 +55,13 @@ def test_every_mutant_is_caught_in_float64_and_float32():
     missed = [f"{r.name} ({r.dtype})" for r in results if not r.caught]
     assert not missed
     assert {r.dtype for r in results} == {"float64", "float32"}
+
+
+def test_the_classic_batch_norm_and_dropout_mutants_are_in_the_catalogue():
+    classic = ("sum over the batch missing", "N-1 variance", "mean's gradient dropped",
+               "variance's gradient dropped", "mask not applied", "scale not applied")  # fmt: skip
+    for words in classic:
+        assert any(words in name for name in MUTANTS), words
 
 
 @pytest.mark.parametrize("fault", list(MUTANTS))

@@ -1,0 +1,213 @@
+"""The part of a sweep's report about batch norm, dropout and weight decay.
+
+Only sweeps with one of these axes get it (``sweep_config.OPTIONAL_AXES``): the rest of the
+report then describes the baseline slice (every optional axis at its first value, the control
+cells as they are), so a sweep without them reads, byte for byte, as it did before they existed.
+Every sentence is computed from ``summary.json``; comparisons are paired (net k starts from the
+same weights, and draws the same dropout masks, in every cell it appears in).
+"""
+
+from __future__ import annotations
+
+from .sweep_config import OPTIONAL_AXES
+
+# A learning rate "converges" for a cell when the 95% Wilson interval of its convergence rate
+# lies above this share: most nets converge there, and not by the luck of the draw.
+CONVERGING = 0.5
+SIGNIFICANT = 0.05  # McNemar's p below which a paired difference is called one
+NAMES = {"batchnorm": "batch norm", "dropout": "dropout", "weight_decay": "weight decay"}
+OTHER = ("hidden", "init", "activation", "loss", "optimizer")
+
+
+def axes_of(summary) -> list[str]:
+    return [axis for axis in OPTIONAL_AXES if axis in summary["sweep"]]
+
+
+def _in_baseline(summary, cell, skip=()) -> bool:
+    for axis in axes_of(summary):
+        if axis in skip or (cell["hidden"] == 0 and axis != "weight_decay"):
+            continue
+        if cell[axis] != summary["sweep"][axis][0]:
+            return False
+    return True
+
+
+def baseline(summary: dict) -> dict:
+    """The summary restricted to the first value of every optional axis (itself without any)."""
+    if not axes_of(summary):
+        return summary
+    cells = [c for c in summary["cells"] if _in_baseline(summary, c)]
+    kept = {c["index"] for c in cells}
+    paired = [p for p in summary["paired"] if p["a"] in kept and p["b"] in kept]
+    return {**summary, "cells": cells, "paired": paired}
+
+
+def _value(axis, value) -> str:
+    if axis == "batchnorm":
+        return "on" if value else "off"
+    return f"{value:g}"
+
+
+def _pct(p) -> str:
+    return "n/a" if p is None else f"{100 * p:.1f}%"
+
+
+def _rate(interval) -> str:
+    p, lo, hi = interval
+    return "n/a" if p is None else f"{100 * p:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def _median(cell) -> str:
+    if cell["median_epochs"] is None:
+        return "not reached"
+    lo, hi = cell["median_epochs_ci"]
+    show = lambda v: "not reached" if v is None else f"{v:,.0f}"  # noqa: E731
+    return f"{cell['median_epochs']:,.0f} ({show(lo)}–{show(hi)})"
+
+
+def _key(summary, cell, axis):
+    """What a cell shares with its partners along ``axis`` and across learning rates."""
+    others = [a for a in axes_of(summary) if a != axis]
+    return tuple(cell[k] for k in OTHER) + tuple(cell[a] for a in others)
+
+
+def _groups(summary, axis):
+    """Cells with a hidden layer, in the baseline of the other axes, by setting then axis value."""
+    groups = {}
+    for c in summary["cells"]:
+        if c["hidden"] == 0 or not _in_baseline(summary, c, skip=(axis,)):
+            continue
+        groups.setdefault(_key(summary, c, axis), {}).setdefault(c[axis], []).append(c)
+    return groups
+
+
+def _converging(cells) -> list[float]:
+    return sorted(c["lr"] for c in cells if c["convergence"][1] > CONVERGING)
+
+
+def _span(rates) -> str:
+    if not rates:
+        return "none"
+    return f"{rates[0]:g}–{rates[-1]:g} ({len(rates)} of the rates)"
+
+
+def batchnorm_finding(summary) -> str | None:
+    """Does batch norm widen the range of learning rates at which most nets converge?"""
+    if summary["sweep"].get("batchnorm") is None or len(summary["sweep"]["batchnorm"]) < 2:
+        return None
+    wider = narrower = same = 0
+    examples = []
+    for key, by_value in _groups(summary, "batchnorm").items():
+        off, on = _converging(by_value[False]), _converging(by_value[True])
+        wider += len(on) > len(off)
+        narrower += len(on) < len(off)
+        same += len(on) == len(off)
+        if len(examples) < 3:
+            examples.append(f"{key[0]} hidden, {key[1]}: without {_span(off)}, with {_span(on)}")
+    total = wider + narrower + same
+    verdict = (
+        "did not change" if wider == narrower == 0 else "widened" if wider > narrower + same
+        else "narrowed" if narrower > wider + same else "did not consistently change"
+    )  # fmt: skip
+    better, worse = set(), set()
+    for p, a, _ in _pairs_of(summary, "batchnorm"):
+        if p["mcnemar_p"] < SIGNIFICANT:
+            (better if p["only_b"] > p["only_a"] else worse).add(a["lr"])
+    shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates)) or "none"  # noqa: E731
+    return (
+        f"**Batch norm {verdict} the range of learning rates that converge.** Counting a rate as "
+        f"converging when the 95% interval of its convergence rate lies above "
+        f"{100 * CONVERGING:.0f}%, batch norm gave more converging rates in {wider} of {total} "
+        f"settings, fewer in {narrower} and as many in {same} ("
+        + "; ".join(examples)
+        + "). Net for net, more nets converged with it than without (McNemar p < "
+        f"{SIGNIFICANT:g}) at lr {shown(better)}, fewer at lr {shown(worse)}."
+    )
+
+
+def _pairs_of(summary, axis):
+    by_index = {c["index"]: c for c in summary["cells"]}
+    for p in summary["paired"]:
+        if p["axis"] == axis:
+            a, b = by_index[p["a"]], by_index[p["b"]]
+            if a["hidden"] and _in_baseline(summary, a, skip=(axis,)):
+                yield p, a, b
+
+
+def axis_finding(summary, axis) -> str | None:
+    """First value of the axis against the others, at the rate where the first does best."""
+    values = summary["sweep"][axis]
+    if len(values) < 2:
+        return None
+    pairs = list(_pairs_of(summary, axis))
+    widths = {a["hidden"] for _, a, _ in pairs}
+    hidden = 4 if 4 in widths else min(widths)
+    init = summary["sweep"]["init"][0]
+    chosen = [(p, a, b) for p, a, b in pairs if a["hidden"] == hidden and a["init"] == init]
+    best_lr = max((a for _, a, _ in chosen), key=lambda c: c["convergence"][0])["lr"]
+    parts = []
+    for p, a, b in chosen:
+        if a["lr"] != best_lr:
+            continue
+        ratio = p["median_epoch_ratio"]
+        epochs = "" if ratio is None else (
+            f"; over the {p['both']:,} nets that converged both ways, the median of epochs "
+            f"without over epochs with it was {ratio:.2f}"
+        )  # fmt: skip
+        parts.append(
+            f"{NAMES[axis]} {_value(axis, b[axis])}: {_rate(b['convergence'])} converged against "
+            f"{_rate(a['convergence'])} at {_value(axis, a[axis])}, median epochs {_median(b)} "
+            f"against {_median(a)}; {p['only_a']:,} nets converged only without it and "
+            f"{p['only_b']:,} only with it (McNemar p = {p['mcnemar_p']:.2g}){epochs}"
+        )
+    return (
+        f"**What {NAMES[axis]} does to {hidden} hidden units.** At lr {best_lr:g} ({init} init, "
+        f"the rate where {NAMES[axis]} {_value(axis, values[0])} converged most often), net for "
+        "net on the same initial weights: " + "; ".join(parts) + "."
+    )
+
+
+def _table(summary, axis) -> list[str]:
+    lines = [
+        f"| hidden | lr | {NAMES[axis]} A → B | converged A | converged B | only A | only B | "
+        "McNemar p | median epochs A/B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    init = summary["sweep"]["init"][0]
+    for p, a, b in _pairs_of(summary, axis):
+        if a["init"] != init:
+            continue
+        ratio = "–" if p["median_epoch_ratio"] is None else f"{p['median_epoch_ratio']:.2f}"
+        lines.append(
+            f"| {a['hidden']} | {a['lr']:g} | {_value(axis, a[axis])} → {_value(axis, b[axis])} | "
+            f"{_rate(a['convergence'])} | {_rate(b['convergence'])} | {p['only_a']} | "
+            f"{p['only_b']} | {p['mcnemar_p']:.2g} | {ratio} |"
+        )
+    return lines
+
+
+def section(summary: dict) -> list[str]:
+    """Markdown lines of the section (none for a sweep without the optional axes)."""
+    axes = [axis for axis in axes_of(summary) if len(summary["sweep"][axis]) > 1]
+    if not axes_of(summary):
+        return []
+    grid = "; ".join(
+        f"{NAMES[a]} {', '.join(_value(a, v) for v in summary['sweep'][a])}"
+        for a in axes_of(summary)
+    )
+    lines = [
+        "## Batch norm, dropout and weight decay",
+        "",
+        f"Grid: {grid}. The other sections of this report describe the cells with the first "
+        "value of each (the no-hidden-layer control has neither batch norm nor dropout). Batch "
+        "norm and "
+        "dropout nets are judged in evaluation mode (running statistics, no dropout); net k "
+        "starts from the same weights and draws the same dropout masks in every cell, so the "
+        "comparisons below are net for net. *A* is the first value of the axis.",
+        "",
+    ]
+    found = [batchnorm_finding(summary)] + [axis_finding(summary, axis) for axis in axes]
+    lines += [f"- {text}" for text in found if text]
+    for axis in axes:
+        lines += ["", f"### {NAMES[axis].capitalize()}, paired", "", *_table(summary, axis)]
+    return [*lines, ""]
