@@ -92,6 +92,7 @@ def test_torch_batched_autograd(benchmark):
     record(benchmark, "torch", N_NETS, EPOCHS["torch"])
 
 
+@pytest.mark.slow  # a cold compile of the float32 lane kernel: half a minute in plain pytest
 @pytest.mark.benchmark(group="train 2-4-1 xor, float32")
 def test_numba_float32(benchmark):
     theta = init_population(TUTORIAL, N_NETS, seed=0, dtype=np.float32)
@@ -148,6 +149,7 @@ def test_early_stopping(benchmark, early_stop):
            converged_by_500=done_by_500)  # fmt: skip
 
 
+@pytest.mark.slow  # cold compiles of the register tiles for each shape
 @pytest.mark.parametrize("shape", list(WIDE))
 @pytest.mark.parametrize("impl", ["numba", "jax"])
 def test_wider_and_deeper(benchmark, shape, impl):
