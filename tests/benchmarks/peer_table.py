@@ -137,14 +137,15 @@ def _timed(train, theta, n_epochs):
     return time.perf_counter() - start
 
 
-def measure(name, repeats, log=print):
+def measure(name, repeats, scale=1.0, log=print):
     """Time the kernel and every installed peer formulation on one spec. Returns a dict with
     the rates (net-epochs/s, medians), per-repeat ratios and the formulations left out."""
     case = CASES[name]
+    n_epochs = max(10, round(case.n_epochs * scale / 10) * 10)
     X, Y = data_for(case.spec)
     theta = theta_for(name)
     trains = {"ours": ours(case.spec, X, Y)}
-    reference = trains["ours"](theta, case.n_epochs)
+    reference = trains["ours"](theta, n_epochs)
     excluded = {}
     for label, library, factory in formulations(case.spec).values():
         if not installed(library):
@@ -153,13 +154,14 @@ def measure(name, repeats, log=print):
         start = time.perf_counter()
         try:
             train = factory(case.spec, X, Y)
-            got = train(theta, case.n_epochs)
+            got = train(theta, n_epochs)
         except Exception as error:  # a formulation this machine cannot run: say so, go on
             excluded[label] = f"failed: {type(error).__name__}: {str(error)[:120]}"
             log(f"  {name}: {label}: {excluded[label]}")
             continue
         diff = float(np.max(np.abs(got - reference)))
-        log(f"  {name}: {label}: first call {time.perf_counter() - start:.1f} s, "
+        first = time.perf_counter() - start
+        log(f"  {name}, {n_epochs} epochs: {label}: first call {first:.1f} s, "
             f"largest parameter difference {diff:.1e}")  # fmt: skip
         if not diff <= PARAMS_TOL:
             excluded[label] = f"parameters differ by {diff:.1e}"
@@ -171,16 +173,16 @@ def measure(name, repeats, log=print):
         # rotate the order so that no formulation always runs right after the same one
         shift = repeat % len(labels)
         for label in labels[shift:] + labels[:shift]:
-            seconds[label].append(_timed(trains[label], theta, case.n_epochs))
-    work = theta.shape[1] * case.n_epochs
+            seconds[label].append(_timed(trains[label], theta, n_epochs))
+    work = theta.shape[1] * n_epochs
     rates = {label: work / float(np.median(s)) for label, s in seconds.items()}
     ratios = {label: float(np.median(np.array(s) / np.array(seconds["ours"])))
               for label, s in seconds.items()}  # fmt: skip
-    return {"rates": rates, "ratios": ratios, "excluded": excluded, "n_epochs": case.n_epochs}
+    return {"rates": rates, "ratios": ratios, "excluded": excluded, "n_epochs": n_epochs}
 
 
 def table(results) -> str:
-    lines = ["| spec | ours (net-epochs/s) | best peer | its net-epochs/s | ours / best | "
+    lines = ["| spec (epochs) | ours (net-epochs/s) | best peer | its net-epochs/s | ours / best | "
              "ceiling (net-epochs/s) | ours, % of ceiling |", "|---" * 7 + "|"]  # fmt: skip
     for name, result in results.items():
         rates, ratios = result["rates"], result["ratios"]
@@ -192,8 +194,8 @@ def table(results) -> str:
             peer, rate, ratio = best, f"{rates[best]:.3g}", f"{ratios[best]:.2f}x"
         else:
             peer, rate, ratio = "none installed", "-", "-"
-        lines.append(f"| {name} | {rates['ours']:.3g} | {peer} | {rate} | {ratio} | "
-                     f"{ceil:.3g} | {rates['ours'] / ceil:.0%} |")  # fmt: skip
+        lines.append(f"| {name} ({result['n_epochs']}) | {rates['ours']:.3g} | {peer} | {rate} "
+                     f"| {ratio} | {ceil:.3g} | {rates['ours'] / ceil:.0%} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -211,9 +213,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = {name: measure(name, args.repeats) for name in args.specs}
+    results = {name: measure(name, args.repeats, args.scale) for name in args.specs}
     print()
     print(table(results))
     print()
