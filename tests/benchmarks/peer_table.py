@@ -222,6 +222,12 @@ def main(argv=None):
     print(table(results))
     print()
     print(details(results))
+    print(f"\nceiling: lane multiply-adds {ceiling.fma_peak():.3g}/s and sigmoids "
+          f"{ceiling.sigmoid_rate():.3g}/s per thread, measured; per net-epoch:")
+    for name in args.specs:
+        spec = CASES[name].spec
+        sigmoids, other = ceiling.counts(spec, data_for(spec)[0].shape[0])
+        print(f"  {name}: {sigmoids} sigmoids, {other} other floating-point operations")
     print(f"\n{args.repeats} interleaved repeats; {time.perf_counter() - started:.0f} s in all")
 
 
