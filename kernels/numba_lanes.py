@@ -151,6 +151,63 @@ def _exp32(v):
     return p * _bits(bits)  # p * 2.0f**n
 
 
+@exact_jit
+def _expm1_64(v):
+    """exp(v) - 1 to a few ulps also near 0, where exp(v) - 1 cancels: _exp64's polynomial
+    without its leading 1 (q = e^r - 1), then e^v - 1 = q 2^n + (2^n - 1), exact for small n."""
+    v = min(max(v, -708.0), 709.0)
+    n = math.floor(v * INV_LN2 + 0.5)
+    r = (v - n * LN2_HI) - n * LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    q = p * r
+    scale = _bits((_bits(n + SHIFTER) - SHIFTER_BITS + 1023) << 52)  # 2.0**n
+    return q * scale + (scale - 1.0)
+
+
+@exact_jit
+def _expm1_32(v):
+    """float32 twin of _expm1_64, on _exp32's polynomial."""
+    v = min(max(v, np.float32(-87.0)), np.float32(88.0))
+    n = np.floor(v * np.float32(INV_LN2) + np.float32(0.5))
+    r = (v - n * np.float32(0.693359375)) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    q = p * r * r + r
+    scale = _bits(np.int32((_bits(n + np.float32(SHIFTER32)) - (SHIFTER32_BITS - 127)) << 23))
+    return q * scale + (scale - np.float32(1.0))
+
+
+@exact_jit
+def _tanh_lanes(z, a, w, one):
+    """tanh in lanes: with t = e^(-2|z|) - 1 (in (-1, 0]), tanh|z| = -t / (t + 2), the sign put
+    back; no cancellation anywhere, so a few ulps of relative error also near 0."""
+    two = one + one
+    if z.itemsize == 4:
+        for k in range(w):
+            t = _expm1_32(-two * abs(z[k]))
+            a[k] = math.copysign(-t / (t + two), z[k])
+    else:
+        for k in range(w):
+            t = _expm1_64(-two * abs(z[k]))
+            a[k] = math.copysign(-t / (t + two), z[k])
+
+
 @jit
 def _activate_lanes(z, a, code, w, one, slope):
     if code == SIGMOID:
@@ -161,8 +218,7 @@ def _activate_lanes(z, a, code, w, one, slope):
             for k in range(w):
                 a[k] = one / (one + _exp64(-z[k]))
     elif code == TANH:
-        for k in range(w):
-            a[k] = math.tanh(z[k])
+        _tanh_lanes(z, a, w, one)
     elif code == RELU:
         zero = one - one
         for k in range(w):
