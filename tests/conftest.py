@@ -1,4 +1,4 @@
-"""Project-wide pytest set-up: the ``--benchmark`` switch.
+"""Project-wide pytest set-up: the ``--benchmark`` switch, and Ctrl-C as in a terminal.
 
 pytest-benchmark times every benchmark test by default. Here plain ``pytest`` runs the benchmark
 tests once, untimed (so they are checked, but cost almost nothing), and ``pytest --benchmark``
@@ -6,6 +6,7 @@ runs only them, timed, saving the JSON under ``reports/benchmarks/``.
 """
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ settings.register_profile(
 settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False,
                           max_examples=1000)  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A test run started in the background (``cmd &`` in a script, nohup) inherits an ignored SIGINT,
+# which Python then leaves ignored, and so would every process it starts: the tests that press
+# Ctrl-C (in this process or in a command they run) would wait for a command that never hears
+# it. They stand for a user at a terminal, where Ctrl-C is not ignored: give this process
+# Python's own handler (its children start with the default action again).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 BENCHMARK_STORAGE = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 
