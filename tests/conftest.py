@@ -67,6 +67,10 @@ def pytest_configure(config):
 
         FileStorage.save = _save_atomically
         config.option.benchmark_only = True
+        # plain pytest leaves the integration tests out (pyproject's addopts); the timed run
+        # needs the benchmarks among them (float32, wide nets, a million nets, memory, start-up)
+        if config.option.markexpr == "not slow":
+            config.option.markexpr = ""
         config.option.benchmark_autosave = get_tag()  # commit id and time, as --benchmark-autosave
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"
     else:

@@ -109,7 +109,11 @@ def test_an_interrupt_ends_the_wait_even_when_the_call_is_slow_to_notice():
     assert time.perf_counter() - started < 0.3 + PROMPTLY
 
 
-@pytest.mark.parametrize("after", [0.5, 4.0], ids=["while importing", "while checking"])
+@pytest.mark.parametrize(
+    "after",
+    [0.5, pytest.param(4.0, marks=pytest.mark.slow)],  # the second waits for the catalogue
+    ids=["while importing", "while checking"],
+)
 def test_gradcheck_stops_within_a_second_with_its_second_process(after):
     """SIGTERM to the command ends it and the catalogue's process within a second, with one
     line and no traceback from either process (the second one runs in its own session)."""

@@ -104,7 +104,11 @@ def test_numba_float32(benchmark):
 # ------------------------------------------------------------------------------ scaling
 
 
-@pytest.mark.parametrize("n_nets", SIZES)
+@pytest.mark.parametrize(
+    "n_nets",
+    # a million nets take ten seconds untimed: an integration test in plain pytest
+    [pytest.param(n, marks=pytest.mark.slow) if n >= 1_000_000 else n for n in SIZES],
+)
 def test_population_size(benchmark, n_nets):
     benchmark.group = "numba 2-4-1 by population size"
     n_epochs = 10_000 if n_nets == 1 else 100
@@ -185,6 +189,7 @@ print(int(status.split("VmHWM:")[1].split()[0]) * 1024)
 """
 
 
+@pytest.mark.slow  # a fresh process training a million nets, twice
 @pytest.mark.benchmark(group="peak memory, 1,000,000 nets of 2-4-1 (one process each)")
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_peak_memory(benchmark, optimizer):
@@ -197,6 +202,7 @@ def test_peak_memory(benchmark, optimizer):
     benchmark.extra_info.update(impl=f"memory-{optimizer}", peak_rss_gib=peak / 2**30)
 
 
+@pytest.mark.slow  # fresh processes
 @pytest.mark.benchmark(group="start-up: a fresh backprop-bench train process")
 def test_start_up(benchmark):
     command = [sys.executable, "-m", "backprop_bench", "train", "--epochs", "1", "--json"]
