@@ -393,20 +393,14 @@ def train_population(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
     keys = check_keys(keys, result.theta.shape[1])
-    from .regularised_training import check_combination, evaluation_passes, is_needed
+    from .regularised_training import is_needed, train_with_options
 
     if is_needed(spec, optimizer):
-        check_combination(criterion, batch_size)
         # batch norm, dropout and weight decay have their own fused kernel (no SIMD lanes)
         from .numba_regularised import train_regularised
 
-        train_regularised(
-            result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop, abort
-        )
-        if not abort[0]:
-            evaluate = evaluation_passes(result, spec, X)
-            result.analysis = analyse(result, spec, X, Y, n_epochs, None, evaluate)
-        return result
+        return train_with_options(train_regularised, result, spec, X, Y, lr, n_epochs, keys,
+                                  optimizer, criterion, early_stop, abort, batch_size)  # fmt: skip
     if spec.shortcut or batch_size is not None:
         return _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion,
                               early_stop, record_every, abort, batch_size, keys)  # fmt: skip

@@ -246,22 +246,11 @@ def train_population(
         theta, spec, X, Y, learning_rate, n_epochs, record_every
     )
     keys = check_keys(keys, result.theta.shape[1])
-    from .regularised_training import (
-        check_combination,
-        evaluation_passes,
-        is_needed,
-        train_regularised,
-    )
+    from .regularised_training import is_needed, train_regularised, train_with_options
 
     if is_needed(spec, optimizer):
-        check_combination(criterion, batch_size)
-        train_regularised(
-            result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop, abort
-        )
-        if not abort[0]:
-            evaluate = evaluation_passes(result, spec, X)
-            result.analysis = analyse(result, spec, X, Y, n_epochs, None, evaluate)
-        return result
+        return train_with_options(train_regularised, result, spec, X, Y, lr, n_epochs, keys,
+                                  optimizer, criterion, early_stop, abort, batch_size)  # fmt: skip
     r, history = result, result.history
 
     # Working copies of the nets still training; shrunk whenever some stop.

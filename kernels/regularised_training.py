@@ -163,3 +163,18 @@ def evaluation_passes(result, spec: NetSpec, X):
         return Forward([*trace.y, trace.z[-1]], [trace.a[0], *trace.h, trace.a[-1]])
 
     return evaluate
+
+
+def train_with_options(train, result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion,
+                       early_stop, abort, batch_size):  # fmt: skip
+    """Either backend's path for batch norm, dropout and weight decay: refuse what the loop does
+    not implement, train with the backend's ``train`` (this module's ``train_regularised`` or
+    numba's), then analyse the nets in evaluation mode."""
+    from .failure import analyse
+
+    check_combination(criterion, batch_size)
+    train(result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop, abort)
+    if not abort[0]:
+        evaluate = evaluation_passes(result, spec, X)
+        result.analysis = analyse(result, spec, X, Y, n_epochs, None, evaluate)
+    return result
