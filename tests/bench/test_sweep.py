@@ -182,7 +182,12 @@ def _wait_for_shards(out: Path, count: int, process) -> None:
     pytest.fail("no shards appeared")
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+@pytest.mark.parametrize(
+    "how",
+    # kill -9 at seeded moments is also the fault-injection tests' (tests/bench/test_faults.py)
+    [pytest.param(signal.SIGKILL, marks=pytest.mark.slow), signal.SIGINT],
+    ids=["kill-9", "ctrl-c"],
+)
 def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_result(tmp_path, capsys, how):
     assert sweep(capsys, tmp_path / "whole", "--nets-per-shard", "6")[0] == 0
     out = tmp_path / "killed"
