@@ -46,6 +46,19 @@ DECADES_UP, DECADES_DOWN = 2, 7
 HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
 RIDDERS_SHRINK = 2.0
+# fit (functions evaluated in their own, low precision): a least-squares odd polynomial
+# through FIT_PAIRS symmetric pairs of points, windows FIT_SHRINK apart
+FIT_PAIRS = 12
+FIT_POWERS = (1, 3, 5)
+# the slope's standard error times this is its error bound; the checker holds a claim to SAFETY
+# (8) times a reference's bound, so a fit's statistically founded bound needs no margin of its
+# own: 12 standard errors in all
+FIT_SIGMAS = 1.5
+FIT_SHRINK = 10**0.5
+# the fits' best error this many times their smallest bound: they disagree across windows
+# (a kink within the larger ones), and Ridders' smaller steps are tried as well
+FIT_AGREE = 4.0
+FIT_HOPELESS = 10.0  # windows whose rounding alone is this much the best error are not tried
 # one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
 ONE_SIDED_LEVELS = 16
 ONE_SIDED_SHRINK = 4.0
@@ -190,6 +203,41 @@ def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
     return best_value, best_error
 
 
+def _fit(f: Evaluator, x, v, noise, window: float, correction=None):
+    """The slope of a least-squares odd polynomial through FIT_PAIRS symmetric pairs of points
+    within ``window`` along v: (value, error), each of shape (m,).
+
+    For a function computed in float32 (or lower) the rounding of each value is the limit:
+    a difference quotient divides it by one step, a fit averages it over many. The error bound
+    is FIT_SIGMAS standard errors of the slope, from the larger of the fit's residual scatter
+    (which also grows where the polynomial does not fit) and the measured rounding.
+    """
+    half, taken = [], []
+    vmax = float(np.abs(v).max())
+    for i in range(1, FIT_PAIRS + 1):
+        t = window * i / FIT_PAIRS
+        plus, xp = f.at(x + t * v)
+        minus, xm = f.at(x - t * v)
+        if correction is not None:
+            off_line = (xp - xm) - 2 * t * v
+            half.append((plus - minus - float(np.dot(correction, off_line))) / 2)
+            taken.append(t)
+        else:
+            half.append((plus - minus) / 2)
+            taken.append(float(np.dot(xp - xm, v) / np.dot(v, v)) / 2)
+    D, T = np.array(half), np.array(taken)  # (pairs, m), (pairs,)
+    if not (np.all(np.isfinite(D)) and np.all(T > 0)) or len(set(T.tolist())) < len(FIT_POWERS):
+        return np.full(f.m, np.nan), np.full(f.m, np.inf)
+    A = np.stack([(T / window) ** p for p in FIT_POWERS], axis=1)
+    coef = np.linalg.lstsq(A, D, rcond=None)[0]
+    residual = D - A @ coef
+    scatter = np.sqrt(np.sum(residual**2, axis=0) / (len(T) - len(FIT_POWERS)))
+    # each half-difference carries the rounding of two values, halved
+    rounding = noise / NOISE_SAFETY / np.sqrt(2)
+    standard = np.sqrt(np.linalg.inv(A.T @ A)[0, 0]) / (window * vmax)
+    return coef[0] / window, FIT_SIGMAS * standard * np.maximum(scatter, rounding)
+
+
 def _consistent(values: list, errors: list) -> tuple[np.ndarray, np.ndarray]:
     """The estimate with the smallest error once each is held to every estimate at smaller steps.
 
@@ -220,9 +268,13 @@ def _consistent(values: list, errors: list) -> tuple[np.ndarray, np.ndarray]:
     return best_value, best_error
 
 
-def refine(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
+def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> Derivative:
     """The most accurate difference estimate over Ridders tableaux a decade apart, each held
-    to the estimates of smaller steps (:func:`_consistent`)."""
+    to the estimates of smaller steps (:func:`_consistent`); with ``fit``, least-squares fits
+    over windows FIT_SHRINK apart instead (:func:`_fit`, for low-precision functions)."""
+    fitted = _fitted(f, x, v, noise, h, correction) if fit else None
+    if fitted is not None and np.all(fitted.error <= FIT_AGREE * fitted.raw_error):
+        return fitted  # the fits agree across windows: a smooth function, nothing to add
     values, errors = [], []
     vmax = float(np.abs(v).max())
     for k in range(DECADES_UP, -DECADES_DOWN - 1, -1):
@@ -235,7 +287,31 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
         values.append(value)
         errors.append(np.where(np.isfinite(value), error, np.inf))
     best_value, best_error = _consistent(values, errors)
+    if fitted is not None:
+        # kinks within the fits' windows (ReLU nets) leave Ridders' small steps ahead
+        better = fitted.error <= best_error
+        return Derivative(np.where(better, fitted.value, best_value),
+                          np.where(better, fitted.error, best_error), fitted.method)  # fmt: skip
     return Derivative(best_value, best_error, "Ridders extrapolation")
+
+
+def _fitted(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
+    values, errors = [], []
+    vmax = float(np.abs(v).max())
+    window = h * 10.0**DECADES_UP
+    while window >= h * 10.0**-DECADES_DOWN:
+        if errors and 2 * float(noise.max()) / (window * vmax) > FIT_HOPELESS * float(
+            np.max(np.min(errors, axis=0))
+        ):
+            break
+        value, error = _fit(f, x, v, noise, window, correction)
+        values.append(value)
+        errors.append(np.where(np.isfinite(value), error, np.inf))
+        window /= FIT_SHRINK
+    best_value, best_error = _consistent(values, errors)
+    fitted = Derivative(best_value, best_error, "least-squares fits")
+    fitted.raw_error = np.min(errors, axis=0)
+    return fitted
 
 
 def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Derivative]:
