@@ -36,6 +36,7 @@ from .train import DTYPES, TrainConfig, TrainRun, run_train
 
 PROG = "backprop-bench"
 
+CATALOGUE_SHARDS = 2
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -433,19 +434,22 @@ def _gradcheck(args) -> int:
     from backprop_bench.verify.scoring import render_table, score_table
     from backprop_bench.verify.verdict import KINK
 
-    # the catalogue (plain NumPy) runs in a second process while this one checks the kernels:
-    # the two halves take about as long, and the machine has two cores
-    second = None if args.no_catalogue else _catalogue_process()
+    # the catalogue (plain NumPy) runs in CATALOGUE_SHARDS more processes, every other case
+    # each, while this one checks the kernels: three about equal parts share the cores
+    shards = [] if args.no_catalogue else [
+        _catalogue_process(k, CATALOGUE_SHARDS) for k in range(CATALOGUE_SHARDS)
+    ]  # fmt: skip
     try:
         _one_thread()
         rows = all_rows()
         mutants = run_mutants()
         alarms = false_alarms()
-        catalogue = [] if second is None else _catalogue_outcome(second)
+        catalogue = _catalogue_outcome(shards)
     finally:
-        if second is not None and second.poll() is None:
-            second.kill()
-            second.wait()
+        for shard in shards:
+            if shard.poll() is None:
+                shard.kill()
+                shard.wait()
     caught = sum(m.caught for m in mutants)
     catalogue_ok = not any(r.false_alarm or r.verdict in ("correct", KINK) and r.kind == "mutant"
                            for r in catalogue)  # fmt: skip
@@ -507,19 +511,24 @@ def _one_thread() -> None:
     numba.set_num_threads(1)
 
 
-def catalogue_worker() -> None:
-    """The second process of ``gradcheck``: the catalogue's results, pickled, on stdout."""
+def catalogue_worker(shard: int = 0, shards: int = 1) -> None:
+    """A catalogue process of ``gradcheck``: the results of every ``shards``-th case from
+    ``shard`` on, pickled, on stdout."""
     from backprop_bench.verify.catalogue import CASES
     from backprop_bench.verify.scoring import run_catalogue
 
-    results = run_catalogue(CASES)
+    results = run_catalogue(CASES[shard::shards])
     sys.stdout.buffer.write(pickle.dumps(results))
 
 
-def _catalogue_process() -> subprocess.Popen:
-    """The catalogue in a fresh interpreter (no numba threads inherited), in its own session:
-    a Ctrl-C reaches this process alone, which then stops it, so the child never prints."""
-    code = "from backprop_bench.bench.cli import catalogue_worker; catalogue_worker()"
+def _catalogue_process(shard: int, shards: int) -> subprocess.Popen:
+    """Part of the catalogue in a fresh interpreter (no numba threads inherited), in its own
+    session: a Ctrl-C reaches this process alone, which then stops it, so the child never
+    prints."""
+    code = (
+        "from backprop_bench.bench.cli import catalogue_worker; "
+        f"catalogue_worker({shard}, {shards})"
+    )
     # one BLAS thread: two processes that each spin a thread per core on two cores slowed the
     # large nets' matrix products 30-fold (34 s against 1.2 s for the same cases)
     env = {**os.environ, **{k: "1" for k in BLAS_THREAD_VARIABLES}}
@@ -533,14 +542,21 @@ def _catalogue_process() -> subprocess.Popen:
     )
 
 
-def _catalogue_outcome(second: subprocess.Popen) -> list:
-    out, err = second.communicate()
-    if second.returncode != 0:
-        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        raise RuntimeError(
-            f"the catalogue's process failed (status {second.returncode}): {last[0]}"
-        )
-    return pickle.loads(out)
+def _catalogue_outcome(shards: list) -> list:
+    """The catalogue's results in the catalogue's order (shard k holds cases k, k + S, ...)."""
+    parts = []
+    for shard in shards:
+        out, err = shard.communicate()
+        if shard.returncode != 0:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+            raise RuntimeError(
+                f"the catalogue's process failed (status {shard.returncode}): {last[0]}"
+            )
+        parts.append(pickle.loads(out))
+    merged = [None] * sum(len(p) for p in parts)
+    for k, part in enumerate(parts):
+        merged[k :: len(parts)] = part
+    return merged
 
 
 def _add_vanishing(subparsers) -> None:

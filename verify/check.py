@@ -77,6 +77,8 @@ PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 SMALL_PARAMS = 1000  # up to this many parameters the full Jacobian is used ...
 SMALL_BUDGET_SHARE = 20.0  # ... unless it would take more than this many times the budget
+JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
+JOINT_SEED = 0
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
 
 
@@ -398,7 +400,8 @@ def check_vjp(
     x = groups.cast(groups.x) if not generic_fun else groups.x
     f0, _ = f.at(x)
     t0 = time.perf_counter()
-    noise = R.noise_level(f, x, f0, out_eps, rng)
+    rounds_inputs = []
+    noise = R.noise_level(f, x, f0, out_eps, rng, rounds_inputs)
     t_eval = max(t_fun, (time.perf_counter() - t0) / f.calls)  # with the evaluator overhead
     # complex step: one call timed; complex arithmetic can cost hundreds of real calls
     # (the fastest of three calls: a busy machine must not change which reference is used)
@@ -414,7 +417,12 @@ def check_vjp(
         complex_ok &= t_complex <= COMPLEX_COST * t_eval
     rel_noise = float(np.max(noise / np.maximum(np.abs(f0), 1e-300)))
     own_eps = max(float(np.finfo(d).eps) for d in groups.dtypes)
-    noise_cap = min(rel_noise, 1e-6)  # code that rounds to float32 inside shows it here
+    # the claim's rounding is measured a few dozen ulps of its params away; code that rounds
+    # its inputs to float32 inside does not move at float64 ulps (fun did not: rounds_inputs),
+    # and is nudged at the scale of its measured rounding instead. Anything else is nudged at
+    # its own ulps: a float64 function noisier than that (sin(1e6 x), a margin 1e-8 from a
+    # hinge) would otherwise be nudged across its own oscillations and kinks
+    noise_cap = min(rel_noise, 1e-6) if rounds_inputs else 0.0
     rel_steps = (max(own_eps, noise_cap), max(R.EPS, noise_cap))
     claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng)
 
@@ -659,12 +667,21 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 jumps[cols] |= jumpy.any(axis=0)
         return bad, unresolved | jumps, jumps, ratio
 
+    def column_unresolved(j):
+        g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
+        cols = slice(groups.offsets[g], groups.offsets[g + 1])
+        size = np.abs(J_ref[:, cols])
+        scale_g = float(size.max())
+        wanted = np.where(size[:, j - cols.start] >= SMALL * scale_g, RESOLVE, 0.5)
+        return bool(np.any(SAFETY * J_err[:, j] > wanted * size[:, j - cols.start]))
+
     # ---- suspects: a better reference (Ridders), then one-sided differences (kinks)
     # an element whose complex step agrees with its central difference has a reference
     # confirmed two independent ways, at a point where the function is analytic: no kink there
     refined = np.zeros(n, dtype=bool)
     kinks = []
     kink_mask = np.zeros((m, n), dtype=bool)
+    convex = np.zeros((m, n), dtype=bool)  # at a kink: the slope rises through it
 
     def column_bad(j):
         for _, J, S, eps in evaluated:
@@ -709,6 +726,17 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             return
         gap = np.abs(right.value - left.value)
         smooth = gap <= SAFETY * (left.error + right.error)
+        if jumps[j]:
+            # the claim jumps a few ulps away where the function is smooth: no kink explains
+            # it, and neither does rounding (a gradient cached by id(params), stale after an
+            # in-place update); its scatter is no allowance, beyond the level that flagged it
+            g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
+            cols = slice(groups.offsets[g], groups.offsets[g + 1])
+            for _, J, S, eps in evaluated:
+                size = np.maximum(np.abs(J_ref[:, j]), np.abs(J[:, j]))
+                scale = float(np.maximum(np.abs(J_ref[:, cols]), np.abs(J[:, cols])).max())
+                cap = JUMP * (ELEMENT_ULPS * eps * size + FLOOR_ULPS * eps * scale)
+                S[:, j] = np.where(smooth, np.minimum(S[:, j], cap), S[:, j])
         # differentiable after all (a kink within a step of x): the two sides agree
         mean = (left.value + right.value) / 2
         mean_err = (left.error + right.error) / 2 + gap / 2
@@ -745,6 +773,49 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 )
             )  # fmt: skip
             kink_mask[i, j] = True
+            convex[i, j] = right.value[i] > left.value[i]
+
+    def jointly():
+        """Kinks in several elements of one output: each claimed element between its own
+        one-sided derivatives is not enough (max at a tie, 1 claimed for every tied element:
+        along the tied direction the claim rises at 2 where the function rises at 1), so the
+        claim must lie between the one-sided derivatives along directions over all of them.
+
+        That is the subgradient condition where the function is convex (or concave) through
+        its kinks, as every kinked element says it is when all their slopes rise (or all
+        fall). Where some rise and some fall (ReLUs at exactly 0 with weights of both signs),
+        a valid choice of one-sided derivative per ReLU can lie outside both directional
+        ones, and the elements are only held each to its own."""
+        by_output = {}
+        for i, j in zip(*np.nonzero(kink_mask), strict=True):
+            by_output.setdefault(int(i), []).append(int(j))
+        directions = np.random.default_rng(JOINT_SEED)
+        for i, cols in by_output.items():
+            rising = convex[i, cols]
+            if len(cols) < 2 or (rising.any() and not rising.all()):
+                continue
+            u = np.zeros(m)
+            u[i] = 1.0
+            s = _Scalarised(f, u)
+            s0, s_noise = f0[i : i + 1], noise[i : i + 1]
+            for trial in range(JOINT_DIRECTIONS):
+                d = np.zeros(n)
+                d[cols] = directions.choice([-1.0, 1.0], size=len(cols))
+                left, right = R.one_sided(s, x, d, s0, s_noise, R.base_step(x, d, s0, s_noise))
+                lo, hi = sorted((float(left.value[0]), float(right.value[0])))
+                if not (np.isfinite(lo) and np.isfinite(hi)):
+                    continue
+                slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
+                ok = True
+                for _, J, _S, eps in evaluated:
+                    c = float(J[i] @ d)
+                    size = float(np.abs(J[i, cols]).sum())
+                    allowance = slack + _rounding(size, 0.0, eps, max(abs(lo), abs(hi)))
+                    ok &= bool(lo - allowance <= c <= hi + allowance)
+                kinks.append(
+                    KinkReport("direction over the kinked elements ", (trial,), i, lo, hi,
+                               float(evaluated[0][1][i] @ d), ok)
+                )  # fmt: skip
 
     bad, unresolved, jumps, ratio = suspects()
     disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)])
@@ -777,11 +848,15 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             )
             break
         refine(j)
-        if jumps[j] or column_bad(j):
+        # a smooth point within a step of a kink (a margin 1e-9 away): the decades of steps
+        # that straddle it disagree with the smaller ones, and only one-sided differences
+        # resolve it (for functions of float64 precision; in float32 they are hopeless)
+        if jumps[j] or column_bad(j) or (generic and column_unresolved(j)):
             one_sided(j)
         confirmed_wrong += column_bad(j)
         show("re-examined elements", count + 1, len(first) + len(later))
 
+    jointly()
     scipy_agrees = None
     if use_scipy:
         scipy_agrees = True

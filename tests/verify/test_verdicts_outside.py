@@ -1,0 +1,135 @@
+"""Verdicts on cases a reviewer wrote apart from the project, each once judged wrongly: ties
+of a max claimed for every tied element, parameters entering as sin(1e6 x), points 1e-9 from a
+kink, a gradient cached by id(params), a float32 ReLU net that casts inside."""
+
+import numpy as np
+import pytest
+from backprop_bench.verify import check_gradient
+from backprop_bench.verify.verdict import CANNOT_TELL, CORRECT, KINK, WRONG
+
+
+def tied_max_claims():
+    x = np.array([0.5, 1.25, -0.3, 1.25])
+    every_tied = lambda x: (x == x.max()).astype(float) + x  # noqa: E731
+    first_tied = lambda x: (np.arange(x.size) == np.argmax(x)).astype(float) + x  # noqa: E731
+    return (lambda x: np.max(x) + 0.5 * x @ x), x, every_tied, first_tied
+
+
+def test_a_claim_of_one_for_every_tied_element_of_a_max_is_not_a_subgradient():
+    fun, x, every_tied, first_tied = tied_max_claims()
+    wrong = check_gradient(fun, every_tied, x)
+    assert wrong.verdict == WRONG and not wrong
+    # each element alone lies between its one-sided derivatives; together they do not
+    assert all(k.passed for k in wrong.kinks if k.group == "params")
+    assert not all(k.passed for k in wrong.kinks)
+    right = check_gradient(fun, first_tied, x)
+    assert right.verdict == KINK and right
+
+
+def test_relus_at_exactly_zero_with_weights_of_both_signs_are_held_each_to_its_own():
+    # two units at exactly 0, one adding and one subtracting: relu'(0) = 0 for both is a valid
+    # choice that no directional pair of one-sided derivatives contains
+    X = np.array([[1.0, -1.0], [2.0, 0.5], [0.0, 1.0]])
+    W1 = np.array([[1.0, 0.5], [1.0, -2.0]])
+    v = np.array([1.5, -0.5])
+    result = check_gradient(lambda p: np.sum(np.maximum(X @ p, 0) @ v),
+                            lambda p: X.T @ ((X @ p > 0) * v), W1)  # fmt: skip
+    assert result.verdict == KINK
+
+
+@pytest.mark.parametrize("points", [[0.3, 0.71], [0.3, 0.71, 0.1234567, 0.9]])
+def test_parameters_entering_as_sin_of_1e6_x_are_resolved_to_1e_3(points):
+    x = np.array(points)
+    fun = lambda x: np.sum(np.sin(1e6 * x)) + 0.5 * x @ x  # noqa: E731
+    right = lambda x: 1e6 * np.cos(1e6 * x) + x  # noqa: E731
+    assert check_gradient(fun, right, x).verdict == CORRECT
+    off = np.ones(x.size)
+    off[1] = 1.001
+    assert check_gradient(fun, lambda x: right(x) * off, x).verdict == WRONG
+
+
+def relu_net_near_a_kink(threshold):
+    rng = np.random.default_rng(140)
+    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    X[0] = [1.0, 0.5, 0.25]
+    rng = np.random.default_rng(141)
+    p = {"W1": rng.normal(size=(3, 4)) / np.sqrt(3), "b1": rng.normal(size=4) * 0.1,
+         "W2": rng.normal(size=(4, 2)) / 2, "b2": rng.normal(size=2) * 0.1}  # fmt: skip
+    p["W1"][:, 1] = [0.5, -1.0, 4 * 2.0**-30]  # sample 0, unit 1: pre-activation 2^-30
+    p["b1"][1] = 0.0
+
+    def fun(q):
+        return 0.5 * np.sum((np.maximum(X @ q["W1"] + q["b1"], 0) @ q["W2"] + q["b2"] - Y) ** 2) / 6
+
+    def grad(q):
+        z = X @ q["W1"] + q["b1"]
+        h = np.maximum(z, 0)
+        out = (h @ q["W2"] + q["b2"] - Y) / 6
+        dz = (out @ q["W2"].T) * (z > threshold)
+        return {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ out, "b2": out.sum(0)}
+
+    return fun, grad, p
+
+
+def test_a_relu_net_2_to_the_minus_30_from_a_kink_is_resolved():
+    fun, grad, p = relu_net_near_a_kink(0.0)
+    assert check_gradient(fun, grad, p).verdict == CORRECT
+    fun, grad, p = relu_net_near_a_kink(1e-6)  # a "safe" mask: wrong at this point
+    assert check_gradient(fun, grad, p).verdict == WRONG
+
+
+def test_a_hinge_margin_1e_8_from_the_kink_is_resolved():
+    X = np.array([[0.5, 0.25], [1.0, -2.0], [0.3, 0.9]])
+    y = np.array([1.0, -1.0, 1.0])
+    w = np.array([1.0, 2.0 - 4e-8])
+    result = check_gradient(
+        lambda w: np.mean(np.maximum(0, 1 - y * (X @ w))),
+        lambda w: -(X * (y * (y * (X @ w) < 1))[:, None]).mean(0), w,
+    )  # fmt: skip
+    assert result.verdict == CORRECT
+
+
+def test_a_gradient_cached_by_id_and_stale_after_an_in_place_update_is_wrong():
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    cache = {}
+
+    def grad(x):
+        if id(x) not in cache:
+            cache[id(x)] = A @ x
+        return cache[id(x)]
+
+    x = np.array([1.0, -1.0])
+    grad(x)
+    x -= 0.1 * (A @ x)  # an optimiser's step in place: same id, new values
+    assert check_gradient(lambda x: 0.5 * x @ A @ x, grad, x).verdict == WRONG
+
+
+def test_a_correct_float32_relu_net_that_casts_inside_is_never_called_wrong():
+    # ReLU kinks within a few thousandths of the point: float32 differences cannot resolve
+    # them, and neither fits nor Ridders' steps may claim a bound they do not have
+    rng = np.random.default_rng(301)
+    X = rng.normal(size=(32, 30)).astype(np.float32)
+    Y = rng.normal(size=(32, 2)).astype(np.float32)
+    p = {"W1": (rng.normal(size=(30, 30)) / np.sqrt(30)).astype(np.float32),
+         "b1": (rng.normal(size=30) * 0.1).astype(np.float32),
+         "W2": (rng.normal(size=(30, 2)) / np.sqrt(30)).astype(np.float32),
+         "b2": (rng.normal(size=2) * 0.1).astype(np.float32)}  # fmt: skip
+
+    def cast(q):
+        return (q[k].astype(np.float32) for k in ("W1", "b1", "W2", "b2"))
+
+    def fun(q):
+        W1, b1, W2, b2 = cast(q)
+        return 0.5 * np.sum((np.maximum(X @ W1 + b1, 0) @ W2 + b2 - Y) ** 2) / 32
+
+    def grad(q):
+        W1, b1, W2, b2 = cast(q)
+        z = X @ W1 + b1
+        h = np.maximum(z, 0)
+        out = (h @ W2 + b2 - Y) / 32
+        dz = (out @ W2.T) * (z > 0)
+        return {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ out, "b2": out.sum(0)}
+
+    result = check_gradient(fun, grad, p, progress=False)
+    assert result.verdict in (CORRECT, CANNOT_TELL)
+    assert result.verdict == CORRECT or result.floor > 1e-3
