@@ -945,6 +945,12 @@ def _regularised_cases():
     return cases()
 
 
+def _outside_cases():
+    from .catalogue_outside import cases
+
+    return cases()
+
+
 CASES: tuple[Case, ...] = (
     *_basics(),
     *_float32(),
@@ -955,6 +961,7 @@ CASES: tuple[Case, ...] = (
     *_noisy(),
     *_stochastic(),
     *_regularised_cases(),
+    *_outside_cases(),
 )
 
 

@@ -65,6 +65,14 @@ class Reference:
             values.append(self.fun(x))
         return values
 
+    def along(self, direction):
+        """The same reference for the function along ``direction`` (its coordinate 0)."""
+        line = Reference.__new__(Reference)
+        x, fun = self.x, self.fun
+        line.x, line.f0, line.h = np.zeros(1), self.f0, self.h[:1] / np.abs(direction).max()
+        line.fun = lambda t: fun(x + t[0] * direction)
+        return line
+
     def interval(self, i):
         """(left, right, error bound) of coordinate i."""
         p1, p2, p4, m1, m2, m4 = self._at(i, (1, 2, 4, -1, -2, -4))
@@ -165,6 +173,11 @@ def test_mutants_differ_from_their_control_where_intended(case):
         assert changed.tolist() == [offset + np.ravel_multi_index(index, np.shape(arrays[key]))]
     ref = Reference(control)
     scale = float(np.max(np.abs(g0)))
+    if "direction" in problem.info:  # wrong jointly, along a direction, not element by element
+        d = flatten(problem.info["direction"])
+        assert _within(case, ref.along(d), 0, float(g0 @ d), scale)[0]
+        assert not _within(case, ref.along(d), 0, float(g @ d), scale)[0]
+        return
     caught = False
     for i in changed[np.argsort(-diff[changed])][:N_SAMPLE]:
         assert _within(case, ref, i, g0[i], scale)[0], f"the control is off at {i}"
