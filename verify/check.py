@@ -75,15 +75,15 @@ CANNOT_TELL_FLOOR = 1e-3
 # ... and so does one that could not have seen an error of RESOLVE in an element at least this
 # share of its group's largest (the 1e-3 error asked of float32 checks, in any sizable element)
 NOTABLE = 0.1
-# in low precision, refinement stops once the median of this many refined elements is resolved
-# no better than HOPELESS_RESOLUTION times RESOLVE of their size
+# in low precision, refinement stops once most sizable elements among the first this many
+# refined are resolved worse than RESOLVE of their size: the verdict cannot become correct
 HOPELESS_SAMPLE = 24
-HOPELESS_RESOLUTION = 10.0
 CONFIRM = 2  # elements confirmed wrong after which the others are not re-examined
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 SMALL_PARAMS = 1000  # up to this many parameters the full Jacobian is used ...
 SMALL_BUDGET_SHARE = 20.0  # ... unless it would take more than this many times the budget
+STRADDLED = 10.0  # a refined error bound this many times the first: a kink within the steps
 JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
 JOINT_SEED = 0
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
@@ -676,6 +676,17 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 jumps[cols] |= jumpy.any(axis=0)
         return bad, unresolved | jumps, jumps, ratio
 
+    def hopeless(sample):
+        """Most sizable elements among ``sample`` (refined) resolved worse than RESOLVE."""
+        worse = []
+        for k in sample:
+            g = int(np.searchsorted(groups.offsets, k, side="right") - 1)
+            scale = float(np.abs(J_ref[:, groups.offsets[g] : groups.offsets[g + 1]]).max())
+            size = float(np.abs(J_ref[:, k]).max())
+            if size >= NOTABLE * scale and size > 0:
+                worse.append(SAFETY * float(J_err[:, k].max()) > RESOLVE * size)
+        return len(worse) >= HOPELESS_SAMPLE // 3 and np.mean(worse) > 0.5
+
     def column_unresolved(j):
         g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
         cols = slice(groups.offsets[g], groups.offsets[g + 1])
@@ -864,25 +875,26 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 "their reference is as accurate as the first step allowed"
             )
             break
-        if not generic and count - len(first) == HOPELESS_SAMPLE and np.median(
-            [SAFETY * J_err[:, k].max() / max(np.abs(J_ref[:, k]).max(), 1e-300)
-             for k in later[:HOPELESS_SAMPLE]]
-        ) > HOPELESS_RESOLUTION * RESOLVE:  # fmt: skip
-            # in its own low precision the function cannot resolve its elements to RESOLVE:
-            # the refinement would not change the verdict (errors large enough to be seen were
-            # suspects and re-examined first)
+        if not generic and count - len(first) == HOPELESS_SAMPLE and hopeless(
+            later[:HOPELESS_SAMPLE]
+        ):
+            # in its own low precision the function cannot resolve its sizable elements to
+            # RESOLVE, so the verdict cannot become correct; errors large enough to be seen
+            # were suspects, re-examined first
             notes.append(
-                f"{len(later) - HOPELESS_SAMPLE} elements not refined: the first "
-                f"{HOPELESS_SAMPLE} were resolved to no better than "
-                f"{HOPELESS_RESOLUTION:g} times {RESOLVE:g} of their size in the function's "
-                "own precision"
+                f"{len(later) - HOPELESS_SAMPLE} elements not refined: most of the first "
+                f"{HOPELESS_SAMPLE} could not be resolved to {RESOLVE:g} of their size in the "
+                "function's own precision"
             )
             break
+        first_error = J_err[:, j].copy()
         refine(j)
         # a smooth point within a step of a kink (a margin 1e-9 away): the decades of steps
-        # that straddle it disagree with the smaller ones, and only one-sided differences
-        # resolve it (for functions of float64 precision; in float32 they are hopeless)
-        if jumps[j] or column_bad(j) or (generic and column_unresolved(j)):
+        # that straddle it disagree with the smaller ones, so refining raised the error bound,
+        # and only one-sided differences resolve it (in float64 precision; in float32 they
+        # are hopeless)
+        straddled = generic and np.any(J_err[:, j] > STRADDLED * first_error)
+        if jumps[j] or column_bad(j) or (straddled and column_unresolved(j)):
             one_sided(j)
         confirmed_wrong += column_bad(j)
         show("re-examined elements", count + 1, len(first) + len(later))
