@@ -188,3 +188,55 @@ def test_wheel_ships_the_live_page(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in ("index.html", "live.css", "live.js"):
         assert f"backprop_bench/bench/live_assets/{asset}" in names
+
+
+def _tree_digest(site, names):
+    """Every file the given top-level names own in site-packages, with its bytes."""
+    found = {}
+    for name in names:
+        for path in sorted((site / name).rglob("*")) if (site / name).is_dir() else []:
+            if path.is_file() and "__pycache__" not in path.parts:
+                found[str(path.relative_to(site))] = path.read_bytes()
+        for path in site.glob(f"{name}.py"):
+            found[path.name] = path.read_bytes()
+    return found
+
+
+@pytest.fixture(scope="module")
+def index_distributions(tmp_path_factory):
+    """The package index's own kernels, verify and bench, downloaded once (no dependencies:
+    only their files matter here)."""
+    out = tmp_path_factory.mktemp("index")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(out),
+         *CLASHING],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"the package index cannot be reached to download {CLASHING}: {last}")
+    return sorted(str(p) for p in out.iterdir())
+
+
+@pytest.mark.parametrize("order", ["index first", "index after"])
+def test_wheel_installs_beside_the_package_index_kernels_verify_and_bench(
+    tmp_path, index_distributions, wheel, order
+):
+    python, site = _fresh_venv(tmp_path / "venv")
+    installs = [index_distributions, [str(wheel)]]
+    before = None
+    for what in installs if order == "index first" else installs[::-1]:
+        _pip(python, "install", "--no-deps", *what)
+        if what is index_distributions:
+            before = _tree_digest(site, CLASHING)
+    assert before, "the package index's distributions installed no files of those names"
+    assert _tree_digest(site, CLASHING) == before  # theirs, untouched by ours
+    env = _clean_env()
+    check = "import backprop_bench\n" + "\n".join(
+        line for line in API_CHECK.splitlines()
+        if "kernels, verify, bench" not in line and "MARK" not in line and "for name in" not in line
+    )  # theirs are imported by nobody here: they need their own dependencies
+    assert "api ok" in _run([python, "-c", check], cwd=tmp_path, env=env)
+    out = _run([python.parent / "backprop-bench", "train", "--epochs", "10", "--backend",
+                "numpy"], cwd=tmp_path, env=env)  # fmt: skip
+    assert "epoch" in out.lower()
