@@ -36,6 +36,7 @@ How it decides (derived, nothing guessed):
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 
@@ -84,6 +85,7 @@ FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 SMALL_PARAMS = 1000  # up to this many parameters the full Jacobian is used ...
 SMALL_BUDGET_SHARE = 20.0  # ... unless it would take more than this many times the budget
 STRADDLED = 10.0  # a refined error bound this many times the first: a kink within the steps
+LINEARITY_SEED = 0  # the random cotangent at which a VJP's linearity is checked
 JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
 JOINT_SEED = 0
 COMPLEX_COST = 4.0  # complex step used only where one call costs at most this many real ones
@@ -278,7 +280,7 @@ class _Claim:
 
     def value(self, u, params=None):
         out = self.vjp(self.params if params is None else params, u)
-        return self.groups.flatten_like(out, "grad" if self.label.startswith("grad") else "vjp")
+        return self.groups.flatten_like(out, self.label.split()[0])
 
     def with_spread(self, u, build):
         """(claim, epsilon, scatter) for cotangent u; cached, since a scalar function's probes
@@ -308,13 +310,13 @@ class _Claim:
         return self._cache[key]
 
 
-def _claims(vjp, groups, params, generic_grad, rel_steps, rng):
+def _claims(vjp, groups, params, generic_grad, rel_steps, rng, name="grad"):
     """The claims to check: as called; and in float64 where the params are of lower precision
     and the code is dtype-generic."""
-    out = [(_Claim("grad", vjp, groups, params, groups.x, rel_steps[0], rng), groups.build)]
+    out = [(_Claim(name, vjp, groups, params, groups.x, rel_steps[0], rng), groups.build)]
     if generic_grad:
         p64 = groups.build(groups.x, dtype=np.float64)
-        c = _Claim("grad in float64", vjp, groups, p64, groups.x, rel_steps[1], rng)
+        c = _Claim(f"{name} in float64", vjp, groups, p64, groups.x, rel_steps[1], rng)
         out.append((c, lambda flat: groups.build(flat, dtype=np.float64)))
     return out
 
@@ -369,11 +371,20 @@ def check_vjp(
     t0 = time.perf_counter()
     again = _output(fun(params))
     t_fun = min(t_fun, time.perf_counter() - t0)
+    if _written(groups, params):
+        return _nondeterministic("fun", (np.inf, np.inf), "two calls in a row", started,
+                                 "wrote into params in place")  # fmt: skip
     if (d := _difference(out0, again)) is not None:
         return _nondeterministic("fun", d, "two calls in a row", started)
     out_shape, m = out0.shape, out0.size
     u_check = (rng.standard_normal(m) if m > 1 else np.ones(1)).reshape(out_shape)
+    u_kept = u_check.copy()
     first = vjp(params, u_check)
+    for what, changed in (("params", _written(groups, params)),
+                          ("the cotangent u", not np.array_equal(u_check, u_kept))):  # fmt: skip
+        if changed:
+            return _nondeterministic(_claim, (np.inf, np.inf), "its first call", started,
+                                     f"wrote into {what} in place")  # fmt: skip
     g_first, _ = groups.flatten_like(first, _claim)
     if not np.isfinite(g_first).all():  # a claim of NaN or inf is a wrong claim, said where
         k = int(np.flatnonzero(~np.isfinite(g_first))[0])
@@ -431,7 +442,8 @@ def check_vjp(
     # hinge) would otherwise be nudged across its own oscillations and kinks
     noise_cap = min(rel_noise, 1e-6) if rounds_inputs else 0.0
     rel_steps = (max(own_eps, noise_cap), max(R.EPS, noise_cap))
-    claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng)
+    claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng,
+                     _claim)  # fmt: skip
 
     n = x.size
     full_cost = n * (5 if complex_ok else 4) * t_eval
@@ -480,6 +492,19 @@ def check_vjp(
 
 
 def _frozen(fn, rng_seed):
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin: nothing to say in advance
+        signature = None
+    if signature is not None and "rng" not in signature.parameters and not any(
+        p.kind == p.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        name = getattr(fn, "__name__", "a callable")
+        raise TypeError(
+            f"rng_seed is given but {name} takes no keyword rng: give it one (rng=None) and "
+            "draw its randomness from it, or leave rng_seed out"
+        )
+
     def call(*args):
         return fn(*args, rng=np.random.default_rng(rng_seed))
 
@@ -498,13 +523,27 @@ def _returns_float64(call, dict_ok=False) -> bool:
         return False
 
 
-def _nondeterministic(which, difference, when, started) -> GradCheckResult:
+def _relative(error: float, reference: float) -> float:
+    """error / |reference|; an error against a zero reference is infinitely relative."""
+    if reference != 0:
+        return error / abs(reference)
+    return 0.0 if error == 0 else float("inf")
+
+
+def _written(groups, params) -> bool:
+    """Whether params no longer hold the values the check started from (an in-place write)."""
+    arrays = [params[k] for k in groups.names] if groups.is_dict else [params]
+    now = np.concatenate([np.asarray(a).astype(np.float64).ravel() for a in arrays])
+    return not np.array_equal(now, groups.x)
+
+
+def _nondeterministic(which, difference, when, started, cause="") -> GradCheckResult:
     abs_diff, rel_diff = difference
     return GradCheckResult(
         NOT_DETERMINISTIC,
         "determinism",
         "none (the function is not a function of params alone)",
-        nondeterminism=Nondeterminism(which, abs_diff, rel_diff, when),
+        nondeterminism=Nondeterminism(which, abs_diff, rel_diff, when, cause),
         floor=float("inf"),
         seconds=time.perf_counter() - started,
     )
@@ -532,6 +571,8 @@ def check_gradient(
         raise TypeError("fun and grad must be callables: check_gradient(fun, grad, params)")
     _Groups(params)  # bad params are named before fun sees them
     probe = fun if rng_seed is None else _frozen(fun, rng_seed)
+    if rng_seed is not None:
+        _frozen(grad, rng_seed)  # a grad without the keyword is named before anything runs
     out = _output(probe(params))
     if out.size != 1:
         raise ValueError(
@@ -584,11 +625,17 @@ def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng) -> ProbeReport:
     """The dot-product test <u, J v> = <J^T u, v> between the JVP and the VJP."""
     v = rng.standard_normal(n)
     u = rng.standard_normal(m)
-    forward = np.asarray(jvp(params, groups.build(v)), dtype=np.float64).reshape(-1)
+    raw = np.asarray(jvp(params, groups.build(v)))
+    forward = raw.astype(np.float64).reshape(-1)
     g, eps_claim = claim.value(u.reshape(out_shape))
+    # both products are only as precise as the lowest precision in play: the params', the
+    # JVP's and the VJP's (a float32 tanh's two sides agree to 4e-8, not to float64's 1e-13)
+    floating = np.issubdtype(raw.dtype, np.floating)
+    eps = max([eps_claim, claim.input_eps, float(np.finfo(raw.dtype).eps) if floating else 0.0]
+              + [float(np.finfo(d).eps) for d in groups.dtypes])  # fmt: skip
     lhs, rhs = float(np.dot(u, forward)), float(np.dot(g, v))
     norms = np.linalg.norm(u) * np.linalg.norm(forward) + np.linalg.norm(g) * np.linalg.norm(v)
-    bound = float(64 * 8 * eps_claim * norms)
+    bound = float(64 * 8 * eps * norms)
     return ProbeReport(lhs, rhs, 0.0, bound, abs(lhs - rhs) <= bound)
 
 
@@ -938,7 +985,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     name, groups.shapes[g], label,
                     groups.locate(j)[1] + ((int(worst[0]),) if m > 1 else ()),
                     float(err[worst]),
-                    float(err[worst] / max(abs(J_ref[worst[0], j]), 1e-300)),
+                    _relative(float(err[worst]), float(J_ref[worst[0], j])),
                     float(J_err[worst[0], j]), float(tol[worst]), passed, floor,
                 )
             )  # fmt: skip
@@ -954,6 +1001,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     )
     if not generic:
         method += ", in the function's own precision"
+    if m > 1:
+        smooth_ok &= _linear_in_cotangent(claims[0][0], evaluated[0], out_shape, notes)
     floor = min(floors)
     verdict = _verdict(smooth_ok, kinks, floor, resolutions[int(np.argmin(floors))])
     if verdict == WRONG and unexamined and not confirmed_wrong:
@@ -962,6 +1011,41 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         verdict, "full Jacobian", method, reports, kinks=kinks, notes=notes,
         scipy_agrees=scipy_agrees, floor=floor,
     )  # fmt: skip
+
+
+def _linear_in_cotangent(claim, evaluated, out_shape, notes) -> bool:
+    """A VJP is linear in its cotangent: at a random one it must equal the same combination of
+    its rows at unit cotangents, which are all the full Jacobian compares (a VJP that clamps
+    or normalises u agrees with J^T at every unit vector and nowhere else)."""
+    _, J, S, eps_rows = evaluated
+    # magnitudes from 1e-2 to 1e2, both signs, one above 1 and one below: neither a clamp, an
+    # abs nor a normalisation leaves it alone
+    rng = np.random.default_rng(LINEARITY_SEED)
+    m = J.shape[0]
+    size = 10.0 ** rng.uniform(-2, 2, m)
+    size[0], size[-1] = 10**1.5, 10**-1.5
+    sign = rng.choice([-1.0, 1.0], m)
+    sign[0], sign[-1] = 1.0, -1.0
+    u = size * sign
+    claimed, eps_u = claim.value(u.reshape(out_shape))
+    combined = J.T @ u
+    eps = max(eps_rows, eps_u)
+    tol = (
+        SAFETY * ELEMENT_ULPS * eps * (np.abs(J.T) @ np.abs(u))
+        + SAFETY * SPREAD_SAFETY * (S.T @ np.abs(u))
+        + FLOOR_ULPS * eps * float(np.abs(combined).max())
+        + 1e-300
+    )
+    off = np.abs(claimed - combined)
+    if np.all(off <= tol):
+        return True
+    k = int(np.argmax(off / tol))
+    notes.append(
+        f"not linear in the cotangent: at a random u the claim is {claimed[k]:.6g} at element "
+        f"{k}, its rows at unit cotangents combine to {combined[k]:.6g} (tolerance "
+        f"{tol[k]:.3g}); a VJP that clamps, takes abs of or normalises u?"
+    )
+    return False
 
 
 def _confirmed(cs: R.Derivative, d: R.Derivative) -> np.ndarray:
@@ -1105,7 +1189,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             GroupReport(
                 "all parameters" if groups.is_dict else "params", (n,), label, None,
                 abs(worst.claimed - worst.reference),
-                abs(worst.claimed - worst.reference) / max(abs(worst.reference), 1e-300),
+                _relative(abs(worst.claimed - worst.reference), worst.reference),
                 worst.reference_error, worst.tolerance,
                 all(r.passed for r in mine), floors[label],
             )

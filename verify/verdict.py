@@ -74,6 +74,7 @@ class Nondeterminism:
     max_abs_difference: float
     max_rel_difference: float
     when: str  # "two calls in a row" or "after the check"
+    cause: str = ""  # where known: "wrote into params in place", ...
 
 
 @dataclass
@@ -119,7 +120,13 @@ class GradCheckResult:
             CANNOT_TELL: "gradient check INCONCLUSIVE: cannot tell",
         }[self.verdict]
         lines = [f"{head} ({self.mode}, reference: {self.reference})"]
-        if self.nondeterminism is not None:
+        if self.nondeterminism is not None and self.nondeterminism.cause:
+            d = self.nondeterminism
+            lines.append(
+                f"  {d.which} {d.cause} ({d.when}): the same input no longer gives the same "
+                "values; return new arrays instead"
+            )
+        elif self.nondeterminism is not None:
             d = self.nondeterminism
             lines.append(
                 f"  {d.which} gave different values for the same input ({d.when}): max abs "

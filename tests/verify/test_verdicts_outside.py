@@ -133,3 +133,60 @@ def test_a_correct_float32_relu_net_that_casts_inside_is_never_called_wrong():
     result = check_gradient(fun, grad, p, progress=False)
     assert result.verdict in (CORRECT, CANNOT_TELL)
     assert result.verdict == CORRECT or result.floor > 1e-3
+
+
+# ------------------------------------------------------------- VJPs, frozen randomness, writes
+
+
+def test_the_adjoint_test_allows_the_rounding_of_float32_code():
+    from backprop_bench.verify import check_vjp
+
+    x = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+
+    def vjp(p, u):
+        return u * (1 - np.tanh(p) ** 2)
+
+    def jvp(p, v):
+        return v * (1 - np.tanh(p) ** 2)
+
+    assert check_vjp(np.tanh, vjp, x, jvp=jvp).verdict == CORRECT
+    assert check_vjp(np.tanh, vjp, x, jvp=lambda p, v: 1.001 * jvp(p, v)).verdict == WRONG
+
+
+@pytest.mark.parametrize("bug", ["clamp", "abs", "normalise"])
+def test_a_vjp_that_is_not_linear_in_its_cotangent_is_wrong(bug):
+    # it agrees with J^T at every unit cotangent, which is all a full Jacobian compares
+    from backprop_bench.verify import check_vjp
+
+    x = np.array([[0.5, -1.0, 2.0], [-0.3, 0.8, 1.5]])
+    warp = {"clamp": lambda u: np.clip(u, -1, 1), "abs": np.abs,
+            "normalise": lambda u: u / np.linalg.norm(u)}[bug]  # fmt: skip
+    result = check_vjp(np.tanh, lambda p, u: warp(u) * (1 - np.tanh(p) ** 2), x)
+    assert result.verdict == WRONG
+    assert any("not linear in the cotangent" in note for note in result.notes)
+    assert check_vjp(np.tanh, lambda p, u: u * (1 - np.tanh(p) ** 2), x).verdict == CORRECT
+
+
+def test_rng_seed_with_a_grad_that_takes_no_rng_is_one_line_naming_the_fix():
+    x = np.array([0.5, -1.0])
+    with pytest.raises(TypeError, match="takes no keyword rng: give it one") as error:
+        check_gradient(lambda p, rng=None: np.sum(p**2), lambda p: 2 * p, x, rng_seed=0)
+    assert "\n" not in str(error.value)
+
+
+def test_writing_into_params_or_the_cotangent_in_place_is_named():
+    from backprop_bench.verify import check_vjp
+    from backprop_bench.verify.verdict import NOT_DETERMINISTIC
+
+    x = np.array([0.5, -1.0, 2.0])
+
+    def scaling_grad(p):
+        p *= 1.5
+        return 2 * p
+
+    result = check_gradient(lambda p: np.sum(p**2), scaling_grad, x.copy())
+    assert result.verdict == NOT_DETERMINISTIC
+    assert "grad wrote into params in place" in result.report()
+    result = check_vjp(np.tanh, lambda p, u: u.__imul__(1 - np.tanh(p) ** 2), x)
+    assert result.verdict == NOT_DETERMINISTIC
+    assert "vjp wrote into the cotangent u in place" in result.report()
