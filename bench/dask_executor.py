@@ -239,6 +239,12 @@ class DaskExecutor:
                     f"cannot reach a Dask scheduler at {self.scheduler} ({error}); "
                     "check the address and that the scheduler is running"
                 ) from None
+            except Exception as error:  # noqa: BLE001 - something else answered there
+                # (seen: a reply that decoded as a 3 EiB array, a MemoryError)
+                raise ExecutorUnavailable(
+                    f"what answers at {self.scheduler} is not a Dask scheduler "
+                    f"({type(error).__name__}); check the address and port"
+                ) from None
         else:
             self.cluster = LocalCluster(
                 n_workers=self.workers or os.cpu_count() or 1,

@@ -57,3 +57,36 @@ def test_dask_is_an_optional_extra_and_the_default_path_never_imports_it():
         "assert 'distributed' not in sys.modules and 'dask' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_something_that_is_not_a_scheduler_at_the_address_is_one_line(tmp_path, capsys):
+    # a server that answers with bytes a Dask client decodes into nonsense (one such reply here
+    # decoded as a 3 EiB array): status 2 and the address named, not "out of memory"
+    import socket
+    import threading
+
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer_garbage():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.sendall(b"\xff" * 64 + b"not a dask scheduler\n" * 64)
+            connection.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        flags = ["--executor", "dask", "--scheduler", address, "--nets-per-cell", "10"]
+        code = main(["sweep", "--out", str(tmp_path / "s"), *flags, "--epochs", "10"])
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert address in err and "out of memory" not in err
