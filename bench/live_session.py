@@ -46,7 +46,12 @@ def kernel_lock(backend: str):
 
 # (query key, TrainConfig field, flag of `backprop-bench train`) for everything the page sets
 SETUP_KEYS = ("problem", "hidden", "activation", "loss", "optimizer", "lr", "init", "seed",
-              "net", "tolerance", "epochs")  # fmt: skip
+              "net", "tolerance", "epochs", "batchnorm", "dropout", "weight_decay")  # fmt: skip
+# flags of `backprop-bench train` that are left out at their defaults (batchnorm: a switch)
+OPTIONAL_FLAGS = {"batchnorm": "--batchnorm", "dropout": "--dropout",
+                  "weight_decay": "--weight-decay"}  # fmt: skip
+SWITCH = {"on": True, "true": True, "1": True, "yes": True,
+          "off": False, "false": False, "0": False, "no": False, "": False}  # fmt: skip
 
 
 def _number(name: str, text: str, kind):
@@ -86,8 +91,14 @@ def parse_setup(query: dict, backend: str) -> tuple[TrainConfig, int]:
     for key, text in query.items():
         if key == "hidden":
             values[key] = _hidden(text)
-        elif key in ("lr", "tolerance"):
-            values[key] = _number({"lr": "learning rate"}.get(key, key), text, float)
+        elif key in ("lr", "tolerance", "dropout", "weight_decay"):
+            name = {"lr": "learning rate", "weight_decay": "weight decay"}.get(key, key)
+            values[key] = _number(name, text, float)
+        elif key == "batchnorm":
+            word = str(text).strip().lower()
+            if word not in SWITCH:
+                raise ValueError(f"batchnorm must be on or off, got {text!r}")
+            values[key] = SWITCH[word]
         elif key in ("seed", "net", "epochs", "nets"):
             values[key] = _number(key, text, int)
         else:
@@ -110,6 +121,7 @@ def setup_query(config: TrainConfig, n_nets: int) -> dict:
     """The setup as the URL's query: text per SETUP_KEYS and ``nets``."""
     text = {key: getattr(config, key) for key in SETUP_KEYS}
     text["hidden"] = ",".join(map(str, config.hidden)) or "none"
+    text["batchnorm"] = "on" if config.batchnorm else "off"
     text = {key: f"{value:g}" if isinstance(value, float) else str(value)
             for key, value in text.items()}  # fmt: skip
     text["nets"] = str(n_nets)
@@ -119,7 +131,11 @@ def setup_query(config: TrainConfig, n_nets: int) -> dict:
 def train_command(config: TrainConfig) -> str:
     """The ``backprop-bench train`` command that trains the displayed net, epoch for epoch."""
     q = setup_query(config, 0)
-    flags = [f"--{key} {q[key]}" for key in SETUP_KEYS]
+    flags = [f"--{key} {q[key]}" for key in SETUP_KEYS if key not in OPTIONAL_FLAGS]
+    if config.batchnorm:
+        flags.append("--batchnorm")
+    flags += [f"{OPTIONAL_FLAGS[key]} {q[key]}" for key in ("dropout", "weight_decay")
+              if getattr(config, key)]  # fmt: skip
     return f"backprop-bench train {' '.join(flags)} --backend {config.backend} --every 1"
 
 

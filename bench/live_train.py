@@ -19,7 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from backprop_bench.kernels import Criterion, Status, backend, init_population, parse_init
+from backprop_bench.kernels import (
+    Criterion,
+    Status,
+    backend,
+    init_population,
+    parse_init,
+    regularised,
+    streams,
+)
 
 from .train import TrainConfig
 
@@ -75,13 +83,16 @@ def train_live(config: TrainConfig):
     theta0 = init_population(
         spec, 1, config.seed, parse_init(config.init), first_net=config.net, dtype=config.dtype
     )
-    resumable = config.optimizer == "sgd"
+    # batch norm's running statistics and dropout's masks (drawn per epoch) are state too
+    resumable = config.optimizer == "sgd" and not spec.regularised
     continuing = Criterion(max_error=criterion.max_error, divergence_factor=_NO_GROWTH_RULE)
+    keys = streams.net_keys(config.seed, config.net, 1)  # dropout's masks: train's for this net
 
     def run(theta, n_epochs, rule):
         return kernels.train_population(
             theta, spec, problem.X, problem.Y, config.lr, n_epochs,
             optimizer=config.optimizer_config, criterion=rule, early_stop=False, record_every=1,
+            keys=keys,
         )  # fmt: skip
 
     result = run(theta0, 0, criterion)
@@ -93,7 +104,7 @@ def train_live(config: TrainConfig):
     _track(state, rows)
     last = {k: v[-1:] for k, v in rows.items()}
     while True:
-        n_epochs = yield _snapshot(kernels, config, theta, epoch, last, rows, state)
+        n_epochs = yield _snapshot(kernels, config, theta, epoch, last, rows, state, result, keys)
         target = min(config.epochs, epoch + max(int(n_epochs or 0), 0))
         if state["diverged"] or target <= epoch:
             rows = {k: v[:0] for k, v in last.items()}
@@ -146,22 +157,34 @@ def _track(state: dict, rows: dict) -> None:
             state["full"] = int(rows["epoch"][full[0]])
 
 
-def _snapshot(kernels, config, theta, epoch, last, rows, state) -> Snapshot:
+def _snapshot(kernels, config, theta, epoch, last, rows, state, result, keys) -> Snapshot:
     spec, problem = config.spec, config.data
-    grads = kernels.backward(theta, spec, problem.X, problem.Y).grad
+    if spec.regularised:  # the training-mode gradient, with the masks of the epoch on display
+        with np.errstate(all="ignore"):
+            grads = regularised.backward(theta, spec, problem.X, problem.Y, keys=keys,
+                                         epoch=epoch)  # fmt: skip
+    else:
+        grads = kernels.backward(theta, spec, problem.X, problem.Y).grad
     layer_norms = [
         float(np.sqrt((W.astype(np.float64) ** 2).sum() + (b.astype(np.float64) ** 2).sum()))
         for W, b in spec.layer_views(grads)
     ]
     grid = None
     if spec.n_inputs == 2:
+        points = input_grid().astype(theta.dtype)
         with np.errstate(all="ignore"):
-            fwd = kernels.forward(theta, spec, input_grid().astype(theta.dtype))
+            if spec.regularised:  # the net as it is used: evaluation mode, as train predicts
+                trace = regularised.forward(theta, spec, points, training=False,
+                                            running_mean=result.running_mean,
+                                            running_var=result.running_var)  # fmt: skip
+                output, hidden = trace.a[-1], trace.h
+            else:
+                fwd = kernels.forward(theta, spec, points)
+                output, hidden = fwd.a[-1], fwd.a[1:-1]
         grid = {
-            "output": fwd.a[-1][:, 0, 0].astype(np.float64),
-            "hidden": [fwd.a[layer][:, j, 0].astype(np.float64)
-                       for layer in range(1, spec.n_layers) for j in range(spec.layers[layer])],
-        }  # fmt: skip
+            "output": output[:, 0, 0].astype(np.float64),
+            "hidden": [h[:, j, 0].astype(np.float64) for h in hidden for j in range(h.shape[1])],
+        }
     if state["diverged"]:
         status = "diverged"
     elif state["converged"] >= 0:
@@ -229,6 +252,7 @@ class PopulationRun:
         r = backend(c.backend).train_population(
             theta, spec, problem.X, problem.Y, c.lr, c.epochs, optimizer=c.optimizer_config,
             criterion=c.criterion, early_stop=False, record_every=self.record_every,
+            keys=streams.net_keys(c.seed, first, count),  # each net's masks, as train draws them
         )  # fmt: skip
         nets = slice(first, first + count)
         self.record_epochs = r.history.epochs

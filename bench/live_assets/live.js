@@ -4,7 +4,7 @@
 "use strict";
 
 const SETUP_FIELDS = ["problem", "hidden", "activation", "loss", "optimizer", "lr", "init",
-  "seed", "tolerance", "epochs", "nets", "net"];
+  "batchnorm", "dropout", "weight_decay", "seed", "tolerance", "epochs", "nets", "net"];
 const PROBLEMS = ["xor", "and", "or", "parity2", "parity3", "parity4", "parity5", "parity6",
   "parity7", "parity8"];
 const MAX_FRAMES = 400; // a saved run keeps at most this many frames (curves keep every epoch)

@@ -146,6 +146,29 @@ def test_changing_the_learning_rate_on_the_page_changes_the_run(open_page):
     assert shown(page) == printed(fast) != printed(slow)
 
 
+def test_batch_norm_dropout_and_weight_decay_are_set_on_the_page(open_page):
+    # a link may carry adamw: the menu shows it and other settings still change
+    page = open_page("?nets=1&epochs=40&optimizer=adamw&lr=0.05&hidden=6")
+    assert page.input_value("#optimizer") == "adamw"
+    def command_has(text):
+        page.wait_for_function(f"document.querySelector('#command').textContent.includes('{text}')")
+
+    page.select_option("#batchnorm", "on")
+    command_has("--batchnorm")
+    page.fill("#dropout", "0.1")
+    page.press("#dropout", "Enter")
+    command_has("--dropout 0.1")
+    page.fill("#weight_decay", "0.01")
+    page.press("#weight_decay", "Enter")
+    command_has("--weight-decay 0.01")
+    assert "batchnorm=on" in page.url and "dropout=0.1" in page.url
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 40)
+    config = TrainConfig(backend="numpy", epochs=40, every=40, optimizer="adamw", lr=0.05,
+                         hidden=(6,), batchnorm=True, dropout=0.1, weight_decay=0.01)  # fmt: skip
+    assert shown(page) == printed(run_train(config).history[-1])
+
+
 def test_the_command_shown_trains_the_same_net(open_page, capsys):
     import json
     import shlex

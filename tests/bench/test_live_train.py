@@ -43,6 +43,11 @@ def train_history(config):
         # the loss-growth rule at epoch 12, part way through a chunk of 100
         {"lr": 30.0, "seed": 1, "init": "normal:1"},
         {"problem": "parity3", "hidden": (5,), "net": 17, "tolerance": 0.3},
+        # batch norm and dropout: trained again from epoch 0 (running statistics, masks)
+        {"batchnorm": True, "hidden": (4,), "seed": 2},
+        {"dropout": 0.2, "hidden": (8,), "net": 5},
+        {"weight_decay": 0.01, "optimizer": "adamw", "lr": 0.05},
+        {"weight_decay": 0.001},  # sgd with weight decay: continued from its parameters
     ],
 )
 def test_displayed_net_is_the_net_of_train_at_every_epoch(settings):
@@ -107,6 +112,14 @@ def test_the_page_shows_the_command_that_trains_the_same_net():
     argv = shlex.split(train_command(config))[1:]
     assert _train_config(build_parser().parse_args(argv)) == config
     assert parse_setup(setup_query(config, n_nets), "numpy") == (config, n_nets)
+    regularised, _ = parse_setup(
+        {"hidden": "6", "batchnorm": "on", "dropout": "0.1", "weight_decay": "0.001"}, "numpy"
+    )
+    command = train_command(regularised)
+    assert "--batchnorm --dropout 0.1 --weight-decay 0.001" in command
+    argv = shlex.split(command)[1:]
+    assert _train_config(build_parser().parse_args(argv)) == regularised
+    assert parse_setup(setup_query(regularised, 5), "numpy") == (regularised, 5)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +136,10 @@ def test_the_page_shows_the_command_that_trains_the_same_net():
         ({"problem": "parity12"}, "the page draws problems of up to 8 inputs"),
         ({"activation": "gelu"}, "unknown activation 'gelu'"),
         ({"colour": "red"}, "unknown setting 'colour'"),
+        ({"batchnorm": "maybe"}, "batchnorm must be on or off, got 'maybe'"),
+        ({"dropout": "1.5"}, "--dropout"),
+        ({"weight_decay": "x"}, "weight decay must be a number such as 0.5, got 'x'"),
+        ({"batchnorm": "on", "hidden": "none"}, "hidden layer"),
     ],
 )
 def test_bad_settings_get_a_message_that_names_the_fix(setting, message):
