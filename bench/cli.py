@@ -356,16 +356,20 @@ def _sweep(args) -> int:
         out = Path(args.out) if args.out else default_out(config)
         limits.check_sweep(config)
         executor = make_executor(args.executor, args.scheduler, args.workers)
-        prepare_out(config, out)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    print(
-        f"sweep {config.name}: {len(config.cells())} cells x {config.nets_per_cell:,} nets = "
-        f"{config.n_nets():,} nets, up to {config.epochs:,} epochs each -> {out}",
-        flush=True,
-    )
     try:
+        # the executor first: an unreachable scheduler is refused before anything is written
         with executor:
+            try:
+                prepare_out(config, out)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+            print(
+                f"sweep {config.name}: {len(config.cells())} cells x {config.nets_per_cell:,} "
+                f"nets = {config.n_nets():,} nets, up to {config.epochs:,} epochs each -> {out}",
+                flush=True,
+            )
             trained = run_sweep(config, out, Progress(), executor)
         results = load_results(config, out)
         seconds = training_seconds(config, out)

@@ -50,6 +50,32 @@ NUMBA_MODULES = (
 )
 PLUGIN_NAME = "backprop-bench-worker"
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before the address is called unreachable
+# ... and in all, with its handshake: a server that accepts the connection and waits for
+# something else (an HTTP server) keeps Dask's client waiting with no time limit
+HANDSHAKE_TIMEOUT = CONNECT_TIMEOUT + 5
+
+
+def _connect(address: str) -> Client:
+    """A client of the scheduler at ``address``, or an error within HANDSHAKE_TIMEOUT."""
+    outcome = {}
+
+    def connect():
+        try:
+            outcome["client"] = Client(address, timeout=CONNECT_TIMEOUT)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller as it is
+            outcome["error"] = error
+
+    attempt = threading.Thread(target=connect, name="dask connect", daemon=True)
+    attempt.start()
+    attempt.join(HANDSHAKE_TIMEOUT)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "client" not in outcome:  # the thread is left waiting; a daemon, it ends with us
+        raise TimeoutError(
+            f"connected, but no Dask handshake within {HANDSHAKE_TIMEOUT} s: another kind of "
+            "server on that port?"
+        )
+    return outcome["client"]
 INTERRUPTED_CLOSE_SECONDS = 0.3  # how long an interrupted sweep waits for its client to close
 
 # Per worker process: its cache slot and lock, and the sweeps it has warmed up for.
@@ -233,7 +259,7 @@ class DaskExecutor:
     def __enter__(self) -> DaskExecutor:
         if self.scheduler is not None:
             try:
-                self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
+                self.client = _connect(self.scheduler)
             except (OSError, TimeoutError) as error:
                 raise ExecutorUnavailable(
                     f"cannot reach a Dask scheduler at {self.scheduler} ({error}); "

@@ -90,3 +90,32 @@ def test_something_that_is_not_a_scheduler_at_the_address_is_one_line(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert address in err and "out of memory" not in err
+    assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
+def test_a_server_that_never_answers_the_handshake_is_refused_in_time(tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    # an HTTP server accepts the connection and waits for a request: Dask's client would wait
+    # for its handshake with no time limit
+    import socket
+    import time
+
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from backprop_bench.bench import dask_executor
+
+    monkeypatch.setattr(dask_executor, "HANDSHAKE_TIMEOUT", 2.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    started = time.perf_counter()
+    try:
+        flags = ["--executor", "dask", "--scheduler", address, "--nets-per-cell", "10"]
+        code = main(["sweep", "--out", str(tmp_path / "s"), *flags, "--epochs", "10"])
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "no Dask handshake within 2" in err and address in err
+    assert time.perf_counter() - started < 10
+    assert not (tmp_path / "s").exists()
