@@ -437,7 +437,10 @@ function replayCommand(action) {
       if (f.kind === "snapshot") onSnapshot(f.data); else if (f.kind === "population") onPopulation(f.data);
     }, 1000 / 30);
   } else if (action === "step") {
-    show(state.replayAt + 1);
+    // to the next snapshot of the net: population frames in between change no epoch
+    let k = state.replayAt + 1;
+    while (k < frames.length - 1 && frames[k].kind !== "snapshot") k += 1;
+    show(k);
   } else if (action === "reset") {
     show(1);
   }
