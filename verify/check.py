@@ -661,11 +661,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     used_cs = np.zeros(n, dtype=bool)
     cs_values = {}
     steps = np.empty(n)
+    kinked = np.zeros(n, dtype=bool)  # second differences say: a kink at x along this element
     for j in range(n):
         e = np.zeros(n)
         e[j] = 1.0
         steps[j] = R.base_step(x, e, f0, noise)
-        d = R.central(f, x, e, noise, steps[j])
+        d = R.central(f, x, e, noise, steps[j], f0=f0)
+        kinked[j] = bool(generic and d.kink is not None and d.kink.any())
         J_ref[:, j], J_err[:, j] = d.value, d.error
         if cs_ok:
             cs = R.complex_step(f, x, e)
@@ -873,9 +875,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             u[i] = 1.0
             s = _Scalarised(f, u)
             s0, s_noise = f0[i : i + 1], noise[i : i + 1]
-            for trial in range(JOINT_DIRECTIONS):
+            for trial in range(JOINT_DIRECTIONS + 2):
                 d = np.zeros(n)
-                d[cols] = directions.choice([-1.0, 1.0], size=len(cols))
+                # all kinked elements up together, all down (ties of three or more at a max:
+                # each element may claim up to 1, the tie together rises at 1), then random
+                d[cols] = (1.0, -1.0)[trial] if trial < 2 else directions.choice(
+                    [-1.0, 1.0], size=len(cols))  # fmt: skip
                 left, right = R.one_sided(s, x, d, s0, s_noise, R.base_step(x, d, s0, s_noise))
                 lo, hi = sorted((float(left.value[0]), float(right.value[0])))
                 if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -893,7 +898,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 )  # fmt: skip
 
     bad, unresolved, jumps, ratio = suspects()
-    disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)])
+    # a kink along an element whose claim matches the central difference (the mean slope of a
+    # tie) is examined too: one element each may be fine, not several together (jointly)
+    disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)]) | kinked
     # the worst first; once CONFIRM elements are confirmed wrong, the verdict cannot change
     # (an element whose complex step agreed with its central difference is re-examined too:
     # a complex step that silently drops a term, np.abs of a complex number, can agree with a
@@ -941,7 +948,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # and only one-sided differences resolve it (in float64 precision; in float32 they
         # are hopeless)
         straddled = generic and np.any(J_err[:, j] > STRADDLED * first_error)
-        if jumps[j] or column_bad(j) or (straddled and column_unresolved(j)):
+        if jumps[j] or kinked[j] or column_bad(j) or (straddled and column_unresolved(j)):
             one_sided(j)
         confirmed_wrong += column_bad(j)
         show("re-examined elements", count + 1, len(first) + len(later))

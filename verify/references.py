@@ -43,6 +43,7 @@ NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst cas
 NOISE_POINTS = np.array([-2.3, -1.1, -0.4, 0.7, 1.6, 2.9])
 # refine: Ridders tableaux started a decade apart, RIDDERS_LEVELS steps each, halving the step
 DECADES_UP, DECADES_DOWN = 2, 7
+KINK_SAFETY = 8.0  # second differences this many times their rounding apart: a kink
 HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
 RIDDERS_SHRINK = 2.0
@@ -71,6 +72,7 @@ class Derivative:
     value: np.ndarray
     error: np.ndarray
     method: str
+    kink: np.ndarray | None = None  # central differences with f0 only: a kink seen at x
 
 
 class Evaluator:
@@ -166,15 +168,25 @@ def base_step(x: np.ndarray, v: np.ndarray, f0: np.ndarray, noise: np.ndarray) -
     return rel ** (1 / 3) * max(1.0, scale) / max(float(np.abs(v).max()), 1e-300)
 
 
-def central(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
-    """Central difference at step h with an error bound (truncation from 2h, rounding / h)."""
-    d1, *_ = _quotient(f, x, v, h, correction)
-    d2, *_ = _quotient(f, x, v, 2 * h, correction)
+def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> Derivative:
+    """Central difference at step h with an error bound (truncation from 2h, rounding / h).
+
+    With ``f0`` (f at x), the result's ``kink`` says where the second differences grow like the
+    step, not its square: a kink at x (a tie of a max, ReLU at 0), which a central difference
+    straddles symmetrically, so that a claim of the mean slope agrees with it."""
+    d1, p1, m1 = _quotient(f, x, v, h, correction)
+    d2, p2, m2 = _quotient(f, x, v, 2 * h, correction)
     if not (np.all(np.isfinite(d1)) and np.all(np.isfinite(d2))):
         return Derivative(d1, np.full(f.m, np.inf), "central differences")
     truncation = np.abs(d1 - d2) / 3
     rounding = 2 * noise / (h * float(np.abs(v).max()))
-    return Derivative(d1, truncation + rounding, "central differences")
+    d = Derivative(d1, truncation + rounding, "central differences")
+    if f0 is not None:
+        # smooth: s2 = 4 s1 (+ O(h^4)); a kink at x: s2 = 2 s1
+        s1, s2 = p1 + m1 - 2 * f0, p2 + m2 - 2 * f0
+        slack = KINK_SAFETY * 8 * noise
+        d.kink = (np.abs(s2 - 4 * s1) > slack) & (np.abs(s2 - 2 * s1) < np.abs(s2 - 4 * s1) / 4)
+    return d
 
 
 def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
