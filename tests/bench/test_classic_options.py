@@ -27,6 +27,9 @@ def run(capsys, out, *argv):
     return out
 
 
+# cold numba compiles of its own kernels (20-45 s on a clean checkout): an integration test,
+# run by `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_new_options_give_the_same_bytes_whatever_backend_threads_or_shard_size(tmp_path, capsys):
     reference = run(capsys, tmp_path / "a", *CLASSIC)
     before = numba.get_num_threads()

@@ -131,6 +131,9 @@ def test_statuses_and_signatures(tmp_path, capsys):
     assert rows[0].startswith("cell,net,hidden,init,activation,loss,optimizer,lr,status,")
 
 
+# cold numba compiles of its own kernels (20-45 s on a clean checkout): an integration test,
+# run by `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_same_config_same_numbers_whatever_backend_threads_or_shard_size(tmp_path, capsys):
     assert sweep(capsys, tmp_path / "a")[0] == 0
     reference = snapshot(tmp_path / "a")

@@ -274,6 +274,9 @@ REGULARISED = {
 REGULARISED_EPOCHS = 200
 
 
+# cold numba compiles of its own kernels (20-45 s on a clean checkout): an integration test,
+# run by `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 @pytest.mark.benchmark(group="train 2-4-1 xor with options, numba float64")
 @pytest.mark.parametrize("option", list(REGULARISED))
 def test_fused_training_with_options(benchmark, option):

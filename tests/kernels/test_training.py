@@ -238,6 +238,9 @@ def test_history_records_every_n_epochs_and_the_last(kernels):
     assert kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 10).history is None
 
 
+# cold numba compiles of its own kernels (20-45 s on a clean checkout): an integration test,
+# run by `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_float32_training_matches_float64_outcomes(kernels):
     theta = init_population(TUTORIAL, 200, seed=0)
     r64 = kernels.train_population(theta, TUTORIAL, XOR.X, XOR.Y, 0.5, 10_000)
