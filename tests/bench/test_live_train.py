@@ -62,6 +62,9 @@ def test_displayed_net_is_the_net_of_train_at_every_epoch(settings):
     assert snap.finished
 
 
+# cold numba compiles (10-25 s on a clean checkout): an integration test, run by
+# `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_numba_displayed_net_matches_train_on_numba():
     config = TrainConfig(epochs=400, every=1, optimizer="adam", lr=0.05)
     assert live_history(config)[0] == train_history(config)[0]

@@ -57,6 +57,9 @@ def test_bad_toml_values_are_one_line_errors(tmp_path, capsys, toml, message):
     assert not (tmp_path / "out").exists()
 
 
+# cold numba compiles (10-25 s on a clean checkout): an integration test, run by
+# `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_shards_are_the_same_on_either_backend_and_any_shard_size():
     base = SweepConfig(lr=(0.5, 2.0), init=("uniform:1",), hidden=(1, 2), nets_per_cell=24,
                        epochs=300, shortcut=True, batch_size=1, backend="numba",

@@ -175,6 +175,9 @@ def test_bad_schedule_arguments(kernels, kwargs, message):
         kernels.train_population(theta, RHW, XOR.X, XOR.Y, 0.5, 5, **kwargs)
 
 
+# cold numba compiles (10-25 s on a clean checkout): an integration test, run by
+# `pytest -m slow` and CI, so that plain pytest stays under 5 minutes
+@pytest.mark.slow
 def test_numba_per_layer_passes_of_a_shortcut_net_match_numpy():
     from backprop_bench.kernels import numba_backend as nbb
 

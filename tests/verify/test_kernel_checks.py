@@ -13,6 +13,10 @@ from backprop_bench.verify.mutants import (
     run_mutants,
 )
 
+# the kernel checks compile every numba kernel in both dtypes cold (30 s on a clean checkout):
+# integration tests, run by `pytest -m slow` and CI; tests/kernels hold each kernel to its oracle
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def rows():
