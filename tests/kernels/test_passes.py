@@ -128,9 +128,6 @@ def test_numba_matches_numpy(spec):
     assert nb_backward(theta, spec, X, Y).dz is None
 
 
-# cold numba compiles of float32 and shortcut passes (12-16 s on a clean checkout): an
-# integration test, run by `pytest -m slow` and CI, so that plain pytest stays under 5 min
-@pytest.mark.slow
 @pytest.mark.parametrize("spec", [SPECS[1], SPECS[3]], ids=lambda s: s.describe())
 def test_float32_passes_stay_float32_and_near_float64(kernels, spec):
     X, Y = random_data(spec, 5, seed=3)

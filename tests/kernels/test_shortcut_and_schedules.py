@@ -52,9 +52,6 @@ def test_shortcut_init_keeps_the_hidden_draws_and_scales_the_output_by_its_fan_i
         NetSpec((2, 1), shortcut=True)
 
 
-# cold numba compiles of float32 and shortcut passes (12-16 s on a clean checkout): an
-# integration test, run by `pytest -m slow` and CI, so that plain pytest stays under 5 min
-@pytest.mark.slow
 @pytest.mark.parametrize("spec, problem", [(RHW, XOR), (DEEP, PARITY3),
                                            (NetSpec((2, 3, 1), "sigmoid", "sigmoid", "mse",
                                                     "sum", True), XOR)])  # fmt: skip
