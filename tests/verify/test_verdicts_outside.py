@@ -48,34 +48,13 @@ def test_parameters_entering_as_sin_of_1e6_x_are_resolved_to_1e_3(points):
     assert check_gradient(fun, lambda x: right(x) * off, x).verdict == WRONG
 
 
-def relu_net_near_a_kink(threshold):
-    rng = np.random.default_rng(140)
-    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
-    X[0] = [1.0, 0.5, 0.25]
-    rng = np.random.default_rng(141)
-    p = {"W1": rng.normal(size=(3, 4)) / np.sqrt(3), "b1": rng.normal(size=4) * 0.1,
-         "W2": rng.normal(size=(4, 2)) / 2, "b2": rng.normal(size=2) * 0.1}  # fmt: skip
-    p["W1"][:, 1] = [0.5, -1.0, 4 * 2.0**-30]  # sample 0, unit 1: pre-activation 2^-30
-    p["b1"][1] = 0.0
-
-    def fun(q):
-        return 0.5 * np.sum((np.maximum(X @ q["W1"] + q["b1"], 0) @ q["W2"] + q["b2"] - Y) ** 2) / 6
-
-    def grad(q):
-        z = X @ q["W1"] + q["b1"]
-        h = np.maximum(z, 0)
-        out = (h @ q["W2"] + q["b2"] - Y) / 6
-        dz = (out @ q["W2"].T) * (z > threshold)
-        return {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ out, "b2": out.sum(0)}
-
-    return fun, grad, p
-
-
 def test_a_relu_net_2_to_the_minus_30_from_a_kink_is_resolved():
-    fun, grad, p = relu_net_near_a_kink(0.0)
-    assert check_gradient(fun, grad, p).verdict == CORRECT
-    fun, grad, p = relu_net_near_a_kink(1e-6)  # a "safe" mask: wrong at this point
-    assert check_gradient(fun, grad, p).verdict == WRONG
+    from backprop_bench.verify.catalogue_outside import relu_near_kink_problem
+
+    right = relu_near_kink_problem(0.0)
+    assert check_gradient(right.fun, right.grad, right.params).verdict == CORRECT
+    masked = relu_near_kink_problem(1e-6)  # a "safe" mask: wrong at this point
+    assert check_gradient(masked.fun, masked.grad, masked.params).verdict == WRONG
 
 
 def test_a_hinge_margin_1e_8_from_the_kink_is_resolved():
