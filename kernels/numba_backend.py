@@ -23,6 +23,7 @@ from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import analyse
+from .numba_fused import fused_key, pass_function, steps_in_pass
 from .numba_lanes import chunk_size, train_kernel
 from .passes import Forward, Gradients
 from .regularised import refuse_in_plain_kernels
@@ -408,8 +409,11 @@ def train_population(
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
+    # small nets run each epoch in one fused pass (numba_fused), which makes the SGD step too
+    fused = fused_key(spec.layers, X.shape[0], act, LOSSES.index(spec.loss),
+                      optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
-                       r.theta.itemsize)  # fmt: skip
+                       r.theta.itemsize, fused=bool(fused))  # fmt: skip
     train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
@@ -419,6 +423,7 @@ def train_population(
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
         history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
+        pass_function(fused, r.theta.itemsize), steps_in_pass(fused),
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

@@ -27,6 +27,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
+from .numba_fused import STEP
 from .numba_tiles import TILE, multiply_add, multiply_add_shared
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
@@ -53,7 +54,9 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
 )
 
 LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
+assert LANES % STEP == 0
 CHUNK_BYTES = 1 << 21  # working set of a chunk
+FUSED_CHUNK_BYTES = 1 << 15  # of a chunk whose epochs run in one fused pass
 MAX_CHUNK = 1024
 LOG2 = math.log(2.0)
 BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
@@ -68,13 +71,19 @@ SHIFTER32 = 12582912.0  # 1.5 * 2**23, the same trick for float32
 SHIFTER32_BITS = int(np.float32(SHIFTER32).view(np.int32))
 
 
-def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsize: int = 8) -> int:
-    """Nets per chunk: as many as keep a chunk's working set (activations, dL/dz, parameters,
-    gradients and optimizer state) within CHUNK_BYTES, a core's L2 cache here; a power of
-    two times LANES, so that round populations split into equal chunks for the threads."""
-    per_net = (3 * n_layers * n_samples * width + 4 * n_params) * itemsize
+def chunk_size(n_layers: int, n_samples: int, width: int, n_params: int, itemsize: int = 8,
+               fused: bool = False) -> int:
+    """Nets per chunk: as many as keep a chunk's working set within CHUNK_BYTES, a core's L2
+    cache here (activations, dL/dz, parameters, gradients and optimizer state); with a fused
+    pass (numba_fused), whose activations stay in registers, within FUSED_CHUNK_BYTES, its L1
+    cache (parameters, gradients, optimizer state, output logits and per-net checks). A power
+    of two times LANES, so that round populations split into equal chunks for the threads."""
+    if fused:
+        per_net, budget = (4 * n_params + n_samples + 10) * itemsize, FUSED_CHUNK_BYTES
+    else:
+        per_net, budget = (3 * n_layers * n_samples * width + 4 * n_params) * itemsize, CHUNK_BYTES
     size = LANES
-    while size * 2 <= MAX_CHUNK and size * 2 * per_net <= CHUNK_BYTES:
+    while size * 2 <= MAX_CHUNK and size * 2 * per_net <= budget:
         size *= 2
     return size
 
@@ -471,6 +480,30 @@ def _adam_lanes(P, G, M, V, lr, K, w):
 
 
 @jit
+def _attention_lanes(norm2, max_error, correct, lower, squared, loss0, reached, met, attention,
+                     w, active, n_out, scale, divergence_factor, max_error_limit, squared_limit,
+                     track_squared, early_stop):  # fmt: skip
+    """Per lane: whether the per-net decisions of this epoch could do anything (so a lane
+    without attention is skipped: nothing to record, no exact loss needed, no first time of
+    full accuracy or of meeting the criterion, no stop). A superset of the lanes that need
+    them: the divergence bound has twice the decisions' margin. Returns whether any of the
+    active lanes does (lanes from active to w hold nets that have left).
+    For epochs where every lane's loss is computed (see train_kernel) it is not called."""
+    any_lane = False
+    for k in range(w):
+        high = (lower[k] + n_out * LOG2) * scale
+        near = not (high < divergence_factor * loss0[k] * (1.0 - 2.0 * BOUND_MARGIN))  # or NaN
+        not_finite = not (norm2[k] < math.inf)  # norm2 >= 0: inf or NaN
+        meets = max_error[k] < max_error_limit
+        if track_squared:
+            meets = meets and squared[k] < squared_limit
+        news = (correct[k] == n_out and not reached[k]) or (meets and (early_stop or not met[k]))
+        attention[k] = near or not_finite or news
+        any_lane = any_lane or (attention[k] and k < active)
+    return any_lane
+
+
+@jit
 def _move_lane(arrays2d, src, dst):
     for array in arrays2d:
         for r in range(array.shape[0]):
@@ -485,8 +518,11 @@ def train_kernel(
     n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, chunk, abort,
+    hist_param_norm, chunk, abort, fused, pass_steps,
 ):  # fmt: skip
+    """fused: numba_fused.pass_function of the nets' shape (returns -1 where the lane loops
+    run instead); pass_steps: whether that pass makes the SGD step (steps_in_pass).
+    X, Y: C-contiguous, in theta's dtype."""
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
     last = n_layers - 1
@@ -523,18 +559,49 @@ def train_kernel(
         K[0], K[1], K[2] = 1.0, LEAKY_SLOPE, scale
         K[3], K[4], K[5], K[6] = momentum, beta1, beta2, eps
         stop = np.zeros(chunk, dtype=np.bool_)
+        attention = np.ones(chunk, dtype=np.bool_)
+        limits = np.array([DECISION_MARGIN, scale, divergence_factor, max_error_limit,
+                           squared_limit, n_out * LOG2, 1.0 - 2.0 * BOUND_MARGIN, n_out])
+        reached = np.zeros(chunk, dtype=np.bool_)  # full accuracy seen (first_full_accuracy)
+        met_once = np.zeros(chunk, dtype=np.bool_)  # criterion met (epochs_to_converge)
         record = 0
         for epoch in range(n_epochs + 1):
             if active == 0 or _raised(abort):
                 break
             w = (active + LANES - 1) // LANES * LANES
-            _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
-            _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K)
-            _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
-            if track_squared:
-                _squared_error_lanes(A, Y, last, squared, w)
             recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
+            # every lane's loss is needed (exactly) in these epochs; in the others only lanes
+            # whose decisions could change something go through the loop below
+            every = epoch == 0 or epoch == n_epochs or recording or track_loss or loss_code != BCE
+            seen = fused(P.ctypes.data, G.ctypes.data, lane_lr.ctypes.data, X.ctypes.data,
+                         Y.ctypes.data, Z.ctypes.data, K.ctypes.data, norm2.ctypes.data,
+                         max_error.ctypes.data, correct.ctypes.data, lower.ctypes.data,
+                         squared.ctypes.data, loss0.ctypes.data, reached.ctypes.data,
+                         met_once.ctypes.data, attention.ctypes.data, limits.ctypes.data, chunk,
+                         w, active, 1 if track_squared else 0, 1 if early_stop else 0)  # fmt: skip
+            if seen < 0:  # not fused: the lane loops
+                _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
+                _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w,
+                                K)  # fmt: skip
+                _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
+                if track_squared:
+                    _squared_error_lanes(A, Y, last, squared, w)
+                if not every:
+                    seen = 1 if _attention_lanes(
+                        norm2, max_error, correct, lower, squared, loss0, reached, met_once,
+                        attention, w, active, n_out, scale, divergence_factor, max_error_limit,
+                        squared_limit, track_squared, early_stop) else 0  # fmt: skip
+            if every:
+                for k in range(active):
+                    attention[k] = True
+            elif seen == 0:
+                if not pass_steps:
+                    _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, K, w)
+                continue
+            stopped = False
             for k in range(active):
+                if not attention[k]:
+                    continue
                 net = ids[k]
                 grad_norm = math.sqrt(norm2[k])
                 accuracy = correct[k] / n_out
@@ -561,6 +628,7 @@ def train_kernel(
                     hist_param_norm[record, net] = math.sqrt(total)
                 if accuracy == 1.0 and first_full_accuracy[net] < 0:
                     first_full_accuracy[net] = epoch
+                    reached[k] = True
                 diverged = exact and (
                     not (math.isfinite(loss) and math.isfinite(grad_norm))
                     or loss > divergence_factor * loss0[k]
@@ -572,8 +640,10 @@ def train_kernel(
                     met = met and squared[k] < squared_limit
                 if met and epochs_to_converge[net] < 0:
                     epochs_to_converge[net] = epoch
+                    met_once[k] = True
                 stop[k] = diverged or (met and early_stop) or epoch == n_epochs
                 if stop[k]:
+                    stopped = True
                     if not exact:
                         loss = _exact_loss(Z, Y, last, k, loss_code, lower[k], scale)
                     epochs_trained[net] = epoch
@@ -592,7 +662,7 @@ def train_kernel(
                 record += 1
             # stopped nets leave: the last active lane takes each one's slot
             k = 0
-            while k < active:
+            while stopped and k < active:
                 if stop[k]:
                     active -= 1
                     if k != active:
@@ -600,10 +670,12 @@ def train_kernel(
                         ids[k] = ids[active]
                         lane_lr[k] = lane_lr[active]
                         loss0[k] = loss0[active]
+                        reached[k] = reached[active]
+                        met_once[k] = met_once[active]
                         stop[k] = stop[active]
                     stop[active] = False
                 else:
                     k += 1
-            if active > 0:
+            if active > 0 and not pass_steps:
                 w = (active + LANES - 1) // LANES * LANES
                 _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, K, w)  # fmt: skip

@@ -1,0 +1,596 @@
+"""One fused pass per epoch for small nets: forward, checks and backward in registers.
+
+The lane kernel (``numba_lanes``) runs an epoch as a sequence of loops over lanes, one per
+unit, sample and step of the chain rule, each loading its operands from and storing its
+results to lane rows in cache. For a small net such as 2-4-1 those loads and stores, and the
+overhead of dozens of short loops, cost more than the arithmetic. Here a whole epoch of one
+vector of nets is one straight run of code: the net's shape is known when the kernel is
+compiled (a literal key, ``fused_key``), every unit and sample is unrolled, and the only memory
+traffic is the parameters coming in and the gradients, output logits and per-net checks going
+out.
+
+The arithmetic is the lane kernel's, operation for operation and in the same order (every fused
+multiply-add is written out, no other contraction or reassociation is allowed), so a net's
+results do not change by a bit when its epochs run here instead (``tests/kernels``).
+
+Written as LLVM IR with explicit vector types for the reason given in ``numba_tiles``: numba's
+loop vectoriser gives up on a loop body that reads and writes this many lane rows.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic
+
+from .numba_tiles import V32, V64
+from .spec import HIDDEN_ACTIVATIONS, LOSSES
+
+# vscalefpd / vscalefps scale by a power of two in one instruction (AVX-512; AVX-512VL for
+# 256-bit vectors)
+_FEATURES = llvm.get_host_cpu_features()
+SCALEF = bool(_FEATURES.get("avx512f", False) and _FEATURES.get("avx512vl", False))
+
+SIGMOID, TANH, RELU, LEAKY_RELU = map(
+    HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
+)
+BCE, MSE = map(LOSSES.index, ("bce", "mse"))
+
+# A net is fused if its unrolled epoch stays a modest piece of code: the multiply-adds of its
+# products, times the samples, at most this many (2-4-1 on XOR: 48). Wider nets gain nothing
+# (2-16-16-1, 1,216: 0.99x the lane loops, whose register tiles do its products well) and take
+# long to compile (7 s).
+MAX_FUSED_PRODUCTS = 1024
+# Lanes per step of the pass: STEP // (vector width) vectors of nets interleaved (see _Lanes);
+# numba_lanes.LANES, to which every pass's lane count is rounded, is a multiple of it.
+STEP = 16
+
+# _exp64's constants (numba_lanes), repeated here as the IR's literals
+INV_LN2 = 1.4426950408889634
+LN2_HI = 0.6931471803691238
+LN2_LO = 1.9082149292705877e-10
+SHIFTER = 6755399441055744.0
+SHIFTER_BITS = 0x4338000000000000
+SHIFTER32 = 12582912.0
+SHIFTER32_BITS = 0x4B400000
+EXP64_POLY = [1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+              1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+              1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0]  # fmt: skip
+EXP32_POLY = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+              1.6666665459e-1, 5.0000001201e-1]  # fmt: skip
+
+
+def fused_key(layers, n_samples: int, act: int, loss_code: int, sgd: bool) -> str:
+    """The literal that selects the fused pass for this shape, or "" where the lane loops run
+    (nets too large to unroll). With sgd, the pass also makes the previous epoch's step."""
+    products = sum(a * b for a, b in zip(layers[:-1], layers[1:], strict=True)) * n_samples
+    if products > MAX_FUSED_PRODUCTS:
+        return ""
+    return f"{'-'.join(map(str, layers))}/{n_samples}/{act}/{loss_code}/{int(sgd)}"
+
+
+def steps_in_pass(key: str) -> bool:
+    """Whether the pass of this key makes the SGD step (so the training kernel does not)."""
+    return key.endswith("/1")
+
+
+def _decode(key: str):
+    shape, samples, act, loss, sgd = key.split("/")
+    layers = tuple(int(n) for n in shape.split("-"))
+    return layers, int(samples), int(act), int(loss), sgd == "1"
+
+
+class _Lanes:
+    """Vector arithmetic on lane vectors, every operation as written (no fast-math flags).
+
+    A value is a list of ``streams`` lane vectors (that many vectors of nets at once: their
+    operations interleave, so the core has independent work while one chain waits on a
+    latency); a plain ir.Value (a constant, a splat) stands for every stream."""
+
+    def __init__(self, builder, dtype: ir.Type, width: int, streams: int):
+        self.b = builder
+        self.n = width
+        self.u = streams
+        self.vec = ir.VectorType(dtype, width)
+        self.bits = 32 if isinstance(dtype, ir.FloatType) else 64
+        self.ivec = ir.VectorType(ir.IntType(self.bits), width)
+        self.f64vec = ir.VectorType(ir.DoubleType(), width)
+        self._fns = {}
+
+    def _intrinsic(self, name, vec, n_args):
+        key = name, str(vec)
+        if key not in self._fns:
+            bits = 64 if vec.element == ir.DoubleType() else 32
+            self._fns[key] = cgutils.get_or_insert_function(
+                self.b.module, ir.FunctionType(vec, [vec] * n_args),
+                f"llvm.{name}.v{self.n}f{bits}",
+            )  # fmt: skip
+        return self._fns[key]
+
+    def map(self, fn, *args):
+        """fn applied stream by stream; plain values are shared by every stream."""
+        columns = [a if isinstance(a, list) else [a] * self.u for a in args]
+        return [fn(*xs) for xs in zip(*columns, strict=True)]
+
+    def call(self, name, *args):
+        def one(*xs):
+            return self.b.call(self._intrinsic(name, xs[0].type, len(xs)), list(xs))
+
+        return self.map(one, *args)
+
+    def const(self, value, vec=None):
+        vec = vec or self.vec
+        return ir.Constant(vec, [ir.Constant(vec.element, value)] * self.n)
+
+    def splat(self, scalar, vec=None):
+        vec = vec or self.vec
+        one = self.b.insert_element(ir.Constant(vec, ir.Undefined), scalar,
+                                    ir.Constant(ir.IntType(32), 0))  # fmt: skip
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), self.n), [0] * self.n)
+        return self.b.shuffle_vector(one, one, mask)
+
+    def fma(self, a, b, c):
+        return self.call("fma", a, b, c)
+
+    def add(self, a, b):
+        return self.map(self.b.fadd, a, b)
+
+    def sub(self, a, b):
+        return self.map(self.b.fsub, a, b)
+
+    def mul(self, a, b):
+        return self.map(self.b.fmul, a, b)
+
+    def div(self, a, b):
+        return self.map(self.b.fdiv, a, b)
+
+    def neg(self, a):
+        return self.map(self.b.fneg, a)
+
+    def fabs(self, a):
+        return self.call("fabs", a)
+
+    def select(self, condition, a, b):
+        return self.map(self.b.select, condition, a, b)
+
+    def cmp(self, op, a, b):
+        return self.map(lambda x, y: self.b.fcmp_ordered(op, x, y), a, b)
+
+    def either(self, a, b):
+        return self.map(self.b.or_, a, b)
+
+    def is_nan(self, a):
+        return self.map(lambda x: self.b.fcmp_unordered("uno", x, x), a)
+
+    def maximum(self, a, b):
+        """numba's max(a, b): b if b > a else a."""
+        return self.select(self.cmp(">", b, a), b, a)
+
+    def minimum(self, a, b):
+        """numba's min(a, b): b if b < a else a."""
+        return self.select(self.cmp("<", b, a), b, a)
+
+    def wide(self, a):
+        """Lane vectors in float64 (numba's promotion where float32 meets float64)."""
+        if self.bits == 64:
+            return a
+        return self.map(lambda x: self.b.fpext(x, self.f64vec), a)
+
+    # -- the lane kernel's elementary functions (numba_lanes._exp64, _exp32, _expm1_*) ------
+
+    def _reduce(self, v):
+        """Clamp; n = the nearest integer of v / ln 2, as a float (numba_lanes converts it to
+        an integer and back, which changes nothing in the clamped range); r = v - n ln 2, in
+        two parts."""
+        if self.bits == 64:
+            low, high, hi, lo = -708.0, 709.0, LN2_HI, LN2_LO
+        else:
+            low, high, hi, lo = -87.0, 88.0, 0.693359375, -2.12194440e-4
+        v = self.minimum(self.maximum(v, self.const(low)), self.const(high))
+        n = self.call("floor", self.fma(v, self.const(INV_LN2), self.const(0.5)))
+        r = self.fma(self.neg(n), self.const(hi), v)
+        return self.fma(self.neg(n), self.const(lo), r), n
+
+    def _times_power(self, p, n):
+        """p 2^n for an integral n in the clamped range: exact either way, so one AVX-512
+        vscalef where the core has it, else 2^n assembled from its bits as numba_lanes does."""
+        b = self.b
+        if SCALEF and self.n * (self.bits // 8) in (32, 64):
+            kind = "pd" if self.bits == 64 else "ps"
+            size = self.n * self.bits
+            mask_type = ir.IntType(max(8, self.n))
+            operands = [self.vec, self.vec, self.vec, mask_type]
+            if size == 512:
+                operands.append(ir.IntType(32))
+            name = f"llvm.x86.avx512.mask.scalef.{kind}.{size}"
+            fn = cgutils.get_or_insert_function(b.module, ir.FunctionType(self.vec, operands),
+                                                name)  # fmt: skip
+
+            def one(x, y):
+                extra = [ir.Constant(ir.IntType(32), 4)] if size == 512 else []  # current rounding
+                return b.call(fn, [x, y, ir.Constant(self.vec, ir.Undefined),
+                                   ir.Constant(mask_type, -1)] + extra)  # fmt: skip
+
+            return self.map(one, p, n)
+        if self.bits == 64:
+            shifter, bias, shift = SHIFTER, 1023 - SHIFTER_BITS, 52
+        else:
+            shifter, bias, shift = SHIFTER32, 127 - SHIFTER32_BITS, 23
+        bits = self.map(lambda x: b.bitcast(x, self.ivec), self.add(n, self.const(shifter)))
+        bits = self.map(lambda x: b.add(x, ir.Constant(self.ivec, [bias] * self.n)), bits)
+        bits = self.map(lambda x: b.shl(x, ir.Constant(self.ivec, [shift] * self.n)), bits)
+        return self.mul(p, self.map(lambda x: b.bitcast(x, self.vec), bits))
+
+    def _poly(self, r):
+        coefficients = EXP64_POLY if self.bits == 64 else EXP32_POLY
+        p = self.const(coefficients[0])
+        for c in coefficients[1:]:
+            p = self.fma(p, r, self.const(c))
+        return p
+
+    def exp(self, v):
+        r, n = self._reduce(v)
+        p = self._poly(r)
+        if self.bits == 64:
+            p = self.fma(p, r, self.const(1.0))
+        else:
+            p = self.add(self.fma(self.mul(p, r), r, r), self.const(1.0))
+        return self._times_power(p, n)
+
+    def expm1(self, v):
+        r, n = self._reduce(v)
+        p = self._poly(r)
+        q = self.mul(p, r) if self.bits == 64 else self.fma(self.mul(p, r), r, r)
+        scale = self._times_power(self.const(1.0), n)
+        return self.fma(q, scale, self.sub(scale, self.const(1.0)))
+
+    def activate(self, z, code, one, slope):
+        if code == SIGMOID:
+            return self.div(one, self.add(one, self.exp(self.neg(z))))
+        if code == TANH:
+            two = self.add(one, one)
+            t = self.expm1(self.mul(self.neg(two), self.fabs(z)))
+            return self.call("copysign", self.div(self.neg(t), self.add(t, two)), z)
+        zero = self.sub(one, one)
+        low = zero if code == RELU else self.mul(slope, z)
+        return self.select(self.cmp("<=", z, zero), low, z)
+
+
+# the float64 limits the pass reads at run time (``limits`` argument), in this order
+MARGIN, LOSS_SCALE, DIVERGENCE, MAX_ERROR, SQUARED, OUTS_LOG2, BOUND, OUTS = range(8)
+# margin, loss scale, divergence factor, max-error and squared-error limits, n_out log 2,
+# 1 - 2 BOUND_MARGIN and n_out, where n_out is the number of targets (samples x outputs)
+
+
+@intrinsic
+def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared,
+               loss0, reached, met, attention, limits, w, active, track_squared,
+               early_stop):  # fmt: skip
+    """For lanes k < w (a multiple of STEP) of a chunk (P: n_params x chunk): one epoch of the
+    net shape in ``key`` (a literal from ``fused_key``), exactly as numba_lanes computes it:
+
+    - if the key says so, the previous epoch's SGD step first (P -= lr G, as _step_lanes;
+      G starts at zero, so the first epoch's step changes nothing);
+    - the forward pass, the checks and the backward pass (_forward_lanes, _checks_lanes,
+      _squared_error_lanes, _backward_lanes): writes G, norm2, the output layer's logits
+      Z[last, s, j] (for the exact loss), max_error, correct, lower and, if track_squared,
+      squared;
+    - whether each lane's decisions need looking at (_attention_lanes): writes attention.
+
+    K: one, leaky slope, loss scale (P's dtype); limits: float64, indexed by MARGIN ... BOUND.
+    Returns 1 if any lane below ``active`` needs attention, else 0; -1 for the key "" (nothing
+    done: the lane loops run instead)."""
+    arguments = (key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared, loss0,
+                 reached, met, attention, limits, w, active, track_squared, early_stop)  # fmt: skip
+    if not isinstance(key, types.StringLiteral):
+        raise errors.RequireLiteralValue(key)
+    if key.literal_value == "":
+
+        def nothing(context, builder, sig, args):
+            return ir.Constant(ir.IntType(64), -1)
+
+        return types.int64(*arguments), nothing
+    if not (P.dtype == G.dtype == lr.dtype == X.dtype == Y.dtype == Z.dtype == K.dtype
+            == norm2.dtype):  # fmt: skip
+        raise errors.TypingError("fused_pass: P, G, lr, X, Y, Z, K and norm2 share a dtype")
+    layers, n_samples, act, loss_code, sgd = _decode(key.literal_value)
+    dtype = P.dtype
+    width = V32 if dtype == types.float32 else V64
+    streams = max(1, STEP // width)
+    signature = types.int64(*arguments)
+
+    def codegen(context, builder, sig, args):
+        (_, P_, G_, lr_, X_, Y_, Z_, K_, norm2_, max_error_, correct_, lower_, squared_, loss0_,
+         reached_, met_, attention_, limits_, w_, active_, track_, early_) = args  # fmt: skip
+        L = _Lanes(builder, context.get_value_type(dtype), width, streams)
+        align = dtype.bitwidth // 8
+        intp = context.get_value_type(types.intp)
+
+        def array(position):
+            return context.make_array(sig.args[position])(context, builder, args[position])
+
+        Pa, Ga, lra, Xa, Ya, Za, Ka = (array(i) for i in range(1, 8))
+        norm2_a, max_error_a, correct_a, lower_a, squared_a, loss0_a = (array(i)
+                                                                        for i in range(8, 14))
+        reached_a, met_a, attention_a, limits_a = (array(i) for i in range(14, 18))
+        chunk = builder.extract_value(Pa.shape, 1)
+
+        def scalar(arr, position, index):
+            ptr = cgutils.get_item_pointer2(context, builder, arr.data,
+                                            cgutils.unpack_tuple(builder, arr.shape),
+                                            cgutils.unpack_tuple(builder, arr.strides),
+                                            sig.args[position].layout,
+                                            [ir.Constant(intp, i) for i in index])  # fmt: skip
+            return builder.load(ptr)
+
+        def lanes_at(base, element, k, vec):
+            """Pointers to the streams' lane vectors from element + k of a flat array."""
+            return [builder.bitcast(builder.gep(base, [builder.add(element, builder.add(
+                k, ir.Constant(intp, t * width)))]), vec.as_pointer())
+                for t in range(streams)]  # fmt: skip
+
+        def row(arr, r, k):
+            return lanes_at(arr.data, builder.mul(ir.Constant(intp, r), chunk), k, L.vec)
+
+        def lanes(arr, k, vec):
+            return lanes_at(arr.data, ir.Constant(intp, 0), k, vec)
+
+        def load(pointers, vec_align):
+            return [builder.load(ptr, align=vec_align) for ptr in pointers]
+
+        def store(pointers, values, vec_align):
+            for ptr, value in zip(pointers, values, strict=True):
+                builder.store(value, ptr, align=vec_align)
+
+        limit = [scalar(limits_a, 17, (i,)) for i in range(8)]
+        bool_vec = ir.VectorType(ir.IntType(8), width)
+        mask_vec = ir.VectorType(ir.IntType(1), width)
+        any_slot = cgutils.alloca_once_value(builder, ir.Constant(mask_vec, [0] * width))
+        lane_offsets = ir.Constant(ir.VectorType(intp, width), list(range(width)))
+        one, slope, scale = (L.splat(scalar(Ka, 7, (i,))) for i in range(3))
+        xs = [[L.splat(scalar(Xa, 4, (s, i))) for i in range(layers[0])]
+              for s in range(n_samples)]  # fmt: skip
+        ys = [[scalar(Ya, 5, (s, j)) for j in range(layers[-1])] for s in range(n_samples)]
+        margin_v = L.splat(limit[MARGIN], L.f64vec)
+        signs = [[L.splat(builder.select(  # sign * z > margin: on the right side of 0.5
+            builder.fcmp_ordered(">=", context.cast(builder, y, dtype, types.float64),
+                                 ir.Constant(ir.DoubleType(), 0.5)),
+            ir.Constant(ir.DoubleType(), 1.0), ir.Constant(ir.DoubleType(), -1.0)), L.f64vec)
+            for y in row_] for row_ in ys]  # fmt: skip
+        ys = [[L.splat(y) for y in row_] for row_ in ys]
+
+        n_layers = len(layers) - 1
+        last = n_layers - 1
+        offsets, start = [], 0
+        for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=True):
+            offsets.append((start, start + fan_in * fan_out))
+            start += fan_in * fan_out + fan_out
+        n_params = start
+        step = ir.Constant(intp, width * streams)
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), w_, step, intp) as (k, _):
+            p = [load(row(Pa, r, k), align) for r in range(n_params)]
+            if sgd:  # the previous epoch's step: p -= lr g (_step_lanes)
+                rate = L.neg(load(lanes(lra, k, L.vec), align))
+                for r in range(n_params):
+                    p[r] = L.fma(rate, load(row(Ga, r, k), align), p[r])
+                    store(row(Pa, r, k), p[r], align)
+            # forward (_forward_lanes): Zs[layer][s][j], As[layer][s][j]
+            Zs, As = [], []
+            for layer in range(n_layers):
+                fan_in, fan_out = layers[layer], layers[layer + 1]
+                w0, b0 = offsets[layer]
+                code = act if layer < last else SIGMOID
+                below = xs if layer == 0 else As[-1]
+                zs = [[None] * fan_out for _ in range(n_samples)]
+                for s in range(n_samples):
+                    for j in range(fan_out):
+                        z = p[b0 + j]
+                        for i in range(fan_in):
+                            z = L.fma(below[s][i], p[w0 + i * fan_out + j], z)
+                        zs[s][j] = z
+                Zs.append(zs)
+                As.append([[L.activate(z, code, one, slope) for z in zr] for zr in zs])
+            # the output layer's logits, for the exact loss of a lane that needs it
+            for s in range(n_samples):
+                for j in range(layers[-1]):
+                    element = builder.add(
+                        builder.mul(ir.Constant(intp, last * n_samples + s), builder.mul(
+                            builder.extract_value(Za.shape, 2), chunk)),
+                        builder.mul(ir.Constant(intp, j), chunk))  # fmt: skip
+                    store(lanes_at(Za.data, element, k, L.vec), Zs[last][s][j], align)
+            # checks (_checks_lanes, _squared_error_lanes), in float64
+            zero64 = L.const(0.0, L.f64vec)
+            max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
+            for s in range(n_samples):
+                for j in range(layers[-1]):
+                    z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
+                    diff = L.sub(a, y)
+                    err = L.wide(L.fabs(diff))
+                    max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
+                                       max_err)  # fmt: skip
+                    n_correct = L.add(n_correct, L.select(
+                        L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
+                        L.const(1.0, L.f64vec), zero64))  # fmt: skip
+                    if loss_code == BCE and L.bits == 64:
+                        low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
+                    elif loss_code == BCE:
+                        low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
+                                               L.wide(L.mul(y, z))))  # fmt: skip
+                    else:
+                        wide = L.wide(diff)
+                        low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
+                    if L.bits == 64:
+                        squared = L.fma(diff, diff, squared)
+                    else:
+                        squared = L.add(squared, L.wide(L.mul(diff, diff)))
+            for arr, value in ((max_error_a, max_err), (correct_a, n_correct), (lower_a, low)):
+                store(lanes(arr, k, L.f64vec), value, 8)
+            with builder.if_then(track_):
+                store(lanes(squared_a, k, L.f64vec), squared, 8)
+            # backward (_backward_lanes)
+            D = []
+            for s in range(n_samples):
+                D.append([])
+                for j in range(layers[-1]):
+                    a = As[last][s][j]
+                    diff = L.sub(a, ys[s][j])
+                    if loss_code == BCE:
+                        D[s].append(L.mul(scale, diff))
+                    else:
+                        D[s].append(L.mul(L.mul(L.mul(scale, diff), L.sub(one, a)), a))
+            zero = L.const(0.0)
+            norm = zero
+            for layer in range(last, -1, -1):
+                fan_in, fan_out = layers[layer], layers[layer + 1]
+                w0, b0 = offsets[layer]
+                below = xs if layer == 0 else As[layer - 1]
+                for j in range(fan_out):
+                    g = zero
+                    for s in range(n_samples):
+                        g = L.add(g, D[s][j])
+                    store(row(Ga, b0 + j, k), g, align)
+                    norm = L.fma(g, g, norm)
+                for i in range(fan_in):
+                    for j in range(fan_out):
+                        g = zero
+                        for s in range(n_samples):
+                            g = L.fma(below[s][i], D[s][j], g)
+                        store(row(Ga, w0 + i * fan_out + j, k), g, align)
+                        norm = L.fma(g, g, norm)
+                if layer == 0:
+                    break
+                D_below = []
+                for s in range(n_samples):
+                    D_below.append([])
+                    for i in range(fan_in):
+                        d = zero
+                        for j in range(fan_out):
+                            d = L.fma(D[s][j], p[w0 + i * fan_out + j], d)
+                        a = As[layer - 1][s][i]
+                        if act == SIGMOID:
+                            d = L.mul(L.mul(d, a), L.sub(one, a))
+                        elif act == TANH:
+                            d = L.mul(d, L.fma(L.neg(a), a, one))
+                        else:
+                            positive = L.cmp(">", Zs[layer - 1][s][i], L.sub(one, one))
+                            off = L.sub(one, one) if act == RELU else slope
+                            d = L.mul(d, L.select(positive, one, off))
+                        D_below[s].append(d)
+                D = D_below
+            store(lanes(norm2_a, k, L.vec), norm, align)
+            # attention (_attention_lanes): near the divergence bound, not finite, or news
+            high = L.mul(L.add(low, L.splat(limit[OUTS_LOG2], L.f64vec)),
+                         L.splat(limit[LOSS_SCALE], L.f64vec))  # fmt: skip
+            threshold = L.mul(load(lanes(loss0_a, k, L.f64vec), 8),
+                              L.splat(limit[DIVERGENCE], L.f64vec))  # fmt: skip
+            threshold = L.mul(threshold, L.splat(limit[BOUND], L.f64vec))
+            near = L.map(lambda x, y: builder.fcmp_unordered(">=", x, y), high, threshold)
+            inf = ir.Constant(L.vec, [float("inf")] * width)
+            not_finite = L.map(lambda x: builder.fcmp_unordered(">=", x, inf), norm)
+            meets = L.cmp("<", max_err, L.splat(limit[MAX_ERROR], L.f64vec))
+            squared_ok = L.cmp("<", squared, L.splat(limit[SQUARED], L.f64vec))
+            meets = L.map(lambda a, b: builder.and_(a, builder.or_(
+                b, builder.not_(L.splat(track_, mask_vec)))), meets, squared_ok)  # fmt: skip
+
+            def flag(arr):
+                return L.map(lambda x: builder.icmp_unsigned("!=", x, ir.Constant(bool_vec,
+                             [0] * width)), load(lanes(arr, k, bool_vec), 1))  # fmt: skip
+
+            full = L.cmp("==", n_correct, L.splat(limit[OUTS], L.f64vec))
+            news = L.map(lambda f, r, m, mt: builder.or_(
+                builder.and_(f, builder.not_(r)),
+                builder.and_(m, builder.or_(L.splat(early_, mask_vec), builder.not_(mt)))),
+                full, flag(reached_a), meets, flag(met_a))  # fmt: skip
+            needs = L.map(lambda a, b, c: builder.or_(builder.or_(a, b), c), near, not_finite,
+                          news)  # fmt: skip
+            store(lanes(attention_a, k, bool_vec),
+                  L.map(lambda x: builder.zext(x, bool_vec), needs), 1)  # fmt: skip
+            seen = builder.load(any_slot)
+            for t, value in enumerate(needs):
+                first = builder.add(k, ir.Constant(intp, t * width))
+                inside = builder.icmp_signed("<", builder.add(L.splat(first, ir.VectorType(
+                    intp, width)), lane_offsets), L.splat(active_, ir.VectorType(intp, width)))
+                seen = builder.or_(seen, builder.and_(value, inside))
+            builder.store(seen, any_slot)
+        seen = builder.bitcast(builder.load(any_slot), ir.IntType(width))
+        return builder.zext(builder.icmp_unsigned("!=", seen, ir.Constant(ir.IntType(width), 0)),
+                            ir.IntType(64))
+
+    return signature, codegen
+
+
+# The training kernel calls the pass of its net's shape through a function pointer, so that
+# it is compiled once for every shape (a cold compile of the parallel kernel takes about half a
+# minute; a shape's pass, 1.4 s for 2-4-1). Arrays travel as their addresses.
+PASS_SIGNATURE = types.int64(*([types.uintp] * 17), *([types.int64] * 5))
+
+
+@intrinsic
+def _pointer(typingctx, address, dtype):
+    """The address (uintp) as a pointer to dtype (a numba type passed as a value)."""
+    target = dtype.dtype if isinstance(dtype, types.DType) else dtype.instance_type
+    signature = types.CPointer(target)(address, dtype)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return signature, codegen
+
+
+@functools.cache
+def pass_function(key: str, itemsize: int):
+    """The C callback of ``fused_pass`` for ``key`` (from fused_key; "" gives one that returns
+    -1) on float arrays of ``itemsize`` bytes, cached on disk by numba: it takes the arrays'
+    addresses in fused_pass's order, then the chunk's lanes, w, active, track_squared and
+    early_stop (0 or 1). Compiled without fast-math flags, apart from the training kernel."""
+    if key == "":
+        return _no_pass
+    layers, n_samples, _, _, _ = _decode(key)
+    n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:], strict=True))
+    n_in, n_out, n_layers, width = layers[0], layers[-1], len(layers) - 1, max(layers[1:])
+    real = np.float32 if itemsize == 4 else np.float64
+    return _compile_pass(key, real, n_params, n_samples, n_in, n_out, n_layers, width)
+
+
+def _compile_pass(key, real, n_params, n_samples, n_in, n_out, n_layers, width):
+    # every variable of this closure is a constant of the compiled pass (numba's cache keys on
+    # their values: one cached pass per key and dtype)
+    def run(P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared, loss0, reached,
+            met, attention, limits, chunk, w, active, track_squared, early_stop):  # fmt: skip
+        f64, flag = np.float64, np.bool_
+        return fused_pass(
+            key,
+            numba.carray(_pointer(P, real), (n_params, chunk)),
+            numba.carray(_pointer(G, real), (n_params, chunk)),
+            numba.carray(_pointer(lr, real), (chunk,)),
+            numba.carray(_pointer(X, real), (n_samples, n_in)),
+            numba.carray(_pointer(Y, real), (n_samples, n_out)),
+            numba.carray(_pointer(Z, real), (n_layers, n_samples, width, chunk)),
+            numba.carray(_pointer(K, real), (9,)),
+            numba.carray(_pointer(norm2, real), (chunk,)),
+            numba.carray(_pointer(max_error, f64), (chunk,)),
+            numba.carray(_pointer(correct, f64), (chunk,)),
+            numba.carray(_pointer(lower, f64), (chunk,)),
+            numba.carray(_pointer(squared, f64), (chunk,)),
+            numba.carray(_pointer(loss0, f64), (chunk,)),
+            numba.carray(_pointer(reached, flag), (chunk,)),
+            numba.carray(_pointer(met, flag), (chunk,)),
+            numba.carray(_pointer(attention, flag), (chunk,)),
+            numba.carray(_pointer(limits, f64), (8,)),
+            w, active, track_squared != 0, early_stop != 0,
+        )  # fmt: skip
+
+    return numba.cfunc(PASS_SIGNATURE, cache=True, error_model="numpy")(run)
+
+
+@numba.cfunc(PASS_SIGNATURE, cache=True)
+def _no_pass(P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared, loss0, reached,
+             met, attention, limits, chunk, w, active, track_squared, early_stop):  # fmt: skip
+    """The pass of nets that are not fused: none (-1)."""
+    return -1
