@@ -1,0 +1,113 @@
+"""The fused pass (kernels/numba_fused.py) against the lane loops it replaces for small nets.
+
+The pass writes out the lane kernel's arithmetic operation for operation (every fused
+multiply-add where the lane loops have one, the same order of every sum), so a training run
+must give the same bits whichever of the two runs its epochs: parameters, statuses, epochs,
+final values and history. The lane loops are in turn held to the NumPy backend by
+test_training.py. The oracle here is exact: any difference, of an ulp or in the sign of a zero,
+fails.
+"""
+
+import numpy as np
+import pytest
+from backprop_bench.kernels import Criterion, NetSpec, Optimizer, get_problem, init_population
+from backprop_bench.kernels import numba_backend, numba_fused
+
+XOR = get_problem("xor")
+PARITY3 = get_problem("parity3")
+# learning rates from crawling to diverging, so that every decision (converged, diverged, not
+# converged, early stop, full accuracy) happens somewhere in the population
+RATES = np.array([0.05, 0.5, 2.0, 8.0, 40.0, 400.0])
+FIELDS = ("status", "epochs_to_converge", "first_full_accuracy", "epochs_trained", "final_loss",
+          "final_accuracy", "final_grad_norm")  # fmt: skip
+
+
+def two_outputs(n_inputs=3):
+    rng = np.random.default_rng(5)
+    X = (rng.random((6, n_inputs)) < 0.5).astype(float)
+    return X, np.stack([X.sum(axis=1) % 2, X[:, 0]], axis=1)
+
+
+def train(spec, X, Y, n_nets, epochs, fused, monkeypatch, dtype=np.float64, **kw):
+    """train_population with the fused pass, or with it turned off (the lane loops)."""
+    if not fused:
+        monkeypatch.setattr(numba_backend, "fused_key", lambda *args: "")
+    theta = init_population(spec, n_nets, seed=11, dtype=dtype)
+    lr = np.resize(RATES, n_nets).astype(dtype)
+    result = numba_backend.train_population(theta, spec, X, Y, lr, epochs, **kw)
+    monkeypatch.undo()
+    return result
+
+
+def bits(array):
+    array = np.ascontiguousarray(array)
+    return array.view(np.uint8) if array.dtype.kind == "f" else array
+
+
+def assert_same_bits(fused, lanes):
+    np.testing.assert_array_equal(bits(fused.theta), bits(lanes.theta))
+    for name in FIELDS:
+        np.testing.assert_array_equal(bits(getattr(fused, name)), bits(getattr(lanes, name)),
+                                      err_msg=name)  # fmt: skip
+    assert (fused.history is None) == (lanes.history is None)
+    if fused.history is not None:
+        for name in ("loss", "accuracy", "grad_norm", "param_norm"):
+            np.testing.assert_array_equal(bits(getattr(fused.history, name)),
+                                          bits(getattr(lanes.history, name)), err_msg=name)  # fmt: skip
+
+
+CASES = {
+    # spec, data, optimizer, criterion, dtype, early stop, record every
+    "sigmoid bce sgd": (NetSpec((2, 4, 1)), XOR, "sgd", Criterion(), np.float64, True, 0),
+    "tanh mse momentum f32, loss rule": (
+        NetSpec((2, 4, 1), "tanh", loss="mse"), XOR, "momentum", Criterion(loss_below=0.02),
+        np.float32, True, 25),
+    "relu bce adam, rms rule": (
+        NetSpec((2, 5, 1), "relu"), XOR, "adam", Criterion(rms_below=0.1), np.float64, False,
+        0),
+    "leaky parity3 sgd f32, recorded": (
+        NetSpec((3, 6, 1), "leaky_relu"), PARITY3, "sgd", Criterion(max_error=0.2), np.float32,
+        True, 10),
+    "two hidden layers, two outputs": (
+        NetSpec((3, 5, 4, 2)), None, "sgd", Criterion(tss_below=0.05), np.float64, True, 0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_fused_pass_trains_to_the_same_bits_as_the_lane_loops(case, monkeypatch):
+    spec, problem, optimizer, criterion, dtype, early_stop, record_every = CASES[case]
+    X, Y = two_outputs() if problem is None else (problem.X, problem.Y)
+    assert numba_fused.fused_key(spec.layers, X.shape[0], 0, 0, True)  # the pass does run
+    kw = dict(optimizer=Optimizer(optimizer), criterion=criterion, early_stop=early_stop,
+              record_every=record_every)  # fmt: skip
+    # 70 nets: a partial last vector of lanes, and nets leaving their chunk as they stop
+    fused = train(spec, X, Y, 70, 400, True, monkeypatch, dtype, **kw)
+    lanes = train(spec, X, Y, 70, 400, False, monkeypatch, dtype, **kw)
+    assert len(set(fused.status.tolist())) >= 2  # the decisions were exercised
+    assert_same_bits(fused, lanes)
+
+
+@pytest.mark.slow  # 32 shapes' passes to compile: about a minute
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "leaky_relu"])
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_every_activation_loss_dtype_and_step_gives_the_lane_loops_bits(
+    activation, loss, dtype, optimizer, monkeypatch
+):
+    spec = NetSpec((2, 3, 2, 1), activation, loss=loss)
+    kw = dict(optimizer=Optimizer(optimizer), record_every=50)
+    fused = train(spec, XOR.X, XOR.Y, 40, 300, True, monkeypatch, dtype, **kw)
+    lanes = train(spec, XOR.X, XOR.Y, 40, 300, False, monkeypatch, dtype, **kw)
+    assert_same_bits(fused, lanes)
+
+
+def test_only_small_nets_are_fused_and_each_shape_and_dtype_has_its_own_pass():
+    assert numba_fused.fused_key((2, 4, 1), 4, 0, 0, True) == "2-4-1/4/0/0/1"
+    assert numba_fused.steps_in_pass("2-4-1/4/0/0/1")
+    assert not numba_fused.steps_in_pass(numba_fused.fused_key((2, 4, 1), 4, 0, 0, False))
+    assert numba_fused.fused_key((2, 16, 16, 1), 4, 0, 0, True) == ""  # 1,216 products x samples
+    key = numba_fused.fused_key((2, 2, 1), 4, 0, 0, True)
+    assert numba_fused.pass_function(key, 8) is numba_fused.pass_function(key, 8)
+    assert numba_fused.pass_function(key, 8) is not numba_fused.pass_function(key, 4)
+    assert numba_fused.pass_function("", 8) is numba_fused.pass_function("", 4)
