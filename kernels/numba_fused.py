@@ -80,6 +80,15 @@ def steps_in_pass(key: str) -> bool:
     return key.endswith("/1")
 
 
+def _offsets(layers):
+    """Start of each layer's weights and of its biases in theta (NetSpec.offsets)."""
+    offsets, start = [], 0
+    for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=True):
+        offsets.append((start, start + fan_in * fan_out))
+        start += fan_in * fan_out + fan_out
+    return offsets
+
+
 def _decode(key: str):
     shape, samples, act, loss, sgd = key.split("/")
     layers = tuple(int(n) for n in shape.split("-"))
@@ -262,6 +271,179 @@ class _Lanes:
         return self.select(self.cmp("<=", z, zero), low, z)
 
 
+def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, act, loss_code):
+    """The arithmetic of one epoch of a vector of nets (values are _Lanes values): from the
+    parameters p (by row of theta) to the output logits, the checks (largest error, samples
+    right, the loss's lower part, squared error), the gradient (by row) and its squared norm.
+    numba_lanes' _forward_lanes, _checks_lanes, _squared_error_lanes and _backward_lanes, in
+    their order of operations."""
+    n_layers = len(layers) - 1
+    last = n_layers - 1
+    offsets = _offsets(layers)
+    # forward (_forward_lanes): Zs[layer][s][j], As[layer][s][j]
+    Zs, As = [], []
+    for layer in range(n_layers):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer]
+        code = act if layer < last else SIGMOID
+        below = xs if layer == 0 else As[-1]
+        zs = [[None] * fan_out for _ in range(n_samples)]
+        for s in range(n_samples):
+            for j in range(fan_out):
+                z = p[b0 + j]
+                for i in range(fan_in):
+                    z = L.fma(below[s][i], p[w0 + i * fan_out + j], z)
+                zs[s][j] = z
+        Zs.append(zs)
+        As.append([[L.activate(z, code, one, slope) for z in zr] for zr in zs])
+    # checks (_checks_lanes, _squared_error_lanes), in float64
+    zero64 = L.const(0.0, L.f64vec)
+    max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
+    for s in range(n_samples):
+        for j in range(layers[-1]):
+            z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
+            diff = L.sub(a, y)
+            err = L.wide(L.fabs(diff))
+            max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
+                               max_err)  # fmt: skip
+            n_correct = L.add(n_correct, L.select(
+                L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
+                L.const(1.0, L.f64vec), zero64))  # fmt: skip
+            if loss_code == BCE and L.bits == 64:
+                low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
+            elif loss_code == BCE:
+                low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
+                                       L.wide(L.mul(y, z))))  # fmt: skip
+            else:
+                wide = L.wide(diff)
+                low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
+            if L.bits == 64:
+                squared = L.fma(diff, diff, squared)
+            else:
+                squared = L.add(squared, L.wide(L.mul(diff, diff)))
+    # backward (_backward_lanes)
+    D = []
+    for s in range(n_samples):
+        D.append([])
+        for j in range(layers[-1]):
+            a = As[last][s][j]
+            diff = L.sub(a, ys[s][j])
+            if loss_code == BCE:
+                D[s].append(L.mul(scale, diff))
+            else:
+                D[s].append(L.mul(L.mul(L.mul(scale, diff), L.sub(one, a)), a))
+    zero = L.const(0.0)
+    norm = zero
+    grads = []
+    for layer in range(last, -1, -1):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        w0, b0 = offsets[layer]
+        below = xs if layer == 0 else As[layer - 1]
+        for j in range(fan_out):
+            g = zero
+            for s in range(n_samples):
+                g = L.add(g, D[s][j])
+            grads.append((b0 + j, g))
+            norm = L.fma(g, g, norm)
+        for i in range(fan_in):
+            for j in range(fan_out):
+                g = zero
+                for s in range(n_samples):
+                    g = L.fma(below[s][i], D[s][j], g)
+                grads.append((w0 + i * fan_out + j, g))
+                norm = L.fma(g, g, norm)
+        if layer == 0:
+            break
+        D_below = []
+        for s in range(n_samples):
+            D_below.append([])
+            for i in range(fan_in):
+                d = zero
+                for j in range(fan_out):
+                    d = L.fma(D[s][j], p[w0 + i * fan_out + j], d)
+                a = As[layer - 1][s][i]
+                if act == SIGMOID:
+                    d = L.mul(L.mul(d, a), L.sub(one, a))
+                elif act == TANH:
+                    d = L.mul(d, L.fma(L.neg(a), a, one))
+                else:
+                    positive = L.cmp(">", Zs[layer - 1][s][i], L.sub(one, one))
+                    off = L.sub(one, one) if act == RELU else slope
+                    d = L.mul(d, L.select(positive, one, off))
+                D_below[s].append(d)
+        D = D_below
+    return Zs[last], (max_err, n_correct, low, squared), grads, norm
+
+
+def _needs(L, limit, low, norm, max_err, n_correct, squared, loss0, reached, met, track,
+           early):  # fmt: skip
+    """Per lane (i1 vectors): whether its decisions need looking at, as _attention_lanes
+    decides it; limit: the run-time limits (float64 scalars, by MARGIN ... OUTS)."""
+    b = L.b
+    high = L.mul(L.add(low, L.splat(limit[OUTS_LOG2], L.f64vec)),
+                 L.splat(limit[LOSS_SCALE], L.f64vec))  # fmt: skip
+    threshold = L.mul(loss0, L.splat(limit[DIVERGENCE], L.f64vec))
+    threshold = L.mul(threshold, L.splat(limit[BOUND], L.f64vec))
+    near = L.map(lambda x, y: b.fcmp_unordered(">=", x, y), high, threshold)  # or NaN
+    inf = ir.Constant(L.vec, [float("inf")] * L.n)
+    not_finite = L.map(lambda x: b.fcmp_unordered(">=", x, inf), norm)
+    meets = L.cmp("<", max_err, L.splat(limit[MAX_ERROR], L.f64vec))
+    squared_ok = L.cmp("<", squared, L.splat(limit[SQUARED], L.f64vec))
+    meets = L.map(lambda m, q: b.and_(m, b.or_(q, b.not_(track))), meets, squared_ok)
+    full = L.cmp("==", n_correct, L.splat(limit[OUTS], L.f64vec))
+    news = L.map(lambda f, r, m, mt: b.or_(b.and_(f, b.not_(r)),
+                                           b.and_(m, b.or_(early, b.not_(mt)))),
+                 full, reached, meets, met)  # fmt: skip
+    return L.map(lambda x, y, z: b.or_(b.or_(x, y), z), near, not_finite, news)
+
+
+def pass_counts(layers, n_samples: int, act: int, loss_code: int, sgd: bool,
+                itemsize: int = 8) -> tuple[int, int, int]:
+    """(operations, divisions, nets) of the fused pass for one vector of nets: its vector
+    instructions, counted in the code it emits (all but loads, stores and reinterpretations:
+    bitcasts and splats), the SGD step included; divisions apart, for they go to the divider.
+    Each instruction is one operation for each of the vector's nets. For the arithmetic
+    ceiling (tests/benchmarks/ceiling.py)."""
+    width = V32 if itemsize == 4 else V64
+    module = ir.Module()
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "count")
+    builder = ir.IRBuilder(function.append_basic_block())
+    L = _Lanes(builder, ir.FloatType() if itemsize == 4 else ir.DoubleType(), width, 1)
+    vector, wide = ir.Constant(L.vec, ir.Undefined), ir.Constant(L.f64vec, ir.Undefined)
+    n_params = _offsets(layers)[-1][1] + layers[-1]
+    xs = [[vector] * layers[0] for _ in range(n_samples)]
+    ys = [[vector] * layers[-1] for _ in range(n_samples)]
+    signs = [[wide] * layers[-1] for _ in range(n_samples)]
+    _, (max_err, n_correct, low, squared), _, norm = _epoch(
+        L, [vector] * n_params, xs, ys, signs, wide, vector, vector, vector, layers, n_samples,
+        act, loss_code)  # fmt: skip
+    mask = ir.Constant(ir.VectorType(ir.IntType(1), width), ir.Undefined)
+    limits = [ir.Constant(ir.DoubleType(), 1.0)] * 8
+    _needs(L, limits, low, norm, max_err, n_correct, squared, wide, [mask], [mask], mask, mask)
+    free = {"bitcast", "insertelement", "shufflevector"}
+    opnames = [instruction.opname for instruction in builder.block.instructions]
+    divisions = opnames.count("fdiv")
+    operations = sum(1 for name in opnames if name not in free) - divisions
+    if sgd:
+        operations += n_params + 1  # p = fma(-lr, g, p), and -lr
+    return operations, divisions, width
+
+
+def activation_counts(act: int, itemsize: int = 8) -> tuple[int, int]:
+    """(operations, divisions) of one activation of a vector of nets, as pass_counts counts."""
+    module = ir.Module()
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "count")
+    builder = ir.IRBuilder(function.append_basic_block())
+    L = _Lanes(builder, ir.FloatType() if itemsize == 4 else ir.DoubleType(),
+               V32 if itemsize == 4 else V64, 1)  # fmt: skip
+    vector = ir.Constant(L.vec, ir.Undefined)
+    L.activate([vector], act, vector, vector)
+    opnames = [instruction.opname for instruction in builder.block.instructions]
+    free = {"bitcast", "insertelement", "shufflevector"}
+    divisions = opnames.count("fdiv")
+    return sum(1 for name in opnames if name not in free) - divisions, divisions
+
+
 # the float64 limits the pass reads at run time (``limits`` argument), in this order
 MARGIN, LOSS_SCALE, DIVERGENCE, MAX_ERROR, SQUARED, OUTS_LOG2, BOUND, OUTS = range(8)
 # margin, loss scale, divergence factor, max-error and squared-error limits, n_out log 2,
@@ -365,13 +547,8 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
             for y in row_] for row_ in ys]  # fmt: skip
         ys = [[L.splat(y) for y in row_] for row_ in ys]
 
-        n_layers = len(layers) - 1
-        last = n_layers - 1
-        offsets, start = [], 0
-        for fan_in, fan_out in zip(layers[:-1], layers[1:], strict=True):
-            offsets.append((start, start + fan_in * fan_out))
-            start += fan_in * fan_out + fan_out
-        n_params = start
+        n_params = _offsets(layers)[-1][1] + layers[-1]
+        last = len(layers) - 2
         step = ir.Constant(intp, width * streams)
         with cgutils.for_range_slice(builder, ir.Constant(intp, 0), w_, step, intp) as (k, _):
             p = [load(row(Pa, r, k), align) for r in range(n_params)]
@@ -380,22 +557,11 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
                 for r in range(n_params):
                     p[r] = L.fma(rate, load(row(Ga, r, k), align), p[r])
                     store(row(Pa, r, k), p[r], align)
-            # forward (_forward_lanes): Zs[layer][s][j], As[layer][s][j]
-            Zs, As = [], []
-            for layer in range(n_layers):
-                fan_in, fan_out = layers[layer], layers[layer + 1]
-                w0, b0 = offsets[layer]
-                code = act if layer < last else SIGMOID
-                below = xs if layer == 0 else As[-1]
-                zs = [[None] * fan_out for _ in range(n_samples)]
-                for s in range(n_samples):
-                    for j in range(fan_out):
-                        z = p[b0 + j]
-                        for i in range(fan_in):
-                            z = L.fma(below[s][i], p[w0 + i * fan_out + j], z)
-                        zs[s][j] = z
-                Zs.append(zs)
-                As.append([[L.activate(z, code, one, slope) for z in zr] for zr in zs])
+            logits, checks, grads, norm = _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale,
+                                                 layers, n_samples, act, loss_code)
+            max_err, n_correct, low, squared = checks
+            for r, g in grads:
+                store(row(Ga, r, k), g, align)
             # the output layer's logits, for the exact loss of a lane that needs it
             for s in range(n_samples):
                 for j in range(layers[-1]):
@@ -403,112 +569,20 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
                         builder.mul(ir.Constant(intp, last * n_samples + s), builder.mul(
                             builder.extract_value(Za.shape, 2), chunk)),
                         builder.mul(ir.Constant(intp, j), chunk))  # fmt: skip
-                    store(lanes_at(Za.data, element, k, L.vec), Zs[last][s][j], align)
-            # checks (_checks_lanes, _squared_error_lanes), in float64
-            zero64 = L.const(0.0, L.f64vec)
-            max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
-            for s in range(n_samples):
-                for j in range(layers[-1]):
-                    z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
-                    diff = L.sub(a, y)
-                    err = L.wide(L.fabs(diff))
-                    max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
-                                       max_err)  # fmt: skip
-                    n_correct = L.add(n_correct, L.select(
-                        L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
-                        L.const(1.0, L.f64vec), zero64))  # fmt: skip
-                    if loss_code == BCE and L.bits == 64:
-                        low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
-                    elif loss_code == BCE:
-                        low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
-                                               L.wide(L.mul(y, z))))  # fmt: skip
-                    else:
-                        wide = L.wide(diff)
-                        low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
-                    if L.bits == 64:
-                        squared = L.fma(diff, diff, squared)
-                    else:
-                        squared = L.add(squared, L.wide(L.mul(diff, diff)))
+                    store(lanes_at(Za.data, element, k, L.vec), logits[s][j], align)
             for arr, value in ((max_error_a, max_err), (correct_a, n_correct), (lower_a, low)):
                 store(lanes(arr, k, L.f64vec), value, 8)
             with builder.if_then(track_):
                 store(lanes(squared_a, k, L.f64vec), squared, 8)
-            # backward (_backward_lanes)
-            D = []
-            for s in range(n_samples):
-                D.append([])
-                for j in range(layers[-1]):
-                    a = As[last][s][j]
-                    diff = L.sub(a, ys[s][j])
-                    if loss_code == BCE:
-                        D[s].append(L.mul(scale, diff))
-                    else:
-                        D[s].append(L.mul(L.mul(L.mul(scale, diff), L.sub(one, a)), a))
-            zero = L.const(0.0)
-            norm = zero
-            for layer in range(last, -1, -1):
-                fan_in, fan_out = layers[layer], layers[layer + 1]
-                w0, b0 = offsets[layer]
-                below = xs if layer == 0 else As[layer - 1]
-                for j in range(fan_out):
-                    g = zero
-                    for s in range(n_samples):
-                        g = L.add(g, D[s][j])
-                    store(row(Ga, b0 + j, k), g, align)
-                    norm = L.fma(g, g, norm)
-                for i in range(fan_in):
-                    for j in range(fan_out):
-                        g = zero
-                        for s in range(n_samples):
-                            g = L.fma(below[s][i], D[s][j], g)
-                        store(row(Ga, w0 + i * fan_out + j, k), g, align)
-                        norm = L.fma(g, g, norm)
-                if layer == 0:
-                    break
-                D_below = []
-                for s in range(n_samples):
-                    D_below.append([])
-                    for i in range(fan_in):
-                        d = zero
-                        for j in range(fan_out):
-                            d = L.fma(D[s][j], p[w0 + i * fan_out + j], d)
-                        a = As[layer - 1][s][i]
-                        if act == SIGMOID:
-                            d = L.mul(L.mul(d, a), L.sub(one, a))
-                        elif act == TANH:
-                            d = L.mul(d, L.fma(L.neg(a), a, one))
-                        else:
-                            positive = L.cmp(">", Zs[layer - 1][s][i], L.sub(one, one))
-                            off = L.sub(one, one) if act == RELU else slope
-                            d = L.mul(d, L.select(positive, one, off))
-                        D_below[s].append(d)
-                D = D_below
             store(lanes(norm2_a, k, L.vec), norm, align)
-            # attention (_attention_lanes): near the divergence bound, not finite, or news
-            high = L.mul(L.add(low, L.splat(limit[OUTS_LOG2], L.f64vec)),
-                         L.splat(limit[LOSS_SCALE], L.f64vec))  # fmt: skip
-            threshold = L.mul(load(lanes(loss0_a, k, L.f64vec), 8),
-                              L.splat(limit[DIVERGENCE], L.f64vec))  # fmt: skip
-            threshold = L.mul(threshold, L.splat(limit[BOUND], L.f64vec))
-            near = L.map(lambda x, y: builder.fcmp_unordered(">=", x, y), high, threshold)
-            inf = ir.Constant(L.vec, [float("inf")] * width)
-            not_finite = L.map(lambda x: builder.fcmp_unordered(">=", x, inf), norm)
-            meets = L.cmp("<", max_err, L.splat(limit[MAX_ERROR], L.f64vec))
-            squared_ok = L.cmp("<", squared, L.splat(limit[SQUARED], L.f64vec))
-            meets = L.map(lambda a, b: builder.and_(a, builder.or_(
-                b, builder.not_(L.splat(track_, mask_vec)))), meets, squared_ok)  # fmt: skip
-
             def flag(arr):
                 return L.map(lambda x: builder.icmp_unsigned("!=", x, ir.Constant(bool_vec,
                              [0] * width)), load(lanes(arr, k, bool_vec), 1))  # fmt: skip
 
-            full = L.cmp("==", n_correct, L.splat(limit[OUTS], L.f64vec))
-            news = L.map(lambda f, r, m, mt: builder.or_(
-                builder.and_(f, builder.not_(r)),
-                builder.and_(m, builder.or_(L.splat(early_, mask_vec), builder.not_(mt)))),
-                full, flag(reached_a), meets, flag(met_a))  # fmt: skip
-            needs = L.map(lambda a, b, c: builder.or_(builder.or_(a, b), c), near, not_finite,
-                          news)  # fmt: skip
+            # attention (_attention_lanes): near the divergence bound, not finite, or news
+            needs = _needs(L, limit, low, norm, max_err, n_correct, squared,
+                           load(lanes(loss0_a, k, L.f64vec), 8), flag(reached_a), flag(met_a),
+                           L.splat(track_, mask_vec), L.splat(early_, mask_vec))  # fmt: skip
             store(lanes(attention_a, k, bool_vec),
                   L.map(lambda x: builder.zext(x, bool_vec), needs), 1)  # fmt: skip
             seen = builder.load(any_slot)

@@ -1,18 +1,26 @@
-"""An arithmetic ceiling for the fused kernel: what it could reach if nothing but its arithmetic
-took time. Two measured rates of this CPU and two counts per net-epoch:
+"""An arithmetic ceiling for the training kernel: the rate it could reach if nothing but its
+arithmetic took time.
 
-- the multiply-add peak: a loop of fused multiply-adds on 12 independent vector accumulators
-  (enough to hide the latency of two FMA units), nothing loaded or stored (``fma_peak``);
-- the sigmoid in lanes: the kernel's own ``_activate_lanes`` on an array in L1 (exponential,
-  division and all), per element (``sigmoid_rate``);
-- per net-epoch, the sigmoids (one per hidden and output unit and sample) and every other
-  floating-point operation of the kernel's loops, in lanes (``counts``): each multiply, add,
-  FMA, compare or select one operation, as the kernel runs them at float64 and SGD.
+Two measured rates of this CPU, one thread, vectors of the width the kernel uses:
 
-ceiling = cores / (sigmoids / sigmoid_rate + other / fma_peak): loads and stores, loop
-overhead and the non-lane work (decisions per net) are counted as free, so it is an upper
-bound. Rates are measured on one thread and scaled by the core count (a busy machine measures
-lower rates, hence a lower ceiling and a higher share of it).
+- vector instructions per second: fused multiply-adds on 12 independent vector accumulators
+  (enough to hide the latency of the two FMA units), nothing loaded or stored
+  (``vector_rate``); the kernel's adds, multiplies, compares and selects issue on the same two
+  ports, so this is their rate too;
+- vector divisions per second, on 12 independent chains (``division_rate``, per dtype): the
+  divider is a unit of its own, and slower.
+
+And the kernel's own count of operations per net-epoch (``counts``):
+
+- nets whose epochs run in the fused pass: the instructions the pass emits for one vector of
+  nets (``numba_fused.pass_counts``), optimizer steps outside it added as their loops do them;
+- other nets: the lane loops' operations, each activation counted as the fused pass's code for
+  one activation (``numba_fused.activation_counts``).
+
+time per net-epoch >= max(operations / instruction rate, divisions / division rate), per lane;
+ceiling = cores / that. Loads and stores, loop overhead and the decisions per net count as free,
+so it is an upper bound. Rates are measured on one thread and scaled by the core count (a busy
+machine measures lower rates, hence a lower ceiling and a higher share of it).
 """
 
 from __future__ import annotations
@@ -22,32 +30,42 @@ import os
 import time
 
 import numba
-import numpy as np
 from backprop_bench.kernels import NetSpec
-from backprop_bench.kernels import numba_lanes as lanes
-from backprop_bench.kernels.numba_tiles import V64
+from backprop_bench.kernels import numba_fused as fused
+from backprop_bench.kernels.numba_tiles import V32, V64
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 CHAINS = 12
+SIGMOID = HIDDEN_ACTIVATIONS.index("sigmoid")
+# per parameter and lane, as _step_lanes and _adam_lanes do them: (operations, divisions);
+# Adam's square root runs on the divider too
+STEP_COUNTS = {"sgd": (1, 0), "momentum": (3, 0), "adam": (10, 4)}
 
 
 @intrinsic
-def _fma_loop(typingctx, n, x):
-    """n iterations of CHAINS independent vector FMAs acc = acc * x + x; returns a lane sum."""
+def _chain_loop(typingctx, n, x, kind, lanes):
+    """n iterations of CHAINS independent vector operations acc = fma(acc, x, x) (kind 0) or
+    acc = acc / x (kind 1), in x's type, ``lanes`` wide (literals); returns a lane."""
+    if not (isinstance(kind, types.IntegerLiteral) and isinstance(lanes, types.IntegerLiteral)):
+        return None
+    kind_value, width = kind.literal_value, lanes.literal_value
 
     def codegen(context, builder, sig, args):
-        count, scalar = args
-        vector = ir.VectorType(ir.DoubleType(), V64)
+        count, scalar = args[0], args[1]
+        element = context.get_value_type(sig.args[1])
+        vector = ir.VectorType(element, width)
+        bits = 32 if isinstance(element, ir.FloatType) else 64
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{V64}f64"
+            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{width}f{bits}"
         )
         splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar,
                                        ir.Constant(ir.IntType(32), 0))  # fmt: skip
         splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32),
-                                                                               V64), [0] * V64))
+                                                                               width), [0] * width))
         slots = []
         for _ in range(CHAINS):
             slot = cgutils.alloca_once(builder, vector)
@@ -55,18 +73,23 @@ def _fma_loop(typingctx, n, x):
             slots.append(slot)
         with cgutils.for_range(builder, count):
             for slot in slots:
-                builder.store(builder.call(fma, [builder.load(slot), splat, splat]), slot)
+                value = builder.load(slot)
+                if kind_value == 0:
+                    value = builder.call(fma, [value, splat, splat])
+                else:
+                    value = builder.fdiv(value, splat)
+                builder.store(value, slot)
         total = builder.load(slots[0])
         for slot in slots[1:]:
             total = builder.fadd(total, builder.load(slot))
         return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
 
-    return types.float64(n, x), codegen
+    return x(n, x, kind, lanes), codegen
 
 
 @numba.njit
-def _fma_run(n, x):
-    return _fma_loop(n, x)
+def _run(n, x, kind, lanes):
+    return _chain_loop(n, x, numba.literally(kind), numba.literally(lanes))
 
 
 def _best_seconds(fn, repeats=7):
@@ -78,51 +101,80 @@ def _best_seconds(fn, repeats=7):
     return best
 
 
+def _rate(kind: int, itemsize: int) -> float:
+    """Vector instructions per second on one thread (best of several runs)."""
+    x = (numba.float32 if itemsize == 4 else numba.float64)(0.999999)
+    lanes = V32 if itemsize == 4 else V64
+    n = 2_000_000 if kind == 0 else 200_000
+    _run(10, x, kind, lanes)
+    return n * CHAINS / _best_seconds(lambda: _run(n, x, kind, lanes))
+
+
 @functools.cache
+def vector_rate() -> float:
+    """Vector multiply-adds (and other arithmetic instructions) per second, one thread."""
+    return _rate(0, 8)
+
+
+@functools.cache
+def division_rate(itemsize: int = 8) -> float:
+    """Vector divisions per second, one thread, for float64 (8) or float32 (4) lanes."""
+    return _rate(1, itemsize)
+
+
 def fma_peak() -> float:
-    """Lane multiply-adds per second, one thread (best of several runs)."""
-    n = 2_000_000
-    _fma_run(10, 0.5)
-    return n * CHAINS * V64 / _best_seconds(lambda: _fma_run(n, 0.999999))
+    """Lane multiply-adds per second, one thread, float64."""
+    return vector_rate() * V64
 
 
-@functools.cache
-def sigmoid_rate() -> float:
-    """Sigmoids per second through the kernel's lane loop, one thread, data in L1."""
-    z = np.linspace(-8.0, 8.0, 1024)
-    a = np.empty_like(z)
-    reps = 2000
+def counts(spec: NetSpec, n_samples: int, itemsize: int = 8,
+           optimizer: str = "sgd") -> tuple[float, float]:  # fmt: skip
+    """(operations, divisions) per net-epoch: each lane's share of the kernel's vector
+    instructions (see the module's docstring)."""
+    act, loss = HIDDEN_ACTIVATIONS.index(spec.activation), LOSSES.index(spec.loss)
+    key = fused.fused_key(spec.layers, n_samples, act, loss, optimizer == "sgd")
+    step_ops, step_divisions = STEP_COUNTS[optimizer]
+    if key:
+        operations, divisions, _ = fused.pass_counts(spec.layers, n_samples, act, loss,
+                                                     optimizer == "sgd", itemsize)  # fmt: skip
+        if optimizer != "sgd":
+            operations += step_ops * spec.n_params
+            divisions += step_divisions * spec.n_params
+        return operations, divisions
+    return _lane_loop_counts(spec, n_samples, act, itemsize, step_ops, step_divisions)
 
-    @numba.njit
-    def run(z, a, reps):
-        for _ in range(reps):
-            lanes._activate_lanes(z, a, lanes.SIGMOID, z.size, 1.0, 0.01)
 
-    run(z, a, 1)
-    return reps * z.size / _best_seconds(lambda: run(z, a, reps))
-
-
-def counts(spec: NetSpec, n_samples: int) -> tuple[int, int]:
-    """(sigmoids, other floating-point operations) per net-epoch of the kernel's loops (SGD)."""
+def _lane_loop_counts(spec, n_samples, act, itemsize, step_ops, step_divisions):
+    """The lane loops' operations per net-epoch (numba_lanes: products, bias and weight
+    gradients, dL/da below, activation derivatives, checks, |g|^2 and the step)."""
     S = n_samples
-    sigmoids = S * sum(spec.layers[1:])
-    other = 0
+    hidden_ops, hidden_divisions = fused.activation_counts(act, itemsize)
+    output_ops, output_divisions = fused.activation_counts(SIGMOID, itemsize)
+    hidden_units, outputs = sum(spec.layers[1:-1]), spec.n_outputs
+    operations = S * (hidden_units * hidden_ops + outputs * output_ops)
+    divisions = S * (hidden_units * hidden_divisions + outputs * output_divisions)
     pairs = list(zip(spec.layers[:-1], spec.layers[1:], strict=True))
     for index, (fan_in, fan_out) in enumerate(pairs):
-        other += S * fan_in * fan_out  # forward products
-        other += S * fan_out  # bias gradient sums
-        other += S * fan_in * fan_out  # weight gradient sums
+        operations += S * fan_in * fan_out  # forward products
+        operations += S * fan_out  # bias gradient sums
+        operations += S * fan_in * fan_out  # weight gradient sums
         if index > 0:
-            other += S * fan_in * fan_out  # dL/da of the layer below
-            other += 3 * S * fan_in  # times a (1 - a)
-    other += 2 * S * spec.n_outputs  # dL/dz at the output
-    other += 8 * S * spec.n_outputs  # the checks: error, accuracy, loss bound
-    other += 2 * spec.n_params  # |g|^2 and the SGD step
-    return sigmoids, other
+            operations += S * fan_in * fan_out  # dL/da of the layer below
+            operations += 3 * S * fan_in  # times a (1 - a)
+    operations += 2 * S * outputs  # dL/dz at the output
+    operations += 8 * S * outputs  # the checks: error, accuracy, loss bound
+    operations += spec.n_params  # |g|^2
+    operations += step_ops * spec.n_params
+    divisions += step_divisions * spec.n_params
+    return operations, divisions
 
 
-def ceiling(spec: NetSpec, n_samples: int, cores: int | None = None) -> float:
+def ceiling(spec: NetSpec, n_samples: int, cores: int | None = None, itemsize: int = 8,
+            optimizer: str = "sgd") -> float:  # fmt: skip
     """Net-epochs per second if only the arithmetic took time (see the module's docstring)."""
     cores = cores or len(os.sched_getaffinity(0))
-    sigmoids, other = counts(spec, n_samples)
-    return cores / (sigmoids / sigmoid_rate() + other / fma_peak())
+    operations, divisions = counts(spec, n_samples, itemsize, optimizer)
+    lanes = V32 if itemsize == 4 else V64
+    seconds = max(operations / (vector_rate() * lanes),
+                  divisions / (division_rate(itemsize) * lanes))  # fmt: skip
+    return cores / seconds

@@ -10,8 +10,15 @@ fails.
 
 import numpy as np
 import pytest
-from backprop_bench.kernels import Criterion, NetSpec, Optimizer, get_problem, init_population
-from backprop_bench.kernels import numba_backend, numba_fused
+from backprop_bench.kernels import (
+    Criterion,
+    NetSpec,
+    Optimizer,
+    get_problem,
+    init_population,
+    numba_backend,
+    numba_fused,
+)
 
 XOR = get_problem("xor")
 PARITY3 = get_problem("parity3")
@@ -52,8 +59,8 @@ def assert_same_bits(fused, lanes):
     assert (fused.history is None) == (lanes.history is None)
     if fused.history is not None:
         for name in ("loss", "accuracy", "grad_norm", "param_norm"):
-            np.testing.assert_array_equal(bits(getattr(fused.history, name)),
-                                          bits(getattr(lanes.history, name)), err_msg=name)  # fmt: skip
+            got, want = getattr(fused.history, name), getattr(lanes.history, name)
+            np.testing.assert_array_equal(bits(got), bits(want), err_msg=name)
 
 
 CASES = {
