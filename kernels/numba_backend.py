@@ -52,6 +52,9 @@ SIGMOID, TANH, RELU, LEAKY_RELU = map(
 )
 BCE, MSE = map(LOSSES.index, ("bce", "mse"))
 SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
+# net-epochs from which a population trains in the fused pass: a shape's pass compiles in about
+# 1.4 s the first time (then numba's cache has it), the lane loops' speed for ~2e7 net-epochs
+FUSED_MIN_WORK = 1_000_000
 
 
 # ------------------------------------------------------------------------ scalar math, per element
@@ -409,9 +412,12 @@ def train_population(
     layers, offsets, act = _codes(spec)
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-    # small nets run each epoch in one fused pass (numba_fused), which makes the SGD step too
-    fused = fused_key(spec.layers, X.shape[0], act, LOSSES.index(spec.loss),
-                      optimizer.code == SGD)  # fmt: skip
+    # small nets run each epoch in one fused pass (numba_fused), which makes the SGD step too;
+    # not for small jobs, which would not win back its first compile (bitwise the same results)
+    fused = ""
+    if r.theta.shape[1] * n_epochs >= FUSED_MIN_WORK:
+        fused = fused_key(spec.layers, X.shape[0], act, LOSSES.index(spec.loss),
+                          optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
                        r.theta.itemsize, fused=bool(fused))  # fmt: skip
     train_kernel(

@@ -36,7 +36,8 @@ def two_outputs(n_inputs=3):
 
 
 def train(spec, X, Y, n_nets, epochs, fused, monkeypatch, dtype=np.float64, **kw):
-    """train_population with the fused pass, or with it turned off (the lane loops)."""
+    """train_population with the fused pass (also for jobs this small), or without it."""
+    monkeypatch.setattr(numba_backend, "FUSED_MIN_WORK", 0)
     if not fused:
         monkeypatch.setattr(numba_backend, "fused_key", lambda *args: "")
     theta = init_population(spec, n_nets, seed=11, dtype=dtype)
@@ -107,6 +108,16 @@ def test_every_activation_loss_dtype_and_step_gives_the_lane_loops_bits(
     fused = train(spec, XOR.X, XOR.Y, 40, 300, True, monkeypatch, dtype, **kw)
     lanes = train(spec, XOR.X, XOR.Y, 40, 300, False, monkeypatch, dtype, **kw)
     assert_same_bits(fused, lanes)
+
+
+def test_small_jobs_keep_the_lane_loops(monkeypatch):
+    used = []
+    monkeypatch.setattr(numba_backend, "pass_function", lambda key, size: used.append(key) or
+                        numba_fused.pass_function("", size))  # fmt: skip
+    theta = init_population(NetSpec((2, 4, 1)), 16, seed=0)
+    for epochs in (10, numba_backend.FUSED_MIN_WORK // 16):
+        numba_backend.train_population(theta, NetSpec((2, 4, 1)), XOR.X, XOR.Y, 0.5, epochs)
+    assert used == ["", "2-4-1/4/0/0/1"]
 
 
 def test_only_small_nets_are_fused_and_each_shape_and_dtype_has_its_own_pass():
