@@ -62,7 +62,7 @@ def test_peer_formulation(benchmark, name, key):
 
 def test_a_wrong_step_is_caught(monkeypatch):
     """The tolerance is no blanket: Adam without its bias corrections, 10 epochs of 512 nets,
-    is left far outside it (by ~1e8 times)."""
+    is left far outside it (measured: 3e10 times; the right step within 3e-5 of it)."""
     pytest.importorskip("torch", reason="torch is not installed: pip install -e '.[peers]'")
     case = CASES["2-4-1 adam"]
     X, Y = peer_table.data_for(case.spec)
