@@ -75,6 +75,13 @@ def _ops(library, activation):
     return SimpleNamespace(sigmoid=sigmoid, act=act, derivative=derivative, sqrt=sqrt)
 
 
+def check_optimizer(optimizer):
+    """The peers run sgd or adam (None: sgd), without weight decay."""
+    if optimizer is not None and (optimizer.name not in ("sgd", "adam") or optimizer.weight_decay):
+        raise ValueError(f"the peers run sgd or adam without weight decay, not "
+                         f"{optimizer.describe()}")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Rule:
     """The kernel's optimizer step, sgd or adam (``kernels/numba_lanes.py``), on flat tuples
@@ -93,11 +100,9 @@ class Rule:
     def of(cls, optimizer, lr, dtype):
         """optimizer: None (sgd) or the project's ``Optimizer``."""
         r = np.dtype(dtype).type
+        check_optimizer(optimizer)
         if optimizer is None or optimizer.name == "sgd":
             return cls("sgd", float(r(lr)))
-        if optimizer.name != "adam" or optimizer.weight_decay:
-            raise ValueError(f"the fast peers run sgd or adam without weight decay, not "
-                             f"{optimizer.describe()}")  # fmt: skip
         b1, b2 = r(optimizer.beta1), r(optimizer.beta2)
         return cls("adam", float(r(lr)), float(b1), float(b2), float(r(optimizer.eps)),
                    float(r(1) - b1), float(r(1) - b2))  # fmt: skip

@@ -43,7 +43,7 @@ N_NETS = 4096
 # held, net by net, to the larger of the case's tol and SPREAD_FACTOR times the kernel's own
 # spread (how far its final parameters move when its non-zero initial parameters move by one
 # ulp: ``own_spread``), never beyond TRAJECTORY_TOL. Measured at 1,000 epochs of 4,096 nets:
-# - float64 gradient descent: own spread under 5e-12 on every net; the peers within 1e-12
+# - float64 gradient descent: own spread under 5e-12 on every net; the peers within 2.4e-12
 #   (sigmoid), 1.4e-12 (tanh), 7e-14 (relu) of the kernel. A 0.1% error in the loss's scale
 #   exceeds PARAMS_TOL 4e8 times (tanh).
 # - Adam: Adam's step is ~lr whatever the gradient's size, so where a gradient crosses zero

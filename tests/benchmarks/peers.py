@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fast_peers import check_optimizer
+
 
 def _layers(theta, spec):
     """Per layer (W of shape (n_nets, fan_in, fan_out), b of shape (n_nets, fan_out))."""
@@ -34,6 +36,7 @@ def jax_trainer(spec, n_epochs: int, learning_rate: float, optimizer=None):
     import jax
     import jax.numpy as jnp
 
+    check_optimizer(optimizer)
     jax.config.update("jax_enable_x64", True)
     hidden = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}[spec.activation]
     adam = optimizer is not None and optimizer.name == "adam"
@@ -96,6 +99,7 @@ def torch_train(theta, spec, X, Y, n_epochs: int, learning_rate: float, optimize
     torch.baddbmm over a net axis)."""
     import torch
 
+    check_optimizer(optimizer)
     torch.set_num_threads(2)
     dtype = torch.float32 if theta.dtype == np.float32 else torch.float64
     hidden = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[spec.activation]
