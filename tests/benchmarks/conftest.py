@@ -97,7 +97,9 @@ OURS = {"2-4-1": "numba", "2-16-16-1": "numba-2-16-16-1", "8-32-32-1": "numba-8-
 def _best_peer_rows(rows, rates, info):
     """Ours against the fastest peer formulation of each spec (test_peer_formulations.py)."""
     for spec, ours in OURS.items():
-        peers = {impl: rate for impl, rate in rates.items() if impl.startswith(f"peer {spec} ")}
+        # by the spec's exact name: "2-4-1" is also the start of "2-4-1 tanh"
+        peers = {impl: rate for impl, rate in rates.items()
+                 if impl.startswith("peer ") and info[impl].get("spec") == spec}  # fmt: skip
         if ours not in rates or not peers:
             continue
         best = max(peers, key=peers.get)

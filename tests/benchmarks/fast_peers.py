@@ -14,16 +14,19 @@ every epoch), kept and labelled naive. Here each framework gets what it does bes
 - PyTorch: a hand-written step (forward, backward, update) of several epochs, compiled whole by
   ``torch.compile`` (inductor's C++ loops over nets, two threads), applied chunk by chunk.
 
-Same job as the kernel: full-batch gradient descent, sigmoid hidden units and output,
-cross-entropy from logits averaged over samples, one learning rate; every trainer takes the
-project's theta (n_params, n_nets) and returns the final theta, which the benchmarks compare to
-the kernel's.
+Same job as the kernel: full-batch training, sigmoid, tanh or relu hidden units (relu'(0) = 0)
+and a sigmoid output, cross-entropy from logits averaged over samples, one learning rate; the
+step the kernel's gradient descent or Adam (``Rule``), in float64 or float32 (arrays and
+constants of that dtype). Every trainer takes the project's theta (n_params, n_nets) and returns
+the final theta, which the benchmarks compare to the kernel's.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -47,6 +50,97 @@ def _scale(spec, X):
     return 1.0 / (X.shape[0] * spec.n_outputs)
 
 
+def _ops(library, activation):
+    """What a hand-written epoch needs from ``library`` ("jax" or "torch"): the output's sigmoid,
+    the hidden activation and its derivative from (z, a), and sqrt (Adam)."""
+    if library == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        sigmoid, tanh, relu, sqrt = jax.nn.sigmoid, jnp.tanh, jax.nn.relu, jnp.sqrt
+    else:
+        import torch
+
+        sigmoid, tanh, relu, sqrt = torch.sigmoid, torch.tanh, torch.relu, torch.sqrt
+    hidden = {
+        "sigmoid": (sigmoid, lambda z, a: a * (1.0 - a)),
+        "tanh": (tanh, lambda z, a: 1.0 - a * a),
+        # relu'(0) = 0 (the kernel's convention, and jax.grad's and autograd's of relu)
+        "relu": (relu, lambda z, a: z > 0),
+    }
+    if activation not in hidden:
+        raise ValueError(f"the fast peers run sigmoid, tanh or relu hidden units, not "
+                         f"{activation!r}")  # fmt: skip
+    act, derivative = hidden[activation]
+    return SimpleNamespace(sigmoid=sigmoid, act=act, derivative=derivative, sqrt=sqrt)
+
+
+def check_optimizer(optimizer):
+    """The peers run sgd or adam (None: sgd), without weight decay."""
+    if optimizer is not None and (optimizer.name not in ("sgd", "adam") or optimizer.weight_decay):
+        raise ValueError(f"the peers run sgd or adam without weight decay, not "
+                         f"{optimizer.describe()}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The kernel's optimizer step, sgd or adam (``kernels/numba_lanes.py``), on flat tuples
+    of arrays: (params) for sgd, (params, m, v) for adam. Constants are rounded to the arrays'
+    dtype as the kernel rounds them (as Python floats they keep float32 arithmetic float32)."""
+
+    name: str
+    lr: float
+    b1: float = 0.0
+    b2: float = 0.0
+    eps: float = 0.0
+    one_minus_b1: float = 0.0
+    one_minus_b2: float = 0.0
+
+    @classmethod
+    def of(cls, optimizer, lr, dtype):
+        """optimizer: None (sgd) or the project's ``Optimizer``."""
+        r = np.dtype(dtype).type
+        check_optimizer(optimizer)
+        if optimizer is None or optimizer.name == "sgd":
+            return cls("sgd", float(r(lr)))
+        b1, b2 = r(optimizer.beta1), r(optimizer.beta2)
+        return cls("adam", float(r(lr)), float(b1), float(b2), float(r(optimizer.eps)),
+                   float(r(1) - b1), float(r(1) - b2))  # fmt: skip
+
+    @property
+    def n_state(self):
+        """Arrays kept per parameter array: itself, and Adam's m and v."""
+        return 3 if self.name == "adam" else 1
+
+    def corrections(self, first, count, dtype):
+        """Adam's bias corrections 1 - b^t for t = first .. first + count - 1, shape (count, 2),
+        computed as the kernel does: in float64 from the dtype's betas, then rounded."""
+        rows = [(1.0 - self.b1**t, 1.0 - self.b2**t) for t in range(first, first + count)]
+        return np.array(rows, dtype=np.float64).reshape(count, 2).astype(dtype)
+
+    def update(self, state, grads, c1, c2, sqrt):
+        """state: flat tuple (params [, m, v]); grads: flat, like params. Returns the new state."""
+        n = len(grads)
+        params = state[:n]
+        if self.name == "sgd":
+            return tuple(p - self.lr * g for p, g in zip(params, grads, strict=True))
+        m = [self.b1 * m + self.one_minus_b1 * g for m, g in zip(state[n : 2 * n], grads,
+                                                                 strict=True)]  # fmt: skip
+        v = [self.b2 * v + self.one_minus_b2 * g * g for v, g in zip(state[2 * n :], grads,
+                                                                     strict=True)]  # fmt: skip
+        params = [p - self.lr * (m / c1) / (sqrt(v / c2) + self.eps)
+                  for p, m, v in zip(params, m, v, strict=True)]  # fmt: skip
+        return tuple(params + m + v)
+
+
+def _flat(pairs):
+    return tuple(t for pair in pairs for t in pair)
+
+
+def _pairs(flat):
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _chunked(theta, spec, chunk, nets_first):
     """Per layer (W, b) with a leading chunk axis: lanes (n_chunks, fan_in, fan_out, chunk),
     (n_chunks, fan_out, chunk); nets first (n_chunks, chunk, fan_in, fan_out),
@@ -63,8 +157,8 @@ def _chunked(theta, spec, chunk, nets_first):
     return out
 
 
-def _unchunked(layers, spec, n_nets, nets_first):
-    theta = np.empty((spec.n_params, n_nets))
+def _unchunked(layers, spec, n_nets, nets_first, dtype):
+    theta = np.empty((spec.n_params, n_nets), dtype=dtype)
     for (W, b), (Wv, bv) in zip(layers, spec.layer_views(theta), strict=True):
         W, b = np.asarray(W), np.asarray(b)
         if nets_first:
@@ -96,38 +190,39 @@ def _product_t(d, W, unroll):
     return out
 
 
-def lanes_epoch(params, X, Y, lr, scale, sigmoid, unroll):
-    """One epoch of hand-written gradient descent, nets on the last axis, in any array library
-    whose arrays broadcast and sum like NumPy's. params: [(W (fan_in, fan_out, C), b (fan_out,
-    C))]; X (S, n_in); Y (S, n_out, 1)."""
-    acts = []
+def lanes_gradients(params, X, Y, scale, ops, unroll):
+    """Hand-written gradients of one epoch, nets on the last axis, in any array library whose
+    arrays broadcast and sum like NumPy's. params: [(W (fan_in, fan_out, C), b (fan_out, C))];
+    X (S, n_in); Y (S, n_out, 1); ops from ``_ops``. Returns [(dL/dW, dL/db)] like params."""
+    zs, acts = [], []
     a = X
-    for W, b in params:
-        a = sigmoid(_product(a, W, unroll) + b[None])
+    for i, (W, b) in enumerate(params):
+        z = _product(a, W, unroll) + b[None]
+        a = ops.sigmoid(z) if i == len(params) - 1 else ops.act(z)
+        zs.append(z)
         acts.append(a)
     d = (acts[-1] - Y) * scale
-    new = [None] * len(params)
+    grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
-        W, b = params[i]
+        W = params[i][0]
         below = X[:, :, None, None] if i == 0 else acts[i - 1][:, :, None, :]
-        new[i] = (W - lr * (below * d[:, None]).sum(0), b - lr * d.sum(0))
+        grads[i] = ((below * d[:, None]).sum(0), d.sum(0))
         if i > 0:
-            a_below = acts[i - 1]
-            d = _product_t(d, W, unroll) * a_below * (1.0 - a_below)
-    return new
+            d = _product_t(d, W, unroll) * ops.derivative(zs[i - 1], acts[i - 1])
+    return grads
 
 
 # --------------------------------------------------------------------------------------- JAX
 
 
-def _jax_epoch(spec, X, Y, lr, scale, grad, nets_first, unroll):
-    """One epoch of one chunk: params -> params."""
+def _jax_gradient(spec, X, Y, scale, ops, grad, nets_first, unroll):
+    """The gradient of one chunk: [(W, b)] -> [(dL/dW, dL/db)]."""
     import jax
     import jax.numpy as jnp
 
     if not nets_first and grad == "manual":
         Y3 = Y[:, :, None]
-        return lambda _, params: lanes_epoch(params, X, Y3, lr, scale, jax.nn.sigmoid, unroll)
+        return lambda params: lanes_gradients(params, X, Y3, scale, ops, unroll)
     n_layers = spec.n_layers
 
     def forward(params):
@@ -138,7 +233,7 @@ def _jax_epoch(spec, X, Y, lr, scale, grad, nets_first, unroll):
                 z = (jnp.einsum("si,cij->csj", a, W) if i == 0 else a @ W) + b[:, None, :]
             else:
                 z = _product(a, W, unroll) + b[None]
-            a = jax.nn.sigmoid(z)
+            a = ops.sigmoid(z) if i == n_layers - 1 else ops.act(z)
             acts.append((z, a))
         return acts
 
@@ -149,46 +244,61 @@ def _jax_epoch(spec, X, Y, lr, scale, grad, nets_first, unroll):
         return jnp.sum(jnp.logaddexp(0.0, z) - Yb * z) * scale
 
     def manual(params):  # nets first
-        acts = [a for _, a in forward(params)]
-        d = (acts[-1] - Yb) * scale
+        acts = forward(params)
+        d = (acts[-1][1] - Yb) * scale
         grads = [None] * n_layers
         for i in range(n_layers - 1, -1, -1):
             W = params[i][0]
-            below = X if i == 0 else acts[i - 1]
+            below = X if i == 0 else acts[i - 1][1]
             gW = jnp.einsum("si,csj->cij", below, d) if i == 0 else jnp.swapaxes(below, 1, 2) @ d
             grads[i] = (gW, d.sum(1))
             if i > 0:
-                d = (d @ jnp.swapaxes(W, 1, 2)) * below * (1.0 - below)
+                d = (d @ jnp.swapaxes(W, 1, 2)) * ops.derivative(*acts[i - 1])
         return grads
 
-    gradient = jax.grad(loss) if grad == "jax.grad" else manual
-
-    def epoch(_, params):
-        g = gradient(params)
-        return [(W - lr * gW, b - lr * gb) for (W, b), (gW, gb) in zip(params, g, strict=True)]
-
-    return epoch
+    return jax.grad(loss) if grad == "jax.grad" else manual
 
 
-def jax_fast_trainer(spec, X, Y, lr, *, grad="manual", nets_first=False, unroll=False,
-                     chunk=256, n_devices=2):  # fmt: skip
+def jax_fast_trainer(spec, X, Y, lr, *, optimizer=None, dtype=np.float64, grad="manual",
+                     nets_first=False, unroll=False, chunk=256, n_devices=2):  # fmt: skip
     """A function (theta, n_epochs) -> theta (NumPy in and out), compiled on its first call,
     that trains chunks of ``chunk`` nets on ``n_devices`` host devices (n_nets a multiple of
-    chunk * n_devices). ``train.timed`` is the same without the NumPy reshapes around it."""
+    chunk * n_devices) with ``optimizer`` (None: sgd; or the project's Optimizer, sgd or adam)
+    in ``dtype``. ``train.timed`` is the same without the NumPy reshapes around it."""
     import jax
     import jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
+    # float64 needs x64, which is process-wide; in float32 every array is cast to float32 and
+    # every constant is a Python float, so the arithmetic stays float32
     jax.config.update("jax_enable_x64", True)
     if jax.device_count() < n_devices:
         raise RuntimeError(f"JAX sees {jax.device_count()} device(s): set XLA_FLAGS={TWO_DEVICES}"
                            " before jax is imported")  # fmt: skip
-    Xj, Yj = jnp.asarray(X, dtype=jnp.float64), jnp.asarray(Y, dtype=jnp.float64)
-    epoch = _jax_epoch(spec, Xj, Yj, lr, _scale(spec, X), grad, nets_first, unroll)
+    rule = Rule.of(optimizer, lr, dtype)
+    Xj, Yj = jnp.asarray(X, dtype=dtype), jnp.asarray(Y, dtype=dtype)
+    ops = _ops("jax", spec.activation)
+    gradient = _jax_gradient(spec, Xj, Yj, float(np.dtype(dtype).type(_scale(spec, X))), ops,
+                             grad, nets_first, unroll)  # fmt: skip
+
+    def epoch(i, state):
+        grads = _flat(gradient(_pairs(state[: 2 * spec.n_layers])))
+        c1 = c2 = None
+        if rule.name == "adam":  # the kernel's: float64 from the dtype's betas, then rounded
+            t = (i + 1).astype(jnp.float64)
+            c1 = (1.0 - jnp.float64(rule.b1) ** t).astype(dtype)
+            c2 = (1.0 - jnp.float64(rule.b2) ** t).astype(dtype)
+        return rule.update(state, grads, c1, c2, ops.sqrt)
+
+    def train_chunk(params, n_epochs):
+        flat = _flat(params)
+        state = flat + tuple(jnp.zeros_like(p) for p in flat) * (rule.n_state - 1)
+        state = jax.lax.fori_loop(0, n_epochs, epoch, state)
+        return _pairs(state[: len(flat)])
 
     def train_local(params, n_epochs):
-        return jax.lax.map(lambda p: jax.lax.fori_loop(0, n_epochs[0], epoch, p), params)
+        return jax.lax.map(lambda p: train_chunk(p, n_epochs[0]), params)
 
     mesh = Mesh(np.array(jax.devices()[:n_devices]), ("d",))
     sharded = jax.jit(jax.shard_map(train_local, mesh=mesh, in_specs=(P("d"), P()),
@@ -197,13 +307,14 @@ def jax_fast_trainer(spec, X, Y, lr, *, grad="manual", nets_first=False, unroll=
 
     def run(theta, n_epochs):
         layers = _chunked(theta, spec, chunk, nets_first)
-        params = jax.device_put([(jnp.asarray(W), jnp.asarray(b)) for W, b in layers], sharding)
+        params = jax.device_put([(jnp.asarray(W, dtype=dtype), jnp.asarray(b, dtype=dtype))
+                                 for W, b in layers], sharding)  # fmt: skip
         out = sharded(params, jnp.array([n_epochs], dtype=jnp.int32))
         jax.block_until_ready(out)
         return out
 
     def train(theta, n_epochs):
-        return _unchunked(run(theta, n_epochs), spec, theta.shape[1], nets_first)
+        return _unchunked(run(theta, n_epochs), spec, theta.shape[1], nets_first, dtype)
 
     train.timed = run
     return train
@@ -212,39 +323,51 @@ def jax_fast_trainer(spec, X, Y, lr, *, grad="manual", nets_first=False, unroll=
 # ----------------------------------------------------------------------------------- PyTorch
 
 
-def torch_fast_trainer(spec, X, Y, lr, *, compiled=True, unroll=True, epochs_per_call=10,
-                       chunk=1024):  # fmt: skip
+def torch_fast_trainer(spec, X, Y, lr, *, optimizer=None, dtype=np.float64, compiled=True,
+                       unroll=True, epochs_per_call=10, chunk=1024):  # fmt: skip
     """A function (theta, n_epochs) -> theta: a hand-written step of ``epochs_per_call`` epochs
-    (nets on the last axis), compiled by torch.compile unless ``compiled`` is False, applied to
-    chunks of ``chunk`` nets in turn, on two threads."""
+    (nets on the last axis) with ``optimizer`` (as ``jax_fast_trainer``) in ``dtype``, compiled
+    by torch.compile unless ``compiled`` is False, applied to chunks of ``chunk`` nets in turn,
+    on two threads."""
     import torch
 
     torch.set_num_threads(2)
-    Xt = torch.tensor(X, dtype=torch.float64)
-    Yt = torch.tensor(Y, dtype=torch.float64)[:, :, None]
-    scale = _scale(spec, X)
+    tdtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[
+        np.dtype(dtype)
+    ]
+    rule = Rule.of(optimizer, lr, dtype)
+    Xt = torch.tensor(X, dtype=tdtype)
+    Yt = torch.tensor(Y, dtype=tdtype)[:, :, None]
+    scale = float(np.dtype(dtype).type(_scale(spec, X)))
+    ops = _ops("torch", spec.activation)
+    n_arrays = 2 * spec.n_layers
 
-    def steps(*flat):
-        params = list(zip(flat[::2], flat[1::2], strict=True))
-        for _ in range(epochs_per_call):
-            params = lanes_epoch(params, Xt, Yt, lr, scale, torch.sigmoid, unroll)
-        return tuple(t for pair in params for t in pair)
+    # the bias corrections come in as a tensor (one row per epoch of the call): Python floats
+    # would be baked into the compiled graph, one compilation per epoch
+    def steps(corrections, *state):
+        for e in range(epochs_per_call):
+            grads = _flat(lanes_gradients(_pairs(state[:n_arrays]), Xt, Yt, scale, ops, unroll))
+            state = rule.update(state, grads, corrections[e, 0], corrections[e, 1], ops.sqrt)
+        return state
 
     step = torch.compile(steps, dynamic=False) if compiled else steps
 
     def train(theta, n_epochs):
         if n_epochs % epochs_per_call:
             raise ValueError(f"n_epochs must be a multiple of {epochs_per_call}")
-        out = np.empty_like(theta)
+        corrections = torch.tensor(rule.corrections(1, n_epochs, dtype))
+        out = np.empty_like(theta, dtype=dtype)
         for first in range(0, theta.shape[1], chunk):
-            part = np.ascontiguousarray(theta[:, first : first + chunk])
-            flat = [torch.tensor(v) for pair in spec.layer_views(part) for v in pair]
+            part = np.ascontiguousarray(theta[:, first : first + chunk], dtype=dtype)
+            flat = tuple(torch.tensor(v) for pair in spec.layer_views(part) for v in pair)
+            state = flat + tuple(torch.zeros_like(p) for p in flat) * (rule.n_state - 1)
             with torch.no_grad():
-                for _ in range(n_epochs // epochs_per_call):
-                    flat = step(*flat)
+                for call in range(n_epochs // epochs_per_call):
+                    e0 = call * epochs_per_call
+                    state = step(corrections[e0 : e0 + epochs_per_call], *state)
             done = out[:, first : first + chunk]
-            for view, t in zip((v for pair in spec.layer_views(done) for v in pair), flat,
-                               strict=True):  # fmt: skip
+            for view, t in zip((v for pair in spec.layer_views(done) for v in pair),
+                               state[:n_arrays], strict=True):  # fmt: skip
                 view[...] = t.numpy()
         return out
 
