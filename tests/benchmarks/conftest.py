@@ -95,8 +95,11 @@ OURS = {"2-4-1": "numba", "2-16-16-1": "numba-2-16-16-1", "8-32-32-1": "numba-8-
 
 
 def _best_peer_rows(rows, rates, info):
-    """Ours against the fastest peer formulation of each spec (test_peer_formulations.py)."""
-    for spec, ours in OURS.items():
+    """Ours against the fastest peer formulation of each case (test_peer_formulations.py): our
+    timing of the same job in that group ("ours <case>"), else the kernel benchmark of OURS."""
+    cases = [i["spec"] for impl, i in info.items() if impl.startswith("peer ") and "spec" in i]
+    for spec in dict.fromkeys(cases):
+        ours = f"ours {spec}" if f"ours {spec}" in rates else OURS.get(spec)
         # by the spec's exact name: "2-4-1" is also the start of "2-4-1 tanh"
         peers = {impl: rate for impl, rate in rates.items()
                  if impl.startswith("peer ") and info[impl].get("spec") == spec}  # fmt: skip
@@ -107,3 +110,20 @@ def _best_peer_rows(rows, rates, info):
         measured = f"{ratio:.2f}x ({rates[ours]:.3g} / {peers[best]:.3g})"
         _row(rows, f"{spec}: numba vs the best peer ({info[best]['label']})", measured, ">= 3x",
              ratio >= 3)  # fmt: skip
+        _ceiling_row(rows, spec, rates[ours])
+
+
+def _ceiling_row(rows, name, rate):
+    """Our rate as a share of the kernel's arithmetic ceiling for that case (ceiling.py)."""
+    import numpy as np
+
+    from . import ceiling, peer_table
+
+    case = peer_table.CASES.get(name)
+    if case is None:
+        return
+    top = ceiling.ceiling(case.spec, peer_table.data_for(case.spec)[0].shape[0],
+                          itemsize=np.dtype(case.dtype).itemsize,
+                          optimizer=case.optimizer.name)  # fmt: skip
+    _row(rows, f"{name}: numba, share of its arithmetic ceiling", f"{rate / top:.0%} ({rate:.3g}"
+         f" / {top:.3g})", ">= 50%", rate / top >= 0.5)  # fmt: skip

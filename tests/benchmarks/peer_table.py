@@ -273,7 +273,10 @@ def table(results) -> str:
         rates, ratios = result["rates"], result["ratios"]
         peers_only = [label for label in rates if label != "ours"]
         spec = CASES[name].spec
-        ceil = ceiling.ceiling(spec, data_for(spec)[0].shape[0])
+        case = CASES[name]
+        ceil = ceiling.ceiling(spec, data_for(spec)[0].shape[0],
+                               itemsize=np.dtype(case.dtype).itemsize,
+                               optimizer=case.optimizer.name)  # fmt: skip
         if peers_only:
             best = max(peers_only, key=rates.get)
             peer, rate, ratio = best, f"{rates[best]:.3g}", f"{ratios[best]:.2f}x"
@@ -311,12 +314,15 @@ def main(argv=None):
     print(table(results))
     print()
     print(details(results))
-    print(f"\nceiling: lane multiply-adds {ceiling.fma_peak():.3g}/s and sigmoids "
-          f"{ceiling.sigmoid_rate():.3g}/s per thread, measured; per net-epoch:")
+    print(f"\nceiling: {ceiling.vector_rate():.3g} vector multiply-adds/s, "
+          f"{ceiling.division_rate(8):.3g} float64 and {ceiling.division_rate(4):.3g} float32 "
+          "vector divisions/s per thread, measured; per net-epoch, what the kernel does:")
     for name in args.specs:
-        spec = CASES[name].spec
-        sigmoids, other = ceiling.counts(spec, data_for(spec)[0].shape[0])
-        print(f"  {name}: {sigmoids} sigmoids, {other} other floating-point operations")
+        case = CASES[name]
+        operations, divisions = ceiling.counts(case.spec, data_for(case.spec)[0].shape[0],
+                                               np.dtype(case.dtype).itemsize,
+                                               case.optimizer.name)  # fmt: skip
+        print(f"  {name}: {operations:,} operations and {divisions:,} divisions per lane")
     print(f"\n{args.repeats} interleaved repeats; {time.perf_counter() - started:.0f} s in all")
 
 

@@ -60,6 +60,23 @@ def test_peer_formulation(benchmark, name, key):
                                 n_epochs=n_epochs)  # fmt: skip
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_ours_on_the_peers_job(benchmark, name):
+    """Our kernel on each case's job, beside its peers (group ``peers <spec>, <dtype>``): the
+    summary of ``pytest --benchmark`` sets it against the fastest of them."""
+    if benchmark.disabled:
+        pytest.skip("a timing only: pytest --benchmark")
+    case = CASES[name]
+    X, Y = peer_table.data_for(case.spec)
+    theta = peer_table.theta_for(name)
+    train = peer_table.ours(case, X, Y)
+    train(theta[:, :64], 2)  # compile
+    benchmark.group = f"peers {name}, {np.dtype(case.dtype).name}"
+    benchmark.pedantic(train, (theta, case.n_epochs), rounds=3)
+    benchmark.extra_info.update(impl=f"ours {name}", spec=name, n_nets=theta.shape[1],
+                                n_epochs=case.n_epochs)  # fmt: skip
+
+
 def test_a_wrong_step_is_caught(monkeypatch):
     """The tolerance is no blanket: Adam without its bias corrections, 10 epochs of 512 nets,
     is left far outside it (measured: 3e10 times; the right step within 3e-5 of it)."""
