@@ -419,7 +419,7 @@ def train_population(
         fused = fused_key(spec.layers, X.shape[0], act, LOSSES.index(spec.loss),
                           optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
-                       r.theta.itemsize, fused=bool(fused))  # fmt: skip
+                       r.theta.itemsize)  # fmt: skip
     train_kernel(
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,

@@ -87,9 +87,16 @@ def _chain_loop(typingctx, n, x, kind, lanes):
     return x(n, x, kind, lanes), codegen
 
 
-@numba.njit
-def _run(n, x, kind, lanes):
-    return _chain_loop(n, x, numba.literally(kind), numba.literally(lanes))
+@functools.cache
+def _runner(kind: int, lanes: int):
+    """The loop of _chain_loop as a compiled function of (n, x); kind and lanes are constants
+    of it (a call that dispatched on literal arguments would time the dispatch too)."""
+
+    @numba.njit
+    def run(n, x):
+        return _chain_loop(n, x, kind, lanes)
+
+    return run
 
 
 def _best_seconds(fn, repeats=7):
@@ -106,8 +113,9 @@ def _rate(kind: int, itemsize: int) -> float:
     x = (numba.float32 if itemsize == 4 else numba.float64)(0.999999)
     lanes = V32 if itemsize == 4 else V64
     n = 2_000_000 if kind == 0 else 200_000
-    _run(10, x, kind, lanes)
-    return n * CHAINS / _best_seconds(lambda: _run(n, x, kind, lanes))
+    run = _runner(kind, lanes)
+    run(10, x)
+    return n * CHAINS / _best_seconds(lambda: run(n, x))
 
 
 @functools.cache
