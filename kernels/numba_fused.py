@@ -404,11 +404,8 @@ def pass_counts(layers, n_samples: int, act: int, loss_code: int, sgd: bool,
     bitcasts and splats), the SGD step included; divisions apart, for they go to the divider.
     Each instruction is one operation for each of the vector's nets. For the arithmetic
     ceiling (tests/benchmarks/ceiling.py)."""
-    width = V32 if itemsize == 4 else V64
-    module = ir.Module()
-    function = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "count")
-    builder = ir.IRBuilder(function.append_basic_block())
-    L = _Lanes(builder, ir.FloatType() if itemsize == 4 else ir.DoubleType(), width, 1)
+    L = _scratch(itemsize)
+    width, builder = L.n, L.b
     vector, wide = ir.Constant(L.vec, ir.Undefined), ir.Constant(L.f64vec, ir.Undefined)
     n_params = _offsets(layers)[-1][1] + layers[-1]
     xs = [[vector] * layers[0] for _ in range(n_samples)]
@@ -420,10 +417,7 @@ def pass_counts(layers, n_samples: int, act: int, loss_code: int, sgd: bool,
     mask = ir.Constant(ir.VectorType(ir.IntType(1), width), ir.Undefined)
     limits = [ir.Constant(ir.DoubleType(), 1.0)] * 8
     _needs(L, limits, low, norm, max_err, n_correct, squared, wide, [mask], [mask], mask, mask)
-    free = {"bitcast", "insertelement", "shufflevector"}
-    opnames = [instruction.opname for instruction in builder.block.instructions]
-    divisions = opnames.count("fdiv")
-    operations = sum(1 for name in opnames if name not in free) - divisions
+    operations, divisions = _tally(builder)
     if sgd:
         operations += n_params + 1  # p = fma(-lr, g, p), and -lr
     return operations, divisions, width
@@ -431,16 +425,26 @@ def pass_counts(layers, n_samples: int, act: int, loss_code: int, sgd: bool,
 
 def activation_counts(act: int, itemsize: int = 8) -> tuple[int, int]:
     """(operations, divisions) of one activation of a vector of nets, as pass_counts counts."""
+    L = _scratch(itemsize)
+    vector = ir.Constant(L.vec, ir.Undefined)
+    L.activate([vector], act, vector, vector)
+    return _tally(L.b)
+
+
+def _scratch(itemsize):
+    """_Lanes emitting into a throwaway function, one vector of nets, to count operations."""
     module = ir.Module()
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), []), "count")
     builder = ir.IRBuilder(function.append_basic_block())
-    L = _Lanes(builder, ir.FloatType() if itemsize == 4 else ir.DoubleType(),
-               V32 if itemsize == 4 else V64, 1)  # fmt: skip
-    vector = ir.Constant(L.vec, ir.Undefined)
-    L.activate([vector], act, vector, vector)
+    return _Lanes(builder, ir.FloatType() if itemsize == 4 else ir.DoubleType(),
+                  V32 if itemsize == 4 else V64, 1)  # fmt: skip
+
+
+def _tally(builder):
+    """(operations, divisions) emitted so far: loads, stores and reinterpretations are free."""
     opnames = [instruction.opname for instruction in builder.block.instructions]
-    free = {"bitcast", "insertelement", "shufflevector"}
     divisions = opnames.count("fdiv")
+    free = {"bitcast", "insertelement", "shufflevector"}
     return sum(1 for name in opnames if name not in free) - divisions, divisions
 
 
