@@ -1,8 +1,10 @@
 """How each net of a trained population ended: its outputs and, if it failed, the signature.
 
 Both backends' ``train_population`` attach an :class:`Analysis` to their result, computed from the
-final parameters and the training history by the same NumPy code (the oracle's forward pass), so
-that a net's analysis does not depend on the backend that trained it. Per net:
+final parameters and the training history by the same rules. The NumPy backend runs the oracle's
+forward pass; the numba backend its training kernel's (``numba_lanes.summary_kernel``), whose
+outputs differ from the oracle's by rounding only: the NumPy pass took longer than a short
+training job of wide nets itself (0.23 s of 1.1 s for 4,096 8-32-32-1 nets, 30 epochs). Per net:
 
 - ``outputs``: the final outputs, and ``outputs_right``: how many are on the target's side of
   0.5 (the final accuracy as training counted it, times the number of outputs);
@@ -120,7 +122,8 @@ def _trend(result, n_epochs: int):
     )
 
 
-def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None) -> Analysis:
+def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
+            summarise=None) -> Analysis:
     """The :class:`Analysis` of a finished ``TrainResult``.
 
     result   : a TrainResult whose theta holds the final parameters, shape (n_params, n_nets)
@@ -130,6 +133,9 @@ def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None) -> Analys
     evaluate : instead of ``forward``, for nets whose evaluation needs more than theta (batch
                norm's running statistics): ``evaluate(block) -> Forward`` of the nets
                ``theta[:, block]``
+    summarise: instead of either, for a backend that computes them in one pass without keeping
+               every layer: ``summarise(theta block) -> (outputs, saturated, flat)`` with
+               outputs of shape (n_samples, n_outputs, n_block), by the rule of _hidden_units
     """
     theta = result.theta
     n_nets = theta.shape[1]
@@ -142,9 +148,12 @@ def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None) -> Analys
         # in blocks of nets, so that a million-net population needs no more memory to analyse
         for start in range(0, n_nets, BLOCK_NETS):
             block = slice(start, min(start + BLOCK_NETS, n_nets))
-            fwd = forward(theta[:, block], spec, X) if evaluate is None else evaluate(block)
-            outputs[:, :, block] = fwd.a[-1]
-            saturated[block], flat[block] = _hidden_units(spec, fwd)
+            if summarise is not None:
+                outputs[:, :, block], saturated[block], flat[block] = summarise(theta[:, block])
+            else:
+                fwd = forward(theta[:, block], spec, X) if evaluate is None else evaluate(block)
+                outputs[:, :, block] = fwd.a[-1]
+                saturated[block], flat[block] = _hidden_units(spec, fwd)
             param_norm[block] = np.linalg.norm(theta[:, block].astype(np.float64), axis=0)
         accuracy = np.nan_to_num(result.final_accuracy.astype(np.float64), nan=0.0)
         weight_growth, loss_drop, known = _trend(result, n_epochs)

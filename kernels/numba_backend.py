@@ -22,9 +22,9 @@ import numpy as np
 from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
-from .failure import analyse
+from .failure import MAX_DERIVATIVE, SATURATED_SHARE, SATURATION, analyse
 from .numba_fused import fused_key, pass_function, steps_in_pass
-from .numba_lanes import chunk_size, train_kernel
+from .numba_lanes import chunk_size, summary_kernel, train_kernel
 from .passes import Forward, Gradients
 from .regularised import refuse_in_plain_kernels
 from .schedules import check_batch_size, check_keys
@@ -434,8 +434,33 @@ def train_population(
     if not history.epochs.size:
         result.history = None
     if not abort[0]:
-        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward)
+        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward,
+                                  summarise=_summarise(spec, X))
     return result
+
+
+def _summarise(spec: NetSpec, X):
+    """failure.analyse's outputs and saturated and flat units by the training kernel's lane
+    loops, for nets without shortcut connections; None otherwise (the NumPy forward pass).
+    X: in the nets' dtype."""
+    if spec.shortcut:
+        return None
+    layers, offsets, act = _codes(spec)
+    n_samples = X.shape[0]
+    chunk = chunk_size(spec.n_layers, n_samples, max(spec.layers[1:]), spec.n_params,
+                       X.itemsize)  # fmt: skip
+    limit = X.dtype.type(SATURATION * MAX_DERIVATIVE[spec.activation])
+
+    def summarise(theta):
+        n_nets = theta.shape[1]
+        outputs = np.empty((n_samples, spec.n_outputs, n_nets), dtype=theta.dtype)
+        saturated = np.zeros(n_nets, dtype=np.int64)
+        flat = np.zeros(n_nets, dtype=np.int64)
+        summary_kernel(np.ascontiguousarray(theta), X, layers, offsets, act, limit,
+                       SATURATED_SHARE, outputs, saturated, flat, chunk)  # fmt: skip
+        return outputs, saturated, flat
+
+    return summarise
 
 
 def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early_stop,
@@ -461,5 +486,6 @@ def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early
     if not history.epochs.size:
         result.history = None
     if not abort[0]:
-        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward)
+        result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward,
+                                  summarise=_summarise(spec, X))
     return result

@@ -15,6 +15,10 @@ SMALL = NetSpec((2, 2, 1))
 RHW = NetSpec((2, 2, 1), loss="mse", reduction="sum")
 RHW_EPOCHS = 3000
 MOMENTUM = Optimizer("momentum", momentum=0.9)
+# the numba backend's analysis runs its training kernel's forward pass (its own exponential,
+# fused multiply-adds): outputs a few ulps from the oracle's (float64; float32 in FORWARD32_RTOL)
+FORWARD_RTOL = 1e-13
+FORWARD32_RTOL = 1e-5
 
 
 def hand_built(w_first, b_first):
@@ -104,9 +108,12 @@ def test_both_backends_give_the_same_analysis(rhw_sweep):
 def test_outputs_are_the_forward_pass_of_the_final_parameters(kernels):
     theta = init_population(SMALL, 40, seed=3)
     result = kernels.train_population(theta, SMALL, XOR.X, XOR.Y, 1.0, 400, record_every=10)
-    np.testing.assert_array_equal(
-        result.analysis.outputs, npb.forward(result.theta, SMALL, XOR.X).a[-1]
-    )
+    # the numba backend's is its training kernel's forward pass: the oracle's to rounding (one
+    # more step of lr 1 would move them by more than 1e-6)
+    np.testing.assert_allclose(
+        result.analysis.outputs, npb.forward(result.theta, SMALL, XOR.X).a[-1],
+        rtol=FORWARD_RTOL, atol=0,
+    )  # fmt: skip
     np.testing.assert_array_equal(
         result.analysis.outputs_right, np.rint(result.final_accuracy * 4).astype(int)
     )
@@ -121,3 +128,26 @@ def test_without_a_last_quarter_to_judge_a_failed_net_is_undetermined(kernels, n
     assert (result.analysis.outcome == failure.UNDETERMINED).all()
     assert np.isnan(result.analysis.weight_growth).all()
     assert (result.analysis.saturated_units == 0).all()  # no hidden units to saturate
+
+
+@pytest.mark.parametrize(
+    "layers, activation, dtype",
+    [((2, 3, 1), "sigmoid", np.float64), ((2, 5, 4, 2), "tanh", np.float32),
+     ((2, 8, 1), "relu", np.float64), ((2, 4, 3, 1), "leaky_relu", np.float32),
+     ((2, 6, 6, 1), "sigmoid", np.float32)],
+)  # fmt: skip
+def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dtype):
+    """Weights scaled up so that many units saturate or die; 3 hidden-layer shapes x dtypes."""
+    spec = NetSpec(layers, activation)
+    theta = (4 * init_population(spec, 70, seed=5, init="xavier_normal")).astype(dtype)
+    Y = np.repeat(XOR.Y, layers[-1], axis=1)
+    result = nb_train(theta, spec, XOR.X, Y, 0.5, 30, record_every=5)
+    oracle = failure.analyse(result, spec, XOR.X.astype(dtype), Y, 30, npb.forward)
+    got = result.analysis
+    for name in ("saturated_units", "flat_units", "outputs_near_half", "outcome"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(oracle, name), err_msg=name)
+    rtol = FORWARD_RTOL if dtype == np.float64 else FORWARD32_RTOL
+    # below the smallest normal number the lane exponential has no relative accuracy left
+    atol = np.finfo(dtype).tiny
+    np.testing.assert_allclose(got.outputs, oracle.outputs, rtol=rtol, atol=atol)
+    assert (got.saturated_units > 0).any() or activation == "leaky_relu"
