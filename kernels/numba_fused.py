@@ -603,6 +603,43 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
     return signature, codegen
 
 
+@intrinsic
+def activate_vectors(typingctx, z, a, n, code, one, slope):
+    """a[k] = act(z[k]) for k < n (a multiple of STEP) by this module's vector arithmetic, the
+    lane loops' operation for operation (numba_lanes._activate_lanes); code (a literal): the
+    activation's. z, a: flat C-contiguous arrays of one dtype; one, slope in it. Explicit
+    vectors because numba's loop vectoriser uses half the register width of an AVX-512 core
+    (LLVM prefers 256-bit vectors there), which halves the exponential's multiply-add rate."""
+    if not isinstance(code, types.IntegerLiteral):
+        raise errors.RequireLiteralValue(code)
+    act = code.literal_value
+    dtype = z.dtype
+    width = V32 if dtype == types.float32 else V64
+    streams = max(1, STEP // width)
+    signature = types.void(z, a, n, code, one, slope)
+
+    def codegen(context, builder, sig, args):
+        z_, a_, n_, _, one_, slope_ = args
+        L = _Lanes(builder, context.get_value_type(dtype), width, streams)
+        align = dtype.bitwidth // 8
+        pz = context.make_array(sig.args[0])(context, builder, z_).data
+        pa = context.make_array(sig.args[1])(context, builder, a_).data
+        one_v, slope_v = L.splat(one_), L.splat(slope_)
+        step = ir.Constant(n_.type, STEP)
+        with cgutils.for_range_slice(builder, ir.Constant(n_.type, 0), n_, step) as (k, _):
+
+            def at(base, t):
+                element = builder.add(k, ir.Constant(n_.type, t * width))
+                return builder.bitcast(builder.gep(base, [element]), L.vec.as_pointer())
+
+            zs = [builder.load(at(pz, t), align=align) for t in range(streams)]
+            for t, value in enumerate(L.activate(zs, act, one_v, slope_v)):
+                builder.store(value, at(pa, t), align=align)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 # The training kernel calls the pass of its net's shape through a function pointer, so that
 # it is compiled once for every shape (a cold compile of the parallel kernel takes about half a
 # minute; a shape's pass, 1.4 s for 2-4-1). Arrays travel as their addresses.
