@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from . import atomic  # noqa: E402
+from . import atomic
 
 STATUS_COLORS = {
     "converged": "#2a9d8f",
@@ -51,13 +47,24 @@ def _first_init_cell(summary, hidden, lr):
     return cell
 
 
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use: it takes half a second,
+    which every command would pay at start-up (``backprop-bench train`` draws nothing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig, path: Path) -> None:
     try:
         with atomic.replacing(path) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight",
                         metadata={"Software": None})  # fmt: skip
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def _combos(summary):
@@ -71,7 +78,7 @@ def heatmaps(summary: dict, path: Path, activation: str, loss: str, optimizer: s
     """Convergence rate, learning rate by init, one panel per hidden size."""
     sweep = summary["sweep"]
     lrs, inits, hiddens = sweep["lr"], sweep["init"], sweep["hidden"]
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         1,
         len(hiddens),
         figsize=(3.2 * len(hiddens) + 1, 0.45 * len(inits) + 1.6),
@@ -113,8 +120,8 @@ def survival_curves(summary: dict, path: Path) -> None:
     init = sweep["init"][0]
     epochs = np.asarray(summary["curve_epochs"], dtype=float)
     hiddens = sweep["hidden"]
-    colors = plt.cm.plasma(np.linspace(0, 0.9, len(sweep["lr"])))
-    fig, axes = plt.subplots(
+    colors = _pyplot().cm.plasma(np.linspace(0, 0.9, len(sweep["lr"])))
+    fig, axes = _pyplot().subplots(
         1,
         len(hiddens),
         figsize=(3.2 * len(hiddens), 3),
@@ -148,7 +155,7 @@ def learning_curves(summary: dict, path: Path) -> None:
     lrs = sweep["lr"]
     columns = min(4, len(lrs))
     rows = -(-len(lrs) // columns)
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         rows,
         columns,
         figsize=(3 * columns, 2.5 * rows),
@@ -187,7 +194,7 @@ def failure_modes(summary: dict, path: Path) -> None:
     sweep = summary["sweep"]
     init = sweep["init"][0]
     panels = ([0] if sweep["control"] else []) + list(sweep["hidden"])
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         1,
         len(panels),
         figsize=(2.8 * len(panels), 3),

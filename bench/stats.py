@@ -18,17 +18,24 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 EPOCH_PERCENTILES = (10, 25, 50, 75, 90)
+
+
+def _stats():
+    """scipy.stats, imported on first use: it takes most of a second, which every command
+    would pay at start-up (``backprop-bench train`` never needs it)."""
+    from scipy import stats
+
+    return stats
 
 
 def wilson(successes: int, n: int) -> tuple[float, float, float]:
     """Proportion and its 95% Wilson score interval; NaNs when n is 0."""
     if n == 0:
         return (np.nan, np.nan, np.nan)
-    ci = stats.binomtest(int(successes), int(n)).proportion_ci(CONFIDENCE, method="wilson")
+    ci = _stats().binomtest(int(successes), int(n)).proportion_ci(CONFIDENCE, method="wilson")
     return (successes / n, float(ci.low), float(ci.high))
 
 
@@ -52,11 +59,11 @@ def survival(epochs_to_converge: np.ndarray, budget: int, at: np.ndarray) -> dic
         return {"sf": np.ones(len(at)), "median": None, "median_ci": [None, None],
                 "quantiles": {str(q): None for q in EPOCH_PERCENTILES},
                 "quantiles_ci": {str(q): [None, None] for q in EPOCH_PERCENTILES}}  # fmt: skip
-    data = stats.CensoredData(
+    data = _stats().CensoredData(
         uncensored=epochs_to_converge[converged].astype(float),
         right=np.full(int((~converged).sum()), float(budget)),
     )
-    result = stats.ecdf(data)
+    result = _stats().ecdf(data)
     times = result.sf.quantiles
     with warnings.catch_warnings():  # the band is undefined where S reaches 0; it is 0 there
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -91,7 +98,7 @@ def paired(converged_a, converged_b, epochs_a, epochs_b) -> dict:
     only_a = int((converged_a & ~converged_b).sum())
     only_b = int((converged_b & ~converged_a).sum())
     discordant = only_a + only_b
-    p_value = stats.binomtest(only_a, discordant).pvalue if discordant else 1.0
+    p_value = _stats().binomtest(only_a, discordant).pvalue if discordant else 1.0
     ratio = epochs_a[both] / np.maximum(epochs_b[both], 1)
     return {
         "both": int(both.sum()),
