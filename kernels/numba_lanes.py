@@ -28,7 +28,13 @@ from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 from .numba_fused import STEP, activate_vectors
-from .numba_tiles import TILE, multiply_add, multiply_add_shared
+from .numba_tiles import (
+    TILE,
+    multiply_add,
+    multiply_add_shared,
+    multiply_into,
+    multiply_into_shared,
+)
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
@@ -362,11 +368,11 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                 norm2[k] += g[k] * g[k]
         for i in range(fan_in):
             for j in range(fan_out):
+                if tiled:  # the tiles below write g whole
+                    continue
                 g = G[w0 + i * fan_out + j]
                 for k in range(w):
                     g[k] = 0.0
-                if tiled:
-                    continue
                 if layer == 0:  # inputs, shared by all lanes
                     for s in range(n_samples):
                         x, d = X[s, i], D[layer, s, j]
@@ -379,32 +385,32 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                             g[k] += below[k] * d[k]
         # g[i, j] = sum_s a[s, i] * d[s, j] (a = x at layer 0), in registers (numba_tiles)
         if tiled and layer == 0:
-            multiply_add_shared(flat_G, w0 * chunk, fan_out * chunk, chunk,
-                                flat_X, 0, 1, fan_in,
-                                flat_D, 0, chunk, row,
-                                n_samples, fan_in, fan_out, w)  # fmt: skip
+            multiply_into_shared(flat_G, w0 * chunk, fan_out * chunk, chunk,
+                                 flat_X, 0, 1, fan_in,
+                                 flat_D, 0, chunk, row,
+                                 n_samples, fan_in, fan_out, w)  # fmt: skip
         elif tiled:
-            multiply_add(flat_G, w0 * chunk, fan_out * chunk, chunk,
-                         flat_A, (layer - 1) * n_samples * row, chunk, row,
-                         flat_D, layer * n_samples * row, chunk, row,
-                         n_samples, fan_in, fan_out, w)  # fmt: skip
+            multiply_into(flat_G, w0 * chunk, fan_out * chunk, chunk,
+                          flat_A, (layer - 1) * n_samples * row, chunk, row,
+                          flat_D, layer * n_samples * row, chunk, row,
+                          n_samples, fan_in, fan_out, w)  # fmt: skip
         for i in range(fan_in):
             for j in range(fan_out):
                 g = G[w0 + i * fan_out + j]
                 for k in range(w):
                     norm2[k] += g[k] * g[k]
         if layer > 0:
-            for s in range(n_samples):
-                for i in range(fan_in):
-                    d_below = D[layer - 1, s, i]
-                    for k in range(w):
-                        d_below[k] = 0.0
             if tiled:  # d_below[s, i] = sum_j d[s, j] * W[i, j], in registers (numba_tiles)
-                multiply_add(flat_D, (layer - 1) * n_samples * row, row, chunk,
-                             flat_D, layer * n_samples * row, row, chunk,
-                             flat_P, w0 * chunk, fan_out * chunk, chunk,
-                             fan_out, n_samples, fan_in, w)  # fmt: skip
+                multiply_into(flat_D, (layer - 1) * n_samples * row, row, chunk,
+                              flat_D, layer * n_samples * row, row, chunk,
+                              flat_P, w0 * chunk, fan_out * chunk, chunk,
+                              fan_out, n_samples, fan_in, w)  # fmt: skip
             else:
+                for s in range(n_samples):
+                    for i in range(fan_in):
+                        d_below = D[layer - 1, s, i]
+                        for k in range(w):
+                            d_below[k] = 0.0
                 for s in range(n_samples):
                     for i in range(fan_in):
                         d_below = D[layer - 1, s, i]

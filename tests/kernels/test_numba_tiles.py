@@ -10,7 +10,12 @@ multiply-adds.
 import numba
 import numpy as np
 import pytest
-from backprop_bench.kernels.numba_tiles import multiply_add, multiply_add_shared
+from backprop_bench.kernels.numba_tiles import (
+    multiply_add,
+    multiply_add_shared,
+    multiply_into,
+    multiply_into_shared,
+)
 
 LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
 
@@ -113,3 +118,26 @@ def test_shared_inputs_match_numpy_and_the_plain_loops(dtype, nq, nr, n):
     assert (error <= 2 * gamma(n + 1, dtype) * scale).all(), error.max()
     np.testing.assert_allclose(out, plain, rtol=0, atol=float(2 * gamma(2 * n + 2, dtype)
                                                               * scale.max()))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", SHAPES)
+@pytest.mark.parametrize("shared", [False, True], ids=["lanes", "shared"])
+def test_multiply_into_is_multiply_add_into_zeros_and_reads_no_old_value(dtype, nq, nr, n,
+                                                                         shared):  # fmt: skip
+    """The gradients' products: out = the sum, bit for bit what multiply_add gives into a zeroed
+    out; out starts as NaN here, so reading it anywhere would show."""
+    chunk = 2 * LANES
+    into, add = problem(dtype, nq, nr, n, chunk), problem(dtype, nq, nr, n, chunk)
+    o = into[1]
+    into[0][o:], add[0][o:] = np.nan, 0.0
+    if shared:
+        x = np.random.default_rng(1).normal(size=(nq, n)).astype(dtype).reshape(-1)
+        into = (*into[:4], x, 0, n, 1, *into[8:])
+        add = (*add[:4], x, 0, n, 1, *add[8:])
+        multiply_into_shared(*into, n, nq, nr, chunk)
+        multiply_add_shared(*add, n, nq, nr, chunk)
+    else:
+        multiply_into(*into, n, nq, nr, chunk)
+        multiply_add(*add, n, nq, nr, chunk)
+    np.testing.assert_array_equal(into[0], add[0])
