@@ -6,7 +6,9 @@ lanes is one SIMD loop: the same arithmetic for many nets at once. Three things 
 
 - the exponential of the sigmoid is computed in lanes (``_exp64``): range reduction by ln 2
   with a two-part constant, a degree-13 polynomial for e^r, and 2^n assembled from its bits.
-  It vectorises where ``math.exp`` (a libm call) cannot, and is accurate to a few ulps;
+  It vectorises where ``math.exp`` (a libm call) cannot, and is accurate to a few ulps. The
+  sigmoid and tanh run it in explicit 512-bit vectors (``_activate_vectors``); the scalar
+  functions here are their transcription, held to them bit for bit in the tests;
 - the cross-entropy loss, whose log1p cannot vectorise, is only computed exactly where a
   decision needs it: max(z, 0) - y z <= softplus(z) - y z <= that + log 2 bounds it otherwise;
 - converged and diverged nets leave the chunk: the last active lane moves into their slot, so
@@ -233,6 +235,17 @@ def _zeros(shape, like):
     buffer = np.zeros(n + pad, dtype=like.dtype)
     start = (ALIGN - buffer.ctypes.data % ALIGN) % ALIGN // like.itemsize
     return buffer[start : start + n].reshape(shape)
+
+
+@jit
+def _chunk_of(theta, first, active, lanes):
+    """A chunk's parameters in lanes: theta[:, first:first + active] in the first lanes of
+    aligned rows of ``lanes`` lanes, zeros after."""
+    P = _zeros((theta.shape[0], lanes), theta)
+    for r in range(theta.shape[0]):
+        for k in range(active):
+            P[r, k] = theta[r, first + k]
+    return P
 
 
 @exact_jit
@@ -557,7 +570,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
     shape (n_samples, n_outputs, n_nets); per net, the hidden units whose activation's
     derivative is below ``limit`` (in theta's dtype) on at least ``share`` of the patterns
     (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype."""
-    n_params, n_nets = theta.shape
+    n_nets = theta.shape[1]
     n_layers = layers.size - 1
     n_samples = X.shape[0]
     width = layers[1:].max()
@@ -566,10 +579,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
         active = min(chunk, n_nets - first)
         w = (active + LANES - 1) // LANES * LANES
         lanes = _lane_extent(chunk, theta.itemsize)
-        P = _zeros((n_params, lanes), theta)
-        for r in range(n_params):
-            for k in range(active):
-                P[r, k] = theta[r, first + k]
+        P = _chunk_of(theta, first, active, lanes)
         Z = _zeros((n_layers, n_samples, width, lanes), theta)
         A = _zeros((n_layers, n_samples, width, lanes), theta)
         K = np.zeros(2, dtype=theta.dtype)
@@ -629,10 +639,7 @@ def train_kernel(
         limits = np.array([DECISION_MARGIN, scale, divergence_factor, max_error_limit,
                            squared_limit, n_out * LOG2, 1.0 - 2.0 * BOUND_MARGIN, n_out])
         lanes = _lane_extent(chunk, theta.itemsize)
-        P = _zeros((n_params, lanes), theta)
-        for r in range(n_params):
-            for k in range(active):
-                P[r, k] = theta[r, first + k]
+        P = _chunk_of(theta, first, active, lanes)
         M = _zeros((n_params, lanes), theta)
         V = _zeros((n_params, lanes), theta)
         G = _zeros((n_params, lanes), theta)
