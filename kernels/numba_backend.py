@@ -55,6 +55,12 @@ SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
 # net-epochs from which a population trains in the fused pass: a shape's pass compiles in about
 # 1.4 s the first time (then numba's cache has it), the lane loops' speed for ~2e7 net-epochs
 FUSED_MIN_WORK = 1_000_000
+# multiply-adds of one forward pass of the whole population (nets x samples x weights) from which
+# the failure analysis runs the training kernel's forward pass (numba_lanes.summary_kernel)
+# rather than NumPy's: below, NumPy's takes under about 30 ms (4,096 8-32-32-1 nets on 16
+# samples, 8.6e7, took 0.23 s), and the kernel's first compile, about 10 s per dtype before
+# numba's cache has it, would not pay
+ANALYSIS_MIN_WORK = 10_000_000
 
 
 # ------------------------------------------------------------------------ scalar math, per element
@@ -435,15 +441,17 @@ def train_population(
         result.history = None
     if not abort[0]:
         result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward,
-                                  summarise=_summarise(spec, X))
+                                  summarise=_summarise(spec, X, r.theta.shape[1]))
     return result
 
 
-def _summarise(spec: NetSpec, X):
+def _summarise(spec: NetSpec, X, n_nets: int):
     """failure.analyse's outputs and saturated and flat units by the training kernel's lane
-    loops, for nets without shortcut connections; None otherwise (the NumPy forward pass).
-    X: in the nets' dtype."""
-    if spec.shortcut:
+    loops, for populations of nets without shortcut connections from ANALYSIS_MIN_WORK; None
+    otherwise (the NumPy forward pass, whose outputs equal these to rounding). X: in the nets'
+    dtype."""
+    weights = sum(a * b for a, b in zip(spec.layers[:-1], spec.layers[1:], strict=True))
+    if spec.shortcut or n_nets * X.shape[0] * weights < ANALYSIS_MIN_WORK:
         return None
     layers, offsets, act = _codes(spec)
     n_samples = X.shape[0]
@@ -487,5 +495,5 @@ def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early
         result.history = None
     if not abort[0]:
         result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward,
-                                  summarise=_summarise(spec, X))
+                                  summarise=_summarise(spec, X, r.theta.shape[1]))
     return result

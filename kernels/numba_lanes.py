@@ -562,7 +562,7 @@ def _move_lane(arrays2d, src, dst):
             array[r, dst] = array[r, src]
 
 
-@pjit
+@jit
 def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, saturated, flat, chunk):
     """What the failure analysis needs of the final nets, by the training kernel's own forward
     pass (``_forward_lanes``) over chunks of ``chunk`` nets, without keeping every layer's z and a
@@ -574,7 +574,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
     n_layers = layers.size - 1
     n_samples = X.shape[0]
     width = layers[1:].max()
-    for c in numba.prange((n_nets + chunk - 1) // chunk):
+    for c in range((n_nets + chunk - 1) // chunk):
         first = c * chunk
         active = min(chunk, n_nets - first)
         w = (active + LANES - 1) // LANES * LANES

@@ -3,7 +3,15 @@ known, on real failed nets of an RHW-style XOR sweep, and the same in both backe
 
 import numpy as np
 import pytest
-from backprop_bench.kernels import NetSpec, Optimizer, Status, failure, get_problem, init_population
+from backprop_bench.kernels import (
+    NetSpec,
+    Optimizer,
+    Status,
+    failure,
+    get_problem,
+    init_population,
+    numba_backend,
+)
 from backprop_bench.kernels import numpy_backend as npb
 from backprop_bench.kernels.numba_backend import train_population as nb_train
 from backprop_bench.kernels.training import TrainResult
@@ -130,14 +138,23 @@ def test_without_a_last_quarter_to_judge_a_failed_net_is_undetermined(kernels, n
     assert (result.analysis.saturated_units == 0).all()  # no hidden units to saturate
 
 
+# each dtype is a first compile of the summary kernel (about 10 s): one case in the quick suite
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "layers, activation, dtype",
-    [((2, 3, 1), "sigmoid", np.float64), ((2, 5, 4, 2), "tanh", np.float32),
-     ((2, 8, 1), "relu", np.float64), ((2, 4, 3, 1), "leaky_relu", np.float32),
-     ((2, 6, 6, 1), "sigmoid", np.float32)],
+    [((2, 8, 1), "relu", np.float64),
+     pytest.param((2, 3, 1), "sigmoid", np.float64, marks=SLOW),
+     pytest.param((2, 5, 4, 2), "tanh", np.float32, marks=SLOW),
+     pytest.param((2, 4, 3, 1), "leaky_relu", np.float32, marks=SLOW),
+     pytest.param((2, 6, 6, 1), "sigmoid", np.float32, marks=SLOW)],
 )  # fmt: skip
-def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dtype):
-    """Weights scaled up so that many units saturate or die; 3 hidden-layer shapes x dtypes."""
+def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dtype,
+                                                           monkeypatch):  # fmt: skip
+    """Weights scaled up so that many units saturate or die; 3 hidden-layer shapes x dtypes.
+    Populations this small are analysed by NumPy's forward pass unless told otherwise."""
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
     spec = NetSpec(layers, activation)
     theta = (4 * init_population(spec, 70, seed=5, init="xavier_normal")).astype(dtype)
     Y = np.repeat(XOR.Y, layers[-1], axis=1)
@@ -151,3 +168,15 @@ def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dt
     atol = np.finfo(dtype).tiny
     np.testing.assert_allclose(got.outputs, oracle.outputs, rtol=rtol, atol=atol)
     assert (got.saturated_units > 0).any() or activation == "leaky_relu"
+
+
+def test_small_populations_are_analysed_by_numpy_and_large_ones_by_the_kernel(monkeypatch):
+    calls = []
+    real = numba_backend.summary_kernel
+    monkeypatch.setattr(numba_backend, "summary_kernel", lambda *a: calls.append(1) or real(*a))
+    theta = init_population(SMALL, 40, seed=3)
+    nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
+    assert not calls
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 40 * 4 * 6)  # this job's work
+    nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
+    assert calls
