@@ -2,7 +2,8 @@
 
 Both backends' ``train_population`` attach an :class:`Analysis` to their result, computed from the
 final parameters and the training history by the same rules. The NumPy backend runs the oracle's
-forward pass; the numba backend its training kernel's (``numba_lanes.summary_kernel``), whose
+forward pass; so does the numba backend below ``numba_backend.ANALYSIS_MIN_WORK`` forward
+multiply-adds, and its training kernel's (``numba_lanes.summary_kernel``) from there, whose
 outputs differ from the oracle's by rounding only: the NumPy pass took longer than a short
 training job of wide nets itself (0.23 s of 1.1 s for 4,096 8-32-32-1 nets, 30 epochs). Per net:
 

@@ -57,10 +57,11 @@ SGD, MOMENTUM, ADAM = map(OPTIMIZERS.index, ("sgd", "momentum", "adam"))
 FUSED_MIN_WORK = 1_000_000
 # multiply-adds of one forward pass of the whole population (nets x samples x weights) from which
 # the failure analysis runs the training kernel's forward pass (numba_lanes.summary_kernel)
-# rather than NumPy's: below, NumPy's takes under about 30 ms (4,096 8-32-32-1 nets on 16
-# samples, 8.6e7, took 0.23 s), and the kernel's first compile, about 10 s per dtype before
-# numba's cache has it, would not pay
-ANALYSIS_MIN_WORK = 10_000_000
+# rather than NumPy's: below, NumPy's takes under about 30 ms (4,096 2-16-16-1 nets on XOR,
+# 5.0e6, took 25-37 ms of a 0.19 s job of 100 epochs; 4,096 8-32-32-1 nets on 16 samples,
+# 8.6e7, 0.23 s), and the kernel's first compile, 10 s or more per dtype before numba's cache
+# has it, would not pay
+ANALYSIS_MIN_WORK = 4_000_000
 
 
 # ------------------------------------------------------------------------ scalar math, per element
