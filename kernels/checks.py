@@ -1,7 +1,10 @@
 """Input validation shared by both backends, at their public boundary.
 
 Every message names what was expected and how to fix it; nothing deeper in the kernels checks
-again. Validated arrays come back C-contiguous in the population's dtype.
+again. Validated arrays come back C-contiguous and writable in the population's dtype: numba
+types a read-only array apart from a writable one, so read-only data (the problems' arrays are)
+would cost every kernel a second compile of 10 to 45 s. The kernels never write these arrays;
+read-only ones are copied.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ def check_theta(theta, spec: NetSpec) -> np.ndarray:
             f"theta must have shape (n_params, n_nets) = ({spec.n_params}, n_nets >= 1) for "
             f"layers {spec.layers}, got {theta.shape}; for one net use theta[:, None]"
         )
-    return np.ascontiguousarray(theta)
+    return _for_kernels(theta)
+
+
+def _for_kernels(array: np.ndarray) -> np.ndarray:
+    """array itself if C-contiguous and writable, else such a copy (see the module's docstring)."""
+    return np.require(array, requirements=("C", "W"))
 
 
 def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +58,7 @@ def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(X).all():
         raise ValueError("X holds NaN or inf; inputs must be finite")
     if Y is None:
-        return np.ascontiguousarray(X), None
+        return _for_kernels(X), None
     Y = np.asarray(Y, dtype=dtype)
     if Y.ndim != 2 or Y.shape != (X.shape[0], spec.n_outputs):
         raise ValueError(
@@ -64,7 +72,7 @@ def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
             "Y holds targets outside [0, 1]; binary cross-entropy needs targets in [0, 1] "
             "(use loss='mse' for others)"
         )
-    return np.ascontiguousarray(X), np.ascontiguousarray(Y)
+    return _for_kernels(X), _for_kernels(Y)
 
 
 def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:

@@ -11,9 +11,13 @@ from backprop_bench.kernels import (
     Status,
     get_problem,
     init_population,
+    numba_backend,
+    numba_lanes,
 )
 from backprop_bench.kernels import numpy_backend as npb
 from backprop_bench.kernels.numba_backend import train_population as nb_train
+from numba import types
+from numba.core.registry import CPUDispatcher
 
 from . import tutorial
 
@@ -305,3 +309,26 @@ def test_bad_training_arguments(kernels, kwargs, message):
 def test_bad_training_configs(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_read_only_data_compiles_no_kernel_of_its_own():
+    """numba types a read-only array apart from a writable one: the problems' arrays (read-only)
+    and a user's writable copy must reach the same compiled kernels, or every kernel compiles
+    twice (10 to 45 s each)."""
+    assert not XOR.X.flags.writeable
+    theta = init_population(TUTORIAL, 3, seed=0)
+    for X, Y in ((XOR.X, XOR.Y), (XOR.X.copy(), XOR.Y.copy())):
+        read_only = theta.copy()
+        read_only.setflags(write=False)
+        nb_train(read_only, TUTORIAL, X, Y, 0.5, 3)
+        numba_backend.forward(read_only, TUTORIAL, X)
+        numba_backend.backward(read_only, TUTORIAL, X, Y)
+    dispatchers = [numba_lanes.train_kernel] + [
+        value for value in vars(numba_backend).values() if isinstance(value, CPUDispatcher)
+    ]
+    for dispatcher in dispatchers:
+        for signature in dispatcher.signatures:
+            assert not any(isinstance(t, types.Array) and not t.mutable for t in signature), (
+                dispatcher.__name__,
+                signature,
+            )
