@@ -37,6 +37,7 @@ from .numba_tiles import (
     multiply_into,
     multiply_into_shared,
 )
+from .numba_rows import add_squares, sums_and_squares
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
@@ -369,16 +370,9 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer, 0], offsets[layer, 1]
         tiled = _tiled(fan_in, fan_out)
-        for j in range(fan_out):
-            g = G[b0 + j]
-            for k in range(w):
-                g[k] = 0.0
-            for s in range(X.shape[0]):
-                d = D[layer, s, j]
-                for k in range(w):
-                    g[k] += d[k]
-            for k in range(w):
-                norm2[k] += g[k] * g[k]
+        # g[j] = sum_s d[s, j], norm2 += g[j]^2 over j, with the sums in registers (numba_rows)
+        sums_and_squares(flat_G, b0 * chunk, chunk, flat_D, layer * n_samples * row, row, chunk,
+                         n_samples, fan_out, norm2, w)  # fmt: skip
         for i in range(fan_in):
             for j in range(fan_out):
                 if tiled:  # the tiles below write g whole
@@ -407,11 +401,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                           flat_A, (layer - 1) * n_samples * row, chunk, row,
                           flat_D, layer * n_samples * row, chunk, row,
                           n_samples, fan_in, fan_out, w)  # fmt: skip
-        for i in range(fan_in):
-            for j in range(fan_out):
-                g = G[w0 + i * fan_out + j]
-                for k in range(w):
-                    norm2[k] += g[k] * g[k]
+        add_squares(norm2, flat_G, w0 * chunk, chunk, fan_in * fan_out, w)
         if layer > 0:
             if tiled:  # d_below[s, i] = sum_j d[s, j] * W[i, j], in registers (numba_tiles)
                 multiply_into(flat_D, (layer - 1) * n_samples * row, row, chunk,
