@@ -30,6 +30,7 @@ from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 from .numba_fused import STEP, activate_vectors
+from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
     TILE,
     multiply_add,
@@ -37,7 +38,6 @@ from .numba_tiles import (
     multiply_into,
     multiply_into_shared,
 )
-from .numba_rows import add_squares, sums_and_squares
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
@@ -354,7 +354,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     row = width * chunk  # elements between samples in Z, A, D
     flat_P, flat_G, flat_A, flat_D = P.reshape(-1), G.reshape(-1), A.reshape(-1), D.reshape(-1)
-    flat_X = X.reshape(-1)
+    flat_X, flat_Z = X.reshape(-1), Z.reshape(-1)
     for s in range(Y.shape[0]):
         for j in range(Y.shape[1]):
             d, a, y = D[last, s, j], A[last, s, j], Y[s, j]
@@ -421,25 +421,38 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                             d, weight = D[layer, s, j], P[w0 + i * fan_out + j]
                             for k in range(w):
                                 d_below[k] += d[k] * weight[k]
-            for s in range(n_samples):
-                for i in range(fan_in):
-                    d_below, z_below, a_below = (
-                        D[layer - 1, s, i],
-                        Z[layer - 1, s, i],
-                        A[layer - 1, s, i],
-                    )
-                    if act == SIGMOID:
-                        for k in range(w):
-                            d_below[k] *= a_below[k] * (one - a_below[k])
-                    elif act == TANH:
-                        for k in range(w):
-                            d_below[k] *= one - a_below[k] * a_below[k]
-                    elif act == RELU:
-                        for k in range(w):
-                            d_below[k] *= one if z_below[k] > 0 else one - one
-                    else:
-                        for k in range(w):
-                            d_below[k] *= one if z_below[k] > 0 else slope
+            below = (layer - 1) * n_samples * row
+            if w == chunk and fan_in == width:  # all rows of every sample: one loop
+                _derivative_lanes(flat_D, flat_Z, flat_A, below, n_samples * row, act, one, slope)
+            elif w == chunk:  # rows i < fan_in of a sample are contiguous
+                for s in range(n_samples):
+                    _derivative_lanes(flat_D, flat_Z, flat_A, below + s * row, fan_in * w, act,
+                                      one, slope)  # fmt: skip
+            else:  # nets have left the chunk: only the w active lanes of each row
+                for s in range(n_samples):
+                    for i in range(fan_in):
+                        _derivative_lanes(flat_D, flat_Z, flat_A, below + s * row + i * chunk, w,
+                                          act, one, slope)  # fmt: skip
+
+
+@jit
+def _derivative_lanes(D, Z, A, start, n, act, one, slope):
+    """D[k] *= the activation's derivative at Z[k] (A[k] its value), for start <= k < start + n.
+    The slices are indexed from 0, so that numba need not wrap negative indices, which would
+    keep LLVM from vectorising the loop."""
+    d, z, a = D[start : start + n], Z[start : start + n], A[start : start + n]
+    if act == SIGMOID:
+        for k in range(n):
+            d[k] *= a[k] * (one - a[k])
+    elif act == TANH:
+        for k in range(n):
+            d[k] *= one - a[k] * a[k]
+    elif act == RELU:
+        for k in range(n):
+            d[k] *= one if z[k] > 0 else one - one
+    else:
+        for k in range(n):
+            d[k] *= one if z[k] > 0 else slope
 
 
 @jit
