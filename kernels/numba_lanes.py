@@ -33,10 +33,10 @@ from .numba_fused import STEP, activate_vectors
 from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
     TILE,
-    multiply_add,
-    multiply_add_shared,
     multiply_into,
     multiply_into_shared,
+    multiply_onto,
+    multiply_onto_shared,
 )
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
@@ -306,13 +306,11 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer, 0], offsets[layer, 1]
         tiled = _tiled(fan_in, fan_out)
-        for s in range(n_samples):
+        for s in range(0 if tiled else n_samples):  # the tiles below start from the biases
             for j in range(fan_out):
                 z, bias = Z[layer, s, j], P[b0 + j]
                 for k in range(w):
                     z[k] = bias[k]
-                if tiled:
-                    continue
                 if layer == 0:  # inputs, shared by all lanes
                     for i in range(fan_in):
                         x, weight = X[s, i], P[w0 + i * fan_out + j]
@@ -323,17 +321,19 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
                         below, weight = A[layer - 1, s, i], P[w0 + i * fan_out + j]
                         for k in range(w):
                             z[k] += below[k] * weight[k]
-        # z[s, j] += sum_i a[s, i] * W[i, j] (a = x at layer 0), in registers (numba_tiles)
+        # z[s, j] = b[j] + sum_i a[s, i] * W[i, j] (a = x at layer 0), in registers (numba_tiles)
         row = width * chunk
         if tiled and layer == 0:
-            multiply_add_shared(flat_Z, 0, row, chunk, flat_X, 0, fan_in, 1,
-                                flat_P, w0 * chunk, chunk, fan_out * chunk,
-                                fan_in, n_samples, fan_out, w)  # fmt: skip
+            multiply_onto_shared(flat_Z, 0, row, chunk, flat_X, 0, fan_in, 1,
+                                 flat_P, w0 * chunk, chunk, fan_out * chunk,
+                                 flat_P, b0 * chunk, chunk,
+                                 fan_in, n_samples, fan_out, w)  # fmt: skip
         elif tiled:
-            multiply_add(flat_Z, layer * n_samples * row, row, chunk,
-                         flat_A, (layer - 1) * n_samples * row, row, chunk,
-                         flat_P, w0 * chunk, chunk, fan_out * chunk,
-                         fan_in, n_samples, fan_out, w)  # fmt: skip
+            multiply_onto(flat_Z, layer * n_samples * row, row, chunk,
+                          flat_A, (layer - 1) * n_samples * row, row, chunk,
+                          flat_P, w0 * chunk, chunk, fan_out * chunk,
+                          flat_P, b0 * chunk, chunk,
+                          fan_in, n_samples, fan_out, w)  # fmt: skip
         code = act if layer < n_layers - 1 else SIGMOID
         for s in range(n_samples):
             if w == chunk:  # rows j < fan_out of Z[layer, s] are contiguous: one call

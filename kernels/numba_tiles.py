@@ -38,27 +38,28 @@ jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
 
 
 @intrinsic
-def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width,
-              shared, fresh):  # fmt: skip
+def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr,
+              width, shared, fresh):  # fmt: skip
     """For q < nq, r < nr (literals): the lane vector of ``width`` elements (a literal) at
     out[o + q oq + r orow] += sum over t < n of a[ao + q aq + t at] * b[bo + r br + t bt],
-    by fused multiply-adds in the order of t. out, b: flat contiguous arrays of one dtype.
+    by fused multiply-adds in the order of t. out, b, c: flat contiguous arrays of one dtype.
     shared (a literal): if 1, a's terms are single numbers shared by all lanes (inputs), in
     a's own dtype and converted to out's. fresh (a literal): if 1, out = the sum (out's old
-    values are not read: the sums start from +0, as from a zeroed out)."""
+    values are not read: the sums start from +0, as from a zeroed out); if 2, out =
+    c[co + r cr] + the sum (the sums start from c's rows, as from out set to them)."""
     for literal in (nq, nr, width, shared, fresh):
         if not isinstance(literal, types.IntegerLiteral):
             raise errors.RequireLiteralValue(literal)
     n_q, n_r, n_v = nq.literal_value, nr.literal_value, width.literal_value
     is_shared = bool(shared.literal_value)
-    is_fresh = bool(fresh.literal_value)
     dtype = out.dtype
     align = dtype.bitwidth // 8
-    signature = types.void(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, width,
-                           shared, fresh)  # fmt: skip
+    fresh_value = fresh.literal_value
+    signature = types.void(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr,
+                           width, shared, fresh)  # fmt: skip
 
     def codegen(context, builder, sig, args):
-        out_, o_, oq_, or_, a_, ao_, aq_, at_, b_, bo_, br_, bt_, n_ = args[:13]
+        out_, o_, oq_, or_, a_, ao_, aq_, at_, b_, bo_, br_, bt_, c_, co_, cr_, n_ = args[:16]
         vector = ir.VectorType(context.get_value_type(dtype), n_v)
         fmuladd = cgutils.get_or_insert_function(
             builder.module,
@@ -84,14 +85,18 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, 
         def k32(value):
             return ir.Constant(ir.IntType(32), value)
 
-        p_out, p_a, p_b = data(0, out_), data(4, a_), data(8, b_)
+        p_out, p_a, p_b, p_c = data(0, out_), data(4, a_), data(8, b_), data(12, c_)
         tile = {}
         for q in range(n_q):
             for r in range(n_r):
                 offset = plus(plus(o_, oq_, q), or_, r)
                 slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-                start = (ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
-                         if is_fresh else builder.load(at_offset(p_out, offset), align=align))
+                if fresh_value == 1:
+                    start = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
+                elif fresh_value == 2:
+                    start = builder.load(at_offset(p_c, plus(co_, cr_, r)), align=align)
+                else:
+                    start = builder.load(at_offset(p_out, offset), align=align)
                 builder.store(start, slot)
                 tile[q, r] = slot, offset
         with cgutils.for_range(builder, n_) as loop:
@@ -115,8 +120,8 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, 
 
 
 @jit
-def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width, shared,
-           fresh):
+def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, width, shared,
+           fresh):  # fmt: skip
     """One column of lane vectors (``width`` lanes from lane v): 4 x 4 tiles, then the edges."""
     q = 0
     while q < nq:
@@ -125,35 +130,37 @@ def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, width, 
         while r < nr:
             cols = TILE if nr - r >= TILE else 1
             oo, aa, bb = o + q * oq + r * orow + v, ao + q * aq, bo + r * br + v
+            cc = co + r * cr + v
             if not shared:
                 aa += v
             if rows == TILE and cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, TILE, width,
-                          shared, fresh)  # fmt: skip
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, TILE,
+                          TILE, width, shared, fresh)  # fmt: skip
             elif rows == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, TILE, 1, width,
-                          shared, fresh)  # fmt: skip
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, TILE, 1,
+                          width, shared, fresh)  # fmt: skip
             elif cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, TILE, width,
-                          shared, fresh)  # fmt: skip
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1, TILE,
+                          width, shared, fresh)  # fmt: skip
             else:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, 1, 1, width, shared,
-                          fresh)  # fmt: skip
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1, 1,
+                          width, shared, fresh)  # fmt: skip
             r += cols
         q += rows
 
 
 @jit
-def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, shared, fresh):
+def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
+             fresh):  # fmt: skip
     """Every column of lane vectors up to lane w, at the vector width of out's dtype."""
     if out.itemsize == 4:
         for v in range(0, w, V32):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V32, shared,
-                   fresh)  # fmt: skip
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, V32,
+                   shared, fresh)  # fmt: skip
     else:
         for v in range(0, w, V64):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, v, V64, shared,
-                   fresh)  # fmt: skip
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, V64,
+                   shared, fresh)  # fmt: skip
 
 
 @jit
@@ -164,7 +171,7 @@ def multiply_add(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
 
     out, a, b : flat C-contiguous arrays of one dtype (views of the lane arrays)
     """
-    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, 0, 0)
+    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, out, 0, 0, n, nq, nr, w, 0, 0)
 
 
 @jit
@@ -172,17 +179,32 @@ def multiply_into(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
     """As multiply_add, with out = the sum: out's old values are not read (the sums start from
     +0, so the results are those of multiply_add into a zeroed out, which the gradients would
     otherwise need a pass over their rows for)."""
-    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, 0, 1)
+    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, out, 0, 0, n, nq, nr, w, 0, 1)
 
 
 @jit
 def multiply_add_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w):
     """As multiply_add, with x[xo + q xq + t xt] one number shared by all lanes (the inputs)
     in place of a's lane vectors. x must have out's dtype for the sums to be exact in it."""
-    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, 1, 0)
+    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, out, 0, 0, n, nq, nr, w, 1, 0)
 
 
 @jit
 def multiply_into_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w):
     """multiply_add_shared with out = the sum, as multiply_into."""
-    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, 1, 1)
+    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, out, 0, 0, n, nq, nr, w, 1, 1)
+
+
+@jit
+def multiply_onto(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w):
+    """As multiply_add, with out = c[co + r cr + k] + the sum: out's old values are not read
+    (the results are those of multiply_add into out set to c's rows, as the forward pass sets
+    z to the biases, which would otherwise take a pass over z's rows)."""
+    _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, 0, 2)
+
+
+@jit
+def multiply_onto_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, c, co, cr, n, nq, nr,
+                         w):  # fmt: skip
+    """multiply_add_shared with out = c's rows + the sum, as multiply_onto."""
+    _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, c, co, cr, n, nq, nr, w, 1, 2)

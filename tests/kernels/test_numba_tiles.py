@@ -15,6 +15,8 @@ from backprop_bench.kernels.numba_tiles import (
     multiply_add_shared,
     multiply_into,
     multiply_into_shared,
+    multiply_onto,
+    multiply_onto_shared,
 )
 
 LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
@@ -141,3 +143,36 @@ def test_multiply_into_is_multiply_add_into_zeros_and_reads_no_old_value(dtype, 
         multiply_into(*into, n, nq, nr, chunk)
         multiply_add(*add, n, nq, nr, chunk)
     np.testing.assert_array_equal(into[0], add[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", SHAPES)
+@pytest.mark.parametrize("shared", [False, True], ids=["lanes", "shared"])
+@pytest.mark.parametrize("w", [LANES, 2 * LANES])
+def test_multiply_onto_is_multiply_add_onto_c_and_reads_no_old_value(dtype, nq, nr, n, shared,
+                                                                      w):  # fmt: skip
+    """The forward pass's products: out = c's rows (the biases) + the sum, bit for bit what
+    multiply_add gives into out set to c's rows; out starts as NaN here, so reading it anywhere
+    would show, and lanes from w on stay NaN. c holds signed zeros and huge values."""
+    chunk = 2 * LANES
+    onto, add = problem(dtype, nq, nr, n, chunk), problem(dtype, nq, nr, n, chunk)
+    c = np.random.default_rng(2).normal(size=(2 + nr) * chunk).astype(dtype)
+    c[2 * chunk :: 3] = -0.0
+    c[2 * chunk + 1 :: 5] = np.finfo(dtype).max / 2
+    o = onto[1]
+    onto[0][o:] = np.nan
+    out_onto, _, _ = views(onto, nq, nr, n, chunk)
+    out_add, _, _ = views(add, nq, nr, n, chunk)
+    out_add[:] = c[2 * chunk :].reshape(nr, chunk)
+    if shared:
+        x = np.random.default_rng(1).normal(size=(nq, n)).astype(dtype).reshape(-1)
+        onto = (*onto[:4], x, 0, n, 1, *onto[8:])
+        add = (*add[:4], x, 0, n, 1, *add[8:])
+        multiply_onto_shared(*onto, c, 2 * chunk, chunk, n, nq, nr, w)
+        multiply_add_shared(*add, n, nq, nr, w)
+    else:
+        multiply_onto(*onto, c, 2 * chunk, chunk, n, nq, nr, w)
+        multiply_add(*add, n, nq, nr, w)
+    bits = f"u{np.dtype(dtype).itemsize}"
+    np.testing.assert_array_equal(out_onto[..., :w].view(bits), out_add[..., :w].view(bits))
+    assert np.isnan(out_onto[..., w:]).all()
