@@ -47,6 +47,7 @@ NUMBA_MODULES = (
     "backprop_bench.kernels.numba_backend",
     "backprop_bench.kernels.numba_lanes",
     "backprop_bench.kernels.numba_tiles",
+    "backprop_bench.kernels.numba_rows",
 )
 PLUGIN_NAME = "backprop-bench-worker"
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before the address is called unreachable

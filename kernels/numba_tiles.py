@@ -14,8 +14,9 @@ still accumulated by fused multiply-adds in the order t = 0, 1, ..., n - 1, the 
 loops, so a net's results do not change by a bit.
 
 Arrays are passed flat with element offsets and strides, so one routine serves the forward pass
-(samples x units, summed over inputs), the weight gradient (inputs x units, summed over samples)
-and the backward pass (samples x inputs, summed over units).
+(samples x units, summed over inputs, the sums starting from the biases), the weight gradient
+(inputs x units, summed over samples) and the backward pass (samples x inputs, summed over
+units).
 """
 
 from __future__ import annotations
