@@ -132,6 +132,55 @@ def test_the_vector_activations_are_the_scalar_transcription_to_the_bit(dtype, c
     np.testing.assert_array_equal(got.view(f"u{z.itemsize}"), want.view(f"u{z.itemsize}"))
 
 
+@numba.njit(fastmath=lanes.FASTMATH, error_model="numpy")
+def derivative_rows(D, Z, A, act, w, one, slope):
+    """The backward pass's loop over rows that _derivative_lanes replaced: d *= f'(z)."""
+    for i in range(D.shape[0]):
+        d, z, a = D[i], Z[i], A[i]
+        if act == lanes.SIGMOID:
+            for k in range(w):
+                d[k] *= a[k] * (one - a[k])
+        elif act == lanes.TANH:
+            for k in range(w):
+                d[k] *= one - a[k] * a[k]
+        elif act == lanes.RELU:
+            for k in range(w):
+                d[k] *= one if z[k] > 0 else one - one
+        else:
+            for k in range(w):
+                d[k] *= one if z[k] > 0 else slope
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu"])
+@pytest.mark.parametrize("w", [16, 32])
+def test_the_derivative_over_contiguous_rows_is_the_row_loop_to_the_bit(dtype, act, w):
+    """Rows 1 to 4 of 6 rows of 32 lanes: in one loop where every lane is active (w = 32), row
+    by row otherwise, as the backward pass calls it; rows and lanes outside stay as they were."""
+    code, chunk = lanes.HIDDEN_ACTIVATIONS.index(act), 32
+    rng = np.random.default_rng(code)
+    huge = np.finfo(dtype).max / 2
+    D = rng.normal(size=(6, chunk)) * 10.0 ** rng.integers(-5, 5, size=(6, chunk))
+    D[:, ::7], D[:, 1::9] = -0.0, huge
+    Z = rng.normal(size=(6, chunk))
+    Z[:, ::5] = 0.0
+    Z[:, 2::5] = -0.0
+    A = rng.random((6, chunk)) * 2 - 1
+    A[:, 3::8] = -0.0
+    D, Z, A = D.astype(dtype), Z.astype(dtype), A.astype(dtype)
+    one, slope = dtype(1.0), dtype(0.01)
+    want, got = D.copy(), D.copy()
+    derivative_rows(want[1:5], Z[1:5], A[1:5], code, w, one, slope)
+    flat = (got.reshape(-1), Z.reshape(-1), A.reshape(-1))
+    if w == chunk:
+        lanes._derivative_lanes(*flat, chunk, 4 * chunk, code, one, slope)
+    else:
+        for i in range(1, 5):
+            lanes._derivative_lanes(*flat, i * chunk, w, code, one, slope)
+    bits = f"u{np.dtype(dtype).itemsize}"
+    np.testing.assert_array_equal(got.view(bits), want.view(bits))
+
+
 @pytest.mark.parametrize(
     "spec", [NetSpec((2, 4, 1), "tanh"), NetSpec((2, 8, 6, 1), "tanh", loss="mse")],
     ids=["2-4-1", "2-8-6-1-mse"],
