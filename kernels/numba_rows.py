@@ -138,29 +138,21 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
 
 
 @jit
-def _squares_columns(total, g, go, gr, n, w, v):
-    """_squares_tile over the lanes up to w, in vectors of v lanes, four columns at once where
-    there are four (independent sums, so that the multiply-adds overlap)."""
+def _squares_columns(total, g, go, gr, n, w, width):
+    """_squares_tile over the lanes up to w, in vectors of ``width`` lanes (a literal), four
+    columns at once where there are four (independent sums, so that the multiply-adds
+    overlap)."""
     c = 0
     while c < w:
-        if w - c >= 4 * v:
-            if v == V64:
-                _squares_tile(total, c, g, go + c, gr, n, 4, V64)
-            else:
-                _squares_tile(total, c, g, go + c, gr, n, 4, V32)
-            c += 4 * v
-        elif w - c >= 2 * v:
-            if v == V64:
-                _squares_tile(total, c, g, go + c, gr, n, 2, V64)
-            else:
-                _squares_tile(total, c, g, go + c, gr, n, 2, V32)
-            c += 2 * v
+        if w - c >= 4 * width:
+            _squares_tile(total, c, g, go + c, gr, n, 4, width)
+            c += 4 * width
+        elif w - c >= 2 * width:
+            _squares_tile(total, c, g, go + c, gr, n, 2, width)
+            c += 2 * width
         else:
-            if v == V64:
-                _squares_tile(total, c, g, go + c, gr, n, 1, V64)
-            else:
-                _squares_tile(total, c, g, go + c, gr, n, 1, V32)
-            c += v
+            _squares_tile(total, c, g, go + c, gr, n, 1, width)
+            c += width
 
 
 @jit
@@ -170,25 +162,39 @@ def add_squares(total, g, go, gr, n, w):
 
     total : flat array of at least w elements; g : flat C-contiguous array of total's dtype
     """
-    _squares_columns(total, g, go, gr, n, w, V32 if total.itemsize == 4 else V64)
+    if total.itemsize == 4:
+        _squares_columns(total, g, go, gr, n, w, V32)
+    else:
+        _squares_columns(total, g, go, gr, n, w, V64)
 
 
 @jit
-def _sums_columns(out, o, oj, d, do, ds, dj, n, total, w, v, rows):
+def _sums_columns(out, o, oj, d, do, ds, dj, n, total, w, rows, width):
+    """_sums_tile over the lanes up to w, two columns of ``width`` lanes at once where there
+    are two; rows and width: literals."""
     c = 0
     while c < w:
-        if w - c >= 2 * v:
-            if v == V64:
-                _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 2, V64)
-            else:
-                _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 2, V32)
-            c += 2 * v
+        if w - c >= 2 * width:
+            _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 2, width)
+            c += 2 * width
         else:
-            if v == V64:
-                _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 1, V64)
-            else:
-                _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 1, V32)
-            c += v
+            _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 1, width)
+            c += width
+
+
+@jit
+def _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, width):
+    """Rows of sums ROWS at a time (independent sums, so that the additions overlap), then
+    one at a time."""
+    j = 0
+    while j < nj:
+        oo, dd = o + j * oj, do + j * dj
+        if nj - j >= ROWS:
+            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, ROWS, width)
+            j += ROWS
+        else:
+            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, 1, width)
+            j += 1
 
 
 @jit
@@ -199,13 +205,7 @@ def sums_and_squares(out, o, oj, d, do, ds, dj, n, nj, total, w):
 
     out, d : flat C-contiguous arrays of one dtype; total : flat, of at least w elements
     """
-    v = V32 if out.itemsize == 4 else V64
-    j = 0
-    while j < nj:
-        oo, dd = o + j * oj, do + j * dj
-        if nj - j >= ROWS:
-            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, v, ROWS)
-            j += ROWS
-        else:
-            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, v, 1)
-            j += 1
+    if out.itemsize == 4:
+        _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, V32)
+    else:
+        _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, V64)
