@@ -421,18 +421,19 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                             d, weight = D[layer, s, j], P[w0 + i * fan_out + j]
                             for k in range(w):
                                 d_below[k] += d[k] * weight[k]
+            # d_below *= f'(z_below) over runs of contiguous elements: the whole layer, or a
+            # sample's rows i < fan_in, while every lane is active; else each row's w lanes.
+            # One call site, so that the activations' loops are compiled once.
+            runs, run_step, rows, row_step, length = n_samples, row, 1, 0, fan_in * w
+            if w == chunk and fan_in == width:
+                runs, length = 1, n_samples * row
+            elif w != chunk:
+                rows, row_step, length = fan_in, chunk, w
             below = (layer - 1) * n_samples * row
-            if w == chunk and fan_in == width:  # all rows of every sample: one loop
-                _derivative_lanes(flat_D, flat_Z, flat_A, below, n_samples * row, act, one, slope)
-            elif w == chunk:  # rows i < fan_in of a sample are contiguous
-                for s in range(n_samples):
-                    _derivative_lanes(flat_D, flat_Z, flat_A, below + s * row, fan_in * w, act,
-                                      one, slope)  # fmt: skip
-            else:  # nets have left the chunk: only the w active lanes of each row
-                for s in range(n_samples):
-                    for i in range(fan_in):
-                        _derivative_lanes(flat_D, flat_Z, flat_A, below + s * row + i * chunk, w,
-                                          act, one, slope)  # fmt: skip
+            for r in range(runs):
+                for i in range(rows):
+                    _derivative_lanes(flat_D, flat_Z, flat_A, below + r * run_step + i * row_step,
+                                      length, act, one, slope)  # fmt: skip
 
 
 @jit
