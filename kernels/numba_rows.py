@@ -139,15 +139,12 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
 
 @jit
 def _squares_columns(total, g, go, gr, n, w, width):
-    """_squares_tile over the lanes up to w, in vectors of ``width`` lanes (a literal), four
-    columns at once where there are four (independent sums, so that the multiply-adds
+    """_squares_tile over the lanes up to w, in vectors of ``width`` lanes (a literal), two
+    columns at once where there are two (independent sums, so that the multiply-adds
     overlap)."""
     c = 0
     while c < w:
-        if w - c >= 4 * width:
-            _squares_tile(total, c, g, go + c, gr, n, 4, width)
-            c += 4 * width
-        elif w - c >= 2 * width:
+        if w - c >= 2 * width:
             _squares_tile(total, c, g, go + c, gr, n, 2, width)
             c += 2 * width
         else:
@@ -169,32 +166,19 @@ def add_squares(total, g, go, gr, n, w):
 
 
 @jit
-def _sums_columns(out, o, oj, d, do, ds, dj, n, total, w, rows, width):
-    """_sums_tile over the lanes up to w, two columns of ``width`` lanes at once where there
-    are two; rows and width: literals."""
-    c = 0
-    while c < w:
-        if w - c >= 2 * width:
-            _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 2, width)
-            c += 2 * width
-        else:
-            _sums_tile(out, o + c, oj, d, do + c, ds, dj, n, total, c, rows, 1, width)
-            c += width
-
-
-@jit
 def _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, width):
-    """Rows of sums ROWS at a time (independent sums, so that the additions overlap), then
-    one at a time."""
-    j = 0
-    while j < nj:
-        oo, dd = o + j * oj, do + j * dj
-        if nj - j >= ROWS:
-            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, ROWS, width)
-            j += ROWS
-        else:
-            _sums_columns(out, oo, oj, d, dd, ds, dj, n, total, w, 1, width)
-            j += 1
+    """For each column of ``width`` lanes (a literal): rows of sums ROWS at a time (independent
+    sums, so that the additions overlap), then one at a time."""
+    for c in range(0, w, width):
+        j = 0
+        while j < nj:
+            oo, dd = o + j * oj + c, do + j * dj + c
+            if nj - j >= ROWS:
+                _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, ROWS, 1, width)
+                j += ROWS
+            else:
+                _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, 1, 1, width)
+                j += 1
 
 
 @jit
