@@ -763,10 +763,14 @@ def train_kernel(
                         theta[r, net] = P[r, k]
             if recording:
                 record += 1
-            # stopped nets leave: the last active lane takes each one's slot
+            # stopped nets leave: the last lane still training takes each one's slot (stopped
+            # lanes at the end just leave, so no lane moves twice and none moves to leave)
             k = 0
             while stopped and k < active:
                 if stop[k]:
+                    while active - 1 > k and stop[active - 1]:
+                        active -= 1
+                        stop[active] = False
                     active -= 1
                     if k != active:
                         _move_lane((P, M, V, G), active, k)
