@@ -19,9 +19,9 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, errors
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from .numba_tiles import V32, V64, jit
+from .numba_tiles import JIT_OPTIONS, jit, lanes_of
 
 ROWS = 4  # rows of a bias tile: independent sums that hide the latency of an addition
 
@@ -33,15 +33,24 @@ def _literals(*values):
     return [literal.literal_value for literal in values]
 
 
-def _vectors(context, builder, dtype, n_v):
-    """The vector type of n_v elements of dtype, and a function that points at the vector
-    starting at an element offset of an array's data."""
+def _vectors(context, builder, sig, args, dtype, n_v):
+    """The vector type of n_v elements of dtype, its fused multiply-add, a function that points
+    at the vector starting at an element offset of an array's data, and one that gives the data
+    pointer of the array argument at a position."""
     vector = ir.VectorType(context.get_value_type(dtype), n_v)
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(vector, [vector] * 3),
+        f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
+    )
 
     def at_offset(base, offset):
         return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
 
-    return vector, at_offset
+    def data(position):
+        return context.make_array(sig.args[position])(context, builder, args[position]).data
+
+    return vector, fmuladd, at_offset, data
 
 
 def _plus(builder, base, stride, times):
@@ -59,15 +68,9 @@ def _squares_tile(typingctx, total, to, g, go, gr, n, columns, width):
     signature = types.void(total, to, g, go, gr, n, columns, width)
 
     def codegen(context, builder, sig, args):
-        total_, to_, g_, go_, gr_, n_ = args[:6]
-        vector, at_offset = _vectors(context, builder, dtype, n_v)
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
-        )
-        p_total = context.make_array(sig.args[0])(context, builder, total_).data
-        p_g = context.make_array(sig.args[2])(context, builder, g_).data
+        _, to_, _, go_, gr_, n_ = args[:6]
+        vector, fmuladd, at_offset, data = _vectors(context, builder, sig, args, dtype, n_v)
+        p_total, p_g = data(0), data(2)
         width_ = ir.Constant(to_.type, n_v)
         sums = []
         for c in range(n_c):
@@ -99,16 +102,9 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
     signature = types.void(out, o, oj, d, do, ds, dj, n, total, to, rows, columns, width)
 
     def codegen(context, builder, sig, args):
-        out_, o_, oj_, d_, do_, ds_, dj_, n_, total_, to_ = args[:10]
-        vector, at_offset = _vectors(context, builder, dtype, n_v)
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
-        )
-        p_out = context.make_array(sig.args[0])(context, builder, out_).data
-        p_d = context.make_array(sig.args[3])(context, builder, d_).data
-        p_total = context.make_array(sig.args[8])(context, builder, total_).data
+        _, o_, oj_, _, do_, ds_, dj_, n_, _, to_ = args[:10]
+        vector, fmuladd, at_offset, data = _vectors(context, builder, sig, args, dtype, n_v)
+        p_out, p_d, p_total = data(0), data(3), data(8)
         width_ = ir.Constant(o_.type, n_v)
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
         tile = {}
@@ -137,19 +133,28 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
     return signature, codegen
 
 
-@jit
-def _squares_columns(total, g, go, gr, n, w, width):
-    """_squares_tile over the lanes up to w, in vectors of ``width`` lanes (a literal), two
-    columns at once where there are two (independent sums, so that the multiply-adds
-    overlap)."""
-    c = 0
-    while c < w:
-        if w - c >= 2 * width:
-            _squares_tile(total, c, g, go + c, gr, n, 2, width)
-            c += 2 * width
-        else:
-            _squares_tile(total, c, g, go + c, gr, n, 1, width)
-            c += width
+def _squares_columns(total, g, go, gr, n, w):
+    """_squares_tile over the lanes up to w, in vectors of as many lanes as a register holds
+    of total's dtype, two columns at once where there are two (independent sums, so that the
+    multiply-adds overlap). Jitted code only."""
+    raise NotImplementedError("numba_rows._squares_columns runs in jitted code only")
+
+
+@overload(_squares_columns, jit_options=JIT_OPTIONS)
+def _squares_columns_of(total, g, go, gr, n, w):
+    width = lanes_of(total)  # chosen at typing time: only this width's code is compiled
+
+    def squares_columns(total, g, go, gr, n, w):
+        c = 0
+        while c < w:
+            if w - c >= 2 * width:
+                _squares_tile(total, c, g, go + c, gr, n, 2, width)
+                c += 2 * width
+            else:
+                _squares_tile(total, c, g, go + c, gr, n, 1, width)
+                c += width
+
+    return squares_columns
 
 
 @jit
@@ -159,26 +164,33 @@ def add_squares(total, g, go, gr, n, w):
 
     total : flat array of at least w elements; g : flat C-contiguous array of total's dtype
     """
-    if total.itemsize == 4:
-        _squares_columns(total, g, go, gr, n, w, V32)
-    else:
-        _squares_columns(total, g, go, gr, n, w, V64)
+    _squares_columns(total, g, go, gr, n, w)
 
 
-@jit
-def _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, width):
-    """For each column of ``width`` lanes (a literal): rows of sums ROWS at a time (independent
-    sums, so that the additions overlap), then one at a time."""
-    for c in range(0, w, width):
-        j = 0
-        while j < nj:
-            oo, dd = o + j * oj + c, do + j * dj + c
-            if nj - j >= ROWS:
-                _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, ROWS, 1, width)
-                j += ROWS
-            else:
-                _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, 1, 1, width)
-                j += 1
+def _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w):
+    """For each column of as many lanes as a register holds of out's dtype: rows of sums ROWS
+    at a time (independent sums, so that the additions overlap), then one at a time. Jitted
+    code only."""
+    raise NotImplementedError("numba_rows._sums_rows runs in jitted code only")
+
+
+@overload(_sums_rows, jit_options=JIT_OPTIONS)
+def _sums_rows_of(out, o, oj, d, do, ds, dj, n, nj, total, w):
+    width = lanes_of(out)  # chosen at typing time: only this width's code is compiled
+
+    def sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w):
+        for c in range(0, w, width):
+            j = 0
+            while j < nj:
+                oo, dd = o + j * oj + c, do + j * dj + c
+                if nj - j >= ROWS:
+                    _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, ROWS, 1, width)
+                    j += ROWS
+                else:
+                    _sums_tile(out, oo, oj, d, dd, ds, dj, n, total, c, 1, 1, width)
+                    j += 1
+
+    return sums_rows
 
 
 @jit
@@ -189,7 +201,4 @@ def sums_and_squares(out, o, oj, d, do, ds, dj, n, nj, total, w):
 
     out, d : flat C-contiguous arrays of one dtype; total : flat, of at least w elements
     """
-    if out.itemsize == 4:
-        _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, V32)
-    else:
-        _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w, V64)
+    _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w)

@@ -26,7 +26,7 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, errors
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 # Vector width: a zmm register where the core has AVX-512, a ymm register otherwise (a 4 x 4
 # tile of zmm is 16 of its 32 registers; of ymm, 16 of 16 would spill).
@@ -35,7 +35,13 @@ V64 = VECTOR_BYTES // 8  # float64 lanes per vector
 V32 = VECTOR_BYTES // 4  # float32 lanes per vector
 TILE = 4  # rows and columns of a register tile
 
-jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
+JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy"}
+jit = numba.njit(cache=True, **JIT_OPTIONS)
+
+
+def lanes_of(array_type) -> int:
+    """The lanes of a vector register for a numba array type's dtype (at typing time)."""
+    return V32 if array_type.dtype.bitwidth == 32 else V64
 
 
 @intrinsic
@@ -150,18 +156,27 @@ def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr,
         q += rows
 
 
-@jit
 def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
              fresh):  # fmt: skip
-    """Every column of lane vectors up to lane w, at the vector width of out's dtype."""
-    if out.itemsize == 4:
-        for v in range(0, w, V32):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, V32,
+    """Every column of lane vectors up to lane w, at the vector width of out's dtype (jitted
+    code only)."""
+    raise NotImplementedError("numba_tiles._columns runs in jitted code only")
+
+
+@overload(_columns, jit_options=JIT_OPTIONS)
+def _columns_of(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
+                fresh):  # fmt: skip
+    # the width chosen here, when out's dtype is known, compiles only its own tiles (a branch
+    # on out.itemsize in the jitted code compiled the other width's too: ~4 s for nothing)
+    width = lanes_of(out)
+
+    def columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
+                fresh):  # fmt: skip
+        for v in range(0, w, width):
+            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, width,
                    shared, fresh)  # fmt: skip
-    else:
-        for v in range(0, w, V64):
-            _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, V64,
-                   shared, fresh)  # fmt: skip
+
+    return columns
 
 
 @jit
