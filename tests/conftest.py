@@ -3,6 +3,11 @@
 pytest-benchmark times every benchmark test by default. Here plain ``pytest`` runs the benchmark
 tests once, untimed (so they are checked, but cost almost nothing), and ``pytest --benchmark``
 runs only them, timed, saving the JSON under ``reports/benchmarks/``.
+
+Plain ``pytest`` (no paths, no ``-m``, no ``-n``: the whole quick suite) spreads its tests over
+one process per core, up to four (pytest-xdist): most of its time is numba compiling kernels,
+one function at a time in a process, so a second core nearly halves it. ``-n 0`` runs it in
+one process; any other selection runs in one process unless ``-n`` asks otherwise.
 """
 
 import os
@@ -47,6 +52,27 @@ def pytest_addoption(parser):
         help="time the benchmark tests with pytest-benchmark and save them under "
         "reports/benchmarks/ (without it they run once, untimed)",
     )
+
+
+MAX_WORKERS = 4  # beyond a few, the workers mostly compile the same kernels side by side
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Plain pytest on every core (up to MAX_WORKERS): runs before xdist's own hook, which
+    turns ``numprocesses`` into its workers."""
+    plain = (
+        getattr(config.option, "numprocesses", False) is None  # xdist installed, no -n given
+        and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and config.option.markexpr == "not slow"
+        and not config.getoption("--benchmark")
+        and not config.option.collectonly
+        and not config.option.usepdb
+        and "PYTEST_XDIST_WORKER" not in os.environ
+    )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if plain and (cores or 1) > 1:
+        config.option.numprocesses = min(cores, MAX_WORKERS)
 
 
 def _save_atomically(self, output_json, save):
