@@ -59,10 +59,19 @@ MAX_WORKERS = 4  # beyond a few, the workers mostly compile the same kernels sid
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """Plain pytest on every core (up to MAX_WORKERS): runs before xdist's own hook, which
-    turns ``numprocesses`` into its workers."""
+    """Runs before xdist's own hook, which turns ``numprocesses`` into its workers."""
+    workers = quick_suite_workers(config, len(os.sched_getaffinity(0)) if hasattr(
+        os, "sched_getaffinity") else (os.cpu_count() or 1))  # fmt: skip
+    if workers:
+        config.option.numprocesses = workers
+
+
+def quick_suite_workers(config, cores):
+    """The workers for this run: one per core up to MAX_WORKERS for plain ``pytest`` (xdist
+    installed, no -n, no paths, no -m, not --benchmark, --collect-only, --pdb, nor a worker
+    itself), else None (one process)."""
     plain = (
-        getattr(config.option, "numprocesses", False) is None  # xdist installed, no -n given
+        getattr(config.option, "numprocesses", False) is None
         and config.args_source == pytest.Config.ArgsSource.TESTPATHS
         and config.option.markexpr == "not slow"
         and not config.getoption("--benchmark")
@@ -70,9 +79,7 @@ def pytest_cmdline_main(config):
         and not config.option.usepdb
         and "PYTEST_XDIST_WORKER" not in os.environ
     )
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if plain and (cores or 1) > 1:
-        config.option.numprocesses = min(cores, MAX_WORKERS)
+    return min(cores, MAX_WORKERS) if plain and cores > 1 else None
 
 
 def _save_atomically(self, output_json, save):
