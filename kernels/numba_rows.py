@@ -137,7 +137,7 @@ def _squares_columns(total, g, go, gr, n, w):
     """_squares_tile over the lanes up to w, in vectors of as many lanes as a register holds
     of total's dtype, two columns at once where there are two (independent sums, so that the
     multiply-adds overlap). Jitted code only."""
-    raise NotImplementedError("numba_rows._squares_columns runs in jitted code only")
+    raise TypeError("_squares_columns is compiled into jitted code only: call add_squares")
 
 
 @overload(_squares_columns, jit_options=JIT_OPTIONS)
@@ -171,7 +171,7 @@ def _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w):
     """For each column of as many lanes as a register holds of out's dtype: rows of sums ROWS
     at a time (independent sums, so that the additions overlap), then one at a time. Jitted
     code only."""
-    raise NotImplementedError("numba_rows._sums_rows runs in jitted code only")
+    raise TypeError("_sums_rows is compiled into jitted code only: call sums_and_squares")
 
 
 @overload(_sums_rows, jit_options=JIT_OPTIONS)

@@ -160,7 +160,7 @@ def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, n
              fresh):  # fmt: skip
     """Every column of lane vectors up to lane w, at the vector width of out's dtype (jitted
     code only)."""
-    raise NotImplementedError("numba_tiles._columns runs in jitted code only")
+    raise TypeError("_columns is compiled into jitted code only: call multiply_add and its kin")
 
 
 @overload(_columns, jit_options=JIT_OPTIONS)
