@@ -50,14 +50,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_list(text: str) -> tuple[int, ...]:
-    if text.strip().lower() in ("none", ""):
+    if text.strip().lower() == "none":
         return ()
+    if not text.strip():  # an unset shell variable, most likely: no silent default
+        raise argparse.ArgumentTypeError(
+            "is empty; give widths such as 4 or 8,8, or none for no hidden layer"
+        )
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers such as 4 or 8,8, got {text!r}"
         ) from None
+
+
+def _path(text: str) -> str:
+    if not text.strip():  # '' would be the current folder: never a silent default
+        raise argparse.ArgumentTypeError("is empty; give a path")
+    return text
 
 
 def _threshold(text: str):
@@ -294,8 +304,10 @@ def _add_sweep(subparsers) -> None:
     )
     p.add_argument(
         "--config",
+        type=_path,
         metavar="FILE.toml",
-        help="sweep settings (keys as the flags, with _ for -); flags win over the file",
+        help="sweep settings (keys as the flags but --out and the executor's, with _ for -); "
+        "flags win over the file",
     )
     p.add_argument(
         "--name", help="name of the sweep (default: default); --out defaults to reports/NAME"
@@ -343,7 +355,7 @@ def _add_sweep(subparsers) -> None:
     )
     _add_schedule_flags(p, sweep=True)
     p.add_argument("--backend", help="numba or numpy (default numba; results do not depend on it)")
-    p.add_argument("--out", help="output folder (default reports/NAME)")
+    p.add_argument("--out", type=_path, help="output folder (default reports/NAME)")
     add_executor_flags(p)
     p.set_defaults(command=_sweep)
 
@@ -400,7 +412,8 @@ def _add_report(subparsers) -> None:
         description="Redraw the figures and rewrite report.md of a finished sweep from its "
         "summary.json and meta.json.",
     )
-    p.add_argument("folder", metavar="DIR", help="a sweep's output folder, e.g. reports/default")
+    p.add_argument("folder", type=_path, metavar="DIR",
+                   help="a sweep's output folder, e.g. reports/default")  # fmt: skip
     p.set_defaults(command=_report)
 
 
@@ -603,7 +616,7 @@ def _add_vanishing(subparsers) -> None:
     p.add_argument("--backend", default=d.backend, help="numba or numpy (numba)")
     p.add_argument("--batchnorm", type=_list(_on_off), default=d.batchnorm, metavar="off,on",
                    help="also run every case with batch norm: off,on (default off)")
-    p.add_argument("--out", default="reports/vanishing", help="output folder")
+    p.add_argument("--out", type=_path, default="reports/vanishing", help="output folder")
     p.set_defaults(command=_vanishing)
 
 

@@ -117,6 +117,11 @@ def test_a_stored_config_that_is_not_one_is_refused(tmp_path, capsys):
         (["sweep", "--config", "."], "is a folder; give a TOML file"),
         (["sweep", "--out", "/proc/no/such"], "cannot write to --out /proc/no/such"),
         (["vanishing", "--out", "/proc/no/such"], "cannot write to --out /proc/no/such"),
+        # an empty value (an unset shell variable) is refused, not read as a default
+        (["sweep", "--out", ""], "argument --out: is empty; give a path"),
+        (["sweep", "--config", " "], "argument --config: is empty; give a path"),
+        (["vanishing", "--out", ""], "argument --out: is empty; give a path"),
+        (["train", "--hidden", ""], "or none for no hidden layer"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_status_2(capsys, tmp_path, monkeypatch, argv, message):
