@@ -135,14 +135,19 @@ def findings(summary: dict) -> list[str]:
             for k in range(len(grid[0]["failed"]["outputs_right"]))
         ]
         most = max(range(len(right)), key=lambda k: right[k])
-        saturated = _weighted(grid, _fallback(summary, "with_flat_units", "with_saturated_units"),
-                              "n")  # fmt: skip
+        # summaries written before flat units had their own key held them as "saturated"
+        flat_key = _fallback(summary, "with_flat_units", "with_saturated_units")
+        flat = _weighted(grid, flat_key, "n")
+        units = f"{_pct(flat)} had a flat hidden unit (flat on every pattern)"
+        if flat_key == "with_flat_units":
+            saturated = _weighted(grid, "with_saturated_units", "n")
+            units = f"{_pct(saturated)} had a saturated hidden unit and {units}"
         growing = _weighted(grid, "weights_growing", "n_full_budget")
         out.append(
             f"**How nets fail.** Of {failed:,} nets with a hidden layer that did not converge, "
             f"{100 * right[most] / failed:.1f}% ended with {most} of {len(right) - 1} outputs "
-            f"right; {_pct(saturated)} had a saturated hidden unit, and of those that ran the "
-            f"whole budget {_pct(growing)} still had growing weights."
+            f"right; {units}, and of those that ran the whole budget {_pct(growing)} still had "
+            f"growing weights."
         )
     return out
 
@@ -168,13 +173,16 @@ def _control_finding(summary, v: _View, grid) -> str:
         best_right = max(k for k in range(len(right)) if right[k])
         endings = (f"The most common ending was {most} of {len(right) - 1} outputs right "
                    f"({right[most]:,} nets); none got more than {best_right} right.")  # fmt: skip
-    lrs = f"{min(sweep['lr']):g} to {max(sweep['lr']):g}"
+    low, high = min(sweep["lr"]), max(sweep["lr"])
+    single = f"at learning rate {low:g}"  # a sweep of one rate: no range "from 1 to 1"
     if conv == 0:
+        every = single if low == high else f"at every learning rate from {low:g} to {high:g}"
         return (f"**{v.problem.upper()} needs a hidden layer.** {conv:,} of "
-                f"{n:,} nets without one converged, at every learning rate from {lrs}. "
+                f"{n:,} nets without one converged, {every}. "
                 f"{endings}{with_hidden}")  # fmt: skip
+    over = single if low == high else f"over learning rates {low:g} to {high:g}"
     sentence = (f"**Nets without a hidden layer.** {conv:,} of {n:,} ({100 * conv / n:.1f}%) "
-                f"converged on {v.problem.upper()}, over learning rates {lrs}.")  # fmt: skip
+                f"converged on {v.problem.upper()}, {over}.")  # fmt: skip
     if endings:
         sentence += " Of the rest, t" + endings[1:]
     return sentence + with_hidden

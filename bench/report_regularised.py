@@ -113,15 +113,20 @@ def batchnorm_finding(summary) -> str | None:
     for p, a, _ in _pairs_of(summary, "batchnorm"):
         if p["mcnemar_p"] < SIGNIFICANT:
             (better if p["only_b"] > p["only_a"] else worse).add(a["lr"])
-    shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates)) or "none"  # noqa: E731
+    shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates))  # noqa: E731
+    paired = "; ".join(
+        [f"more nets converged with it than without at lr {shown(better)}"] * bool(better)
+        + [f"fewer at lr {shown(worse)}" if better else
+           f"fewer nets converged with it than without at lr {shown(worse)}"] * bool(worse)
+    ) or "no rate showed a difference either way"  # fmt: skip
     return (
         f"**Batch norm {verdict} the range of learning rates that converge.** Counting a rate as "
         f"converging when the 95% interval of its convergence rate lies above "
         f"{100 * CONVERGING:.0f}%, batch norm gave more converging rates in {wider} of {total} "
         f"settings, fewer in {narrower} and as many in {same} ("
         + "; ".join(examples)
-        + "). Net for net, more nets converged with it than without (McNemar p < "
-        f"{SIGNIFICANT:g}) at lr {shown(better)}, fewer at lr {shown(worse)}."
+        + "). Net for net (McNemar p < "
+        f"{SIGNIFICANT:g}), {paired}."
     )
 
 

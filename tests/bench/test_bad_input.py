@@ -249,3 +249,13 @@ def test_mse_accepts_any_finite_target():
     targets = np.full((4, 1), 5.0)
     result = backend("numpy").train_population(theta, spec, XOR.X, targets, 0.1, 3)
     assert np.isfinite(result.final_loss).all()
+
+
+@pytest.mark.parametrize(("problem", "sentence"), [
+    ("and", "converged on AND, at learning rate 1."),
+    ("xor", "nets without one converged, at learning rate 1."),
+])  # fmt: skip
+def test_a_sweep_of_one_learning_rate_names_it_not_a_range(tmp_path, capsys, problem, sentence):
+    code, _, _ = run(capsys, "sweep", *TINY, "--problem", problem, "--out", tmp_path / "s")
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert code == 0 and sentence in report and "1 to 1" not in report
