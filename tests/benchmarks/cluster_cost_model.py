@@ -33,12 +33,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from backprop_bench.bench.dask_executor import DaskExecutor
+from backprop_bench.bench import atomic
 from backprop_bench.bench.executors import LocalExecutor
 from backprop_bench.bench.shard import write_shard
 from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep
 from backprop_bench.bench.sweep_config import SweepConfig
-from distributed import as_completed
+
+try:
+    from backprop_bench.bench.dask_executor import DaskExecutor
+    from distributed import as_completed
+except ImportError:  # --predict-only needs neither; main() says what the rest needs
+    DaskExecutor = as_completed = None
 
 # the README's example: backprop-bench sweep --lr 0.1,0.3,1 --init tutorial,xavier_uniform
 #   --hidden 2,4 --optimizer sgd,momentum --nets-per-cell 2000 --epochs 5000
@@ -168,6 +173,9 @@ def main() -> None:
         "--serial-only", action="store_true", help="only redo the serial parts in --out"
     )
     args = parser.parse_args()
+    if DaskExecutor is None and not args.predict_only:
+        parser.exit(2, f"{parser.prog}: error: the timings run a local Dask cluster: "
+                       "pip install -e '.[dask]' (--predict-only needs no cluster)\n")  # fmt: skip
     if args.serial_only:
         doc = json.loads(args.out.read_text())
         with tempfile.TemporaryDirectory() as tmp, DaskExecutor(workers=2) as executor:
@@ -177,12 +185,12 @@ def main() -> None:
             shard_file = sorted((tmp / "one" / SHARD_DIR).glob("*.npz"))[0]
             doc["serial_parts"] = scheduler_and_writes(executor, shard_file, tmp, 2000)
         args.predict_only = True
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        _write(args.out, doc)
     if args.predict_only:
         doc = json.loads(args.out.read_text())
         doc["prediction"] = predict(doc)
         print(json.dumps(doc["prediction"], indent=2))
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        _write(args.out, doc)
         return
     doc = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -219,9 +227,12 @@ def main() -> None:
     doc["prediction"] = predict(doc)
     print("prediction", doc["prediction"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = args.out.with_suffix(".tmp")
-    tmp_file.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp_file, args.out)
+    _write(args.out, doc)
+
+
+def _write(path: Path, doc: dict) -> None:
+    """All at once: a killed run leaves the old file, never half of the new one."""
+    atomic.write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":
