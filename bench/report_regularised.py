@@ -114,11 +114,15 @@ def batchnorm_finding(summary) -> str | None:
         if p["mcnemar_p"] < SIGNIFICANT:
             (better if p["only_b"] > p["only_a"] else worse).add(a["lr"])
     shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates))  # noqa: E731
-    paired = "; ".join(
-        [f"more nets converged with it than without at lr {shown(better)}"] * bool(better)
-        + [f"fewer at lr {shown(worse)}" if better else
-           f"fewer nets converged with it than without at lr {shown(worse)}"] * bool(worse)
-    ) or "no rate showed a difference either way"  # fmt: skip
+    more = f"more nets converged with it than without at lr {shown(better)}"
+    if better and worse:
+        paired = f"{more}, fewer at lr {shown(worse)}"
+    elif better:
+        paired = more
+    elif worse:
+        paired = f"fewer nets converged with it than without at lr {shown(worse)}"
+    else:
+        paired = "no rate showed a difference either way"
     return (
         f"**Batch norm {verdict} the range of learning rates that converge.** Counting a rate as "
         f"converging when the 95% interval of its convergence rate lies above "
