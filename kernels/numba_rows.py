@@ -21,7 +21,7 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
-from .numba_tiles import JIT_OPTIONS, jit, lanes_of
+from .numba_tiles import JIT_OPTIONS, jit, lanes_of, vectors
 
 ROWS = 4  # rows of a bias tile: independent sums that hide the latency of an addition
 
@@ -31,26 +31,6 @@ def _literals(*values):
         if not isinstance(literal, types.IntegerLiteral):
             raise errors.RequireLiteralValue(literal)
     return [literal.literal_value for literal in values]
-
-
-def _vectors(context, builder, sig, args, dtype, n_v):
-    """The vector type of n_v elements of dtype, its fused multiply-add, a function that points
-    at the vector starting at an element offset of an array's data, and one that gives the data
-    pointer of the array argument at a position."""
-    vector = ir.VectorType(context.get_value_type(dtype), n_v)
-    fmuladd = cgutils.get_or_insert_function(
-        builder.module,
-        ir.FunctionType(vector, [vector] * 3),
-        f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
-    )
-
-    def at_offset(base, offset):
-        return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
-
-    def data(position):
-        return context.make_array(sig.args[position])(context, builder, args[position]).data
-
-    return vector, fmuladd, at_offset, data
 
 
 def _plus(builder, base, stride, times):
@@ -69,7 +49,7 @@ def _squares_tile(typingctx, total, to, g, go, gr, n, columns, width):
 
     def codegen(context, builder, sig, args):
         _, to_, _, go_, gr_, n_ = args[:6]
-        vector, fmuladd, at_offset, data = _vectors(context, builder, sig, args, dtype, n_v)
+        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
         p_total, p_g = data(0), data(2)
         width_ = ir.Constant(to_.type, n_v)
         sums = []
@@ -103,7 +83,7 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
 
     def codegen(context, builder, sig, args):
         _, o_, oj_, _, do_, ds_, dj_, n_, _, to_ = args[:10]
-        vector, fmuladd, at_offset, data = _vectors(context, builder, sig, args, dtype, n_v)
+        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
         p_out, p_d, p_total = data(0), data(3), data(8)
         width_ = ir.Constant(o_.type, n_v)
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)

@@ -44,6 +44,26 @@ def lanes_of(array_type) -> int:
     return V32 if array_type.dtype.bitwidth == 32 else V64
 
 
+def vectors(context, builder, sig, args, dtype, n_v):
+    """The vector type of n_v elements of dtype, its fused multiply-add, a function that points
+    at the vector starting at an element offset of an array's data, and one that gives the data
+    pointer of the array argument at a position."""
+    vector = ir.VectorType(context.get_value_type(dtype), n_v)
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(vector, [vector] * 3),
+        f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
+    )
+
+    def at_offset(base, offset):
+        return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+
+    def data(position):
+        return context.make_array(sig.args[position])(context, builder, args[position]).data
+
+    return vector, fmuladd, at_offset, data
+
+
 @intrinsic
 def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr,
               width, shared, fresh):  # fmt: skip
@@ -66,19 +86,8 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
                            width, shared, fresh)  # fmt: skip
 
     def codegen(context, builder, sig, args):
-        out_, o_, oq_, or_, a_, ao_, aq_, at_, b_, bo_, br_, bt_, c_, co_, cr_, n_ = args[:16]
-        vector = ir.VectorType(context.get_value_type(dtype), n_v)
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fmuladd.v{n_v}f{dtype.bitwidth}",
-        )
-
-        def data(position, value):
-            return context.make_array(sig.args[position])(context, builder, value).data
-
-        def at_offset(base, offset):
-            return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+        _, o_, oq_, or_, _, ao_, aq_, at_, _, bo_, br_, bt_, _, co_, cr_, n_ = args[:16]
+        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
 
         def plus(base, stride, times):
             return builder.add(base, builder.mul(stride, ir.Constant(o_.type, times)))
@@ -92,7 +101,7 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
         def k32(value):
             return ir.Constant(ir.IntType(32), value)
 
-        p_out, p_a, p_b, p_c = data(0, out_), data(4, a_), data(8, b_), data(12, c_)
+        p_out, p_a, p_b, p_c = data(0), data(4), data(8), data(12)
         tile = {}
         for q in range(n_q):
             for r in range(n_r):
