@@ -284,6 +284,34 @@ def test_cannot_tell_when_the_reference_cannot_resolve_the_claim():
     assert result.floor > 1e-2 and "INCONCLUSIVE" in result.report()
 
 
+@pytest.mark.parametrize("coupling", [0.0, 1e-12, 1e-11])
+def test_a_group_that_is_zero_within_the_reference_is_judged_as_an_exact_zero(coupling):
+    # where a hinge is inactive the bias's derivative is 0, and its reference came out exactly
+    # 0 or as rounding of it (1.8e-11 +- 2.6e-9, depending on the NumPy version's summation):
+    # "correct" in one case and "cannot tell" in the other. A derivative the function's values
+    # cannot tell from zero has no size of its own to resolve an error against
+    params = {"w": np.array([0.3, -0.7, 1.1]), "b": np.array([0.2])}
+
+    def loss(p):
+        return np.sum(np.sin(p["w"])) + coupling * p["b"][0]
+
+    for claimed in (0.0, coupling):
+        def grad(p, c=claimed):
+            return {"w": np.cos(p["w"]), "b": np.array([c])}
+
+        result = check_gradient(loss, grad, params)
+        assert result.verdict == CORRECT, (coupling, claimed)
+        assert result.floor < 1e-8
+        assert any("b: every derivative is zero" in note for note in result.notes) == (coupling > 0)
+    # a small derivative the reference does resolve is still held to its own size
+    resolved = 1e-6
+    result = check_gradient(
+        lambda p: np.sum(np.sin(p["w"])) + resolved * p["b"][0],
+        lambda p: {"w": np.cos(p["w"]), "b": np.array([2 * resolved])}, params,
+    )  # fmt: skip
+    assert result.verdict == WRONG
+
+
 # ------------------------------------------------------------------------------ large, cost
 
 
@@ -312,6 +340,76 @@ def test_budget_and_mode_choose_between_full_jacobian_and_probes():
     assert check_gradient(loss, grad, params).mode == "full Jacobian"
     assert check_gradient(loss, grad, params, budget=1e-9).mode.endswith("probes")
     assert check_gradient(loss, grad, params, mode="probes").mode.endswith("probes")
+
+
+class CallClock:
+    """A clock that moves only when the function is called: a machine on which one call of fun
+    takes ``per_call`` seconds, whatever else it is doing."""
+
+    def __init__(self, per_call):
+        self.now, self.per_call = 0.0, per_call
+
+    def perf_counter(self):
+        return self.now
+
+    def slowed(self, fun):
+        def call(*args, **kwargs):
+            self.now += self.per_call
+            return fun(*args, **kwargs)
+
+        return call
+
+
+def checked_at_speed(monkeypatch, per_call, loss, grad, params, **options):
+    import backprop_bench.verify.check as check
+
+    clock = CallClock(per_call)
+    monkeypatch.setattr(check, "time", clock)
+    result = check_gradient(clock.slowed(loss), grad, params, progress=False, **options)
+    return result, (result.verdict, result.mode, result.evaluations, result.floor, result.notes)
+
+
+@pytest.mark.parametrize("case", ["float32 inside, correct", "float32 inside, 1e-3",
+                                  "float64, 1e-3", "refinement cut by its count"])  # fmt: skip
+def test_the_verdict_does_not_depend_on_how_fast_the_machine_is(monkeypatch, case):
+    # the checker timed its plan (a 1 s budget and shares of it): float32 mutants moved between
+    # wrong and cannot tell, and nets between the full Jacobian and probes, with the machine's load
+    import backprop_bench.verify.check as check
+
+    if case == "refinement cut by its count":
+        monkeypatch.setattr(check, "REFINE_EVALS", 2)
+    dtype = np.float64 if case.startswith("float64") else np.float32
+    loss, grad, params = mlp(dtype, cast=dtype == np.float32)
+    if case.endswith("1e-3"):
+        grad = mutate(grad, "1e-3", "W1", 7)
+    outcomes = [checked_at_speed(monkeypatch, t, loss, grad, params)[1] for t in (1e-7, 2e-3)]
+    assert outcomes[0] == outcomes[1]
+    assert not any("budget" in note for note in outcomes[0][4])
+    if case == "refinement cut by its count":
+        assert any("within 2 evaluations per parameter" in note for note in outcomes[0][4])
+
+
+def test_the_full_jacobian_up_to_full_params_whatever_one_call_costs(monkeypatch):
+    import backprop_bench.verify.check as check
+
+    for n, mode in ((check.FULL_PARAMS, "full Jacobian"), (check.FULL_PARAMS + 1, "probes")):
+        x = np.linspace(-1, 1, n)
+        for per_call in (1e-7, 1e-3):
+            result, _ = checked_at_speed(monkeypatch, per_call, lambda p: np.sum(p**2),
+                                         lambda p: 2 * p, x)  # fmt: skip
+            assert result.mode.endswith(mode) and result.verdict == CORRECT, (n, per_call)
+
+
+def test_slow_functions_meet_the_time_guard_and_say_so(monkeypatch):
+    loss, grad, params = mlp(np.float32, cast=True)
+    # 97 parameters: a full Jacobian of about 400 calls at 0.1 s a call is over the 20 s budget
+    result, _ = checked_at_speed(monkeypatch, 0.1, loss, grad, params)
+    assert result.mode.endswith("probes")
+    assert any("over budget=20" in note and "mode='full'" in note for note in result.notes)
+    # forced to the full Jacobian, refinement stops at the guard
+    result, _ = checked_at_speed(monkeypatch, 0.03, loss, grad, params, mode="full")
+    assert any("within budget=20 s" in note for note in result.notes), result.notes
+    assert result.verdict in (CORRECT, CANNOT_TELL)
 
 
 def test_a_progress_line_on_long_checks(capsys, monkeypatch):
