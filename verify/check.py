@@ -940,30 +940,23 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 "not re-examined"
             )
             break
-        spent = (f.calls - calls_from) / max(n, EVALS_MIN_PARAMS)
-        elapsed = time.perf_counter() - started
         suspect = count < len(first)
-        if spent >= (SUSPECT_EVALS if suspect else REFINE_EVALS):
+        allowance = SUSPECT_EVALS if suspect else REFINE_EVALS
+        counted_out = (f.calls - calls_from) / max(n, EVALS_MIN_PARAMS) >= allowance
+        if counted_out or time.perf_counter() - started > (2 if suspect else 1) * budget:
             left_over = (len(first) if suspect else len(first) + len(later)) - count
             unexamined = left_over if suspect else 0
-            notes.append(
-                f"{left_over} suspect elements not re-examined within "
-                f"{SUSPECT_EVALS} evaluations per parameter: they disagree with the first "
-                "reference only" if suspect else f"{left_over} elements not refined within "
-                f"{REFINE_EVALS} evaluations per parameter: their reference is as accurate as "
-                "the first step allowed"
+            what = "suspect elements not re-examined" if suspect else "elements not refined"
+            why = (
+                (f"{allowance} evaluations per parameter: " + (
+                    "they disagree with the first reference only" if suspect else
+                    "their reference is as accurate as the first step allowed"))
+                if counted_out else
+                f"budget={budget:g} s: one call is slow enough that this machine's speed "
+                "decided where refinement stopped (a larger budget makes it the same on every "
+                "machine)"
             )  # fmt: skip
-            break
-        if elapsed > (2 * budget if suspect else budget):
-            left_over = (len(first) if suspect else len(first) + len(later)) - count
-            unexamined = left_over if suspect else 0
-            notes.append(
-                f"{left_over} " + ("suspect elements not re-examined" if suspect else
-                                   "elements not refined") +
-                f" within budget={budget:g} s: one call is slow enough that this machine's "
-                "speed decided where refinement stopped (a larger budget makes it the same on "
-                "every machine)"
-            )  # fmt: skip
+            notes.append(f"{left_over} {what} within {why}")
             break
         if not generic and count - len(first) == HOPELESS_SAMPLE and hopeless(
             later[:HOPELESS_SAMPLE]
