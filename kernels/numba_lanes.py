@@ -363,7 +363,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
                     d[k] = scale * (a[k] - y)
             else:
                 for k in range(w):
-                    d[k] = scale * (a[k] - y) * a[k] * (one - a[k])
+                    d[k] = _mse_delta(scale, a[k], y, one)
     for k in range(w):
         norm2[k] = one - one
     for layer in range(last, -1, -1):
@@ -456,6 +456,25 @@ def _derivative_lanes(D, Z, A, start, n, act, one, slope):
             d[k] *= one if z[k] > 0 else slope
 
 
+# The squared error's terms, rounded as written on every CPU (strict_jit): under the lane
+# loops' fast-math flags LLVM chose their order of products, and whether a sum takes one in an
+# FMA, by the core's vector features, so a core without AVX-512 rounded them otherwise than the
+# fused pass, which writes these operations out (numba_fused._epoch).
+
+
+@strict_jit
+def _mse_delta(scale, a, y, one):
+    """dL/dz of a sigmoid output under the squared error: ((scale (a - y)) (1 - a)) a."""
+    return scale * (a - y) * (one - a) * a
+
+
+@strict_jit
+def _half_square(a, y):
+    """(a - y)^2 / 2 in float64, as (0.5 (a - y)) (a - y), whatever the dtype of a and y."""
+    wide = np.float64(a - y)
+    return 0.5 * wide * wide
+
+
 @jit
 def _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w):
     """Per lane: largest |a - y|, outputs on the right side of 0.5, and the cheap loss part:
@@ -475,7 +494,7 @@ def _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w):
                 if loss_code == BCE:
                     lower[k] += max(z[k], 0.0) - y * z[k]
                 else:
-                    lower[k] += 0.5 * (a[k] - y) * (a[k] - y)
+                    lower[k] += _half_square(a[k], y)
 
 
 @jit
