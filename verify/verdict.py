@@ -75,6 +75,7 @@ class Nondeterminism:
     max_rel_difference: float
     when: str  # "two calls in a row" or "after the check"
     cause: str = ""  # where known: "wrote into params in place", ...
+    fix: str = "return new arrays instead"  # what to change, said with a known cause
 
 
 @dataclass
@@ -124,7 +125,7 @@ class GradCheckResult:
             d = self.nondeterminism
             lines.append(
                 f"  {d.which} {d.cause} ({d.when}): the same input no longer gives the same "
-                "values; return new arrays instead"
+                f"values; {d.fix}"
             )
         elif self.nondeterminism is not None:
             d = self.nondeterminism

@@ -204,6 +204,83 @@ def test_a_gradient_buffer_never_reset_is_not_deterministic():
     assert "grad gave different values" in result.report()
 
 
+@pytest.mark.parametrize("step", [1e-4, 0.2])
+@pytest.mark.parametrize("hidden", [12, 100])  # 97 parameters (full Jacobian), 801 (probes)
+def test_a_float32_gradient_cached_by_id_stale_after_a_step_is_not_deterministic(step, hidden):
+    # the stale claim was called correct: a few ulps away, where the checker measures the
+    # claim's rounding, the cache misses and gives fresh values, so the scatter was as large
+    # as the error (5x off at a step of 0.2 on 1,108 parameters passed)
+    loss, grad, params = mlp(np.float32, hidden=hidden)
+    cache = {}
+
+    def cached(p):
+        if id(p) not in cache:
+            cache[id(p)] = grad(p)
+        return cache[id(p)]
+
+    for key, g in cached(params).items():
+        params[key] -= np.float32(step) * g  # the optimiser's step, in place
+    result = check_gradient(loss, cached, params)
+    assert result.verdict == NOT_DETERMINISTIC
+    assert result.nondeterminism.when == "a copy of params"
+
+
+def test_a_backward_pass_reading_what_the_last_forward_saved_is_not_deterministic():
+    loss, _, params = mlp(np.float32)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 6)).astype(np.float32)
+    y = (rng.random((32, 1)) < 0.5).astype(np.float32)
+    saved = {}
+
+    def forward(p):  # a layer object: the forward pass keeps what the backward pass needs
+        saved["a1"] = np.tanh(X @ p["W1"] + p["b1"])
+        saved["z2"] = saved["a1"] @ p["W2"] + p["b2"]
+        return np.mean(np.logaddexp(0, saved["z2"]) - y * saved["z2"])
+
+    def backward(p):
+        a1, z2 = saved["a1"], saved["z2"]
+        dz2 = (1 / (1 + np.exp(-z2)) - y) / len(X)
+        dz1 = (dz2 @ p["W2"].T) * (1 - a1**2)
+        return {"W1": X.T @ dz1, "b1": dz1.sum(0), "W2": a1.T @ dz2, "b2": dz2.sum(0)}
+
+    result = check_gradient(forward, backward, params)  # raised a TypeError on complex values
+    assert result.verdict == NOT_DETERMINISTIC
+    assert "last call of fun" in result.report() and "forward pass" in result.report()
+
+
+@pytest.mark.parametrize("n_freq", [4, 600])  # 8 parameters (full Jacobian), 1,200 (probes)
+def test_a_wrong_special_case_at_an_exact_zero_is_caught(n_freq):
+    # features sin(w t) / w, taken as t at w = 0 (some w start at exactly 0); the derivative's
+    # limit there is 0. Returning t instead jumps a few ulps away, where the claim's rounding
+    # is measured: in probes that scatter hid the error (cannot tell, floor 5.8)
+    rng = np.random.default_rng(3)
+    t = np.linspace(0.1, 2.0, 12).astype(np.float32)
+    y = np.sin(1.3 * t)
+    w = rng.uniform(0.2, 2, n_freq)
+    w[rng.choice(n_freq, 3, replace=False)] = 0.0
+    params = {"w": w.astype(np.float32), "a": (rng.normal(size=n_freq) / n_freq).astype(np.float32)}
+
+    def features(w):
+        safe = np.where(w == 0, 1, w)
+        return np.where(w == 0, t[:, None], np.sin(w * t[:, None]) / safe)
+
+    def loss(p):
+        r = features(p["w"]) @ p["a"] - y.astype(p["a"].dtype)
+        return 0.5 * np.sum(r**2) / len(t)
+
+    def grad(p, limit_at_zero=0.0):
+        w, a = p["w"], p["a"]
+        F = features(w)
+        r = (F @ a - y.astype(a.dtype)) / len(t)
+        z = w * t[:, None]
+        safe = np.where(w == 0, 1, w)
+        d = np.where(w == 0, limit_at_zero * t[:, None], (z * np.cos(z) - np.sin(z)) / safe**2)
+        return {"w": (r[:, None] * d * a).sum(0), "a": F.T @ r}
+
+    assert check_gradient(loss, grad, params).verdict == CORRECT
+    assert check_gradient(loss, lambda p: grad(p, 1.0), params).verdict == WRONG
+
+
 def test_a_loss_with_tiny_noise_is_not_deterministic_not_a_kink():
     noise = np.random.default_rng(1)
 

@@ -5,7 +5,7 @@ kink, a gradient cached by id(params), a float32 ReLU net that casts inside."""
 import numpy as np
 import pytest
 from backprop_bench.verify import check_gradient
-from backprop_bench.verify.verdict import CANNOT_TELL, CORRECT, KINK, WRONG
+from backprop_bench.verify.verdict import CANNOT_TELL, CORRECT, KINK, NOT_DETERMINISTIC, WRONG
 
 
 def tied_max_claims():
@@ -68,7 +68,9 @@ def test_a_hinge_margin_1e_8_from_the_kink_is_resolved():
     assert result.verdict == CORRECT
 
 
-def test_a_gradient_cached_by_id_and_stale_after_an_in_place_update_is_wrong():
+def test_a_gradient_cached_by_id_and_stale_after_an_in_place_update_is_not_deterministic():
+    # written apart from the project as "wrong"; it is the hidden state that makes it wrong,
+    # and a copy of params with the same values says so in any dtype and at any step size
     A = np.array([[2.0, 0.5], [0.5, 1.0]])
     cache = {}
 
@@ -80,7 +82,9 @@ def test_a_gradient_cached_by_id_and_stale_after_an_in_place_update_is_wrong():
     x = np.array([1.0, -1.0])
     grad(x)
     x -= 0.1 * (A @ x)  # an optimiser's step in place: same id, new values
-    assert check_gradient(lambda x: 0.5 * x @ A @ x, grad, x).verdict == WRONG
+    result = check_gradient(lambda x: 0.5 * x @ A @ x, grad, x)
+    assert result.verdict == NOT_DETERMINISTIC
+    assert "copy of params" in result.report() and "id(params)" in result.report()
 
 
 def test_a_correct_float32_relu_net_that_casts_inside_is_never_called_wrong():
