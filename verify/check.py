@@ -7,9 +7,11 @@ the same structure. The result carries one verdict (see :mod:`.verdict`) and the
 
 How it decides (derived, nothing guessed):
 
-- **Determinism first.** ``fun`` and ``grad`` are each called twice at the same point, and once
-  more at the end; any difference is the verdict *not deterministic* (hidden state, unseeded
-  randomness), never a wrong gradient or a kink. Functions with deliberate randomness
+- **Determinism first.** ``fun`` and ``grad`` are each called twice at the same point, once at
+  a copy of it (other arrays, same values: a cache keyed by ``id(params)``), ``grad`` again
+  after ``fun`` ran at other params (a backward pass that reads what the forward pass saved),
+  and both once more at the end; any difference is the verdict *not deterministic* (hidden
+  state, unseeded randomness), never a wrong gradient or a kink. Functions with deliberate randomness
   (dropout) take a keyword ``rng``: with ``rng_seed=S`` every call gets a fresh
   ``np.random.default_rng(S)``, so every call draws the same masks.
 - **Float32 end to end.** If ``fun`` is dtype-generic (float64 params give a float64 value), the
