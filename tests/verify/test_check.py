@@ -202,3 +202,24 @@ def test_a_claim_of_nan_is_wrong_and_located():
 
     result = check_gradient(f, grad, X)
     assert result.verdict == "wrong" and result.groups[0].worst_index == (1, 2)
+
+
+def test_a_float32_jvp_one_output_1e_2_off_is_caught_by_the_float64_adjoint_test():
+    # the float32 adjoint test's bound (512 float32 ulps of the norms) passed it; dtype-generic
+    # code is also tested on float64 params, allowed only its float32 constants' ulps
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(6, 6)).astype(np.float32)
+    p = rng.normal(size=(6, 6)).astype(np.float32)
+
+    def jvp(p, v, bump=1.0):
+        out = A @ v
+        out[0, 0] *= bump
+        return out
+
+    def check(bump):
+        return check_vjp(lambda p: A @ p, lambda p, u: A.T @ u, p,
+                         jvp=lambda p, v: jvp(p, v, bump))  # fmt: skip
+
+    assert check(1.0).verdict == "correct"
+    bad = check(1.01)
+    assert bad.verdict == "wrong" and not bad.adjoint.passed
