@@ -129,3 +129,14 @@ def test_only_small_nets_are_fused_and_each_shape_and_dtype_has_its_own_pass():
     assert numba_fused.pass_function(key, 8) is numba_fused.pass_function(key, 8)
     assert numba_fused.pass_function(key, 8) is not numba_fused.pass_function(key, 4)
     assert numba_fused.pass_function("", 8) is numba_fused.pass_function("", 4)
+
+
+@pytest.mark.parametrize("width", [4, 8, 16])
+def test_a_step_of_the_pass_divides_the_lane_count_at_every_vector_width(width):
+    """The pass steps over a chunk's lanes by its interleaved vectors; the training kernel
+    rounds lanes to numba_lanes.LANES, so a step that did not divide it would run past w."""
+    from backprop_bench.kernels import numba_lanes
+
+    step = width * numba_fused._interleaved(width)
+    assert numba_lanes.LANES % step == 0
+    assert 1 <= numba_fused._interleaved(width) <= numba_fused.INTERLEAVE
