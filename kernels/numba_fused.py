@@ -690,10 +690,12 @@ def pass_function(key: str, itemsize: int):
     n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:], strict=True))
     n_in, n_out, n_layers, width = layers[0], layers[-1], len(layers) - 1, max(layers[1:])
     real = np.float32 if itemsize == 4 else np.float64
-    return _compile_pass(key, real, n_params, n_samples, n_in, n_out, n_layers, width)
+    return _compile_pass(key, real, itemsize, n_params, n_samples, n_in, n_out, n_layers, width)
 
 
-def _compile_pass(key, real, n_params, n_samples, n_in, n_out, n_layers, width):
+def _compile_pass(key, real, itemsize, n_params, n_samples, n_in, n_out, n_layers, width):
+    from .numba_lanes import _unit_rows  # Z's layout (numba_lanes imports this module)
+
     # every variable of this closure is a constant of the compiled pass (numba's cache keys on
     # their values: one cached pass per key and dtype)
     def run(P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared, loss0, reached,
@@ -706,7 +708,8 @@ def _compile_pass(key, real, n_params, n_samples, n_in, n_out, n_layers, width):
             numba.carray(_pointer(lr, real), (chunk,)),
             numba.carray(_pointer(X, real), (n_samples, n_in)),
             numba.carray(_pointer(Y, real), (n_samples, n_out)),
-            numba.carray(_pointer(Z, real), (n_layers, n_samples, width, chunk)),
+            numba.carray(_pointer(Z, real), (n_layers, n_samples,
+                                             _unit_rows(width, chunk, itemsize), chunk)),
             numba.carray(_pointer(K, real), (9,)),
             numba.carray(_pointer(norm2, real), (chunk,)),
             numba.carray(_pointer(max_error, f64), (chunk,)),

@@ -224,6 +224,17 @@ def _lane_extent(chunk, itemsize):
 
 
 @jit
+def _unit_rows(width, lanes, itemsize):
+    """Rows per sample in a chunk's Z, A and D: width, or one more where a sample's rows would
+    span a whole multiple of SET_SPAN, which put one unit's rows of every sample in one L1
+    cache set: the weight gradients' register tiles sum over the samples (8-32-32-1, 16 nets
+    of float64 a chunk, 4 KiB a sample: a 32 x 32 layer's weight-gradient tiles 2.1-3.1 us a
+    net-epoch with 32 rows, 1.2-1.7 with 33, one thread on an AVX2 core). The extra row is
+    never read or written."""
+    return width + 1 if width * lanes * itemsize % SET_SPAN == 0 else width
+
+
+@jit
 def _zeros(shape, like):
     """np.zeros(shape, like.dtype) whose data starts on an ALIGN-byte boundary. numba's own
     arrays of a chunk's size start 32 bytes past one, so that every vector of 8 float64 (or 16
@@ -603,8 +614,9 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
         w = (active + LANES - 1) // LANES * LANES
         lanes = _lane_extent(chunk, theta.itemsize)
         P = _chunk_of(theta, first, active, lanes)
-        Z = _zeros((n_layers, n_samples, width, lanes), theta)
-        A = _zeros((n_layers, n_samples, width, lanes), theta)
+        rows = _unit_rows(width, lanes, theta.itemsize)
+        Z = _zeros((n_layers, n_samples, rows, lanes), theta)
+        A = _zeros((n_layers, n_samples, rows, lanes), theta)
         K = np.zeros(2, dtype=theta.dtype)
         K[0], K[1] = 1.0, LEAKY_SLOPE
         _forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
@@ -666,9 +678,10 @@ def train_kernel(
         M = _zeros((n_params, lanes), theta)
         V = _zeros((n_params, lanes), theta)
         G = _zeros((n_params, lanes), theta)
-        Z = _zeros((n_layers, n_samples, width, lanes), theta)
-        A = _zeros((n_layers, n_samples, width, lanes), theta)
-        D = _zeros((n_layers, n_samples, width, lanes), theta)
+        rows = _unit_rows(width, lanes, theta.itemsize)
+        Z = _zeros((n_layers, n_samples, rows, lanes), theta)
+        A = _zeros((n_layers, n_samples, rows, lanes), theta)
+        D = _zeros((n_layers, n_samples, rows, lanes), theta)
         ids = np.arange(first, first + lanes)
         lane_lr = _zeros((lanes,), theta)
         for k in range(active):

@@ -5,7 +5,8 @@ own weights). Written as plain loops over lanes, each multiply-add loads its acc
 operands from cache and stores the accumulator back, and a 32-wide layer runs at a fraction of
 the core's multiply-add rate (measured: 4.7 GFMA/s on one core). Here a tile of 4 x 4 lane
 vectors stays in registers while a loop runs over the summed index, so each step loads 8 vectors
-and does 16 vector multiply-adds (measured on a 32 x 32 layer, 16 samples, 32 lanes: 18 GFMA/s).
+and does 16 vector multiply-adds (measured on a 32 x 32 layer, 16 samples, 32 lanes: 18 GFMA/s;
+4 x 3 where the core has 16 vector registers, ``TILE_ROWS``).
 
 LLVM does not keep such a tile in registers when it is written in numba (the loop vectoriser
 works on innermost loops only, and the superword vectoriser numba turns off for its bugs), so the
@@ -33,7 +34,14 @@ from numba.extending import intrinsic, overload
 VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
 V64 = VECTOR_BYTES // 8  # float64 lanes per vector
 V32 = VECTOR_BYTES // 4  # float32 lanes per vector
-TILE = 4  # rows and columns of a register tile
+TILE = 4  # below this many units on either side of a layer, its products run as plain loops
+# A register tile of TILE_ROWS x TILE_COLS lane vectors. With 32 vector registers (AVX-512), 4 x 4:
+# 16 accumulators and 8 operands. With 16 (AVX2 and below), a 4 x 4 tile's accumulators alone
+# fill every register, and LLVM moved them to and from the stack on every step of the sum; 4 x 3
+# keeps its 12 in registers (8-32-32-1, 16 samples, one thread on an AVX2 core: a 32 x 32
+# layer's weight-gradient tiles 2.1-2.5 us a net-epoch as 4 x 4, 1.2-1.7 as 4 x 3; 3 x 4,
+# 2 x 4, 4 x 2, 3 x 3 and 2 x 2 measured between the two or slower).
+TILE_ROWS, TILE_COLS = (4, 4) if VECTOR_BYTES == 64 else (4, 3)
 
 JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy"}
 jit = numba.njit(cache=True, **JIT_OPTIONS)
@@ -138,25 +146,33 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
 @jit
 def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, v, width, shared,
            fresh):  # fmt: skip
-    """One column of lane vectors (``width`` lanes from lane v): 4 x 4 tiles, then the edges."""
+    """One column of lane vectors (``width`` lanes from lane v): TILE_ROWS x TILE_COLS tiles,
+    then the edges (tiles of one row, of two columns where two or more are left, and of one)."""
     q = 0
     while q < nq:
-        rows = TILE if nq - q >= TILE else 1
+        rows = TILE_ROWS if nq - q >= TILE_ROWS else 1
         r = 0
         while r < nr:
-            cols = TILE if nr - r >= TILE else 1
+            cols = TILE_COLS if nr - r >= TILE_COLS else (2 if nr - r >= 2 else 1)
             oo, aa, bb = o + q * oq + r * orow + v, ao + q * aq, bo + r * br + v
             cc = co + r * cr + v
             if not shared:
                 aa += v
-            if rows == TILE and cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, TILE,
-                          TILE, width, shared, fresh)  # fmt: skip
-            elif rows == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, TILE, 1,
-                          width, shared, fresh)  # fmt: skip
-            elif cols == TILE:
-                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1, TILE,
+            if rows == TILE_ROWS:
+                if cols == TILE_COLS:
+                    _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n,
+                              TILE_ROWS, TILE_COLS, width, shared, fresh)  # fmt: skip
+                elif cols == 2:
+                    _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n,
+                              TILE_ROWS, 2, width, shared, fresh)  # fmt: skip
+                else:
+                    _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n,
+                              TILE_ROWS, 1, width, shared, fresh)  # fmt: skip
+            elif cols == TILE_COLS:
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1,
+                          TILE_COLS, width, shared, fresh)  # fmt: skip
+            elif cols == 2:
+                _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1, 2,
                           width, shared, fresh)  # fmt: skip
             else:
                 _fma_tile(out, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, c, cc, cr, n, 1, 1,

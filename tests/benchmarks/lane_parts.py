@@ -85,7 +85,8 @@ def main(argv=None) -> None:
     P = _aligned((spec.n_params, chunk), like)
     P[:] = rng.normal(scale=0.3, size=P.shape)
     G = _aligned(P.shape, like)
-    Z = _aligned((spec.n_layers, args.samples, width, chunk), like)
+    rows = L._unit_rows(width, chunk, dtype.itemsize)
+    Z = _aligned((spec.n_layers, args.samples, rows, chunk), like)
     A, D = _aligned(Z.shape, like), _aligned(Z.shape, like)
     K = np.zeros(9, dtype)
     K[0], K[1], K[2] = 1.0, 0.01, 1.0 / args.samples

@@ -196,3 +196,46 @@ def test_tanh_training_matches_numpy_after_10000_epochs(spec):
     result = nb_train(*args, record_every=1000)
     assert_same_outcomes(result, reference)
     np.testing.assert_allclose(result.history.loss, reference.history.loss, TRAINED_RTOL, 1e-14)
+
+
+def test_a_sample_gets_an_extra_row_where_its_rows_would_fill_whole_cache_set_spans():
+    assert lanes._unit_rows(32, 16, 8) == 33  # 8-32-32-1, 16 float64 nets: 4 KiB a sample
+    assert lanes._unit_rows(16, 128, 8) == 17  # 2-16-16-1, 128 nets: 16 KiB
+    assert lanes._unit_rows(32, 16, 4) == 32  # float32: 2 KiB
+    assert lanes._unit_rows(4, 1040, 8) == 4  # 2-4-1, 1,024 nets and the lane extent's 16
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_a_padded_row_per_sample_changes_no_bit(dtype, act):
+    """The forward and backward lane loops on Z, A, D with one row per sample more than the
+    widest layer (_unit_rows) give the same bits as on unpadded arrays, and leave the extra
+    row alone: no loop takes the row count for the width."""
+    from backprop_bench.kernels.numba_backend import _codes
+
+    spec = NetSpec((8, 32, 32, 1), act)
+    layers, offsets, code = _codes(spec)
+    rng = np.random.default_rng(3)
+    n_samples, chunk, w = 16, 32, 16  # w < chunk: the row-by-row paths; then w = chunk
+    X = (rng.random((n_samples, 8)) < 0.5).astype(dtype)
+    Y = (X.sum(axis=1, keepdims=True) % 2).astype(dtype)
+    P = rng.normal(scale=0.3, size=(spec.n_params, chunk)).astype(dtype)
+    K = np.array([1.0, 0.01, 1.0 / n_samples], dtype=dtype)
+    results = []
+    for rows in (32, 33):
+        for width in (w, chunk):
+            Z = np.full((spec.n_layers, n_samples, rows, chunk), 7.0, dtype)
+            A, D = Z.copy(), Z.copy()
+            G = np.zeros_like(P)
+            norm2 = np.zeros(chunk, dtype)
+            lanes._forward_lanes(P, X, layers, offsets, code, Z, A, width, K)
+            lanes._backward_lanes(P, X, Y, layers, offsets, code, 0, Z, A, D, G, norm2, width, K)
+            if rows == 33:
+                assert (Z[:, :, 32] == 7.0).all() and (A[:, :, 32] == 7.0).all()
+                assert (D[:, :, 32] == 7.0).all()
+            results.append([Z[:, :, :32, :width], A[:, :, :32, :width], D[:, :, :32, :width],
+                            G[:, :width], norm2[:width]])  # fmt: skip
+    bits = f"u{np.dtype(dtype).itemsize}"
+    for plain, padded in ((results[0], results[2]), (results[1], results[3])):
+        for want, got in zip(plain, padded, strict=True):
+            np.testing.assert_array_equal(got.view(bits), want.view(bits))

@@ -56,7 +56,10 @@ def views(geometry, nq, nr, n, chunk):
             b[bo:].reshape(nr, n, chunk))  # fmt: skip
 
 
-SHAPES = [(4, 4, 16), (16, 32, 32), (5, 7, 3), (1, 1, 1), (3, 9, 6), (4, 1, 4), (1, 4, 2)]
+# every kind of tile and edge, at 4 x 4 and at 4 x 3 (numba_tiles.TILE_ROWS): 7 columns are
+# 4 + 2 + 1 or 3 + 3 + 1, 8 are 4 + 4 or 3 + 3 + 2
+SHAPES = [(4, 4, 16), (16, 32, 32), (5, 7, 3), (5, 8, 4), (1, 1, 1), (3, 9, 6), (4, 1, 4),
+          (1, 4, 2)]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -146,7 +149,7 @@ def test_multiply_into_is_multiply_add_into_zeros_and_reads_no_old_value(dtype, 
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("nq, nr, n", [(5, 7, 3), (16, 32, 32)])  # every kind of tile and edge
+@pytest.mark.parametrize("nq, nr, n", [(5, 7, 3), (5, 8, 3), (16, 32, 32)])  # every kind of tile
 @pytest.mark.parametrize("shared", [False, True], ids=["lanes", "shared"])
 @pytest.mark.parametrize("w", [LANES, 2 * LANES])
 def test_multiply_onto_is_multiply_add_onto_c_and_reads_no_old_value(dtype, nq, nr, n, shared,
