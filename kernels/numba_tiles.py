@@ -38,9 +38,9 @@ TILE = 4  # below this many units on either side of a layer, its products run as
 # A register tile of TILE_ROWS x TILE_COLS lane vectors. With 32 vector registers (AVX-512), 4 x 4:
 # 16 accumulators and 8 operands. With 16 (AVX2 and below), a 4 x 4 tile's accumulators alone
 # fill every register, and LLVM moved them to and from the stack on every step of the sum; 4 x 3
-# keeps its 12 in registers (8-32-32-1, 16 samples, one thread on an AVX2 core: a 32 x 32
-# layer's weight-gradient tiles 2.1-2.5 us a net-epoch as 4 x 4, 1.2-1.7 as 4 x 3; 3 x 4,
-# 2 x 4, 4 x 2, 3 x 3 and 2 x 2 measured between the two or slower).
+# keeps its 12 in registers (8-32-32-1, 16 samples, one thread on an AVX2 core: the forward
+# pass, whose products are all tiles but the output layer's, 4.9-5.6 us a net-epoch with 4 x 4
+# tiles, 3.9-4.1 with 4 x 3; 3 x 4, 2 x 4, 4 x 2, 3 x 3 and 2 x 2 measured slower than 4 x 3).
 TILE_ROWS, TILE_COLS = (4, 4) if VECTOR_BYTES == 64 else (4, 3)
 
 JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy"}
