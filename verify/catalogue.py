@@ -427,6 +427,57 @@ def relu_kink_problem(offset=0.0, mask="relu'(0) = 0", dtype="float64", fault=No
     return Problem(fun, grad, params, info=info)
 
 
+def wide_relu_kink_problem(mask="relu'(0) = 0", fault=None, positive=False) -> Problem:
+    """relu 20-64-1 MSE, batch 8 (1,409 params: over the full Jacobian's limit, so probes):
+    sample 0 is all zeros and the biases start at 0, so all 64 hidden units of sample 0 sit at
+    exactly 0, each a kink along its own bias only; the output weights have both signs (with
+    ``positive``, their absolute values: every kink's slope then turns the same way).
+
+    fault "a bias zeroed": the gradient of the first bias whose one-sided derivatives both lie
+    on one side of 0 (by a tenth of their size) is set to 0, an error a direction over every
+    kink hides between the sum of their one-sided slopes.
+    """
+    params, X, Y = Net((20, 64, 1), "relu", "mse", 8, seed=21).data(np.float64)
+    X[0] = 0.0
+    params["b1"][:] = 0.0
+    if positive:
+        params["W2"] = np.abs(params["W2"])
+
+    def forward(p):
+        z1 = X @ p["W1"] + p["b1"]
+        a1 = np.maximum(z1, 0)
+        return z1, a1, a1 @ p["W2"] + p["b2"]
+
+    def fun(p):
+        return np.mean((forward(p)[2] - Y) ** 2)
+
+    def correct(p):
+        z1, a1, z2 = forward(p)
+        dz2 = 2 * (z2 - Y) / len(X)
+        dz1 = (dz2 @ p["W2"].T) * RELU_MASKS[mask](z1)
+        return {"W1": X.T @ dz1, "b1": dz1.sum(0), "W2": a1.T @ dz2, "b2": dz2.sum(0)}
+
+    info = {"preactivations": lambda p: forward(p)[0],
+            "kink_coordinates": 20 * 64 + np.arange(64)}  # b1, flattened  # fmt: skip
+    if fault != "a bias zeroed":
+        return Problem(fun, correct, params, info=info)
+    # the one-sided derivatives along b1[k]: the other samples' part, and sample 0's unit k on
+    z1, a1, z2 = forward(params)
+    dz2 = 2 * (z2 - Y) / len(X)
+    rest = ((dz2 @ params["W2"].T) * (z1 > 0))[1:].sum(0)
+    on = rest + dz2[0, 0] * params["W2"][:, 0]
+    margin = 0.1 * np.abs(rest)
+    k = int(np.flatnonzero((np.minimum(rest, on) > margin) | (np.maximum(rest, on) < -margin))[0])
+
+    def grad(p):
+        g = correct(p)
+        g["b1"] = g["b1"].copy()
+        g["b1"][k] = 0.0
+        return g
+
+    return Problem(fun, grad, params, info={**info, "mutated": ("b1", (k,))})
+
+
 def hinge_problem(offset=0.0, active="margin < 1") -> Problem:
     """A linear SVM (hinge loss + L2), sample 0 at margin exactly 1 (dyadic) plus offset."""
     rng = np.random.default_rng(10)
@@ -829,6 +880,7 @@ def _big_row_mutant():
 def _kinks():
     g, f64, ndh = "kinks", "float64", "not differentiable here"
     relu = "relu 2-8-1 MSE, a pre-activation exactly 0"
+    wide = "relu 20-64-1 MSE, 64 pre-activations exactly 0 (1,409 params)"
     near = "relu 2-8-1 MSE, a pre-activation at"
     hinge, pool, lasso = (
         "linear SVM hinge loss, a margin exactly 1",
@@ -847,6 +899,23 @@ def _kinks():
              f"{relu}: relu'(0) = 0"),
         Case(f"{relu}, float32: relu'(0) = 0", g, "float32", ndh,
              lambda: relu_kink_problem(dtype="float32"), "a valid subgradient, in float32"),
+        Case(f"{wide}: relu'(0) = 0", g, f64, ndh, wide_relu_kink_problem,
+             "a valid subgradient; kinks of both signs along every probe"),
+        Case(f"{wide}: relu'(0) = 1", g, f64, ndh,
+             lambda: wide_relu_kink_problem(mask="relu'(0) = 1"), "a valid subgradient"),
+        Case(f"{wide}: relu'(0) = 2", g, f64, "wrong",
+             lambda: wide_relu_kink_problem(mask="relu'(0) = 2"),
+             "outside each bias's one-sided derivatives", f"{wide}: relu'(0) = 0"),
+        Case(f"{wide}: a bias zeroed", g, f64, "wrong",
+             lambda: wide_relu_kink_problem(fault="a bias zeroed"),
+             "one bias at a kink set to 0, outside its one-sided derivatives",
+             f"{wide}: relu'(0) = 0"),
+        Case(f"{wide}, output weights > 0: relu'(0) = 0", g, f64, ndh,
+             lambda: wide_relu_kink_problem(positive=True), "a valid subgradient"),
+        Case(f"{wide}, output weights > 0: a bias zeroed", g, f64, "wrong",
+             lambda: wide_relu_kink_problem(fault="a bias zeroed", positive=True),
+             "one bias at a kink set to 0, outside its one-sided derivatives",
+             f"{wide}, output weights > 0: relu'(0) = 0"),
     ]  # fmt: skip
     for offset in (1e-9, 1e-7, -1e-6):
         cases.append(

@@ -63,6 +63,11 @@ FIT_HOPELESS = 1e2  # windows whose rounding alone is this much the best error a
 # one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
 ONE_SIDED_LEVELS = 16
 ONE_SIDED_SHRINK = 4.0
+# nearby: derivatives at NEARBY_POINTS random points about a step from x and NEARBY_SPLIT and
+# its square closer, each by central differences NEARBY_SHRINK times smaller than the distance
+NEARBY_POINTS = 16
+NEARBY_SHRINK = 64.0
+NEARBY_SPLIT = 4.0
 
 
 @dataclass
@@ -365,6 +370,48 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
         best_value, best_error = _consistent(values, errors)
         sides.append(Derivative(best_value, best_error, "one-sided differences"))
     return sides[0], sides[1]
+
+
+def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS) -> Derivative:
+    """Derivatives along v at ``points`` random points near x (shape (points, m)), the smooth
+    part's drift taken out.
+
+    Where several kinks meet at x (ReLUs at exactly 0 in one layer and the next, or two samples'
+    units sharing a bias), the one-sided derivatives along v combine all their left slopes and
+    all their right ones; a valid subgradient may mix them. A point x + t r, r a random sign and
+    size in [0.5, 1] per coordinate (times its size, at least 1), lies on one side of every
+    kink, the same side for every small t, so its derivative along v is one such mixture plus a drift of the smooth
+    part, linear in t to first order: the values at t / NEARBY_SPLIT and t / NEARBY_SPLIT^2
+    (central differences NEARBY_SHRINK times smaller than t) extrapolate to the mixture at
+    t = 0, a limit of gradients near x, within Clarke's subdifferential along v.
+
+    The result's ``linear`` says where the values at t and both smaller distances lie on one
+    line within their error and a tenth of their change (elsewhere the function varies on a
+    scale below t, sin(1e6 x), or a central difference straddled a kink: the value is void),
+    and ``moved`` by how much the values changed from the farthest distance to the nearest.
+    """
+    vmax = float(np.abs(v).max())
+    relative = h * vmax / max(1.0, float(np.abs(x[v != 0]).max(initial=0.0)))
+    c = NEARBY_SPLIT
+    values, errors, moved, linear = [], [], [], []
+    for _ in range(points):
+        # random sizes too: equal steps of parameters at 0 (biases) would cancel exactly in a
+        # pre-activation that sums them, leaving the point on the kink
+        r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+        r *= np.maximum(np.abs(x), 1.0)
+        d1, d2, d3 = (
+            central(f, x + relative / c**k * r, v, noise, h / NEARBY_SHRINK / c**k)
+            for k in range(3)
+        )
+        values.append((c * d3.value - d2.value) / (c - 1))
+        errors.append((c * d3.error + d2.error) / (c - 1))
+        moved.append(np.abs(d1.value - d3.value))
+        residual = np.abs((d1.value - d2.value) - c * (d2.value - d3.value))
+        allowed = 8 * (d1.error + (c + 1) * d2.error + c * d3.error)
+        linear.append(residual <= allowed + 0.1 * np.abs(d1.value - d2.value))
+    d = Derivative(np.array(values), np.array(errors), "derivatives nearby")
+    d.moved, d.linear = np.array(moved), np.array(linear)
+    return d
 
 
 def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:

@@ -39,6 +39,12 @@ class KinkReport:
     right: float
     claimed: float
     passed: bool  # the claim is a subgradient: between left and right, within tolerance
+    # where several kinks meet in the element, the derivatives seen at points nearby can lie
+    # beyond both one-sided ones: their range, where they were looked at
+    nearby: tuple[float, float] | None = None
+    # False: several kinks meet here, and the claim lies beyond the one-sided derivatives and
+    # every derivative seen nearby, where a valid choice of slope per kink might still lie
+    decided: bool = True
 
 
 @dataclass
@@ -149,10 +155,18 @@ class GradCheckResult:
                 f"{'ok' if p.passed else 'FAIL'}"
             )
         for k in self.kinks:
+            seen = "" if k.nearby is None else (
+                f", derivatives nearby from {k.nearby[0]:.6g} to {k.nearby[1]:.6g}")
+            outcome = (
+                "a subgradient, ok" if k.passed
+                else "FAIL: not between them" if k.decided
+                else "UNDECIDED: several kinks meet here, and a valid choice of slope at each "
+                "might lie beyond every derivative seen"
+            )  # fmt: skip
             lines.append(
                 f"  kink at {k.group}{k.index} (output {k.output}): not differentiable, one-sided "
-                f"derivatives {k.left:.6g} and {k.right:.6g}, claimed {k.claimed:.6g} -> "
-                f"{'a subgradient, ok' if k.passed else 'FAIL: not between them'}"
+                f"derivatives {k.left:.6g} and {k.right:.6g}{seen}, claimed {k.claimed:.6g} -> "
+                f"{outcome}"
             )
         if self.adjoint is not None:
             a = self.adjoint

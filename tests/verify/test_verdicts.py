@@ -402,6 +402,110 @@ def test_probes_catch_one_element_in_a_large_float32_net(dtype):
         assert check_gradient(loss, mutate(grad, how, "W1", 12_345), params).verdict == WRONG
 
 
+def zero_sample_relu_net(layers=1, mask=lambda z: (z > 0), positive=False, fault=None):
+    """relu 24-48-1 (24-32-32-1 for two layers) MSE, batch 6, sample 0 all zeros and biases 0:
+    every hidden unit of sample 0 at exactly 0 (over 1,000 parameters: probes). ``fault``:
+    (group, index, factor)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 24))
+    X[0] = 0.0
+    y = rng.standard_normal((6, 1))
+    sizes = (24,) + ((48,) if layers == 1 else (32,) * layers) + (1,)
+    p = {}
+    for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False), 1):
+        p[f"W{k}"] = rng.standard_normal((a, b)) * np.sqrt(2 / a)
+        p[f"b{k}"] = np.zeros(b)
+    if positive:
+        p[f"W{layers + 1}"] = np.abs(p[f"W{layers + 1}"])
+
+    def forward(p):
+        h, zs, hs = X, [], [X]
+        for k in range(1, layers + 2):
+            z = h @ p[f"W{k}"] + p[f"b{k}"]
+            h = np.maximum(z, 0) if k <= layers else z
+            zs.append(z)
+            hs.append(h)
+        return zs, hs
+
+    def loss(p):
+        return 0.5 * np.mean((forward(p)[1][-1] - y) ** 2)
+
+    def grad(p):
+        zs, hs = forward(p)
+        d = (hs[-1] - y) / len(X)
+        g = {}
+        for k in range(layers + 1, 0, -1):
+            g[f"W{k}"], g[f"b{k}"] = hs[k - 1].T @ d, d.sum(0)
+            if k > 1:
+                d = (d @ p[f"W{k}"].T) * mask(zs[k - 2])
+        if fault is not None:
+            key, index, factor = fault
+            g[key] = g[key].copy()
+            g[key][index] *= factor
+        return g
+
+    assert sum(v.size for v in p.values()) > 1000
+    return loss, grad, p
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_probes_hold_each_kinked_element_to_its_own_one_sided_derivatives(positive):
+    # a direction over 48 kinks was held between their summed one-sided slopes: with output
+    # weights of both signs valid subgradients fell outside (wrong), with one sign an error in
+    # a bias at a kink fell inside (not differentiable here)
+    for mask in (lambda z: z > 0, lambda z: z >= 0):
+        loss, grad, params = zero_sample_relu_net(mask=mask, positive=positive)
+        result = check_gradient(loss, grad, params)
+        assert result.mode.endswith("directional probes") and result.verdict == KINK
+        assert "b1" in {k.group for k in result.kinks}
+    loss, grad, params = zero_sample_relu_net(mask=lambda z: 2.0 * (z >= 0), positive=positive)
+    assert check_gradient(loss, grad, params).verdict == WRONG
+    for fault in (("b1", 3, 0.0), ("W2", (5, 0), 1.001), ("W1", (2, 7), 1.001)):
+        loss, grad, params = zero_sample_relu_net(positive=positive, fault=fault)
+        result = check_gradient(loss, grad, params)
+        assert result.verdict == WRONG, (fault, result.report())
+
+
+def test_kinks_meeting_in_one_element_are_not_called_wrong_for_a_valid_mixture():
+    # two relu layers with every unit of sample 0 at exactly 0: along a first-layer bias the
+    # second layer's kinks meet its own, and relu'(0) = 1 everywhere (the limit of gradients
+    # where all of them are on) lies beyond both one-sided derivatives there
+    for mode in ("full", "probes"):
+        loss, grad, params = zero_sample_relu_net(layers=2, mask=lambda z: z >= 0)
+        result = check_gradient(loss, grad, params, mode=mode)
+        assert result.verdict == CANNOT_TELL, (mode, result.report())
+        undecided = [k for k in result.kinks if not k.decided]
+        assert undecided and all(k.nearby is not None for k in undecided)
+        assert "UNDECIDED" in result.report()
+        loss, grad, params = zero_sample_relu_net(layers=2)
+        assert check_gradient(loss, grad, params, mode=mode).verdict == KINK
+        loss, grad, params = zero_sample_relu_net(layers=2, mask=lambda z: 2.0 * (z >= 0))
+        assert check_gradient(loss, grad, params, mode=mode).verdict == WRONG
+
+
+def test_derivatives_nearby_are_the_mixtures_of_slopes_where_kinks_meet():
+    from backprop_bench.verify import references as R
+
+    # along x0 at 0 two kinks cancel: one-sided slopes 0 and 0, but nearby the units turn
+    # apart, so the derivative is 1, 0 or -1, plus a smooth part 3 x0 + x1^2 drifting away
+    def fun(x):
+        return np.array([np.maximum(x[0] + x[1], 0) - np.maximum(x[0] - x[2], 0)
+                         + 1.5 * x[0] ** 2 + x[0] * x[1] ** 2 + np.sin(x[3])])  # fmt: skip
+
+    f = R.Evaluator(lambda x: x, fun, lambda x: x, 1)
+    x, e = np.zeros(4), np.eye(4)[0]
+    noise = np.array([1e-16])
+    d = R.nearby(f, x, e, noise, R.base_step(x, e, fun(x), noise), np.random.default_rng(0),
+                 points=16)  # fmt: skip
+    values = d.value[:, 0]
+    # every value within Clarke's [-1, 1] (a central difference that straddles a kink gives a
+    # mean of two mixtures), nearly all on a mixture once the drift (3 x0, x1^2) is taken out
+    assert np.all(np.abs(values) <= 1 + 1e-6)
+    off = np.abs(values[:, None] - np.array([-1.0, 0.0, 1.0])).min(axis=1)
+    assert np.mean(off < 1e-6) >= 0.75
+    assert {-1, 1} <= set(np.round(values[off < 1e-6]).astype(int).tolist())
+
+
 def test_no_cost_cliff_4000_parameters_on_a_1024_sample_batch():
     loss, grad, params = mlp(np.float32, n_in=32, hidden=120, n=1024)
     n = sum(v.size for v in params.values())
