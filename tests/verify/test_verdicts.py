@@ -506,6 +506,34 @@ def test_derivatives_nearby_are_the_mixtures_of_slopes_where_kinks_meet():
     assert {-1, 1} <= set(np.round(values[off < 1e-6]).astype(int).tolist())
 
 
+@pytest.mark.parametrize(
+    "values, verdict",
+    [
+        ([0.0] * 8 + [1.0] * 8, "wrong"),  # one kink, both sides seen: 1.5 is no subgradient
+        ([1.0] * 16, "undecided"),  # one side only: no evidence of one kink
+        ([0.0] * 8 + [1.0] * 7 + [1.7], "undecided"),  # one mixture: kinks meet, maybe more
+        ([0.0] * 8 + [1.0] * 6 + [1.2, 1.7], "valid"),  # mixtures on both sides of the claim
+        ([0.0] * 8 + [1.0] * 6 + [1.2, 1.3], "undecided"),  # mixtures, all short of it
+        ([0.0] * 8 + [1.0] * 6 + [2.5, 3.0], "drifting"),  # no mixtures: they drift fast
+    ],
+)
+def test_a_claim_beyond_a_kink_is_judged_by_the_mixtures_seen_nearby(values, verdict):
+    from backprop_bench.verify.check import _at_kink
+
+    values = np.array(values)
+    errors, linear = np.full(16, 1e-9), np.ones(16, dtype=bool)
+    moved = np.full(16, 1e-7)
+    if verdict == "drifting":
+        # moved by more than they lie beyond (a fast oscillation): void, and what is left is
+        # one kink's two slopes
+        moved[values > 2] = 1.0
+        verdict = "wrong"
+    passed, decided, _ = _at_kink([(1.5, 2.0**-52)], 0.0, 1.0, 1e-9,
+                                  (values, errors, moved, linear))  # fmt: skip
+    assert {"wrong": (False, True), "undecided": (False, False),
+            "valid": (True, True)}[verdict] == (passed, decided)  # fmt: skip
+
+
 def test_no_cost_cliff_4000_parameters_on_a_1024_sample_batch():
     loss, grad, params = mlp(np.float32, n_in=32, hidden=120, n=1024)
     n = sum(v.size for v in params.values())
