@@ -380,10 +380,10 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
     units sharing a bias), the one-sided derivatives along v combine all their left slopes and
     all their right ones; a valid subgradient may mix them. A point x + t r, r a random sign and
     size in [0.5, 1] per coordinate (times its size, at least 1), lies on one side of every
-    kink, the same side for every small t, so its derivative along v is one such mixture plus a drift of the smooth
-    part, linear in t to first order: the values at t / NEARBY_SPLIT and t / NEARBY_SPLIT^2
-    (central differences NEARBY_SHRINK times smaller than t) extrapolate to the mixture at
-    t = 0, a limit of gradients near x, within Clarke's subdifferential along v.
+    kink, the same side for every small t, so its derivative along v is one such mixture plus a
+    drift of the smooth part, linear in t to first order: the values at t / NEARBY_SPLIT and
+    t / NEARBY_SPLIT^2 (central differences NEARBY_SHRINK times smaller than t) extrapolate to
+    the mixture at t = 0, a limit of gradients near x, within Clarke's subdifferential along v.
 
     The result's ``linear`` says where the values at t and both smaller distances lie on one
     line within their error and a tenth of their change (elsewhere the function varies on a

@@ -170,9 +170,11 @@ class GradCheckResult:
             )
         if self.adjoint is not None:
             a = self.adjoint
+            where = a.claim.partition(", ")[2]  # "output (i, j)" where one output failed
             lines.append(
-                f"  adjoint <u, Jv> = {a.reference:.6g} vs <J^T u, v> = {a.claimed:.6g}"
-                f" -> {'ok' if a.passed else 'FAIL'}"
+                f"  adjoint [{a.claim}] <u, Jv> = {a.reference:.6g} vs <J^T u, v> = "
+                f"{a.claimed:.6g}, tolerance {a.tolerance:.3g}"
+                f"{f' (u = e_i at {where})' if where else ''} -> {'ok' if a.passed else 'FAIL'}"
             )
         if self.verdict != NOT_DETERMINISTIC:
             lines.append(

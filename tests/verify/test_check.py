@@ -223,3 +223,30 @@ def test_a_float32_jvp_one_output_1e_2_off_is_caught_by_the_float64_adjoint_test
     assert check(1.0).verdict == "correct"
     bad = check(1.01)
     assert bad.verdict == "wrong" and not bad.adjoint.passed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_jvp_1e_3_off_on_one_output_of_800_is_caught_output_by_output(dtype):
+    # one dot product over all 800 outputs allowed 16 float32 ulps of all their terms, which
+    # hid an error of 1e-3 in one output; each output is now held to its own terms
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((8, 20)).astype(dtype)
+    p = {"W": (rng.standard_normal((20, 100)) / np.sqrt(20)).astype(dtype),
+         "b": np.zeros(100, dtype)}  # fmt: skip
+
+    def fun(p):
+        return np.tanh(X @ p["W"] + p["b"])
+
+    def vjp(p, u):
+        d = u * (1 - fun(p) ** 2)
+        return {"W": X.T @ d, "b": d.sum(0)}
+
+    def jvp(p, v, bump=1.0):
+        out = (X @ v["W"] + v["b"]) * (1 - fun(p) ** 2)
+        out[3, 41] *= bump
+        return out
+
+    assert check_vjp(fun, vjp, p, jvp=jvp).verdict == "correct"
+    bad = check_vjp(fun, vjp, p, jvp=lambda p, v: jvp(p, v, 1.001))
+    assert bad.verdict == "wrong" and not bad.adjoint.passed
+    assert bad.adjoint.claim.endswith("output (3, 41)")
