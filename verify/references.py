@@ -60,8 +60,13 @@ FIT_SHRINK = 10**0.5
 # (a kink within the larger ones), and Ridders' smaller steps are tried as well
 FIT_AGREE = 4.0
 FIT_HOPELESS = 1e2  # windows whose rounding alone is this much the best error are not tried
-# one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK
+# one_sided: second-order one-sided stencils at steps shrinking by ONE_SIDED_SHRINK, at least
+# ONE_SIDED_LEVELS of them, and on to ONE_SIDED_MAX_LEVELS while their rounding stays below
+# ONE_SIDED_INFORMATIVE of the largest estimate (a function of small values, relu(x) at
+# x = 1e-15, resolves steps below the distance to its kink, which the first 16 never reach)
 ONE_SIDED_LEVELS = 16
+ONE_SIDED_MAX_LEVELS = 40
+ONE_SIDED_INFORMATIVE = 0.1
 ONE_SIDED_SHRINK = 4.0
 # nearby: derivatives at NEARBY_POINTS random points about a step from x and NEARBY_SPLIT and
 # its square closer, each by central differences NEARBY_SHRINK times smaller than the distance
@@ -340,29 +345,49 @@ def _fitted(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
 
 def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Derivative]:
     """Left and right derivatives along v, each with an error bound, at the best of shrinking
-    steps: second-order one-sided stencils (-3 f0 + 4 f1 - f2) / 2h, error from the next step."""
-    sides = []
+    steps: second-order one-sided stencils (-3 f0 + 4 f1 - f2) / 2h, error from the next step.
+
+    ONE_SIDED_LEVELS steps on each side, then smaller ones on both while their rounding stays
+    below ONE_SIDED_INFORMATIVE of the largest estimate of either side."""
     vmax = float(np.abs(v).max())
-    for sign in (-1.0, 1.0):
-        estimates, steps = [], []
-        for i in range(ONE_SIDED_LEVELS):
+    estimates = {-1.0: [], 1.0: []}
+    steps = {-1.0: [], 1.0: []}
+    ended = {-1.0: False, 1.0: False}
+
+    def level(sign, i):
+        step = 2 * h / ONE_SIDED_SHRINK**i
+        f1, p1 = f.at(x + sign * step * v)
+        f2, p2 = f.at(x + sign * 2 * step * v)
+        t1 = float(np.dot(p1 - x, v) / np.dot(v, v))
+        t2 = float(np.dot(p2 - x, v) / np.dot(v, v))
+        if t1 == 0.0 or t2 == 0.0 or t1 == t2:
+            ended[sign] = True  # the steps no longer move the point
+            return
+        # derivative at x of the quadratic through (0, f0), (t1, f1), (t2, f2)
+        with np.errstate(all="ignore"):
+            d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
+        estimates[sign].append(d)
+        steps[sign].append(abs(t1) * vmax)
+
+    for i in range(ONE_SIDED_MAX_LEVELS):
+        if i >= ONE_SIDED_LEVELS:
+            seen = [np.abs(e) for side in estimates.values() for e in side]
+            scale = np.nanmax(np.array(seen), axis=0) if seen else np.zeros(f.m)
             step = 2 * h / ONE_SIDED_SHRINK**i
-            f1, p1 = f.at(x + sign * step * v)
-            f2, p2 = f.at(x + sign * 2 * step * v)
-            t1 = float(np.dot(p1 - x, v) / np.dot(v, v))
-            t2 = float(np.dot(p2 - x, v) / np.dot(v, v))
-            if t1 == 0.0 or t2 == 0.0 or t1 == t2:
-                break
-            # derivative at x of the quadratic through (0, f0), (t1, f1), (t2, f2)
-            with np.errstate(all="ignore"):
-                d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
-            estimates.append(d)
-            steps.append(abs(t1) * vmax)
+            if np.all(8 * noise / (step * vmax) > ONE_SIDED_INFORMATIVE * scale):
+                break  # rounding would swamp every output's estimate from here on
+        for sign in (-1.0, 1.0):
+            if not ended[sign]:
+                level(sign, i)
+        if all(ended.values()):
+            break
+    sides = []
+    for sign in (-1.0, 1.0):
         values, errors = [], []
-        for i in range(1, len(estimates)):
-            rounding = 8 * noise / steps[i]
-            error = np.abs(estimates[i] - estimates[i - 1]) + rounding
-            values.append(estimates[i])
+        for i in range(1, len(estimates[sign])):
+            rounding = 8 * noise / steps[sign][i]
+            error = np.abs(estimates[sign][i] - estimates[sign][i - 1]) + rounding
+            values.append(estimates[sign][i])
             errors.append(np.where(np.isfinite(error), error, np.inf))
         if not values:
             sides.append(Derivative(np.full(f.m, np.nan), np.full(f.m, np.inf), "one-sided"))

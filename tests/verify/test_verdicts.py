@@ -683,3 +683,25 @@ def test_unknown_options_are_named():
         check_gradient(f, np.cos, np.ones(3), budget=-1)
     with pytest.raises(ValueError, match="mode"):
         check_gradient(f, np.cos, np.ones(3), mode="fast")
+
+
+def test_a_point_1e_15_from_a_kink_is_resolved_where_the_function_is_small_enough():
+    # one-sided steps stopped at 16 levels (about 1e-14 here): the kink 1e-15 away was taken
+    # for one at the point, and the other side's slope passed as a subgradient. They now go on
+    # while the function's rounding allows (in a loss of order 1 it does not: see the README)
+    x = np.full(20, 1e-6)  # a loss of about 2e-5, rounding about 1e-20: resolves 1e-16 steps
+    x[3] = 1e-15
+    w = np.linspace(0.5, 1.5, 20)
+
+    def loss(p):
+        return np.sum(np.maximum(p, 0) * w)
+
+    def grad(p, other_side=False):
+        g = (p > 0) * w
+        if other_side:
+            g[3] = 0.0
+        return g
+
+    assert check_gradient(loss, grad, x).verdict == CORRECT
+    result = check_gradient(loss, lambda p: grad(p, True), x)
+    assert result.verdict == WRONG and not result.kinks
