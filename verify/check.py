@@ -860,6 +860,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # confirmed two independent ways, at a point where the function is analytic: no kink there
     refined = np.zeros(n, dtype=bool)
     kinks = []
+    not_complex_safe = []
     nearby_rng = np.random.default_rng(NEARBY_SEED)
     kink_mask = np.zeros((m, n), dtype=bool)
     convex = np.zeros((m, n), dtype=bool)  # at a kink: the slope rises through it
@@ -890,11 +891,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             if used_cs[j]:
                 return
             if np.all(d.error < 1e-3 * np.maximum(np.abs(d.value), 1e-300)):
-                notes.append(
-                    f"complex step disagrees with central differences along "
-                    f"{groups.locate(j)}: the function is not complex-safe there (abs, maximum, "
-                    "conjugation?); not used"
-                )
+                not_complex_safe.append(groups.locate(j))  # one note for all, at the end
         # the first estimate's two steps can agree by accident (both straddling a kink, so
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, d.error
@@ -1050,6 +1047,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         show("re-examined elements", count + 1, len(first) + len(later))
 
     jointly()
+    if not_complex_safe:
+        more = len(not_complex_safe) - 3
+        notes.append(
+            "complex step disagrees with central differences along "
+            + ", ".join(str(where) for where in not_complex_safe[:3])
+            + (f" and {more} more elements" if more > 0 else "")
+            + ": the function is not complex-safe there (abs, maximum, conjugation?); not used"
+        )
     scipy_agrees = None
     if use_scipy:
         scipy_agrees = True
