@@ -112,6 +112,7 @@ NEARBY_SEED = 0
 KINK_MIX = 1e-3
 STRADDLE = 0.25
 MIXTURES = 2  # mixtures seen nearby before their range counts: one could be a fast oscillation
+PART_POINTS = 4  # points nearby for a probe or part of several elements (references.nearby: 16)
 # complex step used only where one call costs at most this many real ones: far above what NumPy
 # code costs (0.4 to 3.8 real calls over the catalogue), so that the timed ratio does not switch
 # the reference with the machine's load (at 4, nets on batches of 1,024 sat at 3.1 to 3.8)
@@ -1478,7 +1479,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         the derivatives nearby all equal the reference (no kinks: the claim is wrong); else,
         for one ``element``, whether it lies among them (a kink report either way), and True
         for a part of several (to be split further)."""
-        near = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise), nearby_rng)
+        # a part of several elements needs only to show whether mixtures are there at all
+        near = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise), nearby_rng,
+                        points=R.NEARBY_POINTS if element else PART_POINTS)  # fmt: skip
         j = int(np.flatnonzero(w)[0])
         along = float(w[j]) if element else 1.0
         claimed = [(float(np.dot(g * (w != 0), w)) / along, eps) for _, g, eps, _ in evaluated]
