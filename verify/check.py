@@ -1438,8 +1438,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
 
     def element_kink(s, s0, s_noise, evaluated, w, h, found):
         """One element along w: None where the function is smooth along it; at a kink of its
-        own, whether every claim lies between its one-sided derivatives (along +e_j), as the
-        full Jacobian holds it."""
+        own, held as the full Jacobian holds it (between its one-sided derivatives along +e_j,
+        or among the derivatives nearby where several kinks meet, :func:`_at_kink`): False
+        where a claim is wrong, True where all are valid or undecided (reported either way)."""
         j = int(np.flatnonzero(w)[0])
         left, right = R.one_sided(s, x, w, s0, s_noise, h)
         lv, rv = float(left.value[0]), float(right.value[0])
