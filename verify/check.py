@@ -1419,14 +1419,19 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                 slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
                 if np.isfinite(lv) and np.isfinite(rv):
                     if abs(rv - lv) <= SAFETY * float(left.error[0] + right.error[0]):
-                        # smooth after all: the mean of both sides is a reference too (a kink
-                        # within the step fooled the others), but in float64 only where it is
-                        # nearly as accurate as the best: a vague one agrees with anything
-                        mean_err = float(left.error[0] + right.error[0]) / 2 + abs(rv - lv) / 2
-                        if not generic or mean_err <= ALTERNATIVE * ref_err:
-                            again = judge((lv + rv) / 2, mean_err)
-                            verdicts = [a if a[3] else b for a, b in zip(again, verdicts,
-                                                                          strict=True)]  # fmt: skip
+                        # smooth after all: the mean of both sides, and each side, is a
+                        # reference too under its own assumptions (a kink within the step
+                        # fooled the others; a kink 1e-9 away blurs one side only), as in the
+                        # full Jacobian, but in float64 only where it is nearly as accurate as
+                        # the best: a vague one agrees with anything
+                        lerr, rerr = float(left.error[0]), float(right.error[0])
+                        mean_err = (lerr + rerr) / 2 + abs(rv - lv) / 2
+                        candidates = [((lv + rv) / 2, mean_err), (lv, lerr), (rv, rerr)]
+                        best = min([ref_err] + [err for _, err in candidates])
+                        for value, err in candidates:
+                            if not generic or err <= ALTERNATIVE * best:
+                                again = zip(judge(value, err), verdicts, strict=True)
+                                verdicts = [a if a[3] else b for a, b in again]
                     else:
                         kink_pair = (lv, rv)
                         lo, hi = sorted(kink_pair)
@@ -1474,32 +1479,22 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         found.append((j, right_e > left_e))
         return ok or not decided
 
-    def mixed(s, s0, s_noise, evaluated, w, ref, ref_err, element):
-        """A claim that disagrees with a smooth reference along w, where kinks may cancel
-        along w (their one-sided slopes agree) while a valid mixture of them does not: None if
-        the derivatives nearby all equal the reference (no kinks: the claim is wrong); else,
-        for one ``element``, whether it lies among them (a kink report either way), and True
-        for a part of several (to be split further)."""
-        # a part of several elements needs only to show whether mixtures are there at all
+    def mixed(s, s0, s_noise, evaluated, w, ref, ref_err):
+        """A claim that disagrees with a smooth reference along a part of several elements:
+        kinks may cancel along it (their one-sided slopes agree) while the claim mixes them
+        validly. True where the derivatives nearby show mixtures (split further, down to single
+        elements, judged on their own); False where they all equal the reference (no kinks
+        nearby: the claim is wrong). A single element smooth along its own line is judged
+        strictly: nearby points a step away would take a kink 1e-9 from the point for one at
+        it, and pass the other side's slope there."""
         near = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise), nearby_rng,
-                        points=R.NEARBY_POINTS if element else PART_POINTS)  # fmt: skip
-        j = int(np.flatnonzero(w)[0])
-        along = float(w[j]) if element else 1.0
-        claimed = [(float(np.dot(g * (w != 0), w)) / along, eps) for _, g, eps, _ in evaluated]
-        ok, decided, seen = _at_kink(
-            claimed, ref / along, ref / along, SAFETY * ref_err / abs(along),
-            (near.value[:, 0] / along, near.error[:, 0] / abs(along),
-             near.moved[:, 0] / abs(along), near.linear[:, 0]),
+                        points=PART_POINTS)  # fmt: skip
+        claimed = [(float(np.dot(g * (w != 0), w)), eps) for _, g, eps, _ in evaluated]
+        ok, decided, _ = _at_kink(
+            claimed, ref, ref, SAFETY * ref_err,
+            (near.value[:, 0], near.error[:, 0], near.moved[:, 0], near.linear[:, 0]),
         )  # fmt: skip
-        if decided and not ok:
-            return None
-        if not element:
-            return True
-        name, index = groups.locate(j)
-        kinks_found.append(KinkReport(name, index, 0, ref / along, ref / along,
-                                      claimed[0][0], ok, seen, decided))  # fmt: skip
-        kinked[j] = True
-        return True
+        return not (decided and not ok)
 
     def split(s, s0, s_noise, evaluated, v):
         """Split a probe along which the function has a kink into smooth parts and single
@@ -1534,13 +1529,10 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                         continue
                 ref, ref_err, verdicts, kink_pair = examine(s, s0, s_noise, evaluated, w)
                 ok = all(ok for *_, ok, _ in verdicts)
-                if kink_pair is None and not ok and generic:
-                    # wrong along a smooth part, or kinks that cancel along it (mixed slopes)
-                    held = mixed(s, s0, s_noise, evaluated, w, ref, ref_err, part.size == 1)
-                    if held is not None and part.size > 1:
+                if kink_pair is None and not ok and generic and part.size > 1:
+                    # wrong along a smooth part, or kinks that cancel along it: split further
+                    if mixed(s, s0, s_noise, evaluated, w, ref, ref_err):
                         pending.append(part)
-                        continue
-                    if held is not None:
                         continue
                 elif kink_pair is not None and part.size > 1:
                     pending.append(part)
@@ -1585,7 +1577,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             kink_pair is None
             and generic
             and not all(ok for *_, ok, _ in verdicts)
-            and mixed(s, s0, s_noise, evaluated, v, ref, ref_err, False)
+            and mixed(s, s0, s_noise, evaluated, v, ref, ref_err)
         ):
             # the derivatives nearby differ: kinks that cancel along v, split as any kink
             kink_pair = (ref, ref)

@@ -705,3 +705,23 @@ def test_a_point_1e_15_from_a_kink_is_resolved_where_the_function_is_small_enoug
     assert check_gradient(loss, grad, x).verdict == CORRECT
     result = check_gradient(loss, lambda p: grad(p, True), x)
     assert result.verdict == WRONG and not result.kinks
+
+
+@pytest.mark.parametrize("distance", [1e-9, 1e-8])
+def test_points_within_a_step_of_a_kink_in_probes(distance):
+    # 1,200 parameters, two 1e-9 from a ReLU's kink: a probe crossing them was held between the
+    # summed one-sided slopes, and the other side's slope passed as not differentiable here
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.5, 1.5, 1200)
+    x = rng.standard_normal(1200)
+    x[5], x[9] = distance, -distance
+
+    def loss(p):
+        return np.sum(np.maximum(p, 0) * w)
+
+    good = check_gradient(loss, lambda p: (p > 0) * w, x)
+    assert good.mode.endswith("directional probes") and good.verdict in (CORRECT, CANNOT_TELL)
+    other_side = check_gradient(loss, lambda p: np.where(np.arange(1200) == 9, w, (p > 0) * w), x)
+    assert not other_side.passed
+    if distance == 1e-9:
+        assert good.verdict == CORRECT and other_side.verdict == WRONG
