@@ -112,7 +112,7 @@ NEARBY_SEED = 0
 KINK_MIX = 1e-3
 STRADDLE = 0.25
 MIXTURES = 2  # mixtures seen nearby before their range counts: one could be a fast oscillation
-PART_POINTS = 4  # points nearby for a probe or part of several elements (references.nearby: 16)
+PART_POINTS = 8  # points nearby for a probe or part of several elements (references.nearby: 16)
 # complex step used only where one call costs at most this many real ones: far above what NumPy
 # code costs (0.4 to 3.8 real calls over the catalogue), so that the timed ratio does not switch
 # the reference with the machine's load (at 4, nets on batches of 1,024 sat at 3.1 to 3.8)
@@ -1044,7 +1044,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         straddled = generic and np.any(J_err[:, j] > STRADDLED * first_error)
         if jumps[j] or kinked[j] or column_bad(j) or (straddled and column_unresolved(j)):
             one_sided(j)
-        confirmed_wrong += column_bad(j)
+        # an element confirmed wrong: off its reference, or outside its own kink's one-sided
+        # derivatives (a kink's error is masked in column_bad; a decided failure is as sure)
+        confirmed_wrong += column_bad(j) or any(
+            k.decided and not k.passed for k in kinks if k.group == groups.locate(j)[0]
+            and k.index == groups.locate(j)[1])  # fmt: skip
         show("re-examined elements", count + 1, len(first) + len(later))
 
     jointly()

@@ -433,7 +433,9 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
         moved.append(np.abs(d1.value - d3.value))
         residual = np.abs((d1.value - d2.value) - c * (d2.value - d3.value))
         allowed = 8 * (d1.error + (c + 1) * d2.error + c * d3.error)
-        linear.append(residual <= allowed + 0.1 * np.abs(d1.value - d2.value))
+        # (or values that hardly move at all: a drift of t^2 where the linear part is 0)
+        still = np.abs(d1.value - d3.value) <= 1e-6 * np.maximum(np.abs(d1.value), np.abs(d3.value))
+        linear.append((residual <= allowed + 0.1 * np.abs(d1.value - d2.value)) | still)
     d = Derivative(np.array(values), np.array(errors), "derivatives nearby")
     d.moved, d.linear = np.array(moved), np.array(linear)
     return d

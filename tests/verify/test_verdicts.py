@@ -725,3 +725,53 @@ def test_points_within_a_step_of_a_kink_in_probes(distance):
     assert not other_side.passed
     if distance == 1e-9:
         assert good.verdict == CORRECT and other_side.verdict == WRONG
+
+
+def test_kinks_cancelling_along_a_probe_are_split_not_called_wrong():
+    # |a| - |b| at 0 with sign(0) = 1: every vector of [-1, 1]^2 is a subgradient, but along
+    # (-1, 1) both kinks turn together and the function is flat there, so the probe looked
+    # smooth and the claim (1, -1) was wrong; the points nearby show the mixtures and split it
+    c = np.array([1.0, -1.0])
+
+    def loss(p):
+        return float(np.sum(c * np.abs(p))) + 0.0625 * float(np.sum(p**3))
+
+    def grad(p, at_zero=1.0):
+        s = np.sign(p)
+        s[p == 0] = at_zero
+        return c * s + 3 * 0.0625 * p**2
+
+    assert check_gradient(loss, grad, np.zeros(2), mode="probes").verdict == KINK
+    assert check_gradient(loss, lambda p: grad(p, 2.0), np.zeros(2), mode="probes").verdict == WRONG
+
+
+def test_a_kink_confirmed_wrong_is_wrong_when_the_suspects_run_out():
+    # relu 32-32-4, 1,188 parameters, the full Jacobian: 4 zero-input samples and half the units
+    # at exactly 0 for a fifth sample (through W1 too), relu'(0) = 2. Its kinks failed their
+    # one-sided derivatives, but only smooth errors counted as confirmed wrong, so running out of
+    # evaluations for the other suspects made it cannot tell
+    rng = np.random.default_rng(0)
+    X = rng.integers(-8, 9, size=(16, 32)) / 4.0
+    X[:4] = 0.0
+    Y = rng.integers(-4, 5, size=(16, 4)) / 4.0
+    W1 = rng.integers(-8, 9, size=(32, 32)) / 8.0
+    b1 = np.zeros(32)
+    b1[16:] = -(X @ W1)[4, 16:]
+    b1[1:3] = -1000.0
+    p = {"W1": W1, "b1": b1, "W2": rng.integers(-8, 9, size=(32, 4)) / 8.0,
+         "b2": rng.integers(-4, 5, size=4) / 8.0}  # fmt: skip
+
+    def loss(p):
+        h = np.maximum(X @ p["W1"] + p["b1"], 0)
+        return 0.5 * np.sum((h @ p["W2"] + p["b2"] - Y) ** 2) / len(X)
+
+    def grad(p, at_zero):
+        z = X @ p["W1"] + p["b1"]
+        h = np.maximum(z, 0)
+        d = (h @ p["W2"] + p["b2"] - Y) / len(X)
+        dz = (d @ p["W2"].T) * np.where(z > 0, 1.0, np.where(z == 0, at_zero, 0.0))
+        return {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ d, "b2": d.sum(0)}
+
+    for at_zero in (2.0, -1.0):
+        result = check_gradient(loss, lambda p, a=at_zero: grad(p, a), p, mode="full")
+        assert result.verdict == WRONG, result.report()[:2000]
