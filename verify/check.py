@@ -36,7 +36,9 @@ How it decides (derived, nothing guessed):
 - **Suspects are re-examined** with Ridders extrapolation from several steps, then one-sided
   differences: a kink (ReLU at exactly 0) is reported with its one-sided derivatives, and the
   claim passes there if it is a subgradient; a point within a step of a kink is resolved with
-  smaller steps.
+  smaller steps. A probe along which the function has kinks is split down to smooth parts and
+  single elements, each held as the full Jacobian holds it; where several kinks meet in one
+  element, the derivatives at points nearby (their mixtures) decide (:func:`_at_kink`).
 """
 
 from __future__ import annotations
