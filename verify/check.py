@@ -957,9 +957,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             if not ok and generic:
                 if seen is None:
                     seen = R.nearby(f, x, e, noise, steps[j], nearby_rng)
-                ok, decided, nearby = _at_kink(claimed, lo, hi, slack,
-                                               (seen.value[:, i], seen.error[:, i],
-                                                seen.moved[:, i], seen.linear[:, i]))  # fmt: skip
+                ok, decided, nearby = _at_kink(claimed, lo, hi, slack, seen, i)
             kinks.append(
                 KinkReport(
                     name, index, int(i), float(left.value[i]), float(right.value[i]),
@@ -1048,9 +1046,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             one_sided(j)
         # an element confirmed wrong: off its reference, or outside its own kink's one-sided
         # derivatives (a kink's error is masked in column_bad; a decided failure is as sure)
+        where = groups.locate(j)
         confirmed_wrong += column_bad(j) or any(
-            k.decided and not k.passed for k in kinks if k.group == groups.locate(j)[0]
-            and k.index == groups.locate(j)[1])  # fmt: skip
+            k.decided and not k.passed for k in kinks if (k.group, k.index) == where
+        )
         show("re-examined elements", count + 1, len(first) + len(later))
 
     jointly()
@@ -1139,14 +1138,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     )  # fmt: skip
 
 
-def _at_kink(claimed, lo, hi, slack, seen=None):
+def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     """Whether claims at an element's kink are valid subgradients: (passed, decided, the range
     of the derivatives seen nearby or None).
 
     claimed: (value, eps) per claim; lo, hi: the one-sided derivatives (equal: a smooth
-    reference the claim disagrees with), slack their error; seen: ``(values, errors, moved,
-    linear)`` of the derivatives at points nearby (references.nearby), looked at only for a
-    claim beyond both one-sided ones. Where MIXTURES of those are mixtures (off both one-sided
+    reference the claim disagrees with), slack their error; seen: the derivatives at points
+    nearby (references.nearby; their ``output``), looked at only for a claim beyond both
+    one-sided ones. Where MIXTURES of those are mixtures (off both one-sided
     derivatives), several kinks meet: a claim within their range is a valid subgradient, and
     beyond it undecided, since a valid mixture may reach further than the few seen. Where none
     is, and both one-sided derivatives are seen (one kink) or they are one (no kink), the claim
@@ -1165,7 +1164,8 @@ def _at_kink(claimed, lo, hi, slack, seen=None):
         return True, True, None
     if seen is None:
         return False, True, None
-    values, errors, moved, linear = (np.asarray(a, dtype=float) for a in seen)
+    values, errors = seen.value[:, output], seen.error[:, output]
+    moved, linear = seen.moved[:, output], seen.linear[:, output]
     # values off a line in the distance are void: no evidence of mixtures, so where none is
     # usable the one-sided (or smooth) judgement stands
     usable = np.isfinite(values) & np.isfinite(errors) & linear.astype(bool)
@@ -1469,9 +1469,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             e = np.zeros(n)
             e[j] = 1.0
             near = R.nearby(s, x, e, s_noise, R.base_step(x, e, s0, s_noise), nearby_rng)
-            ok, decided, seen = _at_kink(claimed, lo, hi, slack,
-                                         (near.value[:, 0], near.error[:, 0],
-                                          near.moved[:, 0], near.linear[:, 0]))  # fmt: skip
+            ok, decided, seen = _at_kink(claimed, lo, hi, slack, near)
         for label, g, eps, _ in evaluated:
             c = float(g[j])
             tol = slack + _rounding(c, 0.0, eps, max(abs(lo), abs(hi)))
@@ -1496,10 +1494,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         near = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise), nearby_rng,
                         points=PART_POINTS)  # fmt: skip
         claimed = [(float(np.dot(g * (w != 0), w)), eps) for _, g, eps, _ in evaluated]
-        ok, decided, _ = _at_kink(
-            claimed, ref, ref, SAFETY * ref_err,
-            (near.value[:, 0], near.error[:, 0], near.moved[:, 0], near.linear[:, 0]),
-        )  # fmt: skip
+        ok, decided, _ = _at_kink(claimed, ref, ref, SAFETY * ref_err, near)
         return not (decided and not ok)
 
     def split(s, s0, s_noise, evaluated, v):

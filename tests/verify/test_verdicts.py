@@ -528,8 +528,11 @@ def test_a_claim_beyond_a_kink_is_judged_by_the_mixtures_seen_nearby(values, ver
         # one kink's two slopes
         moved[values > 2] = 1.0
         verdict = "wrong"
-    passed, decided, _ = _at_kink([(1.5, 2.0**-52)], 0.0, 1.0, 1e-9,
-                                  (values, errors, moved, linear))  # fmt: skip
+    from backprop_bench.verify.references import Derivative
+
+    seen = Derivative(values[:, None], errors[:, None], "derivatives nearby")
+    seen.moved, seen.linear = moved[:, None], linear[:, None]
+    passed, decided, _ = _at_kink([(1.5, 2.0**-52)], 0.0, 1.0, 1e-9, seen)
     assert {"wrong": (False, True), "undecided": (False, False),
             "valid": (True, True)}[verdict] == (passed, decided)  # fmt: skip
 
