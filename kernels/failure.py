@@ -123,6 +123,23 @@ def _trend(result, n_epochs: int):
     )
 
 
+def _column_norms(theta) -> np.ndarray:
+    """Each column's Euclidean norm in float64, the same bits as
+    ``np.linalg.norm(theta.astype(np.float64), axis=0)`` (whose sum over rows runs row after
+    row), without its two temporaries of theta's size: on 4,096 nets of 1,377 parameters those
+    took 0.25 s, mostly the first touch of their fresh pages, against 0.01 s row by row.
+    NumPy sums one column (or columns that are not contiguous in a row) pairwise: there, as it
+    does."""
+    if theta.ndim != 2 or theta.shape[1] < 2 or theta.strides[1] != theta.itemsize:
+        return np.linalg.norm(theta.astype(np.float64), axis=0)
+    total = np.zeros(theta.shape[1])
+    square = np.empty(theta.shape[1])
+    for row in theta:
+        np.multiply(row, row, out=square, dtype=np.float64)
+        total += square
+    return np.sqrt(total)
+
+
 def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
             summarise=None) -> Analysis:
     """The :class:`Analysis` of a finished ``TrainResult``.
@@ -155,7 +172,7 @@ def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
                 fwd = forward(theta[:, block], spec, X) if evaluate is None else evaluate(block)
                 outputs[:, :, block] = fwd.a[-1]
                 saturated[block], flat[block] = _hidden_units(spec, fwd)
-            param_norm[block] = np.linalg.norm(theta[:, block].astype(np.float64), axis=0)
+            param_norm[block] = _column_norms(theta[:, block])
         accuracy = np.nan_to_num(result.final_accuracy.astype(np.float64), nan=0.0)
         weight_growth, loss_drop, known = _trend(result, n_epochs)
         outcome = np.where(loss_drop > PLATEAU_DROP, IMPROVING, PLATEAU)

@@ -176,3 +176,21 @@ def test_small_populations_are_analysed_by_numpy_and_large_ones_by_the_kernel(mo
     monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 40 * 4 * 6)  # this job's work
     nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
     assert calls
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_params, n_nets", [(1, 5), (9, 1), (300, 1), (300, 2), (1377, 70)])
+def test_parameter_norms_are_numpys_to_the_bit(order, dtype, n_params, n_nets):
+    """The analysis sums the squares row by row (no temporaries of theta's size): the same
+    bits as np.linalg.norm, which sums one column, or columns not contiguous in a row, pairwise
+    instead; NaN and inf as it has them."""
+    rng = np.random.default_rng(n_params * n_nets)
+    theta = rng.normal(size=(n_params, n_nets)) * rng.choice([1e-3, 1.0, 1e3], (n_params, n_nets))
+    theta = np.asarray(theta, dtype=dtype, order=order)
+    if n_nets > 2:
+        theta[0, 1], theta[-1, 2] = np.nan, np.inf
+    for block in (theta, theta[:, 1:]):
+        got = failure._column_norms(block)
+        want = np.linalg.norm(block.astype(np.float64), axis=0)
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
