@@ -1,14 +1,19 @@
 """An arithmetic ceiling for the training kernel: the rate it could reach if nothing but its
 arithmetic took time.
 
-Two measured rates of this CPU, one thread, vectors of the width the kernel uses:
+Measured rates of this CPU, one thread, vectors of the width the kernel uses:
 
 - vector instructions per second: fused multiply-adds on 12 independent vector accumulators
   (enough to hide the latency of the two FMA units), nothing loaded or stored
   (``vector_rate``); the kernel's adds, multiplies, compares and selects issue on the same two
   ports, so this is their rate too;
-- vector divisions per second, on 12 independent chains (``division_rate``, per dtype): the
-  divider is a unit of its own, and slower.
+- vector divisions and square roots per second, on 12 independent chains (``division_rate``,
+  ``square_root_rate``, per dtype): they run on the divider, slower;
+- what a division costs the multiply-adds around it (``division_cost``): the time 3 chains of
+  divisions add to 12 chains of 4 multiply-adds each, per division. The divider is a unit of
+  its own, but on some cores a division also takes issue slots from the multiply-adds: on the
+  AMD EPYC without AVX-512 this was measured for, a division added about 0.35 ns (the time of
+  about 2.2 multiply-adds) to a stream of them, a square root nothing.
 
 And the kernel's own count of operations per net-epoch (``counts``):
 
@@ -17,9 +22,10 @@ And the kernel's own count of operations per net-epoch (``counts``):
 - other nets: the lane loops' operations, each activation counted as the fused pass's code for
   one activation (``numba_fused.activation_counts``).
 
-time per net-epoch >= max(operations / instruction rate, divisions / division rate), per lane;
-ceiling = cores / that. Loads and stores, loop overhead and the decisions per net count as free,
-so it is an upper bound. Rates are measured on one thread and scaled by the core count (a busy
+time per net-epoch >= max(operations / instruction rate + divisions x division cost,
+divisions / division rate + square roots / square-root rate), per lane; ceiling = cores / that.
+Loads and stores, loop overhead and the decisions per net count as free, so it is an upper
+bound. Rates are measured on one thread and scaled by the core count (a busy
 machine measures lower rates, hence a lower ceiling and a higher share of it).
 """
 
@@ -41,15 +47,22 @@ from numba.extending import intrinsic
 
 CHAINS = 12
 SIGMOID = HIDDEN_ACTIVATIONS.index("sigmoid")
-# per parameter and lane, as _step_lanes and _adam_lanes do them: (operations, divisions);
-# Adam's square root runs on the divider too
-STEP_COUNTS = {"sgd": (1, 0), "momentum": (3, 0), "adam": (10, 4)}
+# per parameter and lane, as _step_lanes and _adam_lanes do them: (operations, divisions,
+# square roots)
+STEP_COUNTS = {"sgd": (1, 0, 0), "momentum": (3, 0, 0), "adam": (10, 3, 1)}
+# division_cost's loop: CHAINS chains of MIXED_FMAS multiply-adds beside MIXED_DIVISIONS chains
+# of one division each, per iteration (15 accumulators and the operand: no register spills on
+# a core with 16 vector registers)
+MIXED_FMAS, MIXED_DIVISIONS = 4, 3
+FMA, DIVIDE, SQUARE_ROOT, MIXED = range(4)
 
 
 @intrinsic
 def _chain_loop(typingctx, n, x, kind, lanes):
-    """n iterations of CHAINS independent vector operations acc = fma(acc, x, x) (kind 0) or
-    acc = acc / x (kind 1), in x's type, ``lanes`` wide (literals); returns a lane."""
+    """n iterations of CHAINS independent vector operations acc = fma(acc, x, x) (kind FMA),
+    acc = acc / x (DIVIDE) or acc = sqrt(acc) (SQUARE_ROOT), or MIXED: CHAINS chains of
+    MIXED_FMAS multiply-adds and MIXED_DIVISIONS chains of one division; in x's type, ``lanes``
+    wide (literals); returns a lane."""
     if not (isinstance(kind, types.IntegerLiteral) and isinstance(lanes, types.IntegerLiteral)):
         return None
     kind_value, width = kind.literal_value, lanes.literal_value
@@ -62,22 +75,30 @@ def _chain_loop(typingctx, n, x, kind, lanes):
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.v{width}f{bits}"
         )
+        sqrt = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector]), f"llvm.sqrt.v{width}f{bits}"
+        )
         splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar,
                                        ir.Constant(ir.IntType(32), 0))  # fmt: skip
         splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32),
                                                                                width), [0] * width))
         slots = []
-        for _ in range(CHAINS):
+        for _ in range(CHAINS + (MIXED_DIVISIONS if kind_value == MIXED else 0)):
             slot = cgutils.alloca_once(builder, vector)
             builder.store(splat, slot)
             slots.append(slot)
         with cgutils.for_range(builder, count):
-            for slot in slots:
+            for index, slot in enumerate(slots):
                 value = builder.load(slot)
-                if kind_value == 0:
+                if kind_value == FMA:
                     value = builder.call(fma, [value, splat, splat])
-                else:
+                elif kind_value == DIVIDE or (kind_value == MIXED and index >= CHAINS):
                     value = builder.fdiv(value, splat)
+                elif kind_value == SQUARE_ROOT:
+                    value = builder.call(sqrt, [value])
+                else:
+                    for _ in range(MIXED_FMAS):
+                        value = builder.call(fma, [value, splat, splat])
                 builder.store(value, slot)
         total = builder.load(slots[0])
         for slot in slots[1:]:
@@ -108,14 +129,19 @@ def _best_seconds(fn, repeats=7):
     return best
 
 
-def _rate(kind: int, itemsize: int) -> float:
-    """Vector instructions per second on one thread (best of several runs)."""
+def _iterations(kind: int, itemsize: int) -> tuple[float, int]:
+    """(seconds per iteration of _chain_loop's loop, best of several runs; iterations run)."""
     x = (numba.float32 if itemsize == 4 else numba.float64)(0.999999)
     lanes = V32 if itemsize == 4 else V64
-    n = 2_000_000 if kind == 0 else 200_000
+    n = 2_000_000 if kind == FMA else 200_000
     run = _runner(kind, lanes)
     run(10, x)
-    return n * CHAINS / _best_seconds(lambda: run(n, x))
+    return _best_seconds(lambda: run(n, x)) / n, n
+
+
+def _rate(kind: int, itemsize: int) -> float:
+    """Vector instructions per second on one thread (best of several runs)."""
+    return CHAINS / _iterations(kind, itemsize)[0]
 
 
 @functools.cache
@@ -127,7 +153,23 @@ def vector_rate() -> float:
 @functools.cache
 def division_rate(itemsize: int = 8) -> float:
     """Vector divisions per second, one thread, for float64 (8) or float32 (4) lanes."""
-    return _rate(1, itemsize)
+    return _rate(DIVIDE, itemsize)
+
+
+@functools.cache
+def square_root_rate(itemsize: int = 8) -> float:
+    """Vector square roots per second, one thread, for float64 (8) or float32 (4) lanes."""
+    return _rate(SQUARE_ROOT, itemsize)
+
+
+@functools.cache
+def division_cost(itemsize: int = 8) -> float:
+    """Seconds a vector division adds to a stream of multiply-adds that keeps the FMA units
+    busy (0 where the divider runs entirely beside them), one thread: the mixed loop's time
+    less its multiply-adds' time at vector_rate, per division."""
+    seconds = _iterations(MIXED, itemsize)[0]
+    multiply_adds = CHAINS * MIXED_FMAS / vector_rate()
+    return max(0.0, seconds - multiply_adds) / MIXED_DIVISIONS
 
 
 def fma_peak() -> float:
@@ -136,20 +178,23 @@ def fma_peak() -> float:
 
 
 def counts(spec: NetSpec, n_samples: int, itemsize: int = 8,
-           optimizer: str = "sgd") -> tuple[float, float]:  # fmt: skip
-    """(operations, divisions) per net-epoch: each lane's share of the kernel's vector
-    instructions (see the module's docstring)."""
+           optimizer: str = "sgd") -> tuple[int, int, int]:  # fmt: skip
+    """(operations, divisions, square roots) per net-epoch: each lane's share of the kernel's
+    vector instructions (see the module's docstring)."""
     act, loss = HIDDEN_ACTIVATIONS.index(spec.activation), LOSSES.index(spec.loss)
     key = fused.fused_key(spec.layers, n_samples, act, loss, optimizer == "sgd")
-    step_ops, step_divisions = STEP_COUNTS[optimizer]
+    step_ops, step_divisions, step_roots = STEP_COUNTS[optimizer]
+    square_roots = step_roots * spec.n_params
     if key:
         operations, divisions, _ = fused.pass_counts(spec.layers, n_samples, act, loss,
                                                      optimizer == "sgd", itemsize)  # fmt: skip
         if optimizer != "sgd":
             operations += step_ops * spec.n_params
             divisions += step_divisions * spec.n_params
-        return operations, divisions
-    return _lane_loop_counts(spec, n_samples, act, itemsize, step_ops, step_divisions)
+        return operations, divisions, square_roots
+    operations, divisions = _lane_loop_counts(spec, n_samples, act, itemsize, step_ops,
+                                              step_divisions)  # fmt: skip
+    return operations, divisions, square_roots
 
 
 def _lane_loop_counts(spec, n_samples, act, itemsize, step_ops, step_divisions):
@@ -181,8 +226,16 @@ def ceiling(spec: NetSpec, n_samples: int, cores: int | None = None, itemsize: i
             optimizer: str = "sgd") -> float:  # fmt: skip
     """Net-epochs per second if only the arithmetic took time (see the module's docstring)."""
     cores = cores or len(os.sched_getaffinity(0))
-    operations, divisions = counts(spec, n_samples, itemsize, optimizer)
+    operations, divisions, square_roots = counts(spec, n_samples, itemsize, optimizer)
     lanes = V32 if itemsize == 4 else V64
-    seconds = max(operations / (vector_rate() * lanes),
-                  divisions / (division_rate(itemsize) * lanes))  # fmt: skip
-    return cores / seconds
+    return cores / seconds_per_vector(operations, divisions, square_roots, itemsize) * lanes
+
+
+def seconds_per_vector(operations: float, divisions: float, square_roots: float,
+                     itemsize: int = 8) -> float:  # fmt: skip
+    """The module's bound for one vector of nets' instructions, one thread: the FMA units'
+    time (operations, and what the divisions take from them) or the divider's, whichever is
+    longer."""
+    arithmetic = operations / vector_rate() + divisions * division_cost(itemsize)
+    divider = divisions / division_rate(itemsize) + square_roots / square_root_rate(itemsize)
+    return max(arithmetic, divider)

@@ -318,13 +318,18 @@ def main(argv=None):
     print(details(results))
     print(f"\nceiling: {ceiling.vector_rate():.3g} vector multiply-adds/s, "
           f"{ceiling.division_rate(8):.3g} float64 and {ceiling.division_rate(4):.3g} float32 "
-          "vector divisions/s per thread, measured; per net-epoch, what the kernel does:")
+          f"vector divisions/s, {ceiling.square_root_rate(8):.3g} float64 vector square "
+          f"roots/s per thread; a float64 division takes {ceiling.division_cost(8) * 1e9:.2f} "
+          f"ns from the multiply-adds around it, a float32 one "
+          f"{ceiling.division_cost(4) * 1e9:.2f} ns (measured); per net-epoch, what the kernel "
+          "does:")  # fmt: skip
     for name in args.specs:
         case = CASES[name]
-        operations, divisions = ceiling.counts(case.spec, data_for(case.spec)[0].shape[0],
-                                               np.dtype(case.dtype).itemsize,
-                                               case.optimizer.name)  # fmt: skip
-        print(f"  {name}: {operations:,} operations and {divisions:,} divisions per lane")
+        operations, divisions, roots = ceiling.counts(case.spec, data_for(case.spec)[0].shape[0],
+                                                      np.dtype(case.dtype).itemsize,
+                                                      case.optimizer.name)  # fmt: skip
+        print(f"  {name}: {operations:,} operations, {divisions:,} divisions and {roots:,} "
+              "square roots per lane")
     print(f"\n{args.repeats} interleaved repeats; {time.perf_counter() - started:.0f} s in all")
 
 
