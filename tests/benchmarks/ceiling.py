@@ -12,8 +12,10 @@ Measured rates of this CPU, one thread, vectors of the width the kernel uses:
 - what a division costs the multiply-adds around it (``division_cost``): the time 3 chains of
   divisions add to 12 chains of 4 multiply-adds each, per division. The divider is a unit of
   its own, but on some cores a division also takes issue slots from the multiply-adds: on the
-  AMD EPYC without AVX-512 this was measured for, a division added about 0.35 ns (the time of
-  about 2.2 multiply-adds) to a stream of them, a square root nothing.
+  AMD EPYC without AVX-512 this was measured for, a division added about 0.27 ns (the time of
+  about 1.7 multiply-adds) to a stream of them; beside 4 chains of square roots, 48
+  multiply-adds took no time beyond the square roots' own (so square roots are charged to the
+  divider alone).
 
 And the kernel's own count of operations per net-epoch (``counts``):
 
