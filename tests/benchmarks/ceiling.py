@@ -131,19 +131,19 @@ def _best_seconds(fn, repeats=7):
     return best
 
 
-def _iterations(kind: int, itemsize: int) -> tuple[float, int]:
-    """(seconds per iteration of _chain_loop's loop, best of several runs; iterations run)."""
+def _iterations(kind: int, itemsize: int) -> float:
+    """Seconds per iteration of _chain_loop's loop, one thread (best of several runs)."""
     x = (numba.float32 if itemsize == 4 else numba.float64)(0.999999)
     lanes = V32 if itemsize == 4 else V64
     n = 2_000_000 if kind == FMA else 200_000
     run = _runner(kind, lanes)
     run(10, x)
-    return _best_seconds(lambda: run(n, x)) / n, n
+    return _best_seconds(lambda: run(n, x)) / n
 
 
 def _rate(kind: int, itemsize: int) -> float:
     """Vector instructions per second on one thread (best of several runs)."""
-    return CHAINS / _iterations(kind, itemsize)[0]
+    return CHAINS / _iterations(kind, itemsize)
 
 
 @functools.cache
@@ -169,7 +169,7 @@ def division_cost(itemsize: int = 8) -> float:
     """Seconds a vector division adds to a stream of multiply-adds that keeps the FMA units
     busy (0 where the divider runs entirely beside them), one thread: the mixed loop's time
     less its multiply-adds' time at vector_rate, per division."""
-    seconds = _iterations(MIXED, itemsize)[0]
+    seconds = _iterations(MIXED, itemsize)
     multiply_adds = CHAINS * MIXED_FMAS / vector_rate()
     return max(0.0, seconds - multiply_adds) / MIXED_DIVISIONS
 
@@ -234,7 +234,7 @@ def ceiling(spec: NetSpec, n_samples: int, cores: int | None = None, itemsize: i
 
 
 def seconds_per_vector(operations: float, divisions: float, square_roots: float,
-                     itemsize: int = 8) -> float:  # fmt: skip
+                       itemsize: int = 8) -> float:  # fmt: skip
     """The module's bound for one vector of nets' instructions, one thread: the FMA units'
     time (operations, and what the divisions take from them) or the divider's, whichever is
     longer."""
