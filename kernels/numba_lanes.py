@@ -68,7 +68,6 @@ LANES = 16  # lane loops run over whole multiples of this: never a scalar remain
 assert LANES % STEP == 0
 CHUNK_BYTES = 1 << 21  # working set of a chunk
 ALIGN = 64  # bytes: a cache line, and the widest vector register
-SET_SPAN = 4096  # bytes between addresses that share an L1 cache set
 MAX_CHUNK = 1024
 LOG2 = math.log(2.0)
 BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
@@ -215,23 +214,34 @@ def _expm1_32(v):
 
 
 @jit
+def _crowded(span):
+    """Whether rows ``span`` bytes apart start in at most 8 of the L1 cache's 64 sets: a span
+    of a multiple of 8 cache lines. The lane loops and register tiles walk down columns of rows
+    (a layer's weights, a sample's units, the samples); with such a span a tile's columns, more
+    rows than the cache has ways in those sets, evicted each other."""
+    return span // ALIGN % 8 == 0
+
+
+@jit
 def _lane_extent(chunk, itemsize):
-    """Lanes to allocate per row of a chunk's arrays: chunk, or LANES more where a row would
-    span a whole multiple of SET_SPAN, whose rows (a net's parameters, one vector each) would
-    then all sit in one L1 cache set, more of them than it has ways. The extra lanes stay
-    empty: no net is ever put there."""
-    return chunk + LANES if chunk * itemsize % SET_SPAN == 0 else chunk
+    """Lanes to allocate per row of a chunk's arrays: chunk, or one cache line's worth more
+    where rows would be crowded (2-16-16-1, 128 float64 nets a chunk, one thread on an AVX2
+    core: an epoch 1.33 -> 1.17 us a net with 1,088-byte rows instead of 1,024). Not where a
+    row spans 2 or 4 lines, where the extra line makes the arrays a quarter to a half larger
+    (8-32-32-1, 16 float64 nets: 8.8 -> 11.9 us with 3 lines; 8-24-24-1, 32 nets: 7.4 -> 8.7
+    with 5). The extra lanes stay empty: no net is ever put there."""
+    line = ALIGN // itemsize
+    return chunk + line if _crowded(chunk * itemsize) else chunk
 
 
 @jit
 def _unit_rows(width, lanes, itemsize):
-    """Rows per sample in a chunk's Z, A and D: width, or one more where a sample's rows would
-    span a whole multiple of SET_SPAN, which put one unit's rows of every sample in one L1
-    cache set: the weight gradients' register tiles sum over the samples (8-32-32-1, 16 nets
-    of float64 a chunk, 4 KiB a sample: a 32 x 32 layer's weight-gradient tiles 2.1-3.1 us a
-    net-epoch with 32 rows, 1.2-1.7 with 33, one thread on an AVX2 core). The extra row is
-    never read or written."""
-    return width + 1 if width * lanes * itemsize % SET_SPAN == 0 else width
+    """Rows per sample in a chunk's Z, A and D: width, or one more where the samples would be
+    crowded (_crowded): the weight gradients' register tiles sum over the samples (8-32-32-1,
+    16 float64 nets a chunk, 4 KiB a sample: a 32 x 32 layer's weight-gradient tiles 2.1-3.1
+    us a net-epoch with 32 rows, 1.2-1.7 with 33, one thread on an AVX2 core; an epoch 9.6 ->
+    8.8 us). The extra row is never read or written."""
+    return width + 1 if _crowded(width * lanes * itemsize) else width
 
 
 @jit
@@ -675,8 +685,10 @@ def train_kernel(
                            squared_limit, n_out * LOG2, 1.0 - 2.0 * BOUND_MARGIN, n_out])
         lanes = _lane_extent(chunk, theta.itemsize)
         P = _chunk_of(theta, first, active, lanes)
-        M = _zeros((n_params, lanes), theta)
-        V = _zeros((n_params, lanes), theta)
+        # optimizer state only where the optimizer keeps one (SGD none, momentum M, Adam both):
+        # zeroing it for every chunk of a short job of wide nets was time of its own
+        M = _zeros((n_params if opt_code != SGD else 0, lanes), theta)
+        V = _zeros((n_params if opt_code == ADAM else 0, lanes), theta)
         G = _zeros((n_params, lanes), theta)
         rows = _unit_rows(width, lanes, theta.itemsize)
         Z = _zeros((n_layers, n_samples, rows, lanes), theta)

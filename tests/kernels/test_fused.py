@@ -78,8 +78,9 @@ CASES = {
         True, 10),
     "two hidden layers, two outputs": (
         NetSpec((3, 5, 4, 2)), None, "sgd", Criterion(tss_below=0.05), np.float64, True, 0),
-    # 256 nets a chunk, a sample's 16 rows 32 KiB: Z, A, D get a 17th row (_unit_rows), and the
-    # loss rule reads the output logits the pass writes into Z every epoch
+    # 256 nets a chunk in rows of 264 lanes, a sample's 16 rows 528 cache lines: Z, A, D get
+    # a 17th row (_unit_rows), and the loss rule reads the output logits the pass writes into Z
+    # every epoch
     "padded sample rows, loss rule": (
         NetSpec((2, 16, 1)), XOR, "sgd", Criterion(loss_below=0.05), np.float64, True, 0),
 }  # fmt: skip

@@ -198,11 +198,18 @@ def test_tanh_training_matches_numpy_after_10000_epochs(spec):
     np.testing.assert_allclose(result.history.loss, reference.history.loss, TRAINED_RTOL, 1e-14)
 
 
-def test_a_sample_gets_an_extra_row_where_its_rows_would_fill_whole_cache_set_spans():
-    assert lanes._unit_rows(32, 16, 8) == 33  # 8-32-32-1, 16 float64 nets: 4 KiB a sample
-    assert lanes._unit_rows(16, 128, 8) == 17  # 2-16-16-1, 128 nets: 16 KiB
-    assert lanes._unit_rows(32, 16, 4) == 32  # float32: 2 KiB
-    assert lanes._unit_rows(4, 1040, 8) == 4  # 2-4-1, 1,024 nets and the lane extent's 16
+def test_rows_a_multiple_of_8_cache_lines_apart_get_padded():
+    # a chunk's rows: 1 KiB (2-16-16-1, 128 float64 nets) and 8 KiB (2-4-1, 1,024) get a line
+    assert lanes._lane_extent(128, 8) == 136 and lanes._lane_extent(1024, 8) == 1032
+    assert lanes._lane_extent(64, 8) == 72 and lanes._lane_extent(128, 4) == 144
+    # 2 or 4 lines (16 or 32 float64 nets, 64 float32): the line would cost more than it saves
+    assert lanes._lane_extent(16, 8) == 16 and lanes._lane_extent(32, 8) == 32
+    assert lanes._lane_extent(64, 4) == 64 and lanes._lane_extent(16, 4) == 16
+    # a sample's rows: 4 KiB (8-32-32-1, 16 float64 nets), 2 KiB (float32), 17 KiB (2-16-16-1
+    # in the extent of 136 lanes) get a row; 33,024 bytes (2-4-1, 1,032 lanes: 516 lines) not
+    assert lanes._unit_rows(32, 16, 8) == 33 and lanes._unit_rows(32, 16, 4) == 33
+    assert lanes._unit_rows(16, 136, 8) == 17
+    assert lanes._unit_rows(4, 1032, 8) == 4 and lanes._unit_rows(3, 16, 8) == 3
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
