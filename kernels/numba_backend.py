@@ -436,7 +436,7 @@ def train_population(
         r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
         r.final_loss, r.final_accuracy, r.final_grad_norm,
         history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
-        pass_function(fused, r.theta.itemsize), steps_in_pass(fused),
+        pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused,
     )  # fmt: skip
     if not history.epochs.size:
         result.history = None

@@ -57,8 +57,12 @@ def _activations(n, Z, A, layers, act, w, K):
         for layer in range(last + 1):
             code = act if layer < last else L.SIGMOID
             for s in range(Z.shape[1]):
-                z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
-                L._activate_lanes(z, a, code, layers[layer + 1] * w, K[0], K[1])
+                if w == Z.shape[3]:  # as _forward_lanes: a sample's rows in one call
+                    z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
+                    L._activate_lanes(z, a, code, layers[layer + 1] * w, K[0], K[1])
+                else:  # padded lanes: row by row
+                    for j in range(layers[layer + 1]):
+                        L._activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1])
 
 
 @numba.njit
@@ -82,21 +86,24 @@ def main(argv=None) -> None:
     width = max(spec.layers[1:])
     chunk = L.chunk_size(spec.n_layers, args.samples, width, spec.n_params, dtype.itemsize)
     like = np.zeros(1, dtype)
-    P = _aligned((spec.n_params, chunk), like)
-    P[:] = rng.normal(scale=0.3, size=P.shape)
+    # the training kernel's layout: rows of lanes, weights and samples padded as it pads them
+    extent = L._lane_extent(chunk, dtype.itemsize)
+    layout, rows_of = L._chunk_layout(layers, offsets, extent, dtype.itemsize, True)
+    P = _aligned((layout[-1, 1] + spec.layers[-1], extent), like)
+    P[rows_of, :chunk] = rng.normal(scale=0.3, size=(spec.n_params, chunk))
     G = _aligned(P.shape, like)
-    rows = L._unit_rows(width, chunk, dtype.itemsize)
-    Z = _aligned((spec.n_layers, args.samples, rows, chunk), like)
+    rows = L._unit_rows(width, extent, dtype.itemsize)
+    Z = _aligned((spec.n_layers, args.samples, rows, extent), like)
     A, D = _aligned(Z.shape, like), _aligned(Z.shape, like)
     K = np.zeros(9, dtype)
     K[0], K[1], K[2] = 1.0, 0.01, 1.0 / args.samples
-    lanes = np.zeros(chunk, dtype)
-    f64 = np.zeros(chunk)
-    lr = np.full(chunk, 0.01, dtype)
+    lanes = np.zeros(extent, dtype)
+    f64 = np.zeros(extent)
+    lr = np.full(extent, 0.01, dtype)
     parts = {
-        "forward": (_forward, (P, X, layers, offsets, act, Z, A, chunk, K)),
+        "forward": (_forward, (P, X, layers, layout, act, Z, A, chunk, K)),
         "  of which activations": (_activations, (Z, A, layers, act, chunk, K)),
-        "backward": (_backward, (P, X, Y, layers, offsets, act, Z, A, D, G, lanes, chunk, K)),
+        "backward": (_backward, (P, X, Y, layers, layout, act, Z, A, D, G, lanes, chunk, K)),
         "checks": (_checks, (Z, A, Y, spec.n_layers - 1, f64, f64.copy(), f64.copy(), chunk)),
         "SGD step": (_step, (P, G, lr, K, chunk)),
     }

@@ -214,10 +214,11 @@ def test_rows_a_multiple_of_8_cache_lines_apart_get_padded():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("act", ["sigmoid", "relu"])
-def test_a_padded_row_per_sample_changes_no_bit(dtype, act):
+def test_padded_rows_change_no_bit(dtype, act):
     """The forward and backward lane loops on Z, A, D with one row per sample more than the
-    widest layer (_unit_rows) give the same bits as on unpadded arrays, and leave the extra
-    row alone: no loop takes the row count for the width."""
+    widest layer (_unit_rows), and on weights with an empty row after each input's
+    (_chunk_layout), give the same bits as on unpadded arrays, and leave the extra rows alone:
+    no loop takes the row count for the width, nor the fan-out for the weights' row stride."""
     from backprop_bench.kernels.numba_backend import _codes
 
     spec = NetSpec((8, 32, 32, 1), act)
@@ -226,23 +227,34 @@ def test_a_padded_row_per_sample_changes_no_bit(dtype, act):
     n_samples, chunk, w = 16, 32, 16  # w < chunk: the row-by-row paths; then w = chunk
     X = (rng.random((n_samples, 8)) < 0.5).astype(dtype)
     Y = (X.sum(axis=1, keepdims=True) % 2).astype(dtype)
-    P = rng.normal(scale=0.3, size=(spec.n_params, chunk)).astype(dtype)
+    theta = rng.normal(scale=0.3, size=(spec.n_params, chunk)).astype(dtype)
     K = np.array([1.0, 0.01, 1.0 / n_samples], dtype=dtype)
-    results = []
+    results = {}
     for rows in (32, 33):
-        for width in (w, chunk):
-            Z = np.full((spec.n_layers, n_samples, rows, chunk), 7.0, dtype)
-            A, D = Z.copy(), Z.copy()
-            G = np.zeros_like(P)
-            norm2 = np.zeros(chunk, dtype)
-            lanes._forward_lanes(P, X, layers, offsets, code, Z, A, width, K)
-            lanes._backward_lanes(P, X, Y, layers, offsets, code, 0, Z, A, D, G, norm2, width, K)
-            if rows == 33:
-                assert (Z[:, :, 32] == 7.0).all() and (A[:, :, 32] == 7.0).all()
-                assert (D[:, :, 32] == 7.0).all()
-            results.append([Z[:, :, :32, :width], A[:, :, :32, :width], D[:, :, :32, :width],
-                            G[:, :width], norm2[:width]])  # fmt: skip
+        for pad in (False, True):
+            layout, rows_of = lanes._chunk_layout(layers, offsets, chunk, dtype().itemsize, pad)
+            n_rows = layout[-1, 1] + layers[-1]
+            assert (n_rows > spec.n_params) == pad and np.unique(rows_of).size == spec.n_params
+            empty = np.setdiff1d(np.arange(n_rows), rows_of)
+            P = np.zeros((n_rows, chunk), dtype)
+            P[rows_of] = theta
+            for width in (w, chunk):
+                Z = np.full((spec.n_layers, n_samples, rows, chunk), 7.0, dtype)
+                A, D = Z.copy(), Z.copy()
+                G = np.zeros_like(P)
+                norm2 = np.zeros(chunk, dtype)
+                lanes._forward_lanes(P, X, layers, layout, code, Z, A, width, K)
+                lanes._backward_lanes(P, X, Y, layers, layout, code, 0, Z, A, D, G, norm2, width,
+                                      K)  # fmt: skip
+                if rows == 33:
+                    assert (Z[:, :, 32] == 7.0).all() and (A[:, :, 32] == 7.0).all()
+                    assert (D[:, :, 32] == 7.0).all()
+                assert (G[empty] == 0).all() and (P[empty] == 0).all()
+                results[rows, pad, width] = [
+                    Z[:, :, :32, :width], A[:, :, :32, :width], D[:, :, :32, :width],
+                    G[rows_of, :width], norm2[:width]]  # fmt: skip
     bits = f"u{np.dtype(dtype).itemsize}"
-    for plain, padded in ((results[0], results[2]), (results[1], results[3])):
-        for want, got in zip(plain, padded, strict=True):
-            np.testing.assert_array_equal(got.view(bits), want.view(bits))
+    for key, got in results.items():
+        want = results[32, False, key[2]]
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(b.view(bits), a.view(bits))
