@@ -258,3 +258,29 @@ def test_padded_rows_change_no_bit(dtype, act):
         want = results[32, False, key[2]]
         for a, b in zip(want, got, strict=True):
             np.testing.assert_array_equal(b.view(bits), a.view(bits))
+
+
+def test_a_net_padded_alone_and_unpadded_in_the_fused_pass_has_the_same_bits():
+    """2-8-1 in 1,024-net chunks: rows of 1,032 lanes, whose 8 weights of an input are crowded
+    (_chunk_layout pads them) in the lane loops; a large population trains in the fused pass,
+    in theta's order. The net's results and its whole history are the same bits."""
+    from backprop_bench.kernels import numba_backend, numba_fused
+
+    spec = NetSpec((2, 8, 1))
+    theta = init_population(spec, 3000, seed=5, init="xavier_normal")
+    assert 3000 * 400 >= numba_backend.FUSED_MIN_WORK > 400
+    assert numba_fused.fused_key(spec.layers, 4, 0, 0, True)
+    layers, offsets, _ = numba_backend._codes(spec)
+    chunk = lanes.chunk_size(spec.n_layers, 4, 8, spec.n_params)
+    layout, _ = lanes._chunk_layout(layers, offsets, lanes._lane_extent(chunk, 8), 8, True)
+    assert layout[-1, 1] + 1 > spec.n_params  # alone, the weights are padded
+    runs = [
+        nb_train(t, spec, XOR.X, XOR.Y, 0.5, 400, record_every=50, early_stop=False)
+        for t in (theta, theta[:, :1].copy())
+    ]
+    for name in ("theta", "final_loss", "final_grad_norm"):
+        np.testing.assert_array_equal(getattr(runs[1], name)[..., 0],
+                                      getattr(runs[0], name)[..., 0])  # fmt: skip
+    for name in ("loss", "grad_norm", "param_norm"):
+        np.testing.assert_array_equal(getattr(runs[1].history, name)[:, 0],
+                                      getattr(runs[0].history, name)[:, 0])  # fmt: skip
