@@ -351,13 +351,15 @@ def _tiled(fan_in, fan_out):
 
 
 @jit
-def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
+def _forward_lanes(P, X, layers, layout, act, Z, A, w, K):
+    """Z, A of every layer for the chunk's lanes k < w. layout: _chunk_layout's, where P
+    keeps each layer's weights and biases."""
     n_layers = layers.size - 1
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     flat_P, flat_Z, flat_A, flat_X = P.reshape(-1), Z.reshape(-1), A.reshape(-1), X.reshape(-1)
     for layer in range(n_layers):
         fan_in, fan_out = layers[layer], layers[layer + 1]
-        w0, b0, stride = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2]
+        w0, b0, stride = layout[layer, 0], layout[layer, 1], layout[layer, 2]
         tiled = _tiled(fan_in, fan_out)
         for s in range(0 if tiled else n_samples):  # the tiles below start from the biases
             for j in range(fan_out):
@@ -398,9 +400,10 @@ def _forward_lanes(P, X, layers, offsets, act, Z, A, w, K):
 
 
 @jit
-def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2, w, K):
-    """G = dL/dtheta per lane, D = dL/dz; norm2[:w] = |G|^2 per lane. K: constants in the
-    arrays' dtype (one, leaky slope, the loss scale), so float32 stays float32."""
+def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, w, K):
+    """G = dL/dtheta per lane (in P's rows: layout, as _forward_lanes), D = dL/dz;
+    norm2[:w] = |G|^2 per lane. K: constants in the arrays' dtype (one, leaky slope, the loss
+    scale), so float32 stays float32."""
     one, slope, scale = K[0], K[1], K[2]
     n_layers = layers.size - 1
     last = n_layers - 1
@@ -421,7 +424,7 @@ def _backward_lanes(P, X, Y, layers, offsets, act, loss_code, Z, A, D, G, norm2,
         norm2[k] = one - one
     for layer in range(last, -1, -1):
         fan_in, fan_out = layers[layer], layers[layer + 1]
-        w0, b0, stride = offsets[layer, 0], offsets[layer, 1], offsets[layer, 2]
+        w0, b0, stride = layout[layer, 0], layout[layer, 1], layout[layer, 2]
         tiled = _tiled(fan_in, fan_out)
         # g[j] = sum_s d[s, j], norm2 += g[j]^2 over j, with the sums in registers (numba_rows)
         sums_and_squares(flat_G, b0 * chunk, chunk, flat_D, layer * n_samples * row, row, chunk,
