@@ -664,12 +664,12 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
     n_layers = layers.size - 1
     n_samples = X.shape[0]
     width = layers[1:].max()
+    lanes = _lane_extent(chunk, theta.itemsize)
+    layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, True)
     for c in range((n_nets + chunk - 1) // chunk):
         first = c * chunk
         active = min(chunk, n_nets - first)
         w = (active + LANES - 1) // LANES * LANES
-        lanes = _lane_extent(chunk, theta.itemsize)
-        layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, True)
         P = _chunk_of(theta, first, active, lanes, rows_of, layout[-1, 1] + layers[-1])
         rows = _unit_rows(width, lanes, theta.itemsize)
         Z = _zeros((n_layers, n_samples, rows, lanes), theta)
@@ -726,14 +726,15 @@ def train_kernel(
     track_loss = loss_limit < math.inf
     track_squared = squared_limit < math.inf
     n_chunks = (n_nets + chunk - 1) // chunk
+    # every chunk's layout: rows of `lanes` lanes, theta's rows at rows_of (read only below)
+    lanes = _lane_extent(chunk, theta.itemsize)
+    layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, padded)
+    n_rows = layout[-1, 1] + layers[-1]
     for c in numba.prange(n_chunks):
         first = c * chunk
         active = min(chunk, n_nets - first)
         limits = np.array([DECISION_MARGIN, scale, divergence_factor, max_error_limit,
                            squared_limit, n_out * LOG2, 1.0 - 2.0 * BOUND_MARGIN, n_out])
-        lanes = _lane_extent(chunk, theta.itemsize)
-        layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, padded)
-        n_rows = layout[-1, 1] + layers[-1]
         P = _chunk_of(theta, first, active, lanes, rows_of, n_rows)
         # optimizer state only where the optimizer keeps one (SGD none, momentum M, Adam both):
         # zeroing it for every chunk of a short job of wide nets was time of its own
