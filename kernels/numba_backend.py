@@ -15,6 +15,7 @@ nets are detected by looking for NaN and inf.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -462,11 +463,25 @@ def _summarise(spec: NetSpec, X, n_nets: int):
 
     def summarise(theta):
         n_nets = theta.shape[1]
+        theta = np.ascontiguousarray(theta)
         outputs = np.empty((n_samples, spec.n_outputs, n_nets), dtype=theta.dtype)
         saturated = np.zeros(n_nets, dtype=np.int64)
         flat = np.zeros(n_nets, dtype=np.int64)
-        summary_kernel(np.ascontiguousarray(theta), X, layers, offsets, act, limit,
-                       SATURATED_SHARE, outputs, saturated, flat, chunk)  # fmt: skip
+
+        def part(start, stop):  # chunks start <= c < stop; each net's values are its own
+            summary_kernel(theta, X, layers, offsets, act, limit, SATURATED_SHARE, outputs,
+                           saturated, flat, chunk, start, stop)  # fmt: skip
+
+        n_chunks = -(-n_nets // chunk)
+        parts = min(numba.get_num_threads(), n_chunks)
+        bounds = [n_chunks * i // parts for i in range(parts + 1)]
+        if parts == 1:
+            part(0, n_chunks)
+        else:  # the kernel releases the GIL: numba's threads, as training uses them
+            with ThreadPoolExecutor(parts) as pool:
+                jobs = [pool.submit(part, bounds[i], bounds[i + 1]) for i in range(parts)]
+                for job in jobs:
+                    job.result()
         return outputs, saturated, flat
 
     return summarise

@@ -46,6 +46,7 @@ jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 # nogil: the training kernel may run in a worker thread while the main thread waits for a
 # Ctrl-C or SIGTERM, which then sets the kernel's abort flag
 pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True, nogil=True)
+nogil_jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # The exponential's range reduction relies on the order of its operations: no reassociation.
 exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
 # Where a sum has two products (b1 m + (1 - b1) g), which one LLVM fuses into an FMA differed
@@ -646,27 +647,48 @@ def _param_norm(P, rows_of, k):
 
 
 @jit
+def _give_back(theta, P, rows_of, ids, stop, active, gone):
+    """theta[:, ids[k]] = the parameters of every lane k < active that stops, written row by row
+    of theta: net by net, each of a net's parameters was a cache line of its own, which for a
+    chunk of wide nets (theta's rows a power of two apart, so few of the caches' sets) took as
+    long as an epoch. gone: room for the lanes' indices."""
+    n_gone = 0
+    for k in range(active):
+        if stop[k]:
+            gone[n_gone] = k
+            n_gone += 1
+    for r in range(rows_of.size):
+        row = P[rows_of[r]]
+        for i in range(n_gone):
+            k = gone[i]
+            theta[r, ids[k]] = row[k]
+
+
+@jit
 def _move_lane(arrays2d, src, dst):
     for array in arrays2d:
         for r in range(array.shape[0]):
             array[r, dst] = array[r, src]
 
 
-@jit
-def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, saturated, flat, chunk):
+@nogil_jit
+def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, saturated, flat, chunk,
+                   start, stop):  # fmt: skip
     """What the failure analysis needs of the final nets, by the training kernel's own forward
     pass (``_forward_lanes``) over chunks of ``chunk`` nets, without keeping every layer's z and a
     of every net (in NumPy that took longer than a short training job itself): outputs,
     shape (n_samples, n_outputs, n_nets); per net, the hidden units whose activation's
     derivative is below ``limit`` (in theta's dtype) on at least ``share`` of the patterns
-    (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype."""
+    (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype.
+    Only the chunks start <= c < stop, so that threads can take parts (numba_backend._summarise:
+    as a parallel loop it took 7-8 s more to compile, per dtype, than it saved)"""
     n_nets = theta.shape[1]
     n_layers = layers.size - 1
     n_samples = X.shape[0]
     width = layers[1:].max()
     lanes = _lane_extent(chunk, theta.itemsize)
     layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, True)
-    for c in range((n_nets + chunk - 1) // chunk):
+    for c in range(start, stop):
         first = c * chunk
         active = min(chunk, n_nets - first)
         w = (active + LANES - 1) // LANES * LANES
@@ -746,6 +768,7 @@ def train_kernel(
         A = _zeros((n_layers, n_samples, rows, lanes), theta)
         D = _zeros((n_layers, n_samples, rows, lanes), theta)
         ids = np.arange(first, first + lanes)
+        gone = np.empty(lanes, dtype=np.int64)  # lanes stopping in an epoch (_give_back)
         lane_lr = _zeros((lanes,), theta)
         for k in range(active):
             lane_lr[k] = lr[first + k]
@@ -851,8 +874,8 @@ def train_kernel(
                         status[net] = CONVERGED
                     else:
                         status[net] = NOT_CONVERGED
-                    for r in range(n_params):
-                        theta[r, net] = P[rows_of[r], k]
+            if stopped:
+                _give_back(theta, P, rows_of, ids, stop, active, gone)
             if recording:
                 record += 1
             # stopped nets leave: the last lane still training takes each one's slot (stopped

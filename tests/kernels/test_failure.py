@@ -1,6 +1,7 @@
 """The failure analysis every trained population carries: on hand-built nets whose units are
 known, on real failed nets of an RHW-style XOR sweep, and the same in both backends."""
 
+import numba
 import numpy as np
 import pytest
 from backprop_bench.kernels import (
@@ -164,6 +165,39 @@ def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dt
     atol = np.finfo(dtype).tiny
     np.testing.assert_allclose(got.outputs, oracle.outputs, rtol=rtol, atol=atol)
     assert (got.saturated_units > 0).any() or activation == "leaky_relu"
+
+
+@pytest.mark.slow
+def test_the_summary_in_threads_covers_every_net_once_by_the_numpy_rule(monkeypatch):
+    """Populations of several chunks are summarised in parts, one thread each: every net
+    once, with the values of the rule above (float64, whose kernel the test above compiles)."""
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
+    parts = []
+    kernel = numba_backend.summary_kernel
+
+    def recorded(*args):
+        parts.append(args[-2:])
+        kernel(*args)
+
+    monkeypatch.setattr(numba_backend, "summary_kernel", recorded)
+    spec = NetSpec((2, 8, 1), "relu")
+    theta = 4 * init_population(spec, 2100, seed=6, init="xavier_normal")
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        result = nb_train(theta, spec, XOR.X, XOR.Y, 0.5, 20)
+    finally:
+        numba.set_num_threads(threads)
+    chunk = numba_backend.chunk_size(spec.n_layers, 4, 8, spec.n_params, 8)
+    bounds = sorted(parts)
+    assert len(bounds) == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert [a for a, _ in bounds[1:]] == [b for _, b in bounds[:-1]]  # each chunk once
+    assert bounds[0][0] == 0 and bounds[-1][1] == -(-2100 // chunk) > 1
+    oracle = failure.analyse(result, spec, XOR.X, XOR.Y, 20, npb.forward)
+    for name in ("saturated_units", "flat_units", "outputs_near_half", "outcome"):
+        np.testing.assert_array_equal(getattr(result.analysis, name), getattr(oracle, name))
+    np.testing.assert_allclose(result.analysis.outputs, oracle.outputs, rtol=FORWARD_RTOL)
+    assert (result.analysis.saturated_units > 0).any()
 
 
 def test_small_populations_are_analysed_by_numpy_and_large_ones_by_the_kernel(monkeypatch):
