@@ -32,7 +32,9 @@ from .activations import LEAKY_SLOPE
 from .numba_fused import STEP, activate_vectors
 from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
+    COLUMN_VECTORS,
     TILE,
+    V32,
     multiply_into,
     multiply_into_shared,
     multiply_onto,
@@ -67,6 +69,7 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
 
 LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
 assert LANES % STEP == 0
+assert LANES % (V32 * COLUMN_VECTORS) == 0  # the register tiles' columns of lanes
 CHUNK_BYTES = 1 << 21  # working set of a chunk
 ALIGN = 64  # bytes: a cache line, and the widest vector register
 MAX_CHUNK = 1024

@@ -6,7 +6,7 @@ operands from cache and stores the accumulator back, and a 32-wide layer runs at
 the core's multiply-add rate (measured: 4.7 GFMA/s on one core). Here a tile of 4 x 4 lane
 vectors stays in registers while a loop runs over the summed index, so each step loads 8 vectors
 and does 16 vector multiply-adds (measured on a 32 x 32 layer, 16 samples, 32 lanes: 18 GFMA/s;
-4 x 3 where the core has 16 vector registers, ``TILE_ROWS``).
+3 x 2 tiles of two-register vectors where the core has 16 vector registers, ``TILE_ROWS``).
 
 LLVM does not keep such a tile in registers when it is written in numba (the loop vectoriser
 works on innermost loops only, and the superword vectoriser numba turns off for its bugs), so the
@@ -36,12 +36,19 @@ V64 = VECTOR_BYTES // 8  # float64 lanes per vector
 V32 = VECTOR_BYTES // 4  # float32 lanes per vector
 TILE = 4  # below this many units on either side of a layer, its products run as plain loops
 # A register tile of TILE_ROWS x TILE_COLS lane vectors. With 32 vector registers (AVX-512), 4 x 4:
-# 16 accumulators and 8 operands. With 16 (AVX2 and below), a 4 x 4 tile's accumulators alone
-# fill every register, and LLVM moved them to and from the stack on every step of the sum; 4 x 3
-# keeps its 12 in registers (8-32-32-1, 16 samples, one thread on an AVX2 core: the forward
-# pass, whose products are all tiles but the output layer's, 4.9-5.6 us a net-epoch with 4 x 4
-# tiles, 3.9-4.1 with 4 x 3; 3 x 4, 2 x 4, 4 x 2, 3 x 3 and 2 x 2 measured slower than 4 x 3).
-TILE_ROWS, TILE_COLS = (4, 4) if VECTOR_BYTES == 64 else (4, 3)
+# 16 accumulators and 8 operands, each vector a cache line of lanes. With 16 (AVX2 and below), a
+# 4 x 4 tile's accumulators alone fill every register, and LLVM moved them to and from the stack
+# on every step of the sum; 4 x 3 keeps its 12 in registers (8-32-32-1, 16 samples, one thread on
+# an AVX2 core: the forward pass 4.9-5.6 us a net-epoch with 4 x 4 tiles, 3.9-4.1 with 4 x 3).
+# There a tile's "vector" is two registers side by side (COLUMN_VECTORS), 8 float64 or 16 float32
+# lanes, so that each load takes a whole cache line of a row (one register's half line left the
+# other half to a second pass over the rows, from L2), in tiles of 3 x 2: 12 registers of
+# accumulators again. The 32 x 32 layer's three products, one chunk of 16 nets in the kernel's
+# layout, against 4 x 3 tiles of one register: forward 1.07-1.25x, weight gradients 1.14-1.25x,
+# backward product 1.38-1.46x the rate (4 interleaved runs; 2 x 3 measured 0.85-1.03x, 2 x 2
+# 1.03-1.30x, 4 x 1 1.06-1.38x).
+TILE_ROWS, TILE_COLS = (4, 4) if VECTOR_BYTES == 64 else (3, 2)
+COLUMN_VECTORS = 1 if VECTOR_BYTES == 64 else 2
 
 JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy"}
 jit = numba.njit(cache=True, **JIT_OPTIONS)
@@ -183,8 +190,8 @@ def _tiles(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr,
 
 def _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
              fresh):  # fmt: skip
-    """Every column of lane vectors up to lane w, at the vector width of out's dtype (jitted
-    code only)."""
+    """Every column of lane vectors up to lane w (a multiple of COLUMN_VECTORS vectors), at the
+    vector width of out's dtype (jitted code only)."""
     raise TypeError("_columns is compiled into jitted code only: call multiply_add and its kin")
 
 
@@ -193,7 +200,7 @@ def _columns_of(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq
                 fresh):  # fmt: skip
     # the width chosen here, when out's dtype is known, compiles only its own tiles (a branch
     # on out.itemsize in the jitted code compiled the other width's too: ~4 s for nothing)
-    width = lanes_of(out)
+    width = lanes_of(out) * COLUMN_VECTORS
 
     def columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq, nr, w, shared,
                 fresh):  # fmt: skip
@@ -207,7 +214,7 @@ def _columns_of(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, cr, n, nq
 @jit
 def multiply_add(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
     """out[o + q oq + r orow + k] += sum_t a[ao + q aq + t at + k] * b[bo + r br + t bt + k]
-    for q < nq, r < nr and lanes k < w (w a multiple of the vector width), each sum by fused
+    for q < nq, r < nr and lanes k < w (w a multiple of COLUMN_VECTORS vectors), each sum by fused
     multiply-adds in the order t = 0, 1, ..., n - 1.
 
     out, a, b : flat C-contiguous arrays of one dtype (views of the lane arrays)

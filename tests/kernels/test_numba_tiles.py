@@ -56,8 +56,8 @@ def views(geometry, nq, nr, n, chunk):
             b[bo:].reshape(nr, n, chunk))  # fmt: skip
 
 
-# every kind of tile and edge, at 4 x 4 and at 4 x 3 (numba_tiles.TILE_ROWS): 7 columns are
-# 4 + 2 + 1 or 3 + 3 + 1, 8 are 4 + 4 or 3 + 3 + 2
+# every kind of tile and edge, at 4 x 4 and at 3 x 2 (numba_tiles.TILE_ROWS): 7 columns are
+# 4 + 2 + 1 or 2 + 2 + 2 + 1, 8 are 4 + 4 or 2 + 2 + 2 + 2 (and 5 rows 4 + 1 or 3 + 1 + 1)
 SHAPES = [(4, 4, 16), (16, 32, 32), (5, 7, 3), (5, 8, 4), (1, 1, 1), (3, 9, 6), (4, 1, 4),
           (1, 4, 2)]  # fmt: skip
 
