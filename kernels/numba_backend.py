@@ -15,6 +15,7 @@ nets are detected by looking for NaN and inf.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -428,17 +429,22 @@ def train_population(
                           optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
                        r.theta.itemsize)  # fmt: skip
-    train_kernel(
-        r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
-        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-        optimizer.eps, max_error_limit, loss_limit, criterion.squared_error_limit(Y.size),
-        criterion.divergence_factor, bool(early_stop),
-        max(record_every, 1), history.epochs.size,
-        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-        r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
-        pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused,
-    )  # fmt: skip
+    step = pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused
+
+    def train(start, stop):  # the chunks start <= c < stop
+        train_kernel(
+            r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss),
+            _scale(spec, X.shape[0]), lr, n_epochs, optimizer.code, optimizer.momentum,
+            optimizer.beta1, optimizer.beta2, optimizer.eps, max_error_limit, loss_limit,
+            criterion.squared_error_limit(Y.size), criterion.divergence_factor, bool(early_stop),
+            max(record_every, 1), history.epochs.size,
+            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+            r.final_loss, r.final_accuracy, r.final_grad_norm,
+            history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
+            *step, start, stop,
+        )  # fmt: skip
+
+    over_chunks(-(-r.theta.shape[1] // chunk), train, abort)
     if not history.epochs.size:
         result.history = None
     if not abort[0]:
@@ -472,19 +478,55 @@ def _summarise(spec: NetSpec, X, n_nets: int):
             summary_kernel(theta, X, layers, offsets, act, limit, SATURATED_SHARE, outputs,
                            saturated, flat, chunk, start, stop)  # fmt: skip
 
-        n_chunks = -(-n_nets // chunk)
-        parts = min(numba.get_num_threads(), n_chunks)
-        bounds = [n_chunks * i // parts for i in range(parts + 1)]
-        if parts == 1:
-            part(0, n_chunks)
-        else:  # the kernel releases the GIL: numba's threads, as training uses them
-            with ThreadPoolExecutor(parts) as pool:
-                jobs = [pool.submit(part, bounds[i], bounds[i + 1]) for i in range(parts)]
-                for job in jobs:
-                    job.result()
+        over_chunks(-(-n_nets // chunk), part)
         return outputs, saturated, flat
 
     return summarise
+
+
+# a thread takes about 1 / BLOCKS of its share of the chunks at a time (over_chunks)
+BLOCKS = 4
+
+
+def over_chunks(n_chunks: int, run, abort=None) -> None:
+    """run(start, stop) for the chunks start <= c < stop, over all chunks 0 <= c < n_chunks, in
+    numba.get_num_threads() threads (run calls a kernel that releases the GIL). Each thread
+    takes the next block of chunks when done with its last, so a thread whose nets stop early
+    takes more blocks; every chunk's results are its own, so the schedule changes no bit. No
+    block starts once abort (None, or an int8 array of shape (1,)) is set. If waiting is
+    interrupted (Ctrl-C) or a part fails, abort is set, so that kernels still running stop at
+    their next epoch, and the exception is raised once every thread is done."""
+    threads = min(numba.get_num_threads(), n_chunks)
+    if threads <= 1:
+        run(0, n_chunks)
+        return
+    block = max(1, n_chunks // (BLOCKS * threads))
+    starts = iter(range(0, n_chunks, block))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def take():
+        while not failed.is_set() and not (abort is not None and abort[0]):
+            with lock:
+                start = next(starts, None)
+            if start is None:
+                return
+            try:
+                run(start, min(start + block, n_chunks))
+            except BaseException:
+                failed.set()
+                raise
+
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = [pool.submit(take) for _ in range(threads)]
+        try:
+            for job in jobs:
+                job.result()
+        except BaseException:
+            failed.set()
+            if abort is not None:
+                abort[0] = 1
+            raise
 
 
 def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early_stop,

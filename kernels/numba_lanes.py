@@ -1,6 +1,7 @@
 """The numba backend's fused training kernel, with nets in SIMD lanes.
 
-The population is cut into chunks of nets, one chunk per ``prange`` iteration. Inside a chunk
+The population is cut into chunks of nets, which threads take in turn (``numba_backend``'s
+``over_chunks``: the kernels release the GIL and run a range of chunks a call). Inside a chunk
 every array keeps the nets on its last, contiguous axis (``P[row, lane]``), so each loop over
 lanes is one SIMD loop: the same arithmetic for many nets at once. Three things make it fast:
 
@@ -45,9 +46,10 @@ from .training import DECISION_MARGIN, OPTIMIZERS, Status
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-# nogil: the training kernel may run in a worker thread while the main thread waits for a
-# Ctrl-C or SIGTERM, which then sets the kernel's abort flag
-pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True, nogil=True)
+# nogil: the training and summary kernels run a range of chunks a call in threads of their own
+# (numba_backend.over_chunks); as numba's parallel loop over chunks the training kernel took 16-17
+# s more to compile, per dtype, than as a plain loop (29.6 s against 46.2 s for a first float64
+# job). The main thread waits for a Ctrl-C or SIGTERM meanwhile, which sets the abort flag.
 nogil_jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # The exponential's range reduction relies on the order of its operations: no reassociation.
 exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="numpy")
@@ -683,7 +685,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
     shape (n_samples, n_outputs, n_nets); per net, the hidden units whose activation's
     derivative is below ``limit`` (in theta's dtype) on at least ``share`` of the patterns
     (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype.
-    Only the chunks start <= c < stop, so that threads can take parts (numba_backend._summarise:
+    Only the chunks start <= c < stop, so that threads can take parts (numba_backend.over_chunks:
     as a parallel loop it took 7-8 s more to compile, per dtype, than it saved)"""
     n_nets = theta.shape[1]
     n_layers = layers.size - 1
@@ -728,7 +730,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
                     flat[first + k] += 1 if low[k] == n_samples else 0
 
 
-@pjit
+@nogil_jit
 def train_kernel(
     theta, X, Y, layers, offsets, act, loss_code, scale,
     lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
@@ -736,12 +738,13 @@ def train_kernel(
     n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, chunk, abort, fused, pass_steps, padded,
+    hist_param_norm, chunk, abort, fused, pass_steps, padded, start, stop,
 ):  # fmt: skip
-    """fused: numba_fused.pass_function of the nets' shape (returns -1 where the lane loops
-    run instead); pass_steps: whether that pass makes the SGD step (steps_in_pass); padded:
-    whether the chunk's weights may get empty rows (_chunk_layout), not where the pass runs.
-    X, Y: C-contiguous, in theta's dtype."""
+    """Trains the chunks start <= c < stop of ``chunk`` nets each (a chunk's nets are its own:
+    threads take ranges of chunks, numba_backend.over_chunks). fused: numba_fused.pass_function
+    of the nets' shape (returns -1 where the lane loops run instead); pass_steps: whether that
+    pass makes the SGD step (steps_in_pass); padded: whether the chunk's weights may get empty
+    rows (_chunk_layout), not where the pass runs. X, Y: C-contiguous, in theta's dtype."""
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
     last = n_layers - 1
@@ -750,12 +753,11 @@ def train_kernel(
     n_out = Y.size
     track_loss = loss_limit < math.inf
     track_squared = squared_limit < math.inf
-    n_chunks = (n_nets + chunk - 1) // chunk
     # every chunk's layout: rows of `lanes` lanes, theta's rows at rows_of (read only below)
     lanes = _lane_extent(chunk, theta.itemsize)
     layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, padded)
     n_rows = layout[-1, 1] + layers[-1]
-    for c in numba.prange(n_chunks):
+    for c in range(start, stop):
         first = c * chunk
         active = min(chunk, n_nets - first)
         limits = np.array([DECISION_MARGIN, scale, divergence_factor, max_error_limit,

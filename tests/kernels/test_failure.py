@@ -169,8 +169,9 @@ def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dt
 
 @pytest.mark.slow
 def test_the_summary_in_threads_covers_every_net_once_by_the_numpy_rule(monkeypatch):
-    """Populations of several chunks are summarised in parts, one thread each: every net
-    once, with the values of the rule above (float64, whose kernel the test above compiles)."""
+    """Populations of several chunks are summarised in parts that threads take in turn: every
+    net once, with the values of the rule above (float64, whose kernel the test above
+    compiles)."""
     monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
     parts = []
     kernel = numba_backend.summary_kernel
@@ -190,7 +191,7 @@ def test_the_summary_in_threads_covers_every_net_once_by_the_numpy_rule(monkeypa
         numba.set_num_threads(threads)
     chunk = numba_backend.chunk_size(spec.n_layers, 4, 8, spec.n_params, 8)
     bounds = sorted(parts)
-    assert len(bounds) == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert len(bounds) >= min(2, numba.config.NUMBA_NUM_THREADS)
     assert [a for a, _ in bounds[1:]] == [b for _, b in bounds[:-1]]  # each chunk once
     assert bounds[0][0] == 0 and bounds[-1][1] == -(-2100 // chunk) > 1
     oracle = failure.analyse(result, spec, XOR.X, XOR.Y, 20, npb.forward)

@@ -1,6 +1,9 @@
 """Fused population training of both backends: against the tutorial's loop, against each other,
 and the promises of the training contract (identity, thread counts, early stop, divergence)."""
 
+import threading
+import time
+
 import numba
 import numpy as np
 import pytest
@@ -109,6 +112,52 @@ def test_numba_is_bitwise_identical_for_1_and_2_threads(numba_threads):
     assert_same_outcomes(runs[1], runs[0], exact_params=True)
     np.testing.assert_array_equal(runs[1].history.grad_norm, runs[0].history.grad_norm)
     np.testing.assert_array_equal(runs[1].history.param_norm, runs[0].history.param_norm)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 7, 64, 1001])
+def test_threads_take_every_chunk_once(numba_threads, n_chunks):
+    """over_chunks: the parts are contiguous blocks that cover every chunk exactly once, in
+    several threads where there are several, a thread taking the next block when done."""
+    threads = min(2, numba_threads)
+    numba.set_num_threads(threads)
+    parts, names = [], set()
+    busy = min(threads, n_chunks)  # threads that should each take a part
+    all_busy = threading.Event()
+
+    def run(start, stop):
+        parts.append((start, stop))
+        names.add(threading.current_thread().name)
+        if len(names) >= busy:
+            all_busy.set()
+        all_busy.wait(10)  # hold the first part until the other thread has taken one
+
+    numba_backend.over_chunks(n_chunks, run)
+    parts.sort()
+    assert parts[0][0] == 0 and parts[-1][1] == n_chunks
+    assert [a for a, _ in parts[1:]] == [b for _, b in parts[:-1]]
+    assert all(a < b for a, b in parts)
+    if n_chunks >= 64:  # blocks: several a thread, so that one whose nets stop early takes more
+        assert len(parts) >= numba_backend.BLOCKS * threads
+    assert len(names) == busy
+
+
+def test_a_failing_part_stops_the_others_and_sets_abort(numba_threads):
+    if numba_threads < 2:
+        pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1 or a 1-core machine)")
+    numba.set_num_threads(2)
+    abort = np.zeros(1, dtype=np.int8)
+    started = []
+
+    def run(start, stop):
+        started.append(start)
+        if start == 0:
+            raise KeyboardInterrupt  # as a Ctrl-C reaching the part's thread
+        time.sleep(0.01)
+
+    with pytest.raises(KeyboardInterrupt):
+        numba_backend.over_chunks(1000, run, abort)
+    assert abort[0] == 1
+    assert len(started) < 5  # no block is started once one has failed
 
 
 def test_a_net_trains_the_same_alone_as_inside_a_population(kernels):
