@@ -44,6 +44,9 @@ from .training import (
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no nnan/ninf: we look for NaN
 jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+# training kernels over a range of nets or chunks a call, run in threads by over_chunks: as
+# numba's parallel loops they took seconds more to compile (numba_lanes.nogil_jit)
+nogil_jit = numba.njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # optimizer steps: no FMA contraction, whose choice of product differed between a fresh compile
 # and the cached object code (see numba_lanes.strict_jit)
 strict_pjit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy", parallel=True)
@@ -536,19 +539,25 @@ def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early
 
     r, history = result, result.history
     layers, offsets, act = _codes(spec)
-    train_kernel(
-        r.theta, X, Y, layers, offsets, spec.shortcut_offsets(), act, LOSSES.index(spec.loss),
-        spec.reduction == "mean", keys, 0 if batch_size is None else batch_size,
-        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-        optimizer.eps,
-        np.inf if criterion.max_error is None else criterion.max_error,
-        np.inf if criterion.loss_below is None else criterion.loss_below,
-        criterion.squared_error_limit(Y.size),
-        criterion.divergence_factor, bool(early_stop), max(record_every, 1), history.epochs.size,
-        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-        r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm, history.param_norm, abort,
-    )  # fmt: skip
+
+    def train(start, stop):  # the nets start <= k < stop
+        train_kernel(
+            r.theta, X, Y, layers, offsets, spec.shortcut_offsets(), act,
+            LOSSES.index(spec.loss), spec.reduction == "mean", keys,
+            0 if batch_size is None else batch_size,
+            lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+            optimizer.eps,
+            np.inf if criterion.max_error is None else criterion.max_error,
+            np.inf if criterion.loss_below is None else criterion.loss_below,
+            criterion.squared_error_limit(Y.size), criterion.divergence_factor,
+            bool(early_stop), max(record_every, 1), history.epochs.size,
+            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+            r.final_loss, r.final_accuracy, r.final_grad_norm,
+            history.loss, history.accuracy, history.grad_norm, history.param_norm, abort,
+            start, stop,
+        )  # fmt: skip
+
+    over_chunks(r.theta.shape[1], train, abort)
     if not history.epochs.size:
         result.history = None
     if not abort[0]:

@@ -2,7 +2,9 @@
 
 The lane kernel (``numba_lanes.py``) trains full-batch layered nets, many nets per SIMD loop.
 Nets with shortcut connections and the update schedules of ``schedules.py`` go through here
-instead: one net per ``prange`` iteration, its math in scalar loops written from the equations
+instead: one net after another in each of numba's threads, which take ranges of nets in turn
+(``numba_backend.over_chunks``; as numba's parallel loop over nets it took 22.5 s to compile for
+a first job, 9.9 s this way), its math in scalar loops written from the equations
 (the output layer sums its layered inputs, then each shortcut block from the input up). A net is
 computed by one thread with the same code whatever the thread count or the population around it,
 so results are bitwise identical for any number of threads, and its pattern orders are the
@@ -30,6 +32,7 @@ from .numba_backend import (
     _loss_element,
     _loss_grad_logit,
     jit,
+    nogil_jit,
     pjit,
 )
 from .numba_lanes import _raised
@@ -201,18 +204,19 @@ def backward_kernel(theta, X, Y, layers, offsets, sc, act, loss_code, scale, G, 
             DA_out[:, :, :, k] = DA
 
 
-@pjit
+@nogil_jit
 def train_kernel(
     theta, X, Y, layers, offsets, sc, act, loss_code, mean, keys, batch_size,
     lr, n_epochs, opt_code, momentum, beta1, beta2, eps,
     max_error_limit, loss_limit, squared_limit, divergence_factor, early_stop, record_every,
     n_records, status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, abort,
+    hist_param_norm, abort, start, stop,
 ):  # fmt: skip
-    """All epochs of every net, one net per prange iteration. batch_size 0 is full batch;
-    mean: the loss is a mean over the patterns of a pass (else a sum); squared_limit bounds the
-    sum of squared output errors (the RMS and TSS stopping rules; inf when neither is set)."""
+    """All epochs of the nets start <= net < stop, one after another (threads take ranges of
+    nets: numba_backend.over_chunks). batch_size 0 is full batch; mean: the loss is a mean over
+    the patterns of a pass (else a sum); squared_limit bounds the sum of squared output errors
+    (the RMS and TSS stopping rules; inf when neither is set)."""
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
     last = n_layers - 1
@@ -222,7 +226,7 @@ def train_kernel(
     step_size = n_samples if batch_size == 0 else min(batch_size, n_samples)
     n_batches = (n_samples + step_size - 1) // step_size
     full_scale = 1.0 / n_samples if mean else 1.0
-    for net in numba.prange(n_nets):
+    for net in range(start, stop):
         p = theta[:, net].copy()
         m = np.zeros_like(p)
         v = np.zeros_like(p)

@@ -1,11 +1,13 @@
 """The fused numba training kernel for batch norm, dropout and weight decay.
 
-All epochs of all nets in one call, ``prange`` over nets, each net computed start to finish by
-one thread in scalar loops: results are bitwise identical for any thread count. It follows the
-contract of ``regularised_training.py`` (the NumPy oracle) step for step; the two agree to
-rounding (tests: relative 1e-9 in float64 over tens of epochs), not to the bit. The plain
-kernel (``numba_lanes.py``) keeps nets in SIMD lanes; this one does not, and is slower per
-net-epoch: it runs only when one of these options is on.
+All epochs of all nets in one call, threads taking ranges of nets in turn
+(``numba_backend.over_chunks``), each net computed start to finish by one thread in scalar loops:
+results are bitwise identical for any thread count (as numba's parallel loop over nets it took
+26.0 s to compile for a first job, 15.7 s this way). It follows the contract of
+``regularised_training.py`` (the NumPy oracle) step for step; the two agree to rounding (tests:
+relative 1e-9 in float64 over tens of epochs), not to the bit. The plain kernel
+(``numba_lanes.py``) keeps nets in SIMD lanes; this one does not, and is slower per net-epoch:
+it runs only when one of these options is on.
 
 Buffers of one net, of shape (n_layers, n_samples, max_width): Z (a_prev W + b), V (the input
 of the activation: batch norm's output, Z without it), H (the activation), A (after dropout;
@@ -29,7 +31,9 @@ from .numba_streams import uniform
 from .regularised import BN_EPS, BN_MOMENTUM
 from .training import DECISION_MARGIN, OPTIMIZERS
 
-pjit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy", parallel=True)
+# the training kernel runs a range of nets a call, in threads (numba_backend.over_chunks): as
+# numba's parallel loop over nets it took seconds more to compile
+nogil_jit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy", nogil=True)
 jit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy")
 
 SGD, MOMENTUM, ADAM, ADAMW = map(OPTIMIZERS.index, ("sgd", "momentum", "adam", "adamw"))
@@ -166,19 +170,20 @@ def _step(p, g, m, v, lr, step, opt_code, momentum, beta1, beta2, eps, decay):
             p[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
 
 
-@pjit
+@nogil_jit
 def train_kernel(theta, X, Y, layers, offsets, noffs, uoff, act, loss_code, scale, bn, dropout,
                  keep_scale, dkeys, lr, n_epochs, opt_code, momentum, beta1, beta2, eps, decay,
                  max_error_limit, loss_limit, divergence_factor, early_stop, record_epochs,
                  status, epochs_to_converge, first_full_accuracy, epochs_trained, final_loss,
                  final_accuracy, final_grad_norm, h_loss, h_accuracy, h_grad_norm, h_param_norm,
-                 running_mean, running_var, abort):  # fmt: skip
-    """Train every net (columns of theta, in place) and fill its outcomes; see the module."""
+                 running_mean, running_var, abort, start, stop):  # fmt: skip
+    """Train the nets start <= k < stop (columns of theta, in place) and fill their outcomes;
+    see the module."""
     n_layers = layers.size - 1
     S, n_out = Y.shape
     width = layers[1:].max()
     n_records = record_epochs.size
-    for k in numba.prange(theta.shape[1]):
+    for k in range(start, stop):
         p = theta[:, k].copy()
         g = np.zeros_like(p)
         m = np.zeros_like(p)
@@ -280,7 +285,7 @@ def train_kernel(theta, X, Y, layers, offsets, noffs, uoff, act, loss_code, scal
 def train_regularised(result, spec, X, Y, lr, n_epochs, keys, optimizer, criterion, early_stop,
                       abort):  # fmt: skip
     """Train in place into ``result`` (from ``start_training``); arguments already validated."""
-    from .numba_backend import _codes, _scale
+    from .numba_backend import _codes, _scale, over_chunks
     from .regularised import dropout_key, initial_running
     from .spec import LOSSES
 
@@ -296,17 +301,21 @@ def train_regularised(result, spec, X, Y, lr, n_epochs, keys, optimizer, criteri
     keep_scale = float(r.theta.dtype.type(1.0 / (1.0 - spec.dropout)))
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-    train_kernel(
-        r.theta, X, Y, layers, offsets, noffs, uoff, act, LOSSES.index(spec.loss),
-        _scale(spec, X.shape[0]), spec.batchnorm, spec.dropout, keep_scale, dropout_key(keys),
-        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-        optimizer.eps, optimizer.weight_decay, max_error_limit, loss_limit,
-        criterion.divergence_factor, bool(early_stop), history.epochs,
-        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-        r.final_loss, r.final_accuracy, r.final_grad_norm,
-        history.loss, history.accuracy, history.grad_norm, history.param_norm,
-        running_mean, running_var, abort,
-    )  # fmt: skip
+    def train(start, stop):  # the nets start <= k < stop
+        train_kernel(
+            r.theta, X, Y, layers, offsets, noffs, uoff, act, LOSSES.index(spec.loss),
+            _scale(spec, X.shape[0]), spec.batchnorm, spec.dropout, keep_scale,
+            dropout_key(keys), lr, n_epochs, optimizer.code, optimizer.momentum,
+            optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay,
+            max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
+            history.epochs,
+            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+            r.final_loss, r.final_accuracy, r.final_grad_norm,
+            history.loss, history.accuracy, history.grad_norm, history.param_norm,
+            running_mean, running_var, abort, start, stop,
+        )  # fmt: skip
+
+    over_chunks(n_nets, train, abort)
     if spec.batchnorm:
         r.running_mean, r.running_var = running_mean, running_var
     if not history.epochs.size:

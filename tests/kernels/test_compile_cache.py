@@ -39,3 +39,34 @@ def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
         results.append(np.load(path))
     assert any((tmp_path / "cache").rglob("*.nbc"))  # the second run did load from a cache
     np.testing.assert_array_equal(results[1], results[0])
+
+
+_TRAIN_GENERAL = """
+import sys, numpy as np
+from backprop_bench.kernels import NetSpec, backend, get_problem, init_population
+xor, out = get_problem("xor"), []
+for spec, batch in ((NetSpec((2, 8, 1), shortcut=True), None), (NetSpec((2, 8, 1)), 2),
+                    (NetSpec((2, 8, 1), dropout=0.2, batchnorm=True), None)):
+    theta = init_population(spec, 64, seed=3)
+    result = backend("numba").train_population(theta, spec, xor.X, xor.Y, 0.3, 50,
+                                               batch_size=batch, early_stop=False)
+    out.append(result.theta.ravel())
+np.save(sys.argv[1], np.concatenate(out))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the general kernel (shortcut nets, minibatches) compiled fresh and loaded "
+    "from numba's cache differ by ulps (4e-14 in theta after 300 epochs); the regularised "
+    "kernel and the lane kernel do not. Not yet traced: the kernel's own flags made strict did "
+    "not change it, nor did dirtying the heap before a cached run",
+)
+def test_the_general_and_regularised_kernels_give_the_same_bits_compiled_or_cached(tmp_path):
+    results = []
+    for run in ("compiled", "cached"):
+        path = tmp_path / f"{run}.npy"
+        env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+        subprocess.run([sys.executable, "-c", _TRAIN_GENERAL, str(path)], check=True, env=env)
+        results.append(np.load(path))
+    np.testing.assert_array_equal(results[1], results[0])
