@@ -41,32 +41,33 @@ def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
     np.testing.assert_array_equal(results[1], results[0])
 
 
-_TRAIN_GENERAL = """
+
+_GENERAL = """
 import sys, numpy as np
 from backprop_bench.kernels import NetSpec, backend, get_problem, init_population
-xor, out = get_problem("xor"), []
+xor, out, nb = get_problem("xor"), [], backend("numba")
 for spec, batch in ((NetSpec((2, 8, 1), shortcut=True), None), (NetSpec((2, 8, 1)), 2),
                     (NetSpec((2, 8, 1), dropout=0.2, batchnorm=True), None)):
     theta = init_population(spec, 64, seed=3)
-    result = backend("numba").train_population(theta, spec, xor.X, xor.Y, 0.3, 50,
-                                               batch_size=batch, early_stop=False)
+    result = nb.train_population(theta, spec, xor.X, xor.Y, 0.3, 50, batch_size=batch,
+                                 early_stop=False)
     out.append(result.theta.ravel())
+for spec in (NetSpec((2, 8, 1)), NetSpec((2, 8, 1), "tanh", shortcut=True)):
+    theta = init_population(spec, 50, seed=0)
+    out.append(np.asarray(nb.loss(theta, spec, xor.X, xor.Y)).ravel())
+    out.append(np.asarray(nb.backward(theta, spec, xor.X, xor.Y).grad).ravel())
 np.save(sys.argv[1], np.concatenate(out))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the general kernel (shortcut nets, minibatches) compiled fresh and loaded "
-    "from numba's cache differ by ulps (4e-14 in theta after 300 epochs); the regularised "
-    "kernel and the lane kernel do not. Not yet traced: the kernel's own flags made strict did "
-    "not change it, nor did dirtying the heap before a cached run",
-)
-def test_the_general_and_regularised_kernels_give_the_same_bits_compiled_or_cached(tmp_path):
+def test_the_other_kernels_give_the_same_bits_compiled_or_cached(tmp_path):
+    """The general kernel (shortcut nets, minibatches), the regularised one and the per-net
+    passes: with reassociation allowed (fast-math reassoc), the per-net loss of 14 of 50 nets and
+    most parameters of a shortcut population moved by an ulp between the two runs."""
     results = []
     for run in ("compiled", "cached"):
         path = tmp_path / f"{run}.npy"
         env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-        subprocess.run([sys.executable, "-c", _TRAIN_GENERAL, str(path)], check=True, env=env)
+        subprocess.run([sys.executable, "-c", _GENERAL, str(path)], check=True, env=env)
         results.append(np.load(path))
     np.testing.assert_array_equal(results[1], results[0])
