@@ -108,3 +108,34 @@ def pytest_configure(config):
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"
     else:
         config.option.benchmark_disable = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lane_kernel_compiled_once_per_dtype(tmp_path_factory):
+    """In plain pytest's workers, the lane kernel compiles once per dtype, not once per worker.
+
+    It takes about half a minute to compile per dtype, and every worker needs float64 early:
+    each compiled it side by side. Here worker i compiles the dtypes in turn from the i-th (a
+    lock on a file per dtype, shared by the workers) and loads the others from numba's cache,
+    written by then by the worker that held the lock. A single process compiles what its tests
+    need, as before."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        yield
+        return
+    import fcntl
+
+    import numpy as np
+    from backprop_bench.kernels import NetSpec, get_problem, init_population
+    from backprop_bench.kernels.numba_backend import train_population
+
+    xor, spec = get_problem("xor"), NetSpec((2, 4, 1))
+    dtypes = [np.float64, np.float32]
+    shift = int(worker[2:]) % len(dtypes)
+    shared = tmp_path_factory.getbasetemp().parent  # the same for every worker of the run
+    for dtype in dtypes[shift:] + dtypes[:shift]:
+        with open(shared / f"lane-kernel-{np.dtype(dtype).name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            theta = init_population(spec, 3, seed=0, dtype=dtype)
+            train_population(theta, spec, xor.X.astype(dtype), xor.Y.astype(dtype), 0.5, 1)
+    yield
