@@ -436,22 +436,19 @@ def train_population(
                           optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
                        r.theta.itemsize)  # fmt: skip
-    step = pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused
-
-    def train(start, stop):  # the chunks start <= c < stop
-        train_kernel(
-            r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss),
-            _scale(spec, X.shape[0]), lr, n_epochs, optimizer.code, optimizer.momentum,
-            optimizer.beta1, optimizer.beta2, optimizer.eps, max_error_limit, loss_limit,
-            criterion.squared_error_limit(Y.size), criterion.divergence_factor, bool(early_stop),
-            max(record_every, 1), history.epochs.size,
-            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-            r.final_loss, r.final_accuracy, r.final_grad_norm,
-            history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
-            *step, start, stop,
-        )  # fmt: skip
-
-    over_chunks(-(-r.theta.shape[1] // chunk), train, abort)
+    args = (
+        r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
+        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+        optimizer.eps, max_error_limit, loss_limit, criterion.squared_error_limit(Y.size),
+        criterion.divergence_factor, bool(early_stop),
+        max(record_every, 1), history.epochs.size,
+        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+        r.final_loss, r.final_accuracy, r.final_grad_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
+        pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused,
+    )  # fmt: skip
+    over_chunks(-(-r.theta.shape[1] // chunk), lambda start, stop: train_kernel(*args, start, stop),
+                abort)  # fmt: skip
     if not history.epochs.size:
         result.history = None
     if not abort[0]:
@@ -543,25 +540,21 @@ def _train_general(result, spec, X, Y, lr, n_epochs, optimizer, criterion, early
 
     r, history = result, result.history
     layers, offsets, act = _codes(spec)
-
-    def train(start, stop):  # the nets start <= k < stop
-        train_kernel(
-            r.theta, X, Y, layers, offsets, spec.shortcut_offsets(), act,
-            LOSSES.index(spec.loss), spec.reduction == "mean", keys,
-            0 if batch_size is None else batch_size,
-            lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
-            optimizer.eps,
-            np.inf if criterion.max_error is None else criterion.max_error,
-            np.inf if criterion.loss_below is None else criterion.loss_below,
-            criterion.squared_error_limit(Y.size), criterion.divergence_factor,
-            bool(early_stop), max(record_every, 1), history.epochs.size,
-            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-            r.final_loss, r.final_accuracy, r.final_grad_norm,
-            history.loss, history.accuracy, history.grad_norm, history.param_norm, abort,
-            start, stop,
-        )  # fmt: skip
-
-    over_chunks(r.theta.shape[1], train, abort)
+    args = (
+        r.theta, X, Y, layers, offsets, spec.shortcut_offsets(), act, LOSSES.index(spec.loss),
+        spec.reduction == "mean", keys, 0 if batch_size is None else batch_size,
+        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+        optimizer.eps,
+        np.inf if criterion.max_error is None else criterion.max_error,
+        np.inf if criterion.loss_below is None else criterion.loss_below,
+        criterion.squared_error_limit(Y.size),
+        criterion.divergence_factor, bool(early_stop), max(record_every, 1), history.epochs.size,
+        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+        r.final_loss, r.final_accuracy, r.final_grad_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm, abort,
+    )  # fmt: skip
+    # the nets start <= k < stop a call
+    over_chunks(r.theta.shape[1], lambda start, stop: train_kernel(*args, start, stop), abort)
     if not history.epochs.size:
         result.history = None
     if not abort[0]:

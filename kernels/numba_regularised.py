@@ -301,21 +301,19 @@ def train_regularised(result, spec, X, Y, lr, n_epochs, keys, optimizer, criteri
     keep_scale = float(r.theta.dtype.type(1.0 / (1.0 - spec.dropout)))
     max_error_limit = np.inf if criterion.max_error is None else criterion.max_error
     loss_limit = np.inf if criterion.loss_below is None else criterion.loss_below
-    def train(start, stop):  # the nets start <= k < stop
-        train_kernel(
-            r.theta, X, Y, layers, offsets, noffs, uoff, act, LOSSES.index(spec.loss),
-            _scale(spec, X.shape[0]), spec.batchnorm, spec.dropout, keep_scale,
-            dropout_key(keys), lr, n_epochs, optimizer.code, optimizer.momentum,
-            optimizer.beta1, optimizer.beta2, optimizer.eps, optimizer.weight_decay,
-            max_error_limit, loss_limit, criterion.divergence_factor, bool(early_stop),
-            history.epochs,
-            r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
-            r.final_loss, r.final_accuracy, r.final_grad_norm,
-            history.loss, history.accuracy, history.grad_norm, history.param_norm,
-            running_mean, running_var, abort, start, stop,
-        )  # fmt: skip
-
-    over_chunks(n_nets, train, abort)
+    args = (
+        r.theta, X, Y, layers, offsets, noffs, uoff, act, LOSSES.index(spec.loss),
+        _scale(spec, X.shape[0]), spec.batchnorm, spec.dropout, keep_scale, dropout_key(keys),
+        lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
+        optimizer.eps, optimizer.weight_decay, max_error_limit, loss_limit,
+        criterion.divergence_factor, bool(early_stop), history.epochs,
+        r.status, r.epochs_to_converge, r.first_full_accuracy, r.epochs_trained,
+        r.final_loss, r.final_accuracy, r.final_grad_norm,
+        history.loss, history.accuracy, history.grad_norm, history.param_norm,
+        running_mean, running_var, abort,
+    )  # fmt: skip
+    # the nets start <= k < stop a call
+    over_chunks(n_nets, lambda start, stop: train_kernel(*args, start, stop), abort)
     if spec.batchnorm:
         r.running_mean, r.running_var = running_mean, running_var
     if not history.epochs.size:

@@ -30,15 +30,22 @@ np.save(sys.argv[1], np.concatenate(out))
 """
 
 
-def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
+def _compiled_then_cached(tmp_path, script):
+    """The arrays the script saves, run in a fresh process with an empty numba cache (compile),
+    then again with the same cache (load)."""
     results = []
     for run in ("compiled", "cached"):
         path = tmp_path / f"{run}.npy"
         env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-        subprocess.run([sys.executable, "-c", _TRAIN, str(path)], check=True, env=env)
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env)
         results.append(np.load(path))
     assert any((tmp_path / "cache").rglob("*.nbc"))  # the second run did load from a cache
-    np.testing.assert_array_equal(results[1], results[0])
+    return results
+
+
+def test_fresh_compile_and_cached_kernels_give_the_same_bits(tmp_path):
+    compiled, cached = _compiled_then_cached(tmp_path, _TRAIN)
+    np.testing.assert_array_equal(cached, compiled)
 
 
 
@@ -64,10 +71,5 @@ def test_the_other_kernels_give_the_same_bits_compiled_or_cached(tmp_path):
     """The general kernel (shortcut nets, minibatches), the regularised one and the per-net
     passes: with reassociation allowed (fast-math reassoc), the per-net loss of 14 of 50 nets and
     most parameters of a shortcut population moved by an ulp between the two runs."""
-    results = []
-    for run in ("compiled", "cached"):
-        path = tmp_path / f"{run}.npy"
-        env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-        subprocess.run([sys.executable, "-c", _GENERAL, str(path)], check=True, env=env)
-        results.append(np.load(path))
-    np.testing.assert_array_equal(results[1], results[0])
+    compiled, cached = _compiled_then_cached(tmp_path, _GENERAL)
+    np.testing.assert_array_equal(cached, compiled)
