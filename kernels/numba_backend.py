@@ -25,7 +25,7 @@ from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import MAX_DERIVATIVE, SATURATED_SHARE, SATURATION, analyse
-from .numba_fused import fused_key, pass_function, steps_in_pass
+from .numba_fused import activation_function, fused_key, pass_function, steps_in_pass
 from .numba_lanes import chunk_size, summary_kernel, train_kernel
 from .passes import Forward, Gradients
 from .regularised import refuse_in_plain_kernels
@@ -446,6 +446,7 @@ def train_population(
         r.final_loss, r.final_accuracy, r.final_grad_norm,
         history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
         pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused,
+        activation_function(r.theta.itemsize),
     )  # fmt: skip
     over_chunks(-(-r.theta.shape[1] // chunk), lambda start, stop: train_kernel(*args, start, stop),
                 abort)  # fmt: skip
@@ -470,6 +471,7 @@ def _summarise(spec: NetSpec, X, n_nets: int):
     chunk = chunk_size(spec.n_layers, n_samples, max(spec.layers[1:]), spec.n_params,
                        X.itemsize)  # fmt: skip
     limit = X.dtype.type(SATURATION * MAX_DERIVATIVE[spec.activation])
+    activate = activation_function(X.itemsize)
 
     def summarise(theta):
         n_nets = theta.shape[1]
@@ -480,7 +482,7 @@ def _summarise(spec: NetSpec, X, n_nets: int):
 
         def part(start, stop):  # chunks start <= c < stop; each net's values are its own
             summary_kernel(theta, X, layers, offsets, act, limit, SATURATED_SHARE, outputs,
-                           saturated, flat, chunk, start, stop)  # fmt: skip
+                           saturated, flat, chunk, activate, start, stop)  # fmt: skip
 
         over_chunks(-(-n_nets // chunk), part)
         return outputs, saturated, flat

@@ -56,8 +56,8 @@ BCE, MSE = map(LOSSES.index, ("bce", "mse"))
 # (2-16-16-1, 1,216: 0.99x the lane loops, whose register tiles do its products well) and take
 # long to compile (7 s).
 MAX_FUSED_PRODUCTS = 1024
-# Lanes per step of the activation loops (STEP // (vector width) vectors); numba_lanes.LANES,
-# to which every pass's lane count is rounded, is a multiple of it.
+# Lanes per step of the fused pass (at most STEP // (vector width) vectors, _interleaved);
+# numba_lanes.LANES, to which every pass's lane count is rounded, is a multiple of it.
 STEP = 16
 # Vectors of nets the fused pass interleaves (see _Lanes): two give the core independent work
 # while one vector waits on its chains of exponentials; more spill registers. On an AVX2 core
@@ -66,8 +66,9 @@ STEP = 16
 # of two (one thread, medians of 3 to 4 alternating processes); float32 measured the same with
 # one or two. Each lane's arithmetic is the same whatever the interleaving: the same bits.
 INTERLEAVE = 2
-# Vectors whose activations the fused pass emits side by side (see _Lanes.activate_all): a
-# layer's units, INTERLEAVE vectors of nets each, this many vectors at a time. An exponential
+# Vectors whose activations are emitted side by side (see _Lanes.activate_all): in the fused
+# pass a layer's units, INTERLEAVE vectors of nets each, this many vectors at a time; in the
+# lane loops' activation (activate_vectors) this many vectors a step. An exponential
 # is a chain of about 25 dependent operations, and emitted unit after unit (two vectors of
 # nets) the core's window of waiting instructions held too few independent chains to keep its
 # multiply-add units busy. 2-4-1 on an AVX2 core, medians of the ratios of 9 to 11 repeats
@@ -651,9 +652,10 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
 
 @intrinsic
 def activate_vectors(typingctx, z, a, n, code, one, slope):
-    """a[k] = act(z[k]) for k < n (a multiple of STEP) by this module's vector arithmetic, the
-    lane loops' operation for operation (numba_lanes._activate_lanes); code (a literal): the
-    activation's. z, a: flat C-contiguous arrays of one dtype; one, slope in it. Explicit
+    """a[k] = act(z[k]) for k < n (a multiple of the vector width) by this module's vector
+    arithmetic, the lane loops' operation for operation; code (a literal): the activation's.
+    z, a: flat C-contiguous arrays of one dtype; one, slope in it. ACTIVATION_VECTORS vectors a
+    step, their operations side by side (_Lanes.activate_all), then one vector a step. Explicit
     vectors because numba's loop vectoriser uses half the register width of an AVX-512 core
     (LLVM prefers 256-bit vectors there), which halves the exponential's multiply-add rate."""
     if not isinstance(code, types.IntegerLiteral):
@@ -661,29 +663,62 @@ def activate_vectors(typingctx, z, a, n, code, one, slope):
     act = code.literal_value
     dtype = z.dtype
     width = V32 if dtype == types.float32 else V64
-    streams = max(1, STEP // width)
     signature = types.void(z, a, n, code, one, slope)
 
     def codegen(context, builder, sig, args):
         z_, a_, n_, _, one_, slope_ = args
-        L = _Lanes(builder, context.get_value_type(dtype), width, streams)
         align = dtype.bitwidth // 8
         pz = context.make_array(sig.args[0])(context, builder, z_).data
         pa = context.make_array(sig.args[1])(context, builder, a_).data
-        one_v, slope_v = L.splat(one_), L.splat(slope_)
-        step = ir.Constant(n_.type, STEP)
-        with cgutils.for_range_slice(builder, ir.Constant(n_.type, 0), n_, step) as (k, _):
+        whole = ACTIVATION_VECTORS * width
+        # the lanes in whole steps: n - n % whole (n >= 0)
+        steps_end = builder.sub(n_, builder.srem(n_, ir.Constant(n_.type, whole)))
+        for begin, end, streams in ((ir.Constant(n_.type, 0), steps_end, ACTIVATION_VECTORS),
+                                    (steps_end, n_, 1)):  # fmt: skip
+            L = _Lanes(builder, context.get_value_type(dtype), width, streams)
+            one_v, slope_v = L.splat(one_), L.splat(slope_)
+            step = ir.Constant(n_.type, streams * width)
+            with cgutils.for_range_slice(builder, begin, end, step) as (k, _):
 
-            def at(base, t):
-                element = builder.add(k, ir.Constant(n_.type, t * width))
-                return builder.bitcast(builder.gep(base, [element]), L.vec.as_pointer())
+                def at(base, t, k=k, L=L):
+                    element = builder.add(k, ir.Constant(n_.type, t * width))
+                    return builder.bitcast(builder.gep(base, [element]), L.vec.as_pointer())
 
-            zs = [builder.load(at(pz, t), align=align) for t in range(streams)]
-            for t, value in enumerate(L.activate(zs, act, one_v, slope_v)):
-                builder.store(value, at(pa, t), align=align)
+                zs = [builder.load(at(pz, t), align=align) for t in range(streams)]
+                for t, value in enumerate(L.activate(zs, act, one_v, slope_v)):
+                    builder.store(value, at(pa, t), align=align)
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+# The lane loops' sigmoid and tanh (activate_vectors) through a function pointer too, so that
+# they compile apart from the training kernel, without LLVM's machine scheduler (_scheduling):
+# it ordered the side-by-side vectors' chains one after the other, to hold fewer values in
+# registers, and the core again ran short of independent work (an AVX2 core, one thread,
+# alternating processes: 8,400 sigmoids in 1.15-1.33 ns each against 1.37-1.65 ns with the
+# scheduler, or four vectors a step as before either way). Arrays travel as their addresses:
+# z, a, n (a multiple of the vector width), code (SIGMOID or TANH).
+ACTIVATE_SIGNATURE = types.void(types.uintp, types.uintp, types.int64, types.int64)
+
+
+@functools.cache
+def activation_function(itemsize: int):
+    """The C callback of ``activate_vectors`` (sigmoid or tanh by its code) on float arrays of
+    ``itemsize`` bytes, cached on disk by numba. Compiled without fast-math flags."""
+    real = np.float32 if itemsize == 4 else np.float64
+
+    # real is a constant of the compiled function (numba's cache keys on its value)
+    def run(z, a, n, code):
+        zs, out = numba.carray(_pointer(z, real), (n,)), numba.carray(_pointer(a, real), (n,))
+        one = real(1.0)
+        if code == SIGMOID:
+            activate_vectors(zs, out, n, SIGMOID, one, one)
+        else:
+            activate_vectors(zs, out, n, TANH, one, one)
+
+    with _scheduling():
+        return numba.cfunc(ACTIVATE_SIGNATURE, cache=True, error_model="numpy")(run)
 
 
 # The training kernel calls the pass of its net's shape through a function pointer, so that

@@ -8,8 +8,9 @@ lanes is one SIMD loop: the same arithmetic for many nets at once. Three things 
 - the exponential of the sigmoid is computed in lanes (``_exp64``): range reduction by ln 2
   with a two-part constant, a degree-13 polynomial for e^r, and 2^n assembled from its bits.
   It vectorises where ``math.exp`` (a libm call) cannot, and is accurate to a few ulps. The
-  sigmoid and tanh run it in explicit 512-bit vectors (``_activate_vectors``); the scalar
-  functions here are their transcription, held to them bit for bit in the tests;
+  sigmoid and tanh run it in explicit vectors, as a function of their own that the kernels
+  call through a pointer (``numba_fused.activation_function``); the scalar functions here are
+  their transcription, held to them bit for bit in the tests;
 - the cross-entropy loss, whose log1p cannot vectorise, is only computed exactly where a
   decision needs it: max(z, 0) - y z <= softplus(z) - y z <= that + log 2 bounds it otherwise;
 - converged and diverged nets leave the chunk: the last active lane moves into their slot, so
@@ -30,7 +31,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
-from .numba_fused import STEP, activate_vectors
+from .numba_fused import STEP
 from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
     COLUMN_VECTORS,
@@ -57,8 +58,6 @@ exact_jit = numba.njit(cache=True, fastmath={"nsz", "contract"}, error_model="nu
 # between a fresh compile and the cached object code (Adam's results changed by an ulp a step
 # depending on the cache): no contraction there, every operation rounded as written.
 strict_jit = numba.njit(cache=True, fastmath={"nsz"}, error_model="numpy")
-# no fast-math flags at all, stated so that the caller's are not inherited
-plain_jit = numba.njit(cache=True, fastmath=False, error_model="numpy")
 
 SIGMOID, TANH, RELU, LEAKY_RELU = map(
     HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
@@ -323,23 +322,14 @@ def _tanh_lanes(z, a, w, one):
             a[k] = math.copysign(-t / (t + two), z[k])
 
 
-@plain_jit
-def _activate_vectors(z, a, code, w, one, slope):
-    """sigmoid or tanh (code) of w lanes (a multiple of LANES) in explicit vectors
-    (numba_fused.activate_vectors), compiled with no fast-math flags of its own or of its
-    callers'. Its scalar transcription, 1 / (1 + _exp64(-z)) (_exp32 in float32) and
-    _tanh_lanes, gives the same bits (tests/kernels/test_numba_lanes.py): 1.10-1.14x on
-    2-16-16-1 and 8-32-32-1, whose lane loops LLVM vectorised at half the AVX-512 width."""
-    if code == SIGMOID:
-        activate_vectors(z, a, w, SIGMOID, one, slope)
-    else:
-        activate_vectors(z, a, w, TANH, one, slope)
-
-
 @jit
-def _activate_lanes(z, a, code, w, one, slope):
+def _activate_lanes(z, a, code, w, one, slope, activate):
+    """a[k] = the activation of code at z[k] for lanes k < w (a multiple of LANES). activate:
+    numba_fused.activation_function of the arrays' itemsize, which does sigmoid and tanh (its
+    scalar transcription, 1 / (1 + _exp64(-z)) (_exp32 in float32) and _tanh_lanes, gives the
+    same bits: tests/kernels/test_numba_lanes.py)."""
     if code == SIGMOID or code == TANH:
-        _activate_vectors(z, a, code, w, one, slope)
+        activate(z.ctypes.data, a.ctypes.data, w, code)
     elif code == RELU:
         zero = one - one
         for k in range(w):
@@ -357,9 +347,9 @@ def _tiled(fan_in, fan_out):
 
 
 @jit
-def _forward_lanes(P, X, layers, layout, act, Z, A, w, K):
+def _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate):
     """Z, A of every layer for the chunk's lanes k < w. layout: _chunk_layout's, where P
-    keeps each layer's weights and biases."""
+    keeps each layer's weights and biases; activate: as _activate_lanes."""
     n_layers = layers.size - 1
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     flat_P, flat_Z, flat_A, flat_X = P.reshape(-1), Z.reshape(-1), A.reshape(-1), X.reshape(-1)
@@ -399,10 +389,11 @@ def _forward_lanes(P, X, layers, layout, act, Z, A, w, K):
         for s in range(n_samples):
             if w == chunk:  # rows j < fan_out of Z[layer, s] are contiguous: one call
                 z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
-                _activate_lanes(z, a, code, fan_out * w, K[0], K[1])
+                _activate_lanes(z, a, code, fan_out * w, K[0], K[1], activate)
             else:  # nets have left the chunk: only the w active lanes of each row
                 for j in range(fan_out):
-                    _activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1])
+                    _activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1],
+                                    activate)  # fmt: skip
 
 
 @jit
@@ -678,13 +669,14 @@ def _move_lane(arrays2d, src, dst):
 
 @nogil_jit
 def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, saturated, flat, chunk,
-                   start, stop):  # fmt: skip
+                   activate, start, stop):  # fmt: skip
     """What the failure analysis needs of the final nets, by the training kernel's own forward
     pass (``_forward_lanes``) over chunks of ``chunk`` nets, without keeping every layer's z and a
     of every net (in NumPy that took longer than a short training job itself): outputs,
     shape (n_samples, n_outputs, n_nets); per net, the hidden units whose activation's
     derivative is below ``limit`` (in theta's dtype) on at least ``share`` of the patterns
-    (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype.
+    (saturated) and on every pattern (flat): failure.analyse's rule. X: in theta's dtype;
+    activate: as _activate_lanes.
     Only the chunks start <= c < stop, so that threads can take parts (numba_backend.over_chunks:
     as a parallel loop it took 7-8 s more to compile, per dtype, than it saved)"""
     n_nets = theta.shape[1]
@@ -703,7 +695,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
         A = _zeros((n_layers, n_samples, rows, lanes), theta)
         K = np.zeros(2, dtype=theta.dtype)
         K[0], K[1] = 1.0, LEAKY_SLOPE
-        _forward_lanes(P, X, layers, layout, act, Z, A, w, K)
+        _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate)
         for s in range(n_samples):
             for j in range(layers[n_layers]):
                 for k in range(active):
@@ -738,13 +730,14 @@ def train_kernel(
     n_records,
     status, epochs_to_converge, first_full_accuracy, epochs_trained,
     final_loss, final_accuracy, final_grad_norm, hist_loss, hist_accuracy, hist_grad_norm,
-    hist_param_norm, chunk, abort, fused, pass_steps, padded, start, stop,
+    hist_param_norm, chunk, abort, fused, pass_steps, padded, activate, start, stop,
 ):  # fmt: skip
     """Trains the chunks start <= c < stop of ``chunk`` nets each (a chunk's nets are its own:
     threads take ranges of chunks, numba_backend.over_chunks). fused: numba_fused.pass_function
     of the nets' shape (returns -1 where the lane loops run instead); pass_steps: whether that
     pass makes the SGD step (steps_in_pass); padded: whether the chunk's weights may get empty
-    rows (_chunk_layout), not where the pass runs. X, Y: C-contiguous, in theta's dtype."""
+    rows (_chunk_layout), not where the pass runs; activate: as _activate_lanes. X, Y:
+    C-contiguous, in theta's dtype."""
     n_params, n_nets = theta.shape
     n_layers = layers.size - 1
     last = n_layers - 1
@@ -806,7 +799,7 @@ def train_kernel(
                          met_once.ctypes.data, attention.ctypes.data, limits.ctypes.data, lanes,
                          w, active, 1 if track_squared else 0, 1 if early_stop else 0)  # fmt: skip
             if seen < 0:  # not fused: the lane loops
-                _forward_lanes(P, X, layers, layout, act, Z, A, w, K)
+                _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate)
                 _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, w,
                                 K)  # fmt: skip
                 _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)

@@ -19,6 +19,7 @@ import numpy as np
 from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
+from backprop_bench.kernels.numba_fused import activation_function
 from backprop_bench.kernels.numba_tiles import VECTOR_BYTES
 
 from .ceiling import vector_rate
@@ -27,9 +28,9 @@ REPEATS = 2000
 
 
 @numba.njit
-def _forward(n, P, X, layers, offsets, act, Z, A, w, K):
+def _forward(n, P, X, layers, offsets, act, Z, A, w, K, activate):
     for _ in range(n):
-        L._forward_lanes(P, X, layers, offsets, act, Z, A, w, K)
+        L._forward_lanes(P, X, layers, offsets, act, Z, A, w, K, activate)
 
 
 @numba.njit
@@ -51,7 +52,7 @@ def _step(n, P, G, lr, K, w):
 
 
 @numba.njit
-def _activations(n, Z, A, layers, act, w, K):
+def _activations(n, Z, A, layers, act, w, K, activate):
     last = layers.size - 2
     for _ in range(n):
         for layer in range(last + 1):
@@ -59,10 +60,11 @@ def _activations(n, Z, A, layers, act, w, K):
             for s in range(Z.shape[1]):
                 if w == Z.shape[3]:  # as _forward_lanes: a sample's rows in one call
                     z, a = Z[layer, s].reshape(-1), A[layer, s].reshape(-1)
-                    L._activate_lanes(z, a, code, layers[layer + 1] * w, K[0], K[1])
+                    L._activate_lanes(z, a, code, layers[layer + 1] * w, K[0], K[1], activate)
                 else:  # padded lanes: row by row
                     for j in range(layers[layer + 1]):
-                        L._activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1])
+                        L._activate_lanes(Z[layer, s, j], A[layer, s, j], code, w, K[0], K[1],
+                                          activate)  # fmt: skip
 
 
 @numba.njit
@@ -100,9 +102,10 @@ def main(argv=None) -> None:
     lanes = np.zeros(extent, dtype)
     f64 = np.zeros(extent)
     lr = np.full(extent, 0.01, dtype)
+    activate = activation_function(dtype.itemsize)
     parts = {
-        "forward": (_forward, (P, X, layers, layout, act, Z, A, chunk, K)),
-        "  of which activations": (_activations, (Z, A, layers, act, chunk, K)),
+        "forward": (_forward, (P, X, layers, layout, act, Z, A, chunk, K, activate)),
+        "  of which activations": (_activations, (Z, A, layers, act, chunk, K, activate)),
         "backward": (_backward, (P, X, Y, layers, layout, act, Z, A, D, G, lanes, chunk, K)),
         "checks": (_checks, (Z, A, Y, spec.n_layers - 1, f64, f64.copy(), f64.copy(), chunk)),
         "SGD step": (_step, (P, G, lr, K, chunk)),

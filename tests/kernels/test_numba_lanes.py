@@ -13,6 +13,7 @@ from backprop_bench.kernels import NetSpec, get_problem, init_population
 from backprop_bench.kernels import numba_lanes as lanes
 from backprop_bench.kernels import numpy_backend as npb
 from backprop_bench.kernels.numba_backend import train_population as nb_train
+from backprop_bench.kernels.numba_fused import activation_function
 
 from .test_training import TRAINED_RTOL, assert_same_outcomes
 
@@ -27,7 +28,8 @@ RANGE = {np.float64: 700.0, np.float32: 80.0}
 def lane_sigmoid(z):
     a = np.zeros_like(z)
     one, slope = z.dtype.type(1.0), z.dtype.type(0.01)
-    lanes._activate_lanes(z, a, lanes.SIGMOID, z.size, one, slope)
+    activate = activation_function(z.itemsize)
+    lanes._activate_lanes(z, a, lanes.SIGMOID, z.size, one, slope, activate)
     return a
 
 
@@ -60,7 +62,8 @@ TANH_ULPS = 4
 
 def lane_activation(z, code):
     a = np.zeros_like(z)
-    lanes._activate_lanes(z, a, code, z.size, z.dtype.type(1.0), z.dtype.type(0.01))
+    lanes._activate_lanes(z, a, code, z.size, z.dtype.type(1.0), z.dtype.type(0.01),
+                          activation_function(z.itemsize))  # fmt: skip
     return a
 
 
@@ -96,7 +99,7 @@ def test_the_hidden_activations_run_in_vector_code():
     fresh_tanh(z, a, 16, 1.0)
     assert "vdivpd" in "".join(fresh_tanh.inspect_asm().values())
     fresh = numba.njit(fastmath=lanes.FASTMATH, error_model="numpy")(lanes._activate_lanes.py_func)
-    fresh(z, a, lanes.RELU, 16, 1.0, 0.01)
+    fresh(z, a, lanes.RELU, 16, 1.0, 0.01, activation_function(8))
     assert "vcmplepd" in "".join(fresh.inspect_asm().values())
 
 
@@ -128,8 +131,26 @@ def test_the_vector_activations_are_the_scalar_transcription_to_the_bit(dtype, c
     want, got = np.zeros_like(z), np.zeros_like(z)
     one = z.dtype.type(1.0)
     scalar_transcription(z, want, code, z.size, one)
-    lanes._activate_lanes(z, got, code, z.size, one, z.dtype.type(0.01))
+    lanes._activate_lanes(z, got, code, z.size, one, z.dtype.type(0.01),
+                          activation_function(z.itemsize))  # fmt: skip
     np.testing.assert_array_equal(got.view(f"u{z.itemsize}"), want.view(f"u{z.itemsize}"))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_count_of_lanes_gets_the_same_bits_and_nothing_past_it(dtype):
+    """The vector loop takes ACTIVATION_VECTORS vectors a step, then one at a time: every
+    multiple of LANES up to several steps of either dtype, against the scalar transcription;
+    lanes from w on are left alone."""
+    z = (np.random.default_rng(5).normal(size=4 * 6 * 16) * 10).astype(dtype)
+    one, bits = z.dtype.type(1.0), f"u{z.itemsize}"
+    for code in (lanes.SIGMOID, lanes.TANH):
+        for w in range(lanes.LANES, z.size + 1, lanes.LANES):
+            want, got = np.zeros_like(z), np.full_like(z, 7.0)
+            scalar_transcription(z, want, code, w, one)
+            lanes._activate_lanes(z, got, code, w, one, z.dtype.type(0.01),
+                                  activation_function(z.itemsize))  # fmt: skip
+            np.testing.assert_array_equal(got[:w].view(bits), want[:w].view(bits))
+            assert (got[w:] == 7.0).all()
 
 
 @numba.njit(fastmath=lanes.FASTMATH, error_model="numpy")
@@ -243,7 +264,8 @@ def test_padded_rows_change_no_bit(dtype, act):
                 A, D = Z.copy(), Z.copy()
                 G = np.zeros_like(P)
                 norm2 = np.zeros(chunk, dtype)
-                lanes._forward_lanes(P, X, layers, layout, code, Z, A, width, K)
+                lanes._forward_lanes(P, X, layers, layout, code, Z, A, width, K,
+                                     activation_function(dtype().itemsize))  # fmt: skip
                 lanes._backward_lanes(P, X, Y, layers, layout, code, 0, Z, A, D, G, norm2, width,
                                       K)  # fmt: skip
                 if rows == 33:
