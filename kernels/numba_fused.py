@@ -374,31 +374,6 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
                 activations[s][j] = a
         Zs.append(zs)
         As.append(activations)
-    # checks (_checks_lanes, _squared_error_lanes), in float64
-    zero64 = L.const(0.0, L.f64vec)
-    max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
-    for s in range(n_samples):
-        for j in range(layers[-1]):
-            z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
-            diff = L.sub(a, y)
-            err = L.wide(L.fabs(diff))
-            max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
-                               max_err)  # fmt: skip
-            n_correct = L.add(n_correct, L.select(
-                L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
-                L.const(1.0, L.f64vec), zero64))  # fmt: skip
-            if loss_code == BCE and L.bits == 64:
-                low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
-            elif loss_code == BCE:
-                low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
-                                       L.wide(L.mul(y, z))))  # fmt: skip
-            else:
-                wide = L.wide(diff)
-                low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
-            if L.bits == 64:
-                squared = L.fma(diff, diff, squared)
-            else:
-                squared = L.add(squared, L.wide(L.mul(diff, diff)))
     # backward (_backward_lanes)
     D = []
     for s in range(n_samples):
@@ -451,6 +426,32 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
                     d = L.mul(d, L.select(positive, one, off))
                 D_below[s].append(d)
         D = D_below
+    # checks (_checks_lanes, _squared_error_lanes), in float64: after the backward pass, which
+    # the core then starts as soon as the output layer's activations are there
+    zero64 = L.const(0.0, L.f64vec)
+    max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
+    for s in range(n_samples):
+        for j in range(layers[-1]):
+            z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
+            diff = L.sub(a, y)
+            err = L.wide(L.fabs(diff))
+            max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
+                               max_err)  # fmt: skip
+            n_correct = L.add(n_correct, L.select(
+                L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
+                L.const(1.0, L.f64vec), zero64))  # fmt: skip
+            if loss_code == BCE and L.bits == 64:
+                low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
+            elif loss_code == BCE:
+                low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
+                                       L.wide(L.mul(y, z))))  # fmt: skip
+            else:
+                wide = L.wide(diff)
+                low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
+            if L.bits == 64:
+                squared = L.fma(diff, diff, squared)
+            else:
+                squared = L.add(squared, L.wide(L.mul(diff, diff)))
     return Zs[last], (max_err, n_correct, low, squared), grads, norm
 
 
