@@ -1,0 +1,39 @@
+"""pass_ab compares two checkouts' fused passes only where they train to the same bits."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from . import pass_ab
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_this_checkout_against_itself_times_both(capsys):
+    assert pass_ab.main([str(ROOT), "2-4-1 relu", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["2-4-1 relu  other", "2-4-1 relu  this"]
+
+
+@pytest.mark.slow
+def test_passes_that_train_to_other_bits_are_not_timed(monkeypatch, capsys):
+    calls = []
+
+    def ours(case, X, Y):
+        def train(theta, n_epochs):
+            calls.append(n_epochs)
+            return theta + (len(calls) - 1) * 1e-12  # the second pass's result a little off
+
+        return train
+
+    monkeypatch.setattr(pass_ab, "ours", ours)
+    assert pass_ab.main([str(ROOT), "2-4-1 relu", "--repeats", "3"]) == 1
+    assert "different parameters" in capsys.readouterr().out
+
+
+def test_a_folder_without_the_pass_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="no kernels/numba_fused.py"):
+        pass_ab.main([str(tmp_path), "2-4-1"])
