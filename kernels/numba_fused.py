@@ -347,7 +347,9 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
     loaded first, all of a layer's pre-activations before its activations and the gradient
     stored after the whole backward pass, 2-4-1 trained 1.03-1.10x faster (sigmoid), 1.04x
     (tanh), 1.11x (relu, Adam), 1.10x (float32): an AVX2 core, two threads, medians of the
-    ratios of 15 repeats of both passes interleaved in one process; the same bits."""
+    ratios of 15 repeats of both passes interleaved in one process (tests.benchmarks.pass_ab);
+    the same bits. The checks come after the backward pass (below): relu 1.08-1.12x, tanh and
+    float32 1.04-1.05x, sigmoid and Adam within the noise."""
     n_layers = len(layers) - 1
     last = n_layers - 1
     offsets = _offsets(layers)
@@ -369,8 +371,8 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
                 for i in range(fan_in):
                     z = L.fma(below[s][i], p[w0 + i * fan_out + j], z)
                 zs[s][j] = z
-            made = L.activate_all([zs[s][j] for s, j in group], code, one, slope)
-            for (s, j), a in zip(group, made, strict=True):
+            values = L.activate_all([zs[s][j] for s, j in group], code, one, slope)
+            for (s, j), a in zip(group, values, strict=True):
                 activations[s][j] = a
         Zs.append(zs)
         As.append(activations)
@@ -388,7 +390,7 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
     zero = L.const(0.0)
     norm = zero
     grads = []
-    made = grads.append if gradient is None else (lambda pair: gradient(*pair))
+    emit = grads.append if gradient is None else (lambda pair: gradient(*pair))
     for layer in range(last, -1, -1):
         fan_in, fan_out = layers[layer], layers[layer + 1]
         w0, b0 = offsets[layer]
@@ -397,14 +399,14 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
             g = zero
             for s in range(n_samples):
                 g = L.add(g, D[s][j])
-            made((b0 + j, g))
+            emit((b0 + j, g))
             norm = L.fma(g, g, norm)
         for i in range(fan_in):
             for j in range(fan_out):
                 g = zero
                 for s in range(n_samples):
                     g = L.fma(below[s][i], D[s][j], g)
-                made((w0 + i * fan_out + j, g))
+                emit((w0 + i * fan_out + j, g))
                 norm = L.fma(g, g, norm)
         if layer == 0:
             break
