@@ -31,7 +31,7 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic
 
-from .numba_tiles import V32, V64
+from .numba_tiles import V32, V64, VECTOR_BYTES
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 
 # vscalefpd / vscalefps scale by a power of two in one instruction (AVX-512; AVX-512VL for
@@ -430,23 +430,25 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
         D = D_below
     # checks (_checks_lanes, _squared_error_lanes), in float64: after the backward pass, which
     # the core then starts as soon as the output layer's activations are there
-    zero64 = L.const(0.0, L.f64vec)
-    max_err, n_correct, low, squared = zero64, zero64, zero64, zero64
+    # With float32 nets the largest error and the count of right samples are kept in float32
+    # and widened once at the end: the lane loops' float64 comparisons of widened float32
+    # values, exactly (the margin: _margin32); the sums of the loss bound and the squared
+    # error stay in float64, as theirs.
+    zero64, zero = L.const(0.0, L.f64vec), L.const(0.0)
+    max_err, n_correct, low, squared = zero, zero, zero64, zero64
     for s in range(n_samples):
         for j in range(layers[-1]):
             z, a, y = Zs[last][s][j], As[last][s][j], ys[s][j]
             diff = L.sub(a, y)
-            err = L.wide(L.fabs(diff))
+            err = L.fabs(diff)
             max_err = L.select(L.either(L.cmp(">", err, max_err), L.is_nan(err)), err,
                                max_err)  # fmt: skip
-            n_correct = L.add(n_correct, L.select(
-                L.cmp(">", L.mul(signs[s][j], L.wide(z)), margin_v),
-                L.const(1.0, L.f64vec), zero64))  # fmt: skip
+            n_correct = L.add(n_correct, L.select(L.cmp(">", L.mul(signs[s][j], z), margin_v),
+                                                  L.const(1.0), zero))  # fmt: skip
             if loss_code == BCE and L.bits == 64:
                 low = L.add(L.fma(L.neg(y), z, low), L.maximum(z, zero64))
-            elif loss_code == BCE:
-                low = L.add(low, L.sub(L.maximum(L.wide(z), zero64),
-                                       L.wide(L.mul(y, z))))  # fmt: skip
+            elif loss_code == BCE:  # max(z, 0) widened is max(wide(z), 0.0), exactly
+                low = L.add(low, L.sub(L.wide(L.maximum(z, zero)), L.wide(L.mul(y, z))))
             else:
                 wide = L.wide(diff)
                 low = L.add(low, L.mul(L.mul(L.const(0.5, L.f64vec), wide), wide))
@@ -454,7 +456,7 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
                 squared = L.fma(diff, diff, squared)
             else:
                 squared = L.add(squared, L.wide(L.mul(diff, diff)))
-    return Zs[last], (max_err, n_correct, low, squared), grads, norm
+    return Zs[last], (L.wide(max_err), L.wide(n_correct), low, squared), grads, norm
 
 
 def _needs(L, limit, low, norm, max_err, n_correct, squared, loss0, reached, met, track,
@@ -492,9 +494,9 @@ def pass_counts(layers, n_samples: int, act: int, loss_code: int, sgd: bool,
     n_params = _offsets(layers)[-1][1] + layers[-1]
     xs = [[vector] * layers[0] for _ in range(n_samples)]
     ys = [[vector] * layers[-1] for _ in range(n_samples)]
-    signs = [[wide] * layers[-1] for _ in range(n_samples)]
+    signs = [[vector] * layers[-1] for _ in range(n_samples)]
     _, (max_err, n_correct, low, squared), _, norm = _epoch(
-        L, [vector] * n_params, xs, ys, signs, wide, vector, vector, vector, layers, n_samples,
+        L, [vector] * n_params, xs, ys, signs, vector, vector, vector, vector, layers, n_samples,
         act, loss_code)  # fmt: skip
     mask = ir.Constant(ir.VectorType(ir.IntType(1), width), ir.Undefined)
     limits = [ir.Constant(ir.DoubleType(), 1.0)] * 8
@@ -523,17 +525,56 @@ def _scratch(itemsize):
 
 
 def _tally(builder):
-    """(operations, divisions) emitted so far: loads, stores and reinterpretations are free."""
-    opnames = [instruction.opname for instruction in builder.block.instructions]
-    divisions = opnames.count("fdiv")
-    free = {"bitcast", "insertelement", "shufflevector"}
-    return sum(1 for name in opnames if name not in free) - divisions, divisions
+    """(operations, divisions) emitted so far, in the core's vector registers: an instruction
+    on a value wider than one (float32 nets' checks in float64 on a core without AVX-512) is
+    one operation per register it spans; loads, stores and reinterpretations are free."""
+    register_bits = VECTOR_BYTES * 8
+    spans = {}  # registers per value; an i1 mask spans what its comparison's operands span
+
+    def span(value):
+        if id(value) in spans:
+            return spans[id(value)]
+        kind = value.type
+        if not isinstance(kind, ir.VectorType):
+            return 1
+        element = kind.element
+        bits = element.width if isinstance(element, ir.IntType) else (
+            32 if isinstance(element, ir.FloatType) else 64)
+        return max(1, -(-kind.count * bits // register_bits))
+
+    operations = divisions = 0
+    for instruction in builder.block.instructions:
+        name = instruction.opname
+        if name in ("fcmp", "icmp"):
+            registers = span(instruction.operands[0])
+        else:
+            registers = max([span(instruction)] + [span(o) for o in instruction.operands])
+        spans[id(instruction)] = registers
+        if name == "fdiv":
+            divisions += registers
+        elif name not in {"bitcast", "insertelement", "shufflevector"}:
+            operations += registers
+    return operations, divisions
 
 
 # the float64 limits the pass reads at run time (``limits`` argument), in this order
 MARGIN, LOSS_SCALE, DIVERGENCE, MAX_ERROR, SQUARED, OUTS_LOG2, BOUND, OUTS = range(8)
 # margin, loss scale, divergence factor, max-error and squared-error limits, n_out log 2,
 # 1 - 2 BOUND_MARGIN and n_out, where n_out is the number of targets (samples x outputs)
+
+
+def _margin32(builder, margin):
+    """The largest float32 at or below the float64 ``margin`` (a scalar value): for a float32
+    x, x > it exactly when x > margin, as the lane loops compare (x widened), NaN aside."""
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+    near = builder.fptrunc(margin, f32)  # to nearest, which may lie above
+    bits = builder.bitcast(near, i32)
+    positive = builder.fcmp_ordered(">", near, ir.Constant(f32, 0.0))
+    below = builder.select(positive, builder.sub(bits, ir.Constant(i32, 1)), builder.select(
+        builder.icmp_unsigned("==", bits, ir.Constant(i32, 0)), ir.Constant(i32, 0x80000001),
+        builder.add(bits, ir.Constant(i32, 1))))  # the next float32 toward -inf  # fmt: skip
+    above = builder.fcmp_ordered(">", builder.fpext(near, margin.type), margin)
+    return builder.select(above, builder.bitcast(below, f32), near)
 
 
 @intrinsic
@@ -625,11 +666,12 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
         xs = [[L.splat(scalar(Xa, 4, (s, i))) for i in range(layers[0])]
               for s in range(n_samples)]  # fmt: skip
         ys = [[scalar(Ya, 5, (s, j)) for j in range(layers[-1])] for s in range(n_samples)]
-        margin_v = L.splat(limit[MARGIN], L.f64vec)
+        margin = limit[MARGIN] if L.bits == 64 else _margin32(builder, limit[MARGIN])
+        margin_v = L.splat(margin)
         signs = [[L.splat(builder.select(  # sign * z > margin: on the right side of 0.5
             builder.fcmp_ordered(">=", context.cast(builder, y, dtype, types.float64),
                                  ir.Constant(ir.DoubleType(), 0.5)),
-            ir.Constant(ir.DoubleType(), 1.0), ir.Constant(ir.DoubleType(), -1.0)), L.f64vec)
+            ir.Constant(L.vec.element, 1.0), ir.Constant(L.vec.element, -1.0)))
             for y in row_] for row_ in ys]  # fmt: skip
         ys = [[L.splat(y) for y in row_] for row_ in ys]
 

@@ -8,6 +8,8 @@ test_training.py. The oracle here is exact: any difference, of an ulp or in the 
 fails.
 """
 
+import numba
+import numba.extending
 import numpy as np
 import pytest
 from backprop_bench.kernels import (
@@ -145,3 +147,71 @@ def test_a_step_of_the_pass_divides_the_lane_count_at_every_vector_width(width):
     step = width * numba_fused._interleaved(width)
     assert numba_lanes.LANES % step == 0
     assert 1 <= numba_fused._interleaved(width) <= numba_fused.INTERLEAVE
+
+
+@numba.extending.intrinsic
+def _margin32(typingctx, margin):
+    def codegen(context, builder, signature, args):
+        return numba_fused._margin32(builder, args[0])
+
+    return numba.types.float32(numba.types.float64), codegen
+
+
+@numba.njit
+def margin32(margin):
+    return _margin32(margin)
+
+
+def test_the_float32_margin_is_the_largest_float32_at_or_below_the_float64_one():
+    """float32 nets count a sample right when sign z > the margin in float32, against the lane
+    loops' float64 comparison of z widened: the same for every float32 z only if the float32
+    margin is the largest float32 <= the float64 one."""
+    f32 = np.float32
+    rng = np.random.default_rng(0)
+    margins = [1e-9, 0.0, -0.0, -1e-9, 1e-50, -1e-50, 0.1, -0.1, 1.0, 3.4e38, 3.5e38, -3.5e38,
+               float(np.finfo(f32).tiny) / 3, float(f32(1e-9)), *rng.normal(size=200),
+               *(rng.normal(size=200) * 10.0 ** rng.integers(-45, 38, size=200))]  # fmt: skip
+    with np.errstate(over="ignore"):  # past float32's range: to +-inf, then one below
+        for margin in margins:
+            got = margin32(margin)
+            want = f32(margin)
+            if float(want) > margin:
+                want = np.nextafter(want, f32(-np.inf))
+            assert f32(got).tobytes() == f32(want).tobytes(), margin
+            # the comparison itself, at the float32 values around the margin
+            for z in (want, np.nextafter(want, f32(np.inf)), np.nextafter(want, f32(-np.inf))):
+                assert (f32(z) > f32(got)) == (float(z) > margin), (margin, z)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_one_float_either_side_of_the_decision_margin_count_as_the_lane_loops_do(
+    dtype, monkeypatch
+):
+    """Nets whose output logit is a given number at every sample (all weights 0, the output
+    bias that number): at epoch 0, before any step, a sample counts as right when sign(y - 0.5) z
+    exceeds DECISION_MARGIN, in both the pass and the lane loops, to the last float."""
+    from backprop_bench.kernels.training import DECISION_MARGIN
+
+    spec = NetSpec((2, 4, 1))
+    near = dtype(DECISION_MARGIN)
+    logits = [near, np.nextafter(near, dtype(np.inf)), np.nextafter(near, dtype(-np.inf)),
+              dtype(DECISION_MARGIN * 2), dtype(0.0)]  # fmt: skip
+    logits = np.array(logits + [-x for x in logits], dtype=dtype)
+    n_nets = 32
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(numba_backend, "FUSED_MIN_WORK", 0)
+        if not fused:
+            monkeypatch.setattr(numba_backend, "fused_key", lambda *args: "")
+        theta = np.zeros((spec.n_params, n_nets), dtype=dtype)
+        theta[-1] = np.resize(logits, n_nets)  # the output bias
+        result = numba_backend.train_population(theta, spec, XOR.X, XOR.Y, 0.5, 1,
+                                                record_every=1)  # fmt: skip
+        monkeypatch.undo()
+        results.append(result)
+    signs = np.where(XOR.Y[:, 0] >= 0.5, 1.0, -1.0)
+    z = np.resize(logits, n_nets).astype(np.float64)
+    expected = (signs[None, :] * z[:, None] > DECISION_MARGIN).mean(axis=1)
+    np.testing.assert_array_equal(results[0].history.accuracy[0], expected)
+    assert len(set(expected.tolist())) > 1
+    assert_same_bits(*results)
