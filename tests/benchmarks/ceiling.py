@@ -27,14 +27,19 @@ And the kernel's own count of operations per net-epoch (``counts``):
 time per net-epoch >= max(operations / instruction rate + divisions x division cost,
 divisions / division rate + square roots / square-root rate), per lane; ceiling = cores / that.
 Loads and stores, loop overhead and the decisions per net count as free, so it is an upper
-bound. Rates are measured on one thread and scaled by the core count (a busy
-machine measures lower rates, hence a lower ceiling and a higher share of it).
+bound. The ceiling of a run on several cores takes each rate as measured with that many threads
+running the loop at once, the rate a core keeps while the others work too (the division cost
+scaled from one thread's as the multiply-add rate falls): on the 2-vCPU machine this was
+written for, a thread's best rates with both at work were 3-8% below one thread's alone (three
+runs), so one thread's rates times the core count would overstate the machine. A busy machine
+measures lower rates, hence a lower ceiling and a higher share of it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 
 import numba
@@ -112,10 +117,11 @@ def _chain_loop(typingctx, n, x, kind, lanes):
 
 @functools.cache
 def _runner(kind: int, lanes: int):
-    """The loop of _chain_loop as a compiled function of (n, x); kind and lanes are constants
-    of it (a call that dispatched on literal arguments would time the dispatch too)."""
+    """The loop of _chain_loop as a compiled function of (n, x), without the GIL (threads run it
+    at once); kind and lanes are constants of it (a call that dispatched on literal arguments
+    would time the dispatch too)."""
 
-    @numba.njit
+    @numba.njit(nogil=True)
     def run(n, x):
         return _chain_loop(n, x, kind, lanes)
 
@@ -131,47 +137,80 @@ def _best_seconds(fn, repeats=7):
     return best
 
 
-def _iterations(kind: int, itemsize: int) -> float:
-    """Seconds per iteration of _chain_loop's loop, one thread (best of several runs)."""
+def _together(fn, threads: int):
+    """fn run by ``threads`` threads released at once: seconds until the last one is done."""
+    if threads == 1:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    gate = threading.Barrier(threads + 1)
+    ends = []
+
+    def work():
+        gate.wait()
+        fn()
+        ends.append(time.perf_counter())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    gate.wait()
+    start = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return max(ends) - start
+
+
+def _iterations(kind: int, itemsize: int, threads: int = 1) -> float:
+    """Seconds per iteration of _chain_loop's loop on each of ``threads`` threads running it at
+    once (best of several runs)."""
     x = (numba.float32 if itemsize == 4 else numba.float64)(0.999999)
     lanes = V32 if itemsize == 4 else V64
     n = 2_000_000 if kind == FMA else 200_000
+    if threads > 1:
+        n *= 5  # a run of some 20 ms or more, against the threads' start
     run = _runner(kind, lanes)
     run(10, x)
-    return _best_seconds(lambda: run(n, x)) / n
+    return _best_seconds(lambda: _together(lambda: run(n, x), threads)) / n
 
 
-def _rate(kind: int, itemsize: int) -> float:
-    """Vector instructions per second on one thread (best of several runs)."""
-    return CHAINS / _iterations(kind, itemsize)
-
-
-@functools.cache
-def vector_rate() -> float:
-    """Vector multiply-adds (and other arithmetic instructions) per second, one thread."""
-    return _rate(0, 8)
+def _rate(kind: int, itemsize: int, threads: int) -> float:
+    """Vector instructions per second of each of ``threads`` threads running at once."""
+    return CHAINS / _iterations(kind, itemsize, threads)
 
 
 @functools.cache
-def division_rate(itemsize: int = 8) -> float:
-    """Vector divisions per second, one thread, for float64 (8) or float32 (4) lanes."""
-    return _rate(DIVIDE, itemsize)
+def vector_rate(threads: int = 1) -> float:
+    """Vector multiply-adds (and other arithmetic instructions) per second of a thread, with
+    ``threads`` threads at work."""
+    return _rate(FMA, 8, threads)
 
 
 @functools.cache
-def square_root_rate(itemsize: int = 8) -> float:
-    """Vector square roots per second, one thread, for float64 (8) or float32 (4) lanes."""
-    return _rate(SQUARE_ROOT, itemsize)
+def division_rate(itemsize: int = 8, threads: int = 1) -> float:
+    """Vector divisions per second of a thread, with ``threads`` at work, for float64 (8) or
+    float32 (4) lanes."""
+    return _rate(DIVIDE, itemsize, threads)
 
 
 @functools.cache
-def division_cost(itemsize: int = 8) -> float:
+def square_root_rate(itemsize: int = 8, threads: int = 1) -> float:
+    """Vector square roots per second of a thread, with ``threads`` at work, for float64 (8) or
+    float32 (4) lanes."""
+    return _rate(SQUARE_ROOT, itemsize, threads)
+
+
+@functools.cache
+def division_cost(itemsize: int = 8, threads: int = 1) -> float:
     """Seconds a vector division adds to a stream of multiply-adds that keeps the FMA units
-    busy (0 where the divider runs entirely beside them), one thread: the mixed loop's time
-    less its multiply-adds' time at vector_rate, per division."""
+    busy (0 where the divider runs entirely beside them): on one thread, the mixed loop's time
+    less its multiply-adds' time at vector_rate, per division; with ``threads`` at work, that
+    time scaled as the multiply-add rate falls. (Measured with the threads at work, the
+    difference of two timings swung from 0.46 to 3.2 ns between runs of the same machine.)"""
     seconds = _iterations(MIXED, itemsize)
     multiply_adds = CHAINS * MIXED_FMAS / vector_rate()
-    return max(0.0, seconds - multiply_adds) / MIXED_DIVISIONS
+    alone = max(0.0, seconds - multiply_adds) / MIXED_DIVISIONS
+    return alone * vector_rate() / vector_rate(threads)
 
 
 def fma_peak() -> float:
@@ -230,14 +269,17 @@ def ceiling(spec: NetSpec, n_samples: int, cores: int | None = None, itemsize: i
     cores = cores or len(os.sched_getaffinity(0))
     operations, divisions, square_roots = counts(spec, n_samples, itemsize, optimizer)
     lanes = V32 if itemsize == 4 else V64
-    return cores / seconds_per_vector(operations, divisions, square_roots, itemsize) * lanes
+    seconds = seconds_per_vector(operations, divisions, square_roots, itemsize, cores)
+    return cores / seconds * lanes
 
 
 def seconds_per_vector(operations: float, divisions: float, square_roots: float,
-                       itemsize: int = 8) -> float:  # fmt: skip
-    """The module's bound for one vector of nets' instructions, one thread: the FMA units'
-    time (operations, and what the divisions take from them) or the divider's, whichever is
-    longer."""
-    arithmetic = operations / vector_rate() + divisions * division_cost(itemsize)
-    divider = divisions / division_rate(itemsize) + square_roots / square_root_rate(itemsize)
+                       itemsize: int = 8, threads: int = 1) -> float:  # fmt: skip
+    """The module's bound for one vector of nets' instructions on a thread, with ``threads``
+    at work: the FMA units' time (operations, and what the divisions take from them) or the
+    divider's, whichever is longer."""
+    arithmetic = operations / vector_rate(threads) + divisions * division_cost(itemsize,
+                                                                               threads)
+    divider = (divisions / division_rate(itemsize, threads)
+               + square_roots / square_root_rate(itemsize, threads))  # fmt: skip
     return max(arithmetic, divider)

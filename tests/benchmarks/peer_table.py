@@ -15,6 +15,7 @@ per-repeat ratios. The ceiling column is the kernel's arithmetic bound (``ceilin
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -316,13 +317,15 @@ def main(argv=None):
     print(table(results))
     print()
     print(details(results))
-    print(f"\nceiling: {ceiling.vector_rate():.3g} vector multiply-adds/s, "
-          f"{ceiling.division_rate(8):.3g} float64 and {ceiling.division_rate(4):.3g} float32 "
-          f"vector divisions/s, {ceiling.square_root_rate(8):.3g} float64 vector square "
-          f"roots/s per thread; a float64 division takes {ceiling.division_cost(8) * 1e9:.2f} "
-          f"ns from the multiply-adds around it, a float32 one "
-          f"{ceiling.division_cost(4) * 1e9:.2f} ns (measured); per net-epoch, what the kernel "
-          "does:")  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    print(f"\nceiling, per thread with {cores} at work (one alone): "
+          f"{ceiling.vector_rate(cores):.3g} ({ceiling.vector_rate():.3g}) vector "
+          f"multiply-adds/s, {ceiling.division_rate(8, cores):.3g} float64 and "
+          f"{ceiling.division_rate(4, cores):.3g} float32 vector divisions/s, "
+          f"{ceiling.square_root_rate(8, cores):.3g} float64 vector square roots/s; a float64 "
+          f"division takes {ceiling.division_cost(8, cores) * 1e9:.2f} ns from the "
+          f"multiply-adds around it, a float32 one {ceiling.division_cost(4, cores) * 1e9:.2f} "
+          "ns (measured); per net-epoch, what the kernel does:")  # fmt: skip
     for name in args.specs:
         case = CASES[name]
         operations, divisions, roots = ceiling.counts(case.spec, data_for(case.spec)[0].shape[0],
