@@ -1,21 +1,25 @@
-"""The fused pass of another checkout against this one's, in one process.
+"""The fused pass, or the whole kernels package, of another checkout against this one's, in one
+process.
 
     git worktree add /tmp/base <revision>
-    python -m tests.benchmarks.pass_ab /tmp/base "2-4-1 relu" [--repeats 15]
+    python -m tests.benchmarks.pass_ab /tmp/base "2-4-1 relu" [--repeats 15] [--whole]
 
-On a shared machine whole runs of the same code differ by a fifth or more, so two versions of
-the fused pass (numba_fused) are compared in one process: both are compiled (without numba's
-cache), checked to train the peer table's case to the same bits, then the case is trained with
-each in turn, ``repeats`` times, alternating which goes first; printed are each one's median
-rate and the median of the per-repeat ratios. Only the pass is swapped: the training kernel
-around it is this checkout's (numba_backend calls the pass through a pointer). Timings of one
-machine; not a test.
+On a shared machine whole runs of the same code differ by a fifth or more, so two versions are
+compared in one process: both are compiled, checked to train the peer table's case to the same
+bits, then the case is trained with each in turn, ``repeats`` times, alternating which goes
+first; printed are each one's median rate and the median of the per-repeat ratios. By default
+only the fused pass (numba_fused) is swapped, compiled afresh for both: the training kernel
+around it is this checkout's (numba_backend calls the pass through a pointer). With
+``--whole`` the other checkout's whole ``kernels`` package is loaded beside this one's, under a
+name of its own (the lane loops and register tiles of the wide nets too; numba caches its
+functions by their files). Timings of one machine; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import pathlib
 import sys
@@ -69,31 +73,78 @@ def uncached(module):
     return pass_function
 
 
+def other_kernels(checkout: pathlib.Path):
+    """Another checkout's ``kernels`` package, loaded whole as a package of its own name (its
+    imports are relative, so they resolve within it)."""
+    path = checkout / "kernels"
+    if not (path / "__init__.py").is_file():
+        raise SystemExit(f"error: no kernels/__init__.py in {checkout}: give a checkout")
+    name = "backprop_bench_other_kernels"
+    spec = importlib.util.spec_from_file_location(
+        name, path / "__init__.py", submodule_search_locations=[str(path)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def _rebuilt(value, cls):
+    """A dataclass value (NetSpec, Optimizer) as the same fields in another package's class."""
+    fields = dataclasses.fields(value)
+    return cls(**{f.name: getattr(value, f.name) for f in fields if f.init})
+
+
+def whole_trainer(package, case, X, Y):
+    """ours(case, X, Y) with another kernels package's numba backend."""
+    backend = importlib.import_module(package.__name__ + ".numba_backend")
+    spec = _rebuilt(case.spec, package.NetSpec)
+    optimizer = _rebuilt(case.optimizer, package.Optimizer)
+
+    def train(theta, n_epochs):
+        result = backend.train_population(theta, spec, X, Y, case.lr, n_epochs, early_stop=False,
+                                          optimizer=optimizer)  # fmt: skip
+        return result.theta
+
+    return train
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=pathlib.Path, help="the other version's checkout")
     parser.add_argument("case", choices=sorted(CASES), help="a case of the peer table")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--whole", action="store_true",
+                        help="the other checkout's whole kernels package, not only its pass")
     args = parser.parse_args(argv)
     case = CASES[args.case]
     X, Y = data_for(case.spec)
     theta = theta_for(args.case)
     train = ours(case, X, Y)
-    passes = {"other": uncached(other_pass_module(args.checkout)), "this": uncached(this)}
-    results = {}
-    for label, pass_function in passes.items():
-        numba_backend.pass_function = pass_function
-        results[label] = train(theta, case.n_epochs)
+    if args.whole:
+        trains = {"other": whole_trainer(other_kernels(args.checkout), case, X, Y),
+                  "this": train}  # fmt: skip
+    else:
+        passes = {"other": uncached(other_pass_module(args.checkout)), "this": uncached(this)}
+
+        def with_pass(pass_function):
+            def run(theta, n_epochs):
+                numba_backend.pass_function = pass_function
+                return train(theta, n_epochs)
+
+            return run
+
+        trains = {label: with_pass(passes[label]) for label in passes}
+    results = {label: run(theta, case.n_epochs) for label, run in trains.items()}
     if not np.array_equal(results["other"], results["this"], equal_nan=True):
-        print("the two passes train to different parameters")
+        print("the two versions train to different parameters")
         return 1
-    times = {label: [] for label in passes}
-    labels = list(passes)
+    times = {label: [] for label in trains}
+    labels = list(trains)
     for repeat in range(args.repeats):
         for label in labels[repeat % 2 :] + labels[: repeat % 2]:
-            numba_backend.pass_function = passes[label]
             start = time.perf_counter()
-            train(theta, case.n_epochs)
+            trains[label](theta, case.n_epochs)
             times[label].append(time.perf_counter() - start)
     other = np.array(times["other"])
     for label in labels:

@@ -37,3 +37,23 @@ def test_passes_that_train_to_other_bits_are_not_timed(monkeypatch, capsys):
 def test_a_folder_without_the_pass_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no kernels/numba_fused.py"):
         pass_ab.main([str(tmp_path), "2-4-1"])
+
+
+@pytest.mark.slow
+def test_a_whole_kernels_package_against_this_one_times_both(capsys):
+    assert pass_ab.main([str(ROOT), "2-4-1 relu", "--repeats", "1", "--whole"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["2-4-1 relu  other", "2-4-1 relu  this"]
+
+
+def test_a_folder_without_the_kernels_package_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="no kernels/__init__.py"):
+        pass_ab.main([str(tmp_path), "2-4-1", "--whole"])
+
+
+def test_a_spec_and_an_optimizer_are_rebuilt_field_for_field():
+    from backprop_bench.kernels import NetSpec, Optimizer
+
+    spec = NetSpec((3, 5, 2), "tanh", loss="mse")
+    assert pass_ab._rebuilt(spec, NetSpec) == spec
+    assert pass_ab._rebuilt(Optimizer("adam", beta1=0.8), Optimizer) == Optimizer("adam", beta1=0.8)
