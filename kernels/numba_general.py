@@ -25,6 +25,7 @@ import numpy as np
 
 from .numba_backend import (
     MOMENTUM,
+    NET_BLOCK,
     SGD,
     SIGMOID,
     _activate,
@@ -157,15 +158,19 @@ def _net_step(p, g, m, v, lr, step, opt_code, momentum, beta1, beta2, eps):
 
 @pjit
 def forward_kernel(theta, X, layers, offsets, sc, act, Z_out, A_out):
+    """numba_backend._forward_kernel's blocks of nets, with shortcuts."""
     n_layers, n_samples, width = Z_out.shape[:3]
     rows = np.arange(n_samples)
-    for k in numba.prange(theta.shape[1]):
-        p = theta[:, k].copy()
+    n_nets = theta.shape[1]
+    for block in numba.prange((n_nets + NET_BLOCK - 1) // NET_BLOCK):
+        p = np.empty(theta.shape[0], dtype=theta.dtype)
         Z = np.empty((n_layers, n_samples, width), dtype=theta.dtype)
         A = np.empty_like(Z)
-        _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
-        Z_out[:, :, :, k] = Z
-        A_out[:, :, :, k] = A
+        for k in range(block * NET_BLOCK, min(n_nets, (block + 1) * NET_BLOCK)):
+            p[:] = theta[:, k]
+            _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
+            Z_out[:, :, :, k] = Z
+            A_out[:, :, :, k] = A
 
 
 @pjit
@@ -174,12 +179,15 @@ def loss_kernel(theta, X, Y, layers, offsets, sc, act, loss_code, scale, out):
     width = layers[1:].max()
     n_samples = X.shape[0]
     rows = np.arange(n_samples)
-    for k in numba.prange(theta.shape[1]):
-        p = theta[:, k].copy()
+    n_nets = theta.shape[1]
+    for block in numba.prange((n_nets + NET_BLOCK - 1) // NET_BLOCK):
+        p = np.empty(theta.shape[0], dtype=theta.dtype)
         Z = np.empty((n_layers, n_samples, width), dtype=theta.dtype)
         A = np.empty_like(Z)
-        _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
-        out[k] = _net_loss(Z, A, Y, rows, n_samples, n_layers, loss_code, scale)
+        for k in range(block * NET_BLOCK, min(n_nets, (block + 1) * NET_BLOCK)):
+            p[:] = theta[:, k]
+            _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
+            out[k] = _net_loss(Z, A, Y, rows, n_samples, n_layers, loss_code, scale)
 
 
 @pjit
@@ -188,20 +196,23 @@ def backward_kernel(theta, X, Y, layers, offsets, sc, act, loss_code, scale, G, 
     width = layers[1:].max()
     n_samples = X.shape[0]
     rows = np.arange(n_samples)
-    for k in numba.prange(theta.shape[1]):
-        p = theta[:, k].copy()
+    n_nets = theta.shape[1]
+    for block in numba.prange((n_nets + NET_BLOCK - 1) // NET_BLOCK):
+        p = np.empty(theta.shape[0], dtype=theta.dtype)
         Z = np.empty((n_layers, n_samples, width), dtype=theta.dtype)
         A = np.empty_like(Z)
         D = np.empty_like(Z)
-        DA = np.zeros((max(n_layers - 1, 1), n_samples, width), dtype=theta.dtype)
+        DA = np.zeros((max(n_layers - 1, 1), n_samples, width), dtype=theta.dtype)  # as there
         g = np.empty_like(p)
-        _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
-        _net_backward(p, X, Y, rows, n_samples, layers, offsets, sc, act, loss_code, scale,
-                      Z, A, D, DA, g)  # fmt: skip
-        G[:, k] = g
-        if D_out.shape[3] > 0:
-            D_out[:, :, :, k] = D
-            DA_out[:, :, :, k] = DA
+        for k in range(block * NET_BLOCK, min(n_nets, (block + 1) * NET_BLOCK)):
+            p[:] = theta[:, k]
+            _net_forward(p, X, rows, n_samples, layers, offsets, sc, act, Z, A)
+            _net_backward(p, X, Y, rows, n_samples, layers, offsets, sc, act, loss_code, scale,
+                          Z, A, D, DA, g)  # fmt: skip
+            G[:, k] = g
+            if D_out.shape[3] > 0:
+                D_out[:, :, :, k] = D
+                DA_out[:, :, :, k] = DA
 
 
 @nogil_jit

@@ -35,14 +35,18 @@ from .peer_table import CASES, data_for, ours, theta_for
 
 @contextlib.contextmanager
 def _fresh():
-    """numba.cfunc without its cache meanwhile: both versions' passes compiled afresh (the
-    other's module has a name of its own, which numba's cache of its file would not know)."""
-    cfunc = numba.cfunc
+    """numba.cfunc and numba.njit without their cache meanwhile: what they compile is compiled
+    afresh and not saved. The other version's modules have names of their own, and numba's
+    cache entries name the module they were compiled in: an entry saved for a file under the
+    other name could not be loaded under its own (ModuleNotFoundError), and the other way round
+    an entry of this checkout's file would be loaded for the other's module."""
+    cfunc, njit = numba.cfunc, numba.njit
     numba.cfunc = lambda signature, cache=False, **options: cfunc(signature, **options)
+    numba.njit = lambda *args, cache=False, **options: njit(*args, **options)
     try:
         yield
     finally:
-        numba.cfunc = cfunc
+        numba.cfunc, numba.njit = cfunc, njit
 
 
 def other_pass_module(checkout: pathlib.Path):
@@ -122,8 +126,9 @@ def main(argv=None) -> int:
     theta = theta_for(args.case)
     train = ours(case, X, Y)
     if args.whole:
-        trains = {"other": whole_trainer(other_kernels(args.checkout), case, X, Y),
-                  "this": train}  # fmt: skip
+        with _fresh():  # the other package's functions are made (and compiled) meanwhile
+            return _compared(args, theta, {
+                "other": whole_trainer(other_kernels(args.checkout), case, X, Y), "this": train})
     else:
         passes = {"other": uncached(other_pass_module(args.checkout)), "this": uncached(this)}
 
@@ -134,7 +139,12 @@ def main(argv=None) -> int:
 
             return run
 
-        trains = {label: with_pass(passes[label]) for label in passes}
+        return _compared(args, theta, {label: with_pass(passes[label]) for label in passes})
+
+
+def _compared(args, theta, trains) -> int:
+    """Both versions' training of the case, checked for the same bits, then timed."""
+    case = CASES[args.case]
     results = {label: run(theta, case.n_epochs) for label, run in trains.items()}
     if not np.array_equal(results["other"], results["this"], equal_nan=True):
         print("the two versions train to different parameters")
