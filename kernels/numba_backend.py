@@ -196,8 +196,8 @@ def _buffers_shape(spec: NetSpec, n_samples: int):
 
 
 # Nets a block: each parallel iteration takes a block of nets and gives them one set of buffers,
-# where one per net cost an allocation each (numba's small arrays come from the heap): the
-# forward pass of 4,096 2-4-1 nets spent most of its time there.
+# where one per net cost an allocation each (numba's small arrays come from the heap): 4,096
+# 2-4-1 nets, forward 1.09x, backward 1.28x with blocks (the rest is mostly math.exp, scalar).
 NET_BLOCK = 64
 
 

@@ -428,12 +428,12 @@ def _epoch(L, p, xs, ys, signs, margin_v, one, slope, scale, layers, n_samples, 
                     d = L.mul(d, L.select(positive, one, off))
                 D_below[s].append(d)
         D = D_below
-    # checks (_checks_lanes, _squared_error_lanes), in float64: after the backward pass, which
-    # the core then starts as soon as the output layer's activations are there
-    # With float32 nets the largest error and the count of right samples are kept in float32
-    # and widened once at the end: the lane loops' float64 comparisons of widened float32
-    # values, exactly (the margin: _margin32); the sums of the loss bound and the squared
-    # error stay in float64, as theirs.
+    # checks (_checks_lanes, _squared_error_lanes): after the backward pass, which the core
+    # then starts as soon as the output layer's activations are there. They are float64 values,
+    # as the lane loops' are; with float32 nets the largest error and the count of right
+    # samples are kept in float32 and widened once at the end, the same as the lane loops'
+    # float64 comparisons of widened float32 values (the margin: _margin32), while the sums of
+    # the loss bound and the squared error stay in float64, as theirs.
     zero64, zero = L.const(0.0, L.f64vec), L.const(0.0)
     max_err, n_correct, low, squared = zero, zero, zero64, zero64
     for s in range(n_samples):
