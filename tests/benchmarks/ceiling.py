@@ -30,10 +30,10 @@ Loads and stores, loop overhead and the decisions per net count as free, so it i
 bound. The ceiling of a run on several cores takes each rate as measured with that many threads
 running the loop at once, the rate a core keeps while the others work too (the division cost
 scaled from one thread's as the multiply-add rate falls): on the 2-vCPU machine this was
-written for, a thread's best multiply-add rate with both at work was 5-8% below one thread's
-alone in five of six measurements and 20% in the sixth, so one thread's rates times the core
-count would overstate the machine. A busy machine
-measures lower rates, hence a lower ceiling and a higher share of it.
+written for, a thread's best multiply-add rate with both at work was 4.6-8.2% below one
+thread's alone in five of six measurements and 20% below in the sixth, so one thread's rates
+times the core count would overstate the machine. A busy machine measures lower rates, hence a
+lower ceiling and a higher share of it.
 """
 
 from __future__ import annotations
