@@ -94,9 +94,20 @@ def other_kernels(checkout: pathlib.Path):
 
 
 def _rebuilt(value, cls):
-    """A dataclass value (NetSpec, Optimizer) as the same fields in another package's class."""
-    fields = dataclasses.fields(value)
-    return cls(**{f.name: getattr(value, f.name) for f in fields if f.init})
+    """A dataclass value (NetSpec, Optimizer) as the same fields in another package's class. A
+    field the other version does not have is left out where it holds its default; otherwise
+    the case cannot be run there."""
+    theirs = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = {}
+    for f in dataclasses.fields(value):
+        if not f.init:
+            continue
+        if f.name in theirs:
+            fields[f.name] = getattr(value, f.name)
+        elif getattr(value, f.name) != f.default:
+            raise SystemExit(f"error: the other version's {cls.__name__} has no {f.name!r}, "
+                             "which this case sets: compare a case both versions can run")
+    return cls(**fields)
 
 
 def whole_trainer(package, case, X, Y):

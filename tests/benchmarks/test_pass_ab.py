@@ -57,3 +57,21 @@ def test_a_spec_and_an_optimizer_are_rebuilt_field_for_field():
     spec = NetSpec((3, 5, 2), "tanh", loss="mse")
     assert pass_ab._rebuilt(spec, NetSpec) == spec
     assert pass_ab._rebuilt(Optimizer("adam", beta1=0.8), Optimizer) == Optimizer("adam", beta1=0.8)
+
+
+def test_a_field_the_other_version_lacks_is_dropped_at_its_default_and_refused_otherwise():
+    import dataclasses
+
+    from backprop_bench.kernels import Optimizer
+
+    @dataclasses.dataclass(frozen=True)
+    class Older:  # an Optimizer from before weight decay
+        name: str
+        momentum: float = 0.9
+        beta1: float = 0.9
+        beta2: float = 0.999
+        eps: float = 1e-8
+
+    assert pass_ab._rebuilt(Optimizer("adam"), Older) == Older("adam")
+    with pytest.raises(SystemExit, match="no 'weight_decay'"):
+        pass_ab._rebuilt(Optimizer("adam", weight_decay=0.01), Older)
