@@ -17,8 +17,10 @@ How it decides (derived, nothing guessed):
 - **Float32 end to end.** If ``fun`` is dtype-generic (float64 params give a float64 value), the
   reference is taken in float64 at the float32 point; if ``grad`` is generic too, the same code
   is also run in float64 and held to float64 accuracy, which resolves errors far below float32
-  rounding. Otherwise the reference comes from the function in its own dtype, with steps fitted
-  to its measured rounding, and the result says how small an error it could have seen.
+  rounding; the float32 claim is not judged where the derivatives jump within its own rounding
+  of the point (kinks that float32 code sees on other sides: :class:`_Reach`). Otherwise the
+  reference comes from the function in its own dtype, with steps fitted to its measured
+  rounding, and the result says how small an error it could have seen.
 - **Tolerances.** A claimed value passes if it is within SAFETY times the reference's error
   bound plus its own rounding. The rounding is measured: the claim is evaluated again at points a
   few ulps away, where a correct implementation's rounding scatters and a wrong formula does not
@@ -119,6 +121,21 @@ PART_POINTS = 8  # points nearby for a probe or part of several elements (refere
 # code costs (0.4 to 3.8 real calls over the catalogue), so that the timed ratio does not switch
 # the reference with the machine's load (at 4, nets on batches of 1,024 sat at 3.1 to 3.8)
 COMPLEX_COST = 16.0
+# A claim computed in float32 (or lower) is the derivative at the point its own rounding
+# moved it to: where the derivatives jump within that reach by more than the claim's
+# tolerance (ReLUs within float32 rounding of 0, beside units exactly at 0; the jumps seen
+# count SPREAD_SAFETY times, as the claim's own scatter does), the claim cannot be judged at
+# the point (see _Reach). Its reach is REACH_ULPS of its ulps of each element, as far as its
+# scatter is measured, looked at along REACH_DIRECTIONS random directions (seed REACH_SEED);
+# where the reference's central differences are used, at steps of REACH_STEP of it (their
+# rounding over smaller steps hid jumps of 1e-3 in a loss of about 1; a kink within a step
+# only blurs a value between its sides). Params whose epsilon is above LOW_PRECISION are low
+# precision.
+REACH_ULPS = SPREAD_ULPS
+REACH_DIRECTIONS = 8
+REACH_STEP = 0.25
+REACH_SEED = 0
+LOW_PRECISION = 1e-10
 # the adjoint test holds up to this many outputs one by one (a random sample of them beyond)
 ADJOINT_OUTPUTS = 4096
 
@@ -308,6 +325,11 @@ class _Claim:
             step = nudge * SPREAD_ULPS * rel_step * scale
             self.nearby.append((x + step, x - step))
         self.input_eps = rel_step  # a claim is no more precise than the params it was given
+        # a claim on low-precision params: how far its rounding reaches, per element (a few
+        # dozen of its ulps, as the nudges above; None in float64)
+        low = groups.low_precision and rel_step > LOW_PRECISION
+        self.dtype = max(groups.dtypes, key=lambda d: np.finfo(d).eps).name if low else ""
+        self.reach = REACH_ULPS * rel_step * scale if low else None
         self.code_eps = 0.0  # ... nor than the constants its code holds (see _claims)
         self._cache = {}
 
@@ -765,6 +787,76 @@ def _rounding(claim_values, spread, eps, scale):
     )
 
 
+def _low_claim(claims, generic) -> int | None:
+    """The index of the claim on low-precision params whose rounding reach is looked at (see
+    REACH_ULPS), where the reference is taken in float64; None otherwise."""
+    return 0 if generic and claims[0][0].reach is not None else None
+
+
+def _jumps(d, at, allowance=0.0):
+    """Per element, the largest jump of derivatives d (shape (directions, 4, elements): at
+    x + r, x + r/2, x - r, x - r/2) from their values ``at`` the point, each side on its own
+    and both together, the smooth change taken out to second order; less ``allowance`` (the
+    differences' error)."""
+    plus, half, minus, back = (d[:, k] - at for k in range(4))
+    return np.max([np.abs(plus - 2 * half), np.abs(minus - 2 * back), np.abs(plus + minus)],
+                  axis=(0, 1)) - allowance  # fmt: skip
+
+
+class _Reach:
+    """How far kinks within a low-precision claim's rounding reach (see REACH_ULPS) move the
+    derivatives: looked at along REACH_DIRECTIONS random directions r (each element half to
+    all of its reach, random signs), at x + r, x + r/2, x - r and x - r/2.
+
+    With the smooth change of a derivative d taken out to second order, d(x + r) - 2 d(x + r/2)
+    shows a kink's jump on that side (whatever the other side holds), and d(x + r) + d(x - r)
+    - 2 d(x) one on either side (:func:`_jumps`). Where the code runs in float64 (the second
+    claim, held to float64 accuracy at the point), it gives the derivatives of every element at
+    once, and along a direction the elements' jumps add up (each kink may turn either way in
+    the claim's own rounding). Elsewhere the reference's central differences along the
+    direction stand in, along half as many directions, with steps of REACH_STEP of the reach,
+    less their error bounds."""
+
+    def __init__(self, claims, low, x, rng):
+        self.claim = claims[low][0]
+        self.float64 = claims[1] if len(claims) > 1 else None
+        self.points = []  # per direction: x + r, x + r/2, x - r, x - r/2
+        directions = REACH_DIRECTIONS if self.float64 is not None else REACH_DIRECTIONS // 2
+        for _ in range(directions):
+            r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+            r *= self.claim.reach
+            self.points.append([x + r, x + r / 2, x - r, x - r / 2])
+        self._cache = {}
+
+    def jump(self, f, w, noise, u, output, ref, ref_err) -> float:
+        """How far the derivative along w jumps within reach, for f's ``output`` (f scalarised
+        by the cotangent u: output 0); ref +- ref_err: the reference at the point, where the
+        code does not run in float64."""
+        if self.float64 is not None:
+            key = np.asarray(u, dtype=np.float64).tobytes()
+            if key not in self._cache:
+                claim, build = self.float64
+                with np.errstate(all="ignore"):
+                    d = np.array([[claim.value(u, build(p))[0] for p in points]
+                                  for points in self.points])  # fmt: skip
+                    jumps = _jumps(d, claim.value(u)[0])
+                self._cache = {key: np.where(np.isfinite(jumps), jumps, 0.0)}
+            return float(self._cache[key] @ np.abs(w))
+        support = w != 0
+        h = REACH_STEP * float(np.min(self.claim.reach[support] / np.abs(w[support])))
+        key = (id(f), w.tobytes())
+        if key not in self._cache:
+            self._cache = {key: np.array([[(f.at(p + h * w)[0] - f.at(p - h * w)[0]) / (2 * h)
+                                           for p in points] for points in self.points])}
+        # each central difference's rounding: two values' noise over twice the step along w;
+        # three of them (or two and the reference twice) in each jump
+        rounding = 2 * float(noise[output]) / (2 * h * float(np.abs(w).max()))
+        d = self._cache[key][:, :, output]
+        jumps = _jumps(d[:, :, None], ref, SAFETY * (3 * rounding + 2 * ref_err))
+        usable = np.isfinite(jumps)
+        return float(jumps[usable].max()) if usable.any() else 0.0
+
+
 def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, use_scipy, show,
           budget):  # fmt: skip
     n = x.size
@@ -867,16 +959,49 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     nearby_rng = np.random.default_rng(NEARBY_SEED)
     kink_mask = np.zeros((m, n), dtype=bool)
     convex = np.zeros((m, n), dtype=bool)  # at a kink: the slope rises through it
+    # the low-precision claim's elements within its rounding of kinks (see REACH_ULPS): not
+    # judged in that claim
+    low = _low_claim(claims, generic)
+    held = np.zeros((m, n), dtype=bool)
+    reach = _Reach(claims, low, x, np.random.default_rng(REACH_SEED)) if low is not None else None
+
+    def masked(k):
+        return kink_mask | held if k == low else kink_mask
+
+    def column_off(j):
+        """Per claim, where its column j is off the reference beyond its tolerance."""
+        g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
+        cols = slice(groups.offsets[g], groups.offsets[g + 1])
+        out = []
+        for k, (_, J, S, eps) in enumerate(evaluated):
+            tol = tolerance(J, S, eps, cols)[:, j - cols.start]
+            out.append((np.where(masked(k)[:, j], 0.0, np.abs(J[:, j] - J_ref[:, j])) > tol, tol))
+        return out
 
     def column_bad(j):
-        for _, J, S, eps in evaluated:
-            g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
-            cols = slice(groups.offsets[g], groups.offsets[g + 1])
-            tol = tolerance(J, S, eps, cols)[:, j - cols.start]
-            err = np.where(kink_mask[:, j], 0.0, np.abs(J[:, j] - J_ref[:, j]))
-            if np.any(err > tol):
-                return True
-        return False
+        return any(off.any() for off, _ in column_off(j))
+
+    def within_rounding(j):
+        """Outputs where the low-precision claim alone is off at element j and the derivatives
+        jump within its rounding reach by more than its tolerance: held there, undecided."""
+        offs = column_off(j)
+        alone = offs[low][0] & ~np.any([off for k, (off, _) in enumerate(offs) if k != low]
+                                       + [np.zeros(m, dtype=bool)], axis=0)  # fmt: skip
+        if not alone.any():
+            return
+        e = np.zeros(n)
+        e[j] = 1.0
+        name, index = groups.locate(j)
+        for i in np.flatnonzero(alone):
+            u = np.zeros(m)
+            u[i] = 1.0
+            jump = reach.jump(f, e, noise, u.reshape(out_shape), int(i), J_ref[i, j],
+                              J_err[i, j])  # fmt: skip
+            if SPREAD_SAFETY * jump > offs[low][1][i]:
+                held[i, j] = True
+                kinks.append(KinkReport(name, index, int(i), J_ref[i, j] - jump, J_ref[i, j] + jump,
+                                        float(evaluated[low][1][i, j]), False, None, False,
+                                        reach.claim.dtype))  # fmt: skip
 
     def refine(j):
         e = np.zeros(n)
@@ -921,6 +1046,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # differentiable after all (a kink within a step of x): the two sides agree
         mean = (left.value + right.value) / 2
         mean_err = (left.error + right.error) / 2 + gap / 2
+        # ... and where both, down to smaller steps, disagree with the first reference, that was
+        # fooled: steps across several kinks 1e-9 away can agree with each other by chance
+        # (0.000171 +- 2.3e-7 for a slope of 0.00375), and it is held to the sides' mean as
+        # one_sided holds a step to the smaller ones (not a complex step: exact on its branch)
+        if not used_cs[j]:
+            off = np.abs(J_ref[:, j] - mean)
+            fooled = smooth & (off > SAFETY * (J_err[:, j] + mean_err))
+            J_err[:, j] = np.where(fooled, J_err[:, j] + off, J_err[:, j])
         # where the sides agree, each estimate is a valid reference under its own assumptions
         # (no kink within the step; none on this side): with a noisy function and a kink
         # nearby, the estimate that the claim agrees with is taken, so a claim is only called
@@ -1044,6 +1177,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         straddled = generic and np.any(J_err[:, j] > STRADDLED * first_error)
         if jumps[j] or kinked[j] or column_bad(j) or (straddled and column_unresolved(j)):
             one_sided(j)
+        if low is not None and column_bad(j):
+            within_rounding(j)
         # an element confirmed wrong: off its reference, or outside its own kink's one-sided
         # derivatives (a kink's error is masked in column_bad; a decided failure is as sure)
         where = groups.locate(j)
@@ -1078,12 +1213,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # own to be resolved against (an exact 0, or rounding of one: 1.8e-11 +- 2.6e-9 where a
     # hinge is inactive), so its floor is taken against the largest derivative of all groups
     overall = float(np.abs(J_ref).max())
-    for label, J, S, eps in evaluated:
+    for k, (label, J, S, eps) in enumerate(evaluated):
         claim_floor = claim_resolution = 0.0
+        mask = masked(k)
         for g, name in enumerate(groups.names):
             cols = slice(groups.offsets[g], groups.offsets[g + 1])
             tol = tolerance(J, S, eps, cols)
-            err = np.where(kink_mask[:, cols], 0.0, np.abs(J[:, cols] - J_ref[:, cols]))
+            err = np.where(mask[:, cols], 0.0, np.abs(J[:, cols] - J_ref[:, cols]))
             ratio = err / tol
             worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
             passed = bool((ratio <= 1).all())
@@ -1098,10 +1234,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     f"(|d| <= {float(size.max() + SAFETY * J_err[:, cols].max()):.2g}); its floor "
                     "is taken against the largest derivative of all groups"
                 )
-            smooth_tol = np.where(kink_mask[:, cols], 0.0, tol)
+            smooth_tol = np.where(mask[:, cols], 0.0, tol)
             floor = float(smooth_tol.max()) / scale if scale > 0 else 0.0
             claim_floor = max(claim_floor, floor)
-            notable = (size >= NOTABLE * scale) & ~kink_mask[:, cols] & (size > 0) & (not zero)
+            notable = (size >= NOTABLE * scale) & ~mask[:, cols] & (size > 0) & (not zero)
             if notable.any():
                 claim_resolution = max(claim_resolution,
                                        float((smooth_tol[notable] / size[notable]).max()))
@@ -1370,6 +1506,25 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     calls_from, started = f.calls, time.perf_counter()
     joint_directions = np.random.default_rng(JOINT_SEED)
     nearby_rng = np.random.default_rng(NEARBY_SEED)
+    low = _low_claim(claims, generic)
+    reach = _Reach(claims, low, x, np.random.default_rng(REACH_SEED)) if low is not None else None
+    held = set()  # the claims held within their rounding of kinks somewhere
+
+    def within_rounding(s, s_noise, evaluated, w, ref, ref_err, verdicts, where):
+        """The verdicts without the low-precision claim's where it alone is off along w and the
+        derivatives jump within its rounding reach by more than its tolerance (held there,
+        undecided: a KinkReport); otherwise the verdicts as they are."""
+        if low is None or verdicts[low][3] or not all(
+            v[3] for k, v in enumerate(verdicts) if k != low
+        ):
+            return verdicts
+        jump = reach.jump(s, w, s_noise, s.u.reshape(out_shape), 0, ref, ref_err)
+        if SPREAD_SAFETY * jump <= verdicts[low][2]:
+            return verdicts
+        kinks_found.append(KinkReport(*where, 0, ref - jump, ref + jump, verdicts[low][1], False,
+                                      None, False, reach.claim.dtype))  # fmt: skip
+        held.add(verdicts[low][0])
+        return [v for k, v in enumerate(verdicts) if k != low]
 
     def examine(s, s0, s_noise, evaluated, v):
         """Judge each claim along v: (reference, its error, verdicts, kink_pair or None)."""
@@ -1412,9 +1567,10 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         if not all(ok for *_, ok, _ in verdicts) or not resolved:
             d = R.refine(s, x, v, s_noise, h, correction, fit=not generic)
             state["fitted"] |= not generic
-            if cs is not None and abs(float(cs.value[0]) - float(d.value[0])) <= SAFETY * float(
-                d.error[0]
-            ):
+            exact = cs is not None and abs(float(cs.value[0]) - float(d.value[0])) <= (
+                SAFETY * float(d.error[0])
+            )
+            if exact:
                 ref, ref_err = float(cs.value[0]), float(_confirmed(cs, d)[0])
             elif float(d.error[0]) < ref_err or cs is not None:
                 ref, ref_err = float(d.value[0]), float(d.error[0])
@@ -1433,7 +1589,12 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                         lerr, rerr = float(left.error[0]), float(right.error[0])
                         mean_err = (lerr + rerr) / 2 + abs(rv - lv) / 2
                         candidates = [((lv + rv) / 2, mean_err), (lv, lerr), (rv, rerr)]
-                        best = min([ref_err] + [err for _, err in candidates])
+                        # a reference both sides contradict was fooled (as in the full
+                        # Jacobian's one_sided): held to their mean (not a complex step)
+                        off = abs(ref - (lv + rv) / 2)
+                        fooled = not exact and off > SAFETY * (ref_err + mean_err)
+                        best = min([ref_err + off if fooled else ref_err]
+                                   + [err for _, err in candidates])  # fmt: skip
                         for value, err in candidates:
                             if not generic or err <= ALTERNATIVE * best:
                                 again = zip(judge(value, err), verdicts, strict=True)
@@ -1538,6 +1699,13 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                 elif kink_pair is not None and part.size > 1:
                     pending.append(part)
                     continue
+                if kink_pair is None and not ok:
+                    name, index = groups.locate(int(part[0]))
+                    if part.size > 1:
+                        name = f"{part.size} elements along a probe, from {name}"
+                    verdicts = within_rounding(s, s_noise, evaluated, w, ref, ref_err, verdicts,
+                                               (name, index))  # fmt: skip
+                    ok = all(ok for *_, ok, _ in verdicts)
                 for label, claimed, tol, passed, _ in verdicts:
                     reports.append(ProbeReport(ref, claimed, ref_err, tol, passed, kink_pair,
                                                label))  # fmt: skip
@@ -1582,6 +1750,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         ):
             # the derivatives nearby differ: kinks that cancel along v, split as any kink
             kink_pair = (ref, ref)
+        if kink_pair is None and not all(ok for *_, ok, _ in verdicts):
+            verdicts = within_rounding(s, s_noise, evaluated, v, ref, ref_err, verdicts,
+                                       ("probe ", (p,)))  # fmt: skip
         if kink_pair is None:
             passed = True
             for label, claimed, tol, ok, g in verdicts:
@@ -1616,7 +1787,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     # every element weighs fully in every probe, so an error in one element is seen by each
     # probe whose tolerance it exceeds: the floor is the median probe's (seen by half of them),
     # and one probe along which kinks blur the reference does not set it
-    floors = {label: float(np.median(values)) if values else 0.0
+    # (a claim held within its rounding of kinks on every probe resolved nothing)
+    floors = {label: float(np.median(values)) if values else np.inf if label in held else 0.0
               for label, values in floors.items()}  # fmt: skip
     # a group far smaller than the largest was probed on its own: its floor, relative to its own
     # largest derivative, counts as much
@@ -1626,6 +1798,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     group_reports = []
     for label in floors:
         mine = [r for r in reports if r.claim == label]
+        if not mine:  # every probe held within the claim's rounding of kinks
+            continue
         worst = max(mine, key=lambda r: abs(r.claimed - r.reference) / r.tolerance)
         group_reports.append(
             GroupReport(

@@ -45,6 +45,9 @@ class KinkReport:
     # False: several kinks meet here, and the claim lies beyond the one-sided derivatives and
     # every derivative seen nearby, where a valid choice of slope per kink might still lie
     decided: bool = True
+    # a dtype (float32): no kink at the point, but kinks within the rounding of a claim in that
+    # dtype (left, right: the range of the reference's derivatives there); never decided
+    within_rounding: str = ""
 
 
 @dataclass
@@ -155,6 +158,13 @@ class GradCheckResult:
                 f"{'ok' if p.passed else 'FAIL'}"
             )
         for k in self.kinks:
+            if k.within_rounding:
+                lines.append(
+                    f"  kinks within {k.within_rounding} rounding of {k.group}{k.index} (output "
+                    f"{k.output}): derivatives there from {k.left:.6g} to {k.right:.6g}, claimed "
+                    f"{k.claimed:.6g} -> UNDECIDED: {k.within_rounding} code may take either side"
+                )
+                continue
             seen = "" if k.nearby is None else (
                 f", derivatives nearby from {k.nearby[0]:.6g} to {k.nearby[1]:.6g}")
             outcome = (
