@@ -325,12 +325,12 @@ class _Claim:
             step = nudge * SPREAD_ULPS * rel_step * scale
             self.nearby.append((x + step, x - step))
         self.input_eps = rel_step  # a claim is no more precise than the params it was given
+        self.code_eps = 0.0  # ... nor than the constants its code holds (see _claims)
         # a claim on low-precision params: how far its rounding reaches, per element (a few
         # dozen of its ulps, as the nudges above; None in float64)
         low = groups.low_precision and rel_step > LOW_PRECISION
         self.dtype = max(groups.dtypes, key=lambda d: np.finfo(d).eps).name if low else ""
         self.reach = REACH_ULPS * rel_step * scale if low else None
-        self.code_eps = 0.0  # ... nor than the constants its code holds (see _claims)
         self._cache = {}
 
     def value(self, u, params=None):
@@ -794,13 +794,12 @@ def _low_claim(claims, generic) -> int | None:
 
 
 def _jumps(d, at, allowance=0.0):
-    """Per element, the largest jump of derivatives d (shape (directions, 4, elements): at
-    x + r, x + r/2, x - r, x - r/2) from their values ``at`` the point, each side on its own
-    and both together, the smooth change taken out to second order; less ``allowance`` (the
-    differences' error)."""
-    plus, half, minus, back = (d[:, k] - at for k in range(4))
-    return np.max([np.abs(plus - 2 * half), np.abs(minus - 2 * back), np.abs(plus + minus)],
-                  axis=(0, 1)) - allowance  # fmt: skip
+    """Per element, the jump of derivatives d (shape (4, elements): at x + r, x + r/2, x - r,
+    x - r/2) from their values ``at`` the point, each side on its own and both together, the
+    smooth change taken out to second order; less ``allowance`` (the differences' error)."""
+    plus, half, minus, back = (d[k] - at for k in range(4))
+    return np.maximum(np.maximum(np.abs(plus - 2 * half), np.abs(minus - 2 * back)),
+                      np.abs(plus + minus)) - allowance  # fmt: skip
 
 
 class _Reach:
@@ -815,18 +814,22 @@ class _Reach:
     once, and along a direction the elements' jumps add up (each kink may turn either way in
     the claim's own rounding). Elsewhere the reference's central differences along the
     direction stand in, along half as many directions, with steps of REACH_STEP of the reach,
-    less their error bounds."""
+    less their error bounds. Nothing is drawn or evaluated until a claim needs it."""
 
-    def __init__(self, claims, low, x, rng):
+    def __init__(self, claims, low, x, seed):
         self.claim = claims[low][0]
         self.float64 = claims[1] if len(claims) > 1 else None
-        self.points = []  # per direction: x + r, x + r/2, x - r, x - r/2
-        directions = REACH_DIRECTIONS if self.float64 is not None else REACH_DIRECTIONS // 2
-        for _ in range(directions):
-            r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
-            r *= self.claim.reach
-            self.points.append([x + r, x + r / 2, x - r, x - r / 2])
+        self.x, self.seed = x, seed
         self._cache = {}
+
+    def _points(self):
+        """Per direction, the four points x + r, x + r/2, x - r, x - r/2 (drawn as needed, the
+        same for every call)."""
+        rng = np.random.default_rng(self.seed)
+        n = self.x.size
+        for _ in range(REACH_DIRECTIONS if self.float64 is not None else REACH_DIRECTIONS // 2):
+            r = rng.choice([-1.0, 1.0], size=n) * rng.uniform(0.5, 1.0, size=n) * self.claim.reach
+            yield (self.x + r, self.x + r / 2, self.x - r, self.x - r / 2)
 
     def jump(self, f, w, noise, u, output, ref, ref_err) -> float:
         """How far the derivative along w jumps within reach, for f's ``output`` (f scalarised
@@ -837,9 +840,11 @@ class _Reach:
             if key not in self._cache:
                 claim, build = self.float64
                 with np.errstate(all="ignore"):
-                    d = np.array([[claim.value(u, build(p))[0] for p in points]
-                                  for points in self.points])  # fmt: skip
-                    jumps = _jumps(d, claim.value(u)[0])
+                    at = claim.value(u)[0]
+                    jumps = np.zeros_like(at)
+                    for points in self._points():
+                        d = [claim.value(u, build(p))[0] for p in points]
+                        jumps = np.fmax(jumps, _jumps(d, at))
                 self._cache = {key: np.where(np.isfinite(jumps), jumps, 0.0)}
             return float(self._cache[key] @ np.abs(w))
         support = w != 0
@@ -847,14 +852,14 @@ class _Reach:
         key = (id(f), w.tobytes())
         if key not in self._cache:
             self._cache = {key: np.array([[(f.at(p + h * w)[0] - f.at(p - h * w)[0]) / (2 * h)
-                                           for p in points] for points in self.points])}
+                                           for p in points] for points in self._points()])}
         # each central difference's rounding: two values' noise over twice the step along w;
         # three of them (or two and the reference twice) in each jump
         rounding = 2 * float(noise[output]) / (2 * h * float(np.abs(w).max()))
-        d = self._cache[key][:, :, output]
-        jumps = _jumps(d[:, :, None], ref, SAFETY * (3 * rounding + 2 * ref_err))
-        usable = np.isfinite(jumps)
-        return float(jumps[usable].max()) if usable.any() else 0.0
+        jumps = [_jumps(d[:, output], ref, SAFETY * (3 * rounding + 2 * ref_err))
+                 for d in self._cache[key]]  # fmt: skip
+        jumps = np.array(jumps)[np.isfinite(jumps)]
+        return float(jumps.max()) if jumps.size else 0.0
 
 
 def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, use_scipy, show,
@@ -963,7 +968,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # judged in that claim
     low = _low_claim(claims, generic)
     held = np.zeros((m, n), dtype=bool)
-    reach = _Reach(claims, low, x, np.random.default_rng(REACH_SEED)) if low is not None else None
+    reach = _Reach(claims, low, x, REACH_SEED) if low is not None else None
 
     def masked(k):
         return kink_mask | held if k == low else kink_mask
@@ -1507,7 +1512,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     joint_directions = np.random.default_rng(JOINT_SEED)
     nearby_rng = np.random.default_rng(NEARBY_SEED)
     low = _low_claim(claims, generic)
-    reach = _Reach(claims, low, x, np.random.default_rng(REACH_SEED)) if low is not None else None
+    reach = _Reach(claims, low, x, REACH_SEED) if low is not None else None
     # the claims held within their rounding of kinks somewhere: undecided, so they are not
     # judged again (refining what only they fail spent the evaluations that an error in the
     # code, seen by the float64 run, needed: 31,801 elements were left unsplit)
