@@ -112,3 +112,16 @@ def test_a_reference_fooled_by_kinks_1e_9_away_is_held_to_the_one_sided_ones():
     fun, grad, p = relu_net(np.float32, seed=0, fault="W2 1e-3 off")
     p = {k: v.astype(np.float64) for k, v in p.items()}
     assert check_gradient(fun, grad, p).verdict == WRONG
+
+
+def test_the_report_shows_a_few_elements_within_rounding_and_counts_the_rest():
+    from backprop_bench.verify.verdict import ROUNDING_SHOWN, GradCheckResult, KinkReport
+
+    held = [KinkReport("W1", (i,), 0, -1.0, 1.0, 0.5, False, None, False, "float32")
+            for i in range(ROUNDING_SHOWN + 4)]  # fmt: skip
+    at_zero = KinkReport("b1", (0,), 0, 0.0, 1.0, 0.5, True)
+    report = GradCheckResult(CANNOT_TELL, "full Jacobian", "central differences",
+                             kinks=held + [at_zero]).report()  # fmt: skip
+    assert report.count("kinks within float32 rounding of W1") == ROUNDING_SHOWN
+    assert "and 4 more elements or probe parts within float32 rounding" in report
+    assert "kink at b1(0,)" in report  # kinks at the point are listed as before
