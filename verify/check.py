@@ -69,10 +69,10 @@ SAFETY = 8.0  # multiples of the reference's error bound
 SPREAD_SAFETY = 4.0  # multiples of the claim's measured rounding scatter
 # pairs of nearby points at which the claim's rounding scatter is measured: with 2, correct
 # float32 code whose rounding is amplified by cancellation (a variance as E[x^2] - E[x]^2, exp(a)
-# - exp(b) with a ~ b, cosine similarity, a sharp softmax) was `wrong` in 8 of 52 smooth
-# functions of an independent review, its rounding at the point larger by chance than 4x the
-# largest of two second differences; with 6, in 4 (the function's noise is measured at 6 points
-# too, NOISE_POINTS)
+# - exp(b) with a ~ b, cosine similarity, a sharp softmax) was `wrong` for 8 of 52 correct
+# claims on 49 smooth functions of an independent review, its rounding at the point larger by
+# chance than 4x the largest of two second differences; with 6, for 4 (the function's noise is
+# measured at 6 points too, NOISE_POINTS)
 SPREAD_PAIRS = 6
 SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
 ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
