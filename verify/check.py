@@ -16,11 +16,13 @@ How it decides (derived, nothing guessed):
   ``np.random.default_rng(S)``, so every call draws the same masks.
 - **Float32 end to end.** If ``fun`` is dtype-generic (float64 params give a float64 value), the
   reference is taken in float64 at the float32 point; if ``grad`` is generic too, the same code
-  is also run in float64 and held to float64 accuracy, which resolves errors far below float32
-  rounding; the float32 claim is not judged where the derivatives jump within its own rounding
-  of the point (kinks that float32 code sees on other sides: :class:`_Reach`). Otherwise the
-  reference comes from the function in its own dtype, with steps fitted to its measured
-  rounding, and the result says how small an error it could have seen.
+  is also run in float64 and held to its own rounding scatter plus ELEMENT_ULPS float32 ulps
+  of each element (float32 constants in its code, see _claims), which resolves errors far
+  below the float32 claim's rounding; the float32 claim is not judged where the derivatives
+  jump within its own rounding of the point (kinks that float32 code sees on other sides:
+  :class:`_Reach`). Otherwise the reference comes from the function in its own dtype, with
+  steps fitted to its measured rounding, and the result says how small an error it could have
+  seen.
 - **Tolerances.** A claimed value passes if it is within SAFETY times the reference's error
   bound plus its own rounding. The rounding is measured: the claim is evaluated again at points a
   few ulps away, where a correct implementation's rounding scatters and a wrong formula does not
