@@ -998,8 +998,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         """Outputs where the low-precision claim alone is off at element j and the derivatives
         jump within its rounding reach by more than its tolerance: held there, undecided."""
         offs = column_off(j)
-        alone = offs[low][0] & ~np.any([off for k, (off, _) in enumerate(offs) if k != low]
-                                       + [np.zeros(m, dtype=bool)], axis=0)  # fmt: skip
+        alone = offs[low][0].copy()
+        for k, (off, _) in enumerate(offs):
+            if k != low:
+                alone &= ~off
         if not alone.any():
             return
         e = np.zeros(n)
