@@ -68,8 +68,9 @@ def timed(config: SweepConfig, executor, folder: Path) -> dict:
     warm = dataclasses.replace(config, nets_per_cell=1, nets_per_shard=1, epochs=10)
     run_sweep(warm, folder / "warm", executor=executor)
     log_start, load = len(getattr(executor, "shard_log", [])), os.getloadavg()[0]
-    cpu = time.process_time()
-    seconds = run_sweep(config, folder / "run", executor=executor)
+    cpu, start = time.process_time(), time.perf_counter()
+    run_sweep(config, folder / "run", executor=executor)  # returns the shards it trained
+    seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
     if hasattr(executor, "shard_log"):
         cpu = sum(info["cpu_seconds"] for info in executor.shard_log[log_start:])
@@ -90,16 +91,22 @@ def _shard_sized(nbytes: int, i: int):
     return np.full(nbytes // 8, float(i))
 
 
+def tiled(shard_file: Path, copies: int) -> dict:
+    """A stored shard's results, ``copies`` times over along the nets' axis."""
+    with np.load(shard_file) as stored:
+        # the results only: the tag, the shard's id and its training seconds are scalars
+        one = {k: stored[k] for k in stored.files if k not in ("tag", "shard", "seconds")}
+    return {k: np.concatenate([v] * copies, axis=-1) for k, v in one.items()}
+
+
 def scheduler_and_writes(executor, shard_file: Path, folder: Path, n_tasks: int) -> dict:
     """For shards of 1,000 and 10,000 nets (the stored 1,000-net ``shard_file``, tiled): tasks/s
     through the scheduler that each bring back an array of the shard's size, and the client's
     seconds to write one such shard (atomically, fsync'd)."""
-    with np.load(shard_file) as stored:
-        one = {k: stored[k] for k in stored.files if k not in ("tag", "shard")}
     out = {}
     for nets in (1000, 10_000):
         copies = nets // 1000
-        data = {k: np.concatenate([v] * copies, axis=-1) for k, v in one.items()}
+        data = tiled(shard_file, copies)
         nbytes = write_shard(folder / f"size-{nets}", 0, data, "tag").stat().st_size
         tasks = max(20, n_tasks // copies)
         start = time.perf_counter()
