@@ -4,8 +4,8 @@ kinks 1e-9 away fooled.
 Units set to 0 the way users set them (b1 = -(x0 @ W1), in the code's own dtype) sit exactly at
 0 in float32 and 1e-9 to 1e-7 from it in float64: a correct float32 claim takes other sides of
 those kinks than the float64 reference and was called wrong (every one of 16 such nets; now
-none). Errors in the code are still wrong there: the same code run in float64 is held to float64
-accuracy, and the float32 claim is released only where the derivatives jump within its rounding.
+none). Errors in the code are still wrong there: the same code run in float64 is held to its own
+tolerance, and the float32 claim is released only where the derivatives jump within its rounding.
 """
 
 import numpy as np

@@ -1,0 +1,115 @@
+"""Float32 code whose rounding is the same at every nearby point, or far larger than the cap for
+jumps, and errors of float32 code alone.
+
+A sharp softmax rounds 1 - 1e-8 to 1 wherever the claim is evaluated, and one rounded mean
+scatters only where a nudge carries it across a rounding boundary: the claim's measured scatter
+misses that rounding, and correct code was called wrong. Where the same code in float64 holds,
+the float32 claim may be off by BIAS_ULPS of its ulps of its group's largest more, and by its
+scatter uncapped; and wherever the float32 claim is checked beside a float64 run, a verdict
+passes only if an error of 1e-3 in a whole group of the float32 claim would have been seen.
+Each case here failed on the checker before these rules (a correct claim wrong, or a float32-only
+error passed).
+"""
+
+import numpy as np
+import pytest
+from backprop_bench.verify import check_gradient
+from backprop_bench.verify.verdict import CANNOT_TELL, CORRECT, PASSING, WRONG
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def attention(T=16, d=8, sharp=4.0, seed=30):
+    """sum(C * softmax(Q K^T / sqrt(d)) V), rows of the softmax nearly one-hot (sharp logits)."""
+    r = np.random.default_rng(seed)
+    p = {k: (s * r.standard_normal((T, d))).astype(np.float32)
+         for k, s in (("Q", sharp), ("K", sharp), ("V", 1.0))}  # fmt: skip
+    C = r.standard_normal((T, d)).astype(np.float32)
+
+    def fun(q):
+        S = q["Q"] @ q["K"].T / np.sqrt(q["Q"].dtype.type(d))
+        return np.sum(C * (softmax(S) @ q["V"]))
+
+    def grad(q):
+        sc = 1 / np.sqrt(q["Q"].dtype.type(d))
+        A = softmax(q["Q"] @ q["K"].T * sc)
+        dO = C.astype(A.dtype)
+        dA = dO @ q["V"].T
+        dS = A * (dA - (dA * A).sum(1, keepdims=True)) * sc
+        return {"Q": dS @ q["K"], "K": dS.T @ q["Q"], "V": A.T @ dO}
+
+    return fun, grad, p
+
+
+def variance(n, mean, sd, seed=0, rounded_mean=False):
+    """E[x^2] - E[x]^2 of float32 data far from 0 (cancellation); its gradient 2 (x - m) / n
+    with m the float32 mean, or the float64 mean rounded once to float32 (the best float32 can
+    do, one rounding shared by every element)."""
+    x = (mean + sd * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+    def fun(x):
+        return np.mean(x * x) - np.mean(x) ** 2
+
+    def grad(x):
+        m = x.dtype.type(np.mean(x.astype(np.float64))) if rounded_mean else np.mean(x)
+        return 2 * (x - m) / x.dtype.type(x.shape[0])
+
+    return fun, grad, x
+
+
+def float32_only(grad, factor=1.001):
+    """grad, its values times factor where the code runs in float32 (an error of float32 code
+    alone: the float64 run of the same code does not show it)."""
+
+    def wrong(q):
+        g = grad(q)
+        scale = lambda v: v * v.dtype.type(factor) if v.dtype == np.float32 else v  # noqa: E731
+        return {k: scale(v) for k, v in g.items()} if isinstance(g, dict) else scale(g)
+
+    return wrong
+
+
+def test_sharp_attention_float32_is_correct_and_its_float32_only_error_wrong():
+    fun, grad, p = attention()
+    result = check_gradient(fun, grad, p, progress=False)
+    assert result.verdict == CORRECT, result.report()
+    assert any("rounding bias bound" in note for note in result.notes), result.report()
+    assert check_gradient(fun, float32_only(grad), p, progress=False).verdict == WRONG
+    assert check_gradient(fun, float32_only(grad, 1.01), p, progress=False).verdict == WRONG
+
+
+def test_one_rounded_mean_is_correct():
+    fun, grad, x = variance(256, 1.0, 0.01, rounded_mean=True)
+    result = check_gradient(fun, grad, x, progress=False)
+    assert result.verdict == CORRECT, result.report()
+    for factor in (1.001, 1.01):
+        mutant = check_gradient(fun, float32_only(grad, factor), x, progress=False)
+        assert mutant.verdict == WRONG, mutant.report()
+
+
+@pytest.mark.parametrize("n", [100, 3000])  # the full Jacobian, and directional probes
+def test_float32_rounding_beyond_a_float32_only_error_cannot_tell(n):
+    """x = 1000 +- 0.01: the float32 claim's rounding is 1e4 of its ulps, 2e-3 of its largest
+    value (before, n = 100: the correct claim was wrong; n = 3000: a float32-only error of 1e-3
+    passed as correct). The same code in float64 holds, and a formula error is still wrong."""
+    fun, grad, x = variance(n, 1000.0, 0.01)
+    result = check_gradient(fun, grad, x, progress=False)
+    assert result.verdict == CANNOT_TELL, result.report()
+    assert any("would not see" in note for note in result.notes), result.report()
+    mutant = check_gradient(fun, float32_only(grad), x, progress=False)
+    assert mutant.verdict not in PASSING, mutant.report()
+    missing_mean = lambda q: 2 * q / q.dtype.type(q.shape[0])  # noqa: E731
+    assert check_gradient(fun, missing_mean, x, progress=False).verdict == WRONG
+    in_both = lambda q: grad(q) * q.dtype.type(1.001)  # noqa: E731
+    assert check_gradient(fun, in_both, x, progress=False).verdict == WRONG
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cancellation_in_probes_passes_and_catches_a_float32_only_error(seed):
+    """A variance of 2,000 float32 values around 10 (probes): correct and caught as before."""
+    fun, grad, x = variance(2000, 10.0, 0.1, seed)
+    assert check_gradient(fun, grad, x, progress=False).verdict == CORRECT
+    assert check_gradient(fun, float32_only(grad), x, progress=False).verdict == WRONG
