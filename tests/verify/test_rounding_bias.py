@@ -4,11 +4,13 @@ jumps, and errors of float32 code alone.
 A sharp softmax rounds 1 - 1e-8 to 1 wherever the claim is evaluated, and one rounded mean
 scatters only where a nudge carries it across a rounding boundary: the claim's measured scatter
 misses that rounding, and correct code was called wrong. Where the same code in float64 holds,
-the float32 claim may be off by BIAS_ULPS of its ulps of its group's largest more, and by its
-scatter uncapped; and wherever the float32 claim is checked beside a float64 run, a verdict
-passes only if an error of 1e-3 in a whole group of the float32 claim would have been seen.
-Each case here failed on the checker before these rules (a correct claim wrong, or a float32-only
-error passed).
+the float32 claim off by no more than BIAS_ULPS of its ulps of its group's largest beyond its
+tolerance (or its scatter uncapped) is undecided: `cannot tell`, since a step in float16 done
+only in float32 moves small elements as far (an independent review's such errors passed when
+that bound was a pass). And wherever the float32 claim is checked beside a float64 run, a
+verdict passes only if an error of 1e-3 in a whole group of the float32 claim would have been
+seen. Each case here failed on the checker before these rules (a correct claim wrong, or a
+float32-only error passed).
 """
 
 import numpy as np
@@ -62,29 +64,54 @@ def variance(n, mean, sd, seed=0, rounded_mean=False):
 
 def float32_only(grad, factor=1.001):
     """grad, its values times factor where the code runs in float32 (an error of float32 code
-    alone: the float64 run of the same code does not show it)."""
+    alone: the float64 run of the same code does not show it); factor "float16": its values
+    rounded to float16 there."""
+
+    def change(v):
+        if v.dtype != np.float32:
+            return v
+        if factor == "float16":
+            return v.astype(np.float16).astype(v.dtype)
+        return v * v.dtype.type(factor)
 
     def wrong(q):
         g = grad(q)
-        scale = lambda v: v * v.dtype.type(factor) if v.dtype == np.float32 else v  # noqa: E731
-        return {k: scale(v) for k, v in g.items()} if isinstance(g, dict) else scale(g)
+        return {k: change(v) for k, v in g.items()} if isinstance(g, dict) else change(g)
 
     return wrong
 
 
-def test_sharp_attention_float32_is_correct_and_its_float32_only_error_wrong():
+def log_softmax_loss(n=100, spread=4.0, seed=0):
+    """-sum(t * log_softmax(z)) over n logits: small elements of the gradient (softmax(z) - t)
+    that a float16 step moves by tens of float32 ulps of the largest."""
+    r = np.random.default_rng(seed)
+    z = (spread * r.standard_normal(n)).astype(np.float32)
+    t = r.dirichlet(np.ones(n)).astype(np.float32)
+
+    def fun(z):
+        m = z.max()
+        return -np.sum(t.astype(z.dtype) * (z - m - np.log(np.sum(np.exp(z - m)))))
+
+    def grad(z):
+        e = np.exp(z - z.max())
+        return e / e.sum() * t.astype(z.dtype).sum() - t.astype(z.dtype)
+
+    return fun, grad, z
+
+
+def test_sharp_attention_float32_cannot_tell_and_its_float32_only_error_wrong():
     fun, grad, p = attention()
     result = check_gradient(fun, grad, p, progress=False)
-    assert result.verdict == CORRECT, result.report()
-    assert any("rounding bias bound" in note for note in result.notes), result.report()
+    assert result.verdict == CANNOT_TELL, result.report()
+    assert any("cannot be told apart" in note for note in result.notes), result.report()
     assert check_gradient(fun, float32_only(grad), p, progress=False).verdict == WRONG
     assert check_gradient(fun, float32_only(grad, 1.01), p, progress=False).verdict == WRONG
 
 
-def test_one_rounded_mean_is_correct():
+def test_one_rounded_mean_cannot_tell():
     fun, grad, x = variance(256, 1.0, 0.01, rounded_mean=True)
     result = check_gradient(fun, grad, x, progress=False)
-    assert result.verdict == CORRECT, result.report()
+    assert result.verdict == CANNOT_TELL, result.report()
     for factor in (1.001, 1.01):
         mutant = check_gradient(fun, float32_only(grad, factor), x, progress=False)
         assert mutant.verdict == WRONG, mutant.report()
@@ -105,6 +132,18 @@ def test_float32_rounding_beyond_a_float32_only_error_cannot_tell(n):
     assert check_gradient(fun, missing_mean, x, progress=False).verdict == WRONG
     in_both = lambda q: grad(q) * q.dtype.type(1.001)  # noqa: E731
     assert check_gradient(fun, in_both, x, progress=False).verdict == WRONG
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+def test_a_float32_only_step_in_float16_does_not_pass(n):
+    """Rounded to float16 in float32 only: small elements off by tens of float32 ulps of the
+    largest, within the rounding bias bound (passed as correct while that bound was a pass).
+    In probes (3,000 logits) it still passes: its float16 scatter is taken for rounding (the
+    README's weak spots)."""
+    fun, grad, z = log_softmax_loss(n)
+    assert check_gradient(fun, grad, z, progress=False).verdict == CORRECT
+    result = check_gradient(fun, float32_only(grad, "float16"), z, progress=False)
+    assert result.verdict not in PASSING, result.report()
 
 
 @pytest.mark.parametrize("seed", range(3))
