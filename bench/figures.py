@@ -12,6 +12,12 @@ import numpy as np
 
 from . import atomic
 
+
+def hidden_units(hidden) -> str:
+    """'1 hidden unit', '4 hidden units', '2n hidden units' (a multiple of the inputs)."""
+    return f"{hidden} hidden unit" + ("" if str(hidden) == "1" else "s")
+
+
 STATUS_COLORS = {
     "converged": "#2a9d8f",
     "improving": "#e9c46a",
@@ -106,7 +112,7 @@ def heatmaps(summary: dict, path: Path, activation: str, loss: str, optimizer: s
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7)
         ax.set_yticks(range(len(inits)), inits, fontsize=7)
         ax.set_xlabel("learning rate", fontsize=8)
-        ax.set_title(f"{hidden} hidden units", fontsize=9)
+        ax.set_title(hidden_units(hidden), fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share converged")
     fig.suptitle(
         f"Convergence rate ({activation}, {loss}, {optimizer}); numbers are %", fontsize=10
@@ -138,7 +144,7 @@ def survival_curves(summary: dict, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.set_title(f"{hidden} hidden units", fontsize=9)
+        ax.set_title(hidden_units(hidden), fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("not yet converged", fontsize=8)
     axes[0][-1].legend(title="lr", fontsize=7, title_fontsize=7, loc="lower left")
@@ -212,7 +218,7 @@ def failure_modes(summary: dict, path: Path) -> None:
             bottom += share
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7, rotation=45)
         ax.set_xlabel("learning rate", fontsize=8)
-        ax.set_title("no hidden layer" if hidden == 0 else f"{hidden} hidden units", fontsize=9)
+        ax.set_title("no hidden layer" if hidden == 0 else hidden_units(hidden), fontsize=9)
     axes[0][0].set_ylabel("share of nets", fontsize=8)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"How nets ended ({init} init)", fontsize=10)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from . import atomic, schedule_options
-from .figures import draw_all, figure_names
+from .figures import draw_all, figure_names, hidden_units
 from .report_regularised import baseline, section
 
 FIGURES = "figures"
@@ -104,25 +104,33 @@ def findings(summary: dict) -> list[str]:
     improving, _ = v.total(slow, "improving")
     rates = sorted(sweep["lr"])
     if len(rates) > 1:
-        pair = _fastest_pair(summary, v, rates)
+        pair, ratio = _fastest_pair(summary, v, rates)
+        # the heading says what this sweep shows: the lowest rate crawls where fewer of its nets
+        # converged than at some other rate, or its nets needed more epochs, net for net
+        best = max(v.total([c for c in grid if c["lr"] == r], "converged")[0] for r in rates)
+        crawls = conv_low < best or (ratio is not None and ratio > 1)
+        heading = "Too low a learning rate crawls." if crawls else "The lowest learning rate."
         sentence = (
-            f"**Too low a learning rate crawls.** At lr {low:g}, {100 * conv_low / n_low:.1f}% of "
+            f"**{heading}** At lr {low:g}, {100 * conv_low / n_low:.1f}% of "
             f"nets converged within {sweep['epochs']:,} epochs and {100 * improving / n_low:.1f}% "
             "were still improving when the budget ran out."
         )
         if pair:
             sentence += pair
         out.append(sentence)
-    by_width = []
+    by_width, shares = [], set()
     for hidden in sweep["hidden"]:
         cells = [c for c in grid if c["hidden"] == hidden]
         plateau, n = v.total(cells, "plateau")
         conv, _ = v.total(cells, "converged")
+        shares.add(f"{100 * conv / n:.1f}")
         by_width.append(
             f"{hidden}: {100 * conv / n:.1f}% converged, {100 * plateau / n:.1f}% on a plateau"
         )
+    heading = ("One width." if len(sweep["hidden"]) == 1 else
+               "Width matters." if len(shares) > 1 else "Width did not matter here.")  # fmt: skip
     out.append(
-        "**Width matters.** Over all inits and learning rates, by hidden units — "
+        f"**{heading}** Over all inits and learning rates, by hidden units — "
         + "; ".join(by_width)
         + "."
     )
@@ -163,7 +171,7 @@ def _control_finding(summary, v: _View, grid) -> str:
     conv, n = v.total(control, "converged")
     best = max(grid, key=lambda c: c["convergence"][0])
     with_hidden = (f" With a hidden layer the best cell converged "
-                   f"{_pct(best['convergence'][0])} of the time ({best['hidden']} hidden units, "
+                   f"{_pct(best['convergence'][0])} of the time ({hidden_units(best['hidden'])}, "
                    f"{best['init']} init, lr {best['lr']:g}).")  # fmt: skip
     right = [sum(c["failed"]["outputs_right"][k] for c in control)
              for k in range(len(control[0]["failed"]["outputs_right"]))]  # fmt: skip
@@ -199,8 +207,11 @@ def _init_finding(v: _View, grid) -> str:
     ranked = sorted(by_lr[lr], key=lambda c: c["convergence"][0])
     worst, best = ranked[0], ranked[-1]
     tutorial = next((c for c in ranked if c["init"] == "tutorial"), None)
+    if _pct(worst["convergence"][0]) == _pct(best["convergence"][0]):
+        return (f"**The init did not matter here.** With {hidden_units(hidden)} at lr {lr:g}, "
+                f"every init converged {_pct(best['convergence'][0])} of the time.")  # fmt: skip
     sentence = (
-        f"**The init matters most for narrow nets.** With {hidden} hidden units at lr {lr:g}, "
+        f"**The init matters most for narrow nets.** With {hidden_units(hidden)} at lr {lr:g}, "
         f"convergence ranged from {_pct(worst['convergence'][0])} ({worst['init']}) to "
         f"{_pct(best['convergence'][0])} ({best['init']})"
     )
@@ -220,8 +231,9 @@ def _weighted(cells, key, count):
     return sum(share * n for share, n in pairs) / total if total else None
 
 
-def _fastest_pair(summary, v, rates) -> str:
-    """A paired sentence: nets converging at both the lowest rate and the next one up."""
+def _fastest_pair(summary, v, rates) -> tuple[str, float | None]:
+    """A paired sentence: nets converging at both the lowest rate and the next one up; and the
+    median ratio of their epochs (None where there is none)."""
     init = v.sweep["init"][0]
     hidden = 4 if 4 in v.sweep["hidden"] else v.sweep["hidden"][0]
     lo, hi = rates[0], rates[1]
@@ -230,13 +242,13 @@ def _fastest_pair(summary, v, rates) -> str:
     for p in summary["paired"]:
         if p["axis"] == "lr" and p["a"] == a["index"] and p["b"] == b["index"]:
             if p["median_epoch_ratio"] is None:
-                return ""
+                return "", None
             return (
                 f" Paired net for net ({hidden} hidden, {init} init, same starting weights), "
                 f"the {p['both']:,} nets that converged at both lr {lo:g} and lr {hi:g} needed "
                 f"a median {p['median_epoch_ratio']:.1f} times as many epochs at lr {lo:g}."
-            )
-    return ""
+            ), p["median_epoch_ratio"]
+    return "", None
 
 
 def _rate_table(v: _View, hidden: int) -> list[str]:
@@ -384,7 +396,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
             "",
         ]
     for hidden in ([0] if sweep["control"] else []) + list(sweep["hidden"]):
-        title = "No hidden layer (control)" if hidden == 0 else f"{hidden} hidden units"
+        title = "No hidden layer (control)" if hidden == 0 else hidden_units(hidden).capitalize()
         lines += [f"### {title}", "", *_rate_table(v, hidden), ""]
     if len(problems(sweep)) > 1:
         lines += _problem_tables(summary)

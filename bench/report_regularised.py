@@ -9,6 +9,7 @@ same weights, and draws the same dropout masks, in every cell it appears in).
 
 from __future__ import annotations
 
+from .figures import hidden_units
 from .sweep_config import OPTIONAL_AXES
 
 # A learning rate "converges" for a cell when the 95% Wilson interval of its convergence rate
@@ -170,7 +171,7 @@ def axis_finding(summary, axis) -> str | None:
             f"{p['only_b']:,} only with it (McNemar p = {p['mcnemar_p']:.2g}){epochs}"
         )
     return (
-        f"**What {NAMES[axis]} does to {hidden} hidden units.** At lr {best_lr:g} ({init} init, "
+        f"**What {NAMES[axis]} does to {hidden_units(hidden)}.** At lr {best_lr:g} ({init} init, "
         f"the rate where {NAMES[axis]} {_value(axis, values[0])} converged most often), net for "
         "net on the same initial weights: " + "; ".join(parts) + "."
     )

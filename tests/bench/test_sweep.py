@@ -339,3 +339,25 @@ def test_write_shard_is_atomic(tmp_path):
     path = write_shard(tmp_path, 0, data, config.fingerprint())
     assert path.name == "000000.npz" and [p.name for p in tmp_path.iterdir()] == ["000000.npz"]
     assert os.path.getsize(path) > 0
+
+
+def test_findings_headings_say_what_the_sweep_shows(tmp_path, capsys):
+    """On AND every net converges: no width or init "matters", and a width of one unit is "1
+    hidden unit"; classifying the initial weights (0 epochs), the lowest rate does not crawl,
+    and one width is one width (headings once claimed all three whatever the data)."""
+    out = tmp_path / "and"
+    argv = ["sweep", "--problem", "and", "--lr", "0.3,1", "--hidden", "1,2", "--init",
+            "tutorial,xavier_uniform", "--nets-per-cell", "40", "--epochs", "3000"]  # fmt: skip
+    assert main([*argv, "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "**Width did not matter here.**" in report and "Width matters" not in report
+    assert "**The init did not matter here.** With 1 hidden unit at lr 0.3" in report
+    assert "1 hidden units" not in report and "### 1 hidden unit\n" in report
+    assert "**Too low a learning rate crawls.**" in report  # 3.3 times the epochs at lr 0.3
+    still = tmp_path / "still"
+    argv = ["sweep", "--lr", "0.3,1", "--hidden", "4", "--nets-per-cell", "40", "--epochs", "0"]
+    assert main([*argv, "--out", str(still)]) == 0
+    report = (still / "report.md").read_text()
+    assert "**The lowest learning rate.**" in report and "crawls" not in report
+    assert "**One width.**" in report
+    capsys.readouterr()
