@@ -974,24 +974,22 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # derivatives (there it jumps as float32 code takes other sides of kinks); a value
         # within the bound alone is undecided (see _undecided)
         extra = np.where(wide, np.maximum(raw[k][:, cols] - S[:, cols], 0), 0)
-        for i, c in zip(*np.nonzero(extra), strict=True):
-            if not calm(int(i), cols.start + int(c), float(tol[i, c])):
-                extra[i, c] = 0
+        for i, c in zip(*np.nonzero((extra > 0) & (calm[:, cols] < 0)), strict=True):
+            calm_at(int(i), cols.start + int(c), float(tol[i, c]))
+        extra = np.where(calm[:, cols] == 0, 0, extra)
         return np.where(wide, tol + BIAS_ULPS * eps * scale + SPREAD_SAFETY * extra, tol)
 
-    calm_at = {}
+    calm = np.full((m, n), -1, dtype=np.int8)  # 1 calm, 0 not, -1 not looked at
 
-    def calm(i, j, tol):
-        """No kink within the low-precision claim's reach moves its derivative (output i,
-        element j) by more than ``tol`` (as within_rounding asks); looked at once."""
-        if (i, j) not in calm_at:
-            e = np.zeros(n)
-            e[j] = 1.0
-            u = np.zeros(m)
-            u[i] = 1.0
-            jump = reach.jump(f, e, noise, u.reshape(out_shape), i, J_ref[i, j], J_err[i, j])
-            calm_at[i, j] = SPREAD_SAFETY * jump <= tol
-        return calm_at[i, j]
+    def calm_at(i, j, tol):
+        """Whether no kink within the low-precision claim's reach moves its derivative (output
+        i, element j) by more than ``tol`` (as within_rounding asks); looked at once."""
+        e = np.zeros(n)
+        e[j] = 1.0
+        u = np.zeros(m)
+        u[i] = 1.0
+        jump = reach.jump(f, e, noise, u.reshape(out_shape), i, J_ref[i, j], J_err[i, j])
+        calm[i, j] = SPREAD_SAFETY * jump <= tol
 
     def suspects():
         bad = np.zeros(n, dtype=bool)
