@@ -11,7 +11,7 @@ Kept as its reviewer wrote it (the README's "Rounding that its scatter misses" q
 counts); a measurement, not a test.
 """
 
-# ruff: noqa: E501, E702, E731, E741, F841, I001, B023, B007, E722
+# ruff: noqa: E501, E702, E731, E741, F401, F841, I001, B007, B023, B905, E722
 # The reviewer's own header:
 #   Independent black-box review of backprop_bench.verify.check_gradient.
 #
