@@ -150,8 +150,9 @@ LOW_PRECISION = 1e-10
 # 1e-8 is 1 in float32 wherever the claim is evaluated, and one rounded mean scatters only
 # where a nudge carries it across a rounding boundary. Where the same code run in float64
 # holds (within its tolerance, not jumping) and the low-precision claim alone is off by no more
-# than BIAS_ULPS of its ulps of its group's largest value beyond its tolerance (or its scatter
-# as measured, beyond the cap for jumps), it is undecided there, not wrong: 5 to 7 ulps in an
+# than BIAS_ULPS of its ulps of its group's largest value beyond its tolerance (or by its
+# scatter as measured, beyond the cap for jumps and what the float64 run explains, where no
+# kink within its reach moves the derivatives), it is undecided there, not wrong: 5 to 7 ulps in an
 # independent review's correct float32 code, and as much as a float32-only step in float16
 # moves the small elements (so it cannot pass either); a float32-only error of 1e-3 in any
 # element above 1% of its group's largest is beyond the bound, still wrong.
@@ -834,7 +835,7 @@ def _jumps(d, at, rounding=0.0, at_error=0.0):
     central second difference less twice their sum, hold the jumps alone: a kink on one side
     shows in both, two kinks either side of a hinge in one or the other. (The sides' second
     differences themselves took a log-variance's curvature over 32 float32 ulps of data at 1000
-    +- 0.01 for kinks.)"""
+    +- 1 for kinks.)"""
     plus, half, minus, back = (d[k] - at for k in range(4))
     one_side, other = plus - 2 * half, minus - 2 * back
     return np.maximum(np.abs(one_side - other) - SAFETY * 6 * rounding,
