@@ -25,7 +25,13 @@ from . import numpy_backend
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import MAX_DERIVATIVE, SATURATED_SHARE, SATURATION, analyse
-from .numba_fused import activation_function, fused_key, pass_function, steps_in_pass
+from .numba_fused import (
+    activation_function,
+    fused_key,
+    pass_function,
+    pass_lanes,
+    steps_in_pass,
+)
 from .numba_lanes import chunk_size, summary_kernel, train_kernel
 from .passes import Forward, Gradients
 from .regularised import refuse_in_plain_kernels
@@ -453,6 +459,8 @@ def train_population(
                           optimizer.code == SGD)  # fmt: skip
     chunk = chunk_size(spec.n_layers, X.shape[0], max(spec.layers[1:]), spec.n_params,
                        r.theta.itemsize)  # fmt: skip
+    if chunk % pass_lanes(r.theta.itemsize):
+        fused = ""  # the pass's last step would run past the chunk's lanes
     args = (
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,

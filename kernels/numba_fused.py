@@ -56,16 +56,27 @@ BCE, MSE = map(LOSSES.index, ("bce", "mse"))
 # (2-16-16-1, 1,216: 0.99x the lane loops, whose register tiles do its products well) and take
 # long to compile (7 s).
 MAX_FUSED_PRODUCTS = 1024
-# Lanes per step of the fused pass (at most STEP // (vector width) vectors, _interleaved);
-# numba_lanes.LANES, to which every pass's lane count is rounded, is a multiple of it.
-STEP = 16
 # Vectors of nets the fused pass interleaves (see _Lanes): two give the core independent work
 # while one vector waits on its chains of exponentials; more spill registers. On an AVX2 core
-# without AVX-512 (16 registers of 4 float64 lanes) four interleaved vectors of float64 nets,
-# STEP's share, trained 2-4-1 in 1.05x (sigmoid), 1.07x (tanh, Adam) and 1.25x (relu) the time
-# of two (one thread, medians of 3 to 4 alternating processes); float32 measured the same with
-# one or two. Each lane's arithmetic is the same whatever the interleaving: the same bits.
+# without AVX-512 (16 registers of 4 float64 lanes) four interleaved vectors of float64 nets
+# trained 2-4-1 in 1.05x (sigmoid), 1.07x (tanh, Adam) and 1.25x (relu) the time of two (one
+# thread, medians of 3 to 4 alternating processes); on an AVX-512 core (32 registers of 8)
+# four against two measured 0.97x the time (sigmoid), 1.12x (tanh), 1.05x (relu), 1.01x (Adam)
+# (two threads, medians of 9 repeats in one process, tests/benchmarks/pass_ab.py). Float32
+# nets on an AVX-512 core, 16 lanes a vector, interleaved one vector until this version (the
+# step was 16 lanes for every dtype); two trained 2-4-1 in 1/1.19 of the time. Each lane's
+# arithmetic is the same whatever the interleaving: the same bits.
 INTERLEAVE = 2
+
+
+def pass_lanes(itemsize: int) -> int:
+    """Lanes of one step of the fused pass on floats of ``itemsize`` bytes: INTERLEAVE vectors.
+    A step may run past w, the lanes in use, into the chunk's empty lanes (as the lane loops run
+    past the active nets to w), so a chunk's lanes must be a whole number of steps: where they
+    are not, numba_backend runs the lane loops."""
+    return INTERLEAVE * (V32 if itemsize == 4 else V64)
+
+
 # Vectors whose activations are emitted side by side (see _Lanes.activate_all): in the fused
 # pass a layer's units, INTERLEAVE vectors of nets each, this many vectors at a time; in the
 # lane loops' activation (activate_vectors) this many vectors a step. An exponential
@@ -76,11 +87,6 @@ INTERLEAVE = 2
 # Adam 1.05-1.19x, float32 1.01-1.11x, relu 1.00-1.11x (one thread; two: 1.05-1.11x);
 # 4 vectors about as fast as 6, 8 0.94x (registers spilled).
 ACTIVATION_VECTORS = 6
-
-
-def _interleaved(width: int) -> int:
-    """Vectors of nets in one step of the fused pass, for vectors of ``width`` lanes."""
-    return max(1, min(INTERLEAVE, STEP // width))
 
 # _exp64's constants (numba_lanes), repeated here as the IR's literals
 INV_LN2 = 1.4426950408889634
@@ -581,8 +587,9 @@ def _margin32(builder, margin):
 def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared,
                loss0, reached, met, attention, limits, w, active, track_squared,
                early_stop):  # fmt: skip
-    """For lanes k < w (a multiple of STEP) of a chunk (P: n_params x chunk): one epoch of the
-    net shape in ``key`` (a literal from ``fused_key``), exactly as numba_lanes computes it:
+    """For lanes k < w of a chunk (P: n_params x chunk), in steps of pass_lanes (a step past w
+    computes empty lanes, whose values nothing reads): one epoch of the net shape in ``key`` (a
+    literal from ``fused_key``), exactly as numba_lanes computes it:
 
     - if the key says so, the previous epoch's SGD step first (P -= lr G, as _step_lanes;
       G starts at zero, so the first epoch's step changes nothing);
@@ -611,7 +618,7 @@ def fused_pass(typingctx, key, P, G, lr, X, Y, Z, K, norm2, max_error, correct, 
     layers, n_samples, act, loss_code, sgd = _decode(key.literal_value)
     dtype = P.dtype
     width = V32 if dtype == types.float32 else V64
-    streams = _interleaved(width)
+    streams = INTERLEAVE
     signature = types.int64(*arguments)
 
     def codegen(context, builder, sig, args):

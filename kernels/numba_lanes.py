@@ -31,7 +31,6 @@ from numba import types
 from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
-from .numba_fused import STEP
 from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
     COLUMN_VECTORS,
@@ -69,7 +68,6 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
 )
 
 LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
-assert LANES % STEP == 0
 assert LANES % (V32 * COLUMN_VECTORS) == 0  # the register tiles' columns of lanes
 CHUNK_BYTES = 1 << 21  # working set of a chunk
 ALIGN = 64  # bytes: a cache line, and the widest vector register

@@ -138,15 +138,28 @@ def test_only_small_nets_are_fused_and_each_shape_and_dtype_has_its_own_pass():
     assert numba_fused.pass_function("", 8) is numba_fused.pass_function("", 4)
 
 
-@pytest.mark.parametrize("width", [4, 8, 16])
-def test_a_step_of_the_pass_divides_the_lane_count_at_every_vector_width(width):
-    """The pass steps over a chunk's lanes by its interleaved vectors; the training kernel
-    rounds lanes to numba_lanes.LANES, so a step that did not divide it would run past w."""
-    from backprop_bench.kernels import numba_lanes
-
-    step = width * numba_fused._interleaved(width)
-    assert numba_lanes.LANES % step == 0
-    assert 1 <= numba_fused._interleaved(width) <= numba_fused.INTERLEAVE
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_the_pass_runs_only_on_chunks_of_whole_steps(itemsize, monkeypatch):
+    """A step of the pass is INTERLEAVE vectors (pass_lanes: 32 float32 lanes on an AVX-512
+    core) and may run past w, the lanes in use (a multiple of numba_lanes.LANES, 16), into the
+    chunk's empty lanes. A chunk that is not a whole number of steps keeps the lane loops:
+    here chunks of 16 nets, which on an AVX-512 core fuse float64 nets but not float32 ones."""
+    dtype = np.float32 if itemsize == 4 else np.float64
+    spec = NetSpec((2, 4, 1))
+    key = numba_fused.fused_key(spec.layers, 4, 0, 0, True)
+    real = numba_backend.pass_function
+    used = []
+    monkeypatch.setattr(numba_backend, "chunk_size", lambda *args: 16)
+    monkeypatch.setattr(numba_backend, "pass_function",
+                        lambda key, size: used.append(key) or real(key, size))  # fmt: skip
+    lanes = train(spec, XOR.X, XOR.Y, 40, 200, False, monkeypatch, dtype)
+    monkeypatch.setattr(numba_backend, "chunk_size", lambda *args: 16)
+    monkeypatch.setattr(numba_backend, "pass_function",
+                        lambda key, size: used.append(key) or real(key, size))  # fmt: skip
+    got = train(spec, XOR.X, XOR.Y, 40, 200, True, monkeypatch, dtype)
+    whole = 16 % numba_fused.pass_lanes(itemsize) == 0
+    assert used == ["", key if whole else ""]
+    assert_same_bits(got, lanes)
 
 
 @numba.extending.intrinsic
