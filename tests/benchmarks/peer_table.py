@@ -6,10 +6,10 @@
 Every formulation first trains the population once and must end on the kernel's parameters
 (within ``tolerance``: net by net, the larger of the case's ``tol`` and a multiple of the
 kernel's own sensitivity to a one-ulp change of the initial parameters); one that does not is
-reported and left out. Then each repeat times
-every formulation once, in turn (interleaved, so that a burst of load on the shared machine
-hits them all alike); a figure is the median over repeats and a ratio the median of the
-per-repeat ratios. The ceiling column is the kernel's arithmetic bound (``ceiling.py``).
+reported and left out. Then each repeat times every formulation once, in turn (interleaved, so
+that a burst of load on the shared machine hits them all alike), each after a pause of
+``SETTLE`` seconds; a figure is the median over repeats and a ratio the median of the per-repeat
+ratios. The ceiling column is the kernel's arithmetic bound (``ceiling.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ from . import ceiling, peers  # noqa: E402
 LR = 0.5  # gradient descent
 ADAM_LR = 0.05  # Adam's steps are ~lr each from the first epoch: 0.5 would saturate at once
 N_NETS = 4096
+# Seconds of idle before each timed call. PyTorch's worker threads keep running for a while after
+# a call returns: timed right after a PyTorch formulation, our kernel trained 2-16-16-1 at
+# 0.93-0.96x the rate it had 0.5 s after the same formulation (medians of five repeats
+# each, one process); JAX's left no such trace. The pause lets every formulation start alike.
+SETTLE = 0.5
 # The peers and the kernel do the same arithmetic in other orders: rounding differences (1 ulp
 # per operation) carried through the epochs. How far they grow depends on the net, so a peer is
 # held, net by net, to the larger of the case's tol and SPREAD_FACTOR times the kernel's own
@@ -212,6 +217,7 @@ def installed(library):
 
 
 def _timed(train, theta, n_epochs):
+    time.sleep(SETTLE)
     start = time.perf_counter()
     train(theta, n_epochs)
     return time.perf_counter() - start
