@@ -28,27 +28,34 @@ import gc  # noqa: E402
 import time  # noqa: E402
 
 import numba  # noqa: E402
+from numba.core.ccallback import CFunc  # noqa: E402
 from numba.core.registry import CPUDispatcher  # noqa: E402
 
 from .peer_table import CASES, data_for, ours, theta_for  # noqa: E402
 
 
 def write_map() -> int:
-    """/tmp/perf-<pid>.map for every function of every compiled numba dispatcher; returns
-    how many functions it names."""
+    """/tmp/perf-<pid>.map for every function of every compiled numba dispatcher and C
+    callback; returns how many functions it names."""
     entries, seen = [], set()
-    for dispatcher in (obj for obj in gc.get_objects() if isinstance(obj, CPUDispatcher)):
-        for result in dispatcher.overloads.values():
-            libraries = [result.library, *getattr(result.library, "_linking_libraries", [])]
-            for library in libraries:
-                module = getattr(library, "_final_module", None)
-                for function in module.functions if module is not None else ():
-                    if function.is_declaration or function.name in seen:
-                        continue
-                    address = library.get_pointer_to_function(function.name)
-                    if address:
-                        seen.add(function.name)
-                        entries.append((address, function.name))
+    compiled = []  # the libraries of every jitted function and of every C callback (cfunc:
+    # the fused pass and the lane loops' activations, called through pointers; unnamed, their
+    # samples went to whichever function the map put before them)
+    for obj in gc.get_objects():
+        if isinstance(obj, CPUDispatcher):
+            compiled.extend(result.library for result in obj.overloads.values())
+        elif isinstance(obj, CFunc):
+            compiled.append(obj._library)
+    for top in compiled:
+        for library in [top, *getattr(top, "_linking_libraries", [])]:
+            module = getattr(library, "_final_module", None)
+            for function in module.functions if module is not None else ():
+                if function.is_declaration or function.name in seen:
+                    continue
+                address = library.get_pointer_to_function(function.name)
+                if address:
+                    seen.add(function.name)
+                    entries.append((address, function.name))
     entries.sort()
     with open(f"/tmp/perf-{os.getpid()}.map", "w") as out:
         for (address, name), (following, _) in zip(entries, entries[1:] + [(0, "")], strict=True):

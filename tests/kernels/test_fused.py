@@ -102,6 +102,22 @@ def test_the_fused_pass_trains_to_the_same_bits_as_the_lane_loops(case, monkeypa
     assert_same_bits(fused, lanes)
 
 
+@pytest.mark.parametrize("activation, dtype", [("tanh", np.float64), ("relu", np.float64),
+                                               ("leaky_relu", np.float32)])  # fmt: skip
+def test_a_tiled_hidden_layer_gives_the_pass_bits_for_every_activation(activation, dtype,
+                                                                       monkeypatch):  # fmt: skip
+    """In the lane loops a 5 x 4 hidden layer's products run in the register tiles (numba_tiles)
+    and its derivatives in a pass of their own; the fused pass writes both out. The same bits
+    for the other activations too (sigmoid: the case "two hidden layers, two outputs")."""
+    from backprop_bench.kernels import numba_lanes
+
+    spec = NetSpec((2, 5, 4, 1), activation)
+    assert numba_lanes._tiled(5, 4) and numba_fused.fused_key(spec.layers, 4, 0, 0, True)
+    fused = train(spec, XOR.X, XOR.Y, 70, 400, True, monkeypatch, dtype)
+    lanes = train(spec, XOR.X, XOR.Y, 70, 400, False, monkeypatch, dtype)
+    assert_same_bits(fused, lanes)
+
+
 @pytest.mark.slow  # 32 shapes' passes to compile: about a minute
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "leaky_relu"])
 @pytest.mark.parametrize("loss", ["bce", "mse"])
