@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from . import numba_cache  # noqa: F401  (numba's cache in step with every kernel source)
 from .streams import _M1, _M2, _UNIT, GOLDEN
 
 jit = numba.njit(cache=True, error_model="numpy")

@@ -29,6 +29,8 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
+from . import numba_cache  # noqa: F401  (numba's cache in step with every kernel source)
+
 # Vector width: a zmm register where the core has AVX-512, a ymm register otherwise (a 4 x 4
 # tile of zmm is 16 of its 32 registers; of ymm, 16 of 16 would spill).
 VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
