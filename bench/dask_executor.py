@@ -132,17 +132,27 @@ def _module_cache_dir(name: str) -> Path:
 
 
 def client_cache_files() -> dict[str, dict[str, bytes]]:
-    """This process's numba cache files of the kernels: module -> file name -> bytes."""
+    """This process's numba cache files of the kernels: module -> file name -> bytes. A file
+    removed meanwhile (another process clearing a cache made stale: kernels/numba_cache.py) is
+    left out."""
     files = {}
     for name in NUMBA_MODULES:
         folder, prefix = _module_cache_dir(name), name.rsplit(".", 1)[1] + "."
         if folder.is_dir():
-            files[name] = {
-                p.name: p.read_bytes()
-                for p in folder.iterdir()
-                if p.name.startswith(prefix) and p.suffix in (".nbi", ".nbc")
-            }
+            files[name] = {}
+            for p in folder.iterdir():
+                if p.name.startswith(prefix) and p.suffix in (".nbi", ".nbc"):
+                    with contextlib.suppress(FileNotFoundError):
+                        files[name][p.name] = p.read_bytes()
     return files
+
+
+def sources_digest() -> str:
+    """The digest of this process's kernel sources (kernels/numba_cache.py): a worker takes the
+    client's cache entries only if its own sources have the same."""
+    from backprop_bench.kernels import numba_cache
+
+    return numba_cache.digest(numba_cache.sources())
 
 
 def _seed_cache(files: dict[str, dict[str, bytes]]) -> None:
@@ -162,10 +172,14 @@ def _seed_cache(files: dict[str, dict[str, bytes]]) -> None:
 
 
 class WorkerSetup(WorkerPlugin):
-    """Gives each worker process its own numba cache, before it imports numba."""
+    """Gives each worker process its own numba cache, before it imports numba, seeded with the
+    client's entries where the worker's kernel sources are the client's (``digest``): numba
+    checks an entry against its own function's file only, so a worker whose register tiles
+    differed from the client's would otherwise run the client's."""
 
-    def __init__(self, cache_files: dict[str, dict[str, bytes]]):
+    def __init__(self, cache_files: dict[str, dict[str, bytes]], digest: str | None = None):
         self.cache_files = cache_files
+        self.digest = digest
 
     def setup(self, worker) -> None:
         if "cache_dir" not in _WORKER:
@@ -182,7 +196,7 @@ class WorkerSetup(WorkerPlugin):
 
                 numba.core.config.reload_config()
             _WORKER["cache_dir"] = cache_dir
-        if self.cache_files:
+        if self.cache_files and self.digest == sources_digest():
             _seed_cache(self.cache_files)
 
 
@@ -315,7 +329,7 @@ class DaskExecutor:
         if not shard_ids:
             return
         cache_files = client_cache_files() if config.backend == "numba" else {}
-        self.client.register_plugin(WorkerSetup(cache_files), name=PLUGIN_NAME)
+        self.client.register_plugin(WorkerSetup(cache_files, sources_digest()), name=PLUGIN_NAME)
         run_token = uuid.uuid4().hex[:12]  # keys of this run only: nothing cached is reused
         # results are fetched one at a time in this thread: as_completed(with_results=True)
         # can wait forever for a result lost with a worker (dask/distributed#7331)

@@ -25,7 +25,9 @@ STAMP = "backprop-bench-kernels.sha256"
 
 
 def sources(package: Path = PACKAGE) -> list[Path]:
-    return sorted(package.glob("*.py"))
+    """The package's source files: not hidden ones (an editor's lock file, ``.#numba_lanes.py``,
+    is a link to nowhere), and only regular files."""
+    return sorted(p for p in package.glob("*.py") if not p.name.startswith(".") and p.is_file())
 
 
 def digest(files: list[Path]) -> str:
@@ -57,7 +59,10 @@ def refresh(directory: Path | None, files: list[Path]) -> bool:
     if directory is None or not directory.is_dir():
         return False
     stamp = directory / STAMP
-    want = digest(files)
+    try:
+        want = digest(files)  # a file gone since it was listed (a checkout under way): next time
+    except OSError:
+        return False
     try:
         if stamp.read_text() == want:
             return False

@@ -227,6 +227,20 @@ def test_numba_compiles_once_per_worker_and_progress_counts_every_worker(
     same_nets(tmp_path / "dask", local_run, 20)
 
 
+def test_a_worker_takes_the_clients_cache_only_with_the_same_kernel_sources(monkeypatch):
+    """numba checks a cache entry against its own function's file only: a worker whose register
+    tiles differed from the client's would run the client's. The plugin seeds only where the
+    digests of the kernel sources agree."""
+    seeded = []
+    monkeypatch.setattr(dask_executor, "_seed_cache", seeded.append)
+    monkeypatch.setitem(dask_executor._WORKER, "cache_dir", Path("unused"))
+    files = {"backprop_bench.kernels.numba_lanes": {"numba_lanes.f-1.py311.nbi": b"x"}}
+    dask_executor.WorkerSetup(files, "another version's digest").setup(None)
+    assert seeded == []
+    dask_executor.WorkerSetup(files, dask_executor.sources_digest()).setup(None)
+    assert seeded == [files]
+
+
 def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT", 1)
     argv = ["sweep", *SMALL, "--out", str(tmp_path / "out")]

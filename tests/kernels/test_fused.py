@@ -110,11 +110,17 @@ def test_a_tiled_hidden_layer_gives_the_pass_bits_for_every_activation(activatio
     and its derivatives in a pass of their own; the fused pass writes both out. The same bits
     for the other activations too (sigmoid: the case "two hidden layers, two outputs")."""
     from backprop_bench.kernels import numba_lanes
+    from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS
 
     spec = NetSpec((2, 5, 4, 1), activation)
-    assert numba_lanes._tiled(5, 4) and numba_fused.fused_key(spec.layers, 4, 0, 0, True)
+    key = numba_fused.fused_key(spec.layers, 4, HIDDEN_ACTIVATIONS.index(activation), 0, True)
+    assert numba_lanes._tiled(5, 4) and key
+    real, used = numba_backend.pass_function, []
+    monkeypatch.setattr(numba_backend, "pass_function",
+                        lambda key, size: used.append(key) or real(key, size))  # fmt: skip
     fused = train(spec, XOR.X, XOR.Y, 70, 400, True, monkeypatch, dtype)
     lanes = train(spec, XOR.X, XOR.Y, 70, 400, False, monkeypatch, dtype)
+    assert used == [key]  # the first run went through the pass, the second not at all
     assert_same_bits(fused, lanes)
 
 
@@ -176,6 +182,19 @@ def test_the_pass_runs_only_on_chunks_of_whole_steps(itemsize, monkeypatch):
     whole = 16 % numba_fused.pass_lanes(itemsize) == 0
     assert used == ["", key if whole else ""]
     assert_same_bits(got, lanes)
+
+
+def test_a_chunk_of_part_of_a_step_keeps_the_lane_loops_on_any_core(monkeypatch):
+    """The backend's rule itself, whatever this core's vectors: with a step said to be 32
+    lanes, chunks of 16 float64 nets (a whole step on every core) keep the lane loops."""
+    spec = NetSpec((2, 4, 1))
+    real, used = numba_backend.pass_function, []
+    monkeypatch.setattr(numba_backend, "chunk_size", lambda *args: 16)
+    monkeypatch.setattr(numba_backend, "pass_lanes", lambda itemsize: 32)
+    monkeypatch.setattr(numba_backend, "pass_function",
+                        lambda key, size: used.append(key) or real(key, size))  # fmt: skip
+    train(spec, XOR.X, XOR.Y, 40, 50, True, monkeypatch)
+    assert used == [""]
 
 
 @numba.extending.intrinsic

@@ -38,6 +38,16 @@ def test_a_changed_source_removes_the_packages_cache_entries_once(tmp_path):
     assert not any((folder / name).exists() for name in entries)
 
 
+def test_hidden_files_and_files_gone_since_they_were_listed_do_not_break_the_import(tmp_path):
+    files, folder, entries, _ = cache_folder(tmp_path)
+    lock = files[0].parent / ".#numba_lanes.py"  # an editor's lock file: a link to nowhere
+    lock.symlink_to("user@host.1234:5678")
+    assert numba_cache.sources(files[0].parent) == files
+    files[1].unlink()  # gone between the listing and the digest
+    assert not numba_cache.refresh(folder, files)
+    assert all((folder / name).exists() for name in entries)
+
+
 def test_a_folder_that_is_not_there_or_not_writable_is_left_alone(tmp_path, monkeypatch):
     files, folder, entries, _ = cache_folder(tmp_path)
     assert not numba_cache.refresh(None, files)
