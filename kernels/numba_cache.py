@@ -64,10 +64,11 @@ def refresh(directory: Path | None, files: list[Path]) -> bool:
     except OSError:
         return False
     try:
-        if stamp.read_text() == want:
-            return False
+        stamped = stamp.read_text()
     except OSError:
-        pass
+        stamped = None  # no stamp yet, or unreadable: taken as stale
+    if stamped == want:
+        return False
     modules = {path.stem for path in files}
     removed = False
     try:
