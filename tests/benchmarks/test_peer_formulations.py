@@ -12,6 +12,10 @@ table (ours against the best of these per spec) is ``python -m tests.benchmarks.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -22,6 +26,20 @@ KEYS = list(peer_table.formulations(CASES["2-4-1"]))
 SMALL_NETS, SMALL_EPOCHS = 512, 10
 UNCOMPILED = ("torch-eager", "torch-naive")
 VARIANTS = [name for name in CASES if name.startswith("2-4-1 ")]  # tanh, relu, adam, float32
+
+
+def _settled(benchmark, *args):
+    """pytest-benchmark's setup for a timed round: the pause ``peer_table`` makes before each
+    timed call (``SETTLE``: PyTorch's worker threads run on for a while after a call returns,
+    and slowed whatever was timed next), untimed, then the call's arguments. No pause in plain
+    pytest, which runs each once, untimed."""
+
+    def setup():
+        if not benchmark.disabled:
+            time.sleep(peer_table.SETTLE)
+        return args, {}
+
+    return setup
 
 
 def _params():
@@ -55,7 +73,7 @@ def test_peer_formulation(benchmark, name, key):
     diff, share = peer_table.agreement(got, reference, bound)
     assert share <= 1.0, f"{label}: parameters differ by {diff:.1e}, {share:.3g}x the tolerance"
     benchmark.group = f"peers {name}, {np.dtype(case.dtype).name}"
-    benchmark.pedantic(train, (theta, n_epochs), rounds=3)
+    benchmark.pedantic(train, setup=_settled(benchmark, theta, n_epochs), rounds=3)
     benchmark.extra_info.update(impl=f"peer {name} {key}", label=label, spec=name, n_nets=n_nets,
                                 n_epochs=n_epochs)  # fmt: skip
 
@@ -72,7 +90,7 @@ def test_ours_on_the_peers_job(benchmark, name):
     train = peer_table.ours(case, X, Y)
     train(theta[:, :64], 2)  # compile
     benchmark.group = f"peers {name}, {np.dtype(case.dtype).name}"
-    benchmark.pedantic(train, (theta, case.n_epochs), rounds=3)
+    benchmark.pedantic(train, setup=_settled(benchmark, theta, case.n_epochs), rounds=3)
     benchmark.extra_info.update(impl=f"ours {name}", spec=name, n_nets=theta.shape[1],
                                 n_epochs=case.n_epochs)  # fmt: skip
 
@@ -101,3 +119,17 @@ def fast_peers_ready(library):
     import jax
 
     return jax.device_count() >= 2
+
+
+def test_our_timing_of_each_peers_job_runs_just_before_its_peers():
+    """pytest-benchmark times tests one after another: a ratio's two timings are taken beside
+    each other only if the tests run so (conftest.pytest_collection_modifyitems)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                          "no:cacheprovider", "-m", "slow or not slow", __file__],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    ids = [line.split("::", 1)[1] for line in out.splitlines() if "::" in line]
+    for name in CASES:
+        ours = ids.index(f"test_ours_on_the_peers_job[{name}]")
+        first_peer = next(i for i, id_ in enumerate(ids)
+                          if id_.startswith(f"test_peer_formulation[{name}-"))  # fmt: skip
+        assert first_peer == ours + 1, (name, ids[ours - 1 : ours + 2])
