@@ -31,7 +31,7 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic
 
-from .numba_tiles import V32, V64, VECTOR_BYTES
+from .numba_tiles import V32, V64, VECTOR_BYTES, unit_rows
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 
 # vscalefpd / vscalefps scale by a power of two in one instruction (AVX-512; AVX-512VL for
@@ -852,10 +852,10 @@ def pass_function(key: str, itemsize: int):
 
 
 def _compile_pass(key, real, itemsize, n_params, n_samples, n_in, n_out, n_layers, width):
-    from .numba_lanes import _unit_rows  # Z's layout (numba_lanes imports this module)
-
-    # every variable of this closure is a constant of the compiled pass (numba's cache keys on
-    # their values: one cached pass per key and dtype)
+    # every variable of this closure is a constant of the compiled pass: numba's cache keys on
+    # their pickled values, one cached pass per key and dtype. No numba function among them (Z's
+    # layout, unit_rows, is a global): a dispatcher pickles with an id of its process, and every
+    # process missed the cache and compiled the pass anew (0.8-1.1 s for 2-4-1's)
     def run(P, G, lr, X, Y, Z, K, norm2, max_error, correct, lower, squared, loss0, reached,
             met, attention, limits, chunk, w, active, track_squared, early_stop):  # fmt: skip
         f64, flag = np.float64, np.bool_
@@ -867,7 +867,7 @@ def _compile_pass(key, real, itemsize, n_params, n_samples, n_in, n_out, n_layer
             numba.carray(_pointer(X, real), (n_samples, n_in)),
             numba.carray(_pointer(Y, real), (n_samples, n_out)),
             numba.carray(_pointer(Z, real), (n_layers, n_samples,
-                                             _unit_rows(width, chunk, itemsize), chunk)),
+                                             unit_rows(width, chunk, itemsize), chunk)),
             numba.carray(_pointer(K, real), (9,)),
             numba.carray(_pointer(norm2, real), (chunk,)),
             numba.carray(_pointer(max_error, f64), (chunk,)),

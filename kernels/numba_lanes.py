@@ -33,13 +33,16 @@ from numba.extending import intrinsic
 from .activations import LEAKY_SLOPE
 from .numba_rows import add_squares, sums_and_squares
 from .numba_tiles import (
+    ALIGN,
     COLUMN_VECTORS,
     TILE,
     V32,
+    crowded,
     multiply_into,
     multiply_into_shared,
     multiply_onto,
     multiply_onto_shared,
+    unit_rows,
 )
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
 from .training import DECISION_MARGIN, OPTIMIZERS, Status
@@ -70,7 +73,6 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
 LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
 assert LANES % (V32 * COLUMN_VECTORS) == 0  # the register tiles' columns of lanes
 CHUNK_BYTES = 1 << 21  # working set of a chunk
-ALIGN = 64  # bytes: a cache line, and the widest vector register
 MAX_CHUNK = 1024
 LOG2 = math.log(2.0)
 BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
@@ -217,15 +219,6 @@ def _expm1_32(v):
 
 
 @jit
-def _crowded(span):
-    """Whether rows ``span`` bytes apart start in at most 8 of the L1 cache's 64 sets: a span
-    of a multiple of 8 cache lines. The lane loops and register tiles walk down columns of rows
-    (a layer's weights, a sample's units, the samples); with such a span a tile's columns, more
-    rows than the cache has ways in those sets, evicted each other."""
-    return span // ALIGN % 8 == 0
-
-
-@jit
 def _lane_extent(chunk, itemsize):
     """Lanes to allocate per row of a chunk's arrays: chunk, or one cache line's worth more
     where rows would be crowded (2-16-16-1, 128 float64 nets a chunk, one thread on an AVX2
@@ -234,17 +227,7 @@ def _lane_extent(chunk, itemsize):
     (8-32-32-1, 16 float64 nets: 8.8 -> 11.9 us with 3 lines; 8-24-24-1, 32 nets: 7.4 -> 8.7
     with 5). The extra lanes stay empty: no net is ever put there."""
     line = ALIGN // itemsize
-    return chunk + line if _crowded(chunk * itemsize) else chunk
-
-
-@jit
-def _unit_rows(width, lanes, itemsize):
-    """Rows per sample in a chunk's Z, A and D: width, or one more where the samples would be
-    crowded (_crowded): the weight gradients' register tiles sum over the samples (8-32-32-1,
-    16 float64 nets a chunk, 4 KiB a sample: a 32 x 32 layer's weight-gradient tiles 2.1-3.1
-    us a net-epoch with 32 rows, 1.2-1.7 with 33, one thread on an AVX2 core; an epoch 9.6 ->
-    8.8 us). The extra row is never read or written."""
-    return width + 1 if _crowded(width * lanes * itemsize) else width
+    return chunk + line if crowded(chunk * itemsize) else chunk
 
 
 @jit
@@ -268,7 +251,7 @@ def _chunk_layout(layers, offsets, lanes, itemsize, pad):
     of its first weight, of its first bias, and the rows from one input's weights to the
     next's (layout, shape (n_layers, 3)), and the row of each of theta's rows (rows_of).
     theta's own order, but where ``pad`` a layer's weights get one empty row after each
-    input's where its inputs' rows would be crowded (_crowded): the forward pass's tiles walk
+    input's where its inputs' rows would be crowded (crowded): the forward pass's tiles walk
     down W[:, j] (8-32-32-1, 16 float64 nets a chunk, 4 KiB between inputs: the 32 x 32
     layer's forward tiles 1.86 -> 1.31 us a net-epoch with 4.6 KiB, one thread on an AVX2
     core). The fused pass keeps theta's order (pad False). The empty rows' gradients are 0,
@@ -279,7 +262,7 @@ def _chunk_layout(layers, offsets, lanes, itemsize, pad):
     row = 0
     for layer in range(n_layers):
         fan_in, fan_out = layers[layer], layers[layer + 1]
-        stride = fan_out + 1 if pad and _crowded(fan_out * lanes * itemsize) else fan_out
+        stride = fan_out + 1 if pad and crowded(fan_out * lanes * itemsize) else fan_out
         layout[layer, 0], layout[layer, 2] = row, stride
         for i in range(fan_in):
             for j in range(fan_out):
@@ -688,7 +671,7 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
         active = min(chunk, n_nets - first)
         w = (active + LANES - 1) // LANES * LANES
         P = _chunk_of(theta, first, active, lanes, rows_of, layout[-1, 1] + layers[-1])
-        rows = _unit_rows(width, lanes, theta.itemsize)
+        rows = unit_rows(width, lanes, theta.itemsize)
         Z = _zeros((n_layers, n_samples, rows, lanes), theta)
         A = _zeros((n_layers, n_samples, rows, lanes), theta)
         K = np.zeros(2, dtype=theta.dtype)
@@ -759,7 +742,7 @@ def train_kernel(
         M = _zeros((n_rows if opt_code != SGD else 0, lanes), theta)
         V = _zeros((n_rows if opt_code == ADAM else 0, lanes), theta)
         G = _zeros((n_rows, lanes), theta)
-        rows = _unit_rows(width, lanes, theta.itemsize)
+        rows = unit_rows(width, lanes, theta.itemsize)
         Z = _zeros((n_layers, n_samples, rows, lanes), theta)
         A = _zeros((n_layers, n_samples, rows, lanes), theta)
         D = _zeros((n_layers, n_samples, rows, lanes), theta)

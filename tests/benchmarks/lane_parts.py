@@ -20,7 +20,7 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_tiles import VECTOR_BYTES
+from backprop_bench.kernels.numba_tiles import VECTOR_BYTES, unit_rows
 
 from .ceiling import vector_rate
 
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     P = _aligned((layout[-1, 1] + spec.layers[-1], extent), like)
     P[rows_of, :chunk] = rng.normal(scale=0.3, size=(spec.n_params, chunk))
     G = _aligned(P.shape, like)
-    rows = L._unit_rows(width, extent, dtype.itemsize)
+    rows = unit_rows(width, extent, dtype.itemsize)
     Z = _aligned((spec.n_layers, args.samples, rows, extent), like)
     A, D = _aligned(Z.shape, like), _aligned(Z.shape, like)
     K = np.zeros(9, dtype)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from backprop_bench.kernels import NetSpec, get_problem, init_population
 from backprop_bench.kernels import numba_lanes as lanes
+from backprop_bench.kernels import numba_tiles as tiles
 from backprop_bench.kernels import numpy_backend as npb
 from backprop_bench.kernels.numba_backend import train_population as nb_train
 from backprop_bench.kernels.numba_fused import activation_function
@@ -228,9 +229,9 @@ def test_rows_a_multiple_of_8_cache_lines_apart_get_padded():
     assert lanes._lane_extent(64, 4) == 64 and lanes._lane_extent(16, 4) == 16
     # a sample's rows: 4 KiB (8-32-32-1, 16 float64 nets), 2 KiB (float32), 17 KiB (2-16-16-1
     # in the extent of 136 lanes) get a row; 33,024 bytes (2-4-1, 1,032 lanes: 516 lines) not
-    assert lanes._unit_rows(32, 16, 8) == 33 and lanes._unit_rows(32, 16, 4) == 33
-    assert lanes._unit_rows(16, 136, 8) == 17
-    assert lanes._unit_rows(4, 1032, 8) == 4 and lanes._unit_rows(3, 16, 8) == 3
+    assert tiles.unit_rows(32, 16, 8) == 33 and tiles.unit_rows(32, 16, 4) == 33
+    assert tiles.unit_rows(16, 136, 8) == 17
+    assert tiles.unit_rows(4, 1032, 8) == 4 and tiles.unit_rows(3, 16, 8) == 3
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
