@@ -251,7 +251,7 @@ def _chunk_layout(layers, offsets, lanes, itemsize, pad):
     of its first weight, of its first bias, and the rows from one input's weights to the
     next's (layout, shape (n_layers, 3)), and the row of each of theta's rows (rows_of).
     theta's own order, but where ``pad`` a layer's weights get one empty row after each
-    input's where its inputs' rows would be crowded (crowded): the forward pass's tiles walk
+    input's where its inputs' rows would be crowded (``crowded``): the forward pass's tiles walk
     down W[:, j] (8-32-32-1, 16 float64 nets a chunk, 4 KiB between inputs: the 32 x 32
     layer's forward tiles 1.86 -> 1.31 us a net-epoch with 4.6 KiB, one thread on an AVX2
     core). The fused pass keeps theta's order (pad False). The empty rows' gradients are 0,

@@ -69,7 +69,7 @@ def crowded(span):
 @jit
 def unit_rows(width, lanes, itemsize):
     """Rows per sample in a chunk's Z, A and D: width, or one more where the samples would be
-    crowded (crowded): the weight gradients' register tiles sum over the samples (8-32-32-1,
+    crowded (``crowded``): the weight gradients' register tiles sum over the samples (8-32-32-1,
     16 float64 nets a chunk, 4 KiB a sample: a 32 x 32 layer's weight-gradient tiles 2.1-3.1
     us a net-epoch with 32 rows, 1.2-1.7 with 33, one thread on an AVX2 core; an epoch 9.6 ->
     8.8 us). The extra row is never read or written."""

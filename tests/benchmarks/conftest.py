@@ -36,22 +36,28 @@ def pytest_collection_modifyitems(config, items):
     peers group takes, over which this shared machine's speed drifts (Intel Xeon, the peers'
     timings in one run after all the peers': ours 0.81x the best peer on 2-4-1 tanh, 1.28x in
     ``peer_table``'s interleaved repeats the day before)."""
-    ours = {item.callspec.params["name"]: item for item in items
-            if getattr(item, "originalname", None) == OURS_ON_PEERS_JOB}  # fmt: skip
+    ours = {_case(item, OURS_ON_PEERS_JOB): item for item in items
+            if _case(item, OURS_ON_PEERS_JOB)}  # fmt: skip
     if not ours:
         return
     ordered, placed = [], set()
     for item in items:
-        if item in ours.values():
+        if _case(item, OURS_ON_PEERS_JOB):
             continue
-        name = getattr(item, "callspec", None) and item.callspec.params.get("name")
-        if (getattr(item, "originalname", None) == PEER_FORMULATION and name in ours
-                and name not in placed):  # fmt: skip
+        name = _case(item, PEER_FORMULATION)
+        if name in ours and name not in placed:
             ordered.append(ours[name])
             placed.add(name)
         ordered.append(item)
     # a case none of whose peers was selected keeps its place at the end
     items[:] = ordered + [item for name, item in ours.items() if name not in placed]
+
+
+def _case(item, test):
+    """The case (``name``) of an item of the test function ``test``, else None."""
+    if getattr(item, "originalname", None) != test:
+        return None
+    return item.callspec.params["name"]
 
 
 def _collect(session):
