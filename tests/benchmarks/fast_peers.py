@@ -14,11 +14,14 @@ every epoch), kept and labelled naive. Here each framework gets what it does bes
 - PyTorch: a hand-written step (forward, backward, update) of several epochs, compiled whole by
   ``torch.compile`` (inductor's C++ loops over nets, two threads), applied chunk by chunk.
 
-Same job as the kernel: full-batch training, sigmoid, tanh or relu hidden units (relu'(0) = 0)
-and a sigmoid output, cross-entropy from logits averaged over samples, one learning rate; the
-step the kernel's gradient descent or Adam (``Rule``), in float64 or float32 (arrays and
-constants of that dtype). Every trainer takes the project's theta (n_params, n_nets) and returns
-the final theta, which the benchmarks compare to the kernel's.
+Same job as the kernel, for every plain net it trains: full-batch training, sigmoid, tanh, relu
+or leaky relu hidden units (relu'(0) = 0, leaky_relu'(0) = its slope, as the kernel takes them)
+and sigmoid outputs; cross-entropy from logits or the squared error, summed over outputs and
+averaged (or summed) over samples; one learning rate; the step the kernel's gradient descent,
+momentum or Adam (``Rule``), in float64 or float32 (arrays and constants of that dtype). Weight
+decay, shortcuts, batch norm and dropout train in another kernel, which no peer here covers.
+Every trainer takes the project's theta (n_params, n_nets) and returns the final theta, which
+the benchmarks compare to the kernel's.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+from backprop_bench.kernels.activations import LEAKY_SLOPE
 
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 
@@ -46,47 +50,81 @@ def enable_two_host_devices() -> bool:
     return True
 
 
+def loss_scale(spec, n_samples):
+    """The loss's factor, as the kernel takes it: 1 / n_samples for the mean over samples (the
+    outputs' terms summed), 1 for the sum."""
+    return 1.0 / n_samples if spec.reduction == "mean" else 1.0
+
+
 def _scale(spec, X):
-    return 1.0 / (X.shape[0] * spec.n_outputs)
+    return loss_scale(spec, X.shape[0])
 
 
-def _ops(library, activation):
-    """What a hand-written epoch needs from ``library`` ("jax" or "torch"): the output's sigmoid,
-    the hidden activation and its derivative from (z, a), and sqrt (Adam)."""
+def check_spec(spec):
+    """The peers train plain nets: no shortcuts, batch norm or dropout."""
+    if spec.shortcut or spec.batchnorm or spec.dropout:
+        raise ValueError(f"the peers train plain nets, not {spec.describe()} with shortcuts, "
+                         "batch norm or dropout")  # fmt: skip
+
+
+def _ops(library, spec):
+    """What a hand-written epoch of ``spec`` needs from ``library`` ("jax" or "torch"): the
+    outputs' sigmoid, the hidden activation and its derivative from (z, a), dL/dz at the outputs
+    from (a, y, scale), the loss of a chunk's output logits for jax.grad (summed over nets), and
+    sqrt (Adam)."""
+    check_spec(spec)
     if library == "jax":
         import jax
         import jax.numpy as jnp
 
         sigmoid, tanh, relu, sqrt = jax.nn.sigmoid, jnp.tanh, jax.nn.relu, jnp.sqrt
+        where, ones, full = jnp.where, jnp.ones_like, jnp.full_like
+        softplus = lambda z: jnp.logaddexp(0.0, z)  # noqa: E731
     else:
         import torch
 
         sigmoid, tanh, relu, sqrt = torch.sigmoid, torch.tanh, torch.relu, torch.sqrt
+        where, ones, full = torch.where, torch.ones_like, torch.full_like
+        softplus = torch.nn.functional.softplus
+    slope = LEAKY_SLOPE  # a Python float: the arrays' dtype rounds it, as the kernel's K does
     hidden = {
         "sigmoid": (sigmoid, lambda z, a: a * (1.0 - a)),
         "tanh": (tanh, lambda z, a: 1.0 - a * a),
         # relu'(0) = 0 (the kernel's convention, and jax.grad's and autograd's of relu)
         "relu": (relu, lambda z, a: z > 0),
+        # the kernel's slope z for z <= 0 (so leaky_relu'(0) = slope, also under jax.grad of
+        # this where), and the derivative in the arrays' dtype
+        "leaky_relu": (lambda z: where(z > 0, z, slope * z),
+                       lambda z, a: where(z > 0, ones(z), full(z, slope))),
     }
-    if activation not in hidden:
-        raise ValueError(f"the fast peers run sigmoid, tanh or relu hidden units, not "
-                         f"{activation!r}")  # fmt: skip
-    act, derivative = hidden[activation]
-    return SimpleNamespace(sigmoid=sigmoid, act=act, derivative=derivative, sqrt=sqrt)
+    act, derivative = hidden[spec.activation]
+    if spec.loss == "bce":  # from the logits z
+        delta = lambda a, y, scale: (a - y) * scale  # noqa: E731
+        loss = lambda z, y: softplus(z) - y * z  # noqa: E731
+    else:  # 1/2 (a - y)^2: dL/dz = ((scale (a - y)) (1 - a)) a, in the kernel's order
+        delta = lambda a, y, scale: scale * (a - y) * (1.0 - a) * a  # noqa: E731
+        loss = lambda z, y: 0.5 * (sigmoid(z) - y) ** 2  # noqa: E731
+    return SimpleNamespace(sigmoid=sigmoid, act=act, derivative=derivative, sqrt=sqrt,
+                           delta=delta, loss=loss)  # fmt: skip
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 def check_optimizer(optimizer):
-    """The peers run sgd or adam (None: sgd), without weight decay."""
-    if optimizer is not None and (optimizer.name not in ("sgd", "adam") or optimizer.weight_decay):
-        raise ValueError(f"the peers run sgd or adam without weight decay, not "
-                         f"{optimizer.describe()}")  # fmt: skip
+    """The peers run the kernel's sgd, momentum or adam (None: sgd), without weight decay."""
+    if optimizer is not None and (optimizer.name not in OPTIMIZERS or optimizer.weight_decay):
+        raise ValueError(f"the peers run sgd, momentum or adam without weight decay, not "
+                         f"{optimizer.describe()} (weight decay and adamw train in another "
+                         "kernel)")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Rule:
-    """The kernel's optimizer step, sgd or adam (``kernels/numba_lanes.py``), on flat tuples
-    of arrays: (params) for sgd, (params, m, v) for adam. Constants are rounded to the arrays'
-    dtype as the kernel rounds them (as Python floats they keep float32 arithmetic float32)."""
+    """The kernel's optimizer step, sgd, momentum or adam (``kernels/numba_lanes.py``), on flat
+    tuples of arrays: (params) for sgd, (params, velocity) for momentum, (params, m, v) for adam.
+    Constants are rounded to the arrays' dtype as the kernel rounds them (as Python floats they
+    keep float32 arithmetic float32)."""
 
     name: str
     lr: float
@@ -95,6 +133,7 @@ class Rule:
     eps: float = 0.0
     one_minus_b1: float = 0.0
     one_minus_b2: float = 0.0
+    momentum: float = 0.0
 
     @classmethod
     def of(cls, optimizer, lr, dtype):
@@ -103,14 +142,16 @@ class Rule:
         check_optimizer(optimizer)
         if optimizer is None or optimizer.name == "sgd":
             return cls("sgd", float(r(lr)))
+        if optimizer.name == "momentum":
+            return cls("momentum", float(r(lr)), momentum=float(r(optimizer.momentum)))
         b1, b2 = r(optimizer.beta1), r(optimizer.beta2)
         return cls("adam", float(r(lr)), float(b1), float(b2), float(r(optimizer.eps)),
                    float(r(1) - b1), float(r(1) - b2))  # fmt: skip
 
     @property
     def n_state(self):
-        """Arrays kept per parameter array: itself, and Adam's m and v."""
-        return 3 if self.name == "adam" else 1
+        """Arrays kept per parameter array: itself, and momentum's velocity or Adam's m and v."""
+        return {"sgd": 1, "momentum": 2, "adam": 3}[self.name]
 
     def corrections(self, first, count, dtype):
         """Adam's bias corrections 1 - b^t for t = first .. first + count - 1, shape (count, 2),
@@ -119,11 +160,15 @@ class Rule:
         return np.array(rows, dtype=np.float64).reshape(count, 2).astype(dtype)
 
     def update(self, state, grads, c1, c2, sqrt):
-        """state: flat tuple (params [, m, v]); grads: flat, like params. Returns the new state."""
+        """state: flat tuple (params [, velocity | m, v]); grads: flat, like params. Returns
+        the new state."""
         n = len(grads)
         params = state[:n]
         if self.name == "sgd":
             return tuple(p - self.lr * g for p, g in zip(params, grads, strict=True))
+        if self.name == "momentum":  # v = momentum v - lr g; p += v
+            v = [self.momentum * v - self.lr * g for v, g in zip(state[n:], grads, strict=True)]
+            return tuple([p + v for p, v in zip(params, v, strict=True)] + v)
         m = [self.b1 * m + self.one_minus_b1 * g for m, g in zip(state[n : 2 * n], grads,
                                                                  strict=True)]  # fmt: skip
         v = [self.b2 * v + self.one_minus_b2 * g * g for v, g in zip(state[2 * n :], grads,
@@ -201,7 +246,7 @@ def lanes_gradients(params, X, Y, scale, ops, unroll):
         a = ops.sigmoid(z) if i == len(params) - 1 else ops.act(z)
         zs.append(z)
         acts.append(a)
-    d = (acts[-1] - Y) * scale
+    d = ops.delta(acts[-1], Y, scale)
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
         W = params[i][0]
@@ -241,11 +286,11 @@ def _jax_gradient(spec, X, Y, scale, ops, grad, nets_first, unroll):
 
     def loss(params):
         z = forward(params)[-1][0]
-        return jnp.sum(jnp.logaddexp(0.0, z) - Yb * z) * scale
+        return jnp.sum(ops.loss(z, Yb)) * scale
 
     def manual(params):  # nets first
         acts = forward(params)
-        d = (acts[-1][1] - Yb) * scale
+        d = ops.delta(acts[-1][1], Yb, scale)
         grads = [None] * n_layers
         for i in range(n_layers - 1, -1, -1):
             W = params[i][0]
@@ -278,7 +323,7 @@ def jax_fast_trainer(spec, X, Y, lr, *, optimizer=None, dtype=np.float64, grad="
                            " before jax is imported")  # fmt: skip
     rule = Rule.of(optimizer, lr, dtype)
     Xj, Yj = jnp.asarray(X, dtype=dtype), jnp.asarray(Y, dtype=dtype)
-    ops = _ops("jax", spec.activation)
+    ops = _ops("jax", spec)
     gradient = _jax_gradient(spec, Xj, Yj, float(np.dtype(dtype).type(_scale(spec, X))), ops,
                              grad, nets_first, unroll)  # fmt: skip
 
@@ -339,7 +384,7 @@ def torch_fast_trainer(spec, X, Y, lr, *, optimizer=None, dtype=np.float64, comp
     Xt = torch.tensor(X, dtype=tdtype)
     Yt = torch.tensor(Y, dtype=tdtype)[:, :, None]
     scale = float(np.dtype(dtype).type(_scale(spec, X)))
-    ops = _ops("torch", spec.activation)
+    ops = _ops("torch", spec)
     n_arrays = 2 * spec.n_layers
 
     # the bias corrections come in as a tensor (one row per epoch of the call): Python floats

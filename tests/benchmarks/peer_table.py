@@ -2,11 +2,19 @@
 
     python -m tests.benchmarks.peer_table            # every spec, 5 interleaved repeats
     python -m tests.benchmarks.peer_table --repeats 3 --specs 2-4-1
+    python -m tests.benchmarks.peer_table --layers 3-8-8-2 --activation leaky_relu --loss mse \
+        --optimizer momentum --dtype float32 --epochs 200     # a job of your own
+
+A job of your own is any plain net the kernel trains (every hidden activation, both losses and
+reductions, sgd, momentum or adam, float64 or float32, any widths): the data are XOR for two
+inputs, else 16 random bit vectors; the first output's target is their parity, output j's the
+parity of all inputs but input j - 1 (cyclically).
 
 Every formulation first trains the population once and must end on the kernel's parameters
 (within ``tolerance``: net by net, the larger of the case's ``tol`` and a multiple of the
-kernel's own sensitivity to a one-ulp change of the initial parameters); one that does not is
-reported and left out. Then each repeat times every formulation once, in turn (interleaved, so
+kernel's own sensitivity to a one-ulp change of the initial parameters; all nets but twice as
+many as our NumPy twin leaves beyond that, ``allowance``); one that does not is reported and
+left out. Then each repeat times every formulation once, in turn (interleaved, so
 that a burst of load on the shared machine hits them all alike), each after a pause of
 ``SETTLE`` seconds; a figure is the median over repeats and a ratio the median of the per-repeat
 ratios. The ceiling column is the kernel's arithmetic bound (``ceiling.py``).
@@ -63,8 +71,16 @@ SETTLE = 0.5
 # - relu: the initial biases are 0, so every hidden unit starts with z = 0 exactly on the input
 #   (0, 0), at its kink. The peers take relu'(0) = 0 as the kernel does (so do jax.grad and
 #   autograd of relu); with relu'(0) = 1 every net ends elsewhere, by up to 10.
+# - float32 with kinks (relu, leaky relu): a unit whose z ends an epoch within rounding of 0
+#   takes its kink on one side in one formulation and on the other in the next, and the net
+#   leaves the trajectory from there, by up to 3e-2 (3-8-8-2 leaky relu, squared error,
+#   momentum, 100 epochs): 4 of 4,096 nets, whose one-ulp spread at the start was 1e-6, in our
+#   own NumPy twin as in the peers (4 and 5). Such flips are rounding, and rare; an error moves
+#   every net. So a formulation may leave CHAOS_FACTOR times as many nets beyond their bounds
+#   as the twin does (``allowance``), and none where the twin leaves none.
 PARAMS_TOL = 1e-10
-TRAJECTORY_TOL = 1e-2  # beyond it a net has left the kernel's trajectory: no rounding does that
+CHAOS_FACTOR = 2
+TRAJECTORY_TOL = 1e-2  # beyond it a net has left the kernel's trajectory (rounding: only at a kink)
 FLOAT32_TOL = 1e-4  # about 100 float32 ulps of the largest parameters (~10)
 SPREAD_FACTOR = 20
 
@@ -97,18 +113,61 @@ CASES = {
 
 
 def data_for(spec):
-    """XOR for two inputs, else 16 random bit vectors and their parity."""
+    """XOR for two inputs, else 16 random bit vectors; targets their parity, and for output
+    j > 0 the parity of all inputs but input (j - 1) % n_inputs."""
     if spec.n_inputs == 2:
-        xor = get_problem("xor")
-        return xor.X, xor.Y
-    rng = np.random.default_rng(0)
-    X = (rng.random((16, spec.n_inputs)) < 0.5).astype(float)
-    return X, X.sum(axis=1, keepdims=True) % 2
+        X = get_problem("xor").X
+    else:
+        rng = np.random.default_rng(0)
+        X = (rng.random((16, spec.n_inputs)) < 0.5).astype(float)
+    columns = [X.sum(axis=1) % 2]
+    for j in range(1, spec.n_outputs):
+        columns.append((X.sum(axis=1) - X[:, (j - 1) % spec.n_inputs]) % 2)
+    return X, np.stack(columns, axis=1)
 
 
-def theta_for(name, n_nets=N_NETS):
-    case = CASES[name]
+def theta_for(name, n_nets=N_NETS, case=None):
+    """The population of a named case (or of ``case``): seed 0, the case's init and dtype."""
+    case = case or CASES[name]
     return init_population(case.spec, n_nets, seed=0, init=case.init, dtype=case.dtype)
+
+
+def custom_case(layers, activation="sigmoid", loss="bce", reduction="mean", optimizer="sgd",
+                dtype="float64", n_epochs=100, lr=None, init=None) -> Case:  # fmt: skip
+    """A case of the caller's own: layers "3-8-8-2" or a tuple of widths. lr: LR for sgd and
+    momentum, ADAM_LR for adam unless given; init: the tutorial's for 2-4-1, else
+    xavier_normal unless given. Bad values raise ValueError with the fix."""
+    if isinstance(layers, str):
+        try:
+            layers = tuple(int(w) for w in layers.split("-"))
+        except ValueError:
+            raise ValueError(f"--layers takes widths joined by '-', such as 2-16-16-1, got "
+                             f"{layers!r}") from None  # fmt: skip
+    spec = NetSpec(tuple(layers), activation, loss=loss, reduction=reduction)
+    rule = Optimizer(optimizer)
+    fast_peers.check_optimizer(rule)
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"--dtype takes float64 or float32, got {dtype!r}")
+    if n_epochs < 10 or n_epochs % 10:
+        raise ValueError(f"--epochs takes a multiple of 10 (the compiled PyTorch step's "
+                         f"epochs), got {n_epochs}")  # fmt: skip
+    lr = (ADAM_LR if optimizer == "adam" else LR) if lr is None else float(lr)
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr takes a positive learning rate, got {lr}")
+    init = init or ("tutorial" if spec.layers == (2, 4, 1) else "xavier_normal")
+    init_population(spec, 1, seed=0, init=init)  # an unknown init raises here, naming the fix
+    np_dtype = np.float32 if dtype == "float32" else np.float64
+    return Case(spec, init, n_epochs, rule, np_dtype, lr,
+                FLOAT32_TOL if dtype == "float32" else PARAMS_TOL)  # fmt: skip
+
+
+def case_name(case) -> str:
+    """A custom case's row name: its widths, activation, loss, optimizer and dtype."""
+    spec = case.spec
+    widths = "-".join(map(str, spec.layers))
+    loss = spec.loss if spec.reduction == "mean" else f"{spec.loss} (sum)"
+    return (f"{widths} {spec.activation}, {loss}, {case.optimizer.name}, "
+            f"{np.dtype(case.dtype).name}")
 
 
 def ours(case, X, Y):
@@ -145,12 +204,30 @@ def tolerance(case, train, theta, n_epochs):
     return reference, np.minimum(np.maximum(case.tol, SPREAD_FACTOR * spread), TRAJECTORY_TOL)
 
 
-def agreement(got, reference, bound):
-    """(largest parameter difference, largest share of a net's bound); NaN if got has NaN."""
+def allowance(case, X, Y, theta, n_epochs, reference, bound):
+    """How many nets a formulation may leave beyond their bound: CHAOS_FACTOR times as many as
+    our NumPy twin does, a correct implementation of the job whose only difference from the
+    kernel is its rounding (0 where the twin keeps every net within its bound)."""
+    twin = backend("numpy").train_population(
+        theta, case.spec, X, Y, case.lr, n_epochs, early_stop=False, optimizer=case.optimizer
+    )
+    return CHAOS_FACTOR * beyond(twin.theta, reference, bound)
+
+
+def beyond(got, reference, bound):
+    """Nets of got beyond their bound."""
+    error = np.abs(got.astype(np.float64) - reference).max(axis=0)
+    return int(np.sum(~(error <= bound)))
+
+
+def agreement(got, reference, bound, allowed=0):
+    """(largest parameter difference, largest share of a net's bound once the ``allowed``
+    farthest nets are set aside: see ``allowance``); NaN if got has NaN."""
     error = np.abs(got.astype(np.float64) - reference).max(axis=0)
     if np.isnan(got).any():
         return float("nan"), float("nan")
-    return float(error.max()), float(np.max(error / bound))
+    shares = np.sort(error / bound)
+    return float(error.max()), float(shares[max(0, shares.size - 1 - allowed)])
 
 
 def _jax_naive(case, X, Y):
@@ -182,10 +259,10 @@ def _torch_fast(**options):
     )
 
 
-def formulations(case, small=False) -> dict[str, tuple[str, str, Callable]]:
+def formulations(case, small=False, n_nets=N_NETS) -> dict[str, tuple[str, str, Callable]]:
     """key -> (label, library, factory(case, X, Y) -> train(theta, n_epochs) -> theta). Chunks
-    of nets: 64 (a chunk's arrays in L1 and L2) and 256; ``small``: a shorter compiled PyTorch
-    step, for a quick check."""
+    of nets: 64 (a chunk's arrays in L1 and L2) and 256 (so the JAX ones need n_nets a multiple
+    of 512, on two devices); ``small``: a shorter compiled PyTorch step, for a quick check."""
     wide = max(case.spec.layers) > 4
     per_call = 2 if small else 10
     torch_chunk = 256 if small else 1024
@@ -203,7 +280,7 @@ def formulations(case, small=False) -> dict[str, tuple[str, str, Callable]]:
                                                  chunk=torch_chunk))  # fmt: skip
     out["torch-eager"] = ("PyTorch eager, hand-written", "torch",
                           _torch_fast(compiled=False, unroll=False, epochs_per_call=1,
-                                      chunk=N_NETS))  # fmt: skip
+                                      chunk=n_nets))  # fmt: skip
     out["torch-naive"] = ("PyTorch batched autograd (naive)", "torch", _torch_naive)
     return out
 
@@ -223,21 +300,25 @@ def _timed(train, theta, n_epochs):
     return time.perf_counter() - start
 
 
-def measure(name, repeats, scale=1.0, log=print):
-    """Time the kernel and every installed peer formulation on one spec. Returns a dict with
-    the rates (net-epochs/s, medians), per-repeat ratios and the formulations left out."""
-    case = CASES[name]
+def measure(name, repeats, scale=1.0, log=print, case=None, n_nets=N_NETS):
+    """Time the kernel and every installed peer formulation on one spec (the named case, or
+    ``case``). Returns a dict with the rates (net-epochs/s, medians), per-repeat ratios and the
+    formulations left out."""
+    case = case or CASES[name]
     n_epochs = max(10, round(case.n_epochs * scale / 10) * 10)
     X, Y = data_for(case.spec)
-    theta = theta_for(name)
+    theta = theta_for(name, n_nets, case)
     trains = {"ours": ours(case, X, Y)}
     reference, bound = tolerance(case, trains["ours"], theta, n_epochs)
+    allowed = allowance(case, X, Y, theta, n_epochs, reference, bound)
     ill = int(np.sum(bound > case.tol))
     log(f"  {name}, {n_epochs} epochs: {ill} of {bound.size} nets move by more than "
         f"{case.tol:g} / {SPREAD_FACTOR} under a one-ulp change of their initial parameters: "
-        f"held to up to {float(bound.max()):.1e}")  # fmt: skip
+        f"held to up to {float(bound.max()):.1e}; our NumPy twin leaves "
+        f"{allowed // CHAOS_FACTOR} beyond their bounds, so a formulation may leave "
+        f"{allowed}")  # fmt: skip
     excluded, differences = {}, {}
-    for label, library, factory in formulations(case).values():
+    for label, library, factory in formulations(case, n_nets=n_nets).values():
         if not installed(library):
             excluded[label] = f"{library} not installed"
             continue
@@ -249,11 +330,12 @@ def measure(name, repeats, scale=1.0, log=print):
             excluded[label] = f"failed: {type(error).__name__}: {str(error)[:120]}"
             log(f"  {name}: {label}: {excluded[label]}")
             continue
-        diff, share = agreement(got, reference, bound)
+        diff, share = agreement(got, reference, bound, allowed)
         differences[label] = diff
         first = time.perf_counter() - start
         log(f"  {name}, {n_epochs} epochs: {label}: first call {first:.1f} s, largest parameter "
-            f"difference {diff:.1e} ({share:.2g} of the tolerance)")  # fmt: skip
+            f"difference {diff:.1e}, {beyond(got, reference, bound)} nets beyond their bounds "
+            f"({share:.2g} of the tolerance with {allowed} set aside)")  # fmt: skip
         if not share <= 1.0:
             excluded[label] = f"parameters differ by {diff:.1e}, {share:.2g}x the tolerance"
             continue
@@ -270,7 +352,7 @@ def measure(name, repeats, scale=1.0, log=print):
     ratios = {label: float(np.median(np.array(s) / np.array(seconds["ours"])))
               for label, s in seconds.items()}  # fmt: skip
     return {"rates": rates, "ratios": ratios, "excluded": excluded, "n_epochs": n_epochs,
-            "differences": differences, "ill_conditioned": ill}  # fmt: skip
+            "differences": differences, "ill_conditioned": ill, "case": case}  # fmt: skip
 
 
 def table(results) -> str:
@@ -279,8 +361,8 @@ def table(results) -> str:
     for name, result in results.items():
         rates, ratios = result["rates"], result["ratios"]
         peers_only = [label for label in rates if label != "ours"]
-        spec = CASES[name].spec
-        case = CASES[name]
+        case = result.get("case") or CASES[name]
+        spec = case.spec
         ceil = ceiling.ceiling(spec, data_for(spec)[0].shape[0],
                                itemsize=np.dtype(case.dtype).itemsize,
                                optimizer=case.optimizer.name)  # fmt: skip
@@ -316,9 +398,35 @@ def main(argv=None):
     parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--scale", type=float, default=1.0,
                         help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
+    own = parser.add_argument_group("a job of your own (instead of --specs)")
+    own.add_argument("--layers", help="widths from input to output, such as 3-8-8-2")
+    own.add_argument("--activation", default="sigmoid", help="sigmoid, tanh, relu or leaky_relu")
+    own.add_argument("--loss", default="bce", help="bce or mse")
+    own.add_argument("--reduction", default="mean", help="mean or sum over samples")
+    own.add_argument("--optimizer", default="sgd", help="sgd, momentum or adam")
+    own.add_argument("--dtype", default="float64", help="float64 or float32")
+    own.add_argument("--epochs", type=int, default=100, help="a multiple of 10 (default 100)")
+    own.add_argument("--lr", type=float, help=f"learning rate (default {LR}; Adam {ADAM_LR})")
+    own.add_argument("--init", help="initial weights (default: the tutorial's for 2-4-1, else "
+                                    "xavier_normal)")  # fmt: skip
+    own.add_argument("--nets", type=int, default=N_NETS,
+                     help=f"a multiple of 512 (default {N_NETS})")  # fmt: skip
     args = parser.parse_args(argv)
+    cases = {name: CASES[name] for name in args.specs}
+    n_nets = N_NETS
+    if args.layers is not None:
+        try:
+            case = custom_case(args.layers, args.activation, args.loss, args.reduction,
+                               args.optimizer, args.dtype, args.epochs, args.lr, args.init)
+            if args.nets < 512 or args.nets % 512:
+                raise ValueError(f"--nets takes a multiple of 512 (chunks of 256 nets on two "
+                                 f"devices), got {args.nets}")  # fmt: skip
+        except ValueError as error:
+            parser.exit(2, f"peer_table: error: {error}\n")
+        cases, n_nets = {case_name(case): case}, args.nets
     started = time.perf_counter()
-    results = {name: measure(name, args.repeats, args.scale) for name in args.specs}
+    results = {name: measure(name, args.repeats, args.scale, case=case, n_nets=n_nets)
+               for name, case in cases.items()}  # fmt: skip
     print()
     print(table(results))
     print()
@@ -332,8 +440,7 @@ def main(argv=None):
           f"division takes {ceiling.division_cost(8, cores) * 1e9:.2f} ns from the "
           f"multiply-adds around it, a float32 one {ceiling.division_cost(4, cores) * 1e9:.2f} "
           "ns (measured); per net-epoch, what the kernel does:")  # fmt: skip
-    for name in args.specs:
-        case = CASES[name]
+    for name, case in cases.items():
         operations, divisions, roots = ceiling.counts(case.spec, data_for(case.spec)[0].shape[0],
                                                       np.dtype(case.dtype).itemsize,
                                                       case.optimizer.name)  # fmt: skip

@@ -1,9 +1,10 @@
 """The same training job in JAX (vmap + jit over nets) and PyTorch (a batched ensemble with
-``loss.backward()``): full-batch training on XOR, the spec's hidden activation (sigmoid, tanh or
-relu), sigmoid output, binary cross-entropy from logits, mean over samples, one learning rate, a
-fixed number of epochs; gradient descent, or Adam (the project's ``Optimizer``: hand-written in
-JAX, ``torch.optim.Adam`` in PyTorch, the same formula in another order); float64 or float32
-(the dtype of theta).
+``loss.backward()``): full-batch training, the spec's hidden activation (sigmoid, tanh, relu or
+leaky relu) and loss (cross-entropy from logits or the squared error of the sigmoid outputs;
+mean or sum over samples), one learning rate, a fixed number of epochs; gradient descent,
+momentum or Adam (the project's ``Optimizer``: hand-written in JAX, ``torch.optim.SGD`` and
+``torch.optim.Adam`` in PyTorch, the same formulas in another order); float64 or float32 (the
+dtype of theta).
 
 Each ``train_*`` takes the project's theta (n_params, n_nets) and spec so that all
 implementations start from the same weights, and returns the final theta for a sanity check.
@@ -12,8 +13,9 @@ implementations start from the same weights, and returns the final theta for a s
 from __future__ import annotations
 
 import numpy as np
+from backprop_bench.kernels.activations import LEAKY_SLOPE
 
-from .fast_peers import check_optimizer
+from .fast_peers import check_optimizer, check_spec, loss_scale
 
 
 def _layers(theta, spec):
@@ -32,27 +34,40 @@ def _stack(layers, spec, n_nets, dtype=np.float64):
 
 def jax_trainer(spec, n_epochs: int, learning_rate: float, optimizer=None):
     """A jitted function (params, X, Y) -> params training all nets (vmap over nets), in the
-    dtype of params; optimizer: None (sgd) or the project's Optimizer (sgd or adam)."""
+    dtype of params; optimizer: None (sgd) or the project's Optimizer (sgd, momentum or adam)."""
     import jax
     import jax.numpy as jnp
 
     check_optimizer(optimizer)
+    check_spec(spec)
     jax.config.update("jax_enable_x64", True)
-    hidden = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}[spec.activation]
-    adam = optimizer is not None and optimizer.name == "adam"
+    hidden = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
+              # leaky_relu'(0) = the slope, as the kernel takes it (jax.nn.leaky_relu's is 1)
+              "leaky_relu": lambda z: jnp.where(z > 0, z, LEAKY_SLOPE * z)}[spec.activation]
+    name = "sgd" if optimizer is None else optimizer.name
 
     def loss(params, X, Y):
         a = X
         for i, (W, b) in enumerate(params):
             z = a @ W + b
             a = hidden(z) if i < len(params) - 1 else z
-        return jnp.mean(jnp.logaddexp(0.0, a) - Y * a)
+        if spec.loss == "mse":
+            terms = 0.5 * (jax.nn.sigmoid(a) - Y) ** 2
+        else:
+            terms = jnp.logaddexp(0.0, a) - Y * a
+        return jnp.sum(terms) * loss_scale(spec, X.shape[0])
 
     grad = jax.grad(loss)
 
     def sgd(_, p, X, Y):
         g = grad(p, X, Y)
         return jax.tree.map(lambda w, dw: w - learning_rate * dw, p, g)
+
+    def momentum_step(_, state, X, Y):
+        p, v = state
+        g = grad(p, X, Y)
+        v = jax.tree.map(lambda v, g: optimizer.momentum * v - learning_rate * g, v, g)
+        return jax.tree.map(lambda w, v: w + v, p, v), v
 
     def adam_step(t, state, X, Y):
         p, m, v = state
@@ -68,11 +83,12 @@ def jax_trainer(spec, n_epochs: int, learning_rate: float, optimizer=None):
 
     def train_one(params, X, Y):
         X, Y = X.astype(params[0][0].dtype), Y.astype(params[0][0].dtype)
-        if not adam:
+        if name == "sgd":
             return jax.lax.fori_loop(0, n_epochs, lambda t, p: sgd(t, p, X, Y), params)
         zeros = jax.tree.map(jnp.zeros_like, params)
-        state = (params, zeros, zeros)
-        return jax.lax.fori_loop(0, n_epochs, lambda t, s: adam_step(t, s, X, Y), state)[0]
+        step, state = (momentum_step, (params, zeros)) if name == "momentum" else (
+            adam_step, (params, zeros, zeros))
+        return jax.lax.fori_loop(0, n_epochs, lambda t, s: step(t, s, X, Y), state)[0]
 
     return jax.jit(jax.vmap(train_one, in_axes=(0, None, None)))
 
@@ -93,24 +109,31 @@ def jax_run(trainer, params, X, Y):
 
 def torch_train(theta, spec, X, Y, n_epochs: int, learning_rate: float, optimizer=None):
     """A batched ensemble in PyTorch with autograd every epoch, in the dtype of theta;
-    optimizer: None (sgd) or the project's Optimizer (sgd, or adam by ``torch.optim.Adam``).
+    optimizer: None (sgd) or the project's Optimizer (sgd, momentum by ``torch.optim.SGD``, whose
+    velocity is ours over -lr, or adam by ``torch.optim.Adam``).
     Nets sit on the last axis and layers are broadcast products, the fastest of the
     formulations tried here (4.3e6 net-epochs/s for 2-4-1 on two cores, against 3.9e5 for
     torch.baddbmm over a net axis)."""
     import torch
 
     check_optimizer(optimizer)
+    check_spec(spec)
     torch.set_num_threads(2)
     dtype = torch.float32 if theta.dtype == np.float32 else torch.float64
-    hidden = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[spec.activation]
+    hidden = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+              # autograd of this where takes leaky_relu'(0) = the slope, as the kernel does
+              "leaky_relu": lambda z: torch.where(z > 0, z, LEAKY_SLOPE * z)}[spec.activation]
     t = torch.tensor(theta, dtype=dtype)
     params = []
     for W, b in spec.layer_views(t):  # W (fan_in, fan_out, n_nets), b (fan_out, n_nets)
         params += [W.clone().requires_grad_(True), b.clone().requires_grad_(True)]
-    adam = None
+    step = None
     if optimizer is not None and optimizer.name == "adam":
-        adam = torch.optim.Adam(params, lr=learning_rate, betas=(optimizer.beta1,
+        step = torch.optim.Adam(params, lr=learning_rate, betas=(optimizer.beta1,
                                 optimizer.beta2), eps=optimizer.eps)  # fmt: skip
+    elif optimizer is not None and optimizer.name == "momentum":
+        step = torch.optim.SGD(params, lr=learning_rate, momentum=optimizer.momentum)
+    scale = loss_scale(spec, X.shape[0])
     Xt = torch.tensor(X, dtype=dtype)[:, :, None]
     Yt = torch.tensor(Y, dtype=dtype)[:, :, None]
     n_layers = len(params) // 2
@@ -120,11 +143,15 @@ def torch_train(theta, spec, X, Y, n_epochs: int, learning_rate: float, optimize
             W, b = params[2 * i], params[2 * i + 1]
             z = (a[:, :, None, :] * W[None]).sum(1) + b[None]
             a = hidden(z) if i < n_layers - 1 else z
-        loss = (torch.nn.functional.softplus(a) - Yt * a).mean(dim=(0, 1)).sum()
+        if spec.loss == "mse":
+            terms = 0.5 * (torch.sigmoid(a) - Yt) ** 2
+        else:
+            terms = torch.nn.functional.softplus(a) - Yt * a
+        loss = terms.sum() * scale  # each net's loss, summed over nets
         loss.backward()
-        if adam is not None:
-            adam.step()
-            adam.zero_grad()
+        if step is not None:
+            step.step()
+            step.zero_grad()
             continue
         with torch.no_grad():
             for p in params:

@@ -12,9 +12,11 @@ table (ours against the best of these per spec) is ``python -m tests.benchmarks.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,16 +68,28 @@ def test_peer_formulation(benchmark, name, key):
     n_epochs = case.n_epochs if not benchmark.disabled else SMALL_EPOCHS
     X, Y = peer_table.data_for(case.spec)
     theta = peer_table.theta_for(name, n_nets)
-    reference, bound = peer_table.tolerance(case, peer_table.ours(case, X, Y), theta, n_epochs)
+    reference, bound, allowed = _held_to(name, n_nets, n_epochs)
     train = factory(case, X, Y)
     got = train(theta, n_epochs)  # compiles, then checked
     assert got.dtype == theta.dtype, label
-    diff, share = peer_table.agreement(got, reference, bound)
+    diff, share = peer_table.agreement(got, reference, bound, allowed)
     assert share <= 1.0, f"{label}: parameters differ by {diff:.1e}, {share:.3g}x the tolerance"
     benchmark.group = f"peers {name}, {np.dtype(case.dtype).name}"
     benchmark.pedantic(train, setup=_settled(benchmark, theta, n_epochs), rounds=3)
     benchmark.extra_info.update(impl=f"peer {name} {key}", label=label, spec=name, n_nets=n_nets,
                                 n_epochs=n_epochs)  # fmt: skip
+
+
+@functools.cache
+def _held_to(name, n_nets, n_epochs):
+    """The kernel's final parameters on a case's job, each net's bound and the nets a
+    formulation may leave beyond it (``peer_table.tolerance``, ``allowance``): once per case,
+    not once per formulation (the NumPy twin takes 20 s on 8-32-32-1)."""
+    case = CASES[name]
+    X, Y = peer_table.data_for(case.spec)
+    theta = peer_table.theta_for(name, n_nets)
+    reference, bound = peer_table.tolerance(case, peer_table.ours(case, X, Y), theta, n_epochs)
+    return reference, bound, peer_table.allowance(case, X, Y, theta, n_epochs, reference, bound)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -133,3 +147,114 @@ def test_our_timing_of_each_peers_job_runs_just_before_its_peers():
         first_peer = next(i for i, id_ in enumerate(ids)
                           if id_.startswith(f"test_peer_formulation[{name}-"))  # fmt: skip
         assert first_peer == ours + 1, (name, ids[ours - 1 : ours + 2])
+
+
+# Jobs of the kernel outside CASES, one for each thing the peers take from the spec: every
+# hidden activation, both losses and reductions, every optimizer they run, several outputs (the
+# loss summed over them), float32, widths that are not powers of two. Small: 512 nets, 10 epochs.
+OWN_JOBS = {
+    "leaky_relu": {"layers": "2-4-1", "activation": "leaky_relu"},
+    "mse": {"layers": "2-4-1", "loss": "mse"},
+    "sum": {"layers": "2-4-1", "reduction": "sum", "lr": 0.1},
+    "momentum": {"layers": "2-4-1", "optimizer": "momentum"},
+    "3-8-8-2 tanh mse momentum float32": {"layers": "3-8-8-2", "activation": "tanh",
+                                          "loss": "mse", "optimizer": "momentum",
+                                          "dtype": "float32"},  # fmt: skip
+    "4-6-3 leaky_relu sum adam": {"layers": "4-6-3", "activation": "leaky_relu",
+                                  "reduction": "sum", "optimizer": "adam"},  # fmt: skip
+}
+JAX_KEYS = [key for key in KEYS if key.startswith("jax")]
+
+
+def _own_job(job):
+    case = peer_table.custom_case(n_epochs=SMALL_EPOCHS, **OWN_JOBS[job])
+    X, Y = peer_table.data_for(case.spec)
+    theta = peer_table.theta_for(None, SMALL_NETS, case)
+    reference, bound = peer_table.tolerance(case, peer_table.ours(case, X, Y), theta,
+                                            SMALL_EPOCHS)  # fmt: skip
+    assert peer_table.allowance(case, X, Y, theta, SMALL_EPOCHS, reference, bound) == 0
+    return case, X, Y, theta, reference, bound
+
+
+def _own_params():
+    for job in OWN_JOBS:
+        for key in UNCOMPILED + tuple(JAX_KEYS):
+            marks = pytest.mark.slow if key.startswith("jax") else ()  # a compile each
+            yield pytest.param(job, key, marks=marks, id=f"{job}-{key}")
+
+
+@pytest.mark.parametrize(("job", "key"), list(_own_params()))
+def test_the_peers_run_every_plain_job_of_the_kernel(job, key):
+    library = "jax" if key.startswith("jax") else "torch"
+    pytest.importorskip(library, reason=f"{library} is not installed: pip install -e '.[peers]'")
+    if not fast_peers_ready(library):
+        pytest.skip("jax was imported before XLA_FLAGS asked for two host devices")
+    case, X, Y, theta, reference, bound = _own_job(job)
+    label, _, factory = peer_table.formulations(case, small=True, n_nets=SMALL_NETS)[key]
+    got = factory(case, X, Y)(theta, SMALL_EPOCHS)
+    assert got.dtype == theta.dtype, label
+    diff, share = peer_table.agreement(got, reference, bound)
+    assert share <= 1.0, f"{label}: parameters differ by {diff:.1e}, {share:.3g}x the tolerance"
+
+
+@pytest.mark.parametrize(
+    ("job", "name", "wrong"),
+    [  # measured: 2.4e9 and 1.5e9 times the tolerance
+        ("3-8-8-2 tanh mse momentum float32", "_scale",
+         lambda spec, X: 1.0 / (X.shape[0] * spec.n_outputs)),  # the mean over outputs too
+        ("leaky_relu", "LEAKY_SLOPE", 0.011),
+    ],
+    ids=["loss averaged over outputs", "leaky slope 0.011"],
+)
+def test_a_peer_that_takes_the_job_otherwise_is_caught(monkeypatch, job, name, wrong):
+    pytest.importorskip("torch", reason="torch is not installed: pip install -e '.[peers]'")
+    case, X, Y, theta, reference, bound = _own_job(job)
+    train = peer_table.formulations(case, small=True, n_nets=SMALL_NETS)["torch-eager"][2]
+    _, share = peer_table.agreement(train(case, X, Y)(theta, SMALL_EPOCHS), reference, bound)
+    assert share <= 1.0
+    monkeypatch.setattr(peer_table.fast_peers, name, wrong)
+    _, share = peer_table.agreement(train(case, X, Y)(theta, SMALL_EPOCHS), reference, bound)
+    assert share > 1e3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"layers": "2x4x1"}, "widths joined by '-'"),
+        ({"layers": "2-4-1", "activation": "swish"}, "unknown activation 'swish'"),
+        ({"layers": "2-4-1", "optimizer": "adamw"}, "sgd, momentum or adam without weight decay"),
+        ({"layers": "2-4-1", "dtype": "float16"}, "float64 or float32"),
+        ({"layers": "2-4-1", "n_epochs": 15}, "a multiple of 10"),
+        ({"layers": "2-4-1", "lr": -1.0}, "positive learning rate"),
+        ({"layers": "2-4-1", "init": "glorot"}, "glorot"),
+    ],
+)
+def test_a_job_of_ones_own_names_the_fix_for_bad_values(options, message):
+    with pytest.raises(ValueError, match=message):
+        peer_table.custom_case(**options)
+
+
+def test_peer_table_runs_a_job_of_ones_own_and_refuses_bad_ones_without_a_traceback():
+    run = [sys.executable, "-m", "tests.benchmarks.peer_table", "--layers", "2-4-1"]
+    root = Path(__file__).parents[2]
+    bad = subprocess.run(run + ["--activation", "swish"], capture_output=True, text=True,
+                         cwd=root)  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "unknown activation 'swish'" in bad.stderr
+    bad = subprocess.run(run + ["--nets", "1000"], capture_output=True, text=True, cwd=root)
+    assert bad.returncode == 2 and "a multiple of 512" in bad.stderr, bad.stderr
+
+
+def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measures():
+    """Float32 at a kink: a net whose unit ends an epoch within rounding of z = 0 leaves the
+    trajectory in one correct formulation and not in another. Our NumPy twin, correct and
+    rounding otherwise, shows how many such nets a job has; a formulation may leave twice as many
+    beyond their bounds, no more, and none where the twin leaves none."""
+    reference = np.zeros((3, 6))
+    bound = np.full(6, 1e-4)
+    got = reference.copy()
+    got[:, :2] = 0.03  # two nets taken off at a kink
+    assert peer_table.agreement(got, reference, bound)[1] > 1.0
+    assert peer_table.agreement(got, reference, bound, allowed=2)[1] == 0.0
+    assert peer_table.agreement(got, reference, bound, allowed=1)[1] > 1.0
+    assert peer_table.beyond(got, reference, bound) == 2
