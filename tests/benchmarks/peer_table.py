@@ -80,6 +80,7 @@ SETTLE = 0.5
 #   as the twin does (``allowance``), and none where the twin leaves none.
 PARAMS_TOL = 1e-10
 CHAOS_FACTOR = 2
+MAX_SET_ASIDE = 0.01  # of the nets
 TRAJECTORY_TOL = 1e-2  # beyond it a net has left the kernel's trajectory (rounding: only at a kink)
 FLOAT32_TOL = 1e-4  # about 100 float32 ulps of the largest parameters (~10)
 SPREAD_FACTOR = 20
@@ -207,11 +208,17 @@ def tolerance(case, train, theta, n_epochs):
 def allowance(case, X, Y, theta, n_epochs, reference, bound):
     """How many nets a formulation may leave beyond their bound: CHAOS_FACTOR times as many as
     our NumPy twin does, a correct implementation of the job whose only difference from the
-    kernel is its rounding (0 where the twin keeps every net within its bound)."""
+    kernel is its rounding (0 where the twin keeps every net within its bound), and at most
+    MAX_SET_ASIDE of the nets: a twin beyond on more is no rounding but a disagreement between
+    the kernel and its twin, and raises."""
     twin = backend("numpy").train_population(
         theta, case.spec, X, Y, case.lr, n_epochs, early_stop=False, optimizer=case.optimizer
     )
-    return CHAOS_FACTOR * beyond(twin.theta, reference, bound)
+    n = beyond(twin.theta, reference, bound)
+    if n > MAX_SET_ASIDE * theta.shape[1]:
+        raise RuntimeError(f"our NumPy twin ends {n} of {theta.shape[1]} nets beyond their "
+                           "bounds from the kernel: the two disagree on this job")  # fmt: skip
+    return CHAOS_FACTOR * n
 
 
 def beyond(got, reference, bound):

@@ -258,3 +258,12 @@ def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measure
     assert peer_table.agreement(got, reference, bound, allowed=2)[1] == 0.0
     assert peer_table.agreement(got, reference, bound, allowed=1)[1] > 1.0
     assert peer_table.beyond(got, reference, bound) == 2
+
+
+def test_a_twin_that_disagrees_with_the_kernel_raises_rather_than_loosening_the_check():
+    case = CASES["2-4-1"]
+    X, Y = peer_table.data_for(case.spec)
+    theta = peer_table.theta_for("2-4-1", SMALL_NETS)
+    far = np.zeros(theta.shape)  # as if the kernel had ended elsewhere on every net
+    with pytest.raises(RuntimeError, match="the two disagree on this job"):
+        peer_table.allowance(case, X, Y, theta, SMALL_EPOCHS, far, np.full(SMALL_NETS, 1e-10))
