@@ -23,6 +23,7 @@ ratios. The ceiling column is the kernel's arithmetic bound (``ceiling.py``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable
@@ -75,12 +76,14 @@ SETTLE = 0.5
 #   takes its kink on one side in one formulation and on the other in the next, and the net
 #   leaves the trajectory from there, by up to 3e-2 (3-8-8-2 leaky relu, squared error,
 #   momentum, 100 epochs): 4 of 4,096 nets, whose one-ulp spread at the start was 1e-6, in our
-#   own NumPy twin as in the peers (4 and 5). Such flips are rounding, and rare; an error moves
-#   every net. So a formulation may leave CHAOS_FACTOR times as many nets beyond their bounds
-#   as the twin does (``allowance``), and none where the twin leaves none.
+#   own NumPy twin as in the peers (1 to 5); 4-16-1 relu, float32, 300 epochs: 39 in the twin,
+#   55 to 86 in the peers. Such flips are rounding, and chance; an error moves every net. So a
+#   formulation may leave CHAOS_FACTOR times as many nets beyond their bounds as the twin does,
+#   with room for the scatter of such counts (``allowance``), and none where the twin leaves
+#   none.
 PARAMS_TOL = 1e-10
 CHAOS_FACTOR = 2
-MAX_SET_ASIDE = 0.01  # of the nets
+MAX_SET_ASIDE = 0.1  # of the nets
 TRAJECTORY_TOL = 1e-2  # beyond it a net has left the kernel's trajectory (rounding: only at a kink)
 FLOAT32_TOL = 1e-4  # about 100 float32 ulps of the largest parameters (~10)
 SPREAD_FACTOR = 20
@@ -206,11 +209,12 @@ def tolerance(case, train, theta, n_epochs):
 
 
 def allowance(case, X, Y, theta, n_epochs, reference, bound):
-    """How many nets a formulation may leave beyond their bound: CHAOS_FACTOR times as many as
-    our NumPy twin does, a correct implementation of the job whose only difference from the
-    kernel is its rounding (0 where the twin keeps every net within its bound), and at most
-    MAX_SET_ASIDE of the nets: a twin beyond on more is no rounding but a disagreement between
-    the kernel and its twin, and raises."""
+    """How many nets a formulation may leave beyond their bound. Our NumPy twin, a correct
+    implementation of the job that differs from the kernel in its rounding alone, leaves n
+    beyond; a formulation may leave CHAOS_FACTOR n, plus three times the square root of that
+    for the scatter of such counts (which nets flip at a kink is chance: a Poisson count), and
+    none where the twin leaves none. A twin beyond on more than MAX_SET_ASIDE of the nets is no
+    rounding but a disagreement between the kernel and its twin, and raises."""
     twin = backend("numpy").train_population(
         theta, case.spec, X, Y, case.lr, n_epochs, early_stop=False, optimizer=case.optimizer
     )
@@ -218,7 +222,12 @@ def allowance(case, X, Y, theta, n_epochs, reference, bound):
     if n > MAX_SET_ASIDE * theta.shape[1]:
         raise RuntimeError(f"our NumPy twin ends {n} of {theta.shape[1]} nets beyond their "
                            "bounds from the kernel: the two disagree on this job")  # fmt: skip
-    return CHAOS_FACTOR * n
+    return set_aside(n)
+
+
+def set_aside(n):
+    """Nets a formulation may leave beyond their bounds where our twin leaves n (``allowance``)."""
+    return CHAOS_FACTOR * n + math.ceil(3 * math.sqrt(CHAOS_FACTOR * n))
 
 
 def beyond(got, reference, bound):

@@ -249,7 +249,8 @@ def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measure
     """Float32 at a kink: a net whose unit ends an epoch within rounding of z = 0 leaves the
     trajectory in one correct formulation and not in another. Our NumPy twin, correct and
     rounding otherwise, shows how many such nets a job has; a formulation may leave twice as many
-    beyond their bounds, no more, and none where the twin leaves none."""
+    beyond their bounds and the scatter of such counts, no more, and none where the twin leaves
+    none."""
     reference = np.zeros((3, 6))
     bound = np.full(6, 1e-4)
     got = reference.copy()
@@ -258,6 +259,9 @@ def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measure
     assert peer_table.agreement(got, reference, bound, allowed=2)[1] == 0.0
     assert peer_table.agreement(got, reference, bound, allowed=1)[1] > 1.0
     assert peer_table.beyond(got, reference, bound) == 2
+    # the twin's 0, 4 and 39 nets (measured: see peer_table) give 0, 17 and 105; the peers left
+    # 1 to 5 and 55 to 86
+    assert [peer_table.set_aside(n) for n in (0, 4, 39)] == [0, 17, 105]
 
 
 def test_a_twin_that_disagrees_with_the_kernel_raises_rather_than_loosening_the_check():
