@@ -590,8 +590,8 @@ def _adam_lanes(P, G, M, V, lr, K, w):
 
 @jit
 def _attention_lanes(norm2, max_error, correct, lower, squared, loss0, reached, met, attention,
-                     w, active, n_out, scale, divergence_factor, max_error_limit, squared_limit,
-                     track_squared, early_stop):  # fmt: skip
+                     w, active, n_out, slack, scale, divergence_factor, max_error_limit,
+                     squared_limit, track_squared, early_stop):  # fmt: skip
     """Per lane: whether the per-net decisions of this epoch could do anything (so a lane
     without attention is skipped: nothing to record, no exact loss needed, no first time of
     full accuracy or of meeting the criterion, no stop). A superset of the lanes that need
@@ -600,7 +600,7 @@ def _attention_lanes(norm2, max_error, correct, lower, squared, loss0, reached, 
     For epochs where every lane's loss is computed (see train_kernel) it is not called."""
     any_lane = False
     for k in range(w):
-        high = (lower[k] + n_out * LOG2) * scale
+        high = (lower[k] + slack) * scale
         near = not (high < divergence_factor * loss0[k] * (1.0 - 2.0 * BOUND_MARGIN))  # or NaN
         not_finite = not (norm2[k] < math.inf)  # norm2 >= 0: inf or NaN
         meets = max_error[k] < max_error_limit
@@ -727,6 +727,9 @@ def train_kernel(
     n_out = Y.size
     track_loss = loss_limit < math.inf
     track_squared = squared_limit < math.inf
+    # the loss lies in [lower, lower + slack] * scale: lower is the cross-entropy's cheap part
+    # (the log terms, each in [0, log 2], left out), the squared error's whole loss
+    slack = n_out * LOG2 if loss_code == BCE else 0.0
     # every chunk's layout: rows of `lanes` lanes, theta's rows at rows_of (read only below)
     lanes = _lane_extent(chunk, theta.itemsize)
     layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, padded)
@@ -735,7 +738,7 @@ def train_kernel(
         first = c * chunk
         active = min(chunk, n_nets - first)
         limits = np.array([DECISION_MARGIN, scale, divergence_factor, max_error_limit,
-                           squared_limit, n_out * LOG2, 1.0 - 2.0 * BOUND_MARGIN, n_out])
+                           squared_limit, slack, 1.0 - 2.0 * BOUND_MARGIN, n_out])
         P = _chunk_of(theta, first, active, lanes, rows_of, n_rows)
         # optimizer state only where the optimizer keeps one (SGD none, momentum M, Adam both):
         # zeroing it for every chunk of a short job of wide nets was time of its own
@@ -772,7 +775,7 @@ def train_kernel(
             recording = record < n_records and (epoch % record_every == 0 or epoch == n_epochs)
             # every lane's loss is needed (exactly) in these epochs; in the others only lanes
             # whose decisions could change something go through the loop below
-            every = epoch == 0 or epoch == n_epochs or recording or track_loss or loss_code != BCE
+            every = epoch == 0 or epoch == n_epochs or recording or track_loss
             seen = fused(P.ctypes.data, G.ctypes.data, lane_lr.ctypes.data, X.ctypes.data,
                          Y.ctypes.data, Z.ctypes.data, K.ctypes.data, norm2.ctypes.data,
                          max_error.ctypes.data, correct.ctypes.data, lower.ctypes.data,
@@ -789,8 +792,9 @@ def train_kernel(
                 if not every:
                     seen = 1 if _attention_lanes(
                         norm2, max_error, correct, lower, squared, loss0, reached, met_once,
-                        attention, w, active, n_out, scale, divergence_factor, max_error_limit,
-                        squared_limit, track_squared, early_stop) else 0  # fmt: skip
+                        attention, w, active, n_out, slack, scale, divergence_factor,
+                        max_error_limit, squared_limit, track_squared,
+                        early_stop) else 0  # fmt: skip
             if every:
                 for k in range(active):
                     attention[k] = True

@@ -90,6 +90,27 @@ def test_the_backends_agree_on_every_rule_with_sum_reduction_mse_and_momentum():
         assert 0 < (a.epochs_to_converge >= 0).sum() < 200  # some nets meet it, some do not
 
 
+@pytest.mark.parametrize(
+    "n_nets, n_epochs", [(64, 400), (2048, 600)], ids=["lane loops", "fused pass"]
+)
+def test_squared_error_nets_diverge_and_converge_where_the_numpy_backend_says(n_nets, n_epochs):
+    """The squared error's loss is exact without its log terms, so only the nets whose decisions
+    could change go through them each epoch (the cross-entropy's way), not every net: the same
+    epochs of divergence and convergence as the NumPy backend, which decides every net every
+    epoch, on the lane loops and on the fused pass (2,048 x 600 epochs is enough work for it)."""
+    spec = NetSpec((2, 4, 1), loss="mse")
+    theta = init_population(spec, n_nets, seed=3, init="xavier_normal")
+    kwargs = dict(criterion=Criterion(divergence_factor=1.5), early_stop=True)
+    a = npb.train_population(theta, spec, XOR.X, XOR.Y, 30.0, n_epochs, **kwargs)
+    b = nb_train(theta, spec, XOR.X, XOR.Y, 30.0, n_epochs, **kwargs)
+    for name in ("status", "epochs_trained", "epochs_to_converge", "first_full_accuracy"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    # the backends round otherwise, and at this learning rate their trajectories part by up to
+    # 1e-8 of a net's loss; a loss read at another epoch would be off by far more
+    np.testing.assert_allclose(b.final_loss, a.final_loss, rtol=1e-6)
+    assert len(set(b.status.tolist())) == 3  # some diverge, some converge, some do neither
+
+
 def test_squared_error_rules_are_bitwise_the_same_for_1_and_2_threads(numba_threads):
     if numba_threads < 2:
         pytest.skip("numba was started with one thread (NUMBA_NUM_THREADS=1 or a 1-core machine)")
