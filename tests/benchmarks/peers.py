@@ -13,9 +13,8 @@ implementations start from the same weights, and returns the final theta for a s
 from __future__ import annotations
 
 import numpy as np
-from backprop_bench.kernels.activations import LEAKY_SLOPE
 
-from .fast_peers import check_optimizer, check_spec, loss_scale
+from .fast_peers import _ops, check_optimizer, loss_scale
 
 
 def _layers(theta, spec):
@@ -39,23 +38,18 @@ def jax_trainer(spec, n_epochs: int, learning_rate: float, optimizer=None):
     import jax.numpy as jnp
 
     check_optimizer(optimizer)
-    check_spec(spec)
     jax.config.update("jax_enable_x64", True)
-    hidden = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
-              # leaky_relu'(0) = the slope, as the kernel takes it (jax.nn.leaky_relu's is 1)
-              "leaky_relu": lambda z: jnp.where(z > 0, z, LEAKY_SLOPE * z)}[spec.activation]
+    # the hidden activation and the loss of the output logits, as the fast peers write them
+    # (leaky_relu'(0) is the slope under jax.grad, as the kernel takes it)
+    ops = _ops("jax", spec)
     name = "sgd" if optimizer is None else optimizer.name
 
     def loss(params, X, Y):
         a = X
         for i, (W, b) in enumerate(params):
             z = a @ W + b
-            a = hidden(z) if i < len(params) - 1 else z
-        if spec.loss == "mse":
-            terms = 0.5 * (jax.nn.sigmoid(a) - Y) ** 2
-        else:
-            terms = jnp.logaddexp(0.0, a) - Y * a
-        return jnp.sum(terms) * loss_scale(spec, X.shape[0])
+            a = ops.act(z) if i < len(params) - 1 else z
+        return jnp.sum(ops.loss(a, Y)) * loss_scale(spec, X.shape[0])
 
     grad = jax.grad(loss)
 
@@ -117,12 +111,9 @@ def torch_train(theta, spec, X, Y, n_epochs: int, learning_rate: float, optimize
     import torch
 
     check_optimizer(optimizer)
-    check_spec(spec)
     torch.set_num_threads(2)
     dtype = torch.float32 if theta.dtype == np.float32 else torch.float64
-    hidden = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-              # autograd of this where takes leaky_relu'(0) = the slope, as the kernel does
-              "leaky_relu": lambda z: torch.where(z > 0, z, LEAKY_SLOPE * z)}[spec.activation]
+    ops = _ops("torch", spec)  # as jax_trainer's
     t = torch.tensor(theta, dtype=dtype)
     params = []
     for W, b in spec.layer_views(t):  # W (fan_in, fan_out, n_nets), b (fan_out, n_nets)
@@ -142,12 +133,8 @@ def torch_train(theta, spec, X, Y, n_epochs: int, learning_rate: float, optimize
         for i in range(n_layers):
             W, b = params[2 * i], params[2 * i + 1]
             z = (a[:, :, None, :] * W[None]).sum(1) + b[None]
-            a = hidden(z) if i < n_layers - 1 else z
-        if spec.loss == "mse":
-            terms = 0.5 * (torch.sigmoid(a) - Yt) ** 2
-        else:
-            terms = torch.nn.functional.softplus(a) - Yt * a
-        loss = terms.sum() * scale  # each net's loss, summed over nets
+            a = ops.act(z) if i < n_layers - 1 else z
+        loss = ops.loss(a, Yt).sum() * scale  # each net's loss, summed over nets
         loss.backward()
         if step is not None:
             step.step()
