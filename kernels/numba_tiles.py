@@ -36,7 +36,7 @@ from . import numba_cache  # noqa: F401  (numba's cache in step with every kerne
 VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
 V64 = VECTOR_BYTES // 8  # float64 lanes per vector
 V32 = VECTOR_BYTES // 4  # float32 lanes per vector
-TILE = 4  # below this many units on either side of a layer, its products run as plain loops
+TILE = 4  # layers of fewer than TILE x TILE weights run their products as plain loops
 # A register tile of TILE_ROWS x TILE_COLS lane vectors. With 32 vector registers (AVX-512), 4 x 4:
 # 16 accumulators and 8 operands, each vector a cache line of lanes. With 16 (AVX2 and below), a
 # 4 x 4 tile's accumulators alone fill every register, and LLVM moved them to and from the stack
