@@ -52,7 +52,9 @@ TILE = 4  # layers of fewer than TILE x TILE weights run their products as plain
 TILE_ROWS, TILE_COLS = (4, 4) if VECTOR_BYTES == 64 else (3, 2)
 COLUMN_VECTORS = 1 if VECTOR_BYTES == 64 else 2
 
-JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy"}
+# no reference counts (_nrt): the tiles and row sums work on the lane loops' arrays, allocate
+# nothing and return no array (see numba_lanes.uncounted_jit)
+JIT_OPTIONS = {"fastmath": {"nsz", "contract"}, "error_model": "numpy", "_nrt": False}
 jit = numba.njit(cache=True, **JIT_OPTIONS)
 ALIGN = 64  # bytes: a cache line, and the widest vector register
 

@@ -307,3 +307,28 @@ def test_a_net_padded_alone_and_unpadded_in_the_fused_pass_has_the_same_bits():
     for name in ("loss", "grad_norm", "param_norm"):
         np.testing.assert_array_equal(getattr(runs[1].history, name)[:, 0],
                                       getattr(runs[0].history, name)[:, 0])  # fmt: skip
+
+
+
+def test_the_lane_loops_run_without_reference_counts():
+    """Each view of a row in the lane loops took an atomic increment and decrement of its
+    array's reference count, a third of a 4-16-1 job's kernel time (numba_lanes.uncounted_jit):
+    every function of an epoch's lane loops (the *_lanes functions but _tanh_lanes, the tests'
+    transcription of the vector tanh) and the tiles' and row sums' routines compile without
+    them. The training kernel, which allocates the chunk arrays, keeps them."""
+    from backprop_bench.kernels import numba_rows
+    from numba.core.registry import CPUDispatcher
+
+    epoch = [f for name, f in vars(lanes).items()
+             if name.endswith("_lanes") and name != "_tanh_lanes"
+             and isinstance(f, CPUDispatcher)]  # fmt: skip
+    assert len(epoch) >= 9  # activations, forward, backward, derivatives, checks, squared
+    # error, step, Adam, attention
+    functions = epoch + [
+        tiles.multiply_add, tiles.multiply_into, tiles.multiply_add_shared,
+        tiles.multiply_into_shared, tiles.multiply_onto, tiles.multiply_onto_shared,
+        numba_rows.add_squares, numba_rows.sums_and_squares,
+    ]  # fmt: skip
+    counted = [f.py_func.__name__ for f in functions if f.targetoptions.get("_nrt", True)]
+    assert not counted
+    assert lanes.train_kernel.targetoptions.get("_nrt", True)
