@@ -3,10 +3,13 @@ process.
 
     git worktree add /tmp/base <revision>
     python -m tests.benchmarks.pass_ab /tmp/base "2-4-1 relu" [--repeats 15] [--whole]
+    python -m tests.benchmarks.pass_ab /tmp/base --whole --layers 4-16-1 --activation relu \
+        --dtype float32 --epochs 300
 
 On a shared machine whole runs of the same code differ by a fifth or more, so two versions are
 compared in one process: both are compiled, checked to train the peer table's case to the same
-bits, then the case is trained with each in turn, ``repeats`` times, alternating which goes
+bits, then the case (one of the peer table's, or a job of one's own as ``peer_table`` takes it) is
+trained with each in turn, ``repeats`` times, alternating which goes
 first; printed are each one's median rate and the median of the per-repeat ratios. By default
 only the fused pass (numba_fused) is swapped, compiled afresh for both: the training kernel
 around it is this checkout's (numba_backend calls the pass through a pointer). With
@@ -30,7 +33,7 @@ import numpy as np
 from backprop_bench.kernels import numba_backend
 from backprop_bench.kernels import numba_fused as this
 
-from .peer_table import CASES, data_for, ours, theta_for
+from .peer_table import CASES, case_name, custom_case, data_for, ours, theta_for
 
 
 @contextlib.contextmanager
@@ -127,14 +130,36 @@ def whole_trainer(package, case, X, Y):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=pathlib.Path, help="the other version's checkout")
-    parser.add_argument("case", choices=sorted(CASES), help="a case of the peer table")
+    parser.add_argument("case", nargs="?", choices=sorted(CASES),
+                        help="a case of the peer table (or a job of your own: --layers)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--whole", action="store_true",
                         help="the other checkout's whole kernels package, not only its pass")
+    own = parser.add_argument_group("a job of your own (instead of a case), as peer_table's")
+    own.add_argument("--layers", help="widths from input to output, such as 4-16-1")
+    own.add_argument("--activation", default="sigmoid", help="sigmoid, tanh, relu or leaky_relu")
+    own.add_argument("--loss", default="bce", help="bce or mse")
+    own.add_argument("--reduction", default="mean", help="mean or sum over samples")
+    own.add_argument("--optimizer", default="sgd", help="sgd, momentum or adam")
+    own.add_argument("--dtype", default="float64", help="float64 or float32")
+    own.add_argument("--epochs", type=int, default=100, help="a multiple of 10 (default 100)")
+    own.add_argument("--lr", type=float, help="learning rate (default: peer_table's)")
+    own.add_argument("--init", help="initial weights (default: peer_table's)")
     args = parser.parse_args(argv)
-    case = CASES[args.case]
+    if (args.case is None) == (args.layers is None):
+        parser.error("give a case of the peer table or --layers for a job of your own, not both")
+    if args.case is not None:
+        case, args.name = CASES[args.case], args.case
+    else:
+        try:
+            case = custom_case(args.layers, args.activation, args.loss, args.reduction,
+                               args.optimizer, args.dtype, args.epochs, args.lr, args.init)
+        except ValueError as error:
+            parser.error(str(error))
+        args.name = case_name(case)
+    args.run = case
     X, Y = data_for(case.spec)
-    theta = theta_for(args.case)
+    theta = theta_for(None, case=case)
     train = ours(case, X, Y)
     if args.whole:
         with _fresh():  # the other package's functions are made (and compiled) meanwhile
@@ -155,7 +180,7 @@ def main(argv=None) -> int:
 
 def _compared(args, theta, trains) -> int:
     """Both versions' training of the case, checked for the same bits, then timed."""
-    case = CASES[args.case]
+    case = args.run
     results = {label: run(theta, case.n_epochs) for label, run in trains.items()}
     if not np.array_equal(results["other"], results["this"], equal_nan=True):
         print("the two versions train to different parameters")
@@ -171,7 +196,7 @@ def _compared(args, theta, trains) -> int:
     for label in labels:
         rate = theta.shape[1] * case.n_epochs / np.median(times[label])
         ratio = np.median(other / np.array(times[label]))
-        print(f"{args.case}  {label}: {rate:.3g} net-epochs/s, {ratio:.3f}x the other's speed")
+        print(f"{args.name}  {label}: {rate:.3g} net-epochs/s, {ratio:.3f}x the other's speed")
     return 0
 
 

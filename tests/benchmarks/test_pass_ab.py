@@ -75,3 +75,25 @@ def test_a_field_the_other_version_lacks_is_dropped_at_its_default_and_refused_o
     assert pass_ab._rebuilt(Optimizer("adam"), Older) == Older("adam")
     with pytest.raises(SystemExit, match="no 'weight_decay'"):
         pass_ab._rebuilt(Optimizer("adam", weight_decay=0.01), Older)
+
+
+@pytest.mark.slow
+def test_a_job_of_ones_own_against_this_checkout_times_both(capsys):
+    assert pass_ab.main([str(ROOT), "--whole", "--repeats", "1", "--layers", "3-5-2",
+                         "--activation", "leaky_relu", "--dtype", "float32", "--epochs", "20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    name = "3-5-2 leaky_relu, bce, sgd, float32"
+    assert [line.split(":")[0] for line in lines] == [f"{name}  other", f"{name}  this"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "give a case of the peer table or --layers"),
+    (["2-4-1", "--layers", "2-4-1"], "not both"),
+    (["--layers", "2-x-1"], "--layers takes widths joined by '-'"),
+    (["--layers", "2-4-1", "--activation", "softsign"], "softsign"),
+])  # fmt: skip
+def test_a_job_of_ones_own_with_bad_values_exits_2_naming_the_fix(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        pass_ab.main([str(ROOT), *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
