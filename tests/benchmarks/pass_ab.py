@@ -33,7 +33,7 @@ import numpy as np
 from backprop_bench.kernels import numba_backend
 from backprop_bench.kernels import numba_fused as this
 
-from .peer_table import CASES, case_name, custom_case, data_for, ours, theta_for
+from .peer_table import CASES, case_name, data_for, ours, own_job, own_job_arguments, theta_for
 
 
 @contextlib.contextmanager
@@ -135,16 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--whole", action="store_true",
                         help="the other checkout's whole kernels package, not only its pass")
-    own = parser.add_argument_group("a job of your own (instead of a case), as peer_table's")
-    own.add_argument("--layers", help="widths from input to output, such as 4-16-1")
-    own.add_argument("--activation", default="sigmoid", help="sigmoid, tanh, relu or leaky_relu")
-    own.add_argument("--loss", default="bce", help="bce or mse")
-    own.add_argument("--reduction", default="mean", help="mean or sum over samples")
-    own.add_argument("--optimizer", default="sgd", help="sgd, momentum or adam")
-    own.add_argument("--dtype", default="float64", help="float64 or float32")
-    own.add_argument("--epochs", type=int, default=100, help="a multiple of 10 (default 100)")
-    own.add_argument("--lr", type=float, help="learning rate (default: peer_table's)")
-    own.add_argument("--init", help="initial weights (default: peer_table's)")
+    own_job_arguments(parser, "instead of a case")
     args = parser.parse_args(argv)
     if (args.case is None) == (args.layers is None):
         parser.error("give a case of the peer table or --layers for a job of your own, not both")
@@ -152,8 +143,7 @@ def main(argv=None) -> int:
         case, args.name = CASES[args.case], args.case
     else:
         try:
-            case = custom_case(args.layers, args.activation, args.loss, args.reduction,
-                               args.optimizer, args.dtype, args.epochs, args.lr, args.init)
+            case = own_job(args)
         except ValueError as error:
             parser.error(str(error))
         args.name = case_name(case)

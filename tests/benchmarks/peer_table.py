@@ -413,13 +413,9 @@ def details(results) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
-    own = parser.add_argument_group("a job of your own (instead of --specs)")
+def own_job_arguments(parser, instead):
+    """The options of a job of your own (custom_case's), in a group of their own."""
+    own = parser.add_argument_group(f"a job of your own ({instead})")
     own.add_argument("--layers", help="widths from input to output, such as 3-8-8-2")
     own.add_argument("--activation", default="sigmoid", help="sigmoid, tanh, relu or leaky_relu")
     own.add_argument("--loss", default="bce", help="bce or mse")
@@ -430,6 +426,22 @@ def main(argv=None):
     own.add_argument("--lr", type=float, help=f"learning rate (default {LR}; Adam {ADAM_LR})")
     own.add_argument("--init", help="initial weights (default: the tutorial's for 2-4-1, else "
                                     "xavier_normal)")  # fmt: skip
+    return own
+
+
+def own_job(args) -> Case:
+    """custom_case of the options of own_job_arguments (ValueError with the fix if bad)."""
+    return custom_case(args.layers, args.activation, args.loss, args.reduction, args.optimizer,
+                       args.dtype, args.epochs, args.lr, args.init)  # fmt: skip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
+    own = own_job_arguments(parser, "instead of --specs")
     own.add_argument("--nets", type=int, default=N_NETS,
                      help=f"a multiple of 512 (default {N_NETS})")  # fmt: skip
     args = parser.parse_args(argv)
@@ -437,8 +449,7 @@ def main(argv=None):
     n_nets = N_NETS
     if args.layers is not None:
         try:
-            case = custom_case(args.layers, args.activation, args.loss, args.reduction,
-                               args.optimizer, args.dtype, args.epochs, args.lr, args.init)
+            case = own_job(args)
             if args.nets < 512 or args.nets % 512:
                 raise ValueError(f"--nets takes a multiple of 512 (chunks of 256 nets on two "
                                  f"devices), got {args.nets}")  # fmt: skip
