@@ -1,12 +1,18 @@
 """Where a wide net's epoch goes in the lane loops: each part of numba_lanes on one chunk.
 
     python -m tests.benchmarks.lane_parts [--layers 8-32-32-1] [--samples 16] [--dtype float64]
+    python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --chunks 8 16 32 128
 
 Times the forward pass (and, apart, its activations), the backward pass, the checks and the SGD
 step of one chunk of ``chunk_size`` nets on one thread, each repeated on the same arrays (laid
 out as the training kernel lays them out: cache-line aligned rows), and prints microseconds per
 net-epoch beside the products' multiply-adds at the measured peak rate (ceiling.vector_rate).
-Timings of one machine; not a test.
+
+With ``--chunks``, whole epochs instead (forward, backward, SGD step) of one population, as many
+nets as the largest size, cut into chunks of each size: every epoch runs each chunk's in turn,
+as the kernel would if it took a chunk's epoch a column of lanes at a time, so that a smaller
+chunk's rows may stay in L1 from one pass to the next. The sizes are timed in interleaved
+repeats (medians). Timings of one machine; not a test.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_tiles import VECTOR_BYTES, unit_rows
+from backprop_bench.kernels.numba_tiles import COLUMN_VECTORS, VECTOR_BYTES, unit_rows
 
 from .ceiling import vector_rate
 
@@ -68,8 +74,60 @@ def _activations(n, Z, A, layers, act, w, K, activate):
 
 
 @numba.njit
+def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, lr):
+    """n epochs of every chunk c (P[c], Z[c], ...: one chunk's arrays each), chunk by chunk
+    within an epoch."""
+    for epoch in range(n):
+        for c in range(P.shape[0]):
+            L._forward_lanes(P[c], X, layers, layout, act, Z[c], A[c], w, K, activate)
+            L._backward_lanes(P[c], X, Y, layers, layout, act, 0, Z[c], A[c], D[c], G[c], norm2,
+                              w, K)  # fmt: skip
+            L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w)
+
+
+@numba.njit
 def _aligned(shape, like):
     return L._zeros(shape, like)
+
+
+def _chunks(spec, X, dtype, chunk, n_chunks, rng):
+    """n_chunks chunks of ``chunk`` nets in the training kernel's layout (rows of lanes,
+    weights and samples padded as it pads them): layout, P, G, Z, A, D, each array with the
+    chunks on its first axis."""
+    layers, offsets, _ = _codes(spec)
+    width = max(spec.layers[1:])
+    like = np.zeros(1, dtype)
+    extent = L._lane_extent(chunk, dtype.itemsize)
+    layout, rows_of = L._chunk_layout(layers, offsets, extent, dtype.itemsize, True)
+    P = _aligned((n_chunks, layout[-1, 1] + spec.layers[-1], extent), like)
+    for c in range(n_chunks):
+        P[c][rows_of, :chunk] = rng.normal(scale=0.3, size=(spec.n_params, chunk))
+    rows = unit_rows(width, extent, dtype.itemsize)
+    Z = _aligned((n_chunks, spec.n_layers, X.shape[0], rows, extent), like)
+    return layout, P, _aligned(P.shape, like), Z, _aligned(Z.shape, like), _aligned(Z.shape, like)
+
+
+def _whole_epochs(spec, X, Y, dtype, sizes, rng, repeats=5, epochs=50):
+    """Microseconds per net-epoch of whole epochs by chunk size (see the module's docstring)."""
+    layers, _, act = _codes(spec)
+    nets = max(sizes)
+    K = np.zeros(9, dtype)
+    K[0], K[1], K[2] = 1.0, 0.01, 1.0 / X.shape[0]
+    activate = activation_function(dtype.itemsize)
+    runs = {}
+    for size in sizes:
+        layout, P, G, Z, A, D = _chunks(spec, X, dtype, size, nets // size, rng)
+        extent = P.shape[2]
+        runs[size] = (P, X, Y, layers, layout, act, Z, A, D, G, np.zeros(extent, dtype), size,
+                      K, activate, np.full(extent, 0.01, dtype))  # fmt: skip
+        _epochs(2, *runs[size])  # compile, and the arrays into the caches
+    seconds = {size: [] for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            start = time.perf_counter()
+            _epochs(epochs, *runs[size])
+            seconds[size].append((time.perf_counter() - start) / epochs / nets)
+    return {size: float(np.median(values)) * 1e6 for size, values in seconds.items()}
 
 
 def main(argv=None) -> None:
@@ -77,6 +135,8 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", default="8-32-32-1")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--chunks", type=int, nargs="+", metavar="NETS",
+                        help="whole epochs of one population in chunks of these sizes")  # fmt: skip
     args = parser.parse_args(argv)
     numba.set_num_threads(1)
     spec = NetSpec(tuple(int(n) for n in args.layers.split("-")))
@@ -84,19 +144,22 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     X = (rng.random((args.samples, spec.n_inputs)) < 0.5).astype(dtype)
     Y = (X.sum(axis=1, keepdims=True) % 2).astype(dtype)
-    layers, offsets, act = _codes(spec)
+    if args.chunks:
+        lanes = VECTOR_BYTES // dtype.itemsize * COLUMN_VECTORS
+        if any(size % lanes or max(args.chunks) % size for size in args.chunks):
+            parser.error(f"--chunks: multiples of {lanes} lanes that divide the largest")
+        rates = _whole_epochs(spec, X, Y, dtype, sorted(set(args.chunks)), rng)
+        print(f"{args.layers}, {args.samples} samples, {args.dtype}, one thread, whole epochs "
+              f"of {max(args.chunks)} nets:")  # fmt: skip
+        for size, micro in rates.items():
+            print(f"  chunks of {size:5d} nets    {micro:8.3f} us per net-epoch")
+        return
+    layers, _, act = _codes(spec)
     width = max(spec.layers[1:])
     chunk = L.chunk_size(spec.n_layers, args.samples, width, spec.n_params, dtype.itemsize)
-    like = np.zeros(1, dtype)
-    # the training kernel's layout: rows of lanes, weights and samples padded as it pads them
-    extent = L._lane_extent(chunk, dtype.itemsize)
-    layout, rows_of = L._chunk_layout(layers, offsets, extent, dtype.itemsize, True)
-    P = _aligned((layout[-1, 1] + spec.layers[-1], extent), like)
-    P[rows_of, :chunk] = rng.normal(scale=0.3, size=(spec.n_params, chunk))
-    G = _aligned(P.shape, like)
-    rows = unit_rows(width, extent, dtype.itemsize)
-    Z = _aligned((spec.n_layers, args.samples, rows, extent), like)
-    A, D = _aligned(Z.shape, like), _aligned(Z.shape, like)
+    layout, *arrays = _chunks(spec, X, dtype, chunk, 1, rng)
+    P, G, Z, A, D = (array[0] for array in arrays)
+    extent = P.shape[1]
     K = np.zeros(9, dtype)
     K[0], K[1], K[2] = 1.0, 0.01, 1.0 / args.samples
     lanes = np.zeros(extent, dtype)
