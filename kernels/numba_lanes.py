@@ -31,17 +31,23 @@ from numba import types
 from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
-from .numba_rows import add_squares, sums_and_squares
+from .numba_rows import add_squares, sums_and_squares, sums_step
 from .numba_tiles import (
     ALIGN,
     COLUMN_VECTORS,
+    STEP_MOMENTUM,
+    STEP_SGD,
     TILE,
     V32,
+    VECTOR_BYTES,
     crowded,
     multiply_into,
+    multiply_into_derivative,
     multiply_into_shared,
     multiply_onto,
     multiply_onto_shared,
+    step_into,
+    step_into_shared,
     unit_rows,
 )
 from .spec import HIDDEN_ACTIVATIONS, LOSSES
@@ -84,6 +90,7 @@ NOT_CONVERGED, CONVERGED, DIVERGED = map(
 LANES = 16  # lane loops run over whole multiples of this: never a scalar remainder
 assert LANES % (V32 * COLUMN_VECTORS) == 0  # the register tiles' columns of lanes
 CHUNK_BYTES = 1 << 21  # working set of a chunk
+STEP_TILE_BYTES = 1 << 13  # a column of lanes' dL/dz in a layer whose tiles step (_steps_in_tiles)
 MAX_CHUNK = 1024
 LOG2 = math.log(2.0)
 BOUND_MARGIN = 1e-9  # bounds this close to a threshold leave the decision to the exact loss
@@ -395,17 +402,22 @@ def _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate):
 
 
 @uncounted_jit
-def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, w, K):
+def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, w, K, P2, M, lr,
+                    step):  # fmt: skip
     """G = dL/dtheta per lane (in P's rows: layout, as _forward_lanes), D = dL/dz;
     norm2[:w] = |G|^2 per lane. K: constants in the arrays' dtype (one, leaky slope, the loss
-    scale), so float32 stays float32."""
+    scale, the momentum), so float32 stays float32.
+    step: -1, or the optimizer's step made as the gradients are summed (numba_tiles' STEP_SGD
+    or STEP_MOMENTUM, with learning rates lr and momenta M): P2 = the stepped P, P unchanged
+    and G not written where the gradients come from register tiles, which never store them
+    (every row of P2 but the empty ones is written). The same bits as _step_lanes after it."""
     one, slope, scale = K[0], K[1], K[2]
     n_layers = layers.size - 1
     last = n_layers - 1
     n_samples, width, chunk = Z.shape[1], Z.shape[2], Z.shape[3]
     row = width * chunk  # elements between samples in Z, A, D
     flat_P, flat_G, flat_A, flat_D = P.reshape(-1), G.reshape(-1), A.reshape(-1), D.reshape(-1)
-    flat_X, flat_Z = X.reshape(-1), Z.reshape(-1)
+    flat_X, flat_Z, flat_P2, flat_M = X.reshape(-1), Z.reshape(-1), P2.reshape(-1), M.reshape(-1)
     for s in range(Y.shape[0]):
         for j in range(Y.shape[1]):
             d, a, y = D[last, s, j], A[last, s, j], Y[s, j]
@@ -422,8 +434,12 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
         w0, b0, stride = layout[layer, 0], layout[layer, 1], layout[layer, 2]
         tiled = _tiled(fan_in, fan_out)
         # g[j] = sum_s d[s, j], norm2 += g[j]^2 over j, with the sums in registers (numba_rows)
-        sums_and_squares(flat_G, b0 * chunk, chunk, flat_D, layer * n_samples * row, row, chunk,
-                         n_samples, fan_out, norm2, w)  # fmt: skip
+        if step < 0:
+            sums_and_squares(flat_G, b0 * chunk, chunk, flat_D, layer * n_samples * row, row,
+                             chunk, n_samples, fan_out, norm2, w)  # fmt: skip
+        else:
+            sums_step(flat_P2, flat_P, flat_M, b0 * chunk, chunk, flat_D, layer * n_samples * row,
+                      row, chunk, n_samples, fan_out, norm2, w, lr, K[3], step)  # fmt: skip
         for i in range(fan_in):
             for j in range(fan_out):
                 if tiled:  # the tiles below write g whole
@@ -442,7 +458,17 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
                         for k in range(w):
                             g[k] += below[k] * d[k]
         # g[i, j] = sum_s a[s, i] * d[s, j] (a = x at layer 0), in registers (numba_tiles)
-        if tiled and layer == 0:
+        stepping = step >= 0 and tiled and _steps_in_tiles(n_samples, fan_out, P.itemsize)
+        if stepping and layer == 0:  # and the step, g never stored
+            step_into_shared(flat_P2, flat_P, flat_M, w0 * chunk, stride * chunk, chunk,
+                             flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
+                             n_samples, fan_in, fan_out, w, lr, norm2, K[3], step)  # fmt: skip
+        elif stepping:
+            step_into(flat_P2, flat_P, flat_M, w0 * chunk, stride * chunk, chunk,
+                      flat_A, (layer - 1) * n_samples * row, chunk, row,
+                      flat_D, layer * n_samples * row, chunk, row,
+                      n_samples, fan_in, fan_out, w, lr, norm2, K[3], step)  # fmt: skip
+        elif tiled and layer == 0:
             multiply_into_shared(flat_G, w0 * chunk, stride * chunk, chunk,
                                  flat_X, 0, 1, fan_in,
                                  flat_D, 0, chunk, row,
@@ -452,13 +478,18 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
                           flat_A, (layer - 1) * n_samples * row, chunk, row,
                           flat_D, layer * n_samples * row, chunk, row,
                           n_samples, fan_in, fan_out, w)  # fmt: skip
-        add_squares(norm2, flat_G, w0 * chunk, chunk, fan_in * stride, w)  # 0 at empty rows
+        if not stepping:
+            add_squares(norm2, flat_G, w0 * chunk, chunk, fan_in * stride, w)  # 0 at empty rows
+        if step >= 0 and not stepping:
+            _step_rows(P, G, P2, M, lr, w0, fan_in * stride, w, step, K[3])
         if layer > 0:
-            if tiled:  # d_below[s, i] = sum_j d[s, j] * W[i, j], in registers (numba_tiles)
-                multiply_into(flat_D, (layer - 1) * n_samples * row, row, chunk,
-                              flat_D, layer * n_samples * row, row, chunk,
-                              flat_P, w0 * chunk, stride * chunk, chunk,
-                              fan_out, n_samples, fan_in, w)  # fmt: skip
+            if tiled:  # d_below[s, i] = sum_j d[s, j] * W[i, j] * f'(z_below[s, i]), in registers
+                at = flat_A if act == SIGMOID or act == TANH else flat_Z  # (numba_tiles)
+                multiply_into_derivative(flat_D, (layer - 1) * n_samples * row, row, chunk,
+                                         flat_D, layer * n_samples * row, row, chunk,
+                                         flat_P, w0 * chunk, stride * chunk, chunk,
+                                         fan_out, n_samples, fan_in, w, at, act)  # fmt: skip
+                continue
             else:
                 for s in range(n_samples):
                     for i in range(fan_in):
@@ -485,6 +516,44 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
                 for i in range(rows):
                     _derivative_lanes(flat_D, flat_Z, flat_A, below + r * run_step + i * row_step,
                                       length, act, one, slope)  # fmt: skip
+
+
+@jit
+def _steps_in_tiles(n_samples, fan_out, itemsize):
+    """Whether a tiled layer's weight gradients make the step in their tiles (step_into), which
+    take one input at a time and so load a column of lanes' dL/dz of every sample and unit once
+    per input: where those fit in a quarter of L1 (STEP_TILE_BYTES). Else the gradients are stored
+    by 4 x 4 tiles, which load them once per 4 inputs, and stepped from there (_step_rows)."""
+    return n_samples * fan_out * VECTOR_BYTES * COLUMN_VECTORS <= STEP_TILE_BYTES
+
+
+@jit
+def _steps_in_backward(layers, n_samples, itemsize):
+    """Whether the lane loops make the SGD or momentum step as they sum the gradients (into a
+    second copy of the parameters, with which they then swap: _backward_lanes): where every
+    layer makes it in its tiles (_steps_in_tiles). A layer that did not would store its
+    gradients and step from them into the copy, a line read more than the step in place."""
+    for layer in range(layers.size - 1):
+        fan_in, fan_out = layers[layer], layers[layer + 1]
+        if not (_tiled(fan_in, fan_out) and _steps_in_tiles(n_samples, fan_out, itemsize)):
+            return False
+    return True
+
+
+@uncounted_jit
+def _step_rows(P, G, P2, M, lr, first, n_rows, w, step, momentum):
+    """P2 = P stepped by G (step: numba_tiles' STEP_SGD or STEP_MOMENTUM, with the momenta M)
+    in rows first to first + n_rows, lanes k < w: _step_lanes's operations, into P2."""
+    for r in range(first, first + n_rows):
+        p, g, out = P[r], G[r], P2[r]
+        if step == STEP_SGD:
+            for k in range(w):
+                out[k] = p[k] - lr[k] * g[k]
+        else:
+            m = M[r]
+            for k in range(w):
+                m[k] = momentum * m[k] - lr[k] * g[k]
+                out[k] = p[k] + m[k]
 
 
 @uncounted_jit
@@ -751,6 +820,10 @@ def train_kernel(
     lanes = _lane_extent(chunk, theta.itemsize)
     layout, rows_of = _chunk_layout(layers, offsets, lanes, theta.itemsize, padded)
     n_rows = layout[-1, 1] + layers[-1]
+    # the optimizer's step, where the lane loops make it in their tiles (padded: they run)
+    step = -1
+    if padded and _steps_in_backward(layers, n_samples, theta.itemsize):
+        step = STEP_SGD if opt_code == SGD else STEP_MOMENTUM if opt_code == MOMENTUM else -1
     for c in range(start, stop):
         first = c * chunk
         active = min(chunk, n_nets - first)
@@ -761,7 +834,11 @@ def train_kernel(
         # zeroing it for every chunk of a short job of wide nets was time of its own
         M = _zeros((n_rows if opt_code != SGD else 0, lanes), theta)
         V = _zeros((n_rows if opt_code == ADAM else 0, lanes), theta)
-        G = _zeros((n_rows, lanes), theta)
+        # the lane loops make SGD's and momentum's step as they sum the gradients, into P2: the
+        # decisions below still see the epoch's parameters in P (a net that stops keeps them),
+        # and the two swap for the next epoch; the gradients are then never stored (no G)
+        G = _zeros((n_rows if step < 0 else 0, lanes), theta)
+        P2 = _zeros((n_rows if step >= 0 else 0, lanes), theta)
         rows = unit_rows(width, lanes, theta.itemsize)
         Z = _zeros((n_layers, n_samples, rows, lanes), theta)
         A = _zeros((n_layers, n_samples, rows, lanes), theta)
@@ -802,7 +879,7 @@ def train_kernel(
             if seen < 0:  # not fused: the lane loops
                 _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate)
                 _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, w,
-                                K)  # fmt: skip
+                                K, P2, M, lane_lr, step)  # fmt: skip
                 _checks_lanes(Z, A, Y, last, loss_code, max_error, correct, lower, w)
                 if track_squared:
                     _squared_error_lanes(A, Y, last, squared, w)
@@ -816,7 +893,9 @@ def train_kernel(
                 for k in range(active):
                     attention[k] = True
             elif seen == 0:
-                if not pass_steps:
+                if step >= 0:
+                    P, P2 = P2, P
+                elif not pass_steps:
                     _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, K, w)
                 continue
             stopped = False
@@ -888,7 +967,7 @@ def train_kernel(
                         stop[active] = False
                     active -= 1
                     if k != active:
-                        _move_lane((P, M, V, G), active, k)
+                        _move_lane((P, P2, M, V, G), active, k)
                         ids[k] = ids[active]
                         lane_lr[k] = lane_lr[active]
                         loss0[k] = loss0[active]
@@ -898,6 +977,8 @@ def train_kernel(
                     stop[active] = False
                 else:
                     k += 1
-            if active > 0 and not pass_steps:
+            if active > 0 and step >= 0:
+                P, P2 = P2, P
+            elif active > 0 and not pass_steps:
                 w = (active + LANES - 1) // LANES * LANES
                 _step_lanes(P, G, M, V, lane_lr, epoch + 1, opt_code, K, w)  # fmt: skip

@@ -21,7 +21,7 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
-from .numba_tiles import JIT_OPTIONS, jit, lanes_of, vectors
+from .numba_tiles import JIT_OPTIONS, STEP_SGD, jit, lanes_of, splat_of, step_value, vectors
 
 ROWS = 4  # rows of a bias tile: independent sums that hide the latency of an addition
 
@@ -70,6 +70,50 @@ def _squares_tile(typingctx, total, to, g, go, gr, n, columns, width):
     return signature, codegen
 
 
+def _sums_code(context, builder, sig, args, dtype, n_j, n_c, n_v, positions, step):
+    """The code of _sums_tile and _sums_step_tile. positions: the argument positions of out, o,
+    oj, d, do, ds, dj, n, total, to; step: None, or (the optimizer, the positions of p, m, lr,
+    momentum) for _sums_step_tile."""
+    o_, oj_, do_, ds_, dj_, n_, to_ = (args[positions[i]] for i in (1, 2, 4, 5, 6, 7, 9))
+    vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
+    p_out, p_d, p_total = data(positions[0]), data(positions[3]), data(positions[8])
+    align = dtype.bitwidth // 8
+    width_ = ir.Constant(o_.type, n_v)
+    zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
+    tile = {}
+    for j in range(n_j):
+        for c in range(n_c):
+            slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
+            builder.store(zero, slot)
+            tile[j, c] = slot
+    with cgutils.for_range(builder, n_) as loop:
+        sample = builder.add(do_, builder.mul(loop.index, ds_))
+        for (j, c), slot in tile.items():
+            offset = _plus(builder, _plus(builder, sample, dj_, j), width_, c)
+            x = builder.load(at_offset(p_d, offset), align=align)
+            builder.store(builder.fadd(builder.load(slot), x), slot)
+    for c in range(n_c):
+        pointer = at_offset(p_total, _plus(builder, to_, width_, c))
+        norm2 = builder.load(pointer, align=align)
+        if step is not None:
+            opt, (at_p, at_m, at_lr, at_momentum) = step
+            lane = _plus(builder, to_, width_, c)
+            lr = builder.load(at_offset(data(at_lr), lane), align=align)
+            momentum = splat_of(builder, vector, args[at_momentum])
+        for j in range(n_j):
+            x = builder.load(tile[j, c])
+            offset = _plus(builder, _plus(builder, o_, oj_, j), width_, c)
+            if step is not None:
+                old = builder.load(at_offset(data(at_p), offset), align=align)
+                x_out = step_value(builder, fmuladd, vector, opt, x, old,
+                                   at_offset(data(at_m), offset), lr, momentum, align)  # fmt: skip
+            else:
+                x_out = x
+            builder.store(x_out, at_offset(p_out, offset), align=align)
+            norm2 = builder.call(fmuladd, [x, x, norm2])
+        builder.store(norm2, pointer, align=align)
+
+
 @intrinsic
 def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns, width):
     """For j < rows, c < columns (literals): the lane vector of ``width`` elements (a literal)
@@ -77,37 +121,28 @@ def _sums_tile(typingctx, out, o, oj, d, do, ds, dj, n, total, to, rows, columns
     of s to +0; then total[to + c width] += out[o + j oj + c width] ** 2 by fused multiply-adds
     in the order of j. out, d, total: flat contiguous arrays of one dtype."""
     n_j, n_c, n_v = _literals(rows, columns, width)
-    dtype = out.dtype
-    align = dtype.bitwidth // 8
     signature = types.void(out, o, oj, d, do, ds, dj, n, total, to, rows, columns, width)
 
     def codegen(context, builder, sig, args):
-        _, o_, oj_, _, do_, ds_, dj_, n_, _, to_ = args[:10]
-        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
-        p_out, p_d, p_total = data(0), data(3), data(8)
-        width_ = ir.Constant(o_.type, n_v)
-        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
-        tile = {}
-        for j in range(n_j):
-            for c in range(n_c):
-                slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-                builder.store(zero, slot)
-                tile[j, c] = slot
-        with cgutils.for_range(builder, n_) as loop:
-            sample = builder.add(do_, builder.mul(loop.index, ds_))
-            for (j, c), slot in tile.items():
-                offset = _plus(builder, _plus(builder, sample, dj_, j), width_, c)
-                x = builder.load(at_offset(p_d, offset), align=align)
-                builder.store(builder.fadd(builder.load(slot), x), slot)
-        for c in range(n_c):
-            pointer = at_offset(p_total, _plus(builder, to_, width_, c))
-            norm2 = builder.load(pointer, align=align)
-            for j in range(n_j):
-                x = builder.load(tile[j, c])
-                offset = _plus(builder, _plus(builder, o_, oj_, j), width_, c)
-                builder.store(x, at_offset(p_out, offset), align=align)
-                norm2 = builder.call(fmuladd, [x, x, norm2])
-            builder.store(norm2, pointer, align=align)
+        _sums_code(context, builder, sig, args, out.dtype, n_j, n_c, n_v, range(10), None)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def _sums_step_tile(typingctx, out, p, m, o, oj, d, do, ds, dj, n, total, to, lr, momentum, rows,
+                    width, opt):  # fmt: skip
+    """_sums_tile of one column (to: its first lane) whose sums (g) are not stored: out[o + j
+    oj] = the optimizer's step (opt, a literal: numba_tiles.step_value) of p at the same place,
+    with learning rates lr[to:] and momenta m (p's layout); total gets the squares of g."""
+    n_j, n_v, opt_value = _literals(rows, width, opt)
+    signature = types.void(out, p, m, o, oj, d, do, ds, dj, n, total, to, lr, momentum, rows,
+                           width, opt)  # fmt: skip
+
+    def codegen(context, builder, sig, args):
+        _sums_code(context, builder, sig, args, out.dtype, n_j, 1, n_v,
+                   (0, 3, 4, 5, 6, 7, 8, 9, 10, 11), (opt_value, (1, 2, 12, 13)))  # fmt: skip
         return context.get_dummy_value()
 
     return signature, codegen
@@ -182,3 +217,40 @@ def sums_and_squares(out, o, oj, d, do, ds, dj, n, nj, total, w):
     out, d : flat C-contiguous arrays of one dtype; total : flat, of at least w elements
     """
     _sums_rows(out, o, oj, d, do, ds, dj, n, nj, total, w)
+
+
+def _sums_step_rows(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, opt):
+    """As _sums_rows, stepping (_sums_step_tile). Jitted code only."""
+    raise TypeError("_sums_step_rows is compiled into jitted code only: call sums_step")
+
+
+@overload(_sums_step_rows, jit_options=JIT_OPTIONS)
+def _sums_step_rows_of(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, opt):
+    width = lanes_of(out)
+
+    def sums_step_rows(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, opt):
+        for c in range(0, w, width):
+            j = 0
+            while j < nj:
+                oo, dd = o + j * oj + c, do + j * dj + c
+                if nj - j >= ROWS:
+                    _sums_step_tile(out, p, m, oo, oj, d, dd, ds, dj, n, total, c, lr, momentum,
+                                    ROWS, width, opt)  # fmt: skip
+                    j += ROWS
+                else:
+                    _sums_step_tile(out, p, m, oo, oj, d, dd, ds, dj, n, total, c, lr, momentum,
+                                    1, width, opt)  # fmt: skip
+                    j += 1
+
+    return sums_step_rows
+
+
+@jit
+def sums_step(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, opt):
+    """sums_and_squares whose sums g (the bias gradients) are not stored: out[o + j oj + k] = the
+    optimizer's step from p at the same place, with learning rates lr[k] (opt: numba_tiles'
+    STEP_SGD or STEP_MOMENTUM, with the momenta m in p's layout); total[k] gets g ** 2 as there."""
+    if opt == STEP_SGD:
+        _sums_step_rows(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, 0)
+    else:
+        _sums_step_rows(out, p, m, o, oj, d, do, ds, dj, n, nj, total, w, lr, momentum, 1)

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import llvmlite.binding as llvm
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
 from . import numba_cache  # noqa: F401  (numba's cache in step with every kernel source)
+from .activations import LEAKY_SLOPE
+from .spec import HIDDEN_ACTIVATIONS
 
 # Vector width: a zmm register where the core has AVX-512, a ymm register otherwise (a 4 x 4
 # tile of zmm is 16 of its 32 registers; of ymm, 16 of 16 would spill).
@@ -37,6 +40,13 @@ VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
 V64 = VECTOR_BYTES // 8  # float64 lanes per vector
 V32 = VECTOR_BYTES // 4  # float32 lanes per vector
 TILE = 4  # layers of fewer than TILE x TILE weights run their products as plain loops
+DERIVATIVE = 3  # _fma_tile's fresh for out = the sum times the derivative of activation fresh - 3
+_SIGMOID, _TANH, _RELU, _LEAKY_RELU = map(
+    HIDDEN_ACTIVATIONS.index, ("sigmoid", "tanh", "relu", "leaky_relu")
+)
+_SIGMOID_DERIVATIVE, _TANH_DERIVATIVE, _RELU_DERIVATIVE, _LEAKY_RELU_DERIVATIVE = (
+    DERIVATIVE + code for code in (_SIGMOID, _TANH, _RELU, _LEAKY_RELU)
+)
 # A register tile of TILE_ROWS x TILE_COLS lane vectors. With 32 vector registers (AVX-512), 4 x 4:
 # 16 accumulators and 8 operands, each vector a cache line of lanes. With 16 (AVX2 and below), a
 # 4 x 4 tile's accumulators alone fill every register, and LLVM moved them to and from the stack
@@ -112,7 +122,10 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
     shared (a literal): if 1, a's terms are single numbers shared by all lanes (inputs), in
     a's own dtype and converted to out's. fresh (a literal): if 1, out = the sum (out's old
     values are not read: the sums start from +0, as from a zeroed out); if 2, out =
-    c[co + r cr] + the sum (the sums start from c's rows, as from out set to them)."""
+    c[co + r cr] + the sum (the sums start from c's rows, as from out set to them); if
+    DERIVATIVE + an activation's code, out = the sum (as 1) times that activation's derivative
+    at c's element at out's place (c: the activations a, or for relu and leaky relu the z):
+    ``derivative_of``."""
     for literal in (nq, nr, width, shared, fresh):
         if not isinstance(literal, types.IntegerLiteral):
             raise errors.RequireLiteralValue(literal)
@@ -146,7 +159,7 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
             for r in range(n_r):
                 offset = plus(plus(o_, oq_, q), or_, r)
                 slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-                if fresh_value == 1:
+                if fresh_value == 1 or fresh_value >= DERIVATIVE:
                     start = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
                 elif fresh_value == 2:
                     start = builder.load(at_offset(p_c, plus(co_, cr_, r)), align=align)
@@ -168,10 +181,39 @@ def _fma_tile(typingctx, out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, c, co, 
             for (q, r), (slot, _) in tile.items():
                 builder.store(builder.call(fmuladd, [xs[q], ys[r], builder.load(slot)]), slot)
         for slot, offset in tile.values():
-            builder.store(builder.load(slot), at_offset(p_out, offset), align=align)
+            value = builder.load(slot)
+            if fresh_value >= DERIVATIVE:
+                at = builder.load(at_offset(p_c, offset), align=align)
+                value = derivative_of(builder, vector, fresh_value - DERIVATIVE, value, at)
+            builder.store(value, at_offset(p_out, offset), align=align)
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+def derivative_of(builder, vector, code, d, at):
+    """d times the derivative of the activation of ``code`` (HIDDEN_ACTIVATIONS' index) at a
+    point whose value (sigmoid, tanh) or input z (relu, leaky relu) is ``at``, by the operations
+    of numba_lanes' _derivative_lanes as LLVM compiles them under its fast-math flags: (d a)
+    (1 - a), the order its reassociation gives d (a (1 - a)); d (1 - a a), the latter in one
+    fused multiply-add; d 1 or d 0 (relu), d 1 or d slope (leaky relu) by whether z > 0."""
+    element = vector.element
+    splat = ir.Constant(vector, [ir.Constant(element, 1.0)] * vector.count)
+    if code == _SIGMOID:
+        return builder.fmul(builder.fmul(d, at), builder.fsub(splat, at))
+    if code == _TANH:
+        fmuladd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3),
+            f"llvm.fmuladd.v{vector.count}f{64 if element == ir.DoubleType() else 32}",
+        )  # fmt: skip
+        return builder.fmul(d, builder.call(fmuladd, [builder.fneg(at), at, splat]))
+    zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * vector.count)
+    if code == _RELU:
+        below = zero
+    else:
+        slope = LEAKY_SLOPE if element == ir.DoubleType() else float(np.float32(LEAKY_SLOPE))
+        below = ir.Constant(vector, [ir.Constant(element, slope)] * vector.count)
+    return builder.fmul(d, builder.select(builder.fcmp_ordered(">", at, zero), splat, below))
 
 
 @jit
@@ -255,6 +297,27 @@ def multiply_into(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w):
 
 
 @jit
+def multiply_into_derivative(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, e,
+                             act):  # fmt: skip
+    """As multiply_into, each sum then times the derivative of the hidden activation ``act``
+    (HIDDEN_ACTIVATIONS' index) at e's element at its place (e: out's layout; the activations a
+    for sigmoid and tanh, the z for relu and leaky relu): the backward pass's
+    dL/dz_below = (sum_j dL/dz_j W_j) f'(z_below) without a pass of its own over the rows."""
+    if act == _SIGMOID:
+        _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, e, 0, 0, n, nq, nr, w, 0,
+                 _SIGMOID_DERIVATIVE)  # fmt: skip
+    elif act == _TANH:
+        _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, e, 0, 0, n, nq, nr, w, 0,
+                 _TANH_DERIVATIVE)  # fmt: skip
+    elif act == _RELU:
+        _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, e, 0, 0, n, nq, nr, w, 0,
+                 _RELU_DERIVATIVE)  # fmt: skip
+    else:
+        _columns(out, o, oq, orow, a, ao, aq, at, b, bo, br, bt, e, 0, 0, n, nq, nr, w, 0,
+                 _LEAKY_RELU_DERIVATIVE)  # fmt: skip
+
+
+@jit
 def multiply_add_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w):
     """As multiply_add, with x[xo + q xq + t xt] one number shared by all lanes (the inputs)
     in place of a's lane vectors. x must have out's dtype for the sums to be exact in it."""
@@ -280,3 +343,154 @@ def multiply_onto_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, c, co, 
                          w):  # fmt: skip
     """multiply_add_shared with out = c's rows + the sum, as multiply_onto."""
     _columns(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, c, co, cr, n, nq, nr, w, 1, 2)
+
+
+# Tiles of the weight gradients that make the optimizer's step as they end (``step_into``): one
+# input's row of STEP_COLS units at a time, so that the squares of the gradient norm are added in
+# the order of theta's rows. With 32 vector registers, 8 accumulators, 8 operands and the input.
+STEP_COLS = 8 if VECTOR_BYTES == 64 else 2
+STEP_SGD, STEP_MOMENTUM = 0, 1  # the optimizers a tile's end can step (Adam steps on its own)
+
+
+def step_value(builder, fmuladd, vector, opt, g, p_old, m_pointer, lr, momentum, align):
+    """The new parameter of a gradient g, by the operations of numba_lanes' _step_lanes:
+    SGD p - lr g in one rounding (one fused multiply-add of -lr); momentum
+    m = momentum m - (lr g rounded), in one fused multiply-add, stored at m_pointer, and p + m."""
+    if opt == STEP_SGD:
+        return builder.call(fmuladd, [builder.fneg(lr), g, p_old])
+    m = builder.call(fmuladd, [momentum, builder.load(m_pointer, align=align),
+                               builder.fneg(builder.fmul(lr, g))])  # fmt: skip
+    builder.store(m, m_pointer, align=align)
+    return builder.fadd(p_old, m)
+
+
+def splat_of(builder, vector, number):
+    """A vector with every element ``number`` (of the vector's element type)."""
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), number,
+                                 ir.Constant(ir.IntType(32), 0))  # fmt: skip
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), vector.count), [0] * vector.count)
+    return builder.shuffle_vector(one, one, mask)
+
+
+@intrinsic
+def _step_tile(typingctx, out, p, m, o, orow, a, ao, at, b, bo, br, bt, n, lr, norm2, v, momentum,
+               nr, width, shared, opt):  # fmt: skip
+    """For r < nr (a literal): g_r, the lane vector of ``width`` elements (a literal) of
+    sum over t < n of a[ao + t at] * b[bo + r br + t bt], by fused multiply-adds from +0 in the
+    order of t (as _fma_tile with fresh 1); then, in the order of r, norm2[v:] += g_r ** 2 (a fused
+    multiply-add) and out[o + r orow] = the step (opt, a literal: step_value) of p[o + r orow]
+    with learning rates lr[v:] (m: the momenta, p's layout). shared (a literal): as _fma_tile.
+    out, p, m, b, lr, norm2: flat contiguous arrays of one dtype; momentum: a number of it."""
+    for literal in (nr, width, shared, opt):
+        if not isinstance(literal, types.IntegerLiteral):
+            raise errors.RequireLiteralValue(literal)
+    n_r, n_v = nr.literal_value, width.literal_value
+    is_shared, opt_value = bool(shared.literal_value), opt.literal_value
+    dtype = out.dtype
+    align = dtype.bitwidth // 8
+    signature = types.void(out, p, m, o, orow, a, ao, at, b, bo, br, bt, n, lr, norm2, v,
+                           momentum, nr, width, shared, opt)  # fmt: skip
+
+    def codegen(context, builder, sig, args):
+        o_, or_, _, ao_, at_, _, bo_, br_, bt_, n_, _, _, v_, momentum_ = args[3:17]
+        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
+        p_out, p_p, p_m, p_a, p_b = data(0), data(1), data(2), data(5), data(8)
+        p_lr, p_norm2 = data(13), data(14)
+
+        def plus(base, stride, times):
+            return builder.add(base, builder.mul(stride, ir.Constant(base.type, times)))
+
+        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
+        sums = []
+        for _ in range(n_r):
+            slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
+            builder.store(zero, slot)
+            sums.append(slot)
+        with cgutils.for_range(builder, n_) as loop:
+            a_t = builder.add(ao_, builder.mul(loop.index, at_))
+            b_t = builder.add(bo_, builder.mul(loop.index, bt_))
+            if is_shared:
+                number = context.cast(builder, builder.load(builder.gep(p_a, [a_t])),
+                                      sig.args[5].dtype, dtype)  # fmt: skip
+                x = splat_of(builder, vector, number)
+            else:
+                x = builder.load(at_offset(p_a, a_t), align=align)
+            for r, slot in enumerate(sums):
+                y = builder.load(at_offset(p_b, plus(b_t, br_, r)), align=align)
+                builder.store(builder.call(fmuladd, [x, y, builder.load(slot)]), slot)
+        lr_ = builder.load(at_offset(p_lr, v_), align=align)
+        momentum_vector = splat_of(builder, vector, momentum_)
+        total = builder.load(at_offset(p_norm2, v_), align=align)
+        for r, slot in enumerate(sums):
+            g = builder.load(slot)
+            total = builder.call(fmuladd, [g, g, total])
+            offset = plus(o_, or_, r)
+            old = builder.load(at_offset(p_p, offset), align=align)
+            new = step_value(builder, fmuladd, vector, opt_value, g, old, at_offset(p_m, offset),
+                             lr_, momentum_vector, align)  # fmt: skip
+            builder.store(new, at_offset(p_out, offset), align=align)
+        builder.store(total, at_offset(p_norm2, v_), align=align)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
+                  momentum, shared, opt):  # fmt: skip
+    """Every column of lane vectors up to lane w, row q by row q: tiles of STEP_COLS units, then
+    of one (jitted code only)."""
+    raise TypeError("_step_columns is compiled into jitted code only: call step_into")
+
+
+@overload(_step_columns, jit_options=JIT_OPTIONS)
+def _step_columns_of(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
+                     norm2, momentum, shared, opt):  # fmt: skip
+    width = lanes_of(out) * COLUMN_VECTORS
+
+    def columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
+                momentum, shared, opt):  # fmt: skip
+        for v in range(0, w, width):
+            for q in range(nq):
+                aa = ao + q * aq if shared else ao + q * aq + v
+                r = 0
+                while r < nr:
+                    oo, bb = o + q * oq + r * orow + v, bo + r * br + v
+                    if nr - r >= STEP_COLS:
+                        _step_tile(out, p, m, oo, orow, a, aa, at, b, bb, br, bt, n, lr, norm2, v,
+                                   momentum, STEP_COLS, width, shared, opt)  # fmt: skip
+                        r += STEP_COLS
+                    else:
+                        _step_tile(out, p, m, oo, orow, a, aa, at, b, bb, br, bt, n, lr, norm2, v,
+                                   momentum, 1, width, shared, opt)  # fmt: skip
+                        r += 1
+
+    return columns
+
+
+@jit
+def step_into(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
+              momentum, opt):  # fmt: skip
+    """The weight gradients g[q, r] (lanes k < w) of multiply_into, never stored: for q < nq,
+    r < nr, in that order, norm2[k] += g ** 2 (by fused multiply-adds) and out[o + q oq + r orow
+    + k] = the optimizer's step from p at the same place (opt: STEP_SGD, p - lr[k] g; or
+    STEP_MOMENTUM with m, as numba_lanes' _step_lanes does them: the same bits)."""
+    if opt == STEP_SGD:
+        _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
+                      norm2, momentum, 0, STEP_SGD)  # fmt: skip
+    else:
+        _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
+                      norm2, momentum, 0, STEP_MOMENTUM)  # fmt: skip
+
+
+@jit
+def step_into_shared(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
+                     norm2, momentum, opt):  # fmt: skip
+    """step_into with x[xo + q xq + t xt] one number shared by all lanes (the inputs), in out's
+    dtype, as multiply_add_shared."""
+    if opt == STEP_SGD:
+        _step_columns(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
+                      norm2, momentum, 1, STEP_SGD)  # fmt: skip
+    else:
+        _step_columns(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
+                      norm2, momentum, 1, STEP_MOMENTUM)  # fmt: skip
+

@@ -3,16 +3,18 @@
     python -m tests.benchmarks.lane_parts [--layers 8-32-32-1] [--samples 16] [--dtype float64]
     python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --chunks 8 16 32 128
 
-Times the forward pass (and, apart, its activations), the backward pass, the checks and the SGD
-step of one chunk of ``chunk_size`` nets on one thread, each repeated on the same arrays (laid
-out as the training kernel lays them out: cache-line aligned rows), and prints microseconds per
+Times the forward pass (and, apart, its activations), the backward pass with the SGD step made
+as the gradients are summed (as the training kernel makes it where every layer steps in its
+tiles), the checks, and apart the backward pass storing the gradients and a step from them, of
+one chunk of ``chunk_size`` nets on one thread, each repeated on the same arrays (laid out as
+the training kernel lays them out: cache-line aligned rows), and prints microseconds per
 net-epoch beside the products' multiply-adds at the measured peak rate (ceiling.vector_rate).
 
-With ``--chunks``, whole epochs instead (forward, backward, SGD step) of one population, as many
-nets as the largest size, cut into chunks of each size: every epoch runs each chunk's in turn,
-as the kernel would if it took a chunk's epoch a column of lanes at a time, so that a smaller
-chunk's rows may stay in L1 from one pass to the next. The sizes are timed in interleaved
-repeats (medians). Timings of one machine; not a test.
+With ``--chunks``, whole epochs instead (forward, backward, SGD step, as the training kernel
+runs them) of one population, as many nets as the largest size, cut into chunks of each size:
+every epoch runs each chunk's in turn, as the kernel would if it took a chunk's epoch a column
+of lanes at a time, so that a smaller chunk's rows may stay in L1 from one pass to the next.
+The sizes are timed in interleaved repeats (medians). Timings of one machine; not a test.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_tiles import COLUMN_VECTORS, VECTOR_BYTES, unit_rows
+from backprop_bench.kernels.numba_tiles import COLUMN_VECTORS, STEP_SGD, VECTOR_BYTES, unit_rows
 
 from .ceiling import vector_rate
 
@@ -40,9 +42,11 @@ def _forward(n, P, X, layers, offsets, act, Z, A, w, K, activate):
 
 
 @numba.njit
-def _backward(n, P, X, Y, layers, offsets, act, Z, A, D, G, norm2, w, K):
+def _backward(n, P, X, Y, layers, offsets, act, Z, A, D, G, norm2, w, K, P2, lr, step):
+    """n backward passes; with step >= 0 (STEP_SGD), each makes the SGD step into P2."""
     for _ in range(n):
-        L._backward_lanes(P, X, Y, layers, offsets, act, 0, Z, A, D, G, norm2, w, K)
+        L._backward_lanes(P, X, Y, layers, offsets, act, 0, Z, A, D, G, norm2, w, K, P2, G, lr,
+                          step)  # fmt: skip
 
 
 @numba.njit
@@ -76,13 +80,18 @@ def _activations(n, Z, A, layers, act, w, K, activate):
 @numba.njit
 def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, lr):
     """n epochs of every chunk c (P[c], Z[c], ...: one chunk's arrays each), chunk by chunk
-    within an epoch."""
+    within an epoch, as the training kernel runs them: where it steps in the backward pass
+    (_steps_in_backward), into G's rows, which then swap with P's (n even: P ends with the
+    parameters); else from G after it."""
+    step = STEP_SGD if L._steps_in_backward(layers, X.shape[0], P.itemsize) else -1
     for epoch in range(n):
         for c in range(P.shape[0]):
-            L._forward_lanes(P[c], X, layers, layout, act, Z[c], A[c], w, K, activate)
-            L._backward_lanes(P[c], X, Y, layers, layout, act, 0, Z[c], A[c], D[c], G[c], norm2,
-                              w, K)  # fmt: skip
-            L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w)
+            old, new = (P[c], G[c]) if epoch % 2 == 0 or step < 0 else (G[c], P[c])
+            L._forward_lanes(old, X, layers, layout, act, Z[c], A[c], w, K, activate)
+            L._backward_lanes(old, X, Y, layers, layout, act, 0, Z[c], A[c], D[c], new, norm2,
+                              w, K, new, new, lr, step)  # fmt: skip
+            if step < 0:
+                L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w)
 
 
 @numba.njit
@@ -165,13 +174,17 @@ def main(argv=None) -> None:
     lanes = np.zeros(extent, dtype)
     f64 = np.zeros(extent)
     lr = np.full(extent, 0.01, dtype)
+    P2 = P.copy()
     activate = activation_function(dtype.itemsize)
     parts = {
         "forward": (_forward, (P, X, layers, layout, act, Z, A, chunk, K, activate)),
         "  of which activations": (_activations, (Z, A, layers, act, chunk, K, activate)),
-        "backward": (_backward, (P, X, Y, layers, layout, act, Z, A, D, G, lanes, chunk, K)),
+        "backward and SGD step": (_backward, (P, X, Y, layers, layout, act, Z, A, D, G, lanes,
+                                              chunk, K, P2, lr, STEP_SGD)),
         "checks": (_checks, (Z, A, Y, spec.n_layers - 1, f64, f64.copy(), f64.copy(), chunk)),
-        "SGD step": (_step, (P, G, lr, K, chunk)),
+        "  backward, G stored": (_backward, (P, X, Y, layers, layout, act, Z, A, D, G, lanes,
+                                             chunk, K, G, lr, -1)),
+        "  SGD step from G": (_step, (P, G, lr, K, chunk)),
     }
     print(f"{args.layers}, {args.samples} samples, {args.dtype}, one thread, chunk of {chunk}:")
     total = 0.0

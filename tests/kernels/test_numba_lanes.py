@@ -268,7 +268,7 @@ def test_padded_rows_change_no_bit(dtype, act):
                 lanes._forward_lanes(P, X, layers, layout, code, Z, A, width, K,
                                      activation_function(dtype().itemsize))  # fmt: skip
                 lanes._backward_lanes(P, X, Y, layers, layout, code, 0, Z, A, D, G, norm2, width,
-                                      K)  # fmt: skip
+                                      K, G, G, K, -1)  # fmt: skip
                 if rows == 33:
                     assert (Z[:, :, 32] == 7.0).all() and (A[:, :, 32] == 7.0).all()
                     assert (D[:, :, 32] == 7.0).all()
@@ -281,6 +281,59 @@ def test_padded_rows_change_no_bit(dtype, act):
         want = results[32, False, key[2]]
         for a, b in zip(want, got, strict=True):
             np.testing.assert_array_equal(b.view(bits), a.view(bits))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layers, n_samples", [((2, 16, 16, 1), 4), ((3, 8, 8, 2), 16),
+                                               ((8, 32, 32, 1), 16), ((2, 4, 1), 4)])  # fmt: skip
+@pytest.mark.parametrize("opt", ["sgd", "momentum"])
+def test_the_backward_pass_that_steps_is_the_backward_pass_then_the_step(dtype, layers, n_samples,
+                                                                          opt):  # fmt: skip
+    """With a step (numba_tiles' STEP_SGD or STEP_MOMENTUM) the backward pass leaves P alone and
+    writes the stepped parameters into P2: the bits of the backward pass storing G and the lane
+    loops' _step_lanes after it, the momenta and |g|^2 too. The first two nets step in their
+    tiles (_steps_in_backward), the wide one stores the gradients of its 32-unit layers and
+    steps from them (_step_rows), as does 2-4-1, whose layers are not tiled."""
+    from backprop_bench.kernels.numba_backend import _codes
+
+    spec = NetSpec(layers, "tanh")
+    codes, offsets, act = _codes(spec)
+    itemsize = np.dtype(dtype).itemsize
+    steps_in_tiles = layers[1] < 32 and layers != (2, 4, 1)
+    assert lanes._steps_in_backward(codes, n_samples, itemsize) == steps_in_tiles
+    rng = np.random.default_rng(sum(layers))
+    chunk = 32
+    X = (rng.random((n_samples, layers[0])) < 0.5).astype(dtype)
+    Y = (rng.random((n_samples, layers[-1])) < 0.5).astype(dtype)
+    layout, rows_of = lanes._chunk_layout(codes, offsets, chunk, itemsize, True)
+    P = np.zeros((layout[-1, 1] + layers[-1], chunk), dtype)
+    P[rows_of] = rng.normal(scale=0.5, size=(spec.n_params, chunk))
+    M = np.zeros_like(P)
+    M[rows_of] = rng.normal(scale=0.1, size=(spec.n_params, chunk))
+    lr = (10.0 ** rng.uniform(-2, 1, size=chunk)).astype(dtype)
+    K = np.array([1.0, 0.01, 1.0 / n_samples, 0.9, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
+    step = tiles.STEP_SGD if opt == "sgd" else tiles.STEP_MOMENTUM
+    rows = tiles.unit_rows(max(layers[1:]), chunk, itemsize)
+    for w in (16, 32):
+        Z = np.zeros((spec.n_layers, n_samples, rows, chunk), dtype)
+        A, D = Z.copy(), Z.copy()
+        lanes._forward_lanes(P, X, codes, layout, act, Z, A, w, K, activation_function(itemsize))
+        G, norm2 = np.zeros_like(P), np.zeros(chunk, dtype)
+        lanes._backward_lanes(P, X, Y, codes, layout, act, 0, Z, A, D, G, norm2, w, K, G, G, lr,
+                              -1)  # fmt: skip
+        stepped, m = P.copy(), M.copy()
+        lanes._step_lanes(stepped, G, m, m, lr, 1, lanes.SGD if opt == "sgd" else lanes.MOMENTUM,
+                          K, w)  # fmt: skip
+        P2, M2, before = np.full_like(P, np.nan), M.copy(), P.copy()
+        norm2_2 = np.zeros(chunk, dtype)
+        lanes._backward_lanes(P, X, Y, codes, layout, act, 0, Z, A, D, np.zeros_like(P), norm2_2,
+                              w, K, P2, M2, lr, step)  # fmt: skip
+        bits = f"u{itemsize}"
+        np.testing.assert_array_equal(P2[rows_of, :w].view(bits), stepped[rows_of, :w].view(bits))
+        np.testing.assert_array_equal(norm2_2[:w].view(bits), norm2[:w].view(bits))
+        if opt == "momentum":
+            np.testing.assert_array_equal(M2[rows_of, :w].view(bits), m[rows_of, :w].view(bits))
+        np.testing.assert_array_equal(P, before)
 
 
 def test_a_net_padded_alone_and_unpadded_in_the_fused_pass_has_the_same_bits():

@@ -9,8 +9,10 @@ different operation (an unfused square, a sum started from -0 or from the first 
 import numba
 import numpy as np
 import pytest
+from backprop_bench.kernels import numba_lanes as lanes
 from backprop_bench.kernels.numba_lanes import FASTMATH
-from backprop_bench.kernels.numba_rows import add_squares, sums_and_squares
+from backprop_bench.kernels.numba_rows import add_squares, sums_and_squares, sums_step
+from backprop_bench.kernels.numba_tiles import STEP_MOMENTUM, STEP_SGD
 
 LANES = 16  # lane counts are multiples of this (as in the kernels)
 
@@ -87,3 +89,42 @@ def test_sums_and_squares_is_the_plain_loop(dtype, n, nj, w, chunk):
     np.testing.assert_array_equal(total[w:], start(dtype, chunk)[w:])
     if n > 0:  # lane 0 sums only -0: the sum starts from +0
         assert not np.signbit(rows_out[1 : nj + 1, 0]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, nj, w, chunk", [(16, 9, 48, 48), (4, 4, 16, 48), (3, 1, 64, 64)])
+@pytest.mark.parametrize("opt", [STEP_SGD, STEP_MOMENTUM], ids=["sgd", "momentum"])
+def test_sums_step_is_sums_and_squares_then_the_step(dtype, n, nj, w, chunk, opt):
+    """The bias gradients never stored: out = the step from p (the lane loops' _step_lanes on
+    the gradients sums_and_squares gives), the momenta and the squared norm to the bit; p and
+    the lanes past w are left alone."""
+    width = nj + 2
+    d = rows(dtype, n * width, chunk, seed=n + nj)
+    d[np.isnan(d)] = 1.0  # a NaN gradient is the NaN step: shown by the sums' test above
+    rng = np.random.default_rng(nj)
+    p = rng.normal(size=(nj + 2, chunk)).astype(dtype)
+    m = (rng.normal(size=p.shape) * 0.1).astype(dtype)
+    lr = (10.0 ** rng.uniform(-3, 1, size=chunk)).astype(dtype)
+    momentum = dtype(0.9)
+    out = np.full_like(p, 7.0)
+    m_step, total, p_before = m.copy(), start(dtype, chunk), p.copy()
+    geometry = (chunk, chunk, d, 3 * chunk + chunk, width * chunk, chunk, n, nj)
+    sums_step(out.reshape(-1), p.reshape(-1), m_step.reshape(-1), *geometry, total, w, lr,
+              momentum, opt)  # fmt: skip
+    g = np.zeros_like(p)
+    plain = start(dtype, chunk)
+    sums_and_squares(g.reshape(-1), *geometry, plain, w)
+    stepped, m_plain = p.copy(), m.copy()
+    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
+    lanes._step_lanes(stepped[1 : nj + 1], g[1 : nj + 1], m_plain[1 : nj + 1], m_plain[1 : nj + 1],
+                      lr, 1, lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w)  # fmt: skip
+    bits = f"u{total.itemsize}"
+    np.testing.assert_array_equal(out[1 : nj + 1, :w].view(bits),
+                                  stepped[1 : nj + 1, :w].view(bits))  # fmt: skip
+    np.testing.assert_array_equal(total.view(bits), plain.view(bits))
+    if opt == STEP_MOMENTUM:
+        np.testing.assert_array_equal(m_step.view(bits), m_plain.view(bits))
+    else:
+        np.testing.assert_array_equal(m_step, m)
+    assert (out[0] == 7.0).all() and (out[nj + 1] == 7.0).all() and (out[:, w:] == 7.0).all()
+    np.testing.assert_array_equal(p, p_before)

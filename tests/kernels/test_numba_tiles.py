@@ -4,20 +4,32 @@ Oracles: NumPy's einsum, to within the rounding bound of a sum of n products (Hi
 and Stability of Numerical Algorithms, 3.1: |error| <= gamma_n sum |a_t b_t| with
 gamma_n = n u / (1 - n u), u the unit roundoff; two computations, so twice that); and the plain
 lane loops the tiles replaced, bit for bit, since the tiles keep their order of fused
-multiply-adds.
+multiply-adds. The tiles that finish the backward pass's work as they end (the derivative of
+the activation, the optimizer's step) are held bit for bit to the products they extend followed
+by the lane loops' own pass for that work (numba_lanes' _derivative_lanes, add_squares and
+_step_lanes).
 """
 
 import numba
 import numpy as np
 import pytest
+from backprop_bench.kernels import numba_lanes as lanes
+from backprop_bench.kernels.numba_fused import activation_function
+from backprop_bench.kernels.numba_rows import add_squares
 from backprop_bench.kernels.numba_tiles import (
+    STEP_MOMENTUM,
+    STEP_SGD,
     multiply_add,
     multiply_add_shared,
     multiply_into,
+    multiply_into_derivative,
     multiply_into_shared,
     multiply_onto,
     multiply_onto_shared,
+    step_into,
+    step_into_shared,
 )
+from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS
 
 LANES = 32  # lane counts passed to multiply_add are multiples of this (as in the kernels)
 
@@ -179,3 +191,89 @@ def test_multiply_onto_is_multiply_add_onto_c_and_reads_no_old_value(dtype, nq, 
     bits = f"u{np.dtype(dtype).itemsize}"
     np.testing.assert_array_equal(out_onto[..., :w].view(bits), out_add[..., :w].view(bits))
     assert np.isnan(out_onto[..., w:]).all()
+
+
+def _bits(array):
+    return array.view(f"u{array.itemsize}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu"])
+@pytest.mark.parametrize("w", [LANES, 2 * LANES])
+def test_multiply_into_derivative_is_multiply_into_then_the_derivative_pass(dtype, act, w):
+    """dL/dz below = (sum_j d_j W_j) f'(z below) in the tiles' epilogue: the bits of
+    multiply_into followed by the lane loops' derivative pass (whose operations LLVM orders
+    under its fast-math flags; the epilogue writes that order out); lanes past w untouched.
+    z holds exact zeros and both signs (the kinks), a and z come from the same units."""
+    code = HIDDEN_ACTIVATIONS.index(act)
+    chunk = 2 * LANES
+    for nq, nr, n in [(4, 16, 16), (5, 7, 3), (16, 32, 32), (1, 2, 4)]:
+        into, plain = problem(dtype, nq, nr, n, chunk), problem(dtype, nq, nr, n, chunk)
+        o = into[1]
+        rng = np.random.default_rng(nq + nr)
+        z = rng.normal(size=into[0].size).astype(dtype)
+        z[o::7] = 0.0
+        z[o + 1 :: 11] = -0.0
+        a = z.copy()
+        one, slope = dtype(1.0), dtype(0.01)
+        activate = activation_function(np.dtype(dtype).itemsize)
+        lanes._activate_lanes(z, a, code, z.size, one, slope, activate)
+        at = a if act in ("sigmoid", "tanh") else z
+        into[0][o:], plain[0][o:] = np.nan, np.nan
+        multiply_into_derivative(*into, n, nq, nr, w, at, code)
+        multiply_into(*plain, n, nq, nr, w)
+        out = plain[0][o:].reshape(nq * nr, chunk)
+        for row in range(nq * nr):
+            lanes._derivative_lanes(plain[0], z, a, o + row * chunk, w, code, one, slope)
+        got = into[0][o:].reshape(nq * nr, chunk)
+        np.testing.assert_array_equal(_bits(got[:, :w]), _bits(out[:, :w]))
+        assert np.isnan(got[:, w:]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nq, nr, n", [(5, 7, 3), (3, 9, 6), (16, 32, 32), (4, 16, 4), (2, 1, 4),
+                                       (2, 17, 16)])  # fmt: skip
+@pytest.mark.parametrize("shared", [False, True], ids=["lanes", "shared"])
+@pytest.mark.parametrize("opt", [STEP_SGD, STEP_MOMENTUM], ids=["sgd", "momentum"])
+def test_step_into_is_the_gradient_its_squares_and_the_step(dtype, nq, nr, n, shared, opt):
+    """The weight gradients never stored: out = the step from p, the momenta and the squared
+    norm as multiply_into, add_squares over the rows in theta's order (q, then r) and
+    _step_lanes give them, to the bit; the gradients' operands, p and the lanes past w are
+    left alone. Rows of p a row apart from q to q (oq = nr + 1 rows: the padded layout)."""
+    chunk, w = 2 * LANES, LANES if nq % 2 else 2 * LANES
+    rng = np.random.default_rng(nq * nr + n)
+    geometry = problem(dtype, nq, nr, n, chunk, seed=n)
+    _, _, _, _, a, ao, aq, at, b, bo, br, bt = geometry
+    if shared:
+        a, ao, aq, at = rng.normal(size=nq * n).astype(dtype), 0, n, 1
+    stride = nr + 1
+    p = rng.normal(size=(nq * stride, chunk)).astype(dtype)
+    m = rng.normal(size=p.shape).astype(dtype) * dtype(0.1)
+    lr = (10.0 ** rng.uniform(-3, 1, size=chunk)).astype(dtype)
+    momentum = dtype(0.9)
+    norm2 = rng.uniform(size=chunk).astype(dtype)
+    out = np.full_like(p, np.nan)
+    m_tiles, norm_tiles, p_before = m.copy(), norm2.copy(), p.copy()
+    step = step_into_shared if shared else step_into
+    step(out.reshape(-1), p.reshape(-1), m_tiles.reshape(-1), 0, stride * chunk, chunk,
+         a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm_tiles, momentum, opt)  # fmt: skip
+    # the oracle: the gradients stored, their squares added row by row, the lane loops' step
+    g = np.zeros((nq * nr, chunk), dtype)
+    into = (g.reshape(-1), 0, nr * chunk, chunk, a, ao, aq, at, b, bo, br, bt)
+    (multiply_into_shared if shared else multiply_into)(*into, n, nq, nr, w)
+    norm_plain = norm2.copy()
+    add_squares(norm_plain, g.reshape(-1), 0, chunk, nq * nr, w)
+    rows = (np.arange(nq)[:, None] * stride + np.arange(nr)[None, :]).reshape(-1)
+    stepped, m_plain = p[rows].copy(), m[rows].copy()
+    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
+    lanes._step_lanes(stepped, g, m_plain, m_plain, lr, 1,
+                      lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w)  # fmt: skip
+    np.testing.assert_array_equal(_bits(out[rows, :w]), _bits(stepped[:, :w]))
+    np.testing.assert_array_equal(_bits(norm_tiles), _bits(norm_plain))
+    if opt == STEP_MOMENTUM:
+        np.testing.assert_array_equal(_bits(m_tiles[rows]), _bits(m_plain))
+    else:
+        np.testing.assert_array_equal(m_tiles, m)  # SGD keeps no momenta
+    empty = np.setdiff1d(np.arange(nq * stride), rows)
+    assert np.isnan(out[:, w:]).all() and np.isnan(out[empty]).all()
+    np.testing.assert_array_equal(p, p_before)
