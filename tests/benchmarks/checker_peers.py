@@ -199,11 +199,21 @@ class _Timeout(BaseException):  # BaseException: a peer's own "except Exception"
     pass
 
 
+_collecting = [False]  # between a collection's "start" and "stop" (_track_collection)
+
+
+def _track_collection(phase, info):
+    _collecting[0] = phase == "start"
+
+
 def _raise_timeout(signum, frame):
-    """The alarm's handler: raises _Timeout, but not inside a gc callback (JAX registers one),
-    where Python swallows the exception and reports it as unraisable, which failed the test
-    that ran the peers (``pytest --benchmark``): there it returns, and the repeating alarm
-    (_timed) comes again once the collector is done."""
+    """The alarm's handler: raises _Timeout, but not while the garbage collector runs (its
+    callbacks, JAX's among them, and the weakref callbacks and finalizers it calls), where Python
+    swallows the exception and reports it as unraisable, which failed the test that ran the
+    peers (``pytest --benchmark``): there it returns, and the repeating alarm (_timed) comes
+    again once the collector is done."""
+    if _collecting[0]:
+        return
     callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
     while frame is not None:
         if frame.f_code in callbacks:
@@ -216,6 +226,7 @@ def _timed(peer, problem, dtype, max_seconds):
     """(outcome, message) of one peer on one problem, stopped after max_seconds."""
     can_alarm = threading.current_thread() is threading.main_thread() and sys.platform != "win32"
     if can_alarm:
+        gc.callbacks.append(_track_collection)
         previous = signal.signal(signal.SIGALRM, _raise_timeout)
         # repeating: an alarm that falls inside a gc callback is put off (_raise_timeout)
         signal.setitimer(signal.ITIMER_REAL, max_seconds, 0.5)
@@ -232,6 +243,8 @@ def _timed(peer, problem, dtype, max_seconds):
             signal.signal(signal.SIGALRM, signal.SIG_IGN)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            gc.callbacks.remove(_track_collection)
+            _collecting[0] = False
 
 
 def run_peers(

@@ -1,13 +1,16 @@
-"""The peers' time limit (checker_peers._timed) against an alarm that falls inside a gc callback.
+"""The peers' time limit (checker_peers._timed) against an alarm that falls while the garbage
+collector runs.
 
-JAX registers a gc callback; an exception raised there is swallowed and reported as unraisable,
-which pytest turns into a failure of the test that was running. The alarm's handler puts itself
-off there, and the repeating alarm stops the peer once the collector is done.
+JAX registers a gc callback; an exception raised there, or in a weakref callback or finalizer the
+collector calls, is swallowed and reported as unraisable, which pytest turns into a failure of
+the test that was running. The alarm's handler puts itself off there, and the repeating alarm
+stops the peer once the collector is done.
 """
 
 import gc
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -25,8 +28,14 @@ def test_an_alarm_inside_a_gc_callback_stops_the_peer_after_the_collector(monkey
             while time.perf_counter() < deadline:
                 pass
 
+    class Node:  # cycles with weak references: the collector calls their callbacks
+        pass
+
     def peer_that_collects(peer, problem, dtype):
         while True:  # collections now and then, as a peer's allocations trigger them
+            for _ in range(200):
+                node = Node()
+                node.self, node.ref = node, weakref.ref(node, lambda ref: None)
             gc.collect()
             deadline = time.perf_counter() + 0.05
             while time.perf_counter() < deadline:
