@@ -626,7 +626,7 @@ def _vanishing(args) -> int:
     from backprop_bench.verify.vanishing import VanishingConfig, study
 
     from .summary import _git_commit
-    from .vanishing_report import check_out, write
+    from .vanishing_report import check_out, has_bound, write
 
     try:
         config = VanishingConfig(
@@ -656,9 +656,11 @@ def _vanishing(args) -> int:
     path = write(out, results, meta_doc)
     claims = results["claims"]
     if claims:
+        bound = (f"bound violations: {claims['bound_violations']} of {claims['bound_checks']:,} "
+                 "checks" if has_bound(results) else "the bound needs 2 or more hidden layers: "
+                 "not checked")  # fmt: skip
         print(f"sigmoid'(z) <= 1/4: max {claims['max_sigmoid_derivative']:.6g} over "
-              f"{claims['units_seen']:,} units; bound violations: {claims['bound_violations']} "
-              f"of {claims['bound_checks']:,} checks")  # fmt: skip
+              f"{claims['units_seen']:,} units; {bound}")  # fmt: skip
     print(f"wrote {path} ({seconds:.1f} s)")
     return 0
 

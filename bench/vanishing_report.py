@@ -5,6 +5,7 @@ Everything shown is computed from the study's results (``backprop_bench.verify.v
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -83,10 +84,15 @@ def _batchnorm_section(results: dict) -> list[str]:
 
 def _save(fig, path: Path) -> None:
     try:
-        with atomic.replacing(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+        fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
     finally:
         plt.close(fig)
+
+
+def has_bound(results: dict) -> bool:
+    """Whether the study checked the sigmoid bound on some layer: it needs sigmoid nets, and a
+    hidden layer below the last (a depth of 2 or more)."""
+    return bool(results["claims"]) and max(results["config"]["depths"]) > 1
 
 
 def gradient_figure(results: dict, path: Path) -> None:
@@ -208,9 +214,12 @@ def render(results: dict, meta: dict) -> str:
             f"- **sigmoid'(z) ≤ 1/4.** Largest a(1 − a) over all {claims['units_seen']:,} hidden "
             f"sigmoid activations seen: {claims['max_sigmoid_derivative']:.6g}"
             + (" (exactly 1/4, at z = 0)." if claims["max_sigmoid_derivative"] == 0.25 else "."),
-            f"- **The bound ‖∂L/∂h_l‖ ≤ ‖∂L/∂h_L‖ · Π_(k=l+1..L) ¼‖W_k‖₂** for every sigmoid net "
-            f"and hidden layer l below the last: {claims['bound_violations']:,} violations in "
-            f"{claims['bound_checks']:,} checks (relative slack 1e-9 for rounding).",
+            "- **The bound ‖∂L/∂h_l‖ ≤ ‖∂L/∂h_L‖ · Π_(k=l+1..L) ¼‖W_k‖₂** for every sigmoid net "
+            + (f"and hidden layer l below the last: {claims['bound_violations']:,} violations in "
+               f"{claims['bound_checks']:,} checks (relative slack 1e-9 for rounding)."
+               if has_bound(results) else
+               "and hidden layer l below the last: not checked, since the deepest nets of this "
+               "study have one hidden layer (give --depths 2 or more)."),
         ]
     else:
         lines.append("- No sigmoid nets in this study: the sigmoid claims were not checked.")
@@ -228,7 +237,7 @@ def render(results: dict, meta: dict) -> str:
         "",
         *_batchnorm_section(results),
     ]
-    if claims:
+    if has_bound(results):
         lines += [
             "## Theory beside the data (sigmoid)",
             "",
@@ -256,17 +265,28 @@ def render(results: dict, meta: dict) -> str:
 
 
 def write(out: Path, results: dict, meta: dict) -> Path:
+    """The study's files in ``out``: each made in a temporary file first, and renamed into
+    place only once all of them are made, so that a study that fails on its way leaves an
+    earlier study's folder as it was (not its figures replaced and its report kept)."""
     out = Path(out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
     atomic.clean_stale(out)
-    atomic.clean_stale(out / "figures")
-    gradient_figure(results, out / "figures" / "gradient_norms.png")
-    if results["claims"]:
-        bound_figure(results, out / "figures" / "bound.png")
-    for name, text in (
-        ("vanishing.json", json.dumps(results, indent=1) + "\n"),
-        ("meta.json", json.dumps(meta, indent=1) + "\n"),
-        ("report.md", render(results, meta)),
-    ):
-        atomic.write_text(out / name, text)
+    atomic.clean_stale(figures)
+    texts = {
+        "vanishing.json": json.dumps(results, indent=1) + "\n",
+        "meta.json": json.dumps(meta, indent=1) + "\n",
+        "report.md": render(results, meta),
+    }
+    with contextlib.ExitStack() as stack:
+        def temporary(path):
+            return stack.enter_context(atomic.replacing(path))
+
+        gradient_figure(results, temporary(figures / "gradient_norms.png"))
+        if has_bound(results):
+            bound_figure(results, temporary(figures / "bound.png"))
+        for name, text in texts.items():
+            temporary(out / name).write_bytes(text.encode())
+    if not has_bound(results):
+        (figures / "bound.png").unlink(missing_ok=True)  # an earlier study's
     return out / "report.md"

@@ -76,6 +76,36 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert json.loads((out / "vanishing.json").read_text())["config"]["n_nets"] == 100
 
 
+def test_one_hidden_layer_is_a_study_without_the_bound(tmp_path, capsys):
+    # the bound holds a layer below the last: with one hidden layer the study drew no rows,
+    # and its figure crashed after the first figure had replaced an earlier study's
+    out = tmp_path / "v"
+    assert main(["vanishing", "--depths", "1,2", "--nets", "10", "--out", str(out)]) == 0
+    assert (out / "figures" / "bound.png").exists()
+    assert main(["vanishing", "--depths", "1", "--nets", "10", "--out", str(out)]) == 0
+    assert "the bound needs 2 or more hidden layers: not checked" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert "not checked, since the deepest nets of this study have one hidden layer" in report
+    assert "Theory beside the data" not in report and "bound.png" not in report
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["gradient_norms.png"]
+
+
+def test_a_study_that_fails_while_drawing_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    from backprop_bench.bench import vanishing_report
+
+    out = tmp_path / "v"
+    assert main(["vanishing", "--depths", "1,2", "--nets", "10", "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def failing(results, path):
+        raise RuntimeError("a figure that cannot be drawn")
+
+    monkeypatch.setattr(vanishing_report, "bound_figure", failing)
+    with pytest.raises(RuntimeError):
+        main(["vanishing", "--depths", "1,3", "--nets", "10", "--out", str(out)])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
