@@ -77,7 +77,11 @@ def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 def check_learning_rate(learning_rate, n_nets: int, dtype) -> np.ndarray:
     """A positive finite scalar or one per net; returns an array of shape (n_nets,)."""
-    lr = np.asarray(learning_rate, dtype=np.float64)
+    lr = np.asarray(learning_rate)
+    if lr.dtype.kind not in "fiu":  # True is not 1.0, "0.5" is not 0.5
+        got = f"an array of dtype {lr.dtype}" if lr.ndim else repr(learning_rate)
+        raise ValueError(f"learning rate must be a number or an array of numbers, got {got}")
+    lr = lr.astype(np.float64)
     if lr.ndim == 0:
         lr = np.full(n_nets, float(lr))
     if lr.shape != (n_nets,):
@@ -119,7 +123,15 @@ def check_step_inputs(theta, grad, learning_rate, *state) -> np.ndarray:
 
     state : (name, array) pairs of optimizer state that must match theta
     """
-    if not (isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.flags.c_contiguous):
+    if not (isinstance(theta, np.ndarray) and theta.ndim == 2):
+        got = theta.shape if isinstance(theta, np.ndarray) else type(theta).__name__
+        raise ValueError(
+            f"theta must be an array of shape (n_params, n_nets), got {got}; for one net use "
+            "theta[:, None] (a view: the step updates theta in place)"
+        )
+    if theta.dtype not in DTYPES:
+        raise ValueError(f"theta must be float64 or float32, got {theta.dtype}; use theta.astype")
+    if not theta.flags.c_contiguous:
         raise ValueError(
             "theta must be a C-contiguous array of shape (n_params, n_nets); it is "
             "updated in place, so pass the array itself (np.ascontiguousarray first)"

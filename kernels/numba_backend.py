@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from . import numpy_backend
+from . import numpy_backend, values
 from .activations import LEAKY_SLOPE
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import MAX_DERIVATIVE, SATURATED_SHARE, SATURATION, analyse
@@ -430,6 +430,7 @@ def train_population(
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
+    early_stop = values.flag("early_stop", early_stop)
     abort = check_abort(abort)
     batch_size = check_batch_size(batch_size)
     result, X, Y, lr, n_epochs = start_training(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as F
+from . import values
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import analyse
 from .passes import Forward, Gradients
@@ -240,6 +241,7 @@ def train_population(
     Returns a :class:`TrainResult` with per-net outcomes.
     """
     check_training_options(optimizer, criterion)
+    early_stop = values.flag("early_stop", early_stop)
     abort = check_abort(abort)
     batch_size = check_batch_size(batch_size)
     result, X, Y, lr, n_epochs = start_training(

@@ -282,6 +282,12 @@ def _inputs(theta, spec, X, Y, keys, epoch, training, running_mean, running_var)
         if running_mean.shape != shape or running_var.shape != shape:
             raise ValueError(f"running_mean and running_var must have shape {shape}, got "
                              f"{running_mean.shape} and {running_var.shape}")  # fmt: skip
+        if not np.isfinite(running_mean).all():
+            raise ValueError("running_mean holds NaN or inf; give the running means training "
+                             "kept (update_running)")  # fmt: skip
+        if not (np.isfinite(running_var).all() and (running_var >= 0).all()):
+            raise ValueError("running_var must be finite and >= 0 (a variance); give the running "
+                             "variances training kept (update_running)")  # fmt: skip
     return theta, X, Y, masks, running_mean, running_var
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import values
+
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 OUTPUT_ACTIVATIONS = ("sigmoid",)
 LOSSES = ("bce", "mse")
@@ -94,7 +96,7 @@ class NetSpec:
         if not isinstance(self.batchnorm, bool | np.bool_):
             raise ValueError(f"batchnorm must be True or False, got {self.batchnorm!r}")
         object.__setattr__(self, "batchnorm", bool(self.batchnorm))
-        dropout = float(self.dropout)
+        dropout = values.number("dropout", self.dropout)
         if not (0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dropout", dropout)

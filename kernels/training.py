@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import values
 from .checks import check_data, check_epochs, check_learning_rate, check_theta
 from .spec import NetSpec
 
@@ -48,7 +49,7 @@ class Status(IntEnum):
 
 
 def _positive_finite(name: str, value) -> float:
-    value = float(value)
+    value = values.number(name, value)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return value
@@ -84,12 +85,12 @@ class Optimizer:
                 f"unknown optimizer {self.name!r}; choose one of: {', '.join(OPTIMIZERS)}"
             )
         for name in ("momentum", "beta1", "beta2"):
-            value = float(getattr(self, name))
+            value = values.number(name, getattr(self, name))
             if not (0.0 <= value < 1.0):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
             object.__setattr__(self, name, value)
         object.__setattr__(self, "eps", _positive_finite("eps", self.eps))
-        decay = float(self.weight_decay)
+        decay = values.number("weight_decay", self.weight_decay)
         if not (np.isfinite(decay) and decay >= 0):
             raise ValueError(f"weight_decay must be a non-negative finite number, got {decay!r}")
         object.__setattr__(self, "weight_decay", decay)

@@ -37,6 +37,16 @@ def integer(name: str, value, minimum: int = 0, maximum: int = MAX_INT) -> int:
     return int(value)
 
 
+def number(name: str, value) -> float:
+    """A number as a float, range unchecked: bools and text are refused, not converted (True is
+    not 1.0, "0.9" is not 0.9)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
 def real(
     name: str,
     value,
@@ -47,12 +57,10 @@ def real(
     high_open: bool = False,
 ) -> float:
     """A finite number in the interval given (open at ``low`` by default: positive numbers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    below = number <= low if low_open else number < low
-    above = number >= high if high_open else number > high
-    if not math.isfinite(number) or below or above:
+    x = number(name, value)
+    below = x <= low if low_open else x < low
+    above = x >= high if high_open else x > high
+    if not math.isfinite(x) or below or above:
         if low == 0 and low_open and high == math.inf:
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if high == math.inf:
@@ -60,7 +68,7 @@ def real(
         else:
             bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return number
+    return x
 
 
 def tolerance(kind: str, value) -> float:
@@ -85,6 +93,7 @@ def name(kind: str, value, allowed: Iterable[str] | None = None) -> str:
 
 
 def flag(kind: str, value) -> bool:
+    """True or False; anything else is refused (the text "no" would be true)."""
     if not isinstance(value, bool | np.bool_):
         raise ValueError(f"{kind} must be true or false, got {value!r}")
     return bool(value)

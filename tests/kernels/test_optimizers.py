@@ -113,6 +113,14 @@ def test_numba_steps_match_numpy_in_float32():
         (lambda k, th, g: k.adam_step(th, g, g, g, 0, 0.1), "step must be a positive integer"),
         (lambda k, th, g: k.adam_step(th, g, g, g[:1], 1, 0.1), "v must be an array of theta's"),
         (lambda k, th, g: k.adam_step(th, g, g, g, 1, 0.1, eps=0), "eps must be a positive"),
+        (lambda k, th, g: k.sgd_step(th, g, "0.1"), "learning rate must be a number or an array"),
+        (lambda k, th, g: k.momentum_step(th, g, g, 0.1, "0.9"), "momentum must be a number"),
+        (lambda k, th, g: k.adam_step(th, g, g, g, 1, 0.1, beta1="0.9"), "beta1 must be a number"),
+        # an integer theta was blamed on grad ("dtype int64"), or failed deep in NumPy
+        (lambda k, th, g: k.sgd_step(th.astype(int), g, 0.1), "theta must be float64 or float32"),
+        (lambda k, th, g: k.momentum_step(th.astype(int), g.astype(int), g.astype(int), 0.1, 0.9),
+         "theta must be float64 or float32, got int64; use theta.astype"),
+        (lambda k, th, g: k.sgd_step(th[:, 0], g[:, 0], 0.1), r"for one net use theta\[:, None\]"),
     ],
 )
 def test_bad_step_arguments(kernels, call, message):

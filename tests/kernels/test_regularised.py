@@ -77,6 +77,7 @@ def test_init_keeps_the_weights_and_starts_batch_norm_as_identity():
         ({"dropout": 1.0}, "dropout must be a rate in"),
         ({"dropout": -0.1}, "dropout must be a rate in"),
         ({"batchnorm": "yes"}, "batchnorm must be True or False"),
+        ({"dropout": "0.1"}, "dropout must be a number, got '0.1'"),
         ({"layers": (2, 1), "batchnorm": True}, "act on hidden layers"),
     ],
 )
@@ -171,6 +172,12 @@ def test_evaluation_mode_uses_running_statistics_and_no_dropout():
     np.testing.assert_allclose(trace.a[1], expected, rtol=1e-14)
     with pytest.raises(ValueError, match="needs running_mean and running_var"):
         R.forward(theta, spec, X6, training=False)
+    # a negative or NaN variance made every output NaN, without a word
+    for bad_var in (-var, np.where(var > 1, np.nan, var)):
+        with pytest.raises(ValueError, match="running_var must be finite and >= 0"):
+            R.forward(theta, spec, X6, training=False, running_mean=mean, running_var=bad_var)
+    with pytest.raises(ValueError, match="running_mean holds NaN or inf"):
+        R.loss(theta, spec, X6, Y6, training=False, running_mean=mean * np.inf, running_var=var)
 
 
 def test_dropout_masks_follow_the_documented_index_and_the_nets_key():

@@ -329,6 +329,12 @@ def test_training_does_not_modify_its_input(kernels):
         ({"n_epochs": -1}, "n_epochs must be a non-negative integer, got -1"),
         ({"n_epochs": 2.5}, "n_epochs must be a non-negative integer, got 2.5"),
         ({"record_every": -5}, "record_every must be a non-negative integer"),
+        # converted, these ran: True as a rate of 1.0, and the text "no" kept early stopping on
+        ({"learning_rate": True}, "learning rate must be a number or an array of numbers"),
+        ({"learning_rate": "0.5"}, "learning rate must be a number or an array of numbers"),
+        ({"learning_rate": np.array(["0.5"] * 3)}, "numbers, got an array of dtype <U3"),
+        ({"early_stop": "no"}, "early_stop must be true or false, got 'no'"),
+        ({"early_stop": 0}, "early_stop must be true or false, got 0"),
     ],
 )
 def test_bad_training_arguments(kernels, kwargs, message):
@@ -353,6 +359,12 @@ def test_bad_training_arguments(kernels, kwargs, message):
         (lambda: Criterion(max_error=None), "a criterion needs max_error, or one of loss_below"),
         (lambda: Criterion(max_error=-0.1), "max_error must be a positive finite number"),
         (lambda: Criterion(divergence_factor=1.0), "divergence_factor must be greater than 1"),
+        (lambda: Criterion(max_error=True), "max_error must be a number, got True"),
+        (lambda: Criterion(rms_below="0.1"), "rms_below must be a number, got '0.1'"),
+        (lambda: Optimizer("momentum", momentum="0.9"), "momentum must be a number, got '0.9'"),
+        (lambda: Optimizer("adam", beta1=False), "beta1 must be a number, got False"),
+        (lambda: Optimizer("adam", eps="1e-8"), "eps must be a number"),
+        (lambda: Optimizer(weight_decay=True), "weight_decay must be a number, got True"),
     ],
 )
 def test_bad_training_configs(make, message):
