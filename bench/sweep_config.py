@@ -214,9 +214,17 @@ class SweepConfig:
         setting("shortcut", schedule_options.shortcut(self.shortcut))
         setting("batch_size", schedule_options.batch_size(self.batch_size))
         self.criterion  # noqa: B018
-        for problem in problems:  # every width fits every problem
+        for problem in problems:  # every width fits every problem, each width once
+            n_inputs = get_problem(problem).n_inputs
+            seen = {}
             for width in self.hidden:
-                hidden_units(width, get_problem(problem).n_inputs)
+                units = hidden_units(width, n_inputs)
+                if units in seen:
+                    raise ValueError(
+                        f"the hidden grid repeats a value on {problem}: {seen[units]} and {width} "
+                        f"are both {units} units ({n_inputs} inputs); give each once"
+                    )
+                seen[units] = width
         axes = {
             "batchnorm": lambda v: values.flag("batchnorm", v),
             "dropout": lambda v: values.real("dropout", v, 0.0, 1.0, low_open=False,

@@ -92,11 +92,13 @@ class Init:
 
 
 def parse_init(text: str) -> Init:
-    """``"he_normal"`` -> Init("he_normal"); ``"uniform:0.5"`` -> Init("uniform", 0.5)."""
+    """``"he_normal"`` -> Init("he_normal"); ``"uniform:0.5"`` -> Init("uniform", 0.5);
+    ``"uniform"`` -> Init("uniform", 1.0), the default scale written out, so that the two
+    spellings of one init are one value (a sweep's grid refuses them as a repeat)."""
     name, _, scale = str(text).strip().lower().partition(":")
     name = name.replace("-", "_")
     if not scale:
-        return Init(name)
+        return Init(name, 1.0) if name in ("uniform", "normal") else Init(name)
     try:
         value = float(scale)
     except ValueError:

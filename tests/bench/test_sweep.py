@@ -274,6 +274,10 @@ def test_report_rebuilds_from_stored_results_without_training(tmp_path, capsys, 
         (["--epochs", "-5"], "epochs must be a non-negative integer, got -5"),
         (["--problem", "nand"], "unknown problem 'nand'"),
         (["--lr", "1,1"], "the lr grid repeats a value"),
+        # two spellings of one cell ran as two cells of the same nets
+        (["--init", "uniform,uniform:1"], "the init grid repeats a value: uniform:1"),
+        (["--hidden", "n,2"], "the hidden grid repeats a value on xor: n and 2 are both 2 units"),
+        (["--problem", "parity3,xor", "--hidden", "2n,4"], "on xor: 2n and 4 are both 4 units"),
         (["--config", "missing.toml"], "config file 'missing.toml' does not exist"),
     ],
 )
