@@ -89,13 +89,29 @@ def _name(text: str) -> str:
     return text.strip().lower().replace("-", "_")
 
 
+_EXAMPLES = {float: "0.1,0.3,1", int: "2,4,8"}
+
+
 def _list(kind):
+    """A comma-separated list of ``kind``: blank for none (the grid then says it is empty), but
+    no blank value among others (a stray comma), and numbers as written, not Python's own
+    literals (1_0 is not 10)."""
+
     def parse(text: str) -> tuple:
+        parts = text.split(",")
+        if not any(part.strip() for part in parts):
+            return ()
+        example = _EXAMPLES.get(kind)
+        bad = [p for p in parts if not p.strip() or (kind in (float, int) and "_" in p)]
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list such as "
+                                             f"{example or 'a,b'}, got {text!r}")  # fmt: skip
         try:
-            return tuple(kind(part) for part in text.split(",") if part.strip())
-        except ValueError:
+            return tuple(kind(part) for part in parts)
+        except ValueError as error:
+            reason = f"such as {example}" if example else f"({error})"
             raise argparse.ArgumentTypeError(
-                f"expected a comma-separated list such as 0.1,0.3,1, got {text!r}"
+                f"expected a comma-separated list {reason}, got {text!r}"
             ) from None
 
     return parse
@@ -106,6 +122,9 @@ def _on_off(text: str) -> bool:
     if text.strip().lower() not in words:
         raise ValueError(f"expected off or on, got {text!r}")
     return words[text.strip().lower()]
+
+
+_EXAMPLES[_on_off] = "off,on"
 
 
 def _add_train(subparsers) -> None:
@@ -263,12 +282,18 @@ def _as_json(run: TrainRun) -> dict:
     }
 
 
+def _loss_cell(loss: float) -> str:
+    """A loss in the table's 10 columns: six decimals, or 4 digits and an exponent where those
+    would not fit (a diverging net's loss of 1e306 took 300 columns)."""
+    return f"{loss:>10.6f}" if abs(loss) < 1e3 or loss != loss else f"{loss:>10.4g}"
+
+
 def render_train(run: TrainRun) -> str:
     """The trainer's screen: statistics table, outcome line, predictions."""
     lines = [f"{'epoch':>8}  {'loss':>10}  {'accuracy':>8}  {'grad norm':>10}"]
     for row in run.history:
         lines.append(
-            f"{row['epoch']:>8}  {row['loss']:>10.6f}  {row['accuracy']:>8.0%}  "
+            f"{row['epoch']:>8}  {_loss_cell(row['loss'])}  {row['accuracy']:>8.0%}  "
             f"{row['grad_norm']:>10.3e}"
         )
     o = run.outcome
@@ -395,8 +420,9 @@ def _sweep(args) -> int:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        end_bar = "\n" if sys.stderr.isatty() else ""  # the progress bar's line, on a terminal
         print(
-            f"\n{PROG}: interrupted; every finished shard is stored in {out}: run the same "
+            f"{end_bar}{PROG}: interrupted; every finished shard is stored in {out}: run the same "
             "command again to resume",
             file=sys.stderr,
         )

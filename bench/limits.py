@@ -92,6 +92,11 @@ def check_sweep(config) -> None:
                            problem.X.shape[0], config.epochs, config.record_every)  # fmt: skip
     per_net = RESULT_BYTES_PER_NET + 4 * config.curve_rows().size + 8 * config.n_values
     results = config.n_nets() * per_net
+    lone = training_bytes(config.spec(cell), 1, problem.X.shape[0], config.epochs,
+                          config.record_every)  # fmt: skip
+    if lone > available_bytes():  # no number of nets fits: the widths do not
+        check(lone, f"training {MIN_NETS} nets of {config.spec(cell).describe()} "
+              f"({cell.problem})", "use smaller --hidden widths")  # fmt: skip
     check(shard + results, f"a sweep of {config.n_nets():,} nets "
           f"({config.nets_per_shard:,} per shard)",
           "use fewer nets per cell (--nets-per-cell), a smaller grid or a smaller "

@@ -7,11 +7,26 @@ at most one, alone or together with the tolerance.
 
 from __future__ import annotations
 
+from backprop_bench.kernels import Criterion
+
 RULES = (
     ("--loss-below", "converged once the training loss (with its reduction) is below this"),
     ("--rms-below", "converged once the RMS error sqrt(sum (a - y)^2 / outputs) is below this"),
     ("--tss-below", "converged once the total sum of squares sum (a - y)^2 is below this"),
 )
+
+
+def criterion(tolerance, loss_below, rms_below, tss_below) -> Criterion:
+    """The run's Criterion; a run with no rule at all is told the flags and keys that set one
+    (Criterion itself names its Python fields)."""
+    if tolerance is None and loss_below is None and rms_below is None and tss_below is None:
+        raise ValueError(
+            "a run needs a rule for converging: --tolerance, or one of --loss-below, "
+            "--rms-below, --tss-below (tolerance, loss_below, rms_below, tss_below in a config "
+            "file), or the tolerance with one of them"
+        )
+    return Criterion(max_error=tolerance, loss_below=loss_below, rms_below=rms_below,
+                     tss_below=tss_below)  # fmt: skip
 
 
 def add_stopping_flags(parser, default=None) -> None:

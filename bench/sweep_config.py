@@ -36,7 +36,7 @@ from backprop_bench.kernels import (
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS, record_epochs
 
-from . import schedule_options
+from . import schedule_options, stopping
 from .schedule_options import LATER_DEFAULTS
 
 DEFAULT_LRS = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -95,7 +95,8 @@ def _hidden_width(width) -> int | str:
         return values.integer("hidden sizes", width, 1, values.MAX_WIDTH)
     except ValueError as error:
         raise ValueError(
-            f"{error} (the no-hidden-layer control is added by control = true)"
+            f"{error} (the no-hidden-layer control is added by --control, or control = true in "
+            "a config file)"
         ) from None
 
 
@@ -255,8 +256,8 @@ class SweepConfig:
     @property
     def criterion(self) -> Criterion:
         """When a net has converged: every stopping rule the sweep sets."""
-        return Criterion(max_error=self.tolerance, loss_below=self.loss_below,
-                         rms_below=self.rms_below, tss_below=self.tss_below)  # fmt: skip
+        return stopping.criterion(self.tolerance, self.loss_below, self.rms_below,
+                                  self.tss_below)  # fmt: skip
 
     def cells(self) -> list[Cell]:
         """Per problem: control cells first (no hidden layer, first init, so neither batch norm

@@ -27,7 +27,7 @@ from backprop_bench.kernels import (
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
 
-from . import schedule_options
+from . import schedule_options, stopping
 
 DTYPES = ("float64", "float32")
 
@@ -146,8 +146,8 @@ class TrainConfig:
 
     @property
     def criterion(self) -> Criterion:
-        return Criterion(max_error=self.tolerance, loss_below=self.loss_below,
-                         rms_below=self.rms_below, tss_below=self.tss_below)  # fmt: skip
+        return stopping.criterion(self.tolerance, self.loss_below, self.rms_below,
+                                  self.tss_below)  # fmt: skip
 
 
 @dataclass

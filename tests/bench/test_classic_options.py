@@ -102,7 +102,7 @@ def test_toml_takes_the_new_keys(tmp_path):
     "argv, message",
     [
         (["--hidden", "0n"], "multiples of the problem's inputs such as n or 2n, got '0n'"),
-        (["--tolerance", "none"], "a criterion needs max_error, or one of loss_below"),
+        (["--tolerance", "none"], "a run needs a rule for converging: --tolerance, or one of"),
         (["--rms-below", "0.1", "--tss-below", "0.1"], "rms_below and tss_below both bound"),
         (["--rms-below", "-1"], "rms_below must be a positive finite number"),
         (["--reduction", "avg"], "unknown reduction 'avg'; choose one of: mean, sum"),

@@ -77,6 +77,15 @@ def test_learning_rate_100_is_reported_diverged(capsys):
     assert "diverged at epoch" in out
 
 
+def test_a_loss_too_large_for_six_decimals_keeps_the_table_s_columns(capsys):
+    # a loss of 8e306 was printed with six decimals, 300 columns wide
+    code, out, _ = run(capsys, "train", "--lr", "1e308", "--epochs", "2", "--every", "1")
+    assert code == 0
+    rows = out.splitlines()[1:4]
+    assert rows[0] == "   epoch        loss  accuracy   grad norm"
+    assert len({len(row) for row in rows}) == 1 and "8.432e+306" in rows[2]
+
+
 def test_other_problems_losses_optimizers_and_float32(capsys):
     code, out, _ = run(
         capsys,
