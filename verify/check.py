@@ -211,11 +211,40 @@ class _Groups:
             self.names = ["params"]
             arrays = [_as_float_array("params", params)]
             self.is_dict = False
+        self._arrays = arrays
+        self._originals = [np.array(a, copy=True) for a in arrays]
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
         self.offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(int)
         self.x = np.concatenate([a.astype(np.float64).ravel() for a in arrays])
         self.low_precision = any(d != np.float64 for d in self.dtypes)
+
+    def private(self):
+        """A copy of the params the check started from, arrays of their own dtypes and shapes."""
+        arrays = [a.copy() for a in self._originals]
+        return dict(zip(self.names, arrays, strict=True)) if self.is_dict else arrays[0]
+
+    def as_arrays(self, params):
+        """params as fun and the claim get them: the caller's own arrays (a cache keyed by
+        id(params) is seen), a list or a number as an array of its own."""
+        if self.is_dict:
+            if all(isinstance(params[k], np.ndarray) for k in self.names):
+                return params
+            return {k: params[k] if isinstance(params[k], np.ndarray) else original.copy()
+                    for k, original in zip(self.names, self._originals, strict=True)}  # fmt: skip
+        return params if isinstance(params, np.ndarray) else self._originals[0].copy()
+
+    def restore(self, params) -> None:
+        """The values the check started from, back in the caller's arrays (and dict) where fun
+        or the claim wrote into them in place: the check leaves params as it found them."""
+        for i, name in enumerate(self.names):
+            if self.is_dict and params.get(name) is not self._arrays[i]:
+                params[name] = self._arrays[i]  # an entry replaced: the caller's own array back
+            array = params[name] if self.is_dict else params
+            if isinstance(array, np.ndarray) and array.flags.writeable and not np.array_equal(
+                array, self._originals[i], equal_nan=True
+            ):
+                np.copyto(array, self._originals[i], casting="unsafe")
 
     def build(self, flat, dtype=None):
         """The parameter structure from a flat vector: own dtypes (None), a dtype, or as is
@@ -457,6 +486,18 @@ def check_vjp(
         fun, vjp = _frozen(fun, rng_seed), _frozen(vjp, rng_seed)
         jvp = None if jvp is None else _frozen(jvp, rng_seed)
     groups = _Groups(params)
+    params = groups.as_arrays(params)
+    try:
+        return _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_scipy,
+                          progress, _claim, started)  # fmt: skip
+    finally:
+        groups.restore(params)
+
+
+def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_scipy, progress,
+               _claim, started) -> GradCheckResult:  # fmt: skip
+    """check_vjp's work on its validated arguments: fun and vjp are called with the caller's
+    own arrays (a cache keyed by id(params) is seen), whose values check_vjp puts back after."""
     rng = np.random.default_rng(seed)
 
     # ---- determinism, and the cost of one call
@@ -711,11 +752,11 @@ def check_gradient(
     """
     if not callable(fun) or not callable(grad):
         raise TypeError("fun and grad must be callables: check_gradient(fun, grad, params)")
-    _Groups(params)  # bad params are named before fun sees them
+    groups = _Groups(params)  # bad params are named before fun sees them
     probe = fun if rng_seed is None else _frozen(fun, rng_seed)
     if rng_seed is not None:
         _frozen(grad, rng_seed)  # a grad without the keyword is named before anything runs
-    out = _output(probe(params))
+    out = _output(probe(groups.private()))
     if out.size != 1:
         raise ValueError(
             f"fun returned shape {out.shape}, not a scalar; for array-valued "
@@ -1181,21 +1222,19 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             convex[i, j] = right.value[i] > left.value[i]
 
     def jointly():
-        """Kinks in several elements of one output, held jointly (:func:`_joint_kinks`) where
-        all their slopes rise (or all fall)."""
+        """Kinks in several elements of one output, held jointly (:func:`_joint_kinks`): those
+        whose slopes rise together, and those whose slopes fall together."""
         by_output = {}
         for i, j in zip(*np.nonzero(kink_mask), strict=True):
             by_output.setdefault(int(i), []).append(int(j))
         directions = np.random.default_rng(JOINT_SEED)
         for i, cols in by_output.items():
-            rising = convex[i, cols]
-            if len(cols) < 2 or (rising.any() and not rising.all()):
-                continue
             u = np.zeros(m)
             u[i] = 1.0
-            kinks.extend(_joint_kinks(_Scalarised(f, u), x, f0[i : i + 1], noise[i : i + 1], cols,
-                                      [(J[i], eps) for _, J, _S, eps in evaluated], directions,
-                                      i))  # fmt: skip
+            for part, smooth_only in _alike(cols, convex[i, cols]):
+                kinks.extend(_joint_kinks(_Scalarised(f, u), x, f0[i : i + 1], noise[i : i + 1],
+                                          part, [(J[i], eps) for _, J, _S, eps in evaluated],
+                                          directions, i, smooth_only))  # fmt: skip
 
     bad, unresolved, jumps, ratio = suspects()
     # a kink along an element whose claim matches the central difference (the mean slope of a
@@ -1420,7 +1459,26 @@ def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     return False, bool(decided), seen_range
 
 
-def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output) -> list[KinkReport]:
+def _alike(cols, rising) -> list[tuple[list[int], bool]]:
+    """The kinked elements ``cols`` held jointly (:func:`_joint_kinks`), each set with whether
+    only the directions along which the function is smooth hold it: all of them where their
+    slopes all rise (or all fall); else those that rise and those that fall apart, each where
+    there are two or more, along smooth directions only. Kinks that enter with both signs
+    (max-pool ties feeding weights of both signs) were held only each to its own, and the claim
+    of 1 for every element of a tie passed: along its tie it rises at 2 where the function
+    rises at 1, smooth. Along a direction with a kink of its own, kinks of both signs that
+    meet (ReLU layers at exactly 0) leave valid mixtures of their slopes beyond both one-sided
+    derivatives; along a smooth one the claim is held to the derivative, as an element smooth
+    along its own line is (kinks that cancel there)."""
+    rising = np.asarray(rising, dtype=bool)
+    if rising.all() or not rising.any():
+        return [(list(cols), False)] if len(cols) >= 2 else []
+    parts = ([c for c, r in zip(cols, rising, strict=True) if r == kind] for kind in (True, False))
+    return [(part, True) for part in parts if len(part) >= 2]
+
+
+def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
+                 smooth_only=False) -> list[KinkReport]:  # fmt: skip
     """Kinks in several elements (``cols``) of one scalar function ``s``: each claimed element
     between its own one-sided derivatives is not enough (max at a tie, 1 claimed for every tied
     element: along the tied direction the claim rises at 2 where the function rises at 1), so
@@ -1428,10 +1486,10 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output) -> list[K
 
     That is the subgradient condition where the function is convex (or concave) through its
     kinks, as every kinked element says it is when all their slopes rise (or all fall); the
-    caller holds the elements only each to its own where some rise and some fall (ReLUs at
-    exactly 0 with weights of both signs: a valid choice of one-sided derivative per ReLU can
-    lie outside both directional ones). ``claimed``: (the claim's derivatives of ``s``, its
-    eps) per claim."""
+    caller holds those that rise apart from those that fall, and only along directions where
+    the function is smooth (``smooth_only``, :func:`_alike`): ReLUs at exactly 0 with weights
+    of both signs, a valid choice of one-sided derivative per ReLU can lie outside both
+    directional ones. ``claimed``: (the claim's derivatives of ``s``, its eps) per claim."""
     reports = []
     for trial in range(JOINT_DIRECTIONS + 2):
         d = np.zeros(x.size)
@@ -1444,6 +1502,8 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output) -> list[K
         if not (np.isfinite(lo) and np.isfinite(hi)):
             continue
         slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
+        if smooth_only and hi - lo > slack:
+            continue
         ok = True
         for g, eps in claimed:
             c = float(g @ d)
@@ -1590,6 +1650,19 @@ def _directions(groups, sizes, rng, n_probes):
                 v = np.zeros(n)
                 v[part] = rng.choice([-1.0, 1.0], size=part.stop - part.start)
                 yield v, g
+
+
+def _count_directions(groups, sizes, n_probes) -> int:
+    """How many directions :func:`_directions` gives (the progress line's total)."""
+    n = groups.x.size
+    count = n_probes + 1 + max(int(np.ceil(np.log2(n))), 1)
+    if len(groups.names) > 1:
+        largest = float(sizes.max())
+        tops = [float(sizes[groups.offsets[g] : groups.offsets[g + 1]].max())
+                for g in range(len(groups.names))]  # fmt: skip
+        small = sum(top < NOTABLE * largest for top in tops)
+        count += GROUP_PROBES * small
+    return count
 
 
 class _Scalarised:
@@ -1886,9 +1959,10 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                     floor[label] = max(floor[label], tol / scale[label] if scale[label] else 0)
         cols = [j for j, _ in found]
         rising = np.array([r for _, r in found], dtype=bool)
-        if len(cols) >= 2 and (rising.all() or not rising.any()):
-            joint = _joint_kinks(s, x, s0, s_noise, cols,
-                                 [(g, eps) for _, g, eps, _ in evaluated], joint_directions, 0)
+        for part, smooth_only in _alike(cols, rising):
+            joint = _joint_kinks(s, x, s0, s_noise, part,
+                                 [(g, eps) for _, g, eps, _ in evaluated], joint_directions, 0,
+                                 smooth_only)  # fmt: skip
             kinks_found.extend(joint)
             if not all(k.passed for k in joint):
                 state["kinks_ok"] = False
@@ -1896,6 +1970,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         return floor, True
 
     n_done = 0
+    n_directions = _count_directions(groups, sizes, n_probes)
     for p, (v, only) in enumerate(_directions(groups, sizes, rng, n_probes)):
         n_done = p + 1
         u = rng.standard_normal(m) if m > 1 else np.ones(1)
@@ -1945,7 +2020,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                     group_floors[label].setdefault(only, []).append(probe_floor)
         if not passed:
             break  # confirmed wrong by a refined reference and one-sided differences
-        show("probes", p + 1, n_probes)
+        show("probes", p + 1, n_directions)
         if p + 1 == n_probes and not generic and all(
             values and float(np.median(values)) > RESOLVE * NOTABLE for values in floors.values()
         ):

@@ -250,3 +250,15 @@ def test_a_jvp_1e_3_off_on_one_output_of_800_is_caught_output_by_output(dtype):
     bad = check_vjp(fun, vjp, p, jvp=lambda p, v: jvp(p, v, 1.001))
     assert bad.verdict == "wrong" and not bad.adjoint.passed
     assert bad.adjoint.claim.endswith("output (3, 41)")
+
+
+@pytest.mark.parametrize("sizes_by_group", [[5], [3, 7], [1000, 1, 20]])
+def test_the_probes_progress_counts_every_direction(sizes_by_group):
+    # the progress line's total was the random probes alone: "probes 16/8"
+    from backprop_bench.verify.check import _count_directions, _directions, _Groups
+
+    params = {f"g{i}": np.ones(size) for i, size in enumerate(sizes_by_group)}
+    groups = _Groups(params)
+    sizes = np.concatenate([np.full(n, 10.0 ** -(3 * i)) for i, n in enumerate(sizes_by_group)])
+    directions = list(_directions(groups, sizes, np.random.default_rng(0), 8))
+    assert _count_directions(groups, sizes, 8) == len(directions)

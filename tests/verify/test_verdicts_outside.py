@@ -1,6 +1,7 @@
 """Verdicts on cases a reviewer wrote apart from the project, each once judged wrongly: ties
-of a max claimed for every tied element, parameters entering as sin(1e6 x), points 1e-9 from a
-kink, a gradient cached by id(params), a float32 ReLU net that casts inside."""
+of a max claimed for every tied element (also ties of both signs), parameters entering as
+sin(1e6 x), points 1e-9 from a kink, a gradient cached by id(params), a float32 ReLU net that
+casts inside, a fun that normalises params in place."""
 
 import numpy as np
 import pytest
@@ -24,6 +25,38 @@ def test_a_claim_of_one_for_every_tied_element_of_a_max_is_not_a_subgradient():
     assert not all(k.passed for k in wrong.kinks)
     right = check_gradient(fun, first_tied, x)
     assert right.verdict == KINK and right
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ties_of_both_signs_claimed_for_every_tied_element_are_wrong(dtype):
+    # each tied element lies between its own one-sided derivatives, and directions over both
+    # ties cross a tie of the other sign: the claim passed as a subgradient. Along a tie's own
+    # direction the function is smooth, rising at 1, and the claim rises at 2
+    x = np.array([1.0, 1.0, 0.0, 0.0], dtype=dtype)
+    fun = lambda x: np.maximum(x[0], x[1]) - np.maximum(x[2], x[3])  # noqa: E731
+    every_tied = lambda x: np.array([1.0, 1.0, -1.0, -1.0], dtype=x.dtype)  # noqa: E731
+    first_tied = lambda x: np.array([1.0, 0.0, -1.0, 0.0], dtype=x.dtype)  # noqa: E731
+    assert check_gradient(fun, every_tied, x).verdict == WRONG
+    assert check_gradient(fun, first_tied, x).verdict == KINK
+    # a max-pool of size 2 with ties, tanh, output weights of both signs; the backward pass
+    # sends the gradient to every element equal to its pool's max
+    w = np.array([1.0, -1.5, 0.7, -0.4], dtype=dtype)
+    x = np.array([0.5, 0.5, -0.3, -0.3, 1.0, 0.2, 0.4, 0.4], dtype=dtype)
+
+    def pooled(x):
+        return np.sum(np.tanh(x.reshape(-1, 2).max(1)) * w)
+
+    def backward(x, first_only):
+        rows = x.reshape(-1, 2)
+        top = rows.max(1)
+        up = (1 - np.tanh(top) ** 2) * w
+        mask = rows == top[:, None]
+        if first_only:
+            mask = np.arange(2) == rows.argmax(1)[:, None]
+        return (mask * up[:, None]).reshape(x.shape).astype(x.dtype)
+
+    assert check_gradient(pooled, lambda x: backward(x, False), x).verdict == WRONG
+    assert check_gradient(pooled, lambda x: backward(x, True), x).verdict == KINK
 
 
 def test_relus_at_exactly_zero_with_weights_of_both_signs_are_held_each_to_its_own():
@@ -85,6 +118,48 @@ def test_a_gradient_cached_by_id_and_stale_after_an_in_place_update_is_not_deter
     result = check_gradient(lambda x: 0.5 * x @ A @ x, grad, x)
     assert result.verdict == NOT_DETERMINISTIC
     assert "copy of params" in result.report() and "id(params)" in result.report()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_fun_that_normalises_params_in_place_is_not_deterministic(dtype):
+    # w /= |w| leaves a scale-free loss as it was: the first call, made before the check took
+    # its copy of the values, wrote into them unseen, and the check ran at the normalised point
+    def fun(w):
+        w /= np.linalg.norm(w)
+        return np.sum(w**3)
+
+    def grad(w):
+        n = np.linalg.norm(w)
+        u = w / n
+        a = 3 * u**2
+        return (a - u * (u @ a)) / n
+
+    w = np.array([3.0, -5.0, 8.0], dtype=dtype)
+    result = check_gradient(fun, grad, w)
+    assert result.verdict == NOT_DETERMINISTIC
+    assert "fun wrote into params in place" in result.report()
+    np.testing.assert_array_equal(w, np.array([3.0, -5.0, 8.0], dtype=dtype))
+
+
+def test_the_check_leaves_params_as_it_found_them():
+    def stepping_grad(p):
+        g = {"W": 2 * p["W"], "b": np.cos(p["b"])}
+        p["W"] -= 0.1 * g["W"]  # a fused optimiser step
+        p["b"] = p["b"] - 0.1 * g["b"]  # an entry replaced
+        return g
+
+    W, b = np.array([[0.5, -1.0], [2.0, 0.25]]), np.array([0.3])
+    params = {"W": W, "b": b}
+    result = check_gradient(lambda p: np.sum(p["W"] ** 2) + np.sum(np.sin(p["b"])), stepping_grad,
+                            params)  # fmt: skip
+    assert result.verdict == NOT_DETERMINISTIC
+    assert params["W"] is W and params["b"] is b
+    np.testing.assert_array_equal(W, [[0.5, -1.0], [2.0, 0.25]])
+    np.testing.assert_array_equal(b, [0.3])
+    # a list of floats is checked as an array, not handed to fun as a list
+    assert check_gradient(lambda w: np.sum(w**2), lambda w: 2 * w, [1.0, -2.0, 3.0]).verdict == (
+        CORRECT
+    )
 
 
 def test_a_correct_float32_relu_net_that_casts_inside_is_never_called_wrong():
