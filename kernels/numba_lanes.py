@@ -458,7 +458,7 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
                         for k in range(w):
                             g[k] += below[k] * d[k]
         # g[i, j] = sum_s a[s, i] * d[s, j] (a = x at layer 0), in registers (numba_tiles)
-        stepping = step >= 0 and tiled and _steps_in_tiles(n_samples, fan_out, P.itemsize)
+        stepping = step >= 0 and tiled and _steps_in_tiles(n_samples, fan_out)
         if stepping and layer == 0:  # and the step, g never stored
             step_into_shared(flat_P2, flat_P, flat_M, w0 * chunk, stride * chunk, chunk,
                              flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
@@ -519,7 +519,7 @@ def _backward_lanes(P, X, Y, layers, layout, act, loss_code, Z, A, D, G, norm2, 
 
 
 @jit
-def _steps_in_tiles(n_samples, fan_out, itemsize):
+def _steps_in_tiles(n_samples, fan_out):
     """Whether a tiled layer's weight gradients make the step in their tiles (step_into), which
     take one input at a time and so load a column of lanes' dL/dz of every sample and unit once
     per input: where those fit in a quarter of L1 (STEP_TILE_BYTES). Else the gradients are stored
@@ -528,14 +528,14 @@ def _steps_in_tiles(n_samples, fan_out, itemsize):
 
 
 @jit
-def _steps_in_backward(layers, n_samples, itemsize):
+def _steps_in_backward(layers, n_samples):
     """Whether the lane loops make the SGD or momentum step as they sum the gradients (into a
     second copy of the parameters, with which they then swap: _backward_lanes): where every
     layer makes it in its tiles (_steps_in_tiles). A layer that did not would store its
     gradients and step from them into the copy, a line read more than the step in place."""
     for layer in range(layers.size - 1):
         fan_in, fan_out = layers[layer], layers[layer + 1]
-        if not (_tiled(fan_in, fan_out) and _steps_in_tiles(n_samples, fan_out, itemsize)):
+        if not (_tiled(fan_in, fan_out) and _steps_in_tiles(n_samples, fan_out)):
             return False
     return True
 
@@ -822,7 +822,7 @@ def train_kernel(
     n_rows = layout[-1, 1] + layers[-1]
     # the optimizer's step, where the lane loops make it in their tiles (padded: they run)
     step = -1
-    if padded and _steps_in_backward(layers, n_samples, theta.itemsize):
+    if padded and _steps_in_backward(layers, n_samples):
         step = STEP_SGD if opt_code == SGD else STEP_MOMENTUM if opt_code == MOMENTUM else -1
     for c in range(start, stop):
         first = c * chunk

@@ -83,7 +83,7 @@ def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, 
     within an epoch, as the training kernel runs them: where it steps in the backward pass
     (_steps_in_backward), into G's rows, which then swap with P's (n even: P ends with the
     parameters); else from G after it."""
-    step = STEP_SGD if L._steps_in_backward(layers, X.shape[0], P.itemsize) else -1
+    step = STEP_SGD if L._steps_in_backward(layers, X.shape[0]) else -1
     for epoch in range(n):
         for c in range(P.shape[0]):
             old, new = (P[c], G[c]) if epoch % 2 == 0 or step < 0 else (G[c], P[c])

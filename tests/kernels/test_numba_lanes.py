@@ -300,7 +300,7 @@ def test_the_backward_pass_that_steps_is_the_backward_pass_then_the_step(dtype, 
     codes, offsets, act = _codes(spec)
     itemsize = np.dtype(dtype).itemsize
     steps_in_tiles = layers[1] < 32 and layers != (2, 4, 1)
-    assert lanes._steps_in_backward(codes, n_samples, itemsize) == steps_in_tiles
+    assert lanes._steps_in_backward(codes, n_samples) == steps_in_tiles
     rng = np.random.default_rng(sum(layers))
     chunk = 32
     X = (rng.random((n_samples, layers[0])) < 0.5).astype(dtype)
