@@ -241,6 +241,7 @@ def _add_schedule_flags(p, sweep: bool = False) -> None:
     )
     p.add_argument(
         "--batch-size",
+        type=schedule_options.batch_size_flag,
         metavar="full|K",
         help="patterns per update: full (default), 1 (per pattern, online) or K (minibatches)",
     )

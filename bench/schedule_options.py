@@ -13,17 +13,22 @@ LATER_DEFAULTS = {"shortcut": False, "batch_size": None}
 
 
 def batch_size(value) -> int | None:
-    """``"full"`` or None -> None (full batch); a positive integer (or its digits) -> that int."""
+    """``"full"`` or None -> None (full batch); a positive integer -> that int. The text "4" is
+    refused, not converted, as every number in a config file is (the flag's text is read as a
+    number by ``batch_size_flag``)."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "full"):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
             f"batch-size must be full or a positive number of patterns per step "
             f"(1 = per pattern), got {value!r}"
         )
     return values.integer("batch-size", value, 1)
+
+
+def batch_size_flag(text: str) -> int | str:
+    """--batch-size: full, or the digits of a number of patterns (checked by batch_size)."""
+    return int(text.strip()) if text.strip().isdigit() else text
 
 
 def shortcut(value) -> bool:

@@ -45,6 +45,7 @@ def test_toml_keys_and_flags(tmp_path):
         ("batch_size = 0", "batch-size must be full or a positive number of patterns per step"),
         ('batch_size = "half"', "got 'half'"),
         ("batch_size = true", "got True"),
+        ('batch_size = "1"', "got '1'"),  # text, converted before as no other number was
         ('shortcut = "yes"', "shortcut must be true or false, got 'yes'"),
     ],
 )
