@@ -59,6 +59,20 @@ def test_ties_of_both_signs_claimed_for_every_tied_element_are_wrong(dtype):
     assert check_gradient(pooled, lambda x: backward(x, True), x).verdict == KINK
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_limit_of_gradients_is_valid_where_the_function_is_smooth_along_the_line_alone(dtype):
+    # 2 relu(x1 - x0) + relu(x0 + x1 - x2) - 2 relu(x0 + x2) at 0: elements 0 and 1 rise, and
+    # along (1, 1, 0) the function is 0, smooth; the gradient where only the third unit is on
+    # (x = t (1, -5, 0)) rises at -2 along that line, and is a valid claim. Held to the line's
+    # slope it was called wrong; the slopes nearby show it
+    N = np.array([[-1.0, 1.0, 0.0], [1.0, 1.0, -1.0], [1.0, 0.0, 1.0]], dtype=dtype)
+    c = np.array([2.0, 1.0, -2.0], dtype=dtype)
+    result = check_gradient(lambda x: c @ np.maximum(N @ x, 0),
+                            lambda x: np.array([-2.0, 0.0, -2.0], dtype=x.dtype),
+                            np.zeros(3, dtype))  # fmt: skip
+    assert result.verdict == KINK, result.report()
+
+
 def test_relus_at_exactly_zero_with_weights_of_both_signs_are_held_each_to_its_own():
     # two units at exactly 0, one adding and one subtracting: relu'(0) = 0 for both is a valid
     # choice that no directional pair of one-sided derivatives contains
