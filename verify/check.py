@@ -1510,6 +1510,7 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             size = float(np.abs(g[cols]).sum())
             allowance = slack + _rounding(size, 0.0, eps, max(abs(lo), abs(hi)))
             ok &= bool(lo - allowance <= c <= hi + allowance)
+        nearby = None
         if not ok and smooth_only:
             # smooth along d through x is not smooth along d near x: the pieces that meet at x
             # may rise along d at other slopes, and each of their gradients is a valid claim
@@ -1518,11 +1519,11 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             # the side); where they show other slopes it passes as before
             seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
                             np.random.default_rng(NEARBY_SEED))  # fmt: skip
-            passed, decided, _ = _at_kink([(float(g @ d), eps) for g, eps in claimed], lo, hi,
-                                          slack, seen)  # fmt: skip
+            passed, decided, nearby = _at_kink([(float(g @ d), eps) for g, eps in claimed], lo,
+                                               hi, slack, seen)  # fmt: skip
             ok = passed or not decided
         reports.append(KinkReport("direction over the kinked elements ", (trial,), output, lo,
-                                  hi, float(claimed[0][0] @ d), ok))  # fmt: skip
+                                  hi, float(claimed[0][0] @ d), ok, nearby))  # fmt: skip
     return reports
 
 
