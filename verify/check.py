@@ -1468,8 +1468,8 @@ def _alike(cols, rising) -> list[tuple[list[int], bool]]:
     of 1 for every element of a tie passed: along its tie it rises at 2 where the function
     rises at 1, smooth. Along a direction with a kink of its own, kinks of both signs that
     meet (ReLU layers at exactly 0) leave valid mixtures of their slopes beyond both one-sided
-    derivatives; along a smooth one the claim is held to the derivative, as an element smooth
-    along its own line is (kinks that cancel there)."""
+    derivatives; along a smooth one the claim is held to the derivative where the slopes at
+    points nearby are all that derivative too (:func:`_joint_kinks`)."""
     rising = np.asarray(rising, dtype=bool)
     if rising.all() or not rising.any():
         return [(list(cols), False)] if len(cols) >= 2 else []
