@@ -79,10 +79,10 @@ def test_cli_writes_the_report(tmp_path, capsys):
 def test_one_hidden_layer_is_a_study_without_the_bound(tmp_path, capsys):
     # the bound holds a layer below the last: with one hidden layer the study drew no rows,
     # and its figure crashed after the first figure had replaced an earlier study's
-    out = tmp_path / "v"
-    assert main(["vanishing", "--depths", "1,2", "--nets", "10", "--out", str(out)]) == 0
+    out, small = tmp_path / "v", ["--nets", "10", "--activations", "sigmoid", "--inits", "tutorial"]
+    assert main(["vanishing", "--depths", "1,2", *small, "--out", str(out)]) == 0
     assert (out / "figures" / "bound.png").exists()
-    assert main(["vanishing", "--depths", "1", "--nets", "10", "--out", str(out)]) == 0
+    assert main(["vanishing", "--depths", "1", *small, "--out", str(out)]) == 0
     assert "the bound needs 2 or more hidden layers: not checked" in capsys.readouterr().out
     report = (out / "report.md").read_text()
     assert "not checked, since the deepest nets of this study have one hidden layer" in report
@@ -93,8 +93,8 @@ def test_one_hidden_layer_is_a_study_without_the_bound(tmp_path, capsys):
 def test_a_study_that_fails_while_drawing_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
     from backprop_bench.bench import vanishing_report
 
-    out = tmp_path / "v"
-    assert main(["vanishing", "--depths", "1,2", "--nets", "10", "--out", str(out)]) == 0
+    out, small = tmp_path / "v", ["--nets", "10", "--activations", "sigmoid", "--inits", "tutorial"]
+    assert main(["vanishing", "--depths", "1,2", *small, "--out", str(out)]) == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def failing(results, path):
@@ -102,7 +102,7 @@ def test_a_study_that_fails_while_drawing_leaves_the_folder_as_it_was(tmp_path, 
 
     monkeypatch.setattr(vanishing_report, "bound_figure", failing)
     with pytest.raises(RuntimeError):
-        main(["vanishing", "--depths", "1,3", "--nets", "10", "--out", str(out)])
+        main(["vanishing", "--depths", "1,3", *small, "--out", str(out)])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
