@@ -71,6 +71,13 @@ ONE_SIDED_SHRINK = 4.0
 # nearby: derivatives at NEARBY_POINTS random points about a step from x and NEARBY_SPLIT and
 # its square closer, each by central differences NEARBY_SHRINK times smaller than the distance
 NEARBY_POINTS = 16
+# with ``spread``, as many again whose coordinates' sizes spread over NEARBY_SPREAD decades,
+# from a generator of their own (NEARBY_SPREAD_SEED and the number of parameters): where
+# several kinks meet, a piece on which one parameter outweighs the sum of many others (a
+# parameter at a clip's bound beside the rows at its other bound) is a thin cone that sizes of
+# one order rarely enter
+NEARBY_SPREAD = 3.0
+NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
 NEARBY_SPLIT = 4.0
 
@@ -397,9 +404,11 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
     return sides[0], sides[1]
 
 
-def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS) -> Derivative:
-    """Derivatives along v at ``points`` random points near x (shape (points, m)), the smooth
-    part's drift taken out.
+def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS,
+           spread: bool = False) -> Derivative:
+    """Derivatives along v at ``points`` random points near x (shape (points, m); with
+    ``spread``, ``points`` more whose coordinates' sizes spread over NEARBY_SPREAD decades),
+    the smooth part's drift taken out.
 
     Where several kinks meet at x (ReLUs at exactly 0 in one layer and the next, or two samples'
     units sharing a bias), the one-sided derivatives along v combine all their left slopes and
@@ -419,10 +428,15 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
     relative = h * vmax / max(1.0, float(np.abs(x[v != 0]).max(initial=0.0)))
     c = NEARBY_SPLIT
     values, errors, moved, linear = [], [], [], []
-    for _ in range(points):
-        # random sizes too: equal steps of parameters at 0 (biases) would cancel exactly in a
-        # pre-activation that sums them, leaving the point on the kink
-        r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+    spreading = np.random.default_rng([NEARBY_SPREAD_SEED, x.size])
+    for point in range(2 * points if spread else points):
+        if point < points:
+            # random sizes too: equal steps of parameters at 0 (biases) would cancel exactly
+            # in a pre-activation that sums them, leaving the point on the kink
+            r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+        else:
+            sizes = 10.0 ** -spreading.uniform(0.0, NEARBY_SPREAD, size=x.size)
+            r = spreading.choice([-1.0, 1.0], size=x.size) * sizes
         r *= np.maximum(np.abs(x), 1.0)
         d1, d2, d3 = (
             central(f, x + relative / c**k * r, v, noise, h / NEARBY_SHRINK / c**k)

@@ -182,8 +182,10 @@ class GradCheckResult:
                 "might lie beyond every derivative seen"
             )  # fmt: skip
             lines.append(
-                f"  kink at {k.group}{k.index} (output {k.output}): not differentiable, one-sided "
-                f"derivatives {k.left:.6g} and {k.right:.6g}{seen}, claimed {k.claimed:.6g} -> "
+                f"  kink at {k.group}{k.index} (output {k.output}): "
+                f"{'along it' if k.group.startswith('direction') else 'not differentiable'}, "
+                f"one-sided derivatives {k.left:.6g} and {k.right:.6g}{seen}, claimed "
+                f"{k.claimed:.6g} -> "
                 f"{outcome}"
             )
         if self.adjoint is not None:

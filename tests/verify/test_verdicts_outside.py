@@ -262,3 +262,44 @@ def test_writing_into_params_or_the_cotangent_in_place_is_named():
     result = check_vjp(np.tanh, lambda p, u: u.__imul__(1 - np.tanh(p) ** 2), x)
     assert result.verdict == NOT_DETERMINISTIC
     assert "vjp wrote into the cotangent u in place" in result.report()
+
+
+def margin_svm(dtype):
+    """A linear SVM's hinge loss plus 0.125 |w|^2 at a point where six margins are exactly 1
+    (dyadic data, so they are exact in float32 too), with two zero rows that violate it."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-4, 5, 10) / 4.0
+    b = 0.25
+    X = rng.integers(-4, 5, (8, 10)) / 4.0
+    y = np.where(rng.random(8) < 0.5, 1.0, -1.0)
+    j = int(np.flatnonzero(np.isin(np.abs(w), (0.25, 0.5, 1.0)))[0])  # a power of 2
+    X[:6, j] += (y[:6] - (X[:6] @ w + b)) / w[j]  # y (x.w + b) = 1 on the first six rows
+    X[6:], y[6:] = 0.0, 1.0  # margin 1 - b > 0 on the last two
+    X, y = X.astype(dtype), y.astype(dtype)
+    assert np.all(y[:6] * (X[:6] @ w.astype(dtype) + dtype(b)) == 1.0)
+
+    def loss(p):
+        return np.maximum(1 - y * (X @ p["w"] + p["b"][0]), 0).sum() + 0.125 * (p["w"] ** 2).sum()
+
+    def grad(p, bias=True):
+        margin = 1 - y * (X @ p["w"] + p["b"][0])
+        on = (margin > 0) | ((margin == 0) & (np.arange(8) < 4))  # four of six at the margin
+        g_b = -(on * y).sum() if bias else 0.0
+        return {"w": -(on * y) @ X + 0.25 * p["w"], "b": np.array([g_b], dtype=dtype)}
+
+    return loss, grad, {"w": w.astype(dtype), "b": np.array([b], dtype=dtype)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_subgradient_with_its_bias_gradient_left_out_is_wrong_at_margins_of_exactly_1(dtype):
+    # each element of the claim lies between its own one-sided derivatives, and the six
+    # directions over them all cross kinks, where it lies between those too: it passed as a
+    # subgradient. Along the directions where every margin stays at 1 the function is smooth,
+    # and the gradients nearby, which differ only across the margins, show those directions
+    loss, grad, params = margin_svm(dtype)
+    valid = check_gradient(loss, grad, params)
+    assert valid.verdict == KINK, valid.report()
+    result = check_gradient(loss, lambda p: grad(p, bias=False), params)
+    assert result.verdict == WRONG, result.report()
+    assert any(k.group.startswith("direction that no gradient") and not k.passed
+               for k in result.kinks)  # fmt: skip
