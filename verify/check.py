@@ -1239,7 +1239,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 e = np.zeros(n)
                 e[j] = 1.0
                 along[j] = R.nearby(f, x, e, noise, R.base_step(x, e, f0, noise),
-                                    np.random.default_rng(NEARBY_SEED), spread=True)  # fmt: skip
+                                    np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
             return along[j]
 
         for i, cols in by_output.items():
@@ -1583,7 +1583,10 @@ def _smooth_residual(s, x, s0, s_noise, cols, claimed, nearby_of=None) -> list[t
     scaled): random directions over eleven kinked elements missed the few along which the
     function is smooth. The gradients over ``cols`` at the points of references.nearby (the
     same points for every element, the smooth drift extrapolated out; its points of sizes
-    spread over orders too, which enter thin pieces) span those differences;
+    spread over orders too, which enter thin pieces, at steps of the usual size: a straddled
+    kink there gives a mixture of the gradients that meet, within their span, where steps as
+    small as those points' smallest coordinates give errors up to a thousand times larger, which
+    hid a clip's thin piece) span those differences;
     points whose values are void in any element are left out. A direction found so is held as
     any other (:func:`_joint_kinks`): a claim off the function's slope along it is wrong only
     where the one-sided derivatives there agree (an unseen limit of gradients, whose difference
@@ -1603,7 +1606,7 @@ def _smooth_residual(s, x, s0, s_noise, cols, claimed, nearby_of=None) -> list[t
             e = np.zeros(x.size)
             e[j] = 1.0
             near = R.nearby(s, x, e, s_noise, R.base_step(x, e, s0, s_noise),
-                            np.random.default_rng(NEARBY_SEED), spread=True)  # fmt: skip
+                            np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
             return near.value[:, 0], near.error[:, 0], near.linear[:, 0]
 
     values, errors, usable = [], [], None

@@ -71,11 +71,15 @@ ONE_SIDED_SHRINK = 4.0
 # nearby: derivatives at NEARBY_POINTS random points about a step from x and NEARBY_SPLIT and
 # its square closer, each by central differences NEARBY_SHRINK times smaller than the distance
 NEARBY_POINTS = 16
-# with ``spread``, as many again whose coordinates' sizes spread over NEARBY_SPREAD decades,
-# from a generator of their own (NEARBY_SPREAD_SEED and the number of parameters): where
+# with ``spread`` (the default), as many again whose coordinates' sizes spread over
+# NEARBY_SPREAD decades, from a generator of their own (NEARBY_SPREAD_SEED and the number of
+# parameters): where
 # several kinks meet, a piece on which one parameter outweighs the sum of many others (a
 # parameter at a clip's bound beside the rows at its other bound) is a thin cone that sizes of
-# one order rarely enter
+# one order rarely enter; and where one element sums several kinks (a unit's bias at 0 for a
+# sample, its negation and a zero row), they show the mixtures between its one-sided
+# derivatives that sizes of one order miss, so that a claim beyond those derivatives there is
+# undecided, not wrong (a valid mixture can reach beyond them where the terms differ in sign)
 NEARBY_SPREAD = 3.0
 NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
@@ -405,10 +409,11 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
 
 
 def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS,
-           spread: bool = False) -> Derivative:
+           spread: bool = True, narrow: bool = True) -> Derivative:
     """Derivatives along v at ``points`` random points near x (shape (points, m); with
     ``spread``, ``points`` more whose coordinates' sizes spread over NEARBY_SPREAD decades),
-    the smooth part's drift taken out.
+    the smooth part's drift taken out. With ``narrow``, the steps at the points spread over
+    decades shrink with their smallest coordinate along v (below).
 
     Where several kinks meet at x (ReLUs at exactly 0 in one layer and the next, or two samples'
     units sharing a bias), the one-sided derivatives along v combine all their left slopes and
@@ -434,12 +439,18 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
             # random sizes too: equal steps of parameters at 0 (biases) would cancel exactly
             # in a pre-activation that sums them, leaving the point on the kink
             r = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+            shrink = 1.0
         else:
             sizes = 10.0 ** -spreading.uniform(0.0, NEARBY_SPREAD, size=x.size)
             r = spreading.choice([-1.0, 1.0], size=x.size) * sizes
+            # the steps shrink with the smallest size along v, as far from its kinks as the
+            # points above are: a step past the point's distance from a kink straddles it by
+            # the same share at all three distances, a false mixture that looks linear (half
+            # of these points did so on relu(p) at p = 0, where a claim of 2 was undecided)
+            shrink = min(1.0, 2.0 * float(sizes[v != 0].min(initial=1.0))) if narrow else 1.0
         r *= np.maximum(np.abs(x), 1.0)
         d1, d2, d3 = (
-            central(f, x + relative / c**k * r, v, noise, h / NEARBY_SHRINK / c**k)
+            central(f, x + relative / c**k * r, v, noise, shrink * h / NEARBY_SHRINK / c**k)
             for k in range(3)
         )
         values.append((c * d3.value - d2.value) / (c - 1))

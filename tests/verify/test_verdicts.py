@@ -506,6 +506,27 @@ def test_derivatives_nearby_are_the_mixtures_of_slopes_where_kinks_meet():
     assert {-1, 1} <= set(np.round(values[off < 1e-6]).astype(int).tolist())
 
 
+def test_derivatives_nearby_at_points_spread_over_orders_do_not_straddle_a_lone_kink():
+    from backprop_bench.verify import references as R
+
+    # relu(p0) at p0 = 0 alone: every derivative nearby along p0 is 0 or 1. A point spread over
+    # orders lies as close as 1e-3 of the usual distance; a step of the usual size there
+    # straddles the kink by the same share at all three distances, a false mixture that
+    # left a claim of 2 undecided (test_a_claim_outside_the_one_sided_derivatives_is_wrong)
+    f = R.Evaluator(lambda x: x, lambda x: np.array([relu_loss(x)]), lambda x: x, 1)
+    x, e = np.array([0.0, 1.0, -1.0]), np.eye(3)[0]
+    noise = np.array([1e-16])
+    h = R.base_step(x, e, np.array([relu_loss(x)]), noise)
+
+    def off_both_sides(**how):
+        d = R.nearby(f, x, e, noise, h, np.random.default_rng(0), **how)
+        values = d.value[d.linear[:, 0].astype(bool), 0]
+        return int(np.sum(np.minimum(np.abs(values), np.abs(values - 1)) > 1e-6)), len(values)
+
+    assert off_both_sides() == (0, 32)
+    assert off_both_sides(narrow=False)[0] >= 1
+
+
 @pytest.mark.parametrize(
     "values, verdict",
     [
