@@ -1211,7 +1211,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             # a claim may jump at its kink: no scatter allowance here
             claimed = [(float(J[i, j]), eps) for _, J, _S, eps in evaluated]
             ok, decided, nearby = _at_kink(claimed, lo, hi, slack)
-            if not ok and generic:
+            if not ok:
                 if seen is None:
                     seen = R.nearby(f, x, e, noise, steps[j], nearby_rng)
                 ok, decided, nearby = _at_kink(claimed, lo, hi, slack, seen, i)
@@ -1469,12 +1469,17 @@ def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     usable = np.isfinite(values) & np.isfinite(errors) & linear.astype(bool)
     margin = SAFETY * np.where(usable, errors, 0.0)  # each value's own
     near = margin + KINK_MIX * (hi - lo)
-    at_lo, at_hi = usable & (np.abs(values - lo) <= near), usable & (np.abs(values - hi) <= near)
+    # where the sides differ beyond their error, a value whose margin spans half the gap cannot
+    # tell one from the other: it shows neither (float32 code, whose values nearby carry its
+    # rounding), so that a claim beyond both is not taken for wrong on no evidence that one
+    # kink alone is there
+    telling = usable & ((margin < 0.5 * (hi - lo)) | (hi - lo <= slack))
+    at_lo, at_hi = telling & (np.abs(values - lo) <= near), telling & (np.abs(values - hi) <= near)
     # a value off both one-sided derivatives is a mixture of several kinks' slopes, unless it
     # moved over the three distances by more than STRADDLE of the gap or of its own distance
     # from them: a drift that large is no mixture (a straddled kink, a fast oscillation)
     beyond = np.maximum(np.maximum(lo - values, values - hi), 0.0)
-    mixture = usable & ~at_lo & ~at_hi & (moved <= STRADDLE * np.maximum(hi - lo, beyond))
+    mixture = telling & ~at_lo & ~at_hi & (moved <= STRADDLE * np.maximum(hi - lo, beyond))
     kept = mixture | at_lo | at_hi
     seen_range = (float(values[kept].min()), float(values[kept].max())) if kept.any() else None
     if mixture.sum() >= MIXTURES:

@@ -506,6 +506,33 @@ def test_derivatives_nearby_are_the_mixtures_of_slopes_where_kinks_meet():
     assert {-1, 1} <= set(np.round(values[off < 1e-6]).astype(int).tolist())
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_limit_of_gradients_beyond_both_one_sided_derivatives_is_not_wrong(dtype):
+    # 2 relu(p0 + p1) - relu(p0 - p2) at 0: along p0 the one-sided slopes are 0 and 1, but
+    # with p0 + p1 > 0 > p0 - p2 the gradient's kinked part is (2, 2, 0), a valid claim for
+    # p0 beyond both. Code that computes in float32 (astype inside) was called wrong: its
+    # derivatives nearby were not looked at, and values whose rounding spans the gap between
+    # the sides counted as seeing both, the evidence of one kink alone
+    a = np.random.default_rng(0).normal(size=6).astype(dtype)
+
+    def fun(p):
+        p = p.astype(dtype)
+        kinked = dtype(2) * np.maximum(p[0] + p[1], 0) - np.maximum(p[0] - p[2], 0)
+        return np.sum(a * p) + dtype(0.5) * np.sum(p * p) + dtype(10) + kinked
+
+    def grad(p, extra=0.0):
+        g = (a + p.astype(dtype)).astype(dtype)
+        g[0] += dtype(2 + extra)
+        g[1] += dtype(2)
+        return g
+
+    x = np.zeros(6, dtype=dtype)
+    x[3:] = 0.5
+    assert check_gradient(fun, grad, x).verdict != WRONG
+    if dtype == np.float64:  # p0's limits reach 2 at most: 3 is beyond the mixtures seen
+        assert check_gradient(fun, lambda p: grad(p, 1.0), x).verdict in (WRONG, CANNOT_TELL)
+
+
 def test_derivatives_nearby_at_points_spread_over_orders_do_not_straddle_a_lone_kink():
     from backprop_bench.verify import references as R
 
