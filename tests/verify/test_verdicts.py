@@ -533,6 +533,30 @@ def test_a_limit_of_gradients_beyond_both_one_sided_derivatives_is_not_wrong(dty
         assert check_gradient(fun, lambda p: grad(p, 1.0), x).verdict in (WRONG, CANNOT_TELL)
 
 
+def test_a_kink_does_not_pass_a_check_that_could_not_have_seen_a_sizable_error():
+    # float32 code (astype inside) at a point where two kinks of 0.1 meet in p0: the element's
+    # reference, a fit in float32 across the kink, could not have seen an error below 0.53 of
+    # the largest derivative, and a claim 0.25 off in p0 passed as not differentiable here,
+    # because a kink elsewhere passed; the floor now decides as it does at smooth points
+    a = np.random.default_rng(0).normal(size=6).astype(np.float32)
+
+    def fun(p):
+        p = p.astype(np.float32)
+        kinked = np.float32(2) * np.maximum(p[0] + p[1], 0) - np.maximum(p[0] - p[2], 0)
+        smooth = np.sum(a * p) + np.float32(0.5) * np.sum(p * p) + np.float32(10)
+        return smooth + np.float32(0.1) * kinked
+
+    def grad(p):
+        g = (a + p.astype(np.float32)).astype(np.float32)
+        g[0] += np.float32(0.3)  # p0's kinked part reaches 0.2 at most
+        return g
+
+    x = np.zeros(6, dtype=np.float32)
+    x[3:] = 0.5
+    result = check_gradient(fun, grad, x)
+    assert not result and result.verdict == CANNOT_TELL and result.floor > 0.1
+
+
 def test_derivatives_nearby_at_points_spread_over_orders_do_not_straddle_a_lone_kink():
     from backprop_bench.verify import references as R
 
