@@ -609,6 +609,22 @@ def test_a_claim_beyond_a_kink_is_judged_by_the_mixtures_seen_nearby(values, ver
             "valid": (True, True)}[verdict] == (passed, decided)  # fmt: skip
 
 
+def test_a_value_nearby_that_agrees_with_the_claim_within_its_margin_leaves_it_undecided():
+    from backprop_bench.verify.check import _at_kink
+    from backprop_bench.verify.references import Derivative
+
+    # both sides seen accurately, and one value near the upper side whose margin holds the
+    # claim 1.01: it may be the claim's own mixture, 0.01 past that side (a two-layer ReLU
+    # net: a valid claim was wrong, that value counted as the side)
+    values = np.array([0.0] * 8 + [1.0] * 7 + [1.012])
+    errors = np.array([1e-9] * 15 + [0.01])
+    seen = Derivative(values[:, None], errors[:, None], "derivatives nearby")
+    seen.moved, seen.linear = np.full((16, 1), 1e-7), np.ones((16, 1), dtype=bool)
+    assert _at_kink([(1.01, 2.0**-52)], 0.0, 1.0, 1e-9, seen)[:2] == (False, False)
+    # a claim beyond that margin is still wrong: one kink, both sides seen
+    assert _at_kink([(1.5, 2.0**-52)], 0.0, 1.0, 1e-9, seen)[:2] == (False, True)
+
+
 def test_no_cost_cliff_4000_parameters_on_a_1024_sample_batch():
     loss, grad, params = mlp(np.float32, n_in=32, hidden=120, n=1024)
     n = sum(v.size for v in params.values())
