@@ -73,13 +73,13 @@ ONE_SIDED_SHRINK = 4.0
 NEARBY_POINTS = 16
 # with ``spread`` (the default), as many again whose coordinates' sizes spread over
 # NEARBY_SPREAD decades, from a generator of their own (NEARBY_SPREAD_SEED and the number of
-# parameters): where
-# several kinks meet, a piece on which one parameter outweighs the sum of many others (a
-# parameter at a clip's bound beside the rows at its other bound) is a thin cone that sizes of
-# one order rarely enter; and where one element sums several kinks (a unit's bias at 0 for a
-# sample, its negation and a zero row), they show the mixtures between its one-sided
-# derivatives that sizes of one order miss, so that a claim beyond those derivatives there is
-# undecided, not wrong (a valid mixture can reach beyond them where the terms differ in sign)
+# parameters): where several kinks meet, a piece on which one parameter outweighs the sum of
+# many others (a parameter at a clip's bound beside the rows at its other bound) is a thin cone
+# that sizes of one order rarely enter; and where one element sums several kinks (a unit's
+# bias at 0 for a sample, its negation and a zero row), they show the mixtures between its
+# one-sided derivatives that sizes of one order miss, so that a claim beyond those derivatives
+# there is undecided, not wrong (a valid mixture can reach beyond them where the terms differ
+# in sign)
 NEARBY_SPREAD = 3.0
 NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
@@ -445,8 +445,8 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
             r = spreading.choice([-1.0, 1.0], size=x.size) * sizes
             # the steps shrink with the smallest size along v, as far from its kinks as the
             # points above are: a step past the point's distance from a kink straddles it by
-            # the same share at all three distances, a false mixture that looks linear (half
-            # of these points did so on relu(p) at p = 0, where a claim of 2 was undecided)
+            # the same share at all three distances, a false mixture that looks linear (one of
+            # them did so on relu(p) at p = 0, and a claim of 2 was undecided)
             shrink = min(1.0, 2.0 * float(sizes[v != 0].min(initial=1.0))) if narrow else 1.0
         r *= np.maximum(np.abs(x), 1.0)
         d1, d2, d3 = (
