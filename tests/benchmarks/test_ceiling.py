@@ -41,10 +41,16 @@ def test_the_bound_is_the_longer_of_the_fma_units_and_the_divider(monkeypatch, c
 def test_the_mixed_loop_does_its_multiply_adds_and_its_divisions():
     """division_cost's loop takes at least as long as its multiply-adds alone and as its
     divisions alone (so neither was optimised away), and the cost is a time."""
-    seconds = ceiling._iterations(ceiling.MIXED, 8)
-    multiply_adds = ceiling.CHAINS * ceiling.MIXED_FMAS / ceiling.vector_rate()
-    divisions = ceiling.MIXED_DIVISIONS / ceiling.division_rate(8)
-    assert seconds > 0.8 * max(multiply_adds, divisions)  # 0.8: timing noise
+    # each loop timed afresh beside the others, up to three times: the cached rates were timed
+    # earlier, and under a load that had passed the mixed loop ran at 0.73 of them
+    for _ in range(3):
+        seconds = ceiling._iterations(ceiling.MIXED, 8)
+        multiply_adds = ceiling.MIXED_FMAS * ceiling._iterations(ceiling.FMA, 8)
+        per_division = ceiling._iterations(ceiling.DIVIDE, 8) / ceiling.CHAINS
+        divisions = ceiling.MIXED_DIVISIONS * per_division
+        if seconds > 0.8 * max(multiply_adds, divisions):  # 0.8: timing noise
+            break
+    assert seconds > 0.8 * max(multiply_adds, divisions)
     cost = ceiling.division_cost(8)
     assert math.isfinite(cost) and cost >= 0.0
 
