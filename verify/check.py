@@ -129,6 +129,13 @@ NEARBY_SEED = 0
 KINK_MIX = 1e-3
 STRADDLE = 0.25
 MIXTURES = 2  # mixtures seen nearby before their range counts: one could be a fast oscillation
+# a claim at a kink decided wrong on the points nearby is looked at again at CONFIRM_POINTS
+# (and as many spread over orders; a seed of their own) first, where that many evaluations fit in
+# the budget: a piece too thin for 32 points (relu(a . p) three times in two parameters, one of
+# the six sectors about 1/50 of the circle) held a valid claim that was called wrong
+CONFIRM_POINTS = 64
+CONFIRM_SEED = 2
+CONFIRM_EVALS = 2 * CONFIRM_POINTS * 3 * 4  # points, three distances, central differences of 4
 PART_POINTS = 8  # points nearby for a probe or part of several elements (references.nearby: 16)
 # complex step used only where one call costs at most this many real ones: far above what NumPy
 # code costs (0.4 to 3.8 real calls over the catalogue), so that the timed ratio does not switch
@@ -951,6 +958,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     J_ref = np.empty((m, n))
     J_err = np.empty((m, n))
     notes = []
+    begun, calls_begun = time.perf_counter(), f.calls
+
+    def dense_affordable():
+        """Whether CONFIRM_EVALS more evaluations fit in the budget at this function's pace."""
+        pace = (time.perf_counter() - begun) / max(1, f.calls - calls_begun)
+        return pace * CONFIRM_EVALS <= budget
+
     cs_ok = complex_ok
     used_cs = np.zeros(n, dtype=bool)
     cs_values = {}
@@ -1203,7 +1217,15 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         pick = np.where(vaguer, np.argmin(plain, axis=0), pick)
         for i in np.flatnonzero(smooth):
             J_ref[i, j], J_err[i, j] = candidates[pick[i]][0][i], candidates[pick[i]][1][i]
-        seen = None
+        seen, dense = None, []
+
+        def more(e=e, j=j, dense=dense):  # the element's points for _confirmed_at_kink, once
+            if not dense:
+                dense.append(R.nearby(f, x, e, noise, steps[j],
+                                      np.random.default_rng(CONFIRM_SEED),
+                                      points=CONFIRM_POINTS))  # fmt: skip
+            return dense[0]
+
         for i in np.flatnonzero(~smooth):
             lo, hi = sorted((float(left.value[i]), float(right.value[i])))
             slack = SAFETY * max(float(left.error[i]), float(right.error[i]))
@@ -1214,7 +1236,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             if not ok:
                 if seen is None:
                     seen = R.nearby(f, x, e, noise, steps[j], nearby_rng)
-                ok, decided, nearby = _at_kink(claimed, lo, hi, slack, seen, i)
+                ok, decided, nearby = _confirmed_at_kink(
+                    claimed, lo, hi, slack, seen, i, more if dense_affordable() else None)
             kinks.append(
                 KinkReport(
                     name, index, int(i), float(left.value[i]), float(right.value[i]),
@@ -1255,13 +1278,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             for part, smooth_only in parts:
                 kinks.extend(_joint_kinks(_Scalarised(f, u), x, f0[i : i + 1], noise[i : i + 1],
                                           part, claimed, directions, i, smooth_only,
-                                          nearby_of))  # fmt: skip
+                                          nearby_of, affordable=dense_affordable))  # fmt: skip
             if not parts or parts[0][1]:
                 # kinks that rise and kinks that fall, or one of a kind: together, where the
                 # function is smooth over all of them (clip's two bounds, a relu beside a lasso)
                 kinks.extend(_joint_kinks(_Scalarised(f, u), x, f0[i : i + 1], noise[i : i + 1],
                                           cols, claimed, directions, i, True, nearby_of,
-                                          residual_only=True))  # fmt: skip
+                                          residual_only=True,
+                                          affordable=dense_affordable))  # fmt: skip
 
     bad, unresolved, jumps, ratio = suspects()
     # a kink along an element whose claim matches the central difference (the mean slope of a
@@ -1507,6 +1531,19 @@ def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     return False, bool(decided), seen_range
 
 
+def _confirmed_at_kink(claimed, lo, hi, slack, seen, output, more):
+    """_at_kink, and where that decides the claim wrong, _at_kink again on more(): the
+    derivatives at CONFIRM_POINTS points nearby (None where they are not affordable). Those
+    can only pass the claim, where their mixtures reach it: a claim beyond every derivative
+    seen at them too stays wrong, on more evidence than before (mixtures that the first points
+    missed, and the claim beyond them all, made an invalid claim 1.7 off undecided)."""
+    ok, decided, nearby = _at_kink(claimed, lo, hi, slack, seen, output)
+    if ok or not decided or more is None:
+        return ok, decided, nearby
+    passed, _, dense_range = _at_kink(claimed, lo, hi, slack, more(), output)
+    return (True, True, dense_range) if passed else (ok, decided, nearby)
+
+
 def _alike(cols, rising) -> list[tuple[list[int], bool]]:
     """The kinked elements ``cols`` held jointly (:func:`_joint_kinks`), each set with whether
     only the directions along which the function is smooth hold it: all of them where their
@@ -1526,8 +1563,8 @@ def _alike(cols, rising) -> list[tuple[list[int], bool]]:
 
 
 def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
-                 smooth_only=False, nearby_of=None,
-                 residual_only=False) -> list[KinkReport]:  # fmt: skip
+                 smooth_only=False, nearby_of=None, residual_only=False,
+                 affordable=None) -> list[KinkReport]:  # fmt: skip
     """Kinks in several elements (``cols``) of one scalar function ``s``: each claimed element
     between its own one-sided derivatives is not enough (max at a tie, 1 claimed for every tied
     element: along the tied direction the claim rises at 2 where the function rises at 1), so
@@ -1540,9 +1577,14 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
     of both signs, a valid choice of one-sided derivative per ReLU can lie outside both
     directional ones. ``claimed``: (the claim's derivatives of ``s``, its eps) per claim;
     ``nearby_of``: as :func:`_smooth_residual`'s; ``residual_only``: only its directions (over
-    the kinks that rise and those that fall together, where the function is smooth)."""
+    the kinks that rise and those that fall together, where the function is smooth);
+    ``affordable``: None, or () -> whether CONFIRM_POINTS points nearby fit in the budget, for a
+    claim decided wrong on the usual ones (_confirmed_at_kink)."""
     reports = []
     residuals = _smooth_residual(s, x, s0, s_noise, cols, claimed, nearby_of)
+    # where derivatives nearby along some direction lie beyond its one-sided ones, the function
+    # is not convex through these kinks, and the convex function's bound decides nothing
+    non_convex, all_up = False, None
     for trial in range(JOINT_DIRECTIONS + 2 if residual_only else 0,
                        JOINT_DIRECTIONS + 2 + len(residuals)):  # fmt: skip
         d = np.zeros(x.size)
@@ -1561,6 +1603,8 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
         slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
         if smooth_only and hi - lo > slack:
             continue
+        if trial < 2 and all_up is None:
+            all_up = (d, lo, hi, slack)
         if trial >= JOINT_DIRECTIONS + 2:
             slack += spread  # the direction is no better than the gradients it was made from
         ok = True
@@ -1570,6 +1614,12 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             allowance = slack + _rounding(size, 0.0, eps, max(abs(lo), abs(hi)))
             ok &= bool(lo - allowance <= c <= hi + allowance)
         nearby = None
+
+        def more(d=d):
+            return R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+                            np.random.default_rng(CONFIRM_SEED), points=CONFIRM_POINTS)  # fmt: skip
+
+        dense = more if affordable is not None and affordable() else None
         if not ok and smooth_only:
             # smooth along d through x is not smooth along d near x: the pieces that meet at x
             # may rise along d at other slopes, and each of their gradients is a valid claim
@@ -1578,14 +1628,67 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             # the side); where they show other slopes it passes as before
             seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
                             np.random.default_rng(NEARBY_SEED))  # fmt: skip
-            passed, decided, nearby = _at_kink([(float(g @ d), eps) for g, eps in claimed], lo,
-                                               hi, slack, seen)  # fmt: skip
+            passed, decided, nearby = _confirmed_at_kink(
+                [(float(g @ d), eps) for g, eps in claimed], lo, hi, slack, seen, 0, dense)
             ok = passed or not decided
+        if not ok and not smooth_only:
+            # kinks that all rise along their elements are held as a convex function's: every
+            # gradient near x rises along d between the one-sided derivatives, and so must the
+            # claim. A derivative along d nearby beyond both shows the function is not convex
+            # through them (six relus of coefficients of both signs meeting in four parameters:
+            # a valid limit of gradients 0.77 beyond a one-sided derivative along such a
+            # direction was called wrong); there the claim passes within the
+            # mixtures seen, as where several kinks meet (_at_kink), and beyond them all it
+            # stays wrong
+            seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+                            np.random.default_rng(NEARBY_SEED))  # fmt: skip
+            if not _beyond_sides(seen, lo, hi, slack) and dense is not None:
+                seen = dense()
+            if _beyond_sides(seen, lo, hi, slack):
+                non_convex = True
+                passed, _, seen_range = _at_kink([(float(g @ d), eps) for g, eps in claimed],
+                                                 lo, hi, slack, seen)  # fmt: skip
+                if passed:
+                    ok, nearby = True, seen_range
         group = ("direction over the kinked elements " if trial < JOINT_DIRECTIONS + 2
                  else "direction that no gradient nearby tells apart ")  # fmt: skip
         reports.append(KinkReport(group, (trial,), output, lo,
                                   hi, float(claimed[0][0] @ d), ok, nearby))  # fmt: skip
+    failed = [k for k in reports if not k.passed]
+    if failed and not smooth_only and not non_convex and all_up is not None:
+        # a claim failed only by the convex bound: is the function convex through these kinks
+        # along all of them at once? Where it is not, that bound decides nothing, and the claim
+        # is undecided. (The six relus above: of the gradients of the 30 pieces that meet at
+        # the point, every one valid, the convex bound called 28 wrong; passed within the
+        # mixtures seen along the failing direction, 8 still were, each along a direction
+        # nearby which nothing lay beyond its one-sided derivatives; with this, none)
+        d, lo, hi, slack = all_up
+        seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+                        np.random.default_rng(NEARBY_SEED))  # fmt: skip
+        non_convex = _beyond_sides(seen, lo, hi, slack)
+        if not non_convex and affordable is not None and affordable():
+            seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+                            np.random.default_rng(CONFIRM_SEED), points=CONFIRM_POINTS)  # fmt: skip
+            non_convex = _beyond_sides(seen, lo, hi, slack)
+    if non_convex and not smooth_only:
+        for k in failed:
+            k.decided = False
     return reports
+
+
+def _beyond_sides(seen, lo, hi, slack, output=0) -> bool:
+    """Whether a derivative nearby (references.nearby's ``seen``) lies beyond both one-sided
+    derivatives lo and hi by more than its error and theirs (``slack``): a mixture of slopes
+    that a function convex (or concave) through its kinks would not show. Values off a line, or
+    that moved over their three distances by more than STRADDLE of the gap (a straddled kink),
+    or whose error spans half the gap between the sides, show nothing (as in _at_kink)."""
+    values, errors = seen.value[:, output], seen.error[:, output]
+    usable = np.isfinite(values) & np.isfinite(errors) & seen.linear[:, output].astype(bool)
+    margin = SAFETY * np.where(usable, errors, 0.0)
+    past = np.maximum(lo - values, values - hi)
+    telling = usable & ((margin < 0.5 * (hi - lo)) | (hi - lo <= slack))
+    still = seen.moved[:, output] <= STRADDLE * np.maximum(hi - lo, np.maximum(past, 0.0))
+    return bool(np.any(telling & still & (past > margin + slack + KINK_MIX * (hi - lo))))
 
 
 def _smooth_residual(s, x, s0, s_noise, cols, claimed, nearby_of=None) -> list[tuple]:
