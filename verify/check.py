@@ -131,8 +131,8 @@ STRADDLE = 0.25
 MIXTURES = 2  # mixtures seen nearby before their range counts: one could be a fast oscillation
 # a claim at a kink decided wrong on the points nearby is looked at again at CONFIRM_POINTS
 # (and as many spread over orders; a seed of their own) first, where that many evaluations fit in
-# the budget: a piece too thin for 32 points (relu(a . p) three times in two parameters, one of
-# the six sectors about 1/50 of the circle) held a valid claim that was called wrong
+# the budget: a piece that none of 32 points had entered (relu(a . p), relu(-a . p) and relu(b . p)
+# in two parameters, a sector of about 31 degrees) held a valid claim that was called wrong
 CONFIRM_POINTS = 64
 CONFIRM_SEED = 2
 CONFIRM_EVALS = 2 * CONFIRM_POINTS * 3 * 4  # points, three distances, central differences of 4
