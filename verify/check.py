@@ -121,6 +121,7 @@ JOINT_SEED = 0
 # ... and one more where at most SMOOTH_RESIDUAL_MAX elements are kinked: the part of the claim
 # that no difference of the gradients at points nearby explains (:func:`_smooth_residual`)
 SMOOTH_RESIDUAL_MAX = 48
+KINK_EVALS = 4 * 40  # at most, references.one_sided along one element (its levels, 2 sides)
 # at an element's kink, a claim beyond both one-sided derivatives is held to the derivatives at
 # random points nearby (references.nearby, with this seed): one of those farther than KINK_MIX
 # of their gap (and its error) from both one-sided ones shows several kinks meeting there,
@@ -960,10 +961,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     notes = []
     begun, calls_begun = time.perf_counter(), f.calls
 
-    def dense_affordable():
-        """Whether CONFIRM_EVALS more evaluations fit in the budget at this function's pace."""
+    def dense_affordable(evals=CONFIRM_EVALS):
+        """Whether ``evals`` more evaluations fit in the budget at this function's pace."""
         pace = (time.perf_counter() - begun) / max(1, f.calls - calls_begun)
-        return pace * CONFIRM_EVALS <= budget
+        return pace * evals <= budget
 
     cs_ok = complex_ok
     used_cs = np.zeros(n, dtype=bool)
@@ -1164,6 +1165,22 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, d.error
 
+    kinks_at = {}
+
+    def kink_at(k):
+        """Whether element k has a kink at x: its one-sided derivatives differ (as one_sided
+        finds them; second differences at the first step also flag kinks a little off x)."""
+        if kink_mask[:, k].any():
+            return True
+        if k not in kinks_at:
+            e = np.zeros(n)
+            e[k] = 1.0
+            left, right = R.one_sided(f, x, e, f0, noise, steps[k])
+            gap = np.abs(right.value - left.value)
+            kinks_at[k] = bool(np.any(np.isfinite(gap)
+                                      & (gap > SAFETY * (left.error + right.error))))  # fmt: skip
+        return kinks_at[k]
+
     def one_sided(j):
         e = np.zeros(n)
         e[j] = 1.0
@@ -1217,7 +1234,41 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         pick = np.where(vaguer, np.argmin(plain, axis=0), pick)
         for i in np.flatnonzero(smooth):
             J_ref[i, j], J_err[i, j] = candidates[pick[i]][0][i], candidates[pick[i]][1][i]
-        seen, dense = None, []
+        seen, dense, led = None, [], []
+        name, index = groups.locate(j)
+
+        def leading(e=e, j=j, led=led):
+            """The element's derivatives at points one element with a kink at x leads
+            (references.dominant), once; None where none moves it or they are not affordable."""
+            if not led:
+                candidates = np.flatnonzero(kinked | kink_mask.any(axis=0))
+                cost = R.dominant_evaluations(candidates.size) + KINK_EVALS * candidates.size
+                leaders = [k for k in candidates if kink_at(k)] if dense_affordable(cost) else []
+                led.append(R.dominant(f, x, e, noise, steps[j], leaders) if leaders else None)
+            return led[0]
+
+        # smooth along the element both ways is not differentiable at x where kinks stack (a
+        # relu of relus at 0, the loss at 0 too): the function can be flat along an element on
+        # both sides while pieces that meet at x slope along it. A claim off that one slope is
+        # held, where the points that one element leads show such pieces, to those, as at
+        # a kink whose sides agree: it passes within their mixtures; beyond them the smooth
+        # judgement stands (they can only pass it)
+        # (where a claim in float64 is off: one in a lower precision alone, within its rounding
+        # of kinks near x, is held there, within_rounding, which points nearby would cross)
+        off = np.zeros(m, dtype=bool)
+        for k, (claim_off, _) in enumerate(column_off(j)):
+            off |= claim_off & (k != low) & generic
+        for i in np.flatnonzero(smooth & off):
+            value, slack = float(J_ref[i, j]), SAFETY * float(J_err[i, j])
+            claimed = [(float(J[i, j]), eps) for _, J, _S, eps in evaluated]
+            led_seen = leading()
+            if led_seen is None:
+                break
+            passed, _, nearby = _at_kink(claimed, value, value, slack, led_seen, i)
+            if passed:
+                kinks.append(KinkReport(name, index, int(i), value, value,
+                                        float(evaluated[0][1][i, j]), True, nearby))  # fmt: skip
+                kink_mask[i, j] = True
 
         def more(e=e, j=j, dense=dense):  # the element's points for _confirmed_at_kink, once
             if not dense:
@@ -1229,7 +1280,6 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         for i in np.flatnonzero(~smooth):
             lo, hi = sorted((float(left.value[i]), float(right.value[i])))
             slack = SAFETY * max(float(left.error[i]), float(right.error[i]))
-            name, index = groups.locate(j)
             # a claim may jump at its kink: no scatter allowance here
             claimed = [(float(J[i, j]), eps) for _, J, _S, eps in evaluated]
             ok, decided, nearby = _at_kink(claimed, lo, hi, slack)
@@ -1238,6 +1288,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     seen = R.nearby(f, x, e, noise, steps[j], nearby_rng)
                 ok, decided, nearby = _confirmed_at_kink(
                     claimed, lo, hi, slack, seen, i, more if dense_affordable() else None)
+            if not ok and decided and leading() is not None:
+                # and at the pieces one element leads, which can only pass it
+                passed, _, led_range = _at_kink(claimed, lo, hi, slack, leading(), i)
+                if passed:
+                    ok, nearby = True, led_range
             kinks.append(
                 KinkReport(
                     name, index, int(i), float(left.value[i]), float(right.value[i]),

@@ -29,6 +29,7 @@ divides by the step actually taken, not the one asked for.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ NEARBY_SPREAD = 3.0
 NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
 NEARBY_SPLIT = 4.0
+SAFETY_MOVE = 8.0  # dominant: a derivative moved by this many times its error bound and x's
 
 
 @dataclass
@@ -431,8 +433,7 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
     """
     vmax = float(np.abs(v).max())
     relative = h * vmax / max(1.0, float(np.abs(x[v != 0]).max(initial=0.0)))
-    c = NEARBY_SPLIT
-    values, errors, moved, linear = [], [], [], []
+    points_seen = []
     spreading = np.random.default_rng([NEARBY_SPREAD_SEED, x.size])
     for point in range(2 * points if spread else points):
         if point < points:
@@ -449,21 +450,104 @@ def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS
             # them did so on relu(p) at p = 0, and a claim of 2 was undecided)
             shrink = min(1.0, 2.0 * float(sizes[v != 0].min(initial=1.0))) if narrow else 1.0
         r *= np.maximum(np.abs(x), 1.0)
-        d1, d2, d3 = (
-            central(f, x + relative / c**k * r, v, noise, shrink * h / NEARBY_SHRINK / c**k)
-            for k in range(3)
-        )
-        values.append((c * d3.value - d2.value) / (c - 1))
-        errors.append((c * d3.error + d2.error) / (c - 1))
-        moved.append(np.abs(d1.value - d3.value))
-        residual = np.abs((d1.value - d2.value) - c * (d2.value - d3.value))
-        allowed = 8 * (d1.error + (c + 1) * d2.error + c * d3.error)
-        # (or values that hardly move at all: a drift of t^2 where the linear part is 0)
-        still = np.abs(d1.value - d3.value) <= 1e-6 * np.maximum(np.abs(d1.value), np.abs(d3.value))
-        linear.append((residual <= allowed + 0.1 * np.abs(d1.value - d2.value)) | still)
-    d = Derivative(np.array(values), np.array(errors), "derivatives nearby")
-    d.moved, d.linear = np.array(moved), np.array(linear)
+        points_seen.append(_at_point(f, x, v, noise, h, relative * r, shrink))
+    return _seen(points_seen, "derivatives nearby")
+
+
+def _at_point(f: Evaluator, x, v, noise, h: float, r, shrink: float):
+    """The derivative along v at x + r, the smooth drift taken out (``nearby``): value, error,
+    moved and linear, each of shape (m,)."""
+    c = NEARBY_SPLIT
+    d1, d2, d3 = (
+        central(f, x + r / c**k, v, noise, shrink * h / NEARBY_SHRINK / c**k) for k in range(3)
+    )
+    value = (c * d3.value - d2.value) / (c - 1)
+    error = (c * d3.error + d2.error) / (c - 1)
+    residual = np.abs((d1.value - d2.value) - c * (d2.value - d3.value))
+    allowed = 8 * (d1.error + (c + 1) * d2.error + c * d3.error)
+    # (or values that hardly move at all: a drift of t^2 where the linear part is 0)
+    still = np.abs(d1.value - d3.value) <= 1e-6 * np.maximum(np.abs(d1.value), np.abs(d3.value))
+    linear = (residual <= allowed + 0.1 * np.abs(d1.value - d2.value)) | still
+    return value, error, np.abs(d1.value - d3.value), linear
+
+
+def _seen(points, method: str) -> Derivative:
+    """A Derivative of _at_point's results, one row a point, with ``moved`` and ``linear``."""
+    values, errors, moved, linear = (np.array(part) for part in zip(*points, strict=True))
+    d = Derivative(values, errors, method)
+    d.moved, d.linear = moved, linear
     return d
+
+
+# dominant: at most DOMINANT_SCAN coordinates looked at for coupling, of which the
+# DOMINANT_COORDS that move the derivative most each lead 2 DOMINANT_DRAWS points a sign, the
+# others DOMINANT_SMALL of its size
+DOMINANT_SCAN = 512
+DOMINANT_COORDS = 16
+DOMINANT_DRAWS = 4  # draws of the small coordinates a sign, each along v one way and the other
+DOMINANT_SMALL = 0.05
+DOMINANT_SEED = 3
+
+
+def dominant_evaluations(n_coords: int) -> int:
+    """An upper bound on the evaluations of ``dominant`` over n_coords coordinates."""
+    scan = min(n_coords, DOMINANT_SCAN)
+    return 2 + 2 * 2 * scan + 2 * 2 * DOMINANT_DRAWS * min(scan, DOMINANT_COORDS) * 3 * 4
+
+
+def dominant(f: Evaluator, x, v, noise, h: float, coords) -> Derivative | None:
+    """Derivatives along v at points near x on which one of the coordinates ``coords`` outweighs
+    every other (as ``nearby``'s, with its ``moved`` and ``linear``): the pieces that one
+    parameter decides alone. Where kinks stack (a relu of relus, all at 0: a unit's bias below
+    its rows' other terms turns every row off) or one parameter enters several kinks (a bias
+    beside the weights of a sample and its negation), such a piece is a thin cone that points
+    of random coordinates, even of sizes spread over decades, rarely enter: the gradient with
+    every relu on of a relu of relus at 0, valid, was called wrong for want of it. ``coords``:
+    elements with kinks of their own at x; of those along which the derivative along v moves (at
+    a step of x along each, both ways, against x: a kink of both), the DOMINANT_COORDS that move
+    it most lead points, each both ways with the others small and random (up to DOMINANT_SCAN
+    looked at, at random). None where none moves it."""
+    vmax = float(np.abs(v).max())
+    relative = h * vmax / max(1.0, float(np.abs(x[v != 0]).max(initial=0.0)))
+    rng = np.random.default_rng([DOMINANT_SEED, x.size])
+    coords = np.asarray(coords, dtype=np.int64)
+    if coords.size > DOMINANT_SCAN:
+        coords = np.sort(rng.choice(coords, size=DOMINANT_SCAN, replace=False))
+    if coords.size == 0:
+        return None
+    # one quotient a side (the moves sought are jumps of slope, far above a smooth drift)
+    step_v = h / NEARBY_SHRINK
+    rounding = 2 * noise / (step_v * vmax)
+    at_x, *_ = _quotient(f, x, v, step_v)
+    moves = []
+    for k in coords:
+        step = np.zeros(x.size)
+        step[k] = relative * max(abs(float(x[k])), 1.0)
+        move = 0.0
+        for sign in (1.0, -1.0):
+            d, *_ = _quotient(f, x + sign * step, v, step_v)
+            off = np.abs(d - at_x) - SAFETY_MOVE * 2 * rounding
+            if np.all(np.isfinite(off)):
+                move = max(move, float(off.max()))
+        moves.append(move)
+    moves = np.array(moves)
+    order = [k for k in np.argsort(-moves, kind="stable") if moves[k] > 0][:DOMINANT_COORDS]
+    if not order:
+        return None
+    points_seen = []
+    along = v != 0
+    for k in coords[order]:
+        for sign, _ in itertools.product((1.0, -1.0), range(DOMINANT_DRAWS)):
+            small = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+            for side in (1.0, -1.0):
+                # the small coordinates along v both ways: the element's own kinks, on each side
+                r = DOMINANT_SMALL * np.where(along, side * small, small)
+                r[k] = sign
+                # the steps shrink with the size along v, as nearby's spread points' do
+                shrink = min(1.0, 2.0 * float(np.abs(r[v != 0]).min(initial=1.0)))
+                r *= np.maximum(np.abs(x), 1.0)
+                points_seen.append(_at_point(f, x, v, noise, h, relative * r, shrink))
+    return _seen(points_seen, "derivatives nearby, one coordinate leading")
 
 
 def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:

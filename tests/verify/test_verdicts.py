@@ -938,3 +938,32 @@ def test_kinks_of_both_signs_that_meet_do_not_hold_a_valid_claim_to_a_convex_bou
     result = check_gradient(fun, lambda p: piece(np.array([0.0, 1.0, 1.0, 0.0]))(p)
                             + np.array([3.0, 0.0, 0.0, 0.0]), x)  # fmt: skip
     assert not result and result.verdict == CANNOT_TELL, result.report()
+
+
+def _relu_of_relus_at_zero():
+    """relu(c + sum_k w_k relu(b_k)) + smooth terms at c = b = 0, every w_k < 0: along each b_k
+    alone the function is flat both ways (the outer relu stays off), yet where c outweighs them
+    the outer relu is on and the b_k that are on slope at w_k. The gradient with every relu on,
+    a limit of gradients along (1, e, e, e), is valid; returns fun, that gradient, x."""
+    w = np.array([-1.0, -0.5, -0.25])
+    q = np.array([0.3, 0.7, 1.1, 0.9])
+
+    def fun(p):
+        return np.maximum(p[0] + w @ np.maximum(p[1:], 0.0), 0.0) + 0.5 * q @ (p - 0.2) ** 2
+
+    def grad(p):
+        return np.concatenate([[1.0], w]) + q * (p - 0.2)
+
+    return fun, grad, np.zeros(4)
+
+
+def test_a_limit_of_gradients_at_stacked_kinks_flat_along_each_element_is_not_wrong():
+    # along b_k alone the function's slope is the smooth part's at x, both ways, and a claim of
+    # w_k more was called wrong there; the points that c leads (references.dominant) lie on the
+    # pieces where the outer relu is on, and show the claim's slope
+    fun, grad, x = _relu_of_relus_at_zero()
+    result = check_gradient(fun, grad, x)
+    assert result and result.verdict == KINK, result.report()
+    # a slope twice w_1 lies beyond every piece's: still wrong
+    result = check_gradient(fun, lambda p: grad(p) + np.array([0.0, -1.0, 0.0, 0.0]), x)
+    assert not result and result.verdict == WRONG, result.report()
