@@ -85,7 +85,6 @@ NEARBY_SPREAD = 3.0
 NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
 NEARBY_SPLIT = 4.0
-SAFETY_MOVE = 8.0  # dominant: a derivative moved by this many times its error bound and x's
 
 
 @dataclass
@@ -487,6 +486,7 @@ DOMINANT_COORDS = 16
 DOMINANT_DRAWS = 4  # draws of the small coordinates a sign, each along v one way and the other
 DOMINANT_SMALL = 0.05
 DOMINANT_SEED = 3
+DOMINANT_MOVE = 8.0  # a derivative moved by this many times the rounding of both quotients
 
 
 def dominant_evaluations(n_coords: int) -> int:
@@ -526,7 +526,7 @@ def dominant(f: Evaluator, x, v, noise, h: float, coords) -> Derivative | None:
         move = 0.0
         for sign in (1.0, -1.0):
             d, *_ = _quotient(f, x + sign * step, v, step_v)
-            off = np.abs(d - at_x) - SAFETY_MOVE * 2 * rounding
+            off = np.abs(d - at_x) - DOMINANT_MOVE * 2 * rounding
             if np.all(np.isfinite(off)):
                 move = max(move, float(off.max()))
         moves.append(move)
@@ -544,7 +544,7 @@ def dominant(f: Evaluator, x, v, noise, h: float, coords) -> Derivative | None:
                 r = DOMINANT_SMALL * np.where(along, side * small, small)
                 r[k] = sign
                 # the steps shrink with the size along v, as nearby's spread points' do
-                shrink = min(1.0, 2.0 * float(np.abs(r[v != 0]).min(initial=1.0)))
+                shrink = min(1.0, 2.0 * float(np.abs(r[along]).min(initial=1.0)))
                 r *= np.maximum(np.abs(x), 1.0)
                 points_seen.append(_at_point(f, x, v, noise, h, relative * r, shrink))
     return _seen(points_seen, "derivatives nearby, one coordinate leading")

@@ -181,12 +181,16 @@ class GradCheckResult:
                 else "UNDECIDED: several kinks meet here, and a valid choice of slope at each "
                 "might lie beyond every derivative seen"
             )  # fmt: skip
+            direction = k.group.startswith("direction")
+            # an element smooth along its line where pieces that meet at x slope otherwise
+            sides = (
+                f"smooth along it at {k.left:.6g} both ways" if k.left == k.right and not direction
+                else f"one-sided derivatives {k.left:.6g} and {k.right:.6g}"
+            )  # fmt: skip
             lines.append(
                 f"  kink at {k.group}{k.index} (output {k.output}): "
-                f"{'along it' if k.group.startswith('direction') else 'not differentiable'}, "
-                f"one-sided derivatives {k.left:.6g} and {k.right:.6g}{seen}, claimed "
-                f"{k.claimed:.6g} -> "
-                f"{outcome}"
+                f"{'along it' if direction else 'not differentiable'}, "
+                f"{sides}{seen}, claimed {k.claimed:.6g} -> {outcome}"
             )
         if self.adjoint is not None:
             a = self.adjoint

@@ -964,6 +964,7 @@ def test_a_limit_of_gradients_at_stacked_kinks_flat_along_each_element_is_not_wr
     fun, grad, x = _relu_of_relus_at_zero()
     result = check_gradient(fun, grad, x)
     assert result and result.verdict == KINK, result.report()
+    assert "smooth along it at" in result.report()  # and says why it is a kink all the same
     # a slope twice w_1 lies beyond every piece's: still wrong
     result = check_gradient(fun, lambda p: grad(p) + np.array([0.0, -1.0, 0.0, 0.0]), x)
     assert not result and result.verdict == WRONG, result.report()
