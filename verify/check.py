@@ -1166,6 +1166,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         J_ref[:, j], J_err[:, j] = d.value, d.error
 
     kinks_at = {}
+    searched = [0]  # evaluations the pieces one element leads took (leading)
 
     def kink_at(k):
         """Whether element k has a kink at x: its one-sided derivatives differ (as one_sided
@@ -1241,10 +1242,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             """The element's derivatives at points one element with a kink at x leads
             (references.dominant), once; None where none moves it or they are not affordable."""
             if not led:
+                before = f.calls
                 candidates = np.flatnonzero(kinked | kink_mask.any(axis=0))
                 cost = R.dominant_evaluations(candidates.size) + KINK_EVALS * candidates.size
                 leaders = [k for k in candidates if kink_at(k)] if dense_affordable(cost) else []
                 led.append(R.dominant(f, x, e, noise, steps[j], leaders) if leaders else None)
+                # not out of refinement's allowance of evaluations (the budget's time holds it)
+                searched[0] += f.calls - before
             return led[0]
 
         # smooth along the element both ways is not differentiable at x where kinks stack (a
@@ -1365,7 +1369,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             break
         suspect = count < len(first)
         allowance = SUSPECT_EVALS if suspect else REFINE_EVALS
-        counted_out = (f.calls - calls_from) / max(n, EVALS_MIN_PARAMS) >= allowance
+        counted = f.calls - calls_from - searched[0]
+        counted_out = counted / max(n, EVALS_MIN_PARAMS) >= allowance
         if counted_out or time.perf_counter() - started > (2 if suspect else 1) * budget:
             left_over = (len(first) if suspect else len(first) + len(later)) - count
             unexamined = left_over if suspect else 0
