@@ -1165,31 +1165,37 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, d.error
 
-    kinks_at = {}
+    sides_at = {}  # element -> its one-sided derivatives (references.one_sided), once
     searched = [0]  # evaluations the pieces one element leads took (leading)
+
+    def sides(k):
+        if k not in sides_at:
+            e = np.zeros(n)
+            e[k] = 1.0
+            sides_at[k] = R.one_sided(f, x, e, f0, noise, steps[k])
+        return sides_at[k]
+
+    def smooth_sides(left, right):
+        """Per output, whether one-sided derivatives agree within their errors."""
+        return np.abs(right.value - left.value) <= SAFETY * (left.error + right.error)
 
     def kink_at(k):
         """Whether element k has a kink at x: its one-sided derivatives differ (as one_sided
         finds them; second differences at the first step also flag kinks a little off x)."""
         if kink_mask[:, k].any():
             return True
-        if k not in kinks_at:
-            e = np.zeros(n)
-            e[k] = 1.0
-            left, right = R.one_sided(f, x, e, f0, noise, steps[k])
-            gap = np.abs(right.value - left.value)
-            kinks_at[k] = bool(np.any(np.isfinite(gap)
-                                      & (gap > SAFETY * (left.error + right.error))))  # fmt: skip
-        return kinks_at[k]
+        left, right = sides(k)
+        finite = np.isfinite(left.value) & np.isfinite(right.value)
+        return bool(np.any(finite & ~smooth_sides(left, right)))
 
     def one_sided(j):
         e = np.zeros(n)
         e[j] = 1.0
-        left, right = R.one_sided(f, x, e, f0, noise, steps[j])
+        left, right = sides(j)
         if not (np.all(np.isfinite(left.value)) and np.all(np.isfinite(right.value))):
             return
         gap = np.abs(right.value - left.value)
-        smooth = gap <= SAFETY * (left.error + right.error)
+        smooth = smooth_sides(left, right)
         if jumps[j]:
             # the claim jumps a few ulps away where the function is smooth: no kink explains
             # it, and neither does rounding (a gradient cached by id(params), stale after an
