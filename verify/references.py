@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS = np.finfo(np.float64).eps
+SMALLEST_SQUARE = 1e-250  # a sum of squares below this may have lost its digits to underflow
 COMPLEX_STEP = 1e-30
 # noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
 NOISE_ULPS = 256.0
@@ -108,6 +109,10 @@ class Evaluator:
         self.build, self.fun, self.cast, self.m = build, fun, cast, m
         self.build_complex = build_complex
         self.calls = 0
+        # the rounding of one value in the function's output dtype, relative to it: where f at
+        # a step is far larger than at x (p ** 2 at p = 1e-30, steps of 1e-5), its rounding
+        # there, not the scatter measured at x, bounds a difference quotient's (rounding)
+        self.out_eps = 0.0
 
     def at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f(point), point) for the point nearest x that the function can take."""
@@ -144,6 +149,13 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
         return (plus - minus) / taken, plus, minus
 
 
+def _at_steps(f: Evaluator, noise, plus, minus):
+    """The rounding of f at a step's two points: the scatter measured at x, or one rounding of
+    the values there in f's output dtype, whichever is larger (they differ only where f at
+    the step is far from f at x)."""
+    return np.maximum(noise, f.out_eps * np.maximum(np.abs(plus), np.abs(minus)))
+
+
 def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng,
                 rounds_inputs: list | None = None) -> np.ndarray:
     """Scatter of f's rounding near x (shape (m,)): the residual of a parabola through 7 points.
@@ -158,6 +170,7 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
     size = np.abs(x)
     typical = float(np.sqrt(np.mean(size[size > 0] ** 2))) if np.any(size > 0) else 1.0
     w = rng.choice([-1.0, 1.0], size=x.size) * np.where(size > 0, size, typical)
+    unit_w = w / float(np.abs(w).max())  # offsets along w, scaled so that w . w cannot underflow
     scatter = np.zeros_like(f0)
     flat = True
     for unit in (EPS, float(np.finfo(np.float32).eps)):
@@ -168,7 +181,11 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
         for t in NOISE_POINTS * tau:
             value, point = f.at(x + t * w)
             values.append(value)
-            offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
+            if np.dot(w, w) > SMALLEST_SQUARE:
+                offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
+            else:  # parameters of 1e-200: their squares underflow
+                offsets.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
+                                     / np.dot(unit_w, unit_w)))  # fmt: skip
         values = np.array(values)  # (points, m)
         t = np.array(offsets) / tau
         A = np.stack([np.ones_like(t), t, t**2], axis=1)  # curvature is not noise
@@ -201,7 +218,7 @@ def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> De
     if not (np.all(np.isfinite(d1)) and np.all(np.isfinite(d2))):
         return Derivative(d1, np.full(f.m, np.inf), "central differences")
     truncation = np.abs(d1 - d2) / 3
-    rounding = 2 * noise / (h * float(np.abs(v).max()))
+    rounding = 2 * _at_steps(f, noise, p1, m1) / (h * float(np.abs(v).max()))
     d = Derivative(d1, truncation + rounding, "central differences")
     if f0 is not None:
         # smooth: s2 = 4 s1 (+ O(h^4)); a kink at x: s2 = 2 s1
@@ -219,10 +236,11 @@ def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
     vmax = float(np.abs(v).max())
     for i in range(RIDDERS_LEVELS):
         h = h0 / RIDDERS_SHRINK**i
-        q, *_ = _quotient(f, x, v, h, correction)
+        q, plus, minus = _quotient(f, x, v, h, correction)
         if not np.all(np.isfinite(q)):
             previous = None
             continue
+        level = _at_steps(f, noise, plus, minus)
         row = [q]
         amplification = 1.0
         if previous is not None:
@@ -232,7 +250,7 @@ def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
                 amplification *= (c + 1) / (c - 1)
                 error = np.maximum(
                     np.abs(row[j] - row[j - 1]), np.abs(row[j] - previous[j - 1])
-                ) + amplification * 2 * noise / (h * vmax)
+                ) + amplification * 2 * level / (h * vmax)
                 better = error < best_error
                 best_value = np.where(better, row[j], best_value)
                 best_error = np.where(better, error, best_error)
@@ -548,6 +566,121 @@ def dominant(f: Evaluator, x, v, noise, h: float, coords) -> Derivative | None:
                 r *= np.maximum(np.abs(x), 1.0)
                 points_seen.append(_at_point(f, x, v, noise, h, relative * r, shrink))
     return _seen(points_seen, "derivatives nearby, one coordinate leading")
+
+
+# claimed: a claim's own pieces, sought from each of up to DOMINANT_COORDS leaders, both ways
+CLAIMED_ROUNDS = 16  # turns of the other coordinates toward the claim's sides
+CLAIMED_EVALS = 1 << 12  # evaluations after which the search stops
+CLAIMED_DRAWS = 4  # of the others' sizes: DOMINANT_SMALL, then spread over CLAIMED_SPREAD decades
+CLAIMED_SPREAD = 2.0
+CLAIMED_MATCH = 1e-2  # of the largest claimed: a derivative this close takes the claim's side
+CLAIMED_POINTS = 2  # the points sought (_at_kink counts mixtures from two)
+CLAIMED_SEED = 4
+
+
+def claimed_evaluations(n_coords: int, max_evals: int = CLAIMED_EVALS) -> int:
+    """An upper bound on the evaluations of ``claimed`` over n_coords coordinates."""
+    return max_evals + 2 * 2 * n_coords
+
+
+def claimed(f: Evaluator, x, noise, h: float, coords, target,
+            max_evals: int = CLAIMED_EVALS) -> list[np.ndarray]:
+    """Points near x on the pieces a claim takes at the kinks of ``coords``: offsets r (x + t r
+    for small t, as ``dominant``'s: one coordinate of coords leads, both ways, the others
+    DOMINANT_SMALL of it) at which the derivative along each coordinate k of coords is the
+    claim's ``target[k]`` (within CLAIMED_MATCH of the largest and the quotients' rounding).
+
+    Where k kinked elements meet, a valid claim takes one side of each, and the piece where it
+    is the gradient can be a thin cone that random points enter with probability 2^-k or less
+    (a relu of relus at 0 with the claim every relu on: the outer unit's bias must outweigh
+    every inner unit's, each of which must be on). A derivative along an element at a point
+    that is off the claim's says which way that element's small coordinate should turn: up to
+    CLAIMED_ROUNDS times, every such one is flipped. Only where the claim is a limit of
+    gradients is such a point found (an invalid claim's sides never match at once), and the
+    derivatives along any direction there are real ones near x, so they can only pass a claim
+    (as the points of ``nearby`` and ``dominant``). Up to CLAIMED_POINTS of them, from
+    different leaders or ways; h: a step of x along the coordinates (``base_step``)."""
+    coords = np.asarray(coords, dtype=np.int64)
+    target = np.asarray(target, dtype=np.float64)
+    if coords.size == 0 or not np.all(np.isfinite(target)):
+        return []
+    rng = np.random.default_rng([CLAIMED_SEED, x.size])
+    size = np.maximum(np.abs(x), 1.0)
+    relative = h / max(1.0, float(np.abs(x[coords]).max()))
+    tol = CLAIMED_MATCH * max(float(np.abs(target).max()), np.finfo(np.float64).tiny)
+    step = 2.0 * DOMINANT_SMALL * h / NEARBY_SHRINK
+    rounding = 2 * float(np.max(noise)) / step
+
+    def off_claim(r):
+        """The coordinates along which the derivative at x + t r is off the claim, and by how
+        much."""
+        point = x + relative * r * size
+        miss = np.zeros(coords.size)
+        for i, k in enumerate(coords):
+            e = np.zeros(x.size)
+            e[k] = 1.0
+            d, *_ = _quotient(f, point, e, step)
+            miss[i] = abs(float(d[0]) - target[i]) if np.isfinite(d[0]) else np.inf
+        return ~(miss <= tol + DOMINANT_MOVE * rounding), miss
+
+    found, calls = [], f.calls
+    leads = itertools.product(range(CLAIMED_DRAWS), range(min(coords.size, DOMINANT_COORDS)),
+                              (1.0, -1.0))  # fmt: skip
+    for draw, lead, sign in leads:
+        # the others DOMINANT_SMALL of the leader, then (where that finds nothing) of sizes
+        # spread over CLAIMED_SPREAD decades below it: a second unit's bias may have to outweigh
+        # the rest for the claim's side too
+        small = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(0.5, 1.0, size=x.size)
+        small *= DOMINANT_SMALL
+        if draw:
+            small[coords] = 10.0 ** -rng.uniform(0.0, CLAIMED_SPREAD, size=coords.size)
+        small[coords] = np.abs(small[coords])
+        r = small.copy()
+        r[coords[lead]] = sign
+        off, miss = off_claim(r)
+        for _ in range(CLAIMED_ROUNDS):
+            if not off.any() or off[lead] or f.calls - calls > max_evals:
+                break  # (the leader's own side not the claim's: no turn of the others helps)
+            # the first turn of one element that leaves fewer elements off the claim, the
+            # farthest off first (turning all that are off at once swings those that were off
+            # only for another's sake)
+            better = None
+            for i in np.flatnonzero(off)[np.argsort(-miss[off], kind="stable")]:
+                turned = r.copy()
+                turned[coords[i]] *= -1.0
+                off_turned, miss_turned = off_claim(turned)
+                if not off_turned[lead] and off_turned.sum() < off.sum():
+                    better = (turned, off_turned, miss_turned)
+                    break
+                if f.calls - calls > max_evals:
+                    break
+            if better is None:
+                break
+            r, off, miss = better
+        if not off.any():
+            found.append(r)
+            # and the same signs at other sizes, a second point of the piece
+            again = r * rng.uniform(0.5, 1.0, size=x.size)
+            again[coords[lead]] = sign
+            if len(found) < CLAIMED_POINTS and not off_claim(again)[0].any():
+                found.append(again)
+        if len(found) >= CLAIMED_POINTS or f.calls - calls > max_evals:
+            break
+    return found
+
+
+def at_points(f: Evaluator, x, v, noise, h: float, offsets, method: str) -> Derivative:
+    """Derivatives along v at x + t r for each of ``offsets`` (``claimed``'s), as ``nearby``'s
+    (t the size of its steps for h along v), with its ``moved`` and ``linear``."""
+    vmax = float(np.abs(v).max())
+    relative = h * vmax / max(1.0, float(np.abs(x[v != 0]).max(initial=0.0)))
+    size = np.maximum(np.abs(x), 1.0)
+    along = v != 0
+    points_seen = []
+    for r in offsets:
+        shrink = min(1.0, 2.0 * float(np.abs(r[along]).min(initial=1.0)))
+        points_seen.append(_at_point(f, x, v, noise, h, relative * r * size, shrink))
+    return _seen(points_seen, method)
 
 
 def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:

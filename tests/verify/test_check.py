@@ -262,3 +262,42 @@ def test_the_probes_progress_counts_every_direction(sizes_by_group):
     sizes = np.concatenate([np.full(n, 10.0 ** -(3 * i)) for i, n in enumerate(sizes_by_group)])
     directions = list(_directions(groups, sizes, np.random.default_rng(0), 8))
     assert _count_directions(groups, sizes, 8) == len(directions)
+
+
+def test_a_float32_vjp_off_in_an_output_far_smaller_than_the_others_is_wrong():
+    # scores of order 1 beside a weight decay of 1e-7 times |W|^2: a VJP that leaves out the
+    # decay (or halves it, or flips its sign) was allowed two float32 ulps of the scores'
+    # derivatives in the decay's row too, and passed as correct
+    x = np.array([3.0, -2.0, 4.0, 1.0])
+    lam = 1e-7
+
+    def fun(W):
+        return np.concatenate([x.astype(W.dtype) @ W, [lam * np.sum(W**2)]])
+
+    def vjp(W, u, decay=1.0):
+        return np.outer(x.astype(W.dtype), u[:3]) + decay * 2 * lam * W * u[3]
+
+    W = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    assert check_vjp(fun, vjp, W.copy()).verdict == "correct"
+    for decay in (0.0, 0.5, -1.0):
+        result = check_vjp(fun, lambda W, u, decay=decay: vjp(W, u, decay), W.copy())
+        assert not result and result.verdict == "wrong", (decay, result.report())
+
+
+def test_parameters_far_below_one_are_differentiated_at_their_own_scale():
+    # steps of 1e-5 around a parameter of 1e-15 leave the log's domain (nan), and around p ** 2
+    # at 1e-30 round off values of 1e-10: the exact gradients were called wrong
+    x = np.array([1.0, 2.0, 3.0]) * 1e-15
+    for dtype in (np.float64, np.float32):
+        result = check_gradient(lambda p: np.sum(np.log(p)), lambda p: 1 / p, x.astype(dtype))
+        assert result and result.verdict == "correct", result.report()
+    result = check_gradient(lambda p: np.sum(np.log(p)), lambda p: 2 / p, x)
+    assert not result and result.verdict == "wrong", result.report()
+    tiny = np.array([1.0, 2.0, 3.0]) * 1e-30
+    result = check_gradient(lambda p: np.sum(p**2), lambda p: 2 * p, tiny)
+    assert result and result.verdict == "correct", result.report()
+    result = check_gradient(lambda p: np.sum(p**2), lambda p: 3 * p, tiny)
+    assert not result and result.verdict == "wrong", result.report()
+    # where no step gives a finite value, the check cannot tell (1e-200: it raised LinAlgError)
+    result = check_gradient(lambda p: np.sum(np.log(p)), lambda p: 1 / p, tiny * 1e-170)
+    assert result.verdict in ("correct", "cannot tell"), result.report()

@@ -968,3 +968,96 @@ def test_a_limit_of_gradients_at_stacked_kinks_flat_along_each_element_is_not_wr
     # a slope twice w_1 lies beyond every piece's: still wrong
     result = check_gradient(fun, lambda p: grad(p) + np.array([0.0, -1.0, 0.0, 0.0]), x)
     assert not result and result.verdict == WRONG, result.report()
+
+
+def test_a_limit_of_gradients_at_stacked_kinks_is_not_wrong_along_directions_over_them():
+    # relu(c + w . relu(b)) + 0.3 relu(b_1) at 0: every element kinked, and along each direction
+    # over all of them (all up, all down, random signs) the function is smooth, the outer relu
+    # off both ways, at one slope; the claim with every relu on slopes at -9.5 along the first.
+    # Its piece, c outweighing every b_k and every b_k on, is a cone that random points nearby
+    # enter once in 16 draws or less, and the claim was called wrong along four directions;
+    # the points the claim's own sides lead to (references.claimed) show its slopes
+    w = np.array([-1.0, -2.0, -3.0, -4.0])
+    q = np.array([0.3, 0.7, 1.1, 0.9, 0.5])
+
+    def fun(p):
+        return (np.maximum(p[0] + w @ np.maximum(p[1:], 0.0), 0.0) + 0.3 * max(p[1], 0.0)
+                + 0.5 * q @ (p - 0.2) ** 2)  # fmt: skip
+
+    def piece(on_b, extra=0.0):  # the outer relu on, the b_k on where on_b, and b_1's own relu
+        return lambda p: (np.concatenate([[1.0], w * on_b]) + q * (p - 0.2)
+                          + np.array([0.0, 0.3 * on_b[0] + extra, 0.0, 0.0, 0.0]))  # fmt: skip
+
+    x = np.zeros(5)
+    for on_b in ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]):
+        result = check_gradient(fun, piece(np.array(on_b)), x)
+        assert result and result.verdict == KINK, (on_b, result.report())
+    # b_1's slope 1 beyond every piece's: still wrong
+    result = check_gradient(fun, piece(np.ones(4), extra=-1.0), x)
+    assert not result and result.verdict == WRONG, result.report()
+
+
+def _relus_of_relus(W, a, s, q):
+    """a . relu(c + W relu(b)) + s . relu(b) + smooth at c = b = 0, and the gradient of the piece
+    where the outer units on_outer and the inner ones on_b are on, and every piece's gradient."""
+    m, k = W.shape
+
+    def fun(p):
+        c, b = p[:m], p[m:]
+        return a @ np.maximum(c + W @ np.maximum(b, 0.0), 0.0) + s @ np.maximum(b, 0.0) + (
+            0.5 * q @ (p - 0.2) ** 2)
+
+    def piece(p, on_outer, on_b):
+        gc = a * on_outer
+        return np.concatenate([gc, (W.T @ gc + s) * on_b]) + q * (p - 0.2)
+
+    def pattern(r):  # the units on at x + t r for small t
+        b = np.maximum(r[m:], 0.0)
+        return (r[:m] + W @ b > 0).astype(float), (r[m:] > 0).astype(float)
+
+    every = np.array([piece(np.zeros(m + k), np.array(o), np.array(i))
+                      for o in np.ndindex(*(2,) * m) for i in np.ndindex(*(2,) * k)])  # fmt: skip
+    return fun, piece, pattern, every
+
+
+def _outside_every_mixture(g, every):
+    """Whether g lies outside the convex hull of ``every`` (a linear program): then outside
+    Clarke's subdifferential, which every piece's gradient spans at most."""
+    from scipy.optimize import linprog
+
+    n = len(every)
+    res = linprog(np.zeros(n), A_eq=np.vstack([every.T, np.ones(n)]),
+                  b_eq=np.concatenate([g, [1.0]]), bounds=[(0, None)] * n, method="highs")
+    return res.status != 0
+
+
+@pytest.mark.parametrize(
+    "W, a, s, q, r, j, delta",
+    [
+        # convex through its kinks (every weight positive): along the direction from the
+        # gradients seen nearby to the claim, the claim rises faster than the function
+        ([[0.82, 0.33, 1.3]], [1.33], [0.0, 0.0, 0.03], [0.83, 0.44, 0.56, 0.31],
+         [0.049, 2.002, 0.189, -0.633], 0, -0.814),
+        # weights of both signs: no direction's one-sided derivatives bound the claim, and it
+        # lies outside every mixture of the pieces seen near x
+        ([[-0.17, -1.66, 0.66, 1.64], [-0.01, -0.62, -0.15, -1.61]], [-1.29, 1.48],
+         [0.0, 0.0, 0.0, 0.61], [0.6, 0.59, 0.6, 0.97, 0.48, 0.38],
+         [-1.259, 1.514, 1.346, 0.781, 0.264, -0.314], 1, -0.736),
+    ],
+)
+def test_a_claim_outside_every_mixture_of_the_pieces_does_not_pass(W, a, s, q, r, j, delta):
+    # a piece's gradient with one element moved: each element still within its own one-sided
+    # derivatives (or the derivatives nearby), so every element passed, and along the random
+    # directions over them the claim passed too. Both were passed as subgradients
+    fun, piece, pattern, every = _relus_of_relus(*(np.array(v, dtype=float) for v in (W, a, s, q)))
+    x = np.zeros(len(r))
+    on_outer, on_b = pattern(np.array(r))
+    moved = delta * np.eye(len(r))[j]
+    assert _outside_every_mixture(piece(x, on_outer, on_b) + moved, every)  # invalid for sure
+    result = check_gradient(fun, lambda p: piece(p, on_outer, on_b) + moved, x)
+    assert not result and result.verdict in (WRONG, CANNOT_TELL), result.report()
+    if W[0][0] > 0:  # the convex one is decided
+        assert result.verdict == WRONG, result.report()
+    # the piece itself, a limit of gradients at x, passes
+    result = check_gradient(fun, lambda p: piece(p, on_outer, on_b), x)
+    assert result and result.verdict == KINK, result.report()
