@@ -1988,14 +1988,15 @@ def _affordable_evals(affordable, n_coords) -> int:
     return most if most >= CLAIMED_MIN else 0
 
 
-def _agrees(combined, combined_error, value, error, linear, scale) -> np.ndarray:
+def _agrees(combined, combined_error, value, error, linear, scale, largest) -> np.ndarray:
     """Per point: a gradient's slope along a direction (``combined``, its error) is the
-    derivative along it at the same point (value, error, linear, references.nearby's), each
-    known to HULL_ERROR of ``scale`` (the largest gradient element seen): a straddled step's
-    value carries a wide error, which would let it agree with anything."""
+    derivative along it at the same point (value, error, linear, references.nearby's), that
+    derivative and each of the gradient's elements (``largest``: their largest error) known to
+    HULL_ERROR of ``scale`` (the largest gradient element seen): a straddled step's value
+    carries a wide error, which would let it agree with anything."""
     usable = linear.astype(bool) & np.isfinite(value) & np.isfinite(error)
     with np.errstate(invalid="ignore"):
-        usable &= SAFETY * (combined_error + error) <= HULL_ERROR * scale
+        usable &= SAFETY * np.maximum(largest, error) <= HULL_ERROR * scale
         tolerance = SAFETY * (combined_error + error) + KINK_MIX * scale
         return usable & (np.abs(combined - value) <= tolerance)
 
@@ -2040,7 +2041,8 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
                      np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
     scale = float(np.nanmax(np.abs(np.where(usable[:, None], values, 0.0)), initial=0.0))
     usable &= _agrees(values @ w[cols], np.abs(errors) @ np.abs(w[cols]), along.value[:, 0],
-                      along.error[:, 0], along.linear[:, 0], scale)  # fmt: skip
+                      along.error[:, 0], along.linear[:, 0], scale,
+                      np.abs(errors).max(axis=1))  # fmt: skip
     G, E = list(values[usable]), list(errors[usable])
     if len(G) < 2:
         return []
@@ -2060,7 +2062,7 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
                                                    offset, min(1.0, 2.0 * float(unit.min())))
         scale = max(float(np.abs(np.array(G)).max()), float(np.abs(v).max()))
         if not _agrees(np.array([v @ w[cols]]), np.array([np.abs(e) @ np.abs(w[cols])]), value,
-                       error, linear, scale)[0]:  # fmt: skip
+                       error, linear, scale, np.array([np.abs(e).max()]))[0]:  # fmt: skip
             return False
         G.append(v)
         E.append(e)
