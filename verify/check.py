@@ -137,6 +137,7 @@ HULL_SEED = 5
 DOMINANT_SMALL_HULL = 0.05  # the other coordinates' share at the piece along a direction
 HULL_SPREADS = (0.05, 0.5, 1.0)  # ... and about it, where the function is not convex
 HULL_ERROR = 1e-2  # of the largest gradient element: a point known no better is left out
+HULL_SHRINK = 0.1  # the least share of the usual step at a point of the hull (_gradient_at)
 # a claim at a kink decided wrong on the points nearby is looked at again at CONFIRM_POINTS
 # (and as many spread over orders; a seed of their own) first, where that many evaluations fit in
 # the budget: a piece that none of 32 points had entered (relu(a . p), relu(-a . p) and relu(b . p)
@@ -1961,9 +1962,12 @@ def _separating(cols, claimed, nearby_of) -> list[tuple]:
 
 def _gradient_at(s, x, s0, s_noise, cols, r):
     """The gradient over ``cols`` at x + r (its drift taken out, as references.nearby's): values,
-    errors, and whether every element's is usable (finite, and linear over three distances)."""
+    errors, and whether every element's is usable (finite, and linear over three distances).
+    The steps shrink with the point's smallest coordinate, as nearby's, down to HULL_SHRINK: a
+    coordinate 1e-3 of the others gave steps whose rounding was 1% of the gradient, and the
+    point was left out (a straddled kink that remains shows at a random direction, _agrees)."""
     unit = np.abs(r[cols]) / max(float(np.abs(r[cols]).max()), 1e-300)
-    shrink = min(1.0, 2.0 * float(unit.min()))
+    shrink = min(1.0, max(2.0 * float(unit.min()), HULL_SHRINK))
     values, errors, usable = [], [], True
     for j in cols:
         e = np.zeros(x.size)
@@ -2058,8 +2062,9 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
         w = np.zeros(x.size)
         w[cols] = rng.choice([-1.0, 1.0], size=n_cols) * rng.uniform(0.5, 1.0, size=n_cols)
         unit = np.abs(offset[cols]) / max(float(np.abs(offset[cols]).max()), 1e-300)
+        shrink = min(1.0, max(2.0 * float(unit.min()), HULL_SHRINK))
         value, error, _moved, linear = R._at_point(s, x, w, s_noise, R.base_step(x, w, s0, s_noise),
-                                                   offset, min(1.0, 2.0 * float(unit.min())))
+                                                   offset, shrink)
         scale = max(float(np.abs(np.array(G)).max()), float(np.abs(v).max()))
         if not _agrees(np.array([v @ w[cols]]), np.array([np.abs(e) @ np.abs(w[cols])]), value,
                        error, linear, scale, np.array([np.abs(e).max()]))[0]:  # fmt: skip
