@@ -138,6 +138,7 @@ DOMINANT_SMALL_HULL = 0.05  # the other coordinates' share at the piece along a 
 HULL_SPREADS = (0.05, 0.5, 1.0)  # ... and about it, where the function is not convex
 HULL_ERROR = 1e-2  # of the largest gradient element: a point known no better is left out
 HULL_SHRINK = 0.1  # the least share of the usual step at a point of the hull (_gradient_at)
+HULL_CHECKS = 3  # random directions, one of which a point's gradient must agree with
 # a claim at a kink decided wrong on the points nearby is looked at again at CONFIRM_POINTS
 # (and as many spread over orders; a seed of their own) first, where that many evaluations fit in
 # the budget: a piece that none of 32 points had entered (relu(a . p), relu(-a . p) and relu(b . p)
@@ -1994,14 +1995,17 @@ def _affordable_evals(affordable, n_coords) -> int:
 
 def _agrees(combined, combined_error, value, error, linear, scale, largest) -> np.ndarray:
     """Per point: a gradient's slope along a direction (``combined``, its error) is the
-    derivative along it at the same point (value, error, linear, references.nearby's), that
-    derivative and each of the gradient's elements (``largest``: their largest error) known to
-    HULL_ERROR of ``scale`` (the largest gradient element seen): a straddled step's value
-    carries a wide error, which would let it agree with anything."""
+    derivative along it at the same point (value, error, linear, references.nearby's), each of
+    the gradient's elements (``largest``: their largest error) known to HULL_ERROR of ``scale``
+    (the largest gradient element seen): a straddled step's value carries a wide error, which
+    would let it agree with anything."""
     usable = linear.astype(bool) & np.isfinite(value) & np.isfinite(error)
     with np.errstate(invalid="ignore"):
-        usable &= SAFETY * np.maximum(largest, error) <= HULL_ERROR * scale
-        tolerance = SAFETY * (combined_error + error) + KINK_MIX * scale
+        usable &= SAFETY * largest <= HULL_ERROR * scale
+        # held to the gradient's own error, not the derivative's: a straddled step along the
+        # direction carries a wide error whatever its value, and agreement within it shows
+        # nothing (where it agrees within the gradient's, it was no straddle that mattered)
+        tolerance = SAFETY * combined_error + KINK_MIX * scale
         return usable & (np.abs(combined - value) <= tolerance)
 
 
@@ -2029,7 +2033,8 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
     if nearby_of is None:
         nearby_of = _nearby_along(s, x, s0, s_noise)
     n_cols = len(cols)
-    rounds_cost = HULL_ROUNDS * (KINK_EVALS + (n_cols + 1) * 3 * 4) + 2 * R.NEARBY_POINTS * 12
+    rounds_cost = HULL_ROUNDS * (KINK_EVALS + (n_cols + HULL_CHECKS) * 3 * 4)
+    rounds_cost += 2 * R.NEARBY_POINTS * 12  # the points' check along a random direction
     if affordable is not None and not affordable(rounds_cost):
         return []
     most = _affordable_evals(affordable, n_cols)
@@ -2055,23 +2060,26 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
 
     def enter(offset):
         """The gradient at x + offset enters the hull where it agrees with the derivative along
-        a random direction over the elements there."""
+        a random direction over the elements there, one of HULL_CHECKS (a step along one can
+        straddle a tie of two small coordinates, while a gradient with a straddled element
+        disagrees along every direction that moves that element)."""
         v, e, ok = _gradient_at(s, x, s0, s_noise, cols, offset)
         if not ok:
             return False
-        w = np.zeros(x.size)
-        w[cols] = rng.choice([-1.0, 1.0], size=n_cols) * rng.uniform(0.5, 1.0, size=n_cols)
         unit = np.abs(offset[cols]) / max(float(np.abs(offset[cols]).max()), 1e-300)
         shrink = min(1.0, max(2.0 * float(unit.min()), HULL_SHRINK))
-        value, error, _moved, linear = R._at_point(s, x, w, s_noise, R.base_step(x, w, s0, s_noise),
-                                                   offset, shrink)
         scale = max(float(np.abs(np.array(G)).max()), float(np.abs(v).max()))
-        if not _agrees(np.array([v @ w[cols]]), np.array([np.abs(e) @ np.abs(w[cols])]), value,
+        for _ in range(HULL_CHECKS):
+            w = np.zeros(x.size)
+            w[cols] = rng.choice([-1.0, 1.0], size=n_cols) * rng.uniform(0.5, 1.0, size=n_cols)
+            value, error, _moved, linear = R._at_point(
+                s, x, w, s_noise, R.base_step(x, w, s0, s_noise), offset, shrink)
+            if _agrees(np.array([v @ w[cols]]), np.array([np.abs(e) @ np.abs(w[cols])]), value,
                        error, linear, scale, np.array([np.abs(e).max()]))[0]:  # fmt: skip
-            return False
-        G.append(v)
-        E.append(e)
-        return True
+                G.append(v)
+                E.append(e)
+                return True
+        return False
 
     def outside():
         """The worst claim's (residual over cols, its largest share of the tolerance)."""
