@@ -2025,9 +2025,11 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
     every one falling, and the points nearby along d show nothing beyond them; there the
     one-sided derivative is the largest slope of any gradient near x), else undecided; within
     them, the gradient of the piece x + t d enters (where convex, the piece whose slope along d
-    is the largest) and the claim is held again, up to HULL_ROUNDS times. Still outside: the
-    claim is undecided, `cannot tell`. One report (the last direction held), or none where the
-    claim lies within the hull; none where the points are not affordable or too few."""
+    is the largest) and the claim is held again, up to HULL_ROUNDS times. Still outside: where
+    convex, the claim passes (it held along every direction tried; a lasso's zeros, a box of
+    separable kinks, have more vertices than the rounds reach), else it is undecided, `cannot
+    tell`. One report (the last direction held), or none where the claim lies within the hull
+    or passes; none where the points are not affordable or too few (as before this check)."""
     if len(cols) > SMOOTH_RESIDUAL_MAX or len(cols) < 2:
         return []
     if nearby_of is None:
@@ -2114,18 +2116,21 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
         h = R.base_step(x, d, s0, s_noise)
         left, right = R.one_sided(s, x, d, s0, s_noise, h)
         lo, hi = sorted((float(left.value[0]), float(right.value[0])))
+        seen_d = np.array(G) @ d[cols]
+        claim_d = float(np.asarray(claimed[0][0]) @ d)
+        nearby = (float(seen_d.min()), float(seen_d.max()))
         if not (np.isfinite(lo) and np.isfinite(hi)):
+            # not finite along d near x: nothing more to learn, the claim still outside
+            report = KinkReport("direction from the gradients nearby to the claim ", (0,),
+                                output, lo, hi, claim_d, False, nearby, False)  # fmt: skip
             break
         slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
-        seen_d = np.array(G) @ d[cols]
         beyond = False
         for g, eps in claimed:
             c = float(np.asarray(g) @ d)
             allowance = slack + _rounding(float(np.abs(np.asarray(g)[cols]).sum()), 0.0, eps,
                                           max(abs(lo), abs(hi)))  # fmt: skip
             beyond |= not lo - allowance <= c <= hi + allowance
-        claim_d = float(np.asarray(claimed[0][0]) @ d)
-        nearby = (float(seen_d.min()), float(seen_d.max()))
         if beyond and convex:
             # (a gradient seen nearby beyond the sides along d: not convex through these kinks)
             margin = slack + KINK_MIX * (hi - lo)
@@ -2153,10 +2158,11 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
         if not entered:
             break
     if outside()[0] is None or convex:
-        # (where convex, the claim held along every direction from the hull to it: a
-        # separable box of kinks, a lasso's zeros, has more vertices than the rounds reach)
         return []
-    return [report] if report is not None else []
+    if report is None:  # (no direction held: the rounds ended at the claim's own pieces)
+        report = KinkReport("direction from the gradients nearby to the claim ", (0,), output,
+                            np.nan, np.nan, np.nan, False, None, False)  # fmt: skip
+    return [report]
 
 
 def _linear_in_cotangent(claim, evaluated, out_shape, notes) -> bool:
