@@ -73,18 +73,6 @@ def _stack_limits(n, grad_at, rng, q, count=4000):
     return G
 
 
-def _stack_in_hull(g, G):
-    n = len(G)
-    res = linprog(
-        np.zeros(n),
-        A_eq=np.vstack([G.T, np.ones(n)]),
-        b_eq=np.concatenate([g, [1]]),
-        bounds=[(0, None)] * n,
-        method="highs",
-    )
-    return res.status == 0
-
-
 # MIX
 def _mix_family(seed):
     rng = np.random.default_rng(1000 + seed)
@@ -166,30 +154,31 @@ def _mix_family(seed):
     return n, fun, grad, x, rng
 
 
-def _mix_limits(n, grad, x, rng, count=6000):
+def _limits(n, grad, x, rng, count=6000, scaled=False):
+    """Limit gradients at x: pieces at points x + 1e-9 r (r times max(|x|, 1) where
+    ``scaled``), r of random signs and sizes over three decades, or one coordinate leading."""
     G = []
     for i in range(count):
         r = rng.choice([-1, 1], size=n) * 10.0 ** rng.uniform(-3, 0, size=n)
         if i % 2:
             r[rng.integers(n)] = rng.choice([-1, 1])
             r[np.arange(n) != np.argmax(np.abs(r))] *= 0.05
-        G.append(grad(x, x + 1e-9 * r))
+        G.append(grad(x, x + 1e-9 * r * (np.maximum(np.abs(x), 1.0) if scaled else 1.0)))
     G = np.array(G)
     _, first = np.unique(np.round(G, 7), axis=0, return_index=True)
     return G[np.sort(first)]
 
 
-def _in_hull(g, G, slack=1e-6):
+def _in_hull(g, G, slack=None):
+    """Whether g is a mixture of the rows of G (a linear program): exactly, or within ``slack``
+    in every element."""
     n = len(G)
-    res = linprog(
-        np.zeros(n),
-        A_ub=np.vstack([G.T, -G.T]),
-        b_ub=np.concatenate([g + slack, -g + slack]),
-        A_eq=np.ones((1, n)),
-        b_eq=[1],
-        bounds=[(0, None)] * n,
-        method="highs",
-    )
+    if slack is None:
+        bounds = dict(A_eq=np.vstack([G.T, np.ones(n)]), b_eq=np.concatenate([g, [1]]))
+    else:
+        bounds = dict(A_ub=np.vstack([G.T, -G.T]), b_ub=np.concatenate([g + slack, -g + slack]),
+                      A_eq=np.ones((1, n)), b_eq=[1])  # fmt: skip
+    res = linprog(np.zeros(n), bounds=[(0, None)] * n, method="highs", **bounds)
     return res.status == 0
 
 
@@ -272,31 +261,25 @@ def _fresh_family(seed):
     return len(x), fun, grad, x, rng
 
 
-def _fresh_limits(n, grad, x, rng, count=6000):
-    G = []
-    for i in range(count):
-        r = rng.choice([-1, 1], size=n) * 10.0 ** rng.uniform(-3, 0, size=n)
-        if i % 2:
-            r[rng.integers(n)] = rng.choice([-1, 1])
-            r[np.arange(n) != np.argmax(np.abs(r))] *= 0.05
-        G.append(grad(x, x + 1e-9 * r * np.maximum(np.abs(x), 1.0)))
-    G = np.array(G)
-    _, first = np.unique(np.round(G, 7), axis=0, return_index=True)
-    return G[np.sort(first)]
+def _moved(G, n, rng, tries, share, slack):
+    """Up to three invalid claims: a limit gradient with one element moved by ``share`` (a range)
+    of the largest (at least 1), kept where outside the hull of G (within ``slack(g)``)."""
+    claims = []
+    while len(claims) < 3 and tries > 0:
+        tries -= 1
+        g = G[rng.integers(len(G))].copy()
+        j = rng.integers(n)
+        g[j] += rng.choice([-1, 1]) * rng.uniform(*share) * max(1.0, abs(g).max())
+        if not _in_hull(g, G, slack(g)):
+            claims.append(("invalid", g))
+    return claims
 
 
 def _stack_claims(seed):
     n, fun, grad_at, rng, q = _stack_family(seed)
     G = _stack_limits(n, grad_at, rng, q)
     claims = [("valid piece", G[rng.integers(len(G))]) for _ in range(3)]
-    tries = 0
-    while sum(1 for c in claims if c[0] == "invalid") < 3 and tries < 50:
-        tries += 1
-        g = G[rng.integers(len(G))].copy()
-        j = rng.integers(n)
-        g[j] += rng.choice([-1, 1]) * rng.uniform(0.2, 1.0) * max(1.0, abs(g).max())
-        if not _stack_in_hull(g, G):
-            claims.append(("invalid", g))
+    claims += _moved(G, n, rng, 50, (0.2, 1.0), lambda g: None)
     # the claims with the smooth part's slope at p, as a user's gradient has it
     return fun, np.zeros(n), [(label, lambda p, g=g: g + q * p) for label, g in claims]
 
@@ -310,14 +293,7 @@ def _hull_claims(family, limits):
             idx = rng.choice(len(G), size=min(3, len(G)), replace=False)
             w = rng.dirichlet(np.ones(len(idx)))
             claims.append(("valid mixture", w @ G[idx]))
-        tries = 0
-        while sum(1 for c in claims if c[0] == "invalid") < 3 and tries < 60:
-            tries += 1
-            g = G[rng.integers(len(G))].copy()
-            j = rng.integers(n)
-            g[j] += rng.choice([-1, 1]) * rng.uniform(0.1, 0.6) * max(1.0, abs(g).max())
-            if not _in_hull(g, G, slack=0.02 * max(1.0, abs(g).max())):
-                claims.append(("invalid", g))
+        claims += _moved(G, n, rng, 60, (0.1, 0.6), lambda g: 0.02 * max(1.0, abs(g).max()))
         return fun, x, [(label, lambda p, g=g: g.copy()) for label, g in claims]
 
     return claims_of
@@ -325,8 +301,8 @@ def _hull_claims(family, limits):
 
 FAMILIES = {
     "stack": (_stack_claims, 60),
-    "mix": (_hull_claims(_mix_family, _mix_limits), 45),
-    "fresh": (_hull_claims(_fresh_family, _fresh_limits), 60),
+    "mix": (_hull_claims(_mix_family, _limits), 45),
+    "fresh": (_hull_claims(_fresh_family, lambda *a: _limits(*a, scaled=True)), 60),
 }
 
 
