@@ -198,9 +198,30 @@ ADJOINT_OUTPUTS = 4096
 def _as_float_array(name: str, value) -> np.ndarray:
     if value is None:
         raise TypeError(f"parameter {name!r} is None; give a float array")
-    array = np.asarray(value)
+    if isinstance(value, tuple | list) and any(np.ndim(v) > 0 for v in value):
+        raise TypeError(
+            f"parameter {name!r} is a {type(value).__name__} of arrays; pass a dict of named "
+            "arrays ({'W': W, 'b': b}), and have the gradient return one too"
+        )
+    if isinstance(value, dict):
+        raise TypeError(
+            f"parameter {name!r} is a dict inside params; give one flat dict of arrays "
+            "({'layer1.W': W, ...})"
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nesting
+        raise TypeError(f"parameter {name!r} is not an array; give a float array") from None
+    if np.iscomplexobj(array):
+        raise TypeError(
+            f"parameter {name!r} is complex; the check takes real parameters: pass the real "
+            "and imaginary parts as two real arrays (a dict) to a function of both"
+        )
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"parameter {name!r} must be a float array, got {type(value).__name__}")
+        raise TypeError(
+            f"parameter {name!r} must be a float array, got {type(value).__name__} of dtype "
+            f"{array.dtype}; pass it as np.asarray({name}, dtype=np.float64)"
+        )
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(
             f"parameter {name!r} has dtype {array.dtype}; gradients need floating point: "
@@ -292,6 +313,11 @@ class _Groups:
             raise TypeError(
                 f"{what} returned None; it must return an array shaped like params (a missing "
                 "return statement?)"
+            )
+        if isinstance(value, tuple):
+            raise TypeError(
+                f"{what} returned a tuple of {len(value)}; return only the gradient, shaped "
+                "like params (a (gradient, loss) pair? take its first item)"
             )
         if self.is_dict:
             if not isinstance(value, dict) or set(value) != set(self.names):
@@ -480,6 +506,7 @@ def check_vjp(
     use_scipy: bool = False,
     progress: bool | None = None,
     _claim: str = "vjp",
+    _first=None,
 ) -> GradCheckResult:
     """Check ``vjp(params, u)`` (= J^T u, shaped like params) against references of ``fun``.
 
@@ -496,6 +523,7 @@ def check_vjp(
     started = time.perf_counter()
     if mode not in (None, "full", "probes"):
         raise ValueError(f"mode must be 'full', 'probes' or None, got {mode!r}")
+    _check_seeds(seed, rng_seed)
     if not (isinstance(budget, int | float) and budget > 0 and np.isfinite(budget)):
         raise ValueError(f"budget must be a positive number of seconds, got {budget!r}")
     if not (isinstance(probes, int) and probes >= 1):
@@ -509,15 +537,28 @@ def check_vjp(
     params = groups.as_arrays(params)
     try:
         return _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_scipy,
-                          progress, _claim, started)  # fmt: skip
+                          progress, _claim, started, _first)  # fmt: skip
     finally:
         groups.restore(params)
 
 
+def _check_seeds(seed, rng_seed) -> None:
+    for name, value, optional in (("seed", seed, False), ("rng_seed", rng_seed, True)):
+        if not (optional and value is None) and not (
+            isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+        ):
+            raise ValueError(
+                f"{name} must be a non-negative integer{' or None' if optional else ''}, got "
+                f"{value!r}"
+            )
+
+
 def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_scipy, progress,
-               _claim, started) -> GradCheckResult:  # fmt: skip
+               _claim, started, first=None) -> GradCheckResult:  # fmt: skip
     """check_vjp's work on its validated arguments: fun and vjp are called with the caller's
-    own arrays (a cache keyed by id(params) is seen), whose values check_vjp puts back after."""
+    own arrays (a cache keyed by id(params) is seen), whose values check_vjp puts back after.
+    first: fun's value at a copy of params from a call before (check_gradient's, which looks
+    at its shape), held to the same values as the calls here."""
     rng = np.random.default_rng(seed)
 
     # ---- determinism, and the cost of one call
@@ -532,6 +573,9 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
                                  "wrote into params in place")  # fmt: skip
     if (d := _difference(out0, again)) is not None:
         return _nondeterministic("fun", d, "two calls in a row", started)
+    if first is not None and (d := _difference(np.reshape(first, -1), out0.reshape(-1))):
+        # (a first call that warms up a cache, a lazy setup that returns something else once)
+        return _nondeterministic("fun", d, "its first call and the next", started)
     out_shape, m = out0.shape, out0.size
     u_check = (rng.standard_normal(m) if m > 1 else np.ones(1)).reshape(out_shape)
     u_kept = u_check.copy()
@@ -732,6 +776,13 @@ def _state_beyond_values(groups, fun, vjp, params, out0, g_first, u, claim_name)
             fun(groups.build(elsewhere))
     except Exception:  # noqa: BLE001 - not defined there: nothing to learn from it
         return None
+    # fun again at params: a value that carries some of the last call's (a running average, a
+    # term of the previous loss) came back the same in two calls in a row at params
+    if (d := _difference(out0, _output(fun(params)))) is not None:
+        return ("fun", d, "after it ran at other params", "changed with its last call",
+                "compute the value from params alone, not from state kept between calls")
+    with np.errstate(all="ignore"):
+        fun(groups.build(elsewhere))
     later = groups.flatten_like(vjp(params, u), claim_name)[0]
     if (d := _difference(g_first, later)) is not None:
         return (claim_name, d, "after fun ran at other params",
@@ -773,6 +824,7 @@ def check_gradient(
     """
     if not callable(fun) or not callable(grad):
         raise TypeError("fun and grad must be callables: check_gradient(fun, grad, params)")
+    _check_seeds(seed, rng_seed)
     groups = _Groups(params)  # bad params are named before fun sees them
     probe = fun if rng_seed is None else _frozen(fun, rng_seed)
     if rng_seed is not None:
@@ -806,13 +858,19 @@ def check_gradient(
         use_scipy=use_scipy,
         progress=progress,
         _claim="grad",
+        _first=out,
     )
 
 
 def _scaled(g, scale):
     """g times a cotangent's scale, in g's own dtype; 1.0 leaves g's values untouched."""
-    array = None if g is None else np.asarray(g)
-    if scale == 1.0 or array is None or not np.issubdtype(array.dtype, np.number):
+    if scale == 1.0 or g is None or isinstance(g, tuple):
+        return g  # as returned: the validation names what it is
+    try:
+        array = np.asarray(g)
+    except ValueError:  # ragged
+        return g
+    if not np.issubdtype(array.dtype, np.number):
         return g  # as returned: the validation names what it is
     return array * np.asarray(scale, dtype=array.dtype)
 
@@ -835,7 +893,14 @@ def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng, float64=False) ->
     off on one output of 800 pass, where each output's own terms do not."""
     v = rng.standard_normal(n)
     u = rng.standard_normal(m)
-    raw = np.asarray(jvp(params, groups.build(v, dtype=np.float64 if float64 else None)))
+    raw = jvp(params, groups.build(v, dtype=np.float64 if float64 else None))
+    if raw is None or np.size(raw) != m or not np.issubdtype(np.asarray(raw).dtype, np.number):
+        got = "None" if raw is None else f"{type(raw).__name__} of shape {np.shape(raw)}"
+        raise ValueError(
+            f"jvp returned {got}; it must return J v, an array shaped like fun's output "
+            f"{out_shape}"
+        )
+    raw = np.asarray(raw)
     forward = raw.astype(np.float64).reshape(-1)
     g, eps_claim = claim.value(u.reshape(out_shape))
     # both products are only as precise as the lowest precision in play: the params', the
@@ -870,6 +935,12 @@ def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng, float64=False) ->
 
 
 # ----------------------------------------------------------------------- the full Jacobian
+
+
+def _relative_error(d) -> np.ndarray:
+    """A derivative's error bound relative to its value, per output (0 where both are 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d.error == 0, 0.0, d.error / np.abs(d.value))
 
 
 def _rounding(claim_values, spread, eps, scale):
@@ -990,11 +1061,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             # not finite a step away, or not resolved there: a parameter near the edge of the
             # function's domain (the log of a probability of 1e-13, steps of 1e-5) or far below
             # 1 (p ** 2 at 1e-30, whose values at the steps round off 1e-26): steps of its own
-            # size, where those give the smaller error
-            # (no output's error larger: a VJP's rows at a ReLU's kink, exact at either step,
-            # had errors 1e4 times larger at the small one where another row gained)
+            # size, where those give the smaller error relative to the derivative (no output's
+            # larger: a VJP's rows at a ReLU's kink, exact at either step, had errors 1e4 times
+            # larger at the small one where another row gained; relative, for tanh(w / 1e-30)
+            # has a derivative of 4e29 +- 1e20 at its own steps and of 1e5 +- 2e4 at 1e-5)
             own = R.central(f, x, e, noise, steps[j] * abs(x[j]), f0=f0)
-            better = np.all(own.error <= d.error) and np.any(own.error < d.error)
+            own_rel, d_rel = _relative_error(own), _relative_error(d)
+            better = np.all(own_rel <= d_rel) and np.any(own_rel < d_rel)
             if np.all(np.isfinite(own.value)) and (better or not np.all(np.isfinite(d.value))):
                 steps[j], d = steps[j] * abs(x[j]), own
         kinked[j] = bool(generic and d.kink is not None and d.kink.any())
@@ -1007,6 +1080,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     notes.append(f"complex step not used: {cs}")
             else:
                 cs_values[j] = cs
+                if not np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
+                    # rounding at the steps' scale that the noise missed, or code that is not
+                    # complex-safe: the central differences' scatter at steps around h says
+                    d.error = d.error + R.step_scatter(f, x, e, steps[j])
+                    J_err[:, j] = d.error
                 if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
                     J_ref[:, j], J_err[:, j] = cs.value, _confirmed(cs, d)
                     used_cs[j] = True
@@ -1482,8 +1560,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     unseen = []  # its groups in which an error of RESOLVE as a whole would not be seen
     # a group whose every derivative is zero within the reference's accuracy has no size of its
     # own to be resolved against (an exact 0, or rounding of one: 1.8e-11 +- 2.6e-9 where a
-    # hinge is inactive), so its floor is taken against the largest derivative of all groups
+    # hinge is inactive), so its floor is taken against the largest derivative of all groups;
+    # where every reference is exactly 0, against the largest claimed (1e300 * sum(w ** 2) at w
+    # of 1e-300: w ** 2 underflows, the reference is 0 +- 1e272, and claims of 2 to 6e3 all
+    # passed under a floor of 0)
     overall = float(np.abs(J_ref).max())
+    if overall == 0:
+        overall = max(float(np.abs(J[np.isfinite(J)]).max(initial=0.0)) for _, J, _, _ in evaluated)
     for k, (label, J, S, eps) in enumerate(evaluated):
         claim_floor = claim_resolution = 0.0
         mask = masked(k)

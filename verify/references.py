@@ -38,6 +38,7 @@ import numpy as np
 EPS = np.finfo(np.float64).eps
 SMALLEST_SQUARE = 1e-250  # a sum of squares below this may have lost its digits to underflow
 COMPLEX_STEP = 1e-30
+COMPLEX_SMALLEST = 1e-280  # below it, the step's imaginary parts would underflow
 # noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
 NOISE_ULPS = 256.0
 NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst case
@@ -228,6 +229,28 @@ def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> De
     return d
 
 
+# step_scatter: central differences at these multiples of the step, fitted by a + b s^2
+SCATTER_STEPS = np.array([0.55, 0.75, 1.0, 1.3, 1.7, 2.0])
+
+
+def step_scatter(f: Evaluator, x, v, h: float) -> np.ndarray:
+    """Per output, how far central differences at steps around h scatter off a smooth curve
+    in the step (a + b s^2, truncation's leading term): rounding at the steps' own scale.
+
+    The noise is measured a few hundred ulps from x, where an output can be smooth that rounds
+    a quantity far larger than itself: 0.5 h (1 + erf(h / sqrt 2)) at h = -5.5 is 8e-8, and 1
+    + erf there is rounded to 1e-16, a staircase that only steps far wider than those ulps
+    cross. Its central difference was 6.5e-12 off, two steps agreed to 2e-17 by chance, and a
+    complex step that was right was taken for code that is not complex-safe."""
+    steps = h * SCATTER_STEPS
+    quotients = np.array([_quotient(f, x, v, s)[0] for s in steps])  # (steps, m)
+    if not np.all(np.isfinite(quotients)):
+        return np.where(np.all(np.isfinite(quotients), axis=0), 0.0, np.inf)
+    A = np.stack([np.ones_like(steps), (steps / h) ** 2], axis=1)
+    fitted = A @ np.linalg.lstsq(A, quotients, rcond=None)[0]
+    return np.abs(quotients - fitted).max(axis=0)
+
+
 def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):
     """Ridders' extrapolation from h0: (value, error), each of shape (m,)."""
     best_value = np.full(f.m, np.nan)
@@ -307,7 +330,8 @@ def _consistent(values: list, errors: list) -> tuple[np.ndarray, np.ndarray]:
     for i, (value, error) in enumerate(zip(values, errors, strict=True)):
         held = error.copy()
         for other, other_error in zip(values[i + 1 :], errors[i + 1 :], strict=True):
-            gap = np.abs(other - value) - other_error
+            with np.errstate(invalid="ignore"):  # (inf - inf: not finite at some step)
+                gap = np.abs(other - value) - other_error
             held = np.where(np.isfinite(gap), np.maximum(held, error + gap), held)
         held_all.append(np.where(np.isfinite(value), held, np.inf))
     values, held_all = np.array(values), np.array(held_all)  # (steps, m)
@@ -402,7 +426,9 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
     for i in range(ONE_SIDED_MAX_LEVELS):
         if i >= ONE_SIDED_LEVELS:
             seen = [np.abs(e) for side in estimates.values() for e in side]
-            scale = np.nanmax(np.array(seen), axis=0) if seen else np.zeros(f.m)
+            with warnings.catch_warnings():  # (an output whose every estimate is nan)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                scale = np.nanmax(np.array(seen), axis=0) if seen else np.zeros(f.m)
             step = 2 * h / ONE_SIDED_SHRINK**i
             if np.all(8 * noise / (step * vmax) > ONE_SIDED_INFORMATIVE * scale):
                 break  # rounding would swamp every output's estimate from here on
@@ -416,7 +442,8 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
         values, errors = [], []
         for i in range(1, len(estimates[sign])):
             rounding = 8 * noise / steps[sign][i]
-            error = np.abs(estimates[sign][i] - estimates[sign][i - 1]) + rounding
+            with np.errstate(invalid="ignore"):  # (inf - inf where f is not finite)
+                error = np.abs(estimates[sign][i] - estimates[sign][i - 1]) + rounding
             values.append(estimates[sign][i])
             errors.append(np.where(np.isfinite(error), error, np.inf))
         if not values:
@@ -685,16 +712,23 @@ def at_points(f: Evaluator, x, v, noise, h: float, offsets, method: str) -> Deri
 
 def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:
     """Complex-step derivative; None where the function does not take complex input at all, and
-    a reason (a string) where it takes it but returns real values, losing the derivative."""
+    a reason (a string) where it takes it but returns real values, losing the derivative.
+
+    The step is COMPLEX_STEP of the params along v where those are below 1 (tanh(w / 1e-30) at
+    w = 1e-30: a step of 1e-30 is not small there), and no smaller than COMPLEX_SMALLEST."""
+    scale = float(np.abs(x[v != 0]).max(initial=0.0))
+    step = COMPLEX_STEP * (min(1.0, scale) if scale > 0 else 1.0)
+    if step < COMPLEX_SMALLEST:
+        return None
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            out = np.asarray(f.complex(x + 1j * COMPLEX_STEP * v))
+            out = np.asarray(f.complex(x + 1j * step * v))
     except Exception:  # noqa: BLE001 - any failure on complex input means: not available
         return None
     if not np.iscomplexobj(out):
         return "it returned real values for complex input (abs? a cast to float?)"
-    value = (out.imag / COMPLEX_STEP).reshape(-1)
+    value = (out.imag / step).reshape(-1)
     if not np.all(np.isfinite(value)):
         return None
     error = 4 * EPS * np.abs(value) + 1e-300

@@ -298,6 +298,53 @@ def test_parameters_far_below_one_are_differentiated_at_their_own_scale():
     assert result and result.verdict == "correct", result.report()
     result = check_gradient(lambda p: np.sum(p**2), lambda p: 3 * p, tiny)
     assert not result and result.verdict == "wrong", result.report()
+    # a function of w / 1e-30 has derivatives of 1e30: its own steps resolve them (the steps
+    # of 1e-5 were kept, their error bound smaller in absolute terms, and the exact gradient
+    # was wrong at scales of 1e-30 to 1e-300)
+    for scale in (1e-30, 1e-100, 1e-300):
+        w = np.array([1.0, -2.0, 3.0]) * scale
+        result = check_gradient(lambda p, s=scale: np.sum(np.tanh(p / s)),
+                                lambda p, s=scale: (1 - np.tanh(p / s) ** 2) / s, w)  # fmt: skip
+        assert result and result.verdict == "correct", (scale, result.report())
+        result = check_gradient(lambda p, s=scale: np.sum(np.sin(p / s)),
+                                lambda p, s=scale: 1.001 * np.cos(p / s) / s, w)  # fmt: skip
+        assert not result and result.verdict == "wrong", (scale, result.report())
     # where no step gives a finite value, the check cannot tell (1e-200: it raised LinAlgError)
     result = check_gradient(lambda p: np.sum(np.log(p)), lambda p: 1 / p, tiny * 1e-170)
     assert result.verdict in ("correct", "cannot tell"), result.report()
+
+
+def test_a_reference_of_zero_that_resolves_nothing_passes_nothing():
+    # w ** 2 underflows at w = 1e-300: the reference is 0 +- 1e272, and claims of 2 to 6e3 all
+    # passed under a floor of 0, taken against a largest derivative of 0
+    w = np.array([1e-300, -2e-300, 3e-300])
+    for claim in (lambda p: 2e300 * p, lambda p: -2e300 * p, lambda p: 2e303 * p):
+        result = check_gradient(lambda p: 1e300 * np.sum(p**2), claim, w)
+        assert not result and result.verdict == "cannot tell", result.report()
+        assert result.floor > 1
+
+
+def test_an_output_that_rounds_a_far_larger_quantity_is_not_a_false_alarm():
+    # exact GELU, 0.5 h (1 + erf(h / sqrt 2)), at pre-activations of -5 to -6.4: 1 + erf there is
+    # rounded to 1e-16, steps of the noise's few hundred ulps do not move it, and the rounding
+    # the central differences meet at steps of 1e-5 went unmeasured: the exact VJP was wrong
+    from scipy.special import erf
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(8, 6))
+    P = {"W": rng.normal(size=(6, 10)) * 2.0, "b": rng.normal(size=10) * 0.1}
+
+    def fun(p):
+        h = X @ p["W"] + p["b"]
+        return 0.5 * h * (1 + erf(h / np.sqrt(2)))
+
+    def vjp(p, u, off=1.0):
+        h = X @ p["W"] + p["b"]
+        d = 0.5 * (1 + erf(h / np.sqrt(2))) + off * h * np.exp(-0.5 * h * h) / np.sqrt(2 * np.pi)
+        return {"W": X.T @ (u * d), "b": (u * d).sum(0)}
+
+    assert (X @ P["W"] + P["b"]).min() < -6
+    result = check_vjp(fun, vjp, P)
+    assert result and result.verdict == "correct", result.report()
+    result = check_vjp(fun, lambda p, u: vjp(p, u, off=1.001), P)
+    assert not result and result.verdict == "wrong", result.report()

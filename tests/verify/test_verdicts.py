@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from backprop_bench.verify import VERDICTS, assert_gradients_close, check_gradient
+from backprop_bench.verify import VERDICTS, assert_gradients_close, check_gradient, check_vjp
 from backprop_bench.verify.verdict import (
     CANNOT_TELL,
     CORRECT,
@@ -290,6 +290,42 @@ def test_a_loss_with_tiny_noise_is_not_deterministic_not_a_kink():
     result = check_gradient(loss, lambda p: 2 * p, np.linspace(0.5, 1.5, 20))
     assert result.verdict == NOT_DETERMINISTIC and result.nondeterminism.which == "fun"
     assert result.nondeterminism.max_rel_difference < 1e-13 and not result.kinks
+
+
+def test_a_first_call_unlike_the_others_is_not_deterministic():
+    # check_gradient's first call (it looks at the output's shape) was never compared with the
+    # later ones: a lazy setup that returns something else once passed as correct
+    calls = []
+
+    def loss(p):
+        calls.append(1)
+        return np.sum(np.sin(p) * p) + (100.0 if len(calls) == 1 else 0.0)
+
+    def grad(p):
+        return np.cos(p) * p + np.sin(p)
+
+    result = check_gradient(loss, grad, np.linspace(-1, 1, 12))
+    assert result.verdict == NOT_DETERMINISTIC and result.nondeterminism.which == "fun"
+    assert result.nondeterminism.when == "its first call and the next"
+
+
+def test_a_value_carried_from_the_last_call_is_not_deterministic():
+    # each value 1e-6 of the last one returned: two calls in a row at params agree (the value
+    # has settled), and only after a call elsewhere does fun at params come back changed
+    x = np.linspace(-1, 1, 12)
+    last = [0.0]
+
+    def loss(p):
+        value = np.sum(np.sin(p) * p) + 1e-6 * last[0]
+        last[0] = float(np.real(value))
+        return value
+
+    for _ in range(3):  # called before, as in a training loop: settled
+        loss(x)
+
+    result = check_gradient(loss, lambda p: np.cos(p) * p + np.sin(p), x)
+    assert result.verdict == NOT_DETERMINISTIC and result.nondeterminism.which == "fun"
+    assert result.nondeterminism.when == "after it ran at other params"
 
 
 def test_state_that_drifts_with_the_number_of_calls_is_not_deterministic():
@@ -765,6 +801,37 @@ def test_bad_input_is_one_line_naming_the_fix(fun, grad, params, error, message)
     with pytest.raises(error, match=message) as raised:
         check_gradient(fun, grad, params)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "fun, grad, params, error, message",
+    [
+        (f, lambda p: (np.cos(p), f(p)), np.ones(3), TypeError, r"a \(gradient, loss\) pair"),
+        (lambda p: f(p[0]), np.cos, (np.ones(3), np.ones(2)), TypeError, "pass a dict of named"),
+        (f, np.cos, np.array([True, False]), TypeError, "dtype bool; pass it as np.asarray"),
+        (f, np.cos, np.array([0.5, 1.0], dtype=object), TypeError, "dtype object"),
+        (f, np.cos, np.array([1 + 1j, 2.0]), TypeError, "is complex; the check takes real"),
+        (f, np.cos, {"layer": {"W": np.ones(2)}}, TypeError, "a dict inside params"),
+    ],
+)
+def test_more_bad_input_is_one_line_naming_the_fix(fun, grad, params, error, message):
+    # (they ended in NumPy's messages from deep inside the check, or, for complex params, in a
+    # suggestion that dropped the imaginary parts)
+    with pytest.raises(error, match=message) as raised:
+        check_gradient(fun, grad, params)
+    assert "\n" not in str(raised.value)
+
+
+def test_bad_seeds_and_jvps_are_named():
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got 'zero'"):
+        check_gradient(f, np.cos, np.ones(3), seed="zero")
+    with pytest.raises(ValueError, match="rng_seed must be a non-negative integer or None"):
+        check_gradient(lambda p, rng: f(p), lambda p, rng: np.cos(p), np.ones(3), rng_seed=-1)
+    A = np.arange(6.0).reshape(2, 3) / 5
+    for jvp, got in ((lambda x, v: v.copy(), r"ndarray of shape \(3,\)"), (lambda x, v: None,
+                                                                             "None")):
+        with pytest.raises(ValueError, match=f"jvp returned {got}; it must return J v"):
+            check_vjp(lambda x: A @ x, lambda x, u: A.T @ u, np.ones(3), jvp=jvp)
 
 
 def test_unknown_options_are_named():
