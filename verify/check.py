@@ -97,6 +97,10 @@ EVALS_MIN_PARAMS = 200  # ... counted as at least this many parameters (small pr
 # take longer is replaced by probes, and refinement stops once it has run this long (suspects at
 # twice it); either is said in a note, since there the machine decided
 BUDGET = 20.0
+# a complex step that differs from central differences by less than this share of its column's
+# largest value is taken for the derivative (the disagreement as its error): rounding in an
+# intermediate of the column's size, seen through steps of 1e-5 to 1e-8 of the params
+ROUNDED_AWAY = 1e-8
 ALTERNATIVE = 8.0  # a one-sided estimate this much less accurate than the best still counts
 JUMP = 1e3  # a claim's scatter this many times its rounding allowance: a discontinuity
 SMALL = 1e-3  # elements below this fraction of their group's largest are "small"
@@ -1100,8 +1104,22 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 cs_values[j] = cs
                 if not np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
                     # rounding at the steps' scale that the noise missed, or code that is not
-                    # complex-safe: the central differences' scatter at steps around h says
-                    d.error = d.error + R.step_scatter(f, x, e, steps[j])
+                    # complex-safe: the central differences' scatter at steps around h says.
+                    # An output that moves at none of them where the complex step says it
+                    # does rounds its change away there (exact GELU at -8, 5e-15 with the
+                    # rounding of 1 + erf; log(1 + e^z) at -40): its differences resolve
+                    # nothing finer than the complex step's own value
+                    # And where the two differ by less than ROUNDED_AWAY of the column's largest
+                    # derivative, an output's rounding in a far larger intermediate can bend
+                    # the function as computed (exact GELU at -8: 1 + erf, frozen at 1.2e-15
+                    # over steps of 0.01, makes the output linear in W with a slope of -9e-16;
+                    # the complex step's 6e-14 is the derivative): the complex step is taken,
+                    # held to the disagreement as its error
+                    scatter, flat = R.step_scatter(f, x, e, steps[j])
+                    gap = np.abs(cs.value - d.value)
+                    rounded = flat | (gap <= ROUNDED_AWAY * float(np.abs(cs.value).max()))
+                    d.error = np.where(rounded, np.maximum(d.error + scatter, gap),
+                                       d.error + scatter)  # fmt: skip
                     J_err[:, j] = d.error
                 if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
                     J_ref[:, j], J_err[:, j] = cs.value, _confirmed(cs, d)

@@ -233,9 +233,10 @@ def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> De
 SCATTER_STEPS = np.array([0.55, 0.75, 1.0, 1.3, 1.7, 2.0])
 
 
-def step_scatter(f: Evaluator, x, v, h: float) -> np.ndarray:
+def step_scatter(f: Evaluator, x, v, h: float) -> tuple[np.ndarray, np.ndarray]:
     """Per output, how far central differences at steps around h scatter off a smooth curve
-    in the step (a + b s^2, truncation's leading term): rounding at the steps' own scale.
+    in the step (a + b s^2, truncation's leading term): rounding at the steps' own scale; and
+    whether the output did not move at all at any of them (every difference exactly 0).
 
     The noise is measured a few hundred ulps from x, where an output can be smooth that rounds
     a quantity far larger than itself: 0.5 h (1 + erf(h / sqrt 2)) at h = -5.5 is 8e-8, and 1
@@ -244,11 +245,12 @@ def step_scatter(f: Evaluator, x, v, h: float) -> np.ndarray:
     complex step that was right was taken for code that is not complex-safe."""
     steps = h * SCATTER_STEPS
     quotients = np.array([_quotient(f, x, v, s)[0] for s in steps])  # (steps, m)
+    flat = np.all(quotients == 0, axis=0)
     if not np.all(np.isfinite(quotients)):
-        return np.where(np.all(np.isfinite(quotients), axis=0), 0.0, np.inf)
+        return np.where(np.all(np.isfinite(quotients), axis=0), 0.0, np.inf), flat
     A = np.stack([np.ones_like(steps), (steps / h) ** 2], axis=1)
     fitted = A @ np.linalg.lstsq(A, quotients, rcond=None)[0]
-    return np.abs(quotients - fitted).max(axis=0)
+    return np.abs(quotients - fitted).max(axis=0), flat
 
 
 def _ridders(f: Evaluator, x, v, noise, h0: float, correction=None):

@@ -324,15 +324,18 @@ def test_a_reference_of_zero_that_resolves_nothing_passes_nothing():
         assert result.floor > 1
 
 
-def test_an_output_that_rounds_a_far_larger_quantity_is_not_a_false_alarm():
-    # exact GELU, 0.5 h (1 + erf(h / sqrt 2)), at pre-activations of -5 to -6.4: 1 + erf there is
-    # rounded to 1e-16, steps of the noise's few hundred ulps do not move it, and the rounding
-    # the central differences meet at steps of 1e-5 went unmeasured: the exact VJP was wrong
+@pytest.mark.parametrize("seed, scale", [(1, 2.0), (2, 1.0), (2, 2.0)])
+def test_an_output_that_rounds_a_far_larger_quantity_is_not_a_false_alarm(seed, scale):
+    # exact GELU, 0.5 h (1 + erf(h / sqrt 2)), at pre-activations of -5 to -16: 1 + erf there is
+    # rounded to 1e-16. At -5.5 steps of the noise's few hundred ulps do not move it, and the
+    # rounding the central differences meet at steps of 1e-5 went unmeasured; at -8 it is
+    # frozen over steps of 0.01, so that the output as computed is linear in W with a slope of
+    # -9e-16 where the derivative (the complex step's) is 6e-14: the exact VJP was wrong
     from scipy.special import erf
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     X = rng.normal(size=(8, 6))
-    P = {"W": rng.normal(size=(6, 10)) * 2.0, "b": rng.normal(size=10) * 0.1}
+    P = {"W": rng.normal(size=(6, 10)) * scale, "b": rng.normal(size=10) * 0.1}
 
     def fun(p):
         h = X @ p["W"] + p["b"]
@@ -348,3 +351,19 @@ def test_an_output_that_rounds_a_far_larger_quantity_is_not_a_false_alarm():
     assert result and result.verdict == "correct", result.report()
     result = check_vjp(fun, lambda p, u: vjp(p, u, off=1.001), P)
     assert not result and result.verdict == "wrong", result.report()
+
+
+def test_a_forward_that_rounds_its_change_away_is_not_a_false_alarm():
+    # log(1 + e^z) at z = -40: 1 + e^-40 is 1, so the function as computed does not move at any
+    # step, and its exact derivative e^z / (1 + e^z) was wrong, per output and summed
+    z = np.array([-40.0, -1.0, 0.5, 2.0, -38.0])
+
+    def vjp(p, u, off=1.0):
+        return u * off / (1 + np.exp(-p))
+
+    result = check_vjp(lambda p: np.log(1 + np.exp(p)), vjp, z)
+    assert result and result.verdict == "correct", result.report()
+    result = check_vjp(lambda p: np.log(1 + np.exp(p)), lambda p, u: vjp(p, u, 1.001), z)
+    assert not result and result.verdict == "wrong", result.report()
+    result = check_gradient(lambda p: np.sum(np.log(1 + np.exp(p))), lambda p: vjp(p, 1.0), z)
+    assert result and result.verdict == "correct", result.report()
