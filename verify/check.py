@@ -586,11 +586,14 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     # the claim is called at other params first: a result cached by shape, by whichever call
     # came first, is that call's here (the checker's own first call filled it, and passed it);
     # it is called there again at the end, where a first call unlike the others shows
+    # (one array for both calls, alive throughout: a cache keyed by id(params) must not meet
+    # its id again in another array, as Python gives a freed array's id to the next one)
+    away = groups.build(_elsewhere(groups.x))
+
     def at_elsewhere():
         try:
             with np.errstate(all="ignore"):
-                return groups.flatten_like(
-                    vjp(groups.build(_elsewhere(groups.x)), u_check.copy()), _claim)[0]
+                return groups.flatten_like(vjp(away, u_check.copy()), _claim)[0]
         except Exception:  # noqa: BLE001 - not defined there: nothing to learn from it
             return None
 
@@ -959,12 +962,6 @@ def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng, float64=False) ->
 # ----------------------------------------------------------------------- the full Jacobian
 
 
-def _relative_error(d) -> np.ndarray:
-    """A derivative's error bound relative to its value, per output (0 where both are 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d.error == 0, 0.0, d.error / np.abs(d.value))
-
-
 def _rounding(claim_values, spread, eps, scale):
     return (
         SPREAD_SAFETY * spread
@@ -1074,6 +1071,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     cs_values = {}
     steps = np.empty(n)
     kinked = np.zeros(n, dtype=bool)  # second differences say: a kink at x along this element
+    widened = np.zeros(n, dtype=bool)  # the complex step agrees only within the steps' scatter
     for j in range(n):
         e = np.zeros(n)
         e[j] = 1.0
@@ -1083,13 +1081,19 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             # not finite a step away, or not resolved there: a parameter near the edge of the
             # function's domain (the log of a probability of 1e-13, steps of 1e-5) or far below
             # 1 (p ** 2 at 1e-30, whose values at the steps round off 1e-26): steps of its own
-            # size, where those give the smaller error relative to the derivative (no output's
-            # larger: a VJP's rows at a ReLU's kink, exact at either step, had errors 1e4 times
-            # larger at the small one where another row gained; relative, for tanh(w / 1e-30)
-            # has a derivative of 4e29 +- 1e20 at its own steps and of 1e5 +- 2e4 at 1e-5)
+            # size, where those give the smaller error (no output's larger: a VJP's rows at a
+            # ReLU's kink, exact at either step, had errors 1e4 times larger at the small one
+            # where another row gained). The usual step's error is at least its disagreement
+            # with them: tanh(w / 1e-30) saturates at every step of 1e-5, whose two quotients
+            # agreed on 1e5 +- 2e4 where its own steps give the derivative, 4e29 +- 1e20
             own = R.central(f, x, e, noise, steps[j] * abs(x[j]), f0=f0)
-            own_rel, d_rel = _relative_error(own), _relative_error(d)
-            better = np.all(own_rel <= d_rel) and np.any(own_rel < d_rel)
+            # (and only where they resolve an output that the usual step did not: both steps
+            # can straddle a ReLU's kink 1e-7 away, and the smaller one's refinement was worse)
+            with np.errstate(invalid="ignore"):
+                held = np.maximum(d.error, np.abs(own.value - d.value))
+                resolves = SAFETY * own.error <= RESOLVE * np.abs(own.value)
+                resolves &= ~(SAFETY * d.error <= RESOLVE * np.abs(d.value))
+            better = np.all(own.error <= held) and np.any(resolves)
             if np.all(np.isfinite(own.value)) and (better or not np.all(np.isfinite(d.value))):
                 steps[j], d = steps[j] * abs(x[j]), own
         kinked[j] = bool(generic and d.kink is not None and d.kink.any())
@@ -1121,6 +1125,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     d.error = np.where(rounded, np.maximum(d.error + scatter, gap),
                                        d.error + scatter)  # fmt: skip
                     J_err[:, j] = d.error
+                    # (re-examined all the same: the scatter of steps that straddle a kink 1e-7
+                    # away also lets the complex step in, with an error that smaller steps cut)
+                    widened[j] = True
                 if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
                     J_ref[:, j], J_err[:, j] = cs.value, _confirmed(cs, d)
                     used_cs[j] = True
@@ -1502,7 +1509,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     bad, unresolved, jumps, ratio = suspects()
     # a kink along an element whose claim matches the central difference (the mean slope of a
     # tie) is examined too: one element each may be fine, not several together (jointly)
-    disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)]) | kinked
+    disagree = np.array([j in cs_values and not used_cs[j] for j in range(n)]) | kinked | widened
     # the worst first; once CONFIRM elements are confirmed wrong, the verdict cannot change
     # (an element whose complex step agreed with its central difference is re-examined too:
     # a complex step that silently drops a term, np.abs of a complex number, can agree with a
