@@ -105,9 +105,11 @@ def test_squared_error_nets_diverge_and_converge_where_the_numpy_backend_says(n_
     b = nb_train(theta, spec, XOR.X, XOR.Y, 30.0, n_epochs, **kwargs)
     for name in ("status", "epochs_trained", "epochs_to_converge", "first_full_accuracy"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    # the backends round otherwise, and at this learning rate their trajectories part by up to
-    # 1e-8 of a net's loss; a loss read at another epoch would be off by far more
-    np.testing.assert_allclose(b.final_loss, a.final_loss, rtol=1e-6)
+    # the backends round otherwise, and at this learning rate their trajectories part: by up to
+    # 1e-8 of a net's loss where a vector holds 8 lanes, by 1.5e-6 (one net of 2,048) on an AVX2
+    # core, whose fused pass takes 4 lanes a vector; a loss read one epoch off moves by 9.7e-6
+    # of it or more (the 1,791 nets that did not diverge; by 0.13 in the median)
+    np.testing.assert_allclose(b.final_loss, a.final_loss, rtol=4e-6)
     assert len(set(b.status.tolist())) == 3  # some diverge, some converge, some do neither
 
 
