@@ -795,10 +795,10 @@ def _state_beyond_values(groups, fun, vjp, params, out0, g_first, u, claim_name)
         return "fun", d, "a copy of params", cause, fix
     if (d := _difference(g_first, groups.flatten_like(vjp(copy, u), claim_name)[0])) is not None:
         return claim_name, d, "a copy of params", cause, fix
-    elsewhere = _elsewhere(groups.x)
+    elsewhere = groups.build(_elsewhere(groups.x))  # one array for both calls there
     try:
         with np.errstate(all="ignore"):
-            fun(groups.build(elsewhere))
+            fun(elsewhere)
     except Exception:  # noqa: BLE001 - not defined there: nothing to learn from it
         return None
     # fun again at params: a value that carries some of the last call's (a running average, a
@@ -807,7 +807,7 @@ def _state_beyond_values(groups, fun, vjp, params, out0, g_first, u, claim_name)
         return ("fun", d, "after it ran at other params", "changed with its last call",
                 "compute the value from params alone, not from state kept between calls")
     with np.errstate(all="ignore"):
-        fun(groups.build(elsewhere))
+        fun(elsewhere)
     later = groups.flatten_like(vjp(params, u), claim_name)[0]
     if (d := _difference(g_first, later)) is not None:
         return (claim_name, d, "after fun ran at other params",
@@ -1110,10 +1110,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     # rounding at the steps' scale that the noise missed, or code that is not
                     # complex-safe: the central differences' scatter at steps around h says.
                     # An output that moves at none of them where the complex step says it
-                    # does rounds its change away there (exact GELU at -8, 5e-15 with the
-                    # rounding of 1 + erf; log(1 + e^z) at -40): its differences resolve
-                    # nothing finer than the complex step's own value
-                    # And where the two differ by less than ROUNDED_AWAY of the column's largest
+                    # does rounds its change away there (log(1 + e^z) at -40): its differences
+                    # resolve nothing finer than the complex step's own value. And where the
+                    # two differ by less than ROUNDED_AWAY of the column's largest
                     # derivative, an output's rounding in a far larger intermediate can bend
                     # the function as computed (exact GELU at -8: 1 + erf, frozen at 1.2e-15
                     # over steps of 0.01, makes the output linear in W with a slope of -9e-16;
