@@ -1068,6 +1068,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
 
     cs_ok = complex_ok
     used_cs = np.zeros(n, dtype=bool)
+    # per output: a complex step that a central difference confirmed (where some outputs of a
+    # column disagree, used_cs is not set, and the others keep it: see refine and one_sided)
+    trusted = np.zeros((m, n), dtype=bool)
     cs_values = {}
     steps = np.empty(n)
     kinked = np.zeros(n, dtype=bool)  # second differences say: a kink at x along this element
@@ -1127,9 +1130,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     # (re-examined all the same: the scatter of steps that straddle a kink 1e-7
                     # away also lets the complex step in, with an error that smaller steps cut)
                     widened[j] = True
-                if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
-                    J_ref[:, j], J_err[:, j] = cs.value, _confirmed(cs, d)
-                    used_cs[j] = True
+                agree = np.abs(cs.value - d.value) <= SAFETY * d.error
+                trusted[:, j] = agree
+                J_ref[:, j] = np.where(agree, cs.value, d.value)
+                J_err[:, j] = np.where(agree, _confirmed(cs, d), d.error)
+                used_cs[j] = bool(agree.all())
         show("columns", j + 1, n)
 
     # ---- the claims, row by row, and their measured rounding
@@ -1301,11 +1306,22 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 J_err[:, j] = np.minimum(J_err[:, j], confirmed) if used_cs[j] else confirmed
                 J_ref[:, j] = cs.value
                 used_cs[j] = True
+                trusted[:, j] = True
                 return
             if used_cs[j]:
                 return
             if np.all(d.error < 1e-3 * np.maximum(np.abs(d.value), 1e-300)):
                 not_complex_safe.append(groups.locate(j))  # one note for all, at the end
+            # outputs whose complex step either estimate confirms keep it: an output that
+            # rounds its change away (exact GELU at -17 in float64, exactly 0 at every step)
+            # has a Ridders estimate of 0 +- 1e-294, where the derivative is 4e-66
+            agree = np.abs(cs.value - d.value) <= SAFETY * d.error
+            fresh = agree & ~trusted[:, j]
+            J_ref[:, j] = np.where(trusted[:, j], J_ref[:, j], np.where(agree, cs.value, d.value))
+            J_err[:, j] = np.where(trusted[:, j], J_err[:, j],
+                                   np.where(fresh, _confirmed(cs, d), d.error))  # fmt: skip
+            trusted[:, j] |= agree
+            return
         # the first estimate's two steps can agree by accident (both straddling a kink, so
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, d.error
@@ -1359,21 +1375,37 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # one_sided holds a step to the smaller ones (not a complex step: exact on its branch)
         if not used_cs[j]:
             off = np.abs(J_ref[:, j] - mean)
-            fooled = smooth & (off > SAFETY * (J_err[:, j] + mean_err))
+            fooled = smooth & ~trusted[:, j] & (off > SAFETY * (J_err[:, j] + mean_err))
             J_err[:, j] = np.where(fooled, J_err[:, j] + off, J_err[:, j])
         # where the sides agree, each estimate is a valid reference under its own assumptions
         # (no kink within the step; none on this side): with a noisy function and a kink
         # nearby, the estimate that the claim agrees with is taken, so a claim is only called
-        # wrong when it disagrees with all of them
-        _, J_claim, _, _ = evaluated[0]
+        # wrong when it disagrees with all of them (the claim in float64 where there is one:
+        # a float32 claim whose exp underflowed to 0 agrees with sides of an output frozen at
+        # 0, and the float64 claim, 4e-66 as the derivative, was then held to 0 +- 1e-294)
+        _, J_claim, _, _ = evaluated[1 if low == 0 and len(evaluated) > 1 else 0]
         candidates = [(J_ref[:, j].copy(), J_err[:, j].copy()), (mean, mean_err),
                       (left.value, left.error), (right.value, right.error)]  # fmt: skip
         # ... among estimates nearly as accurate as the best (a vague one agrees with anything)
+        # A complex step that a central difference confirmed stays among them, however much
+        # sharper the sides are, where they contradict its own value: steps a few ulps wide
+        # can see a staircase where the function rounds a far larger intermediate (exact GELU
+        # at -6: 1 + erf is 2e-9, held in steps of 1e-16 that no step below 1e-8 crosses),
+        # and both sides agreed, to 6e-14, on the slope of a frozen 1 + erf, 3.8e-10, where
+        # the derivative is -1.4e-8 (at -17, exactly 0 at every step, where it is 4e-66).
+        # Where they agree with it, they are the sharper estimate of the same slope: a relu
+        # unit 2^-30 from its kink, straddled by the confirming central difference, had a
+        # complex step confirmed to +-3% that passed a claim 8% off
         best = np.min(np.array([e for _, e in candidates]), axis=0)
+        if j in cs_values:
+            cs = cs_values[j]
+            kept = trusted[:, j] & (np.abs(cs.value - mean) > SAFETY * (cs.error + mean_err))
+        else:
+            kept = np.zeros(m, dtype=bool)
         ratios = [
-            np.where(e <= ALTERNATIVE * best, np.abs(J_claim[:, j] - v) / (SAFETY * e + 1e-300),
-                     np.inf)
-            for v, e in candidates
+            np.where((e <= ALTERNATIVE * best) | (kept if c == 0 else False),
+                     np.abs(J_claim[:, j] - v) / (SAFETY * e + 1e-300), np.inf)
+            for c, (v, e) in enumerate(candidates)
         ]  # fmt: skip
         pick = np.argmin(np.array(ratios), axis=0)
         # ... unless it agrees with none of those but with a vaguer one: then it is not shown

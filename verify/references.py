@@ -39,6 +39,7 @@ EPS = np.finfo(np.float64).eps
 SMALLEST_SQUARE = 1e-250  # a sum of squares below this may have lost its digits to underflow
 COMPLEX_STEP = 1e-30
 COMPLEX_SMALLEST = 1e-280  # below it, the step's imaginary parts would underflow
+TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
 # noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
 NOISE_ULPS = 256.0
 NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst case
@@ -733,7 +734,10 @@ def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str
     value = (out.imag / step).reshape(-1)
     if not np.all(np.isfinite(value)):
         return None
-    error = 4 * EPS * np.abs(value) + 1e-300
+    # and no finer than the step resolves: imaginary parts below float64's smallest normal
+    # number lose their bits (exact GELU at -37: its derivative, 1e-290, times the step of
+    # 1e-30 underflowed to 0, which had been held to 1e-300 against a right claim of 1e-293)
+    error = 4 * EPS * np.abs(value) + TINY / step
     return Derivative(value, error, "complex step")
 
 

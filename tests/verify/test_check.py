@@ -353,6 +353,63 @@ def test_an_output_that_rounds_a_far_larger_quantity_is_not_a_false_alarm(seed, 
     assert not result and result.verdict == "wrong", result.report()
 
 
+def _gelu_layer(seed, scale, n_in, n_out, dtype=np.float64):
+    from scipy.special import erf
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(8, n_in)).astype(dtype)
+    P = {"W": (rng.normal(size=(n_in, n_out)) * scale).astype(dtype),
+         "b": (rng.normal(size=n_out) * 0.1).astype(dtype)}  # fmt: skip
+
+    def fun(p):
+        h = X @ p["W"] + p["b"]
+        return 0.5 * h * (1 + erf(h / np.sqrt(2)))
+
+    def vjp(p, u, off=1.0):
+        h = X @ p["W"] + p["b"]
+        d = 0.5 * (1 + erf(h / np.sqrt(2))) + off * h * np.exp(-0.5 * h * h) / np.sqrt(2 * np.pi)
+        return {"W": X.T @ (u * d), "b": (u * d).sum(0)}
+
+    return fun, vjp, P, float((X @ P["W"] + P["b"]).min())
+
+
+@pytest.mark.parametrize(
+    "seed, scale, n_in, n_out, dtype, lowest",
+    [
+        # one-sided differences a few ulps wide took the slope of a frozen 1 + erf at -6
+        # (3.8e-10 +- 6e-14, the derivative -1.4e-8) over the confirmed complex step
+        (0, 3.0, 6, 10, np.float64, -11),
+        # ... where the complex step was confirmed only loosely (+-6e-12 at -8.3e-12)
+        (1, 2.0, 12, 12, np.float64, -15),
+        # the complex step underflowed at -37 (its imaginary part below the smallest normal)
+        (2, 4.0, 12, 12, np.float64, -36),
+        # float32 params: the claim in float32 (exp underflowed to 0) chose the sides of an
+        # output frozen at 0 as the reference, and the same claim in float64 failed there
+        (0, 2.0, 12, 12, np.float32, -21),
+    ],
+)
+def test_a_wide_gelu_layer_far_into_its_tail_is_not_a_false_alarm(seed, scale, n_in, n_out,
+                                                                   dtype, lowest):  # fmt: skip
+    # exact GELU layers whose pre-activations reach -11 to -37: their exact VJPs were wrong
+    # (36 such layers of 6-20 units, scales 2-6: 31 wrong in float64; now none, and each
+    # x1.001 mutant wrong, as before)
+    fun, vjp, P, low = _gelu_layer(seed, scale, n_in, n_out, dtype)
+    assert low < lowest
+    result = check_vjp(fun, vjp, P, mode="full")
+    assert result and result.verdict == "correct", result.report()
+    result = check_vjp(fun, lambda p, u: vjp(p, u, off=1.001), P, mode="full")
+    assert not result and result.verdict == "wrong", result.report()
+
+
+def test_the_complex_step_error_covers_its_underflow():
+    from backprop_bench.verify import references as R
+
+    # a derivative of 3e-299 along a step of 1e-30 has an imaginary part of 3e-329: 0
+    f = R.Evaluator(lambda z: z, lambda p: 3e-299 * p, lambda z: z, 1, build_complex=lambda z: z)
+    d = R.complex_step(f, np.array([2.0]), np.array([1.0]))
+    assert d.value[0] == 0 and 3e-299 <= d.error[0] <= 1e-270
+
+
 def test_a_forward_that_rounds_its_change_away_is_not_a_false_alarm():
     # log(1 + e^z) at z = -40: 1 + e^-40 is 1, so the function as computed does not move at any
     # step, and its exact derivative e^z / (1 + e^z) was wrong, per output and summed
