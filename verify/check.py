@@ -1071,6 +1071,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # per output: a complex step that a central difference confirmed (where some outputs of a
     # column disagree, used_cs is not set, and the others keep it: see refine and one_sided)
     trusted = np.zeros((m, n), dtype=bool)
+    # per output: the error below which an output that no step moved resolves nothing (frozen)
+    frozen = np.zeros((m, n))
+    flat_at = np.zeros((m, n), dtype=bool)  # ... where no complex step takes over
     cs_values = {}
     steps = np.empty(n)
     kinked = np.zeros(n, dtype=bool)  # second differences say: a kink at x along this element
@@ -1135,7 +1138,25 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 J_ref[:, j] = np.where(agree, cs.value, d.value)
                 J_err[:, j] = np.where(agree, _confirmed(cs, d), d.error)
                 used_cs[j] = bool(agree.all())
+        if j not in cs_values and d.flat is not None:
+            flat_at[:, j] = d.flat
         show("columns", j + 1, n)
+
+    # an output that the first step does not move, where no complex step takes over (the
+    # function's own float32, code that is not complex-safe), may round its change away in an
+    # intermediate far larger than itself: log(1 + e^z) cast to float32 is exactly 0 at z = -20
+    # at every step, where its derivative is 2e-9 (an exact VJP was wrong against 0 +- 1e-300);
+    # at -14 it moves at twice the step, and a fit over smaller ones said 0 +- 2e-11. It is held
+    # no finer than one rounding of its group's largest derivative (not its column's: a column
+    # whose outputs are all far in the tail is small; nor the errors of the column's outputs
+    # that move, which can straddle a kink)
+    for g in range(len(groups.names)):
+        cols = slice(groups.offsets[g], groups.offsets[g + 1])
+        rounding = f.out_eps * float(np.abs(J_ref[:, cols]).max(initial=0.0))
+        for j in range(cols.start, cols.stop):
+            if flat_at[:, j].any():
+                frozen[:, j] = np.where(flat_at[:, j], rounding, 0.0)
+                J_err[:, j] = np.maximum(J_err[:, j], frozen[:, j])
 
     # ---- the claims, row by row, and their measured rounding
     evaluated = []
@@ -1324,7 +1345,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             return
         # the first estimate's two steps can agree by accident (both straddling a kink, so
         # its error bound is too small): the refined one, held to smaller steps, replaces it
-        J_ref[:, j], J_err[:, j] = d.value, d.error
+        J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
 
     sides_at = {}  # element -> its one-sided derivatives (references.one_sided), once
     searched = [0]  # evaluations the pieces one element leads took (leading)
@@ -1334,6 +1355,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             e = np.zeros(n)
             e[k] = 1.0
             sides_at[k] = R.one_sided(f, x, e, f0, noise, steps[k])
+            for side in sides_at[k]:  # (no finer than a frozen output resolves)
+                side.error = np.maximum(side.error, frozen[:, k])
         return sides_at[k]
 
     def smooth_sides(left, right):

@@ -98,6 +98,7 @@ class Derivative:
     error: np.ndarray
     method: str
     kink: np.ndarray | None = None  # central differences with f0 only: a kink seen at x
+    flat: np.ndarray | None = None  # central differences: outputs the first step does not move
 
 
 class Evaluator:
@@ -221,7 +222,7 @@ def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> De
         return Derivative(d1, np.full(f.m, np.inf), "central differences")
     truncation = np.abs(d1 - d2) / 3
     rounding = 2 * _at_steps(f, noise, p1, m1) / (h * float(np.abs(v).max()))
-    d = Derivative(d1, truncation + rounding, "central differences")
+    d = Derivative(d1, truncation + rounding, "central differences", flat=d1 == 0)
     if f0 is not None:
         # smooth: s2 = 4 s1 (+ O(h^4)); a kink at x: s2 = 2 s1
         s1, s2 = p1 + m1 - 2 * f0, p2 + m2 - 2 * f0

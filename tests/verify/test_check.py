@@ -401,6 +401,27 @@ def test_a_wide_gelu_layer_far_into_its_tail_is_not_a_false_alarm(seed, scale, n
     assert not result and result.verdict == "wrong", result.report()
 
 
+def test_an_output_frozen_at_every_step_in_its_own_float32_is_not_a_false_alarm():
+    # log(1 + e^z) in code that casts to float32 inside: at z below -17, 1 + e^z is 1 and the
+    # output exactly 0 at every step, with no complex step to take over; its exact VJP was
+    # wrong against 0 +- 1e-300. Such an output is held no finer than the column's others
+    from scipy.special import expit
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(8, 10)).astype(np.float32)
+    W = (rng.normal(size=(10, 12)) * 3.0).astype(np.float32)
+
+    def fun(W):
+        return np.log(1 + np.exp(X @ W.astype(np.float32)))
+
+    def vjp(W, u, c=1.0):
+        return X.T @ (u.astype(np.float32) * expit(X @ W.astype(np.float32)) * np.float32(c))
+
+    assert (X @ W < -17).sum() == 5
+    assert check_vjp(fun, vjp, W).verdict == "cannot tell"
+    assert check_vjp(fun, lambda W, u: vjp(W, u, 1.1), W).verdict == "wrong"
+
+
 def test_the_complex_step_error_covers_its_underflow():
     from backprop_bench.verify import references as R
 
