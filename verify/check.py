@@ -1071,7 +1071,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # per output: a complex step that a central difference confirmed (where some outputs of a
     # column disagree, used_cs is not set, and the others keep it: see refine and one_sided)
     trusted = np.zeros((m, n), dtype=bool)
-    # per output: the error below which an output that no step moved resolves nothing (frozen)
+    # per output: the error below which an output the first step did not move resolves nothing
     frozen = np.zeros((m, n))
     flat_at = np.zeros((m, n), dtype=bool)  # ... where no complex step takes over
     cs_values = {}
