@@ -754,5 +754,7 @@ def _drop_stdout() -> None:
     os.close(devnull)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command itself, with its exit on an interrupt
+    from backprop_bench.command import main as command
+
+    sys.exit(command())

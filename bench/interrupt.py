@@ -7,6 +7,13 @@ runs such a call in a worker thread (the kernel releases the GIL) while the main
 on an interrupt it raises the call's abort flag, which the kernel polls every epoch, waits a
 moment for it to return and re-raises. The flag changes nothing while it is down, so a run that
 is not interrupted gives the same bits as before.
+
+The worker is not a daemon thread, and the main thread never joins it with a timeout (below).
+An interpreter that finalized while a kernel thread still ran aborted an interrupted sweep
+("terminate called without an active exception", status -6 instead of 130); a program that
+calls the command's ``main`` and then exits now waits at its exit for the kernel, which sees
+its flag within an epoch. The ``backprop-bench`` command does not wait: on an interrupt it
+leaves by ``os._exit`` (``backprop_bench.command``).
 """
 
 from __future__ import annotations
@@ -41,17 +48,28 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_briefly(worker: threading.Thread) -> None:
+def _wait(done: threading.Event, seconds: float = float("inf")) -> None:
+    """Wait in POLL_SECONDS steps until ``done`` is set or ``seconds`` have passed.
+
+    Not ``Thread.join`` with a timeout: a Ctrl-C that interrupts the join marks a thread that
+    still runs as stopped (CPython issue 90882), and the interpreter would then finalize under
+    the kernel instead of waiting for it.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not done.wait(POLL_SECONDS):
+        pass
+
+
+def _wait_briefly(done: threading.Event) -> None:
     """Give an aborted call up to GRACE_SECONDS to notice its flag, then stop waiting.
 
     The kernel sees the flag within an epoch, but an epoch of a huge net, or a kernel still
     compiling in the worker, can take longer; the command must end within a second all the
-    same, and the daemon worker ends with the process. A second Ctrl-C stops the wait at once.
+    same: the command then leaves without it (see the module's note). A second Ctrl-C stops the
+    wait at once.
     """
-    deadline = time.monotonic() + GRACE_SECONDS
     with contextlib.suppress(KeyboardInterrupt):
-        while worker.is_alive() and time.monotonic() < deadline:
-            worker.join(POLL_SECONDS)
+        _wait(done, GRACE_SECONDS)
 
 
 def interruptible(call: Callable, /, *args, **kwargs):
@@ -64,21 +82,23 @@ def interruptible(call: Callable, /, *args, **kwargs):
     if threading.current_thread() is not threading.main_thread():
         return call(*args, abort=abort, **kwargs)
     outcome = {}
+    done = threading.Event()
 
     def work():
         try:
             outcome["value"] = call(*args, abort=abort, **kwargs)
         except BaseException as error:  # handed to the main thread, which re-raises it
             outcome["error"] = error
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="backprop-bench-kernel", daemon=True)
+    worker = threading.Thread(target=work, name="backprop-bench-kernel", daemon=False)
     try:
         worker.start()
-        while worker.is_alive():
-            worker.join(POLL_SECONDS)
+        _wait(done)
     except KeyboardInterrupt:
         abort[0] = 1
-        _wait_briefly(worker)
+        _wait_briefly(done)
         raise
     if "error" in outcome:
         raise outcome["error"]

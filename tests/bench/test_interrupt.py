@@ -109,6 +109,32 @@ def test_an_interrupt_ends_the_wait_even_when_the_call_is_slow_to_notice():
     assert time.perf_counter() - started < 0.3 + PROMPTLY
 
 
+def test_a_program_that_exits_after_an_interrupt_waits_for_its_kernel(tmp_path):
+    """The interpreter must not finalize under a kernel thread (that aborted a sweep with status
+    -6 instead of 130): a script that catches the interrupt and exits lets the kernel end first.
+    The command itself does not wait; it leaves by os._exit (the tests that run it)."""
+    import subprocess
+    import sys
+
+    finished = tmp_path / "finished"
+    script = f"""
+import os, signal, sys, threading, time
+from backprop_bench.bench.interrupt import interruptible
+def slow(abort):
+    time.sleep(1.5)  # one long epoch: the flag is seen only at its end
+    open({str(finished)!r}, "w").write(str(int(abort[0])))
+threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    interruptible(slow)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert run.returncode == 130, run.stderr
+    assert finished.read_text() == "1"  # the kernel ran to its end, with its flag raised
+
+
 @pytest.mark.parametrize(
     "after",
     [0.5, pytest.param(4.0, marks=pytest.mark.slow)],  # the second waits for the catalogue

@@ -158,7 +158,7 @@ def _run_in_background(out: Path, *extra) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "bench.cli",
+            "backprop_bench",
             "sweep",
             *SMALL,
             "--nets-per-shard",
@@ -212,7 +212,7 @@ def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_result(tmp_path, ca
             nets_per_shard=6,
         ).n_shards
     )
-    if how == signal.SIGINT:  # stderr shown if not: one run exited 1 here, cause not seen
+    if how == signal.SIGINT:
         assert code == 130 and "run the same command again to resume" in stderr, stderr
     # a half-written temporary file, as a kill during a write leaves, must be ignored
     (out / SHARD_DIR / ".000003.abc.tmp").write_bytes(b"partial")
