@@ -96,7 +96,7 @@ def interruptible(call: Callable, /, *args, **kwargs):
     try:
         worker.start()
         _wait(done)
-    except KeyboardInterrupt:
+    except BaseException:  # an interrupt, or anything else that ends the wait: stop the kernel
         abort[0] = 1
         _wait_briefly(done)
         raise
