@@ -118,6 +118,13 @@ CONFIRM = 2  # elements confirmed wrong after which the others are not re-examin
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 STRADDLED = 10.0  # a refined error bound this many times the first: a kink within the steps
+# where no complex step is taken, an element confirmed off its reference is looked at along
+# steps out to STAIR_REACH of its parameter's size (or the typical one's, if larger), for up
+# to STAIR_OUTPUTS of its outputs that are off: a jump of at most STAIR_ULPS of the output's
+# rounding at the function's scale (one, or its largest value) is a staircase (references.stairs)
+STAIR_REACH = 1.0
+STAIR_OUTPUTS = 4
+STAIR_ULPS = 16.0
 LINEARITY_SEED = 0  # the random cotangent at which a VJP's linearity is checked
 GROUP_PROBES = 2  # probes of their own for groups far smaller than the largest
 JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
@@ -1347,6 +1354,29 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
 
+    typical = R.typical_size(x)
+    largest_jump = STAIR_ULPS * f.out_eps * max(1.0, float(np.abs(f0).max(initial=0.0)))
+    stairs_seen = []  # (element, output, jump, distance)
+
+    def staircase(j):
+        """Where no complex step says what the derivative is, an output off the claim may sit on
+        a tread of a staircase (references.stairs), whose slope every step shorter than the
+        tread finds: the reference is held no finer than the jump over its distance."""
+        off = np.zeros(m, dtype=bool)
+        for o, _ in column_off(j):
+            off |= o
+        if not off.any():
+            return
+        worst = np.abs(J_ref[:, j] - evaluated[0][1][:, j])
+        outputs = sorted(np.flatnonzero(off), key=lambda i: -worst[i])[:STAIR_OUTPUTS]
+        e = np.zeros(n)
+        e[j] = 1.0
+        reach = STAIR_REACH * max(abs(float(x[j])), typical)
+        found = R.stairs(f, x, e, f0, noise, steps[j], outputs, J_ref[:, j], reach, largest_jump)
+        for i, (jump, distance) in found.items():
+            J_err[i, j] = max(J_err[i, j], jump / distance)
+            stairs_seen.append((j, i, jump, distance))
+
     sides_at = {}  # element -> its one-sided derivatives (references.one_sided), once
     searched = [0]  # evaluations the pieces one element leads took (leading)
 
@@ -1623,6 +1653,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             one_sided(j)
         if low is not None and column_bad(j):
             within_rounding(j)
+        if j not in cs_values and column_bad(j):
+            staircase(j)
         # an element confirmed wrong: off its reference, or outside its own kink's one-sided
         # derivatives (a kink's error is masked in column_bad; a decided failure is as sure)
         where = groups.locate(j)
@@ -1632,6 +1664,16 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         show("re-examined elements", count + 1, len(first) + len(later))
 
     jointly()
+    if stairs_seen:
+        j, i, jump, distance = max(stairs_seen, key=lambda s: s[2] / s[3])
+        more = len(stairs_seen) - 1
+        notes.append(
+            f"fun is a staircase along {groups.locate(j)} (output {i}): it jumps by {jump:.2g} "
+            f"{distance:.2g} away, far above its rounding at x, so every shorter step sees a "
+            f"tread's slope, not the derivative; held no finer than {jump / distance:.2g} there"
+            + (f" ({more} more outputs or elements alike)" if more > 0 else "")
+            + ": an intermediate far larger than the output is rounded (1 + e^z in float32?)"
+        )
     if not_complex_safe:
         more = len(not_complex_safe) - 3
         notes.append(

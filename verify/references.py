@@ -88,6 +88,15 @@ NEARBY_SPREAD = 3.0
 NEARBY_SPREAD_SEED = 1
 NEARBY_SHRINK = 64.0
 NEARBY_SPLIT = 4.0
+# stairs: steps STAIR_SHRINK times the first one apart, out to a reach; a deviation from the
+# slope beyond STAIR_NOISE times the output's measured rounding is halved in on STAIR_HALVINGS
+# times, and is a jump (not a kink or curvature, whose change shrinks with the interval) if the
+# last STAIR_LAST halvings kept STAIR_KEEP of it
+STAIR_SHRINK = 4.0
+STAIR_NOISE = 64.0
+STAIR_HALVINGS = 16
+STAIR_LAST = 4
+STAIR_KEEP = 0.5
 
 
 @dataclass
@@ -159,6 +168,12 @@ def _at_steps(f: Evaluator, noise, plus, minus):
     return np.maximum(noise, f.out_eps * np.maximum(np.abs(plus), np.abs(minus)))
 
 
+def typical_size(x: np.ndarray) -> float:
+    """The root mean square of x's non-zero coordinates (1 if there are none)."""
+    size = np.abs(x)
+    return float(np.sqrt(np.mean(size[size > 0] ** 2))) if np.any(size > 0) else 1.0
+
+
 def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng,
                 rounds_inputs: list | None = None) -> np.ndarray:
     """Scatter of f's rounding near x (shape (m,)): the residual of a parabola through 7 points.
@@ -171,7 +186,7 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
     # every coordinate moved by NOISE_ULPS of its own ulps (zeros by those of the typical
     # size), so that f stays smooth along w however differently its parameters are scaled
     size = np.abs(x)
-    typical = float(np.sqrt(np.mean(size[size > 0] ** 2))) if np.any(size > 0) else 1.0
+    typical = typical_size(x)
     w = rng.choice([-1.0, 1.0], size=x.size) * np.where(size > 0, size, typical)
     unit_w = w / float(np.abs(w).max())  # offsets along w, scaled so that w . w cannot underflow
     scatter = np.zeros_like(f0)
@@ -456,6 +471,65 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
         best_value, best_error = _consistent(values, errors)
         sides.append(Derivative(best_value, best_error, "one-sided differences"))
     return sides[0], sides[1]
+
+
+def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: float,
+           largest: float) -> dict:
+    """Jumps of the given outputs along the coordinate direction v within ``reach`` of x:
+    {output: (jump, distance)} for each that jumps, by at most ``largest``, within it.
+
+    A function that rounds an intermediate far larger than its output (log(1 + e^z) at z = -16
+    in float32, where 1 + e^z is 1 + 2^-23) is a staircase whose treads are linear in the
+    parameters with a slope that is not the derivative (z times the frozen 2^-23): every step
+    shorter than a tread, and every fit over such steps, finds the tread's slope, however
+    precisely, and only steps across a stair see the derivative. The steps grow from h by
+    STAIR_SHRINK until an output leaves the line of its slope (``slopes``) by more than its
+    rounding; the deviation is then halved in on, and kept as a jump only if it does not shrink
+    with the interval (a kink's or a curve's does)."""
+    v_norm = float(np.dot(v, v))
+
+    def at(t):
+        value, point = f.at(x + t * v)
+        return value, float(np.dot(point - x, v) / v_norm)
+
+    found = {}
+    for sign in (-1.0, 1.0):
+        pending = [int(i) for i in outputs]
+        before, t_before = f0, 0.0
+        step = h
+        while pending and step < reach:
+            step = min(step * STAIR_SHRINK, reach)
+            value, taken = at(sign * step)
+            if not np.all(np.isfinite(value)):
+                break
+            for i in list(pending):
+                def off(val, t, i=i):
+                    return val[i] - f0[i] - slopes[i] * t
+
+                if abs(off(value, taken) - off(before, t_before)) <= STAIR_NOISE * noise[i]:
+                    continue
+                pending.remove(i)
+                a, va, b, vb = t_before, before, taken, value
+                changes = []
+                for _ in range(STAIR_HALVINGS):
+                    vm, tm = at((a + b) / 2)
+                    if tm in (a, b) or not np.isfinite(vm[i]):
+                        break
+                    if abs(off(vm, tm) - off(va, a)) >= abs(off(vb, b) - off(vm, tm)):
+                        b, vb = tm, vm
+                    else:
+                        a, va = tm, vm
+                    changes.append(abs(off(vb, b) - off(va, a)))
+                if len(changes) <= STAIR_LAST:
+                    continue
+                jump = changes[-1]
+                if (jump >= STAIR_KEEP * changes[-1 - STAIR_LAST]
+                        and STAIR_NOISE * noise[i] < jump <= largest):  # fmt: skip
+                    distance = min(abs(a), abs(b))
+                    if i not in found or jump / distance > found[i][0] / found[i][1]:
+                        found[i] = (jump, distance)
+            before, t_before = value, taken
+    return found
 
 
 def nearby(f: Evaluator, x, v, noise, h: float, rng, points: int = NEARBY_POINTS,

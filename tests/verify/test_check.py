@@ -408,6 +408,53 @@ def test_an_output_frozen_at_every_step_in_its_own_float32_is_not_a_false_alarm(
     assert check_vjp(fun, lambda W, u: vjp(W, u, 1.1), W).verdict == "wrong"
 
 
+def test_stairs_finds_a_jump_and_not_a_kink_or_a_curve():
+    from backprop_bench.verify import references as R
+
+    def fun(p):  # a staircase (treads of slope 0.5, stairs of 1e-3 every 0.05), |p - 0.12|, p^2
+        t = p[0]
+        return np.array([0.5 * t + 1e-3 * np.floor(t / 0.05), abs(t - 0.12), t * t])
+
+    f = R.Evaluator(lambda z: z, fun, lambda z: z, 3)
+    x = np.array([0.01])
+    f0, _ = f.at(x)
+    found = R.stairs(f, x, np.array([1.0]), f0, np.full(3, 1e-16), 1e-4, [0, 1, 2],
+                     np.array([0.5, -1.0, 0.02]), 0.25, 1.0)  # fmt: skip
+    assert set(found) == {0}
+    jump, distance = found[0]
+    assert jump == pytest.approx(1e-3, rel=1e-6) and distance == pytest.approx(0.01, rel=1e-3)
+    # a jump larger than a rounding at the function's scale is not a stair
+    assert R.stairs(f, x, np.array([1.0]), f0, np.full(3, 1e-16), 1e-4, [0], np.array([0.5]),
+                    0.25, 1e-4) == {}  # fmt: skip
+
+
+def test_a_tread_of_a_staircase_in_its_own_float32_is_not_a_false_alarm():
+    # mish, z tanh(log(1 + e^z)), in code that casts to float32 inside: where z is about -16,
+    # 1 + e^z rounds to 1 + 2^-23, and the output is z 2^-23, linear in the weights (slope -8e-8)
+    # over every step up to 3% of them, where the derivative is 1.6e-6; only a step that crosses
+    # the next stair shows it. The exact VJP was wrong, held to the tread's slope to 1e-12
+    from scipy.special import expit
+
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(8, 10)).astype(np.float32)
+    W = (rng.normal(size=(10, 12)) * 5.0).astype(np.float32)
+
+    def fun(W):
+        z = X @ W.astype(np.float32)
+        return z * np.tanh(np.log(1 + np.exp(z)))
+
+    def vjp(W, u, c=1.0):
+        z = X @ W.astype(np.float32)
+        s = np.logaddexp(np.float32(0), z)
+        slope = np.tanh(s) + np.float32(c) * z * expit(z) / np.cosh(s) ** 2
+        return X.T @ (u.astype(np.float32) * slope)
+
+    result = check_vjp(fun, vjp, W)
+    assert result.verdict == "cannot tell", result.report()
+    assert any("staircase" in note for note in result.notes)
+    assert check_vjp(fun, lambda W, u: vjp(W, u, 1.1), W).verdict == "wrong"
+
+
 def test_the_complex_step_error_covers_its_underflow():
     from backprop_bench.verify import references as R
 
