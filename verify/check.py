@@ -101,6 +101,12 @@ BUDGET = 20.0
 # largest value is taken for the derivative (the disagreement as its error): rounding in an
 # intermediate of the column's size, seen through steps of 1e-5 to 1e-8 of the params
 ROUNDED_AWAY = 1e-8
+# a float32 claim (or a coarser one) is not held finer than UNDERFLOW times float32's smallest
+# normal: an intermediate below it underflows, and the factors after it scale the loss (SiLU's
+# derivative s (1 + z (1 - s)) at z = -90 is -7e-38, 0 in float32 code whose sigmoid s is 0
+# there, and the float64 twin's exact value; it was held to 6e-44)
+EPS32 = float(np.finfo(np.float32).eps)
+UNDERFLOW32 = 1024 * float(np.finfo(np.float32).tiny)
 ALTERNATIVE = 8.0  # a one-sided estimate this much less accurate than the best still counts
 JUMP = 1e3  # a claim's scatter this many times its rounding allowance: a discontinuity
 SMALL = 1e-3  # elements below this fraction of their group's largest are "small"
@@ -974,7 +980,7 @@ def _rounding(claim_values, spread, eps, scale):
         SPREAD_SAFETY * spread
         + ELEMENT_ULPS * eps * np.abs(claim_values)
         + FLOOR_ULPS * eps * scale
-        + 1e-300
+        + (UNDERFLOW32 if eps >= EPS32 else 1e-300)
     )
 
 

@@ -455,6 +455,32 @@ def test_a_tread_of_a_staircase_in_its_own_float32_is_not_a_false_alarm():
     assert check_vjp(fun, lambda W, u: vjp(W, u, 1.1), W).verdict == "wrong"
 
 
+def test_a_float32_claim_that_underflows_is_not_a_false_alarm():
+    # SiLU, z / (1 + e^-z), in float32 at pre-activations down to -90: the claim's sigmoid is 0
+    # below -88.7, so its s (1 + z (1 - s)) is 0 where the float64 twin gives up to -3e-37; the
+    # exact VJP was wrong, held to 6e-44
+    from scipy.special import expit
+
+    rng = np.random.default_rng(19)
+    X = (rng.normal(size=(8, 10)) * 3).astype(np.float32)
+    W = (rng.normal(size=(10, 12)) * 6).astype(np.float32)
+
+    def fun(W):
+        z = X.astype(W.dtype) @ W
+        with np.errstate(over="ignore"):
+            return z / (1 + np.exp(-z))
+
+    def vjp(W, u, c=1.0):
+        z = X.astype(W.dtype) @ W
+        s = expit(z)
+        return X.astype(W.dtype).T @ (u * (s + z * s * expit(-z) * W.dtype.type(c)))
+
+    z = X @ W
+    assert ((z < -88.8) & (expit(z.astype(np.float64)) * np.abs(z) > 1e-38)).any()
+    assert check_vjp(fun, vjp, W).verdict != "wrong"
+    assert check_vjp(fun, lambda W, u: vjp(W, u, 1.01), W).verdict == "wrong"
+
+
 def test_the_complex_step_error_covers_its_underflow():
     from backprop_bench.verify import references as R
 
