@@ -56,8 +56,9 @@ def _wait(done: threading.Event, seconds: float = float("inf")) -> None:
     the kernel instead of waiting for it.
     """
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not done.wait(POLL_SECONDS):
-        pass
+    while time.monotonic() < deadline:
+        if done.wait(POLL_SECONDS):
+            return
 
 
 def _wait_briefly(done: threading.Event) -> None:
