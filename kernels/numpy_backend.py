@@ -1,9 +1,10 @@
 """The NumPy backend: readable, batched over a population, and the oracle for the numba backend.
 
 Every array carries the net axis last: theta is (n_params, n_nets), a layer's activations are
-(n_samples, width, n_nets). One matrix product per layer is an einsum over that layout, so the
-code reads like the tutorial's with one more index. The numba backend has the same functions with
-the same signatures and is tested against these.
+(n_samples, width, n_nets). One matrix product per layer is a sum over that layout (an einsum's,
+taken in a fixed order: :mod:`.ordered`), so the code reads like the tutorial's with one more
+index. The numba backend has the same functions with the same signatures and is tested against
+these.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from . import activations as F
 from . import values
 from .checks import check_data, check_step_inputs, check_step_number, check_theta
 from .failure import analyse
+from .ordered import backward_product, forward_product, total, weight_gradient
 from .passes import Forward, Gradients
 from .regularised import refuse_in_plain_kernels
 from .schedules import batch_bounds, check_batch_size, check_keys, orders
@@ -40,10 +42,10 @@ def _forward(spec: NetSpec, theta: np.ndarray, X: np.ndarray) -> Forward:
     z = []
     views = spec.layer_views(theta)
     for layer, (W, b) in enumerate(views):
-        zl = np.einsum("sik,ijk->sjk", a[-1], W) + b
+        zl = forward_product(a[-1], W) + b
         if layer == len(views) - 1:
             for src, S in zip(spec.shortcut_sources(), spec.shortcut_views(theta), strict=True):
-                zl = zl + np.einsum("sik,ijk->sjk", a[src], S)
+                zl = zl + forward_product(a[src], S)
         activation = spec.output if layer == len(views) - 1 else spec.activation
         z.append(zl)
         a.append(F.ACTIVATIONS[activation][0](zl))
@@ -61,7 +63,7 @@ def _per_net(Y: np.ndarray) -> np.ndarray:
 
 def _loss(spec: NetSpec, fwd: Forward, Y: np.ndarray) -> np.ndarray:
     elements = F.loss_elements(spec.loss, fwd.z[-1], fwd.a[-1], _per_net(Y))
-    return elements.sum(axis=(0, 1)) * _scale(spec, Y.shape[0])
+    return total(elements, axes=2) * _scale(spec, Y.shape[0])
 
 
 def _backward(spec: NetSpec, theta, fwd: Forward, Y, per_layer: bool) -> Gradients:
@@ -74,15 +76,15 @@ def _backward(spec: NetSpec, theta, fwd: Forward, Y, per_layer: bool) -> Gradien
     weights, grads = spec.layer_views(theta), spec.layer_views(grad)
     shortcuts = dict(zip(spec.shortcut_sources(), spec.shortcut_views(theta), strict=True))
     for src, gS in zip(spec.shortcut_sources(), spec.shortcut_views(grad), strict=True):
-        gS[...] = np.einsum("sik,sjk->ijk", a[src], dz_out)
+        gS[...] = weight_gradient(a[src], dz_out)
     for layer in range(spec.n_layers - 1, -1, -1):
         gW, gb = grads[layer]
-        gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
-        gb[...] = dz.sum(axis=0)
+        gW[...] = weight_gradient(a[layer], dz)
+        gb[...] = total(dz)
         if layer > 0:
-            da = np.einsum("sjk,ijk->sik", dz, weights[layer][0])
+            da = backward_product(dz, weights[layer][0])
             if layer in shortcuts:  # a[layer] also feeds the output directly
-                da = da + np.einsum("sjk,ijk->sik", dz_out, shortcuts[layer])
+                da = da + backward_product(dz_out, shortcuts[layer])
             dz = da * F.ACTIVATIONS[spec.activation][1](z[layer - 1], a[layer])
             dzs.insert(0, dz)
             das.insert(0, da)
@@ -272,7 +274,7 @@ def train_population(
             fwd = _forward(spec, params, X)
             current_loss = _loss(spec, fwd, Y)
             grad = _backward(spec, params, fwd, Y, per_layer=False).grad
-            grad_norm = np.sqrt((grad * grad).sum(axis=0))
+            grad_norm = np.sqrt(total(grad * grad))
             max_error, accuracy = _output_checks(fwd, Y)
             if initial_loss is None:
                 initial_loss = current_loss.copy()
@@ -281,7 +283,7 @@ def train_population(
                 history.loss[record, active] = current_loss
                 history.accuracy[record, active] = accuracy
                 history.grad_norm[record, active] = grad_norm
-                history.param_norm[record, active] = np.sqrt((params * params).sum(axis=0))
+                history.param_norm[record, active] = np.sqrt(total(params * params))
                 record += 1
 
             full = (accuracy == 1.0) & (r.first_full_accuracy[active] < 0)
@@ -291,7 +293,7 @@ def train_population(
             )
             met = (max_error < max_error_limit) & (current_loss < loss_limit) & ~diverged
             if squared_limit < np.inf:
-                met &= ((fwd.a[-1] - Y[:, :, None]) ** 2).sum(axis=(0, 1)) < squared_limit
+                met &= total((fwd.a[-1] - Y[:, :, None]) ** 2, axes=2) < squared_limit
             newly = met & (r.epochs_to_converge[active] < 0)
             r.epochs_to_converge[active[newly]] = epoch
 

@@ -31,6 +31,7 @@ import numpy as np
 from . import activations as F
 from . import streams
 from .checks import check_data, check_theta
+from .ordered import backward_product, forward_product, total, weight_gradient
 from .schedules import check_keys
 from .spec import NetSpec
 
@@ -73,8 +74,8 @@ def batchnorm_forward(z, gamma, beta, mean=None, var=None):
     Returns ``(y, zhat, mean, var, inv_std)``; mean and var are those used.
     """
     if mean is None:
-        mean = z.mean(axis=0)
-        var = ((z - mean) ** 2).mean(axis=0)
+        mean = total(z) / z.shape[0]
+        var = total((z - mean) ** 2) / z.shape[0]
     inv_std = 1 / np.sqrt(var + z.dtype.type(BN_EPS))
     zhat = (z - mean) * inv_std
     return gamma * zhat + beta, zhat, mean, var, inv_std
@@ -89,9 +90,9 @@ def batchnorm_backward(dy, zhat, gamma, inv_std):
     n = dy.shape[0]
     dzhat = dy * gamma
     dz = (inv_std / n) * (
-        n * dzhat - dzhat.sum(axis=0) - zhat * (dzhat * zhat).sum(axis=0)
+        n * dzhat - total(dzhat) - zhat * total(dzhat * zhat)
     )
-    return dz, (dy * zhat).sum(axis=0), dy.sum(axis=0)
+    return dz, total(dy * zhat), total(dy)
 
 
 def batchnorm_backward_staged(dy, z, gamma):
@@ -171,7 +172,7 @@ def forward_trace(theta, spec: NetSpec, X, *, training: bool, masks=None,
     rm, rv = _running_views(spec, running_mean), _running_views(spec, running_var)
     views = spec.layer_views(theta)
     for layer, (W, b) in enumerate(views):
-        z = np.einsum("sik,ijk->sjk", a[-1], W) + b
+        z = forward_product(a[-1], W) + b
         t.z.append(z)
         if layer == len(views) - 1:
             a.append(F.ACTIVATIONS[spec.output][0](z))
@@ -198,7 +199,7 @@ def loss_of(spec: NetSpec, trace: Trace, Y) -> np.ndarray:
     """Loss of every net from a trace: shape (n_nets,)."""
     scale = 1.0 / Y.shape[0] if spec.reduction == "mean" else 1.0
     elements = F.loss_elements(spec.loss, trace.z[-1], trace.a[-1], Y[:, :, None])
-    return elements.sum(axis=(0, 1)) * scale
+    return total(elements, axes=2) * scale
 
 
 def backward_trace(theta, spec: NetSpec, trace: Trace, Y, per_layer: bool = False):
@@ -216,14 +217,14 @@ def backward_trace(theta, spec: NetSpec, trace: Trace, Y, per_layer: bool = Fals
     dzs, das = [dz], []
     for layer in range(spec.n_layers - 1, -1, -1):
         gW, gb = grads[layer]
-        gW[...] = np.einsum("sik,sjk->ijk", a[layer], dz)
+        gW[...] = weight_gradient(a[layer], dz)
         # batch norm subtracts the batch mean, so a bias before it has derivative exactly 0;
         # the sum of dz rounds to noise that adam would blow up to full-size steps
-        gb[...] = 0 if spec.batchnorm and layer < spec.n_layers - 1 else dz.sum(axis=0)
+        gb[...] = 0 if spec.batchnorm and layer < spec.n_layers - 1 else total(dz)
         if layer == 0:
             break
         hidden = layer - 1
-        da = np.einsum("sjk,ijk->sik", dz, weights[layer][0])
+        da = backward_product(dz, weights[layer][0])
         dh = da * trace.masks[hidden] if trace.masks is not None else da
         dy = dh * F.ACTIVATIONS[spec.activation][1](trace.y[hidden], trace.h[hidden])
         if spec.batchnorm:

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import regularised as R
 from .numpy_backend import _adam, _output_checks
+from .ordered import total
 from .spec import NetSpec
 from .training import Optimizer, Status
 
@@ -93,7 +94,7 @@ def train_regularised(result, spec, X, Y, lr, n_epochs, keys, optimizer, criteri
             trace = R.forward_trace(params, spec, X, training=True, masks=masks)
             train_loss = R.loss_of(spec, trace, Y)
             grad = R.backward_trace(params, spec, trace, Y)
-            grad_norm = np.sqrt((grad * grad).sum(axis=0))
+            grad_norm = np.sqrt(total(grad * grad))
             if spec.batchnorm:
                 R.update_running(trace, *running)
             evaluated = R.forward_trace(
@@ -108,7 +109,7 @@ def train_regularised(result, spec, X, Y, lr, n_epochs, keys, optimizer, criteri
                 history.loss[record, active] = current_loss
                 history.accuracy[record, active] = accuracy
                 history.grad_norm[record, active] = grad_norm
-                history.param_norm[record, active] = np.sqrt((params * params).sum(axis=0))
+                history.param_norm[record, active] = np.sqrt(total(params * params))
                 record += 1
 
             full = (accuracy == 1.0) & (r.first_full_accuracy[active] < 0)
