@@ -443,8 +443,9 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         "",
         f"- Command: `{meta.get('command', 'backprop-bench sweep')}`",
         f"- Training time: {meta.get('training_seconds', float('nan')):.0f} s on "
-        f"{meta.get('machine', {}).get('cpus', '?')} CPUs with the {meta.get('backend')} backend "
-        f"({meta.get('machine', {}).get('numba_threads', '?')} numba threads)",
+        f"{meta.get('machine', {}).get('cpus', '?')} CPUs with the {meta.get('backend')} backend"
+        + (f" ({meta.get('machine', {}).get('numba_threads', '?')} numba threads)"
+           if meta.get("backend") == "numba" else ""),
         f"- Versions: {', '.join(f'{k} {v}' for k, v in meta.get('versions', {}).items())}",
         f"- Commit: {meta.get('commit') or 'unknown'}; sweep fingerprint {meta.get('fingerprint')}",
         "- Files: `summary.json` (every number above), `results.csv.gz` (one row per net), "

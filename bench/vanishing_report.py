@@ -180,7 +180,8 @@ def _theory_table(results: dict) -> list[str]:
     depth = max(config["depths"])
     lines = [
         "| init | bound's factor per layer, ¼‖W‖₂ (median) | observed factor per layer "
-        "(median ‖dL/dh‖ ratio of adjacent layers) | actual / bound at layer 1 (median) |",
+        "((median ‖dL/dh‖ of the first hidden layer / of the last)^(1/(layers − 1))) "
+        "| actual / bound at layer 1 (median) |",
         "|---|---|---|---|",
     ]
     for init in config["inits"]:
