@@ -155,6 +155,12 @@ def run(args) -> int:
         message = f"--port must be between 0 and 65535, got {args.port}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
+    if not args.host.strip():
+        # an empty host is every interface of the machine: never a silent default (an unset
+        # shell variable would put the trainer on the network)
+        print(f"{PROG}: error: --host is empty; give 127.0.0.1 (this machine only, the "
+              "default) or 0.0.0.0 to listen on every interface", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         server = LiveServer((args.host, args.port), args.backend or default_backend())
     except OSError as error:

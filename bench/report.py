@@ -359,11 +359,13 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     full, summary = summary, baseline(summary)
     v = _View(summary)
     sweep, d = v.sweep, summary["definitions"]
+    paired = _paired_table(summary, v)  # its header's two lines, and a row per pair
     combos = len(sweep["activation"]) * len(sweep["loss"]) * len(sweep["optimizer"])
     lines = [
         f"# Convergence sweep `{sweep['name']}`: {', '.join(p.upper() for p in problems(sweep))}",
         "",
-        f"{summary['n_nets']:,} seeded nets in {summary['n_cells']} cells "
+        f"{summary['n_nets']:,} seeded nets in {summary['n_cells']} "
+        f"cell{'' if summary['n_cells'] == 1 else 's'} "
         f"({sweep['nets_per_cell']:,} per cell), trained with "
         f"{schedule_options.describe(sweep.get('batch_size'))} for at "
         f"most {sweep['epochs']:,} epochs. Grid: learning rates "
@@ -413,12 +415,12 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         "",
         "## Paired comparisons of learning rates",
         "",
-        "Net k of every cell below starts from the same weights at both learning rates, so the "
-        "comparison is net for net. *Only A* counts nets that converged at rate A but not at B; "
-        "McNemar's exact test asks whether the two discordant counts differ; the last column is "
-        "the median, over nets that converged at both, of epochs at A over epochs at B.",
-        "",
-        *_paired_table(summary, v),
+        *(["Net k of every cell below starts from the same weights at both learning rates, so "
+           "the comparison is net for net. *Only A* counts nets that converged at rate A but not "
+           "at B; McNemar's exact test asks whether the two discordant counts differ; the last "
+           "column is the median, over nets that converged at both, of epochs at A over epochs "
+           "at B.", "", *paired]
+          if len(paired) > 2 else ["None: the grid has one learning rate."]),
         "",
         "## How nets failed",
         "",

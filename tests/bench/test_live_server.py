@@ -155,6 +155,8 @@ def test_url_first_then_ctrl_c_ends_with_status_130_within_a_second():
     (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:0"),  # an address of no machine here
     (["--port", "70000"], "--port must be between 0 and 65535"),
     (["--backend", "jax"], "invalid choice: 'jax'"),
+    (["--host", ""], "--host is empty"),  # every interface, where a shell variable was unset
+    (["--host", " "], "--host is empty"),
 ])  # fmt: skip
 def test_a_bad_host_or_port_is_one_line_and_status_2(capsys, argv, message):
     assert main(["live", *argv]) == 2
