@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 ROWS = 8  # partial sums of a long total (a fixed order: which row goes to which sum)
 
 
