@@ -124,13 +124,15 @@ CONFIRM = 2  # elements confirmed wrong after which the others are not re-examin
 PROGRESS_AFTER = 2.0  # seconds before a progress line is printed
 FULL_MAX_ENTRIES = 4_000_000  # Jacobian entries held in memory at most
 STRADDLED = 10.0  # a refined error bound this many times the first: a kink within the steps
-# where no complex step is taken, an element confirmed off its reference is looked at along
-# steps out to STAIR_REACH of its parameter's size (or the typical one's, if larger), for up
-# to STAIR_OUTPUTS of its outputs that are off: a jump of at most STAIR_ULPS of the output's
-# rounding at the function's scale (one, or its largest value) is a staircase (references.stairs)
-STAIR_REACH = 1.0
+# where no complex step is taken, an element (or a probe) confirmed off its reference is looked
+# at along steps out to STAIR_REACH times its parameters' size (or the typical one's, if larger:
+# naive softplus in float32 at z = -16 is flat for 5 to 10 times the weights' size), for up to
+# STAIR_OUTPUTS of its outputs that are off: a jump of at most STAIR_ULPS of the code's rounding
+# (float32's where it casts inside) at the function's scale (one, or its largest value) is a
+# staircase (references.stairs): Mish in float32 at z = -16 jumps by z 2^-23 times its weight
+STAIR_REACH = 64.0
 STAIR_OUTPUTS = 4
-STAIR_ULPS = 16.0
+STAIR_ULPS = 1024.0
 LINEARITY_SEED = 0  # the random cotangent at which a VJP's linearity is checked
 GROUP_PROBES = 2  # probes of their own for groups far smaller than the largest
 JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
@@ -656,6 +658,7 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     rounds_inputs = []
     noise = R.noise_level(f, x, f0, out_eps, rng, rounds_inputs)
     f.out_eps = out_eps
+    f.inner_eps = max(out_eps, EPS32) if rounds_inputs else out_eps
     t_eval = max(t_fun, (time.perf_counter() - t0) / f.calls)  # with the evaluator overhead
     # complex step: one call timed; complex arithmetic can cost hundreds of real calls
     # (the fastest of three calls: a busy machine must not change which reference is used)
@@ -1360,9 +1363,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
 
-    typical = R.typical_size(x)
-    largest_jump = STAIR_ULPS * f.out_eps * max(1.0, float(np.abs(f0).max(initial=0.0)))
-    stairs_seen = []  # (element, output, jump, distance)
+    largest_jump = _largest_stair(f, f0)
+    stairs_seen = []  # (element, output, jump, distance, bound)
 
     def staircase(j):
         """Where no complex step says what the derivative is, an output off the claim may sit on
@@ -1377,11 +1379,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         outputs = sorted(np.flatnonzero(off), key=lambda i: -worst[i])[:STAIR_OUTPUTS]
         e = np.zeros(n)
         e[j] = 1.0
-        reach = STAIR_REACH * max(abs(float(x[j])), typical)
-        found = R.stairs(f, x, e, f0, noise, steps[j], outputs, J_ref[:, j], reach, largest_jump)
-        for i, (jump, distance) in found.items():
-            J_err[i, j] = max(J_err[i, j], jump / distance)
-            stairs_seen.append((j, i, jump, distance))
+        found = R.stairs(f, x, e, f0, noise, steps[j], outputs, J_ref[:, j], _stair_reach(x, e),
+                         largest_jump)  # fmt: skip
+        for i, (jump, distance, bound) in found.items():
+            J_err[i, j] = max(J_err[i, j], bound)
+            stairs_seen.append((j, i, jump, distance, bound))
 
     sides_at = {}  # element -> its one-sided derivatives (references.one_sided), once
     searched = [0]  # evaluations the pieces one element leads took (leading)
@@ -1671,15 +1673,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
 
     jointly()
     if stairs_seen:
-        j, i, jump, distance = max(stairs_seen, key=lambda s: s[2] / s[3])
-        more = len(stairs_seen) - 1
-        notes.append(
-            f"fun is a staircase along {groups.locate(j)} (output {i}): it jumps by {jump:.2g} "
-            f"{distance:.2g} away, far above its rounding at x, so every shorter step sees a "
-            f"tread's slope, not the derivative; held no finer than {jump / distance:.2g} there"
-            + (f" ({more} more outputs or elements alike)" if more > 0 else "")
-            + ": an intermediate far larger than the output is rounded (1 + e^z in float32?)"
-        )
+        j, i, *stair = max(stairs_seen, key=lambda s: s[-1])
+        notes.append(_staircase_note(f"{groups.locate(j)} (output {i})", *stair,
+                                     len(stairs_seen) - 1))  # fmt: skip
     if not_complex_safe:
         more = len(not_complex_safe) - 3
         notes.append(
@@ -1795,6 +1791,28 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         verdict, "full Jacobian", method, reports, kinks=kinks, notes=notes,
         scipy_agrees=scipy_agrees, floor=floor,
     )  # fmt: skip
+
+
+def _stair_reach(x, v) -> float:
+    """How far along v (in multiples of v) a stair is looked for: STAIR_REACH times the largest
+    size of the parameters v moves, or the typical one's if larger."""
+    size = max(float(np.abs(x[v != 0]).max(initial=0.0)), R.typical_size(x))
+    return STAIR_REACH * size / max(float(np.abs(v).max()), 1e-300)
+
+
+def _largest_stair(f, f0) -> float:
+    """A jump of at most this is a stair: STAIR_ULPS of the code's rounding at its scale."""
+    return STAIR_ULPS * f.inner_eps * max(1.0, float(np.abs(f0).max(initial=0.0)))
+
+
+def _staircase_note(where, jump, distance, bound, more) -> str:
+    return (
+        f"fun is a staircase along {where}: it jumps by {jump:.2g} {distance:.2g} away, far "
+        f"above its rounding at x, so every shorter step sees a tread's slope, not the "
+        f"derivative; held no finer than {bound:.2g} there"
+        + (f" ({more} more outputs, elements or probes alike)" if more > 0 else "")
+        + ": an intermediate far larger than the output is rounded (1 + e^z in float32?)"
+    )
 
 
 def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
@@ -2571,6 +2589,10 @@ class _Scalarised:
     def out_eps(self):
         return self.f.out_eps
 
+    @property
+    def inner_eps(self):
+        return self.f.inner_eps
+
 
 def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, rng, n_probes,
             show, budget=BUDGET) -> GradCheckResult:  # fmt: skip
@@ -2607,6 +2629,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     # judged again (refining what only they fail spent the evaluations that an error in the
     # code, seen by the float64 run, needed: 31,801 elements were left unsplit)
     held = set()
+    stairs_seen = []  # (jump, distance, bound) along probes or their parts
 
     def judged(evaluated):
         return [e for e in evaluated if e[0] not in held]
@@ -2639,7 +2662,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         if isinstance(cs, str):
             notes.append(f"complex step not used: {cs}")
             state["cs_ok"], cs = False, None
-        if cs is not None and abs(float(cs.value[0]) - ref) <= SAFETY * ref_err:
+        exact = cs is not None and abs(float(cs.value[0]) - ref) <= SAFETY * ref_err
+        if exact:
             ref, ref_err, state["used_cs"] = float(cs.value[0]), float(_confirmed(cs, d)[0]), True
 
         def scatter(spread):
@@ -2732,6 +2756,14 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                             (label, c, tol + slack, lo - tol - slack <= c <= hi + tol + slack, g)
                             for label, c, tol, _, g in verdicts
                         ]
+        if kink_pair is None and not exact and not all(ok for *_, ok, _ in verdicts):
+            # a tread of a staircase, as the full Jacobian's staircase() looks for one
+            found = R.stairs(s, x, v, s0, s_noise, h, [0], np.array([ref]), _stair_reach(x, v),
+                             _largest_stair(s, s0))  # fmt: skip
+            if found:
+                stairs_seen.append(found[0])
+                ref_err = max(ref_err, found[0][2])
+                verdicts = judge(ref, ref_err)
         return ref, ref_err, verdicts, kink_pair
 
     def element_kink(s, s0, s_noise, evaluated, w, h, found):
@@ -2945,6 +2977,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             )
         )  # fmt: skip
     floor = min(floors.values())
+    if stairs_seen:
+        stair = max(stairs_seen, key=lambda s: s[-1])
+        notes.append(_staircase_note("a probe", *stair, len(stairs_seen) - 1))
     if state["unexamined"]:
         notes.append(
             f"{state['unexamined']} elements of probes along which the function has kinks were "

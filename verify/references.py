@@ -91,12 +91,14 @@ NEARBY_SPLIT = 4.0
 # stairs: steps STAIR_SHRINK times the first one apart, out to a reach; a deviation from the
 # slope beyond STAIR_NOISE times the output's measured rounding is halved in on STAIR_HALVINGS
 # times, and is a jump (not a kink or curvature, whose change shrinks with the interval) if the
-# last STAIR_LAST halvings kept STAIR_KEEP of it
+# last STAIR_LAST halvings kept STAIR_KEEP of it; the secant is looked at out to STAIR_SECANT
+# times the first stair's distance
 STAIR_SHRINK = 4.0
 STAIR_NOISE = 64.0
 STAIR_HALVINGS = 16
 STAIR_LAST = 4
 STAIR_KEEP = 0.5
+STAIR_SECANT = 16.0
 
 
 @dataclass
@@ -125,6 +127,9 @@ class Evaluator:
         # a step is far larger than at x (p ** 2 at p = 1e-30, steps of 1e-5), its rounding
         # there, not the scatter measured at x, bounds a difference quotient's (rounding)
         self.out_eps = 0.0
+        # the rounding of the precision the code computes in (float32's where it rounds its
+        # inputs to float32 inside, whatever it returns): a staircase's stairs are counted in it
+        self.inner_eps = 0.0
 
     def at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f(point), point) for the point nearest x that the function can take."""
@@ -153,7 +158,8 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
     minus, xm = f.at(x - h * v)
     if correction is not None:
         off_line = (xp - xm) - 2 * h * v
-        return (plus - minus - float(np.dot(correction, off_line))) / (2 * h), plus, minus
+        with np.errstate(invalid="ignore"):  # (inf - inf where f is not finite)
+            return (plus - minus - float(np.dot(correction, off_line))) / (2 * h), plus, minus
     taken = float(np.dot(xp - xm, v) / np.dot(v, v))  # exact for coordinate directions
     if taken == 0.0:
         return np.full(f.m, np.nan), plus, minus
@@ -475,8 +481,9 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
 
 def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: float,
            largest: float) -> dict:
-    """Jumps of the given outputs along the coordinate direction v within ``reach`` of x:
-    {output: (jump, distance)} for each that jumps, by at most ``largest``, within it.
+    """Jumps of the given outputs along the direction v within ``reach`` of x (in multiples of
+    v): {output: (jump, distance, bound)} for each that jumps, by at most ``largest``, within
+    it; ``bound`` is how far the slope may be from the derivative (below).
 
     A function that rounds an intermediate far larger than its output (log(1 + e^z) at z = -16
     in float32, where 1 + e^z is 1 + 2^-23) is a staircase whose treads are linear in the
@@ -485,28 +492,41 @@ def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: floa
     precisely, and only steps across a stair see the derivative. The steps grow from h by
     STAIR_SHRINK until an output leaves the line of its slope (``slopes``) by more than its
     rounding; the deviation is then halved in on, and kept as a jump only if it does not shrink
-    with the interval (a kink's or a curve's does)."""
+    with the interval (a kink's or a curve's does). One stair's jump over its distance is what
+    the treads' slope may miss by where the stairs are evenly spaced; where several
+    intermediates stair at once (an output summing many units, a probe moving many weights),
+    the stairs beyond the first may crowd, so ``bound`` is also at least the secant's distance
+    from the slope at the steps out to STAIR_SECANT times the first stair's distance."""
     v_norm = float(np.dot(v, v))
 
     def at(t):
-        value, point = f.at(x + t * v)
+        try:  # far from x, a function may refuse its input (a domain check): no stair there
+            value, point = f.at(x + t * v)
+        except Exception:
+            return np.full(f.m, np.nan), t
         return value, float(np.dot(point - x, v) / v_norm)
+
+    def off(value, t, i):
+        return value[i] - f0[i] - slopes[i] * t
 
     found = {}
     for sign in (-1.0, 1.0):
         pending = [int(i) for i in outputs]
+        secants = {}  # output -> the first stair's distance, on this side
         before, t_before = f0, 0.0
         step = h
-        while pending and step < reach:
+        while step < reach and (pending or any(
+                step < STAIR_SECANT * d for d in secants.values())):  # fmt: skip
             step = min(step * STAIR_SHRINK, reach)
             value, taken = at(sign * step)
             if not np.all(np.isfinite(value)):
                 break
+            for i, d in secants.items():
+                if abs(taken) <= STAIR_SECANT * d:
+                    jump, distance, bound = found[i]
+                    found[i] = (jump, distance, max(bound, abs(off(value, taken, i) / taken)))
             for i in list(pending):
-                def off(val, t, i=i):
-                    return val[i] - f0[i] - slopes[i] * t
-
-                if abs(off(value, taken) - off(before, t_before)) <= STAIR_NOISE * noise[i]:
+                if abs(off(value, taken, i) - off(before, t_before, i)) <= STAIR_NOISE * noise[i]:
                     continue
                 pending.remove(i)
                 a, va, b, vb = t_before, before, taken, value
@@ -515,19 +535,21 @@ def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: floa
                     vm, tm = at((a + b) / 2)
                     if tm in (a, b) or not np.isfinite(vm[i]):
                         break
-                    if abs(off(vm, tm) - off(va, a)) >= abs(off(vb, b) - off(vm, tm)):
+                    if abs(off(vm, tm, i) - off(va, a, i)) >= abs(off(vb, b, i) - off(vm, tm, i)):
                         b, vb = tm, vm
                     else:
                         a, va = tm, vm
-                    changes.append(abs(off(vb, b) - off(va, a)))
+                    changes.append(abs(off(vb, b, i) - off(va, a, i)))
                 if len(changes) <= STAIR_LAST:
                     continue
                 jump = changes[-1]
                 if (jump >= STAIR_KEEP * changes[-1 - STAIR_LAST]
                         and STAIR_NOISE * noise[i] < jump <= largest):  # fmt: skip
                     distance = min(abs(a), abs(b))
-                    if i not in found or jump / distance > found[i][0] / found[i][1]:
-                        found[i] = (jump, distance)
+                    bound = max(jump / distance, abs(off(vb, b, i) / b))
+                    if i not in found or bound > found[i][2]:
+                        found[i] = (jump, distance, bound)
+                        secants[i] = distance
             before, t_before = value, taken
     return found
 

@@ -421,8 +421,9 @@ def test_stairs_finds_a_jump_and_not_a_kink_or_a_curve():
     found = R.stairs(f, x, np.array([1.0]), f0, np.full(3, 1e-16), 1e-4, [0, 1, 2],
                      np.array([0.5, -1.0, 0.02]), 0.25, 1.0)  # fmt: skip
     assert set(found) == {0}
-    jump, distance = found[0]
+    jump, distance, bound = found[0]
     assert jump == pytest.approx(1e-3, rel=1e-6) and distance == pytest.approx(0.01, rel=1e-3)
+    assert bound >= jump / distance
     # a jump larger than a rounding at the function's scale is not a stair
     assert R.stairs(f, x, np.array([1.0]), f0, np.full(3, 1e-16), 1e-4, [0], np.array([0.5]),
                     0.25, 1e-4) == {}  # fmt: skip
@@ -453,6 +454,45 @@ def test_a_tread_of_a_staircase_in_its_own_float32_is_not_a_false_alarm():
     assert result.verdict == "cannot tell", result.report()
     assert any("staircase" in note for note in result.notes)
     assert check_vjp(fun, lambda W, u: vjp(W, u, 1.1), W).verdict == "wrong"
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("mode", [None, "probes"])
+def test_a_tread_longer_than_the_parameters_is_not_a_false_alarm(mode):
+    # softplus written log(1 + e^z), in code that casts to float32 inside, every unit near
+    # z = -16: 1 + e^z is 1 + 2^-23 and the output flat for every weight within 5 times the
+    # weights' size (the next stair is where z moves by 0.46); its slope 0, the derivative
+    # up to 6e-7. The exact gradient was wrong, in the full Jacobian (a stair looked for only
+    # within the weights' size, and of at most 16 roundings of the float64 output, where this
+    # code rounds in float32) and along probes (no stair looked for)
+    from scipy.special import expit
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(8, 8))
+    W = rng.normal(size=(8, 8)) * 0.05
+
+    def fun(W):
+        z = X.astype(np.float32) @ W.astype(np.float32) - np.float32(16)
+        return float(np.sum(np.log(1 + np.exp(z))))
+
+    def grad(W, c=1.0):
+        return c * X.T @ expit(X @ W - 16)
+
+    def fun_ignoring_the_last_unit(W):
+        W = W.copy()
+        W[:, -1] = 0.0
+        return fun(W)
+
+    def leaking(W):  # a gradient into weights the function ignores
+        g = grad(W)
+        g[:, -1] = 1e-3
+        return g
+
+    result = check_gradient(fun, grad, W, mode=mode)
+    assert result.verdict == "cannot tell", result.report()
+    assert any("staircase" in note for note in result.notes)
+    assert check_gradient(fun, lambda W: grad(W, 1000.0), W, mode=mode).verdict == "wrong"
+    assert check_gradient(fun_ignoring_the_last_unit, leaking, W, mode=mode).verdict == "wrong"
 
 
 def test_a_float32_claim_that_underflows_is_not_a_false_alarm():
