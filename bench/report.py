@@ -87,6 +87,8 @@ def findings(summary: dict) -> list[str]:
     sweep = v.sweep
     out = []
     grid = [c for c in v.first() if c["hidden"] != 0]
+    if sweep["epochs"] == 0:
+        return _initial_findings(v, grid)
     if sweep["control"]:
         out.append(_control_finding(summary, v, grid))
     top = max(sweep["lr"])
@@ -194,6 +196,29 @@ def _control_finding(summary, v: _View, grid) -> str:
     if endings:
         sentence += " Of the rest, t" + endings[1:]
     return sentence + with_hidden
+
+
+def _initial_findings(v: _View, grid) -> list[str]:
+    """A sweep of 0 epochs classifies the nets as they start: what chance gets right, by width
+    and init (nothing was trained, so nothing converged, diverged or crawled)."""
+    out = []
+    for label, cells in (("with a hidden layer", grid),
+                         ("without one", [c for c in v.first() if c["hidden"] == 0])):  # fmt: skip
+        if not cells:
+            continue
+        n = sum(c["n"] for c in cells)
+        met, _ = v.total(cells, "converged")
+        right = [sum(c["failed"]["outputs_right"][k] for c in cells)
+                 for k in range(len(cells[0]["failed"]["outputs_right"]))]  # fmt: skip
+        most = max(range(len(right)), key=lambda k: right[k])
+        best = max((k for k in range(len(right)) if right[k]), default=0)
+        out.append(
+            f"**Nets {label}, as they start (0 epochs: nothing trained).** {met:,} of {n:,} "
+            f"meet the convergence criterion at their initial weights; of the others, "
+            f"{100 * right[most] / max(1, sum(right)):.1f}% get {most} of {len(right) - 1} "
+            f"outputs right, none more than {best}."
+        )
+    return out
 
 
 def _init_finding(v: _View, grid) -> str:
@@ -457,6 +482,11 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+# what every sweep's meta.json has held: the report's provenance comes from these
+META_KEYS = ("config", "fingerprint", "command", "versions", "commit", "machine", "backend",
+             "training_seconds")  # fmt: skip
+
+
 def write_report(folder: Path) -> Path:
     """Draw the figures and write report.md in ``folder`` from its summary.json and meta.json.
 
@@ -464,6 +494,12 @@ def write_report(folder: Path) -> Path:
     line before anything is written; every file is replaced atomically.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a sweep's folder; give the folder that "
+                         "backprop-bench sweep --out wrote")  # fmt: skip
+    if (folder / FIGURES).exists() and not (folder / FIGURES).is_dir():
+        raise ValueError(f"{folder / FIGURES} is a file where the report's figures go; move it "
+                         "away and run report again")  # fmt: skip
     documents = {}
     for name in ("summary.json", "meta.json"):
         try:
@@ -477,9 +513,12 @@ def write_report(folder: Path) -> Path:
             raise ValueError(f"{folder / name} is not valid JSON ({error}); run the sweep "
                              "again to rewrite it") from None  # fmt: skip
     summary, meta = documents["summary.json"], documents["meta.json"]
+    if not isinstance(meta, dict) or (lacking := [k for k in META_KEYS if k not in meta]):
+        what = "is not a JSON object" if not isinstance(meta, dict) else (
+            f"lacks {', '.join(lacking)}")
+        raise ValueError(f"{folder / 'meta.json'} {what}: it is not a sweep's record of how it "
+                         "ran; run the sweep again to rewrite it")  # fmt: skip
     try:
-        if not isinstance(meta, dict):
-            raise TypeError("meta.json is not a JSON object")
         text = render(summary, meta, figure_names(baseline(summary)))
         atomic.clean_stale(folder / FIGURES)
         names = draw_all(baseline(summary), folder / FIGURES)

@@ -157,7 +157,13 @@ def init_population(
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
 
     family = _SCHEMES[init.scheme][0]
-    theta = np.zeros((spec.n_params, n_nets), dtype=dtype)
+    try:
+        theta = np.zeros((spec.n_params, n_nets), dtype=dtype)
+    except MemoryError:
+        size = spec.n_params * int(n_nets) * dtype.itemsize
+        raise ValueError(f"n_nets={n_nets:,} of {spec.n_params} parameters needs "
+                         f"{size / 2**30:,.1f} GiB for theta alone, more than can be allocated; "
+                         "draw fewer nets at a time (first_net picks where to start)") from None
     for gamma, _ in spec.norm_views(theta):
         gamma[...] = 1  # batch norm starts as the identity (scale 1, shift 0), drawn from nothing
     if family == "zeros":

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,6 +326,27 @@ def test_report_on_a_folder_without_a_sweep(tmp_path, capsys):
     assert "holds no finished sweep (summary.json is missing)" in capsys.readouterr().err
 
 
+def test_report_refuses_a_damaged_record_or_a_file_in_the_way(tmp_path, capsys):
+    # a meta.json of another shape once rebuilt a report of "nan s on ? CPUs", and a file named
+    # figures ended the command with status 1 and "File exists"
+    out = tmp_path / "a"
+    assert sweep(capsys, out)[0] == 0
+    report = (out / "report.md").read_bytes()
+    meta = (out / "meta.json").read_bytes()
+    (out / "meta.json").write_text('{"x": 1}')
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meta.json lacks config, fingerprint, command" in err
+    (out / "meta.json").write_bytes(meta)
+    shutil.move(out / "figures", tmp_path / "figures")
+    (out / "figures").write_text("not a folder")
+    assert main(["report", str(out)]) == 2
+    assert "figures is a file where the report's figures go" in capsys.readouterr().err
+    assert main(["report", str(out / "report.md")]) == 2
+    assert "report.md is a file, not a sweep's folder" in capsys.readouterr().err
+    assert (out / "report.md").read_bytes() == report  # nothing was rewritten
+
+
 def test_progress_line():
     import io
 
@@ -355,8 +377,9 @@ def test_write_shard_is_atomic(tmp_path):
 
 def test_findings_headings_say_what_the_sweep_shows(tmp_path, capsys):
     """On AND every net converges: no width or init "matters", and a width of one unit is "1
-    hidden unit"; classifying the initial weights (0 epochs), the lowest rate does not crawl,
-    and one width is one width (headings once claimed all three whatever the data)."""
+    hidden unit" (headings once claimed all three whatever the data); classifying the initial
+    weights (0 epochs), the findings say what chance gets right and nothing of training (they
+    once said that XOR needs a hidden layer, and that width and init did not matter)."""
     out = tmp_path / "and"
     argv = ["sweep", "--problem", "and", "--lr", "0.3,1", "--hidden", "1,2", "--init",
             "tutorial,xavier_uniform", "--nets-per-cell", "40", "--epochs", "3000"]  # fmt: skip
@@ -370,6 +393,10 @@ def test_findings_headings_say_what_the_sweep_shows(tmp_path, capsys):
     argv = ["sweep", "--lr", "0.3,1", "--hidden", "4", "--nets-per-cell", "40", "--epochs", "0"]
     assert main([*argv, "--out", str(still)]) == 0
     report = (still / "report.md").read_text()
-    assert "**The lowest learning rate.**" in report and "crawls" not in report
-    assert "**One width.**" in report
+    findings = report.split("## Findings")[1].split("\n## ")[0]
+    assert "**Nets with a hidden layer, as they start (0 epochs: nothing trained).**" in findings
+    assert "**Nets without one, as they start" in findings
+    assert "get 2 of 4 outputs right" in findings
+    for trained in ("needs a hidden layer", "learning rate", "Width", "The init", "How nets fail"):
+        assert trained not in findings
     capsys.readouterr()

@@ -118,6 +118,8 @@ def test_parse_init():
         (lambda: init_population(SPEC, 5, 1.5), "seed must be a non-negative integer"),
         (lambda: init_population(SPEC, 5, 1, first_net=-2), "first_net must be a non-negative"),
         (lambda: init_population(SPEC, 5, 1, dtype=np.int32), "dtype must be float64 or float32"),
+        # beyond any address space (NumPy's MemoryError, once)
+        (lambda: init_population(SPEC, 10**14, 1), "for theta alone, more than can be allocated"),
     ],
 )
 def test_bad_init_arguments(call, message):
