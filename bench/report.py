@@ -482,6 +482,7 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ValueError)
 # what every sweep's meta.json has held: the report's provenance comes from these
 META_KEYS = ("config", "fingerprint", "command", "versions", "commit", "machine", "backend",
              "training_seconds")  # fmt: skip
@@ -513,19 +514,29 @@ def write_report(folder: Path) -> Path:
             raise ValueError(f"{folder / name} is not valid JSON ({error}); run the sweep "
                              "again to rewrite it") from None  # fmt: skip
     summary, meta = documents["summary.json"], documents["meta.json"]
-    if not isinstance(meta, dict) or (lacking := [k for k in META_KEYS if k not in meta]):
-        what = "is not a JSON object" if not isinstance(meta, dict) else (
-            f"lacks {', '.join(lacking)}")
-        raise ValueError(f"{folder / 'meta.json'} {what}: it is not a sweep's record of how it "
-                         "ran; run the sweep again to rewrite it")  # fmt: skip
+
+    def unreadable(error):
+        what = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
+        return ValueError(f"{folder / 'summary.json'} is not a sweep summary this version "
+                          f"can read: it {what}; run the sweep again")  # fmt: skip
+
+    def damaged(what):
+        return ValueError(f"{folder / 'meta.json'} {what}: it is not a sweep's record of how "
+                          "it ran; run the sweep again to rewrite it")  # fmt: skip
+
+    if not isinstance(meta, dict):
+        raise damaged("is not a JSON object")
     try:
         text = render(summary, meta, figure_names(baseline(summary)))
+    except SUMMARY_ERRORS as error:
+        raise unreadable(error) from None
+    if lacking := [key for key in META_KEYS if key not in meta]:
+        raise damaged(f"lacks {', '.join(lacking)}")
+    try:
         atomic.clean_stale(folder / FIGURES)
         names = draw_all(baseline(summary), folder / FIGURES)
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as error:
-        what = f"lacks {error}" if isinstance(error, KeyError) else f"is malformed ({error})"
-        raise ValueError(f"{folder / 'summary.json'} is not a sweep summary this version "
-                         f"can read: it {what}; run the sweep again") from None  # fmt: skip
+    except SUMMARY_ERRORS as error:
+        raise unreadable(error) from None
     del names  # render() named them already
     atomic.clean_stale(folder)
     return atomic.write_text(folder / "report.md", text)
