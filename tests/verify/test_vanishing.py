@@ -76,6 +76,27 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert json.loads((out / "vanishing.json").read_text())["config"]["n_nets"] == 100
 
 
+def test_the_theory_says_what_the_bound_guarantees_beside_what_the_nets_did(results):
+    # SMALL's normal:1 nets have a bound's factor above 1 (no guarantee) and gradients that
+    # vanished anyway; xavier_normal's is below 1. The table's observed factor is the first
+    # hidden layer's median |dL/dh| over the last's, per layer
+    from backprop_bench.bench.vanishing_report import _theory_reading, _theory_rows
+
+    rows = {init: (factor, observed) for init, factor, observed, _ in _theory_rows(results)}
+    assert rows["xavier_normal"][0] < 1 <= rows["normal:1"][0]
+    case = next(c for c in results["cases"] if (c["activation"], c["init"], c["depth"]) ==
+                ("sigmoid", "normal:1", 6))  # fmt: skip
+    dh = [layer["dh"][QUANTILES.index(50)] for layer in case["layers"]]
+    assert rows["normal:1"][1] == pytest.approx((dh[0] / dh[-1]) ** (1 / 5), rel=1e-12)
+    (sentence,) = _theory_reading(results)
+    assert sentence.startswith(f"Where the bound's factor is 1 or more (normal:1: "
+                               f"{rows['normal:1'][0]:.3f}, observed {rows['normal:1'][1]:.3f})")
+    assert "shrank toward the input anyway" in sentence and "xavier_normal" not in sentence
+    free_of_it = deepcopy(results)
+    free_of_it["config"]["inits"] = ["xavier_normal"]
+    assert "the bound alone guarantees" in _theory_reading(free_of_it)[0]
+
+
 def test_one_hidden_layer_is_a_study_without_the_bound(tmp_path, capsys):
     # the bound holds a layer below the last: with one hidden layer the study drew no rows,
     # and its figure crashed after the first figure had replaced an earlier study's
