@@ -697,7 +697,8 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
         result = _full(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, complex_ok,
                        use_scipy, show, budget)  # fmt: skip
     else:
-        result = _probes(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, complex_ok,
+        result = _probes(groups, f, claims, x, f0, noise, m, out_shape,
+                         generic_fun and not rounds_inputs, complex_ok,
                          rng, probes, show, budget)  # fmt: skip
     if guarded:
         result.notes.append(

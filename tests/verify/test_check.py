@@ -495,6 +495,39 @@ def test_a_tread_longer_than_the_parameters_is_not_a_false_alarm(mode):
     assert check_gradient(fun_ignoring_the_last_unit, leaking, W, mode=mode).verdict == "wrong"
 
 
+def test_a_relu_net_cast_inside_and_returned_as_a_python_float_is_not_a_false_alarm():
+    # 30-120-10 ReLU, 4,930 parameters (probes), float32 inside, the loss returned by float():
+    # the evaluator is float64's, but steps at float32's scale span 24 to 29 kinks, and the
+    # exact gradient was wrong (a probe's reference -0.368 against -0.492), where the same code
+    # returning its float32 scalar was cannot tell; found by an outside review
+    rng = np.random.default_rng(9)
+    params = {"W1": rng.normal(size=(30, 120)) / np.sqrt(30), "b1": 0.1 * rng.normal(size=120),
+              "W2": rng.normal(size=(120, 10)) / np.sqrt(120), "b2": 0.1 * rng.normal(size=10)}
+    X = rng.normal(size=(16, 30)).astype(np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(10, size=16)]
+
+    def forward(P):
+        Q = {k: v.astype(np.float32) for k, v in P.items()}
+        z1 = X @ Q["W1"] + Q["b1"]
+        h = np.maximum(z1, 0)
+        return Q, z1, h, h @ Q["W2"] + Q["b2"]
+
+    def loss(P):
+        *_, Z = forward(P)
+        zm = Z - Z.max(1, keepdims=True)
+        return float(-(Y * (zm - np.log(np.exp(zm).sum(1, keepdims=True)))).sum() / 16)
+
+    def grad(P, flip=1.0):
+        Q, z1, h, Z = forward(P)
+        p = np.exp(Z - Z.max(1, keepdims=True))
+        dZ = (p / p.sum(1, keepdims=True) - Y) / 16
+        dz1 = (dZ @ Q["W2"].T) * (z1 > 0)
+        return {"W1": flip * (X.T @ dz1), "b1": dz1.sum(0), "W2": h.T @ dZ, "b2": dZ.sum(0)}
+
+    assert check_gradient(loss, grad, params).verdict == "cannot tell"
+    assert check_gradient(loss, lambda P: grad(P, -1.0), params).verdict == "wrong"
+
+
 def test_a_float32_claim_that_underflows_is_not_a_false_alarm():
     # SiLU, z / (1 + e^-z), in float32 at pre-activations down to -90: the claim's sigmoid is 0
     # below -88.7, so its s (1 + z (1 - s)) is 0 where the float64 twin gives up to -3e-37; the
