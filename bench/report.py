@@ -199,8 +199,8 @@ def _control_finding(summary, v: _View, grid) -> str:
 
 
 def _initial_findings(v: _View, grid) -> list[str]:
-    """A sweep of 0 epochs classifies the nets as they start: what chance gets right, by width
-    and init (nothing was trained, so nothing converged, diverged or crawled)."""
+    """A sweep of 0 epochs classifies the nets as they start: what chance gets right, with a
+    hidden layer and without (nothing was trained, so nothing converged, diverged or crawled)."""
     out = []
     for label, cells in (("with a hidden layer", grid),
                          ("without one", [c for c in v.first() if c["hidden"] == 0])):  # fmt: skip
