@@ -117,6 +117,12 @@ CANNOT_TELL_FLOOR = 1e-3
 # ... and so does one that could not have seen an error of RESOLVE in an element at least this
 # share of its group's largest (the 1e-3 error asked of float32 checks, in any sizable element)
 NOTABLE = 0.1
+# a group whose every derivative is known to lie within this many float64 ulps of the largest
+# derivative of all groups (by a complex step, or by differences that resolve that far) is
+# zero there, its floor taken against that largest (the bias before a batch norm: 1e-17 beside
+# 0.1); above it, a group whose values its differences do not resolve has a size of its own
+ZERO_ULPS = 4096.0
+WIDE_REACH = 1.0  # such a group's steps reach this times its parameters' size (1 below 1)
 # in low precision, refinement stops once most sizable elements among the first this many
 # refined are resolved worse than RESOLVE of their size: the verdict cannot become correct
 HOPELESS_SAMPLE = 24
@@ -1209,6 +1215,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # (a loss beside a weight decay of 1e-7), and a row 1e-6 of another's was allowed its
         # rounding, so that a float32 VJP that left out or flipped the small output passed
         scale = np.maximum(np.abs(J_ref[:, cols]), np.abs(J[:, cols])).max(axis=1, keepdims=True)
+        # a group known to be 0 (ZERO_ULPS) holds the rounding of the sums that cancel to it,
+        # whose terms are of the other groups' size: a bias before a batch norm, a shift of
+        # every logit, whose float32 claims hold 1e-8 of it, `wrong` against 2 of their own ulps
+        if _known_zero(J_ref[:, cols], J_err[:, cols], trusted[:, cols],
+                       ZERO_ULPS * R.EPS * float(np.abs(J_ref).max())):  # fmt: skip
+            scale = np.maximum(np.abs(J_ref), np.abs(J)).max(axis=1, keepdims=True)
         tol = SAFETY * J_err[:, cols] + _rounding(J[:, cols], S[:, cols], eps, scale)
         if k is None or k != low or len(evaluated) < 2:
             return tol
@@ -1364,6 +1376,43 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
 
+    def widen(j):
+        """An element of a group whose every derivative lies below its reference's accuracy:
+        differences at steps up to WIDE_REACH times its size, where a change that rounds away
+        at the usual steps rises above rounding (tanh saturated at -15: its derivative of 5e-12
+        moves the loss by less than an ulp at steps of 1e-3, and by 5e-13 at 0.1). Taken only
+        within the reference's error it already has (wide steps can cross kinks), and a complex
+        step that it confirms keeps its own accuracy."""
+        e = np.zeros(n)
+        e[j] = 1.0
+        top = WIDE_REACH * max(1.0, abs(float(x[j])))
+        d = R.refine(f, x, e, noise, top / 10.0**R.DECADES_UP, fit=not generic)
+        with np.errstate(invalid="ignore"):
+            better = np.isfinite(d.value) & (d.error < J_err[:, j])
+            better &= np.abs(d.value - J_ref[:, j]) <= SAFETY * (J_err[:, j] + d.error)
+        # an output that moved at none of the steps is a tread as long as the steps (log(1 +
+        # e^-m) at margins of 37 to 60 is exactly 0 in float64 however far w moves there, its
+        # derivative 1e-19), or a parameter the function does not use (a hinge that is
+        # inactive, a unit dead for every sample, a bias before a batch norm): taken as 0
+        # only where every claim is 0 too, within ZERO_ULPS of its own ulps of the largest
+        # derivative, and the function computes in float64, whose treads hold slopes of its
+        # own ulps (tanh at -19); in float32 a tread holds far more (1 - tanh(z) ** 2 is 0 in
+        # float32 at z = -15, where the derivative is 4e-13)
+        claimed_zero = all(np.all(np.abs(J[:, j]) <= ZERO_ULPS * eps * overall)
+                           for _, J, _, eps in evaluated)  # fmt: skip
+        better &= (d.value != 0) | (claimed_zero and f.inner_eps <= R.EPS)
+        if j in cs_values:
+            # a complex step that the wide steps confirm keeps its own accuracy; one that they
+            # do not is not replaced by them (either can be the one that is off)
+            cs = cs_values[j]
+            agree = better & (np.abs(cs.value - d.value) <= SAFETY * d.error)
+            J_ref[:, j] = np.where(agree, cs.value, J_ref[:, j])
+            J_err[:, j] = np.where(agree, np.minimum(J_err[:, j], _confirmed(cs, d)), J_err[:, j])
+            better &= ~agree & ~trusted[:, j]
+            trusted[:, j] |= agree
+        J_ref[:, j] = np.where(better, d.value, J_ref[:, j])
+        J_err[:, j] = np.where(better, np.maximum(d.error, frozen[:, j]), J_err[:, j])
+
     largest_jump = _largest_stair(f, f0)
     stairs_seen = []  # (element, output, jump, distance, bound)
 
@@ -1384,6 +1433,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                          largest_jump)  # fmt: skip
         for i, (jump, distance, bound) in found.items():
             J_err[i, j] = max(J_err[i, j], bound)
+            frozen[i, j] = max(frozen[i, j], bound)  # (no finer at wider steps either: widen)
             stairs_seen.append((j, i, jump, distance, bound))
 
     sides_at = {}  # element -> its one-sided derivatives (references.one_sided), once
@@ -1673,6 +1723,24 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         show("re-examined elements", count + 1, len(first) + len(later))
 
     jointly()
+    overall = float(np.abs(J_ref).max())
+    if overall == 0:
+        overall = max(float(np.abs(J[np.isfinite(J)]).max(initial=0.0)) for _, J, _, _ in evaluated)
+    zero_below = ZERO_ULPS * R.EPS * overall
+    started = time.perf_counter()
+    for g in range(len(groups.names)):
+        cols = slice(groups.offsets[g], groups.offsets[g + 1])
+        if _unresolved_group(J_ref[:, cols], J_err[:, cols], trusted[:, cols],
+                             kink_mask[:, cols], zero_below):  # fmt: skip
+            for count, j in enumerate(range(cols.start, cols.stop)):
+                if time.perf_counter() - started > budget:
+                    notes.append(
+                        f"{groups.names[g]}: {cols.stop - j} elements not taken at wider steps "
+                        f"within budget={budget:g} s"
+                    )
+                    break
+                widen(j)
+                show(f"{groups.names[g]} at wider steps", count + 1, cols.stop - cols.start)
     if stairs_seen:
         j, i, *stair = max(stairs_seen, key=lambda s: s[-1])
         notes.append(_staircase_note(f"{groups.locate(j)} (output {i})", *stair,
@@ -1706,9 +1774,6 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     # where every reference is exactly 0, against the largest claimed (1e300 * sum(w ** 2) at w
     # of 1e-300: w ** 2 underflows, the reference is 0 +- 1e272, and claims of 2 to 6e3 all
     # passed under a floor of 0)
-    overall = float(np.abs(J_ref).max())
-    if overall == 0:
-        overall = max(float(np.abs(J[np.isfinite(J)]).max(initial=0.0)) for _, J, _, _ in evaluated)
     for k, (label, J, S, eps) in enumerate(evaluated):
         claim_floor = claim_resolution = 0.0
         mask = masked(k)
@@ -1738,8 +1803,24 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             j = cols.start + worst[1]
             size = np.abs(J_ref[:, cols])
             zero = not (size > SAFETY * J_err[:, cols]).any()
-            scale = overall if zero else float(size.max())
-            if zero and overall > 0 and label == evaluated[0][0] and size.max() > 0:
+            # ... where it is known to be zero (ZERO_ULPS); else its size is what it may be, and
+            # an error of that size is not seen: tanh layers saturated at -12 to -18, whose W1
+            # derivatives (up to 7e-12) lay below their differences' accuracy (8e-12), were held
+            # against the largest of all groups (0.18), and a sign flip of W1 passed `correct`
+            possible = _unresolved_group(J_ref[:, cols], J_err[:, cols], trusted[:, cols],
+                                         mask[:, cols], zero_below)  # fmt: skip
+            # (and never larger than the largest derivative of all groups: a reference of
+            # 0 +- 1e272 against claims of 2 to 6e3)
+            scale = (overall if zero and not possible
+                     else max(float(size.max()), min(possible, overall)))  # fmt: skip
+            if possible and label == evaluated[0][0]:
+                notes.append(
+                    f"{name}: its derivatives could not be told from 0 (they may be as large as "
+                    f"{possible:.2g}, where the largest of all groups is {overall:.2g}"
+                    + ("" if generic else "; computed in the function's own precision")
+                    + "): an error of that size would not have been seen"
+                )
+            elif zero and overall > 0 and label == evaluated[0][0] and size.max() > 0:
                 notes.append(
                     f"{name}: every derivative is zero within the reference's accuracy "
                     f"(|d| <= {float(size.max() + SAFETY * J_err[:, cols].max()):.2g}); its floor "
@@ -1792,6 +1873,27 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         verdict, "full Jacobian", method, reports, kinks=kinks, notes=notes,
         scipy_agrees=scipy_agrees, floor=floor,
     )  # fmt: skip
+
+
+def _unresolved_group(ref, err, trusted, mask, zero_below) -> float:
+    """How large the derivatives of a group whose every one lies below its reference's
+    accuracy may be, where they are not known to be zero: 0 for a group that its reference
+    resolves, or whose every derivative is known to lie below ``zero_below`` (a confirmed
+    complex step says so, or the reference with its error); else the largest such bound (a
+    confirmed complex step's value, or the reference plus its error)."""
+    size = np.abs(ref)
+    if (size > SAFETY * err)[~mask].any():
+        return 0.0
+    bound = np.where(trusted, size, size + SAFETY * err)[~mask]
+    largest = float(bound.max(initial=0.0))
+    return largest if largest > zero_below else 0.0
+
+
+def _known_zero(ref, err, trusted, zero_below) -> bool:
+    """Whether every derivative of a group is known to lie below ``zero_below`` (a confirmed
+    complex step says so, or the reference with its error)."""
+    size = np.abs(ref)
+    return bool(np.all(np.where(trusted, size, size + SAFETY * err) <= zero_below))
 
 
 def _stair_reach(x, v) -> float:

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.special
 from backprop_bench.verify import VERDICTS, assert_gradients_close, check_gradient, check_vjp
 from backprop_bench.verify.verdict import (
     CANNOT_TELL,
@@ -417,31 +418,143 @@ def test_cannot_tell_when_the_reference_cannot_resolve_the_claim():
 
 
 @pytest.mark.parametrize("coupling", [0.0, 1e-12, 1e-11])
-def test_a_group_that_is_zero_within_the_reference_is_judged_as_an_exact_zero(coupling):
-    # where a hinge is inactive the bias's derivative is 0, and its reference came out exactly
-    # 0 or as rounding of it (1.8e-11 +- 2.6e-9, depending on the NumPy version's summation):
-    # "correct" in one case and "cannot tell" in the other. A derivative the function's values
-    # cannot tell from zero has no size of its own to resolve an error against
+@pytest.mark.parametrize("returned", [np.asarray, float])
+def test_a_group_below_its_references_first_accuracy_is_judged_at_its_own_size(coupling, returned):
+    # b's derivative (the coupling) lies below the accuracy of the first differences (2.6e-9).
+    # Such a group was judged against the largest derivative of all groups, and a claim of 0,
+    # or of the coupling's opposite, passed `correct`; at steps up to the parameters' size its
+    # change rises above rounding, and a complex step (where the function takes one) is
+    # confirmed that far. Exactly 0 (a hinge that is inactive: its reference came out as
+    # rounding, 1.8e-11 +- 2.6e-9) is still judged against the largest derivative
     params = {"w": np.array([0.3, -0.7, 1.1]), "b": np.array([0.2])}
 
     def loss(p):
-        return np.sum(np.sin(p["w"])) + coupling * p["b"][0]
+        return returned(np.sum(np.sin(p["w"])) + coupling * p["b"][0])
 
-    for claimed in (0.0, coupling):
+    for claimed in (0.0, coupling, -coupling):
         def grad(p, c=claimed):
             return {"w": np.cos(p["w"]), "b": np.array([c])}
 
         result = check_gradient(loss, grad, params)
-        assert result.verdict == CORRECT, (coupling, claimed)
-        assert result.floor < 1e-8
-        assert any("b: every derivative is zero" in note for note in result.notes) == (coupling > 0)
-    # a small derivative the reference does resolve is still held to its own size
+        if coupling == 0:
+            assert result.verdict == CORRECT and result.floor < 1e-8, result.report()
+        elif claimed == coupling:
+            assert result.verdict in (CORRECT, CANNOT_TELL), result.report()
+        else:
+            assert result.verdict == WRONG, result.report()
+    # a small derivative the reference does resolve is held to its own size, as before
     resolved = 1e-6
     result = check_gradient(
-        lambda p: np.sum(np.sin(p["w"])) + resolved * p["b"][0],
+        lambda p: returned(np.sum(np.sin(p["w"])) + resolved * p["b"][0]),
         lambda p: {"w": np.cos(p["w"]), "b": np.array([2 * resolved])}, params,
     )  # fmt: skip
     assert result.verdict == WRONG
+
+
+def _saturated_tanh_net(returned, dtype=np.float64):
+    # every hidden unit at pre-activations of -12 to -18: W1's derivatives are below 1e-11,
+    # beside W2's of 0.1 (an outside review's case)
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(8, 5))
+    Y = np.eye(3)[rng.integers(3, size=8)]
+    params = {"W1": 0.3 * rng.normal(size=(5, 8)) / np.sqrt(5), "b1": rng.uniform(-18, -12, 8),
+              "W2": rng.normal(size=(8, 3)) / np.sqrt(8), "b2": 0.1 * rng.normal(size=3)}
+    params = {k: v.astype(dtype) for k, v in params.items()}
+
+    def forward(p):
+        h = np.tanh(X @ p["W1"] + p["b1"])
+        return h, h @ p["W2"] + p["b2"]
+
+    def loss(p):
+        _, Z = forward(p)
+        Z = Z - Z.max(1, keepdims=True)
+        return returned(-(Y * (Z - np.log(np.exp(Z).sum(1, keepdims=True)))).sum() / 8)
+
+    def grad(p, flip=False):
+        h, Z = forward(p)
+        q = np.exp(Z - Z.max(1, keepdims=True))
+        dZ = (q / q.sum(1, keepdims=True) - Y) / 8
+        dz = (dZ @ p["W2"].T) / np.cosh(X @ p["W1"] + p["b1"]) ** 2
+        g = {"W1": X.T @ dz, "b1": dz.sum(0), "W2": h.T @ dZ, "b2": dZ.sum(0)}
+        if flip:
+            g["W1"] = g["W1"] * np.where(np.arange(8) < 4, -1, 1)
+        return g
+
+    return loss, grad, params
+
+
+@pytest.mark.parametrize("returned", [np.asarray, float])
+def test_a_sign_flip_in_a_saturated_layer_is_not_a_pass(returned):
+    # the flip passed `correct` with a detection floor of 1.5e-8 (of W2's derivatives), with
+    # or without a complex step; W1's own derivatives are at most 7e-12
+    loss, grad, params = _saturated_tanh_net(returned)
+    assert np.abs(grad(params)["W1"]).max() < 1e-11
+    result = check_gradient(loss, lambda p: grad(p, flip=True), params)
+    assert result.verdict == WRONG, result.report()
+    assert check_gradient(loss, grad, params).verdict in (CORRECT, CANNOT_TELL)
+
+
+def test_a_float32_layer_whose_derivatives_round_to_zero_cannot_pass():
+    # in float32, 1 - tanh(z) ** 2 is exactly 0 at z = -12 to -18: the exact formula's claim
+    # for W1 is 0 where the derivatives are up to 7e-12, and it passed `correct`; flipped too
+    loss, grad, params = _saturated_tanh_net(np.asarray, np.float32)
+    for claim in (grad, lambda p: grad(p, flip=True)):
+        result = check_gradient(loss, claim, params)
+        assert result.verdict in (WRONG, CANNOT_TELL), result.report()
+
+
+def test_a_float32_claim_of_a_group_that_is_exactly_zero_holds_the_other_groups_rounding():
+    # softmax regression with one offset c added to every logit: dL/dc is exactly 0, and the
+    # float32 chain rule's sum(p - y) / N holds 4e-9 of rounding, the size of the sums that
+    # cancel to it (their terms are b's derivatives, 0.2): it was `wrong` against 2 of its own
+    # ulps. An error of 1e-3 of the largest derivative there is still seen
+    rng = np.random.default_rng(106)
+    X = rng.normal(size=(16, 6)).astype(np.float32)
+    Y = np.eye(4, dtype=np.float32)[rng.integers(4, size=16)]
+    params = {"W": (0.5 * rng.normal(size=(6, 4))).astype(np.float32),
+              "b": (0.1 * rng.normal(size=4)).astype(np.float32),
+              "c": np.array([0.3], dtype=np.float32)}  # fmt: skip
+
+    def probabilities(p):
+        Z = X @ p["W"] + p["b"] + p["c"][0]
+        Z = Z - Z.max(1, keepdims=True)
+        E = np.exp(Z)
+        return Z, E / E.sum(1, keepdims=True)
+
+    def loss(p):
+        Z, P = probabilities(p)
+        return -np.sum(Y * (Z - np.log(np.exp(Z).sum(1, keepdims=True)))) / 16
+
+    def grad(p, leak=0.0):
+        dZ = (probabilities(p)[1] - Y) / 16
+        return {"W": X.T @ dZ, "b": dZ.sum(0), "c": np.array([dZ.sum() + leak], dZ.dtype)}
+
+    assert grad(params)["c"][0] != 0  # the rounding this is about
+    assert check_gradient(loss, grad, params).verdict == CORRECT
+    largest = float(np.abs(grad(params)["b"]).max())
+    assert check_gradient(loss, lambda p: grad(p, 1e-3 * largest), params).verdict == WRONG
+
+
+def test_a_tread_as_long_as_the_wider_steps_is_not_taken_for_a_derivative():
+    # log(1 + e^-m) at margins of 37 to 60 is exactly 0 in float64 wherever the wider steps
+    # reach: differences there say 0 with no error, where the derivatives (a complex step's)
+    # are up to 2e-18. Taken as the reference, they made the exact gradient `wrong`
+    rng = np.random.default_rng(52)
+    X = rng.normal(size=(200, 10))
+    w = rng.normal(size=10)
+    y = np.sign(X @ w)
+    w = w * 45.0 / np.median(np.abs(X @ w))
+    keep = np.abs(X @ w) > 37
+    X, y = X[keep], y[keep]
+
+    def loss(w):
+        return np.mean(np.log(1 + np.exp(-(X @ w) * y)))
+
+    def grad(w):
+        return X.T @ (-scipy.special.expit(-(X @ w) * y) * y) / len(y)
+
+    assert loss(w) == 0 and 0 < np.abs(grad(w)).max() < 1e-17
+    assert check_gradient(loss, grad, w).verdict in (CORRECT, CANNOT_TELL)
 
 
 # ------------------------------------------------------------------------------ large, cost
