@@ -2776,6 +2776,15 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
 
         def judge(ref, ref_err):
             out, steady, wide = [], [], None
+            # a reference known to be 0 along v (ZERO_ULPS of the claims' largest, v's size
+            # counted): a claim there holds the rounding of the sums that cancel to it, whose
+            # terms are the other elements' size (a bias before a batch norm, probed on its
+            # own: float32 claims of 1e-8 were `wrong`, as in the full Jacobian)
+            largest = max(float(np.abs(g).max()) for _, g, _, _ in evaluated)
+            below = ZERO_ULPS * R.EPS * largest * float(np.linalg.norm(v))
+            confirmed = exact and cs is not None and ref == float(cs.value[0])
+            zero = (abs(ref) if confirmed else abs(ref) + SAFETY * ref_err) <= below
+            state["zero_along"] = largest if zero else 0.0  # the scale of its floor, below
             for label, g, eps, spread in evaluated:
                 # a claim that jumps a few ulps away by far more than rounding (a special case
                 # at an exact zero, sin(w t) / w taken as t at w = 0) gets no allowance for the
@@ -2791,6 +2800,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                     + SPREAD_SAFETY * scatter(capped * (v != 0))
                     + ELEMENT_ULPS * eps * float(np.linalg.norm(g))
                     + FLOOR_ULPS * eps * float(np.abs(g).max())
+                    + (FLOOR_ULPS * eps * largest * float(np.linalg.norm(v)) if zero else 0.0)
                     + 1e-300
                 )
                 claimed = float(np.dot(g, v))
@@ -3025,7 +3035,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         if kink_pair is None:
             passed = True
             for label, claimed, tol, ok, g in verdicts:
-                scale = float(np.abs(g).max())
+                scale = state["zero_along"] or float(np.abs(g).max())
                 probe_floor = tol / scale if scale > 0 else 0.0
                 if only is None:
                     floors[label].append(probe_floor)

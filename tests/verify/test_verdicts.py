@@ -503,7 +503,8 @@ def test_a_float32_layer_whose_derivatives_round_to_zero_cannot_pass():
         assert result.verdict in (WRONG, CANNOT_TELL), result.report()
 
 
-def test_a_float32_claim_of_a_group_that_is_exactly_zero_holds_the_other_groups_rounding():
+@pytest.mark.parametrize("mode", [None, "probes"])
+def test_a_float32_claim_of_a_group_that_is_exactly_zero_holds_the_other_groups_rounding(mode):
     # softmax regression with one offset c added to every logit: dL/dc is exactly 0, and the
     # float32 chain rule's sum(p - y) / N holds 4e-9 of rounding, the size of the sums that
     # cancel to it (their terms are b's derivatives, 0.2): it was `wrong` against 2 of its own
@@ -530,9 +531,10 @@ def test_a_float32_claim_of_a_group_that_is_exactly_zero_holds_the_other_groups_
         return {"W": X.T @ dZ, "b": dZ.sum(0), "c": np.array([dZ.sum() + leak], dZ.dtype)}
 
     assert grad(params)["c"][0] != 0  # the rounding this is about
-    assert check_gradient(loss, grad, params).verdict == CORRECT
+    assert check_gradient(loss, grad, params, mode=mode).verdict == CORRECT
     largest = float(np.abs(grad(params)["b"]).max())
-    assert check_gradient(loss, lambda p: grad(p, 1e-3 * largest), params).verdict == WRONG
+    leaking = check_gradient(loss, lambda p: grad(p, 1e-3 * largest), params, mode=mode)
+    assert leaking.verdict == WRONG
 
 
 def test_a_tread_as_long_as_the_wider_steps_is_not_taken_for_a_derivative():
