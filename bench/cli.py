@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -712,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_interrupt():
         try:
             argv = sys.argv[1:] if argv is None else list(argv)
-            args = parser.parse_args(argv)
+            args = parser.parse_args(_join_negative_values(argv, _valued_options(parser)))
             args.argv = argv
             if not hasattr(args, "command"):
                 commands = "train, sweep, report, gradcheck, vanishing or live"
@@ -740,6 +741,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: out of memory; ask for fewer nets, epochs or layers",
                   file=sys.stderr)  # fmt: skip
             return 1
+
+
+# a value that starts with a minus sign: a negative number or a list of them (-1,1 or -.5)
+_NEGATIVE_VALUE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def _valued_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The long options of the parser and its commands that take a value."""
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _valued_options(sub)
+        elif action.nargs != 0:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+    return found
+
+
+def _join_negative_values(argv: list[str], valued: set[str]) -> list[str]:
+    """``--lr -1,1`` as ``--lr=-1,1``: argparse takes a value that starts with a minus sign
+    for an option unless it is a single number, and said "expected one argument" where the
+    option's own check names what is wrong with the value."""
+    joined = []
+    for token in argv:
+        if joined and joined[-1] in valued and _NEGATIVE_VALUE.match(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
 
 
 def _drop_stdout() -> None:

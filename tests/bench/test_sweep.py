@@ -266,6 +266,9 @@ def test_report_rebuilds_from_stored_results_without_training(tmp_path, capsys, 
     "argv, message",
     [
         (["--lr", "0.1,-1"], "lr must be a positive finite number, got -1.0"),
+        # a list that starts with a minus sign: argparse said "expected one argument"
+        (["--lr", "-1,1"], "lr must be a positive finite number, got -1.0"),
+        (["--lr", "-.5"], "lr must be a positive finite number, got -0.5"),
         (["--lr", ","], "the lr grid is empty; give at least one value"),
         (["--init", "tutorial,glorot"], "unknown init 'glorot'; choose one of"),
         (["--activation", "swish"], "unknown activation 'swish'"),
