@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sys
 import threading
 import webbrowser
@@ -38,6 +39,8 @@ class LiveServer(ThreadingHTTPServer):
     daemon_threads = True  # a page's stream never holds the process open
 
     def __init__(self, address, backend: str):
+        if ":" in address[0]:  # an IPv6 address (::1, ::)
+            self.address_family = socket.AF_INET6
         self.backend = backend
         self.sessions: dict[str, Session] = {}
         self.sessions_lock = threading.Lock()
@@ -169,7 +172,7 @@ def run(args) -> int:
               "another --port, or a --host of this machine", file=sys.stderr)  # fmt: skip
         return 2
     host, port = server.server_address[:2]
-    url = f"http://{host}:{port}/"
+    url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
     print(url, flush=True)
     print(f"training with the {server.backend} kernels; Ctrl-C stops the server", flush=True)
     if args.open:

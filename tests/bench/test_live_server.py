@@ -150,6 +150,29 @@ def test_url_first_then_ctrl_c_ends_with_status_130_within_a_second():
     sock.close()
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_an_ipv6_host_is_served_with_its_url_in_brackets():
+    # --host ::1 said "Address family for hostname not supported" (an IPv4 socket)
+    proc = start("--backend", "numpy", "--host", "::1")
+    try:
+        url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://\[::1\]:\d+/", url), url
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert b"backprop-bench live" in response.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)  # (and its pipes closed)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid:0"),
     (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:0"),  # an address of no machine here
