@@ -1387,8 +1387,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         e[j] = 1.0
         top = WIDE_REACH * max(1.0, abs(float(x[j])))
         d = R.refine(f, x, e, noise, top / 10.0**R.DECADES_UP, fit=not generic)
+        # steps that wide straddle kinks (a hinge at x: its central differences agree on the
+        # mean of both slopes at every step, and a valid claim of one side was `wrong`): taken
+        # only where the one-sided derivatives from steps as wide agree
+        left, right = R.one_sided(f, x, e, f0, noise, top / 2)
         with np.errstate(invalid="ignore"):
-            better = np.isfinite(d.value) & (d.error < J_err[:, j])
+            better = np.isfinite(d.value) & (d.error < J_err[:, j]) & smooth_sides(left, right)
             better &= np.abs(d.value - J_ref[:, j]) <= SAFETY * (J_err[:, j] + d.error)
         # an output that moved at none of the steps is a tread as long as the steps (log(1 +
         # e^-m) at margins of 37 to 60 is exactly 0 in float64 however far w moves there, its
@@ -1740,6 +1744,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     )
                     break
                 widen(j)
+                if column_bad(j):  # sharper now, and off: a kink at x, as in refinement
+                    one_sided(j)
+                    if low is not None and column_bad(j):
+                        within_rounding(j)
                 show(f"{groups.names[g]} at wider steps", count + 1, cols.stop - cols.start)
     if stairs_seen:
         j, i, *stair = max(stairs_seen, key=lambda s: s[-1])

@@ -537,6 +537,29 @@ def test_a_float32_claim_of_a_group_that_is_exactly_zero_holds_the_other_groups_
     assert leaking.verdict == WRONG
 
 
+def test_a_kink_whose_slopes_lie_below_the_first_accuracy_is_not_taken_at_its_mean():
+    # |b| at b = 0 in code that casts to float32 inside, its slopes (1e-5 +- 3e-5) below the
+    # first differences' accuracy: the wider steps see the mean of both slopes accurately,
+    # and a claim of either slope (both valid) was `wrong` against it
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(32, 6)), rng.normal(size=32)
+    kink, slope = 3e-5, 1e-5
+
+    def loss(p):
+        w, b = p["w"].astype(np.float32), p["b"].astype(np.float32)
+        r = X.astype(np.float32) @ w - y.astype(np.float32)
+        return np.mean(r * r) + np.float32(kink) * np.abs(b[0]) + np.float32(slope) * b[0]
+
+    def grad(p, side):
+        return {"w": 2 * X.T @ (X @ p["w"] - y) / 32, "b": np.array([slope + side * kink])}
+
+    params = {"w": rng.normal(size=6), "b": np.zeros(1)}
+    for side in (-1.0, 1.0):
+        result = check_gradient(loss, lambda p, s=side: grad(p, s), params)
+        assert result.verdict != WRONG, result.report()
+    assert check_gradient(loss, lambda p: grad(p, 3.0), params).verdict != CORRECT
+
+
 def test_a_tread_as_long_as_the_wider_steps_is_not_taken_for_a_derivative():
     # log(1 + e^-m) at margins of 37 to 60 is exactly 0 in float64 wherever the wider steps
     # reach: differences there say 0 with no error, where the derivatives (a complex step's)
