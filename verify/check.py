@@ -1883,25 +1883,26 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     )  # fmt: skip
 
 
+def _at_most(ref, err, trusted) -> np.ndarray:
+    """How large each derivative may be: a confirmed complex step's value, or the reference
+    plus its error."""
+    return np.where(trusted, np.abs(ref), np.abs(ref) + SAFETY * err)
+
+
 def _unresolved_group(ref, err, trusted, mask, zero_below) -> float:
     """How large the derivatives of a group whose every one lies below its reference's
     accuracy may be, where they are not known to be zero: 0 for a group that its reference
-    resolves, or whose every derivative is known to lie below ``zero_below`` (a confirmed
-    complex step says so, or the reference with its error); else the largest such bound (a
-    confirmed complex step's value, or the reference plus its error)."""
-    size = np.abs(ref)
-    if (size > SAFETY * err)[~mask].any():
+    resolves, or whose every derivative is known to lie below ``zero_below``; else the
+    largest of them (:func:`_at_most`)."""
+    if (np.abs(ref) > SAFETY * err)[~mask].any():
         return 0.0
-    bound = np.where(trusted, size, size + SAFETY * err)[~mask]
-    largest = float(bound.max(initial=0.0))
+    largest = float(_at_most(ref, err, trusted)[~mask].max(initial=0.0))
     return largest if largest > zero_below else 0.0
 
 
 def _known_zero(ref, err, trusted, zero_below) -> bool:
-    """Whether every derivative of a group is known to lie below ``zero_below`` (a confirmed
-    complex step says so, or the reference with its error)."""
-    size = np.abs(ref)
-    return bool(np.all(np.where(trusted, size, size + SAFETY * err) <= zero_below))
+    """Whether every derivative of a group is known to lie below ``zero_below``."""
+    return bool(np.all(_at_most(ref, err, trusted) <= zero_below))
 
 
 def _stair_reach(x, v) -> float:
