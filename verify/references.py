@@ -810,14 +810,17 @@ def at_points(f: Evaluator, x, v, noise, h: float, offsets, method: str) -> Deri
     return _seen(points_seen, method)
 
 
-def complex_step(f: Evaluator, x: np.ndarray, v: np.ndarray) -> Derivative | str | None:
+def complex_step(
+    f: Evaluator, x: np.ndarray, v: np.ndarray, factor: float = 1.0
+) -> Derivative | str | None:
     """Complex-step derivative; None where the function does not take complex input at all, and
     a reason (a string) where it takes it but returns real values, losing the derivative.
 
     The step is COMPLEX_STEP of the params along v where those are below 1 (tanh(w / 1e-30) at
-    w = 1e-30: a step of 1e-30 is not small there), and no smaller than COMPLEX_SMALLEST."""
+    w = 1e-30: a step of 1e-30 is not small there), times ``factor``, and no smaller than
+    COMPLEX_SMALLEST."""
     scale = float(np.abs(x[v != 0]).max(initial=0.0))
-    step = COMPLEX_STEP * (min(1.0, scale) if scale > 0 else 1.0)
+    step = COMPLEX_STEP * (min(1.0, scale) if scale > 0 else 1.0) * factor
     if step < COMPLEX_SMALLEST:
         return None
     try:
