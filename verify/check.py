@@ -1221,7 +1221,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
 
     sized_groups = set()  # groups below their differences that their complex steps size
 
-    def tolerance(J, S, eps, cols, k=None, wide=None):
+    def tolerance(J, S, eps, cols, k=None):
         # the group's largest value in each output's row: a VJP's outputs may differ by orders
         # (a loss beside a weight decay of 1e-7), and a row 1e-6 of another's was allowed its
         # rounding, so that a float32 VJP that left out or flipped the small output passed
@@ -1229,13 +1229,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # a group known to be 0 (ZERO_ULPS) holds the rounding of the sums that cancel to it,
         # whose terms are of the other groups' size: a bias before a batch norm, a shift of
         # every logit, whose float32 claims hold 1e-8 of it, `wrong` against 2 of their own ulps
-        # (a group that its complex steps size is not: see SELF_STEPS; ``wide`` says)
-        if wide is None:
-            g = int(np.searchsorted(groups.offsets, cols.start, side="right") - 1)
-            wide = g not in sized_groups and _known_zero(
-                J_ref[:, cols], J_err[:, cols], trusted[:, cols],
-                ZERO_ULPS * R.EPS * float(np.abs(J_ref).max()))  # fmt: skip
-        if wide:
+        # (a group that its complex steps size is not: see SELF_STEPS)
+        g = int(np.searchsorted(groups.offsets, cols.start, side="right") - 1)
+        known = ZERO_ULPS * R.EPS * float(np.abs(J_ref).max())
+        if g not in sized_groups and _known_zero(
+            J_ref[:, cols], J_err[:, cols], trusted[:, cols], known
+        ):
             scale = np.maximum(np.abs(J_ref), np.abs(J)).max(axis=1, keepdims=True)
         tol = SAFETY * J_err[:, cols] + _rounding(J[:, cols], S[:, cols], eps, scale)
         if k is None or k != low or len(evaluated) < 2:
@@ -1854,10 +1853,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 alone = bool((err64 <= tolerance(J64, S64, eps64, cols, 1)).all())
             below = (g in sized_groups or alone) and bool((err > tol).any())
             if below:
-                # (the rounding of the precision the claim computes in: the float64 run of
-                # float32 code is held to float32 ulps for its constants, not for this)
-                wide = np.maximum(tol, tolerance(J, S, eps if k == low else min(eps, R.EPS),
-                                                 cols, k, wide=True))  # fmt: skip
+                # (FLOOR_ULPS of the largest in its row, beyond its own allowance, in the
+                # precision the claim computes in: the float64 run of float32 code is held to
+                # float32 ulps for its constants, not for this)
+                largest = np.maximum(np.abs(J_ref), np.abs(J)).max(axis=1, keepdims=True)
+                wide = tol + FLOOR_ULPS * (eps if k == low else min(eps, R.EPS)) * largest
                 below = bool((err <= wide).all())
                 tol = wide if below else tol
             if k == low:
