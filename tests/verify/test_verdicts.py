@@ -675,14 +675,17 @@ def test_a_saturated_attention_vjp_is_linear_in_its_cotangent_within_its_rows_ro
     assert normalised.verdict == WRONG, normalised.report()
 
 
-def test_a_float32_group_off_by_the_rounding_of_the_largest_alone_is_not_wrong():
+@pytest.mark.parametrize("inputs, hidden", [(4, 6), (30, 40)])  # full Jacobian; probes
+def test_a_float32_group_off_by_the_rounding_of_the_largest_alone_is_not_wrong(inputs, hidden):
     # naive GELU, 0.5 z (1 + erf(z / sqrt 2)), in float32 at z = -5.5: the hidden activations
     # (4e-4) hold float32's rounding of the 1 in 1 + erf, so the float32 claim of W2 is off
     # by 3e-8, where the same code in float64 holds: it was `wrong` against W2's own ulps
     rng = np.random.default_rng(301)
-    X, Y = rng.standard_normal((10, 4)), rng.standard_normal((10, 3))
-    params = {"W1": 0.3 * rng.standard_normal((4, 6)), "b1": -5.5 + 0.2 * rng.standard_normal(6),
-              "W2": rng.standard_normal((6, 3)), "b2": 0.1 * rng.standard_normal(3)}  # fmt: skip
+    X, Y = rng.standard_normal((10, inputs)), rng.standard_normal((10, 3))
+    params = {"W1": 0.6 / np.sqrt(inputs) * rng.standard_normal((inputs, hidden)),
+              "b1": -5.5 + 0.2 * rng.standard_normal(hidden),
+              "W2": rng.standard_normal((hidden, 3)),
+              "b2": 0.1 * rng.standard_normal(3)}  # fmt: skip
     params = {k: v.astype(np.float32) for k, v in params.items()}
     X, Y = X.astype(np.float32), Y.astype(np.float32)
     root2 = np.sqrt(np.float32(2))
