@@ -131,6 +131,9 @@ ZERO_ULPS = 4096.0
 # the rounding of the largest derivative of all groups (a sign flip of 7e-17 beside 2.3)
 # cannot be told there
 SELF_STEPS = (0.6180339887498949, 1.4142135623730951)
+# ... and its scatter over this many pairs of nearby points: the rounding of the function's real
+# intermediates, which its complex step holds too (a near fit's residuals)
+SELF_PAIRS = 2
 WIDE_REACH = 1.0  # such a group's steps reach this times its parameters' size (1 below 1)
 # in low precision, refinement stops once most sizable elements among the first this many
 # refined are resolved worse than RESOLVE of their size: the verdict cannot become correct
@@ -1764,10 +1767,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             return False
         values = np.stack([cs_values[j].value for j in columns], axis=1)
         errors = np.stack([cs_values[j].error for j in columns], axis=1)
+        # (and at points a few dozen ulps away: a complex step holds the rounding of the
+        # function's real intermediates, a residual of 1e-7 that cancels from values of 1 in
+        # a near fit, 1e-9 of the derivative, and is linear in the step all the same)
+        nearby = claims[-1][0].nearby[:SELF_PAIRS]
         for j in columns:
             e = np.zeros(n)
             e[j] = 1.0
-            spread = _self_spread(f, x, e, cs_values[j].value)
+            spread = _self_spread(f, x, e, cs_values[j].value, nearby)
             if spread is None:
                 return False
             errors[:, j - cols.start] = np.maximum(errors[:, j - cols.start], spread)
@@ -1972,15 +1979,21 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     )  # fmt: skip
 
 
-def _self_spread(f, x, v, cs) -> np.ndarray | None:
+def _self_spread(f, x, v, cs, pairs) -> np.ndarray | None:
     """How far the complex steps along v at SELF_STEPS times the first step differ from its
-    value ``cs`` (per output); None where one is not available."""
+    value ``cs``, and how far its second differences over ``pairs`` of nearby points (a few
+    dozen ulps away, see _Claim) scatter (per output); None where one is not available."""
     spread = np.zeros_like(cs)
     for factor in SELF_STEPS:
         other = R.complex_step(f, x, v, factor)
         if not isinstance(other, R.Derivative):
             return None
         spread = np.maximum(spread, np.abs(other.value - cs))
+    for a, b in pairs:
+        plus, minus = R.complex_step(f, a, v), R.complex_step(f, b, v)
+        if not (isinstance(plus, R.Derivative) and isinstance(minus, R.Derivative)):
+            return None
+        spread = np.maximum(spread, np.abs(plus.value + minus.value - 2 * cs))
     return spread
 
 
@@ -2891,7 +2904,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         # spread (SELF_STEPS)
         sized = None
         if exact and ref != 0 and (abs(ref) <= below or SAFETY * ref_err > RESOLVE * abs(ref)):
-            spread = _self_spread(s, x, v, cs.value)
+            spread = _self_spread(s, x, v, cs.value, claims[-1][0].nearby[:SELF_PAIRS])
             error = max(float(cs.error[0]), float(spread[0])) if spread is not None else np.inf
             if abs(ref) > SAFETY * error:
                 sized = error
