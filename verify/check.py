@@ -134,6 +134,12 @@ SELF_STEPS = (0.6180339887498949, 1.4142135623730951)
 # ... and its scatter over this many pairs of nearby points: the rounding of the function's real
 # intermediates, which its complex step holds too (a near fit's residuals)
 SELF_PAIRS = 2
+# ... and only a group whose derivatives are at most this share of the largest of all groups,
+# too small for its differences to resolve: one that its differences miss for a staircase (a
+# forward that rounds 1 - p at p = 1 - 1e-15, a near fit's residuals) holds that rounding in
+# its complex step too, which the steps and the points nearby do not show (review C: 9 exact
+# claims `wrong` against such complex steps, and a mutant that mirrors the rounding `correct`)
+SELF_SHARE = 1e-8
 WIDE_REACH = 1.0  # such a group's steps reach this times its parameters' size (1 below 1)
 # in low precision, refinement stops once most sizable elements among the first this many
 # refined are resolved worse than RESOLVE of their size: the verdict cannot become correct
@@ -1766,6 +1772,8 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 err > RESOLVE * size)[size >= NOTABLE * largest].any():  # fmt: skip
             return False
         values = np.stack([cs_values[j].value for j in columns], axis=1)
+        if not np.abs(values).max() <= SELF_SHARE * overall:
+            return False
         errors = np.stack([cs_values[j].error for j in columns], axis=1)
         # (and at points a few dozen ulps away: a complex step holds the rounding of the
         # function's real intermediates, a residual of 1e-7 that cancels from values of 1 in
@@ -2903,7 +2911,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         # complex steps at other step sizes resolve: the derivative along v, its error their
         # spread (SELF_STEPS)
         sized = None
-        if exact and ref != 0 and (abs(ref) <= below or SAFETY * ref_err > RESOLVE * abs(ref)):
+        tiny = abs(ref) <= SELF_SHARE * largest * float(np.linalg.norm(v))
+        unresolved = abs(ref) <= below or SAFETY * ref_err > RESOLVE * abs(ref)
+        if exact and ref != 0 and tiny and unresolved:
             spread = _self_spread(s, x, v, cs.value, claims[-1][0].nearby[:SELF_PAIRS])
             error = max(float(cs.error[0]), float(spread[0])) if spread is not None else np.inf
             if abs(ref) > SAFETY * error:
