@@ -1759,9 +1759,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     def self_confirmed(cols):
         """Whether a group that its differences leave unresolved (every derivative below their
         accuracy, or its floor or a sizable element's resolution too coarse for a verdict: a
-        saturated attention's queries, 1e-10 beside 4.8, some of them resolved) has a complex
-        step at every element, whose spread over SELF_STEPS resolves some; where so, those are
-        its reference, their spread (or their own error, if larger) its error where smaller."""
+        saturated attention's queries, 1e-10 beside 4.8, some of them resolved), at most
+        SELF_SHARE of the largest, has a complex step at every element whose spread over
+        SELF_STEPS and SELF_PAIRS (_self_spread) resolves some; where so, those are its
+        reference, their spread (or their own error, if larger) its error where smaller."""
         columns = range(cols.start, cols.stop)
         if (kink_mask[:, cols].any() or not trusted[:, cols].all()
                 or any(j not in cs_values for j in columns)):  # fmt: skip
