@@ -512,13 +512,18 @@ def _gradcheck(args) -> int:
         }, indent=2))  # fmt: skip
         return 0 if passed else 1
     print(
-        f"{'kernel':<52} {'backend':<7} {'dtype':<7} {'worst rel err':>13} "
+        "worst err: the worst element's error relative to the largest derivative (of the "
+        "step, for the optimizers); err/tol: that error over its tolerance (at most 1 passes)\n"
+    )
+    print(
+        f"{'kernel':<54} {'backend':<7} {'dtype':<7} {'worst err':>9} {'err/tol':>7} "
         f"{'ref err est':>11}  verdict"
     )
     for r in rows:
         print(
-            f"{r.kernel:<52} {r.backend:<7} {r.dtype:<7} {r.worst_rel_error:>13.2e} "
-            f"{r.reference_error:>11.1e}  {'ok' if r.passed else 'FAIL'}"
+            f"{r.kernel:<54} {r.backend:<7} {r.dtype:<7} {r.worst_rel_error:>9.2e} "
+            f"{r.worst_to_tolerance:>7.2f} {r.reference_error:>11.1e}  "
+            f"{'ok' if r.passed else 'FAIL'}"
             + (f"  ({r.detail})" if r.detail and r.passed else "")
         )
     for r in rows:

@@ -1953,7 +1953,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     groups.locate(j)[1] + ((int(worst[0]),) if m > 1 else ()),
                     float(err[worst]),
                     _relative(float(err[worst]), float(J_ref[worst[0], j])),
-                    float(J_err[worst[0], j]), float(tol[worst]), passed, floor,
+                    float(J_err[worst[0], j]), float(tol[worst]), passed, floor, scale,
                 )
             )  # fmt: skip
         floors.append(claim_floor)
@@ -3258,6 +3258,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                 _relative(abs(worst.claimed - worst.reference), worst.reference),
                 worst.reference_error, worst.tolerance,
                 all(r.passed for r in mine), floors[label],
+                max(abs(r.reference) for r in mine),
             )
         )  # fmt: skip
     floor = min(floors.values())

@@ -1,6 +1,8 @@
 """Gradient checks of every kernel of both backends, as rows of a table.
 
-Each check returns a ``Row``: kernel, backend, dtype, the worst relative error, the reference's
+Each check returns a ``Row``: kernel, backend, dtype, the worst error relative to the largest
+derivative (the size every tolerance and floor is relative to; an element's own derivative may
+be 0 where the claim rounds to 1e-30), that error as a share of its tolerance, the reference's
 error estimate there, and the verdict of :func:`.check.check_vjp`. Data and parameters come
 from fixed seeds, so the table is the same on every run.
 """
@@ -42,26 +44,35 @@ class Row:
     kernel: str
     backend: str
     dtype: str
-    worst_rel_error: float
+    worst_rel_error: float  # relative to the largest derivative (or value, for the formulas)
     reference_error: float
     passed: bool
     detail: str = ""
+    worst_to_tolerance: float = 0.0  # the worst element's error over its tolerance (<= 1 passes)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
 def _row(kernel, backend_name, dtype, result: GradCheckResult) -> Row:
-    worst = max(result.groups, key=lambda g: g.abs_error / g.tolerance)
+    worst = max(result.groups, key=_share_of_tolerance)
     kinks = len(result.kinks)
     detail = f"{kinks} kink(s), subgradients ok" if kinks and result.passed else ""
     if result.scipy_agrees is not None:
         detail = "scipy.differentiate agrees" if result.scipy_agrees else "; ".join(result.notes)
     if not result.passed:
         detail = result.report()
+    largest = max(g.largest for g in result.groups)
     return Row(
-        kernel, backend_name, dtype, worst.rel_error, worst.reference_error, result.passed, detail
+        kernel, backend_name, dtype, worst.abs_error / largest if largest > 0 else worst.rel_error,
+        worst.reference_error, result.passed, detail, _share_of_tolerance(worst),
     )
+
+
+def _share_of_tolerance(group) -> float:
+    if group.tolerance > 0:
+        return group.abs_error / group.tolerance
+    return 0.0 if group.abs_error == 0 else float("inf")
 
 
 def _scalar_numba(function):
@@ -286,6 +297,7 @@ def _formula_row(kernel, backend_name, dtype, got, expected, conditioned) -> Row
         0.0,
         error <= tolerance,
         "" if error <= tolerance else f"error {error:.3g} > {tolerance:.3g}",
+        error / tolerance,
     )
 
 

@@ -83,7 +83,7 @@ def _agreement_row(params, dtype):
     ok = worst <= AGREE[dtype]
     detail = "" if ok else f"relative difference {worst:.3g} > {AGREE[dtype]:g}"
     return Row("batch norm: staged and compact backward agree", "numpy", dtype, worst, 0.0, ok,
-               detail)  # fmt: skip
+               detail, worst / AGREE[dtype])  # fmt: skip
 
 
 def dropout_rows():

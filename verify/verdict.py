@@ -65,6 +65,9 @@ class GroupReport:
     tolerance: float
     passed: bool
     floor: float  # the largest tolerance, relative to the group's largest derivative
+    # the derivative size the floor is relative to: the group's largest (along probes, the
+    # largest reference of the claim's probes); the largest of all groups where the group is 0
+    largest: float = 0.0
 
 
 @dataclass

@@ -78,3 +78,23 @@ def test_each_mutant_really_changes_the_gradient(fault):
 def test_no_false_alarms():
     assert false_alarms() == []
     assert SQUARE.layers == (3, 3, 3, 1)
+
+
+def test_every_row_states_its_error_relative_to_the_largest_derivative(rows):
+    # an element whose derivative is 0 and whose claim rounds to 1e-30 is infinitely off
+    # relative to itself; the table states the error against the size its tolerance is of
+    for r in rows:
+        assert np.isfinite(r.worst_rel_error) and r.worst_rel_error < 1e-6, r
+        assert 0 <= r.worst_to_tolerance <= 1, r
+
+
+def test_a_row_is_relative_to_the_largest_derivative_not_to_its_own_element():
+    from backprop_bench.verify import check_vjp
+    from backprop_bench.verify.kernel_checks import _row
+
+    x = np.array([0.0, 1.0, 2.0])
+    result = check_vjp(lambda p: p**3, lambda p, u: u * (3 * p**2 + 1e-30 * (p == 0)), x)
+    row = _row("cube", "numpy", "float64", result)
+    assert result.groups[0].rel_error > 1e20  # 1e-30 against a derivative of about 0
+    assert row.passed and row.worst_rel_error == pytest.approx(1e-30 / 12, rel=1e-6)
+    assert row.worst_to_tolerance < 1
