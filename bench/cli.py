@@ -14,6 +14,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -475,6 +476,7 @@ def _add_gradcheck(subparsers) -> None:
 
 
 def _gradcheck(args) -> int:
+    from backprop_bench.verify.check import progress_lines
     from backprop_bench.verify.kernel_checks import all_rows
     from backprop_bench.verify.mutants import MUTANTS, false_alarms, run_mutants
     from backprop_bench.verify.scoring import render_table, score_table
@@ -485,12 +487,27 @@ def _gradcheck(args) -> int:
     shards = [] if args.no_catalogue else [
         _catalogue_process(k, CATALOGUE_SHARDS) for k in range(CATALOGUE_SHARDS)
     ]  # fmt: skip
+    started = time.perf_counter()
+    parts = 3 if shards else 2
+
+    def stage(k, what):
+        print(f"{PROG} gradcheck: {what} ({k}/{parts}, {time.perf_counter() - started:.0f} s)",
+              file=sys.stderr, flush=True)  # fmt: skip
+
     try:
         _one_thread()
-        rows = all_rows()
-        mutants = run_mutants()
-        alarms = false_alarms()
-        catalogue = _catalogue_outcome(shards)
+        with progress_lines(False):  # the stages below are this command's progress
+            stage(1, "every kernel of both backends, float64 and float32")
+            rows = all_rows()
+            stage(2, f"{len(MUTANTS)} wrong backward passes of our kernels in both dtypes, "
+                     "and the right ones")  # fmt: skip
+            mutants = run_mutants()
+            alarms = false_alarms()
+            if shards:
+                stage(3, "the catalogue of user-style functions (started beside the kernels)")
+            catalogue = _catalogue_outcome(shards)
+        print(f"{PROG} gradcheck: done ({time.perf_counter() - started:.0f} s)",
+              file=sys.stderr, flush=True)  # fmt: skip
     finally:
         for shard in shards:
             if shard.poll() is None:

@@ -49,6 +49,8 @@ How it decides (derived, nothing guessed):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import sys
 import time
@@ -431,12 +433,27 @@ def _difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
     return diff, diff / max(float(np.abs(a).max()), 1e-300)
 
 
+# what checks called with progress=None do: None, lines after PROGRESS_AFTER s; False, none
+_PROGRESS_DEFAULT = contextvars.ContextVar("progress_default", default=None)
+
+
+@contextlib.contextmanager
+def progress_lines(enabled: bool | None):
+    """Within it, checks called with ``progress=None`` print progress lines as ``enabled`` says:
+    a caller that shows its own progress (``backprop-bench gradcheck``) turns theirs off."""
+    token = _PROGRESS_DEFAULT.set(enabled)
+    try:
+        yield
+    finally:
+        _PROGRESS_DEFAULT.reset(token)
+
+
 class _Progress:
     """A line on stderr every PROGRESS_AFTER seconds once a check has run that long."""
 
     def __init__(self, enabled):
         self.start = time.perf_counter()
-        self.enabled = enabled
+        self.enabled = _PROGRESS_DEFAULT.get() if enabled is None else enabled
         self.last = self.start
 
     def __call__(self, what: str, done: int, total: int):

@@ -203,8 +203,8 @@ class GradCheckResult:
             )
         if self.verdict != NOT_DETERMINISTIC:
             lines.append(
-                f"  detection floor: errors above {self.floor:.2g} of the largest derivative "
-                "would have been seen"
+                f"  detection floor: errors above {self.floor:.2g} of their group's largest "
+                "derivative would have been seen"
             )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
