@@ -3,8 +3,8 @@
 The output folder holds ``sweep.json`` (the config whose results it holds) and ``shards/``. A
 sweep started again with the same config skips the shards already stored, so a run killed at any
 moment (Ctrl-C, ``kill -9``) ends, once restarted, with exactly the numbers of an uninterrupted
-run. A folder that holds another sweep, or files that are not a sweep's, is refused before
-anything is written.
+run. A folder that holds another sweep (another grid, backend or name), or files that are not a
+sweep's, is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -62,6 +62,15 @@ def prepare_out(config: SweepConfig, out: Path) -> None:
                 f"--out {out} holds the results of a different sweep (it differs in: "
                 f"{', '.join(changed)}); choose another --out, or delete that folder to start over"
             )
+        # the same grid, but trained or named otherwise: the backends round differently (a
+        # resume with the other one mixed both in one result, recorded as the last one's), and
+        # the name titles every file of the folder
+        for key, flag in (("backend", "--backend"), ("name", "--name")):
+            if getattr(other, key) != getattr(config, key):
+                raise ValueError(
+                    f"--out {out} holds a sweep with {flag} {getattr(other, key)}; give "
+                    f"{flag} {getattr(other, key)} to resume or redo its report, or another --out"
+                )
         atomic.clean_stale(out)
         atomic.clean_stale(out / SHARD_DIR)
         return

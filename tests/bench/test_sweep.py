@@ -324,6 +324,23 @@ def test_out_holding_another_sweep_is_refused_and_left_alone(tmp_path, capsys):
     assert (foreign / "thesis.tex").read_text() == "precious"
 
 
+@pytest.mark.parametrize(
+    "flag, value, stored",
+    [("--backend", "numpy", "numba"), ("--name", "other", "default")],
+)
+def test_a_sweep_resumed_with_another_backend_or_name_is_refused(tmp_path, capsys, flag, value,
+                                                                 stored):  # fmt: skip
+    # the grid is the same, but the backends round differently: a resume with the other one
+    # mixed both in one result, and meta.json named the last run's alone (an outside audit)
+    out = tmp_path / "a"
+    assert sweep(capsys, out)[0] == 0
+    before = snapshot(out)
+    code, _, err = sweep(capsys, out, flag, value)
+    assert code == 2 and err.count("\n") == 1
+    assert f"holds a sweep with {flag} {stored}; give {flag} {stored} to resume" in err
+    assert snapshot(out) == before
+
+
 def test_report_on_a_folder_without_a_sweep(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "holds no finished sweep (summary.json is missing)" in capsys.readouterr().err
