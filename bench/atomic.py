@@ -14,7 +14,9 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +63,58 @@ def replacing(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Within the block, a Ctrl-C or SIGTERM is held, and raised as KeyboardInterrupt once the
+    block is done (in the main thread; elsewhere signals never arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def replacing_together(paths: list[Path], stale: tuple[Path, ...] = ()) -> Iterator[dict]:
+    """Temporary paths for several files (``{path: tmp}``), renamed into place together once
+    every one is made, and ``stale`` files of an earlier set removed with them: a set that fails
+    on its way leaves the earlier set as it was, and an interrupt while they are renamed waits
+    for the last (raised after it), so a folder never holds half of one set and half of another.
+    """
+    made = {}
+    try:
+        for path in map(Path, paths):
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                        dir=path.parent)  # fmt: skip
+            os.close(fd)
+            made[path] = Path(name)
+        yield made
+        for path, tmp in made.items():  # durable first; the renames below are quick
+            try:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o666 & ~_umask())
+            except OSError as error:
+                raise OSError(error.errno, error.strerror, str(path)) from error
+        with deferred_interrupts():
+            for path, tmp in list(made.items()):
+                os.replace(tmp, path)
+                del made[path]
+            for path in stale:
+                Path(path).unlink(missing_ok=True)
+    finally:
+        for tmp in made.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

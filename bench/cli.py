@@ -687,7 +687,7 @@ def _vanishing(args) -> int:
         )  # fmt: skip
         out = Path(args.out)
         limits.check_vanishing(config)
-        check_out(out)
+        check_out(out, config.to_dict())
     except ValueError as error:
         raise UsageError(str(error)) from None
     progress = Progress()

@@ -5,7 +5,6 @@ Everything shown is computed from the study's results (``backprop_bench.verify.v
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -21,8 +20,10 @@ OUTPUT_NAMES = {"report.md", "vanishing.json", "meta.json", "figures"}
 MEDIAN = 2  # index of the median in the quantile lists (10, 25, 50, 75, 90)
 
 
-def check_out(out: Path) -> None:
-    """Refuse a folder that holds anything but this study's own output."""
+def check_out(out: Path, config: dict | None = None) -> None:
+    """Refuse a folder that holds anything but this study's own output: files of its own, or
+    (given the study's ``config``, as ``VanishingConfig.to_dict``) a study of another config,
+    which the new one would replace."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the study's report")
@@ -34,6 +35,21 @@ def check_out(out: Path) -> None:
                 f"--out {out} holds files that are not this study's "
                 f"({', '.join(foreign[:3])}); choose another folder"
             )
+        stored = out / "vanishing.json"
+        if config is not None and stored.exists():
+            try:
+                other = json.loads(stored.read_text())["config"]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"--out {out} holds an unreadable vanishing.json ({error}); "
+                                 "choose another --out") from None  # fmt: skip
+            changed = [k for k in sorted(set(config) | set(other))
+                       if config.get(k) != other.get(k)]  # fmt: skip
+            if changed:
+                raise ValueError(
+                    f"--out {out} holds a study of another config (it differs in: "
+                    f"{', '.join(changed)}); choose another --out, or delete that folder to "
+                    "start over"
+                )
     try:  # a folder that cannot be made is bad input, found before the study runs
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -293,8 +309,9 @@ def render(results: dict, meta: dict) -> str:
 
 def write(out: Path, results: dict, meta: dict) -> Path:
     """The study's files in ``out``: each made in a temporary file first, and renamed into
-    place only once all of them are made, so that a study that fails on its way leaves an
-    earlier study's folder as it was (not its figures replaced and its report kept)."""
+    place together only once all of them are made (``atomic.replacing_together``), so that a
+    study that fails or is interrupted on its way leaves an earlier study's folder as it was
+    (not its figures replaced and its report kept)."""
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -305,15 +322,14 @@ def write(out: Path, results: dict, meta: dict) -> Path:
         "meta.json": json.dumps(meta, indent=1) + "\n",
         "report.md": render(results, meta),
     }
-    with contextlib.ExitStack() as stack:
-        def temporary(path):
-            return stack.enter_context(atomic.replacing(path))
-
-        gradient_figure(results, temporary(figures / "gradient_norms.png"))
-        if has_bound(results):
-            bound_figure(results, temporary(figures / "bound.png"))
+    bound = has_bound(results)
+    paths = [figures / "gradient_norms.png", *([figures / "bound.png"] if bound else []),
+             *(out / name for name in texts)]  # fmt: skip
+    stale = () if bound else (figures / "bound.png",)  # an earlier study's
+    with atomic.replacing_together(paths, stale) as temporary:
+        gradient_figure(results, temporary[figures / "gradient_norms.png"])
+        if bound:
+            bound_figure(results, temporary[figures / "bound.png"])
         for name, text in texts.items():
-            temporary(out / name).write_bytes(text.encode())
-    if not has_bound(results):
-        (figures / "bound.png").unlink(missing_ok=True)  # an earlier study's
+            temporary[out / name].write_bytes(text.encode())
     return out / "report.md"
