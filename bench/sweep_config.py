@@ -400,7 +400,16 @@ def make_config(file_values: dict | None, flag_values: dict) -> SweepConfig:
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
         raise ValueError(f"unknown sweep setting {unknown[0]!r}; known: {', '.join(FIELD_NAMES)}")
-    return SweepConfig(**values)
+    config = SweepConfig(**values)
+    # a file's value that a flag replaces is checked too: the file is wrong all the same (a TOML
+    # `lr = true` beside --lr 1 ran, and failed on the next run without the flag)
+    for key in sorted(k for k in file_values or {} if flag_values.get(k) is not None):
+        try:
+            SweepConfig(**{**values, key: file_values[key]})
+        except ValueError as error:
+            raise ValueError(f"{error} (the config file's {key}, which a flag replaces here)") \
+                from None
+    return config
 
 
 def config_from_dict(data) -> SweepConfig:

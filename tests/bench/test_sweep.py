@@ -309,6 +309,16 @@ def test_a_toml_typo_names_the_known_keys(tmp_path, capsys):
     assert code == 2 and "unknown key 'lrs' in sweep.toml; known keys: name, problem, lr," in err
 
 
+def test_a_bad_toml_value_is_refused_also_where_a_flag_replaces_it(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text("lr = true\n")
+    code = main(["sweep", "--config", str(path), "--lr", "1", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "lr must be a number, got True (the config file's lr, which a flag replaces" in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_out_holding_another_sweep_is_refused_and_left_alone(tmp_path, capsys):
     out = tmp_path / "a"
     assert sweep(capsys, out)[0] == 0
