@@ -26,11 +26,31 @@ MAX_HIDDEN_LAYERS = 6
 MAX_EPOCHS = 100_000
 MAX_NETS = 10_000
 DEFAULT_NETS = 1_000
+# a population block: about this many net-epochs of the tutorial's 2-4-1 net on 4 samples (0.07
+# s on the two-core development machine), fewer nets for more work a net-epoch (parameters times
+# samples), never fewer than MIN_BLOCK (a vector of nets' lanes)
 NET_EPOCHS_PER_BLOCK = 1_280_000
-# Every numba kernel call of every session takes this lock: numba's parallel loops must not be
-# entered from two threads at once (its workqueue threading layer aborts the process). NumPy
-# needs none, and a population's block can hold it for seconds there.
+BLOCK_WORK = NET_EPOCHS_PER_BLOCK * 17 * 4
+MIN_BLOCK, MAX_BLOCK = 8, 512
+# numba's parallel loops must not be entered from two threads at once where its threading layer
+# is workqueue (it aborts the process): there every numba kernel call of every session takes
+# this lock. tbb and omp take parallel loops from several threads, and there is no lock: a
+# population block of wide nets held it for seconds to minutes (64 units in 6 layers: 7.5 s a
+# net), and every page waited. NumPy needs none.
 _NUMBA_LOCK = threading.Lock()
+_THREADSAFE = {}
+
+
+class _Stop(threading.Event):
+    """A population's stop: also the abort flag its kernel polls every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.abort = np.zeros(1, dtype=np.int8)
+
+    def set(self):
+        self.abort[0] = 1
+        super().set()
 
 
 class _NoLock:
@@ -41,8 +61,32 @@ class _NoLock:
         return False
 
 
+def _threadsafe_layer() -> bool:
+    """Whether numba's threading layer (chosen once, when its threads start) takes parallel
+    loops from several threads at once: tbb and omp do, workqueue does not."""
+    if "numba" not in _THREADSAFE:
+        try:
+            import numba
+            from numba.np.ufunc import parallel
+
+            parallel._launch_threads()
+            _THREADSAFE["numba"] = numba.threading_layer() in ("tbb", "omp")
+        except Exception:  # noqa: BLE001 - not known: the lock is safe either way
+            _THREADSAFE["numba"] = False
+    return _THREADSAFE["numba"]
+
+
 def kernel_lock(backend: str):
-    return _NUMBA_LOCK if backend == "numba" else _NoLock()
+    if backend == "numba" and not _threadsafe_layer():
+        return _NUMBA_LOCK
+    return _NoLock()
+
+
+def population_block(config: TrainConfig) -> int:
+    """Nets a population block trains over the whole budget: BLOCK_WORK of work (net-epochs
+    times parameters times samples), between MIN_BLOCK and MAX_BLOCK nets."""
+    work = max(config.epochs, 1) * config.spec.n_params * config.data.X.shape[0]
+    return int(min(MAX_BLOCK, max(MIN_BLOCK, BLOCK_WORK // work)))
 
 # (query key, TrainConfig field, flag of `backprop-bench train`) for everything the page sets
 SETUP_KEYS = ("problem", "hidden", "activation", "loss", "optimizer", "lr", "init", "seed",
@@ -189,6 +233,7 @@ class Session:
             config, n_nets = parse_setup({}, backend)
             self.first_error = f"{error} (the default setup is shown)"
         self._population = None
+        self._sent_epoch = -1  # the last epoch whose history row the page has
         self._start(config, n_nets)
 
     # --- commands, from the server's request threads
@@ -200,6 +245,7 @@ class Session:
             net = _number("net", payload.get("net", ""), int)
             if net < 0:
                 raise ValueError(f"net must be a non-negative integer, got {net}")
+            replace(self.config, net=net)  # refused here, in the reply, not later in the stream
             self.commands.put(("select", net))
         elif action in ("play", "pause", "step", "reset"):
             self.commands.put((action, None))
@@ -221,21 +267,18 @@ class Session:
         if not keep_population:
             if self._population:
                 self._population[1].set()
-            # A numba call holds the interpreter until it returns, and Ctrl-C waits for it: blocks
-            # of about 1.3 million net-epochs (a tenth of a second) keep the server responsive.
-            block = 256
-            if config.backend == "numba":
-                block = min(512, max(8, NET_EPOCHS_PER_BLOCK // max(config.epochs, 1)))
-            run, stop = PopulationRun(config, n_nets, block=block), threading.Event()
+            # blocks sized by their work keep a stopped population (a new setup, a closed page)
+            # from training on long, and where there is a lock, every page's turn short
+            run, stop = PopulationRun(config, n_nets, block=population_block(config)), _Stop()
             thread = threading.Thread(target=self._train_population, args=(run, stop), daemon=True)
-            self._population = (run, stop)
+            self._population = (run, stop, thread)
             thread.start()
 
-    def _train_population(self, run: PopulationRun, stop: threading.Event) -> None:
+    def _train_population(self, run: PopulationRun, stop: _Stop) -> None:
         while not (run.done or stop.is_set() or self.closed.is_set()):
             with self.lock:
-                run.advance()
-            time.sleep(0.002)  # the lock is not fair: let the displayed net have its turn
+                run.advance(abort=stop.abort)
+            time.sleep(0.002)  # a lock is not fair: let the displayed net have its turn
 
     def _advance(self, n_epochs: int) -> float:
         """Train n_epochs more; returns the seconds the kernels took (not waiting for the lock)."""
@@ -268,6 +311,7 @@ class Session:
 
     def _setup_event(self):
         c = self.config
+        self._sent_epoch = -1  # the page starts its curves afresh
         return ("setup", {
             "query": setup_query(c, self.n_nets), "command": train_command(c),
             "layers": list(c.spec.layers), "n_params": c.spec.n_params, "spec": c.spec.describe(),
@@ -278,12 +322,18 @@ class Session:
     def _snapshot_event(self, epochs_per_second=None):
         s = self.snapshot
         run = self._population[0]
+        # each epoch's row once: a command's snapshot repeated the last advance's rows, and the
+        # page drew the curves back over themselves after every Pause or Play
+        new = s.history["epoch"] > self._sent_epoch
+        history = {key: rows[new] for key, rows in s.history.items()}
+        if new.any():
+            self._sent_epoch = int(s.history["epoch"][new][-1])
         return ("snapshot", {
             "epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "grad_norm": s.grad_norm,
             "status": s.status, "finished": s.finished, "playing": self.playing,
             "epochs_to_converge": s.epochs_to_converge,
             "first_full_accuracy": s.first_full_accuracy, "net": self.config.net,
-            "theta": s.theta, "history": s.history, "layer_grad_norms": s.layer_grad_norms,
+            "theta": s.theta, "history": history, "layer_grad_norms": s.layer_grad_norms,
             "grid": _rounded(s.grid), "epochs_per_second": epochs_per_second,
             "population": run.summary(s.epoch),
         })  # fmt: skip

@@ -242,8 +242,9 @@ class PopulationRun:
     def done(self) -> bool:
         return self.n_done >= self.n_nets
 
-    def advance(self) -> None:
-        """Train the next block of nets over the whole budget."""
+    def advance(self, abort=None) -> None:
+        """Train the next block of nets over the whole budget; nothing is kept where ``abort``
+        (an int8 array of shape (1,), the kernel's flag) is raised on the way."""
         c = self.config
         first, count = self.n_done, min(self.block, self.n_nets - self.n_done)
         spec, problem = c.spec, c.data
@@ -253,7 +254,10 @@ class PopulationRun:
             theta, spec, problem.X, problem.Y, c.lr, c.epochs, optimizer=c.optimizer_config,
             criterion=c.criterion, early_stop=False, record_every=self.record_every,
             keys=streams.net_keys(c.seed, first, count),  # each net's masks, as train draws them
+            abort=abort,
         )  # fmt: skip
+        if abort is not None and abort[0]:
+            return
         nets = slice(first, first + count)
         self.record_epochs = r.history.epochs
         self.losses[:, nets] = r.history.loss
@@ -268,7 +272,10 @@ class PopulationRun:
         converged : fraction converged by each recorded epoch up to ``epoch``
         histogram : counts of log10(loss) at the last record not after ``epoch``
         stalled   : nets neither converged nor diverged by ``epoch`` whose loss fell by less than
-                    STALL_DROP over the second half of the epochs so far, highest loss first
+                    STALL_DROP over the second half of the epochs so far, highest loss first;
+                    judged from epoch ``stalled_from`` on (none before: at epoch 127 of the
+                    tutorial's 10,000, 998 of 1,000 nets sat on the early plateau that 98% of
+                    them leave by epoch 1,000)
         """
         n = self.n_done
         upto = self.record_epochs <= epoch
@@ -283,7 +290,9 @@ class PopulationRun:
         half = int(np.searchsorted(self.record_epochs, self.record_epochs[now] // 2, "right")) - 1
         loss_now, loss_half = self.losses[now, :n], self.losses[max(half, 0), :n]
         open_ = ~diverged & ~((etc >= 0) & (etc <= epoch))
+        stalled_from = stall_judged_from(self.config.epochs)
         stalled = open_ & (loss_now > (1 - STALL_DROP) * loss_half) & (now > 0)
+        stalled &= epoch >= stalled_from
         order = np.flatnonzero(stalled)
         order = order[np.argsort(-loss_now[order], kind="stable")][:n_stalled]
         finite = np.log10(loss_now[np.isfinite(loss_now) & (loss_now > 0)])
@@ -294,6 +303,7 @@ class PopulationRun:
             converged_now=converged[-1],
             diverged=int(diverged.sum()),
             n_stalled=int(stalled.sum()),
+            stalled_from=stalled_from,
             stalled=[{"net": int(k), "loss": float(loss_now[k])} for k in order],
             histogram={"edges": edges.tolist(), "counts": counts.tolist(),
                        "nonfinite": int(n - finite.size)},
@@ -302,5 +312,12 @@ class PopulationRun:
 
 
 STALL_DROP = 0.1  # less than a 10% fall of the loss over the second half of the run: stalled
+STALL_SHARE, STALL_EPOCHS = 10, 1_000  # judged from a tenth of the budget, or 1,000 epochs on
+
+
+def stall_judged_from(budget: int) -> int:
+    """The first epoch at which a net is said to stall: a tenth of the budget, at least 1,000
+    epochs (or the whole budget, where shorter)."""
+    return min(budget, max(budget // STALL_SHARE, STALL_EPOCHS))
 HIST_RANGE = (-6.0, 1.0)  # log10 of the loss; values outside are counted in the end bins
 HIST_BINS = 28

@@ -7,6 +7,8 @@ const SETUP_FIELDS = ["problem", "hidden", "activation", "loss", "optimizer", "l
   "batchnorm", "dropout", "weight_decay", "seed", "tolerance", "epochs", "nets", "net"];
 const PROBLEMS = ["xor", "and", "or", "parity2", "parity3", "parity4", "parity5", "parity6",
   "parity7", "parity8"];
+const MAX_LINKS = 2048; // weights drawn as lines at most
+let drawLinks = true;
 const MAX_FRAMES = 400; // a saved run keeps at most this many frames (curves keep every epoch)
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +26,7 @@ function pyExp(x) { // Python's f"{x:.3e}": two-digit exponent
   return `${m}e${e[0] === "-" ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
 }
 const fmt = {
-  loss: (x) => (x === null ? "diverged" : x.toFixed(6)),
+  loss: (x) => (x === null ? "diverged" : Math.abs(x) >= 1e6 ? x.toExponential(4) : x.toFixed(6)),
   accuracy: (x) => (x === null ? "diverged" : `${Math.round(x * 100)}%`),
   grad: (x) => (x === null ? "diverged" : pyExp(x)),
 };
@@ -47,8 +49,10 @@ function connect() {
   source.addEventListener("error", (e) => {
     if (e.data) { showMessage(JSON.parse(e.data).message); return; }
     $("connection").textContent = "connection lost: is the server still running?";
+    state.disconnected = true;
+    scheduleDraw();
   });
-  source.onopen = () => { $("connection").textContent = "connected"; };
+  source.onopen = () => { $("connection").textContent = "connected"; state.disconnected = false; };
 }
 
 async function send(action, extra = {}) {
@@ -93,8 +97,9 @@ function onSetup(doc) {
 
 function onSnapshot(s) {
   state.snapshot = s;
-  const h = s.history;
+  const h = s.history, c = state.curve;
   for (let i = 0; i < h.epoch.length; i++) {
+    if (c.epoch.length && h.epoch[i] <= c.epoch[c.epoch.length - 1]) continue; // each epoch once
     state.curve.epoch.push(h.epoch[i]);
     state.curve.loss.push(h.loss[i]);
     state.curve.grad.push(h.grad_norm[i]);
@@ -145,14 +150,19 @@ function scheduleDraw() { // at most one redraw per animation frame
 function draw() {
   const s = state.snapshot;
   if (!s || !state.setup) return;
-  $("connection").textContent = state.replay ? `replay of a saved run (${state.replay.length} frames)` : "connected";
+  $("connection").textContent = state.replay ? `replay of a saved run (${state.replay.length} frames)`
+    : state.disconnected ? "connection lost: is the server still running?" : "connected";
   document.querySelector('[data-stat="epoch"]').textContent = String(s.epoch);
   document.querySelector('[data-stat="loss"]').textContent = fmt.loss(s.loss);
   document.querySelector('[data-stat="accuracy"]').textContent = fmt.accuracy(s.accuracy);
   document.querySelector('[data-stat="grad-norm"]').textContent = fmt.grad(s.grad_norm);
   const status = $("status");
-  status.textContent = s.status;
-  status.className = s.status.replace(" ", "-");
+  // the net's status; "training" only while it trains (before Play: ready; after Pause: paused)
+  let shown = s.status;
+  if (shown === "training" && !s.playing && !state.replay) shown = s.epoch === 0 ? "ready" : "paused";
+  if (state.disconnected) shown = "disconnected";
+  status.textContent = shown;
+  status.className = shown.replace(" ", "-");
   $("speed").textContent = s.epochs_per_second ? Math.round(s.epochs_per_second).toLocaleString("en") : "–";
   drawNetwork(s.theta);
   if (s.grid) drawBoundary(s.grid);
@@ -189,7 +199,13 @@ function buildNetwork(layers) {
     return Array.from({ length: n }, (_, j) => [x, n === 1 ? height / 2 : pad + (j * (height - 2 * pad)) / (n - 1)]);
   });
   links = []; nodes = [];
-  for (let l = 0; l + 1 < layers.length; l++) {
+  // a line per weight up to MAX_LINKS: 64 units in 6 layers (20,800 lines) stalled the tab
+  const weights = layers.slice(1).reduce((n, fo, l) => n + layers[l] * fo, 0);
+  drawLinks = weights <= MAX_LINKS;
+  $("weight-readout").textContent = drawLinks ? "\u00a0"
+    : `${weights.toLocaleString("en")} weights: too many to draw (at most ${MAX_LINKS.toLocaleString("en")}); hover a unit for its bias`;
+  const most = Math.max(...layers), radius = Math.max(2, Math.min(9, (0.4 * (height - 2 * pad)) / Math.max(most - 1, 1)));
+  for (let l = 0; drawLinks && l + 1 < layers.length; l++) {
     for (let i = 0; i < layers[l]; i++) {
       for (let j = 0; j < layers[l + 1]; j++) {
         const line = document.createElementNS(SVG, "line");
@@ -208,7 +224,7 @@ function buildNetwork(layers) {
   for (let l = 0; l < layers.length; l++) {
     pos[l].forEach(([x, y], j) => {
       const c = document.createElementNS(SVG, "circle");
-      c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", 9);
+      c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", radius);
       c.setAttribute("fill", "#fff"); c.setAttribute("stroke", "#555");
       const title = document.createElementNS(SVG, "title");
       c.appendChild(title);
@@ -223,9 +239,9 @@ function buildNetwork(layers) {
 function drawNetwork(theta) {
   const params = layerParams(state.setup.layers, theta);
   const all = params.flatMap((p) => [...p.W, ...p.b]).filter((v) => v !== null);
-  const biggest = Math.max(1e-12, ...all.map(Math.abs));
+  const biggest = all.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-12);
   let k = 0;
-  for (const p of params) {
+  for (const p of drawLinks ? params : []) {
     for (let i = 0; i < p.fi; i++) {
       for (let j = 0; j < p.fo; j++) {
         const v = p.W[i * p.fo + j], link = links[k++];
@@ -366,8 +382,11 @@ function drawPopulation(p) {
   if (!p) return;
   const trained = p.n_done < p.n_nets ? `, ${p.n_done.toLocaleString("en")} trained so far` : "";
   let text = `${p.n_nets.toLocaleString("en")} seeded nets of this setup${trained}`;
+  const shown = state.snapshot ? state.snapshot.net : 0;
+  if (shown >= p.n_nets) text += ` (nets 0 to ${(p.n_nets - 1).toLocaleString("en")}: the displayed net, ${shown.toLocaleString("en")}, is not among them)`;
   if (p.converged) {
-    text += ` \u2014 at epoch ${p.epoch.toLocaleString("en")}: ${(100 * p.converged_now).toFixed(1)}% converged, ${p.diverged} diverged, ${p.n_stalled} stalled`;
+    const stalls = p.epoch >= p.stalled_from ? `${p.n_stalled} stalled` : `stalls judged from epoch ${p.stalled_from.toLocaleString("en")}`;
+    text += ` \u2014 at epoch ${p.epoch.toLocaleString("en")}: ${(100 * p.converged_now).toFixed(1)}% converged, ${p.diverged} diverged, ${stalls}`;
   }
   $("pop-count").textContent = text;
   if (!p.converged) return;
@@ -397,12 +416,15 @@ function drawPopulation(p) {
     hx.fillStyle = "#e8853d"; hx.fillRect(10 + i * bw, hh - 18 - bar, bw - 1, bar);
   });
   hx.fillStyle = "#666"; hx.font = "11px sans-serif";
-  for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, 4 + i * bw, hh - 4);
+  hx.textAlign = "center"; // each label under its bin edge, the last one inside the canvas
+  for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, Math.min(10 + i * bw, hw - 14), hh - 4);
+  hx.textAlign = "start";
   if (p.histogram.nonfinite) hx.fillText(`${p.histogram.nonfinite} NaN`, hw - 60, 12);
 
   const list = $("stalled");
   list.replaceChildren();
-  if (!p.stalled.length) list.textContent = "none";
+  if (p.epoch < p.stalled_from) list.textContent = `judged from epoch ${p.stalled_from.toLocaleString("en")} on (an early plateau is no stall)`;
+  else if (!p.stalled.length) list.textContent = "none";
   for (const s of p.stalled) {
     const b = document.createElement("button");
     b.type = "button";

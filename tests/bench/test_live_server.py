@@ -212,3 +212,49 @@ def test_a_chosen_net_joins_at_the_epoch_on_display_with_its_whole_curve():
     run = run_train(TrainConfig(backend="numpy", net=3, epochs=5, every=1))
     assert snap["history"]["loss"] == [row["loss"] for row in run.history]
     session.close()
+
+
+def test_each_epochs_curve_row_reaches_the_page_once():
+    # a command's snapshot repeated the last advance's rows: after every Pause or Play the page
+    # drew its curves back over themselves (an outside audit: 3,962 points for 3,001 epochs)
+    session = Session({"nets": "8", "epochs": "300"}, "numpy")
+    events = session.events()
+    epochs = []
+
+    def take(name):
+        while True:
+            kind, doc = next(events)
+            if kind == "snapshot":
+                epochs.extend(doc["history"]["epoch"])
+            if kind == name:
+                return doc
+
+    take("snapshot")
+    for action in ("step", "step", "pause", "play", "pause", "pause", "step", "play"):
+        session.command(action, {})
+        snap = take("snapshot")
+    while not snap["finished"]:
+        snap = take("snapshot")
+    session.command("play", {})  # when finished: nothing new
+    take("snapshot")
+    session.close()
+    assert epochs == list(range(301))
+
+
+def test_a_wide_population_neither_blocks_the_displayed_net_nor_outlives_its_page():
+    # a population block of wide nets held one lock for all numba calls for minutes (64 units
+    # in 6 layers: 7.5 s a net, 128 nets a block), and every page, new ones too, waited
+    from backprop_bench.bench.live_session import _threadsafe_layer
+
+    if not _threadsafe_layer():
+        pytest.skip("numba's threading layer here is workqueue, which takes parallel loops "
+                    "from one thread at a time: the live server keeps its lock there")
+    session = Session({"hidden": "64,64,64,64,64,64", "nets": "16", "epochs": "10000"}, "numba")
+    run, stop, thread = session._population
+    time.sleep(0.5)  # inside its first block of 8 nets (about a minute of work)
+    started = time.perf_counter()
+    session._advance(3)
+    assert time.perf_counter() - started < 5.0 and session.snapshot.epoch == 3
+    session.close()
+    thread.join(5.0)
+    assert not thread.is_alive() and run.n_done == 0  # the block was aborted, and kept nothing

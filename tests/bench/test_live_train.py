@@ -6,8 +6,15 @@ import shlex
 import numpy as np
 import pytest
 from backprop_bench.bench.cli import _train_config, build_parser
-from backprop_bench.bench.live_session import parse_setup, setup_query, train_command
-from backprop_bench.bench.live_train import PopulationRun, train_live
+from backprop_bench.bench.live_session import (
+    MAX_BLOCK,
+    MIN_BLOCK,
+    parse_setup,
+    population_block,
+    setup_query,
+    train_command,
+)
+from backprop_bench.bench.live_train import PopulationRun, stall_judged_from, train_live
 from backprop_bench.bench.train import TrainConfig, run_train
 from backprop_bench.kernels import Status
 
@@ -103,6 +110,35 @@ def test_population_summary_counts_what_train_population_reports():
         assert not 0 <= etc[stalled["net"]] <= 1000
     half = population.summary(500)
     assert half["epoch"] == 500 and half["epochs"][-1] <= 500
+
+
+def test_stalls_are_judged_from_a_tenth_of_the_budget_or_1000_epochs():
+    # at epoch 127 of the tutorial's 10,000, 998 of 1,000 nets sat on the early plateau that
+    # 98% of them leave by epoch 1,000: the page listed them all as stalled
+    config = TrainConfig(epochs=3000, backend="numpy")
+    population = PopulationRun(config, 64, block=64)
+    population.advance()
+    early = population.summary(127)
+    assert early["stalled_from"] == 1000 and early["n_stalled"] == 0 and early["stalled"] == []
+    late = population.summary(3000)
+    etc = population.epochs_to_converge
+    assert late["n_stalled"] == len(late["stalled"]) <= (etc < 0).sum()
+    assert [stall_judged_from(b) for b in (500, 3000, 10_000, 100_000)] == [500, 1000, 1000,
+                                                                            10_000]  # fmt: skip
+
+
+def test_a_population_block_is_sized_by_its_work():
+    small = TrainConfig(epochs=10_000)
+    wide = TrainConfig(epochs=10_000, hidden=(64,) * 6)
+    assert population_block(small) == 128  # the tutorial's net: about 0.07 s a block
+    assert population_block(wide) == MIN_BLOCK  # 21,057 parameters: 7.5 s a net
+    assert population_block(TrainConfig(epochs=10)) == MAX_BLOCK
+
+
+def test_an_aborted_population_block_keeps_nothing():
+    population = PopulationRun(TrainConfig(epochs=500, backend="numpy"), 16, block=8)
+    population.advance(abort=np.ones(1, dtype=np.int8))
+    assert population.n_done == 0 and np.isnan(population.losses).all()
 
 
 def test_the_page_shows_the_command_that_trains_the_same_net():
