@@ -130,7 +130,8 @@ def parse_setup(query: dict, backend: str) -> tuple[TrainConfig, int]:
     defaults of ``backprop-bench train``. Raises ValueError with a one-line message."""
     unknown = set(query) - set(SETUP_KEYS) - {"nets"}
     if unknown:
-        raise ValueError(f"unknown setting {sorted(unknown)[0]!r}; known: {', '.join(SETUP_KEYS)}")
+        known = ", ".join((*SETUP_KEYS, "nets"))
+        raise ValueError(f"unknown setting {sorted(unknown)[0]!r}; known: {known}")
     values = {}
     for key, text in query.items():
         if key == "hidden":
@@ -145,6 +146,8 @@ def parse_setup(query: dict, backend: str) -> tuple[TrainConfig, int]:
             values[key] = SWITCH[word]
         elif key in ("seed", "net", "epochs", "nets"):
             values[key] = _number(key, text, int)
+        elif key == "init":  # its own spelling rules (xavier-uniform, normal:0.5), and its
+            values[key] = str(text).strip()  # message quotes what was given
         else:
             values[key] = str(text).strip().lower().replace("-", "_")
     n_nets = values.pop("nets", DEFAULT_NETS)
@@ -230,8 +233,21 @@ class Session:
         try:
             config, n_nets = parse_setup(query, backend)
         except ValueError as error:
-            config, n_nets = parse_setup({}, backend)
-            self.first_error = f"{error} (the default setup is shown)"
+            # the URL's other settings are kept where they hold without the bad one
+            config, n_nets, dropped = None, None, None
+            for key in query:
+                try:
+                    config, n_nets = parse_setup({k: v for k, v in query.items() if k != key},
+                                                 backend)  # fmt: skip
+                except ValueError:
+                    continue
+                dropped = key
+                break
+            if dropped is None:
+                config, n_nets = parse_setup({}, backend)
+            self.first_error = f"{error} (" + (
+                f"the rest of the setup is shown, {dropped} at its default)" if dropped
+                else "the default setup is shown)")  # fmt: skip
         self._population = None
         self._sent_epoch = -1  # the last epoch whose history row the page has
         self._start(config, n_nets)

@@ -97,6 +97,8 @@ def parse_init(text: str) -> Init:
     spellings of one init are one value (a sweep's grid refuses them as a repeat)."""
     name, _, scale = str(text).strip().lower().partition(":")
     name = name.replace("-", "_")
+    if name not in _SCHEMES:  # named as given (-1 was echoed as '_1')
+        raise ValueError(f"unknown init {str(text).strip()!r}; choose one of: {', '.join(SCHEMES)}")
     if not scale:
         return Init(name, 1.0) if name in ("uniform", "normal") else Init(name)
     try:

@@ -175,6 +175,7 @@ def test_the_page_shows_the_command_that_trains_the_same_net():
         ({"problem": "parity12"}, "the page draws problems of up to 8 inputs"),
         ({"activation": "gelu"}, "unknown activation 'gelu'"),
         ({"colour": "red"}, "unknown setting 'colour'"),
+        ({"colour": "red"}, "weight_decay, nets"),  # every setting the page takes is named
         ({"batchnorm": "maybe"}, "batchnorm must be on or off, got 'maybe'"),
         ({"dropout": "1.5"}, "--dropout"),
         ({"weight_decay": "x"}, "weight decay must be a number such as 0.5, got 'x'"),
@@ -185,3 +186,12 @@ def test_bad_settings_get_a_message_that_names_the_fix(setting, message):
     with pytest.raises(ValueError) as error:
         parse_setup(setting, "numpy")
     assert message in str(error.value)
+
+
+def test_a_url_with_one_bad_setting_keeps_the_others():
+    from backprop_bench.bench.live_session import Session
+
+    session = Session({"nets": "50", "lr": "abc", "hidden": "3"}, "numpy")
+    session.close()
+    assert session.n_nets == 50 and session.config.hidden == (3,) and session.config.lr == 0.5
+    assert session.first_error.endswith("(the rest of the setup is shown, lr at its default)")
