@@ -24,6 +24,7 @@ from backprop_bench.kernels import (
     streams,
     values,
 )
+from backprop_bench.kernels.regularised_training import is_needed
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import DECISION_MARGIN, OPTIMIZERS
 
@@ -113,6 +114,16 @@ class TrainConfig:
         self.spec  # noqa: B018
         self.optimizer_config  # noqa: B018
         self.criterion  # noqa: B018
+        # what the regularised loop does not implement, refused here as sweep refuses it (train
+        # reached the kernel's own check, which raised through a 29-line traceback)
+        if is_needed(self.spec, self.optimizer_config):
+            what = "batch norm, dropout, weight decay and adamw"
+            if self.batch_size is not None:
+                raise ValueError(f"{what} train with full-batch updates only; leave --batch-size "
+                                 "at full")  # fmt: skip
+            if self.rms_below is not None or self.tss_below is not None:
+                raise ValueError(f"the RMS and TSS stopping rules are not available with {what}; "
+                                 "use --tolerance or --loss-below")  # fmt: skip
 
     @property
     def data(self):

@@ -36,6 +36,20 @@ def check_out(out: Path, config: dict | None = None) -> None:
                 f"({', '.join(foreign[:3])}); choose another folder"
             )
         stored = out / "vanishing.json"
+        # a study writes its files together, vanishing.json among them: files of these names
+        # without it are someone else's (a report.md of the user's own was replaced)
+        figures = out / "figures"
+        theirs = [name for name in ("report.md", "meta.json") if name in names]
+        if figures.is_dir():
+            theirs += [f"figures/{p.name}" for p in sorted(figures.iterdir())
+                       if not atomic.is_temporary(p.name)]  # fmt: skip
+        elif figures.exists():
+            theirs.append("figures")
+        if theirs and not stored.exists():
+            raise ValueError(
+                f"--out {out} holds files that are not a study's ({', '.join(theirs[:3])}, "
+                "without its vanishing.json); choose another folder"
+            )
         if config is not None and stored.exists():
             try:
                 other = json.loads(stored.read_text())["config"]

@@ -83,11 +83,16 @@ def test_train_json_matches_the_population_kernel_for_that_net(capsys):
         (["--dropout", "1"], "--dropout must be in [0, 1)"),
         (["--weight-decay", "-1"], "--weight-decay must be"),
         (["--batchnorm", "--hidden", "none"], "act on hidden layers"),
+        # the regularised loop's limits, refused before it runs (it raised through a traceback)
+        (["--batchnorm", "--batch-size", "1"], "full-batch updates only; leave --batch-size at"),
+        (["--dropout", "0.1", "--batch-size", "2"], "full-batch updates only"),
+        (["--optimizer", "adamw", "--batch-size", "1"], "full-batch updates only"),
+        (["--weight-decay", "1e-4", "--rms-below", "0.1"], "use --tolerance or --loss-below"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(capsys, argv, message):
-    code, _, err = run(capsys, "train", *argv)
-    assert code == 2
+    code, _, err = run(capsys, "train", "--epochs", "5", *argv)
+    assert code == 2 and err.count("\n") == 1
     assert message in err and "Traceback" not in err
 
 

@@ -208,3 +208,12 @@ def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
     assert main(["vanishing", "--out", str(tmp_path), "--depths", "1", "--nets", "10"]) == 2
     assert "holds files that are not this study's (notes.txt)" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_folder_with_files_of_a_studys_names_but_no_study_is_refused(tmp_path, capsys):
+    # a report.md of the user's own was replaced: a study's files come with its vanishing.json
+    (tmp_path / "report.md").write_text("keep me")
+    assert main(["vanishing", "--out", str(tmp_path), "--depths", "1", "--nets", "10"]) == 2
+    assert "holds files that are not a study's (report.md, without its vanishing.json)" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert (tmp_path / "report.md").read_text() == "keep me"
