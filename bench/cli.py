@@ -74,7 +74,13 @@ def _path(text: str) -> str:
 
 def _threshold(text: str):
     # "none" stays a word: a None flag would mean "not given" and let the default rule stand
-    return "none" if text.strip().lower() == "none" else float(text)
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number such as 0.4, or none; got {text!r}") \
+            from None
 
 
 def _problems(text: str):
@@ -259,7 +265,8 @@ def _train(args) -> int:
         c = config
         print(
             f"training {c.spec.describe()} on {c.data.name}: {c.optimizer_config.describe()} "
-            f"lr {c.lr:g}, init {c.init}, seed {c.seed} net {c.net}, {c.epochs} epochs, "
+            f"lr {c.lr:g}, init {c.init}, seed {c.seed} net {c.net}, "
+            f"{c.epochs} epoch{'' if c.epochs == 1 else 's'}, "
             f"{c.backend} {c.dtype}"
             + ("" if c.batch_size is None else f", {schedule_options.describe(c.batch_size)}"),
             flush=True,
@@ -350,7 +357,7 @@ def _add_sweep(subparsers) -> None:
                    "(n, 2n)")  # fmt: skip
     p.add_argument("--activation", type=_list(_name), metavar="NAME,...", help="hidden activations")
     p.add_argument("--loss", type=_list(_name), metavar="NAME,...", help="bce, mse")
-    p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help="sgd, momentum, adam")
+    p.add_argument("--optimizer", type=_list(_name), metavar="NAME,...", help=", ".join(OPTIMIZERS))
     p.add_argument("--momentum", type=float, help="momentum coefficient (default 0.9)")
     p.add_argument("--batchnorm", type=_list(_on_off), metavar="off,on",
                    help="batch norm of the hidden layers: off, on or both (default off)")

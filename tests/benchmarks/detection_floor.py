@@ -55,4 +55,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from tests.benchmarks.usage import help_requested
+
+    help_requested(__doc__)
     main()

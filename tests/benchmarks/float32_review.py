@@ -1183,4 +1183,7 @@ def summarize(rows):
 
 
 if __name__ == "__main__":
+    from tests.benchmarks.usage import help_requested
+
+    help_requested(__doc__)
     main()

@@ -1543,4 +1543,7 @@ def summarize(records, notes, selfchecks, total):
 
 
 if __name__ == "__main__":
+    from tests.benchmarks.usage import help_requested
+
+    help_requested(__doc__)
     run(sys.argv[1] if len(sys.argv) > 1 else "kink32_review.json")

@@ -1561,4 +1561,7 @@ def summarize(rows, total):
 
 
 if __name__ == "__main__":
+    from tests.benchmarks.usage import help_requested
+
+    help_requested(__doc__)
     sys.exit(main(sys.argv[1:]))
