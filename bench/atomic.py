@@ -41,6 +41,18 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _temporary(path: Path) -> Path:
+    """A new empty temporary file beside ``path``; a failure names ``path`` (a read-only
+    folder's error named the temporary file)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                    dir=path.parent)  # fmt: skip
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    os.close(fd)
+    return Path(name)
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; renamed into place on success.
@@ -49,10 +61,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     ...     fig.savefig(tmp, format="png")
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                                dir=path.parent)  # fmt: skip
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _temporary(path)
     try:
         yield tmp
         _commit(tmp, path)
@@ -94,10 +103,7 @@ def replacing_together(paths: list[Path], stale: tuple[Path, ...] = ()) -> Itera
     made = {}
     try:
         for path in map(Path, paths):
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                                        dir=path.parent)  # fmt: skip
-            os.close(fd)
-            made[path] = Path(name)
+            made[path] = _temporary(path)
         yield made
         for path, tmp in made.items():  # durable first; the renames below are quick
             try:

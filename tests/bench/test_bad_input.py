@@ -259,3 +259,23 @@ def test_a_sweep_of_one_learning_rate_names_it_not_a_range(tmp_path, capsys, pro
     code, _, _ = run(capsys, "sweep", *TINY, "--problem", problem, "--out", tmp_path / "s")
     report = (tmp_path / "s" / "report.md").read_text()
     assert code == 0 and sentence in report and "1 to 1" not in report
+
+
+def test_a_folder_that_refuses_new_files_is_named_not_the_temporary_file(tmp_path,
+                                                                         monkeypatch):
+    # a read-only folder's error named `.report.md.23379.blfpb3zu.tmp` (an outside audit)
+    import errno
+    import tempfile
+
+    from backprop_bench.bench import atomic
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OSError) as error:
+        atomic.write_text(tmp_path / "report.md", "x")
+    assert error.value.filename == str(tmp_path / "report.md")
+    with pytest.raises(OSError) as error, atomic.replacing_together([tmp_path / "a.json"]):
+        pass
+    assert error.value.filename == str(tmp_path / "a.json")
