@@ -65,6 +65,9 @@ class Snapshot:
     grid: dict | None = None
 
 
+MAX_HEATMAPS = 64  # hidden units whose activation over the input plane a snapshot carries
+
+
 def input_grid() -> np.ndarray:
     """The heatmaps' sample points: array of shape (GRID_SIZE**2, 2), row-major, x1 fastest."""
     ticks = np.linspace(*GRID_RANGE, GRID_SIZE)
@@ -183,7 +186,10 @@ def _snapshot(kernels, config, theta, epoch, last, rows, state, result, keys) ->
                 output, hidden = fwd.a[-1], fwd.a[1:-1]
         grid = {
             "output": output[:, 0, 0].astype(np.float64),
-            "hidden": [h[:, j, 0].astype(np.float64) for h in hidden for j in range(h.shape[1])],
+            # the first MAX_HEATMAPS units: 384 of them (64 units in 6 layers) made each frame
+            # 2.6 MB and the page 7,000 px tall
+            "hidden": [h[:, j, 0].astype(np.float64) for h in hidden
+                       for j in range(h.shape[1])][:MAX_HEATMAPS],
         }
     if state["diverged"]:
         status = "diverged"

@@ -84,6 +84,7 @@ SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
 ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
 FLOOR_ULPS = 2.0  # rounding allowance relative to the group's largest value
 PROBES = 8
+MAX_PROBES = 10_000  # each a few evaluations of fun and the claim (10**9 ran for days)
 # The plan of a check is counted, not timed, so that its verdict is the same on a busy or a
 # fast machine (timed shares of a 1 s budget moved float32 mutants between wrong and cannot
 # tell with the machine's load, and nets of 1,000-4,000 parameters between the full Jacobian
@@ -409,7 +410,17 @@ class _Groups:
 def _output(value, what="fun") -> np.ndarray:
     if value is None:
         raise TypeError(f"{what} returned None; it must return a float (a missing return?)")
-    out = np.asarray(value)
+    try:
+        out = np.asarray(value)
+    except ValueError:  # parts of different shapes: NumPy's "inhomogeneous shape" named no fix
+        if isinstance(value, tuple):
+            raise TypeError(f"{what} returned a tuple of {len(value)} parts of different "
+                            "shapes; return only the value (a (loss, gradient) pair? take its "
+                            "first item)") from None  # fmt: skip
+        raise TypeError(f"{what} must return floats, got a {type(value).__name__} of parts of "
+                        "different shapes") from None  # fmt: skip
+    if out.size == 0:
+        raise ValueError(f"{what} returned an empty array; it must return at least one value")
     if out.dtype == object or not np.issubdtype(out.dtype, np.number):
         raise TypeError(f"{what} must return floats, got {type(value).__name__}")
     if np.iscomplexobj(out):
@@ -590,10 +601,17 @@ def check_vjp(
     _check_seeds(seed, rng_seed)
     if not (isinstance(budget, int | float) and budget > 0 and np.isfinite(budget)):
         raise ValueError(f"budget must be a positive number of seconds, got {budget!r}")
-    if not (isinstance(probes, int) and probes >= 1):
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
+    if not (isinstance(probes, int) and 1 <= probes <= MAX_PROBES):
+        raise ValueError(f"probes must be an integer from 1 to {MAX_PROBES:,}, got {probes!r}")
+    for name, value in (("use_scipy", use_scipy), ("progress", progress)):
+        if not (isinstance(value, bool) or value is None and name == "progress"):
+            # a string "no" was taken for True
+            raise TypeError(f"{name} must be True or False" + (" or None" if name == "progress"
+                            else "") + f", got {value!r}")  # fmt: skip
     if not callable(fun) or not callable(vjp):
         raise TypeError("fun and the claimed derivative must be callables")
+    if jvp is not None and not callable(jvp):  # found before the check runs, not after it
+        raise TypeError(f"jvp must be a callable (params, v) -> J v, or None; got {jvp!r}")
     if rng_seed is not None:
         fun, vjp = _frozen(fun, rng_seed), _frozen(vjp, rng_seed)
         jvp = None if jvp is None else _frozen(jvp, rng_seed)
@@ -981,7 +999,9 @@ def _adjoint(groups, claim, jvp, params, n, m, out_shape, rng, float64=False) ->
     v = rng.standard_normal(n)
     u = rng.standard_normal(m)
     raw = jvp(params, groups.build(v, dtype=np.float64 if float64 else None))
-    if raw is None or np.size(raw) != m or not np.issubdtype(np.asarray(raw).dtype, np.number):
+    # fun's own shape (a flat or transposed J v of the right size was reshaped and judged)
+    shaped = np.shape(raw) == tuple(out_shape) or m == 1 and np.size(raw) == 1
+    if raw is None or not shaped or not np.issubdtype(np.asarray(raw).dtype, np.number):
         got = "None" if raw is None else f"{type(raw).__name__} of shape {np.shape(raw)}"
         raise ValueError(
             f"jvp returned {got}; it must return J v, an array shaped like fun's output "

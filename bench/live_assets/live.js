@@ -8,6 +8,7 @@ const SETUP_FIELDS = ["problem", "hidden", "activation", "loss", "optimizer", "l
 const PROBLEMS = ["xor", "and", "or", "parity2", "parity3", "parity4", "parity5", "parity6",
   "parity7", "parity8"];
 const MAX_LINKS = 2048; // weights drawn as lines at most
+const MAX_HEATMAPS = 64; // hidden units' heatmaps (live_train.MAX_HEATMAPS)
 let drawLinks = true;
 const MAX_FRAMES = 400; // a saved run keeps at most this many frames (curves keep every epoch)
 const $ = (id) => document.getElementById(id);
@@ -25,8 +26,19 @@ function pyExp(x) { // Python's f"{x:.3e}": two-digit exponent
   const n = Math.abs(parseInt(e, 10));
   return `${m}e${e[0] === "-" ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
 }
+function pyG4(x) { // Python's f"{x:.4g}"
+  let [m, e] = x.toPrecision(4).split("e");
+  if (m.includes(".")) m = m.replace(/0+$/, "").replace(/\.$/, "");
+  if (e === undefined) return m;
+  const n = Math.abs(parseInt(e, 10));
+  return `${m}e${e[0] === "-" ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
+}
+// the largest and smallest of many values (Math.max(...a) overflowed the call stack from about
+// 60,000 epochs of curve points, and every frame's drawing stopped there)
+function maxOf(values, start = -Infinity) { let m = start; for (const v of values) if (v > m) m = v; return m; }
+function minOf(values, start = Infinity) { let m = start; for (const v of values) if (v < m) m = v; return m; }
 const fmt = {
-  loss: (x) => (x === null ? "diverged" : Math.abs(x) >= 1e6 ? x.toExponential(4) : x.toFixed(6)),
+  loss: (x) => (x === null ? "diverged" : Math.abs(x) < 1e3 ? x.toFixed(6) : pyG4(x)), // as train prints it
   accuracy: (x) => (x === null ? "diverged" : `${Math.round(x * 100)}%`),
   grad: (x) => (x === null ? "diverged" : pyExp(x)),
 };
@@ -267,7 +279,13 @@ function buildUnits(layers) {
   const box = $("units");
   box.replaceChildren();
   const hidden = layers.slice(1, -1).reduce((a, b) => a + b, 0);
-  for (let u = 0; u < hidden; u++) {
+  const shown = Math.min(hidden, MAX_HEATMAPS); // the server sends the first MAX_HEATMAPS
+  if (shown < hidden) {
+    const note = document.createElement("div");
+    note.textContent = `the first ${shown} of ${hidden} hidden units`;
+    box.appendChild(note);
+  }
+  for (let u = 0; u < shown; u++) {
     const c = document.createElement("canvas");
     c.width = state.setup.grid.size; c.height = state.setup.grid.size;
     c.title = `hidden unit ${u + 1}`;
@@ -312,11 +330,11 @@ function drawBoundary(grid) {
     ctx.fillStyle = Y[i][0] >= 0.5 ? "#e8853d" : "#3b7dd8"; ctx.fill();
     ctx.lineWidth = 2.5; ctx.strokeStyle = "#222"; ctx.stroke();
   });
-  const units = $("units").children;
+  const units = $("units").querySelectorAll("canvas");
   grid.hidden.forEach((values, u) => {
     if (!units[u]) return;
     const finite = values.filter((v) => v !== null);
-    const scale = Math.max(1e-12, ...finite.map(Math.abs));
+    const scale = maxOf(finite.map(Math.abs), 1e-12);
     const signed = finite.some((v) => v < 0);
     units[u].getContext("2d").putImageData(
       paintGrid(units[u], values, signed ? (v) => v / scale : (v) => (2 * v) / scale - 1), 0, 0);
@@ -340,7 +358,7 @@ function drawCurves() {
   const c = state.curve, n = c.epoch.length;
   if (!n) return;
   const logs = c.loss.concat(c.grad).filter((v) => v !== null && v > 0).map(Math.log10);
-  const lo = Math.floor(Math.min(...logs, 0)), hi = Math.ceil(Math.max(...logs, 0));
+  const lo = Math.floor(minOf(logs, 0)), hi = Math.ceil(maxOf(logs, 0));
   const xmax = Math.max(1, c.epoch[n - 1]);
   logAxes(ctx, w, h, pad, lo, hi === lo ? lo + 1 : hi, xmax, "epoch");
   const stride = Math.max(1, Math.floor(n / 1500));
@@ -363,7 +381,7 @@ function drawLayerNorms(norms) {
   ctx.clearRect(0, 0, w, h);
   const layers = state.setup.layers, rowH = Math.min(28, (h - 10) / norms.length);
   const logs = norms.filter((v) => v !== null && v > 0).map(Math.log10);
-  const lo = Math.floor(Math.min(...logs, -1)) - 1, hi = Math.ceil(Math.max(...logs, 0));
+  const lo = Math.floor(minOf(logs, -1)) - 1, hi = Math.ceil(maxOf(logs, 0));
   ctx.font = "11px sans-serif";
   norms.forEach((v, l) => {
     const y = 5 + l * rowH;
@@ -410,14 +428,14 @@ function drawPopulation(p) {
 
   const hc = $("pop-histogram"), hx = hc.getContext("2d"), hw = hc.width, hh = hc.height;
   hx.clearRect(0, 0, hw, hh);
-  const { edges, counts } = p.histogram, most = Math.max(1, ...counts), bw = (hw - 20) / counts.length;
+  const { edges, counts } = p.histogram, most = maxOf(counts, 1), bw = (hw - 20) / counts.length;
   counts.forEach((n, i) => {
     const bar = (n / most) * (hh - 30);
     hx.fillStyle = "#e8853d"; hx.fillRect(10 + i * bw, hh - 18 - bar, bw - 1, bar);
   });
   hx.fillStyle = "#666"; hx.font = "11px sans-serif";
   hx.textAlign = "center"; // each label under its bin edge, the last one inside the canvas
-  for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, Math.min(10 + i * bw, hw - 14), hh - 4);
+  for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, Math.max(16, Math.min(10 + i * bw, hw - 14)), hh - 4);
   hx.textAlign = "start";
   if (p.histogram.nonfinite) hx.fillText(`${p.histogram.nonfinite} NaN`, hw - 60, 12);
 

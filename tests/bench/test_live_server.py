@@ -258,3 +258,25 @@ def test_a_wide_population_neither_blocks_the_displayed_net_nor_outlives_its_pag
     session.close()
     thread.join(5.0)
     assert not thread.is_alive() and run.n_done == 0  # the block was aborted, and kept nothing
+
+
+def test_a_net_whose_snapshots_cost_more_than_its_epochs_plays_many_epochs_a_frame():
+    # 64 units in 6 layers: an advance of 1 epoch took 50 ms (the snapshot's heatmaps and layer
+    # norms), of 16 epochs 51 ms; the chunk grew only below 17 ms, and it played 5 epochs a
+    # second (an outside review)
+    session = Session({"nets": "8", "epochs": "100000"}, "numpy")
+    real = session._advance
+
+    def costly(n_epochs):  # each advance costs a 50 ms snapshot plus 0.1 ms an epoch
+        real(n_epochs)
+        return 0.05 + 1e-4 * n_epochs
+
+    session._advance = costly
+    events = session.events()
+    session.command("play", {})
+    snapshots = 0
+    while snapshots < 12:
+        kind, _ = next(events)
+        snapshots += kind == "snapshot"
+    session.close()
+    assert session.chunk >= 256  # trained until an advance costs about twice its snapshot

@@ -195,3 +195,21 @@ def test_a_url_with_one_bad_setting_keeps_the_others():
     session.close()
     assert session.n_nets == 50 and session.config.hidden == (3,) and session.config.lr == 0.5
     assert session.first_error.endswith("(the rest of the setup is shown, lr at its default)")
+
+
+def test_a_url_with_two_bad_settings_keeps_the_others():
+    from backprop_bench.bench.live_session import Session
+
+    session = Session({"nets": "50", "lr": "abc", "epochs": "xyz", "colour": "red"}, "numpy")
+    session.close()
+    assert session.n_nets == 50 and session.config.epochs == 10_000
+    assert session.first_error.endswith(
+        "(the rest of the setup is shown, lr, epochs at their defaults; colour left out)")
+
+
+def test_a_snapshot_carries_at_most_64_hidden_units_heatmaps():
+    # 384 of them (64 units in 6 layers) made each frame 2.6 MB (an outside review)
+    from backprop_bench.bench.live_train import MAX_HEATMAPS
+
+    snap = next(train_live(TrainConfig(hidden=(64, 64, 64), backend="numpy")))
+    assert MAX_HEATMAPS == 64 and len(snap.grid["hidden"]) == MAX_HEATMAPS
