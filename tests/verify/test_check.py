@@ -601,3 +601,38 @@ def test_params_in_any_memory_order_are_checked_as_given(layout):
                                            "b": grad(p["W"] + p["b"]).sum(axis=0)},
                                 {"W": W, "b": np.zeros(3)})  # fmt: skip
         assert result.verdict == "correct", result.report()
+
+
+def test_misuses_found_by_an_outside_audit_are_refused_in_one_line():
+    W = np.random.default_rng(0).normal(size=(3, 2))
+    f = lambda W: np.sum(np.tanh(W) ** 2)  # noqa: E731
+    g = lambda W: 2 * np.tanh(W) * (1 - np.tanh(W) ** 2)  # noqa: E731
+    cases = [
+        # a (loss, grad) pair: NumPy's "inhomogeneous shape" named no fix
+        (lambda: check_gradient(lambda W: (f(W), g(W)), g, W), "a (loss, gradient) pair?"),
+        (lambda: check_vjp(lambda W: np.zeros(0), lambda W, u: np.zeros_like(W), W),
+         "fun returned an empty array"),
+        # refused before the check, not after it ran
+        (lambda: check_vjp(np.tanh, lambda W, u: u, W, jvp=3), "jvp must be a callable"),
+        # 10**9 probes ran for days
+        (lambda: check_gradient(f, g, W, probes=10**9), "probes must be an integer from 1 to"),
+        # a string "no" was taken for True
+        (lambda: check_gradient(f, g, W, use_scipy="no"), "use_scipy must be True or False"),
+        (lambda: check_gradient(f, g, W, progress="no"), "progress must be True or False or"),
+    ]
+    for call, message in cases:
+        with pytest.raises((TypeError, ValueError)) as error:
+            call()
+        assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("shape", [(8,), (2, 4)])
+def test_a_jvp_of_another_shape_is_refused(shape):
+    # a flat or transposed J v of the right size was reshaped and judged (README: refused)
+    A = np.random.default_rng(0).normal(size=(4, 3))
+    W = np.random.default_rng(1).normal(size=(3, 2))
+    fun = lambda W: np.tanh(A @ W)  # noqa: E731  (outputs (4, 2))
+    vjp = lambda W, u: A.T @ (u * (1 - np.tanh(A @ W) ** 2))  # noqa: E731
+    jvp = lambda W, v: ((1 - np.tanh(A @ W) ** 2) * (A @ v)).reshape(shape)  # noqa: E731
+    with pytest.raises(ValueError, match=r"it must return J v, an array shaped like fun's output"):
+        check_vjp(fun, vjp, W, jvp=jvp)
