@@ -44,11 +44,19 @@ def _for_kernels(array: np.ndarray) -> np.ndarray:
     return np.require(array, requirements=("C", "W"))
 
 
+def _real(name: str, values) -> None:
+    """Complex data would be cast to real with NumPy's warning, its imaginary part dropped."""
+    if np.iscomplexobj(values):
+        raise ValueError(f"{name} holds complex numbers; the nets train on real data (take "
+                         f"{name}.real, or both parts as features)")  # fmt: skip
+
+
 def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
     """X of shape (n_samples, n_inputs), Y of shape (n_samples, n_outputs), finite, n_samples >= 1.
 
     ``Y`` may be None where only the forward pass is wanted.
     """
+    _real("X", X)
     X = np.asarray(X, dtype=dtype)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] != spec.n_inputs:
         raise ValueError(
@@ -59,6 +67,7 @@ def check_data(X, Y, spec: NetSpec, dtype) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("X holds NaN or inf; inputs must be finite")
     if Y is None:
         return _for_kernels(X), None
+    _real("Y", Y)
     Y = np.asarray(Y, dtype=dtype)
     if Y.ndim != 2 or Y.shape != (X.shape[0], spec.n_outputs):
         raise ValueError(

@@ -84,6 +84,7 @@ SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
 ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
 FLOOR_ULPS = 2.0  # rounding allowance relative to the group's largest value
 PROBES = 8
+LARGEST_PARAM = 1e150  # parameters beyond this are refused (checks ran to 1e156, not 1e160)
 MAX_PROBES = 10_000  # each a few evaluations of fun and the claim (10**9 ran for days)
 # The plan of a check is counted, not timed, so that its verdict is the same on a busy or a
 # fast machine (timed shares of a 1 s budget moved float32 mutants between wrong and cannot
@@ -305,6 +306,13 @@ class _Groups:
         self.offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(int)
         self.x = np.concatenate([a.astype(np.float64).ravel() for a in arrays])
         self.low_precision = any(d != np.float64 for d in self.dtypes)
+        top = float(np.abs(self.x).max(initial=0.0))
+        if top > LARGEST_PARAM:  # an OverflowError from the references' squares, 1e160 on
+            raise ValueError(
+                f"params holds values as large as {top:.3g}; the references square steps of "
+                f"that size past float64's range: check the function of params scaled to at "
+                f"most {LARGEST_PARAM:g} instead"
+            )
 
     def private(self):
         """A copy of the params the check started from, arrays of their own dtypes and shapes."""
@@ -501,7 +509,7 @@ class _Claim:
         for g in range(len(groups.names)):
             piece = scale[groups.offsets[g] : groups.offsets[g + 1]]
             nonzero = piece[piece > 0]
-            piece[piece == 0] = float(np.sqrt(np.mean(nonzero**2))) if nonzero.size else 1.0
+            piece[piece == 0] = R.typical_size(nonzero)
         for _ in range(SPREAD_PAIRS):
             nudge = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(1, 2, size=x.size)
             step = nudge * SPREAD_ULPS * rel_step * scale

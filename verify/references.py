@@ -37,6 +37,7 @@ import numpy as np
 
 EPS = np.finfo(np.float64).eps
 SMALLEST_SQUARE = 1e-250  # a sum of squares below this may have lost its digits to underflow
+LARGEST_SQUARE = 1e250  # ... and above this may have overflowed (parameters of 1e160)
 COMPLEX_STEP = 1e-30
 COMPLEX_SMALLEST = 1e-280  # below it, the step's imaginary parts would underflow
 TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
@@ -176,8 +177,15 @@ def _at_steps(f: Evaluator, noise, plus, minus):
 
 def typical_size(x: np.ndarray) -> float:
     """The root mean square of x's non-zero coordinates (1 if there are none)."""
-    size = np.abs(x)
-    return float(np.sqrt(np.mean(size[size > 0] ** 2))) if np.any(size > 0) else 1.0
+    nonzero = np.abs(x)[np.abs(x) > 0]
+    if not nonzero.size:
+        return 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        direct = float(np.sqrt(np.mean(nonzero**2)))
+    if 0 < direct < np.inf:
+        return direct
+    top = float(nonzero.max())  # scaled first where the squares of 1e160 overflow (or 1e-200's
+    return top * float(np.sqrt(np.mean((nonzero / top) ** 2)))  # underflow)
 
 
 def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng,
@@ -205,9 +213,11 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
         for t in NOISE_POINTS * tau:
             value, point = f.at(x + t * w)
             values.append(value)
-            if np.dot(w, w) > SMALLEST_SQUARE:
+            with np.errstate(over="ignore"):
+                square = np.dot(w, w)
+            if SMALLEST_SQUARE < square < LARGEST_SQUARE:
                 offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
-            else:  # parameters of 1e-200: their squares underflow
+            else:  # parameters of 1e-200 or 1e160: their squares underflow or overflow
                 offsets.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
                                      / np.dot(unit_w, unit_w)))  # fmt: skip
         values = np.array(values)  # (points, m)

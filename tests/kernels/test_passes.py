@@ -161,6 +161,9 @@ def test_extreme_logits_give_exact_finite_losses(kernels):
         (lambda th, X, Y: (th, X, Y[:3]), r"Y must have shape \(n_samples, n_outputs\) = \(4, 1\)"),
         (lambda th, X, Y: (th, X * np.nan, Y), "X holds NaN or inf"),
         (lambda th, X, Y: (th, X, Y + np.inf), "Y holds NaN or inf"),
+        # cast to real with NumPy's warning, the imaginary part dropped (an outside audit)
+        (lambda th, X, Y: (th, X + 1j, Y), "X holds complex numbers; the nets train on real"),
+        (lambda th, X, Y: (th, X, Y + 0j), "Y holds complex numbers"),
     ],
 )
 def test_bad_inputs_name_the_fix(kernels, args, message):

@@ -636,3 +636,14 @@ def test_a_jvp_of_another_shape_is_refused(shape):
     jvp = lambda W, v: ((1 - np.tanh(A @ W) ** 2) * (A @ v)).reshape(shape)  # noqa: E731
     with pytest.raises(ValueError, match=r"it must return J v, an array shaped like fun's output"):
         check_vjp(fun, vjp, W, jvp=jvp)
+
+
+def test_params_of_1e140_are_checked_and_of_1e160_refused_in_one_line():
+    # 1e160 ended in NumPy's LinAlgError from the noise fit (an outside audit)
+    W = np.random.default_rng(0).normal(size=(3, 2))
+    s = 1e140
+    fun = lambda W: np.sum(np.sin(W / s))  # noqa: E731
+    assert check_gradient(fun, lambda W: np.cos(W / s) / s, W * s).verdict == "correct"
+    assert check_gradient(fun, lambda W: -np.cos(W / s) / s, W * s).verdict == "wrong"
+    with pytest.raises(ValueError, match=r"params holds values as large as .*; the references"):
+        check_gradient(fun, lambda W: np.cos(W / s) / s, W * 1e160)
