@@ -152,6 +152,8 @@ def init_population(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(n_nets, int | np.integer) or isinstance(n_nets, bool) or n_nets < 1:
         raise ValueError(f"n_nets must be a positive integer, got {n_nets!r}")
+    if n_nets > 2**62:  # NumPy said "Maximum allowed dimension exceeded"
+        raise ValueError(f"n_nets must be at most 2**62, got {n_nets!r}")
     if not isinstance(first_net, int | np.integer) or isinstance(first_net, bool) or first_net < 0:
         raise ValueError(f"first_net must be a non-negative integer, got {first_net!r}")
     dtype = np.dtype(dtype)

@@ -41,6 +41,9 @@ def net_keys(seed: int, first_net: int, n_nets: int) -> np.ndarray:
     for name, value in (("seed", seed), ("first_net", first_net), ("n_nets", n_nets)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if int(value) >= 2**64 or name == "n_nets" and int(first_net) + int(value) > 2**64:
+            # (NumPy's "Python int too large to convert to C long" before)
+            raise ValueError(f"{name} must be below 2**64, the keys' range, got {value!r}")
     index = np.arange(first_net, first_net + n_nets, dtype=np.uint64)
     with np.errstate(over="ignore"):
         return mix64(mix64(np.uint64(seed) + GOLDEN) ^ (index * GOLDEN))

@@ -210,6 +210,9 @@ class TrainResult:
     running_var: np.ndarray | None = field(default=None)
 
 
+HISTORY_BYTES = 2**40  # a history beyond a TiB is refused before NumPy tries to allocate it
+
+
 def record_epochs(n_epochs: int, record_every: int) -> np.ndarray:
     """Epochs at which history is recorded: 0, every ``record_every``, and the last epoch."""
     if record_every <= 0:
@@ -262,7 +265,15 @@ def start_training(theta, spec: NetSpec, X, Y, learning_rate, n_epochs, record_e
     n_nets = theta.shape[1]
     learning_rate = check_learning_rate(learning_rate, n_nets, theta.dtype)
     n_epochs = check_epochs(n_epochs)
-    epochs = record_epochs(n_epochs, check_record_every(record_every))
+    record_every = check_record_every(record_every)
+    records = 0 if record_every <= 0 else n_epochs // record_every + 2
+    needed = 4 * records * n_nets * theta.itemsize
+    if needed > HISTORY_BYTES:  # NumPy's "Unable to allocate 7.28 TiB" named no fix
+        raise MemoryError(
+            f"a history of {records:,} records for {n_nets:,} nets needs "
+            f"{needed / 2**30:,.1f} GiB; record less often (record_every) or train fewer nets"
+        )
+    epochs = record_epochs(n_epochs, record_every)
 
     def nan(*shape):
         return np.full(shape, np.nan, dtype=theta.dtype)

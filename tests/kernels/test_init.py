@@ -115,6 +115,7 @@ def test_parse_init():
         (lambda: parse_init("uniform:-1"), "init scale must be a positive finite number"),
         (lambda: parse_init("he_normal:2"), "takes no scale; only uniform:A and normal:SIGMA"),
         (lambda: init_population(SPEC, 0, 1), "n_nets must be a positive integer"),
+        (lambda: init_population(SPEC, 2**63, 1), r"n_nets must be at most 2\*\*62"),
         (lambda: init_population(SPEC, 5, -1), "seed must be a non-negative integer"),
         (lambda: init_population(SPEC, 5, 1.5), "seed must be a non-negative integer"),
         (lambda: init_population(SPEC, 5, 1, first_net=-2), "first_net must be a non-negative"),

@@ -50,3 +50,12 @@ def test_draws_are_uniform_and_permutations_unbiased():
 def test_bad_identity_is_refused(value):
     with pytest.raises(ValueError, match="non-negative integer"):
         streams.net_keys(value, 0, 3)
+
+
+def test_an_identity_beyond_the_keys_range_is_refused():
+    # NumPy's "Python int too large to convert to C long" before (an outside audit)
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*64"):
+        streams.net_keys(2**64, 0, 3)
+    with pytest.raises(ValueError, match=r"n_nets must be below 2\*\*64"):
+        streams.net_keys(0, 2**64 - 2, 3)
+    assert streams.net_keys(2**64 - 1, 2**64 - 3, 3).shape == (3,)

@@ -420,3 +420,11 @@ def test_read_only_data_compiles_no_kernel_of_its_own():
                 dispatcher.__name__,
                 signature,
             )
+
+
+@pytest.mark.parametrize("train", [npb.train_population, nb_train], ids=["numpy", "numba"])
+def test_a_history_too_large_to_hold_names_the_fix(train):
+    # NumPy's "Unable to allocate 7.28 TiB for an array" before (an outside audit)
+    spec = NetSpec((2, 4, 1))
+    with pytest.raises(MemoryError, match=r"needs .* GiB; record less often \(record_every\)"):
+        train(init_population(spec, 8, 0), spec, XOR.X, XOR.Y, 0.5, 10**12, record_every=1)
