@@ -99,6 +99,9 @@ def parse_init(text: str) -> Init:
     name = name.replace("-", "_")
     if name not in _SCHEMES:  # named as given (-1 was echoed as '_1')
         raise ValueError(f"unknown init {str(text).strip()!r}; choose one of: {', '.join(SCHEMES)}")
+    if not scale and ":" in str(text):  # 'uniform:' was taken for uniform
+        raise ValueError(f"init scale missing after ':' in {str(text).strip()!r}; give one, as "
+                         "in uniform:0.5, or leave out the ':'")  # fmt: skip
     if not scale:
         return Init(name, 1.0) if name in ("uniform", "normal") else Init(name)
     try:

@@ -149,10 +149,12 @@ class GradCheckResult:
             )
         for g in self.groups:
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"
+            # no reference there (NaN error and tolerance): not judged, rather than "ok"
+            outcome = ("not judged" if g.tolerance != g.tolerance else "ok") if g.passed else "FAIL"
             lines.append(
                 f"  {g.name} {g.shape} [{g.claim}]:{where} abs error {g.abs_error:.3g}, rel error "
                 f"{g.rel_error:.3g}, reference error {g.reference_error:.3g}, tolerance "
-                f"{g.tolerance:.3g} -> {'ok' if g.passed else 'FAIL'}"
+                f"{g.tolerance:.3g} -> {outcome}"
             )
         for i, p in enumerate(self.probes):
             kink = "" if p.kink is None else f" (crosses a kink: one-sided {p.kink})"
@@ -201,7 +203,10 @@ class GradCheckResult:
                 f"  adjoint [{a.claim}] <u, Jv> = {a.reference:.6g} vs <J^T u, v> = "
                 f"{a.claimed:.6g}, tolerance {a.tolerance:.3g} -> {'ok' if a.passed else 'FAIL'}"
             )
-        if self.verdict != NOT_DETERMINISTIC:
+        if self.verdict != NOT_DETERMINISTIC and self.floor == float("inf"):
+            lines.append("  detection floor: none (no error of any size would surely have been "
+                         "seen: see the notes)")  # fmt: skip
+        elif self.verdict != NOT_DETERMINISTIC:
             lines.append(
                 f"  detection floor: errors above {self.floor:.2g} of their group's largest "
                 "derivative would have been seen"

@@ -112,6 +112,7 @@ def test_parse_init():
         (lambda: parse_init("glorot"), "unknown init 'glorot'; choose one of: tutorial"),
         (lambda: parse_init("-1"), "unknown init '-1'; choose"),  # named as given, not '_1'
         (lambda: parse_init("uniform:x"), "init scale must be a number, as in uniform:0.5"),
+        (lambda: parse_init("uniform:"), "init scale missing after ':' in 'uniform:'"),
         (lambda: parse_init("uniform:-1"), "init scale must be a positive finite number"),
         (lambda: parse_init("he_normal:2"), "takes no scale; only uniform:A and normal:SIGMA"),
         (lambda: init_population(SPEC, 0, 1), "n_nets must be a positive integer"),

@@ -647,3 +647,14 @@ def test_params_of_1e140_are_checked_and_of_1e160_refused_in_one_line():
     assert check_gradient(fun, lambda W: -np.cos(W / s) / s, W * s).verdict == "wrong"
     with pytest.raises(ValueError, match=r"params holds values as large as .*; the references"):
         check_gradient(fun, lambda W: np.cos(W / s) / s, W * 1e160)
+
+
+def test_a_group_without_references_reads_not_judged_and_no_floor():
+    # "tolerance nan -> ok" and "errors above inf of ..." (an outside audit)
+    W = np.random.default_rng(0).normal(size=(3, 2))
+    W0 = W[0, 0]
+    result = check_gradient(lambda W: np.sum(np.tanh(W) ** 2) if W[0, 0] == W0 else np.nan,
+                            lambda W: 2 * np.tanh(W) * (1 - np.tanh(W) ** 2), W)  # fmt: skip
+    report = result.report()
+    assert result.verdict == "cannot tell" and "-> not judged" in report and "-> ok" not in report
+    assert "detection floor: none (no error of any size" in report
