@@ -94,7 +94,8 @@ def pytest_terminal_summary(terminalreporter, config):
             _row(rows, what, f"{ratio:,.2f}x ({rates[num]:.3g} / {rates[den]:.3g})",
                  f">= {target:g}x", ratio >= target)  # fmt: skip
         else:
-            rows.append((what, "not measured (peer not installed?)", f">= {target:g}x", "-"))
+            rows.append((what, "not measured (deselected, or its peer not installed)",
+                         f">= {target:g}x", "-"))  # fmt: skip
     for optimizer, limit in (("sgd", 1.0), ("adam", 1.5)):
         key = f"memory-{optimizer}"
         if key in info:
