@@ -331,22 +331,32 @@ def _paired_table(summary, v: _View) -> list[str]:
 
 def _failure_table(v: _View) -> list[str]:
     init = v.sweep["init"][0]
-    saturated = _fallback(v.summary, "with_flat_units", "with_saturated_units")
+    # summaries written before flat units had their own key held them as "saturated": there the
+    # one column is the flat share; else both, so that the saturated share is the findings' (a
+    # column headed "saturated" that held the flat share read 0.0% under a finding of 100%)
+    flat = _fallback(v.summary, "with_flat_units", "with_saturated_units")
+    both = flat == "with_flat_units"
     hiddens = ([0] if v.sweep["control"] else []) + list(v.sweep["hidden"])
-    lines = [
-        "| hidden | lr | converged | improving | plateau | diverged | failed: outputs right "
-        "(0,1,2,…) | with a saturated unit | weights still growing |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for hidden in hiddens:
-        for c in v.first(hidden=hidden, init=init):
-            k, f = c["counts"], c["failed"]
-            lines.append(
-                f"| {'none' if hidden == 0 else hidden} | {c['lr']:g} | {k['converged']} | "
-                f"{k['improving']} | {k['plateau']} | {k['diverged']} | "
-                f"{', '.join(map(str, f['outputs_right']))} | {_pct(f[saturated])} | "
-                f"{_pct(f['weights_growing'])} |"
-            )
+    cells = [c for hidden in hiddens for c in v.first(hidden=hidden, init=init)]
+    # a 0-epoch sweep's nets are all undetermined: without the column its rows summed to 0
+    undetermined = any(c["counts"].get("undetermined", 0) for c in cells)
+    head = ("| hidden | lr | converged | improving | plateau | diverged | "
+            + ("undetermined | " if undetermined else "")
+            + "failed: outputs right (0,1,2,…) | "
+            + ("with a saturated unit | " if both else "")
+            + "with a flat unit | weights still growing |")  # fmt: skip
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for c in cells:
+        k, f = c["counts"], c["failed"]
+        hidden = c["hidden"]
+        lines.append(
+            f"| {'none' if hidden == 0 else hidden} | {c['lr']:g} | {k['converged']} | "
+            f"{k['improving']} | {k['plateau']} | {k['diverged']} | "
+            + (f"{k.get('undetermined', 0)} | " if undetermined else "")
+            + f"{', '.join(map(str, f['outputs_right']))} | "
+            + (f"{_pct(f['with_saturated_units'])} | " if both else "")
+            + f"{_pct(f[flat])} | {_pct(f['weights_growing'])} |"
+        )
     return lines
 
 
@@ -456,7 +466,8 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         f"not; *diverged*: loss above {d['divergence_factor']:g}× its start or not finite. For "
         "the nets that did not converge: how many of the outputs were on the right side of 0.5, "
         f"the share with a hidden unit whose derivative stayed below {100 * d['saturation']:g}% "
-        "of its maximum on every input (saturated, or a dead ReLU), and the share whose "
+        f"of its maximum on at least {100 * d.get('saturated_share', 0.5):g}% of the inputs "
+        "(saturated) and on every input (flat, or a dead ReLU), and the share whose "
         f"parameter norm grew by more than {100 * (d['growth_flag'] - 1):g}% over the second half "
         f"of the budget. Cells of the {sweep['init'][0]} init.",
         "",
