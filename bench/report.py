@@ -153,11 +153,13 @@ def findings(summary: dict) -> list[str]:
             saturated = _weighted(grid, "with_saturated_units", "n")
             units = f"{_pct(saturated)} had a saturated hidden unit and {units}"
         growing = _weighted(grid, "weights_growing", "n_full_budget")
+        # ("n/a still had growing weights" where no net's growth was measured: all diverged)
+        grew = ("" if growing is None else f", and of those that ran the whole budget "
+                f"{_pct(growing)} still had growing weights")  # fmt: skip
         out.append(
             f"**How nets fail.** Of {failed:,} nets with a hidden layer that did not converge, "
             f"{100 * right[most] / failed:.1f}% ended with {most} of {len(right) - 1} outputs "
-            f"right; {units}, and of those that ran the whole budget {_pct(growing)} still had "
-            f"growing weights."
+            f"right; {units}{grew}."
         )
     return out
 
@@ -187,7 +189,11 @@ def _control_finding(summary, v: _View, grid) -> str:
     single = f"at learning rate {low:g}"  # a sweep of one rate: no range "from 1 to 1"
     if conv == 0:
         every = single if low == high else f"at every learning rate from {low:g} to {high:g}"
-        return (f"**{v.problem.upper()} needs a hidden layer.** {conv:,} of "
+        # the claim needs nets with a hidden layer that did converge (every net diverged in a
+        # sweep at lr 1e6, and the heading said XOR needs a hidden layer)
+        heading = (f"{v.problem.upper()} needs a hidden layer." if best["convergence"][0] > 0
+                   else "No net converged, with a hidden layer or without.")  # fmt: skip
+        return (f"**{heading}** {conv:,} of "
                 f"{n:,} nets without one converged, {every}. "
                 f"{endings}{with_hidden}")  # fmt: skip
     over = single if low == high else f"over learning rates {low:g} to {high:g}"
