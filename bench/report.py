@@ -421,6 +421,11 @@ def render(summary: dict, meta: dict, figure_names: list[str]) -> str:
         "",
         "## Findings",
         "",
+        # which combination they measure, where there are several (a sweep of sgd and adam
+        # said "too low a learning rate crawls" of sgd alone, where lr 0.01 was adam's best)
+        *([f"For {', '.join(v.combo)} and {problems(sweep)[0].upper()}, the first of "
+           f"{combos} combinations of activation, loss and optimizer; the others are in the "
+           "heatmaps and in summary.json.", ""] if combos > 1 else []),
         *[f"{i}. {text}" for i, text in enumerate(findings(summary), start=1)],
         "",
         *section(full),
