@@ -1458,3 +1458,54 @@ def test_a_claim_outside_every_mixture_of_the_pieces_does_not_pass(W, a, s, q, r
     # the piece itself, a limit of gradients at x, passes
     result = check_gradient(fun, lambda p: piece(p, on_outer, on_b), x)
     assert result and result.verdict == KINK, result.report()
+
+
+def _rnn_hidden_states(dtype, bug=None):
+    """A tanh RNN (T = 10 steps, batch 3, 3 inputs, 8 units) as a function of its params whose
+    outputs are its hidden states, and its textbook backprop through time (``bug``: the
+    derivative of tanh taken from the pre-activation, 1 - z ** 2)."""
+    T, B, D, H = 10, 3, 3, 8
+    rng = np.random.default_rng(1017)
+    W_xh = rng.normal(scale=1 / np.sqrt(D), size=(H, D))
+    W_hh = rng.normal(scale=1 / np.sqrt(H), size=(H, H))
+    b = rng.normal(scale=0.1, size=H)
+    rng.normal(size=(2 * H + 2))  # the review's output layer, not used here: its draw kept
+    x = rng.normal(size=(T, B, D)).astype(dtype)
+    params = {"W_xh": W_xh.astype(dtype), "W_hh": W_hh.astype(dtype), "b": b.astype(dtype)}
+
+    def states(p):
+        h, hs, zs = np.zeros((B, H), dtype=p["W_hh"].dtype), [], []
+        for t in range(T):
+            z = x[t] @ p["W_xh"].T + h @ p["W_hh"].T + p["b"]
+            h = np.tanh(z)
+            hs.append(h)
+            zs.append(z)
+        return np.stack(hs), zs
+
+    def vjp(p, u):
+        hs, zs = states(p)
+        grads = {k: np.zeros_like(v) for k, v in p.items()}
+        dh = np.zeros((B, H), dtype=p["W_hh"].dtype)
+        for t in reversed(range(T)):
+            before = hs[t - 1] if t > 0 else np.zeros_like(hs[0])
+            slope = 1 - zs[t] ** 2 if bug else 1 - hs[t] ** 2
+            dz = (u[t] + dh) * slope
+            grads["W_xh"] += dz.T @ x[t]
+            grads["W_hh"] += dz.T @ before
+            grads["b"] += dz.sum(axis=0)
+            dh = dz @ p["W_hh"]
+        return grads
+
+    return (lambda p: states(p)[0]), vjp, params
+
+
+def test_a_float32_rnns_backprop_through_time_is_not_wrong_where_its_rounding_is():
+    # an outside review: correct float32 BPTT, off by 4.7e-8 in an output whose largest
+    # derivative is 1.3e-3 (300 float32 ulps of it, 2 of the largest of all outputs: the
+    # rounding of intermediates the (1 - h^2) factors shrink), was `wrong`
+    fun, vjp, params = _rnn_hidden_states(np.float32)
+    assert check_vjp(fun, vjp, params).verdict in ("correct", "cannot tell")
+    fun, vjp, params = _rnn_hidden_states(np.float32, bug=True)
+    assert check_vjp(fun, vjp, params).verdict == "wrong"
+    fun, vjp, params = _rnn_hidden_states(np.float64)
+    assert check_vjp(fun, vjp, params).verdict == "correct"
