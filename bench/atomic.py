@@ -33,11 +33,16 @@ def _umask() -> int:
     return mask
 
 
-def _commit(tmp: Path, path: Path) -> None:
-    """Make ``tmp`` durable and move it over ``path`` (the one place a final name appears)."""
+def _durable(tmp: Path) -> None:
+    """Flush ``tmp`` to disk with an output's permissions (mkstemp makes files private)."""
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; outputs are not
+    os.chmod(tmp, 0o666 & ~_umask())
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Make ``tmp`` durable and move it over ``path`` (where a final name appears)."""
+    _durable(tmp)
     os.replace(tmp, path)
 
 
@@ -107,9 +112,7 @@ def replacing_together(paths: list[Path], stale: tuple[Path, ...] = ()) -> Itera
         yield made
         for path, tmp in made.items():  # durable first; the renames below are quick
             try:
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o666 & ~_umask())
+                _durable(tmp)
             except OSError as error:
                 raise OSError(error.errno, error.strerror, str(path)) from error
         with deferred_interrupts():
