@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import atomic, schedule_options
+from . import atomic, report_regularised, schedule_options
 from .figures import draw_all, figure_names, hidden_units
 from .report_regularised import baseline, section
 
@@ -313,10 +313,13 @@ def _median_table(v: _View) -> list[str]:
 def _paired_table(summary, v: _View) -> list[str]:
     init = v.sweep["init"][0]
     by_index = {c["index"]: c for c in summary["cells"]}
+    # a sweep of several problems pairs the rates of each: its rows say which problem they are
+    several = len(problems(v.sweep)) > 1
     lines = [
-        "| hidden | lr A → lr B | both | only A | only B | neither | McNemar p | "
+        ("| problem " if several else "")
+        + "| hidden | lr A → lr B | both | only A | only B | neither | McNemar p | "
         "median epochs A/B |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
     for p in summary["paired"]:
         a, b = by_index[p["a"]], by_index[p["b"]]
@@ -329,7 +332,8 @@ def _paired_table(summary, v: _View) -> list[str]:
         ratio = "–" if p["median_epoch_ratio"] is None else f"{p['median_epoch_ratio']:.2f}"
         hidden = "none" if a["hidden"] == 0 else a["hidden"]
         lines.append(
-            f"| {hidden} | {a['lr']:g} → {b['lr']:g} | {p['both']} | {p['only_a']} | "
+            (f"| {a.get('problem', v.problem)} " if several else "")
+            + f"| {hidden} | {a['lr']:g} → {b['lr']:g} | {p['both']} | {p['only_a']} | "
             f"{p['only_b']} | {p['neither']} | {p['mcnemar_p']:.2g} | {ratio} |"
         )
     return lines
@@ -557,6 +561,7 @@ def write_report(folder: Path) -> Path:
     try:
         atomic.clean_stale(folder / FIGURES)
         names = draw_all(baseline(summary), folder / FIGURES)
+        names += report_regularised.draw(summary, folder / FIGURES)
     except SUMMARY_ERRORS as error:
         raise unreadable(error) from None
     del names  # render() named them already

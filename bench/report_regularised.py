@@ -9,6 +9,11 @@ same weights, and draws the same dropout masks, in every cell it appears in).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from . import figures
 from .figures import hidden_units
 from .sweep_config import OPTIONAL_AXES
 
@@ -18,6 +23,7 @@ CONVERGING = 0.5
 SIGNIFICANT = 0.05  # McNemar's p below which a paired difference is called one
 NAMES = {"batchnorm": "batch norm", "dropout": "dropout", "weight_decay": "weight decay"}
 OTHER = ("hidden", "init", "activation", "loss", "optimizer")
+FIGURE = "regularised.png"
 
 
 def axes_of(summary) -> list[str]:
@@ -144,6 +150,74 @@ def _pairs_of(summary, axis):
                 yield p, a, b
 
 
+def _shown(summary, axis) -> tuple[int, dict]:
+    """The hidden size the findings and the figure show for ``axis`` (4 where there, else the
+    narrowest), and its cells of the first init and combination by axis value, ordered by lr."""
+    groups = _groups(summary, axis)
+    widths = {key[0] for key in groups}
+    hidden = 4 if 4 in widths else min(widths)
+    sweep = summary["sweep"]
+    first = (hidden, sweep["init"][0], sweep["activation"][0], sweep["loss"][0],
+             sweep["optimizer"][0])  # fmt: skip
+    (by_value,) = [cells for key, cells in groups.items() if key[: len(first)] == first]
+    return hidden, {v: sorted(cells, key=lambda c: c["lr"]) for v, cells in by_value.items()}
+
+
+def draw(summary: dict, folder: Path) -> list[str]:
+    """The section's figure, convergence rate and median epochs against the learning rate with
+    one line per value of each axis (the first setting of everything else), drawn into
+    ``folder``; returns its name, or nothing for a sweep without an axis of two values."""
+    axes_shown = [a for a in axes_of(summary) if len(summary["sweep"][a]) > 1]
+    if not axes_shown:
+        return []
+    plt = figures._pyplot()
+    lrs = summary["sweep"]["lr"]
+    fig, grid = plt.subplots(2, len(axes_shown), figsize=(3.6 * len(axes_shown) + 0.8, 5.2),
+                             squeeze=False, sharex=True, layout="constrained")  # fmt: skip
+    for column, axis in enumerate(axes_shown):
+        hidden, by_value = _shown(summary, axis)
+        colors = plt.cm.viridis(np.linspace(0, 0.85, len(by_value)))
+        rate_ax, epochs_ax = grid[0][column], grid[1][column]
+        for (value, cells), color in zip(by_value.items(), colors, strict=True):
+            x = np.array([lrs.index(c["lr"]) for c in cells], dtype=float)
+            # values side by side at each rate, so that their intervals do not hide each other
+            x += 0.08 * (list(by_value).index(value) - (len(by_value) - 1) / 2)
+            p, lo, hi = (np.array([np.nan if c["convergence"][i] is None
+                                   else 100 * c["convergence"][i] for c in cells])
+                         for i in range(3))  # fmt: skip
+            label = f"{NAMES[axis]} {_value(axis, value)}"
+            rate_ax.errorbar(x, p, yerr=[p - lo, hi - p], color=color, marker="o", ms=3.5,
+                             lw=1.2, capsize=2, label=label)  # fmt: skip
+            median = np.array([np.nan if c["median_epochs"] is None else c["median_epochs"]
+                               for c in cells])  # fmt: skip
+            ci = [[np.nan if c["median_epochs"] is None or v is None else v
+                   for v in c["median_epochs_ci"]] for c in cells]  # fmt: skip
+            low, high = (np.array([pair[i] for pair in ci], dtype=float) for i in range(2))
+            # an interval without an upper end (fewer than half converged at its edge) is drawn
+            # to the point only
+            high = np.where(np.isnan(high), median, high)
+            epochs_ax.errorbar(x, median, yerr=[median - np.where(np.isnan(low), median, low),
+                                                high - median],
+                               color=color, marker="o", ms=3.5, lw=1.2, capsize=2)  # fmt: skip
+        rate_ax.set_title(f"{NAMES[axis]} ({hidden_units(hidden)})", fontsize=9)
+        rate_ax.set_ylim(-3, 103)
+        rate_ax.legend(fontsize=7, loc="best")
+        epochs_ax.set_yscale("log")
+        epochs_ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7)
+        epochs_ax.set_xlabel("learning rate", fontsize=8)
+        for ax in (rate_ax, epochs_ax):
+            ax.grid(alpha=0.3)
+    grid[0][0].set_ylabel("converged, % (95% interval)", fontsize=8)
+    grid[1][0].set_ylabel("median epochs to converge", fontsize=8)
+    sweep = summary["sweep"]
+    fig.suptitle(f"Convergence against the learning rate, the same initial weights in every "
+                 f"cell ({sweep['init'][0]} init; {sweep['activation'][0]}, {sweep['loss'][0]}, "
+                 f"{sweep['optimizer'][0]}); no median where fewer than half converged",
+                 fontsize=9)  # fmt: skip
+    figures._save(fig, Path(folder) / FIGURE)
+    return [FIGURE]
+
+
 def axis_finding(summary, axis) -> str | None:
     """First value of the axis against the others, at the rate where the first does best."""
     values = summary["sweep"][axis]
@@ -167,8 +241,9 @@ def axis_finding(summary, axis) -> str | None:
         parts.append(
             f"{NAMES[axis]} {_value(axis, b[axis])}: {_rate(b['convergence'])} converged against "
             f"{_rate(a['convergence'])} at {_value(axis, a[axis])}, median epochs {_median(b)} "
-            f"against {_median(a)}; {p['only_a']:,} nets converged only without it and "
-            f"{p['only_b']:,} only with it (McNemar p = {p['mcnemar_p']:.2g}){epochs}"
+            f"against {_median(a)}; {p['only_a']:,} net{'' if p['only_a'] == 1 else 's'} "
+            f"converged only without it and {p['only_b']:,} only with it (McNemar p = "
+            f"{p['mcnemar_p']:.2g}){epochs}"
         )
     return (
         f"**What {NAMES[axis]} does to {hidden_units(hidden)}.** At lr {best_lr:g} ({init} init, "
@@ -218,6 +293,9 @@ def section(summary: dict) -> list[str]:
     ]
     found = [batchnorm_finding(summary)] + [axis_finding(summary, axis) for axis in axes]
     lines += [f"- {text}" for text in found if text]
+    if axes:
+        lines += ["", f"![convergence and epochs by {', '.join(NAMES[a] for a in axes)}]"
+                  f"(figures/{FIGURE})"]  # fmt: skip
     for axis in axes:
         lines += ["", f"### {NAMES[axis].capitalize()}, paired", "", *_table(summary, axis)]
     return [*lines, ""]

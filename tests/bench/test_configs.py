@@ -47,3 +47,21 @@ def test_the_zero_epoch_config_runs_through_the_command(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert "at most 0 epochs" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "figures" / "survival.png").stat().st_size > 0
+
+
+def test_a_sweep_of_several_problems_says_which_problem_each_pair_is(tmp_path):
+    # the paired table listed every problem's pairs under the same columns, none named
+    path = next(p for p in CONFIGS if p.stem == "tesauro-janssens-parity")
+    values = load_toml(path)
+    config = make_config(values, {"nets_per_cell": 3, "nets_per_shard": 3, "backend": "numpy",
+                                  "epochs": 8})  # fmt: skip
+    assert len(config.problem) > 1 and len(config.lr) > 1
+    run_sweep(config, tmp_path)
+    summary = summarize(load_results(config, tmp_path))
+    text = render(summary, {}, figure_names(summary))
+    table = text.split("## Paired comparisons of learning rates")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| problem | hidden | lr A → lr B |")
+    named = {row.split(" | ")[0].removeprefix("| ") for row in rows[1:]}
+    assert named == set(config.problem)
+    assert all(row.count("|") == rows[0].count("|") for row in rows)

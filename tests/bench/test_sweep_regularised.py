@@ -85,5 +85,9 @@ def test_sweep_with_the_axes_reports_paired_findings(tmp_path, capsys):
     assert "### Dropout, paired" in report and "| 4 | 3 | 0 → 0.2 |" in report
     summary = json.loads((out / "summary.json").read_text())
     assert {p["axis"] for p in summary["paired"]} == {"lr", "batchnorm", "dropout"}
+    # the axes' figure: drawn, linked from the section, from the full summary (the other
+    # figures show the first value of each axis only)
+    assert "![convergence and epochs by batch norm, dropout](figures/regularised.png)" in report
+    assert (out / "figures" / "regularised.png").stat().st_size > 10_000
     header = gzip.decompress((out / "results.csv.gz").read_bytes()).decode().splitlines()[0]
     assert header.endswith(",batchnorm,dropout")
