@@ -64,7 +64,12 @@ function connect() {
     state.disconnected = true;
     scheduleDraw();
   });
-  source.onopen = () => { $("connection").textContent = "connected"; state.disconnected = false; };
+  source.onopen = () => {
+    $("connection").textContent = "connected";
+    state.disconnected = false;
+    if (state.unanswered) { state.unanswered = false; showMessage(""); } // it answers again
+    scheduleDraw(); // the status box too, not at the next frame only
+  };
 }
 
 async function send(action, extra = {}) {
@@ -76,10 +81,12 @@ async function send(action, extra = {}) {
       body: JSON.stringify({ session: state.session, action, ...extra }),
     });
     const doc = await reply.json();
+    state.unanswered = false;
     showMessage(doc.ok ? "" : doc.error);
     // a refused setting: the controls show the setup that still trains
     if (!doc.ok && state.setup) for (const key of SETUP_FIELDS) $(key).value = state.setup.query[key];
   } catch (err) {
+    state.unanswered = true;
     showMessage(`the server did not answer (${err.message}); is it still running?`);
   }
 }
@@ -93,11 +100,21 @@ function readSetup() {
 // ---------------------------------------------------------------------------------- handlers
 
 function onSetup(doc) {
+  // a reconnection (the server restarted, or the stream broke) opens a new session at epoch 0:
+  // say that the run on display is gone rather than replace it without a word
+  if (doc.session && state.session && doc.session !== state.session && !state.replay) {
+    showMessage("the connection was reopened and the server started a new session at epoch 0: " +
+      "the previous run and its curves are gone (Save run keeps a run before a restart)");
+  }
   if (doc.session) state.session = doc.session;
   state.setup = doc;
   state.curve = { epoch: [], loss: [], grad: [] };
   state.frames = [{ kind: "setup", data: doc }];
-  for (const key of SETUP_FIELDS) if (doc.query[key] !== undefined) $(key).value = doc.query[key];
+  // the field being edited keeps what is typed: a reply to an earlier change, late on a busy
+  // server, overwrote it mid-edit
+  for (const key of SETUP_FIELDS) {
+    if (doc.query[key] !== undefined && $(key) !== document.activeElement) $(key).value = doc.query[key];
+  }
   $("command").textContent = doc.command;
   $("spec").textContent = `${doc.spec}, ${doc.n_params} parameters, ${doc.backend} kernels`;
   $("boundary-panel").hidden = doc.layers[0] !== 2;

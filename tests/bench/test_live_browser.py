@@ -275,3 +275,65 @@ def test_a_saved_run_replays_offline(open_page, browser, tmp_path):
     assert shown(replay) == final and problems == []
     assert all(url.startswith("file://") or url.startswith("data:") for url in requests)
     replay.close()
+
+
+def _serve(port=0):
+    live = LiveServer(("127.0.0.1", port), "numpy")
+    thread = threading.Thread(target=live.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    return live, thread
+
+
+def _stop(live, thread):
+    """As the process's end would: no listening socket, and every page's stream ends."""
+    live.shutdown()
+    live.server_close()
+    thread.join()
+    with live.sessions_lock:
+        sessions = list(live.sessions.values())
+    for session in sessions:
+        session.close()
+
+
+def test_a_restarted_server_is_said_and_its_stale_error_cleared(browser):
+    # after a restart the page reconnected to a new session at epoch 0 without a word, and the
+    # "did not answer" banner of a command sent while the server was down stayed up
+    live, thread = _serve()
+    port = live.server_address[1]
+    page = browser.new_page()
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/?nets=1")
+        wait_for_epoch(page, 0)
+        page.get_by_role("button", name="Step").click()
+        wait_for_epoch(page, 1)
+        _stop(live, thread)
+        page.wait_for_function("document.querySelector('#connection').textContent !== "
+                               "'connected'")  # fmt: skip
+        page.get_by_role("button", name="Step").click()
+        page.wait_for_function("document.querySelector('#message').textContent"
+                               ".includes('did not answer')")  # fmt: skip
+        live, thread = _serve(port)
+        wait_for_epoch(page, 0)
+        page.wait_for_function("document.querySelector('#message').textContent"
+                               ".includes('new session at epoch 0')")  # fmt: skip
+        assert "did not answer" not in page.text_content("#message")
+        assert page.text_content("#connection") == "connected"
+        assert problems == []
+    finally:
+        page.close()
+        _stop(live, thread)
+
+
+def test_a_late_setup_leaves_the_field_being_edited_as_typed(open_page):
+    # a setup arriving while a field was being typed into put the old value back mid-edit
+    page = open_page("?nets=1&seed=3")
+    page.click("#lr")
+    page.fill("#lr", "0.7")  # typed, not yet committed (no change event: the field has focus)
+    # a setup arrives, late, from an earlier change of the seed
+    page.evaluate("const doc = JSON.parse(JSON.stringify(state.setup)); doc.query.seed = '5'; "
+                  "onSetup(doc)")  # fmt: skip
+    assert page.input_value("#lr") == "0.7"
+    assert page.input_value("#seed") == "5"  # the fields not being edited show the setup's
