@@ -46,7 +46,8 @@ def _truth_table(n_bits: int) -> np.ndarray:
 def get_problem(name: str) -> Problem:
     """The problem called ``name``: xor, and, or, or parityN (N bits)."""
     key = str(name).strip().lower()
-    match = re.fullmatch(r"parity-?(\d+)", key)
+    # a few digits at most: int() of thousands of digits is refused by Python itself
+    match = re.fullmatch(r"parity-?(\d{1,4})", key)
     if key in ("xor", "and", "or"):
         X = _truth_table(2)
         a, b = X[:, 0], X[:, 1]
@@ -56,7 +57,12 @@ def get_problem(name: str) -> Problem:
         y = X.sum(axis=1) % 2 == 1
         key = f"parity{X.shape[1]}"
     else:
-        raise ValueError(f"unknown problem {name!r}; choose one of: {', '.join(NAMES)}")
+        shown = (
+            repr(name)
+            if len(repr(name)) <= 60
+            else f"{repr(name)[:50]}... ({len(str(name))} characters)"
+        )
+        raise ValueError(f"unknown problem {shown}; choose one of: {', '.join(NAMES)}")
     X.setflags(write=False)
     Y = y.astype(np.float64)[:, None]
     Y.setflags(write=False)

@@ -272,6 +272,8 @@ def _inputs(theta, spec, X, Y, keys, epoch, training, running_mean, running_var)
     if training and spec.dropout:
         if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        if epoch >= 2**64:  # the streams' counters are 64 bits (OverflowError from NumPy before)
+            raise ValueError(f"epoch must be below 2**64, the dropout streams' range, got {epoch}")
         masks = dropout_masks(spec, check_keys(keys, n_nets), int(epoch), X.shape[0], theta.dtype)
     if not training and spec.batchnorm:
         shape = (spec.n_hidden_units, n_nets)

@@ -34,3 +34,11 @@ def test_problem_data_is_read_only():
 def test_unknown_problem_names_the_choices(name):
     with pytest.raises(ValueError, match="unknown problem .*choose one of: xor, and, or, parityN"):
         get_problem(name)
+
+
+def test_a_name_of_thousands_of_digits_is_refused_in_a_short_line():
+    # int() of its digits raised Python's own error about integer string conversion
+    shortened = r"unknown problem 'parity9+\.\.\. \(5006 characters\)"
+    with pytest.raises(ValueError, match=shortened) as error:
+        get_problem("parity" + "9" * 5000)
+    assert len(str(error.value)) < 200

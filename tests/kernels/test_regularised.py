@@ -283,3 +283,11 @@ def test_numba_kernel_converges_like_numpy_and_is_identical_for_any_threads_and_
     np.testing.assert_array_equal(runs[0].status, a.status)
     np.testing.assert_array_equal(runs[0].epochs_to_converge, a.epochs_to_converge)
     assert (a.status == Status.CONVERGED).sum() >= n // 2
+
+
+@pytest.mark.parametrize("epoch", [2**64, 2**70])
+def test_an_epoch_beyond_the_streams_is_refused_in_one_line(epoch):
+    # NumPy's OverflowError came out of the dropout streams before
+    theta = init_population(BOTH, 2, 1, "normal:0.7")
+    with pytest.raises(ValueError, match="epoch must be below 2\\*\\*64"):
+        R.loss(theta, BOTH, X6, Y6, training=True, keys=streams.net_keys(4, 0, 2), epoch=epoch)
