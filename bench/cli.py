@@ -414,7 +414,7 @@ def _sweep(args) -> int:
             except ValueError as error:
                 raise UsageError(str(error)) from None
             print(
-                f"sweep {config.name}: {len(config.cells())} cells x {config.nets_per_cell:,} "
+                f"sweep {config.name!r}: {len(config.cells())} cells x {config.nets_per_cell:,} "
                 f"nets = {config.n_nets():,} nets, up to {config.epochs:,} epochs each -> {out}",
                 flush=True,
             )

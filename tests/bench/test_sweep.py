@@ -97,7 +97,10 @@ def test_a_shard_is_net_k_of_the_seed_trained_alone():
 
 
 def test_statuses_and_signatures(tmp_path, capsys):
-    assert sweep(capsys, tmp_path / "s")[0] == 0
+    code, out, _ = sweep(capsys, tmp_path / "s")
+    assert code == 0
+    # the name quoted: "sweep default: 25 cells" read as if it were the default sweep's
+    assert out.startswith("sweep 'default': 15 cells x 60 nets")
     results = load_results(
         make_config(
             {},
