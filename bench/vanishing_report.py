@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import atomic  # noqa: E402
 
@@ -134,6 +135,9 @@ def gradient_figure(results: dict, path: Path) -> None:
         len(activations),
         squeeze=False,
         sharex=True,
+        # one scale for every panel: on scales of their own a tanh panel spanning a factor of 5
+        # looked as steep as a sigmoid one spanning 10^12
+        sharey=True,
         figsize=(3.6 * len(activations), 2.8 * len(inits)),
         layout="constrained",
     )
@@ -149,13 +153,16 @@ def gradient_figure(results: dict, path: Path) -> None:
                     layers, np.maximum(median, 1e-300), marker=".", color=color, label=str(depth)
                 )
             ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, not 1.5 of one
             ax.grid(alpha=0.3)
             ax.set_title(f"{activation}, {init}", fontsize=9)
             if row == len(inits) - 1:
                 ax.set_xlabel("hidden layer (1 = nearest the input)", fontsize=8)
             if col == 0:
                 ax.set_ylabel("median ||dL/dz||", fontsize=8)
-    axes[0][-1].legend(title="hidden layers", fontsize=6, title_fontsize=7, ncols=2)
+    # beside the panels: on the panels' shared scale it would sit over some panel's lines
+    fig.legend(*axes[0][0].get_legend_handles_labels(), title="hidden layers", fontsize=7,
+               title_fontsize=7, loc="outside right upper")  # fmt: skip
     fig.suptitle(
         f"Gradient norm per layer at initialisation ({config['n_nets']:,} nets per line, "
         f"width {config['width']}, {config['problem']})",
@@ -176,6 +183,7 @@ def bound_figure(results: dict, path: Path) -> None:
         line = ax.plot(layers, q[:, MEDIAN], marker=".", label=init)[0]
         ax.fill_between(layers, q[:, 0], q[:, -1], color=line.get_color(), alpha=0.15, lw=0)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xlabel(f"hidden layer l (of {depth}; the bound is exact at the top)", fontsize=8)
     ax.set_ylabel("||dL/dh_l|| / bound", fontsize=8)

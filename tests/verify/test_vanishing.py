@@ -217,3 +217,22 @@ def test_a_folder_with_files_of_a_studys_names_but_no_study_is_refused(tmp_path,
     assert "holds files that are not a study's (report.md, without its vanishing.json)" in (
         capsys.readouterr().err)  # fmt: skip
     assert (tmp_path / "report.md").read_text() == "keep me"
+
+
+def test_the_figures_panels_share_one_scale_and_count_whole_layers(tmp_path, monkeypatch):
+    # on scales of their own a tanh panel spanning a factor of 5 looked as steep as a sigmoid
+    # panel spanning 10^12; a study of 1 and 2 layers had ticks at 1.5
+    from backprop_bench.bench import vanishing_report
+
+    drawn = []
+    monkeypatch.setattr(vanishing_report, "_save", lambda fig, path: drawn.append(fig))
+    config = VanishingConfig(depths=(1, 2), activations=("sigmoid", "tanh"),
+                             inits=("tutorial", "xavier_normal"), n_nets=10)  # fmt: skip
+    vanishing_report.gradient_figure(study(config), tmp_path / "g.png")
+    (fig,) = drawn
+    limits = {ax.get_ylim() for ax in fig.axes}
+    assert len(limits) == 1
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)
