@@ -87,3 +87,16 @@ def test_epoch_percentiles_and_their_intervals_by_hand():
         level = (100 - int(q)) / 100
         assert result["quantiles_ci"][q] == [first(low, level), first(high, level)], q
     assert result["quantiles_ci"]["25"][0] <= 8 <= result["quantiles_ci"]["25"][1]
+
+
+def test_a_percentile_reached_exactly_is_its_epoch_despite_rounding():
+    # 15 of 20 nets converged by epoch 26: S(26) = 1/4 exactly, but the product of its factors
+    # rounds to 0.25000000000000006, and the 75th percentile read 42 (the next epoch)
+    epochs = np.array([9, 10, 11, 13, 13, 15, 16, 17, 17, 19, 19, 23, 25, 25, 26, 42, -1, -1, -1,
+                       -1])  # fmt: skip
+    result = survival(epochs, budget=1000, at=np.array([26]))
+    assert result["quantiles"]["75"] == 26
+    assert result["quantiles"]["25"] == 13 and result["median"] == 19  # S(19) = 9/20 < 1/2
+    # a level missed by one net is not reached by the slack: 14 of 20 by epoch 25, S = 0.3
+    later = np.where(epochs == 26, 42, epochs)
+    assert survival(later, budget=1000, at=np.array([0]))["quantiles"]["75"] == 42
