@@ -714,9 +714,12 @@ def _vanishing(args) -> int:
     path = write(out, results, meta_doc)
     claims = results["claims"]
     if claims:
+        unchecked = claims.get("bound_unchecked", 0)
         bound = (f"bound violations: {claims['bound_violations']} of {claims['bound_checks']:,} "
-                 "checks" if has_bound(results) else "the bound needs 2 or more hidden layers: "
-                 "not checked")  # fmt: skip
+                 "checks" + (f" ({unchecked:,} not made: a norm not finite)" if unchecked else "")
+                 if has_bound(results) else "the bound needs 2 or more hidden layers: not checked"
+                 if max(config.depths) < 2 else "the bound is a plain chain's: not checked with "
+                 "batch norm")  # fmt: skip
         print(f"sigmoid'(z) <= 1/4: max {claims['max_sigmoid_derivative']:.6g} over "
               f"{claims['units_seen']:,} units; {bound}")  # fmt: skip
     print(f"wrote {path} ({seconds:.1f} s)")

@@ -134,6 +134,18 @@ def _row_scales(spec: NetSpec, init: Init) -> np.ndarray:
     return scales
 
 
+def layer_variances(spec: NetSpec, init: Init | str) -> list[tuple[float, float]]:
+    """The variance of each layer's weights and of its biases as ``init`` draws them, layer by
+    layer (the input's first): std squared for normal draws, half-width squared over 3 for
+    uniform ones, 0 for what is not drawn. (A shortcut net's extra weights are left out.)"""
+    init = parse_init(init) if isinstance(init, str) else init
+    family = _SCHEMES[init.scheme][0]
+    factor = {"normal": 1.0, "uniform": 1.0 / 3.0, "zeros": 0.0}[family]
+    scales = _row_scales(spec, init)
+    return [(float(scales[w_start] ** 2 * factor), float(scales[b_start] ** 2 * factor))
+            for w_start, b_start in spec.offsets()]  # fmt: skip
+
+
 def init_population(
     spec: NetSpec,
     n_nets: int,
