@@ -154,8 +154,9 @@ def findings(summary: dict) -> list[str]:
             units = f"{_pct(saturated)} had a saturated hidden unit and {units}"
         growing = _weighted(grid, "weights_growing", "n_full_budget")
         # ("n/a still had growing weights" where no net's growth was measured: all diverged)
-        grew = ("" if growing is None else f", and of those that ran the whole budget "
-                f"{_pct(growing)} still had growing weights")  # fmt: skip
+        grew = ("" if growing is None else f", and of those whose weight growth was measured "
+                f"(they ran the whole budget, their weights not collapsed to 0) {_pct(growing)} "
+                "still had growing weights")  # fmt: skip
         out.append(
             f"**How nets fail.** Of {failed:,} nets with a hidden layer that did not converge, "
             f"{100 * right[most] / failed:.1f}% ended with {most} of {len(right) - 1} outputs "

@@ -108,6 +108,8 @@ def _cell_summary(config: SweepConfig, cell: Cell, index: int, rows, curve, curv
         "loss_quantiles": {str(q): rounded(np.percentile(curve, q, axis=1)) for q in QUANTILES},
         "failed": {
             "n": int(failed.sum()),
+            # (the name is older than its meaning: the failed nets whose weight growth was
+            # measured, that is, that ran the whole budget with norms above failure.NORM_FLOOR)
             "n_full_budget": int(ran_full.sum()),
             "outputs_right": np.bincount(
                 rows["outputs_right"][failed], minlength=n_outputs + 1

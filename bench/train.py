@@ -214,6 +214,13 @@ def run_train(config: TrainConfig, abort=None) -> TrainRun:
         for i, epoch in enumerate(result.history.epochs)
         if epoch <= result.epochs_trained[0]
     ]
+    stopped = int(result.epochs_trained[0])
+    if history and history[-1]["epoch"] < stopped:
+        # a net that stopped between records (--early-stop, or a divergence) ends its table
+        # with the epoch it stopped at, as one that ran its budget does
+        history.append({"epoch": stopped, "loss": float(result.final_loss[0]),
+                        "accuracy": float(result.final_accuracy[0]),
+                        "grad_norm": float(result.final_grad_norm[0])})  # fmt: skip
     with np.errstate(all="ignore"):  # a diverged net's outputs overflow: 0 or 1 is the answer
         if spec.regularised:  # the net as it is used: evaluation mode
             fwd = regularised.forward(result.theta, spec, problem.X, training=False,

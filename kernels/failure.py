@@ -26,7 +26,9 @@ training job of wide nets itself (0.23 s of 1.1 s for 4,096 8-32-32-1 nets, 30 e
   ``outcome``: converged, diverged, improving (not converged, loss fell by more than
   PLATEAU_DROP), plateau (it did not), or undetermined (no history to tell: ``record_every``
   was 0 or the budget is under 4 epochs). ``weight_growth`` and ``loss_drop`` are NaN for nets
-  that stopped before the budget and where the history cannot tell.
+  that stopped before the budget and where the history cannot tell, and ``weight_growth`` also
+  where either norm is below NORM_FLOOR (parameters collapsed to the origin, a control net at
+  its optimum w = b = 0: the ratio of two rounding noises is no number to report).
 
 This module does no I/O; the numbers are functions of the result alone.
 """

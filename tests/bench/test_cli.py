@@ -224,3 +224,22 @@ def test_gradcheck_exits_1_when_a_kernel_fails(capsys, monkeypatch):
     _quick_gradcheck(monkeypatch, [failing])
     code, out, _ = run(capsys, "gradcheck", "--no-catalogue")
     assert code == 1 and "FAIL" in out and out.rstrip().endswith("gradcheck FAILED")
+
+
+@pytest.mark.parametrize(
+    "argv, last",
+    [
+        # a net stopped by --early-stop, or by diverging, between two records: the table ended
+        # at epoch 0, without the epoch or the loss the net ended at
+        (["--early-stop", "--lr", "1", "--every", "500"], "283    0.286662      100%   5.121e-02"),
+        (["--lr", "100", "--every", "500"], "1    8.719946       50%   7.971e-01"),
+    ],
+)
+def test_a_net_that_stops_between_records_shows_the_epoch_it_stopped_at(argv, last, capsys):
+    code, out, _ = run(capsys, "train", "--backend", "numpy", *argv)
+    rows = out.split("grad norm\n")[1].split("\n")
+    assert code == 0 and rows[1].strip() == last
+    code, out, _ = run(capsys, "train", "--backend", "numpy", "--json", *argv)
+    doc = json.loads(out)
+    assert doc["history"][-1]["epoch"] == doc["outcome"]["epochs_trained"]
+    assert doc["history"][-1]["loss"] == doc["outcome"]["final_loss"]
