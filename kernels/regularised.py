@@ -12,7 +12,8 @@ last, as in ``numpy_backend``. A hidden layer ``l`` computes, in training mode::
 In evaluation mode batch norm uses the running statistics instead of the batch's and dropout
 is the identity (inverted dropout scales in training, never at evaluation). Running statistics
 start at mean 0, variance 1 and after every training forward become ``(1 - BN_MOMENTUM)
-running + BN_MOMENTUM batch`` (PyTorch's convention, with the biased batch variance).
+running + BN_MOMENTUM batch`` (PyTorch's momentum, but with the biased batch variance, the
+one the batch was normalised with, where PyTorch's running variance takes the unbiased one).
 
 Dropout masks are counter-based draws (``streams.py``) of the net's key, so net ``k`` gets the
 same masks whatever the population, chunking, threads or backend. Element ``(s, j)`` of hidden
