@@ -7,11 +7,14 @@ at most one, alone or together with the tolerance.
 
 from __future__ import annotations
 
+import re
+
 from backprop_bench.kernels import Criterion
 
 RULES = (
     ("--loss-below", "converged once the training loss (with its reduction) is below this"),
-    ("--rms-below", "converged once the RMS error sqrt(sum (a - y)^2 / outputs) is below this"),
+    ("--rms-below", "converged once the RMS error sqrt(sum (a - y)^2 / (patterns x outputs)) "
+     "is below this"),
     ("--tss-below", "converged once the total sum of squares sum (a - y)^2 is below this"),
 )
 
@@ -25,8 +28,17 @@ def criterion(tolerance, loss_below, rms_below, tss_below) -> Criterion:
             "--rms-below, --tss-below (tolerance, loss_below, rms_below, tss_below in a config "
             "file), or the tolerance with one of them"
         )
-    return Criterion(max_error=tolerance, loss_below=loss_below, rms_below=rms_below,
-                     tss_below=tss_below)  # fmt: skip
+    try:
+        return Criterion(max_error=tolerance, loss_below=loss_below, rms_below=rms_below,
+                         tss_below=tss_below)  # fmt: skip
+    except ValueError as error:  # Criterion names its Python fields; a command user gave flags
+        raise ValueError(re.sub(r"\b(max_error|loss_below|rms_below|tss_below)\b",
+                                lambda m: FLAGS[m.group(1)], str(error))) from None  # fmt: skip
+
+
+# Criterion's fields as the commands' flags (a config file's keys are the flags' names)
+FLAGS = {"max_error": "--tolerance", "loss_below": "--loss-below", "rms_below": "--rms-below",
+         "tss_below": "--tss-below"}  # fmt: skip
 
 
 def add_stopping_flags(parser, default=None) -> None:
