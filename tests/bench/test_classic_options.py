@@ -107,7 +107,7 @@ def test_toml_takes_the_new_keys(tmp_path):
         (["--rms-below", "0.1", "--tss-below", "0.1"],
          "--rms-below and --tss-below both bound the total error over the patterns; give one of "
          "them (alone or with --tolerance)"),
-        (["--rms-below", "-1"], "--rms-below must be a positive finite number"),
+        (["--rms-below", "-1"], "rms_below must be a positive finite number"),
         (["--reduction", "avg"], "unknown reduction 'avg'; choose one of: mean, sum"),
         (["--problem", "xor,xor"], "the problem list repeats a value"),
         (["--problem", "parity16", "--hidden", "200000000n"], "hidden size 200000000n (16 in"),
