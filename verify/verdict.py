@@ -147,10 +147,14 @@ class GradCheckResult:
                 f"difference {d.max_abs_difference:.3g}, rel {d.max_rel_difference:.3g}; hidden "
                 "state or unseeded randomness? (freeze randomness with rng_seed=)"
             )
+        # a line beyond its tolerance under a verdict that is not `wrong` (suspects not
+        # confirmed within the budget, float32 rounding that an error cannot be told from) read
+        # "FAIL" under "INCONCLUSIVE": it says what it is
+        off = "FAIL" if self.verdict != CANNOT_TELL else "beyond it, not confirmed: UNDECIDED"
         for g in self.groups:
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"
             # no reference there (NaN error and tolerance): not judged, rather than "ok"
-            outcome = ("not judged" if g.tolerance != g.tolerance else "ok") if g.passed else "FAIL"
+            outcome = ("not judged" if g.tolerance != g.tolerance else "ok") if g.passed else off
             lines.append(
                 f"  {g.name} {g.shape} [{g.claim}]:{where} abs error {g.abs_error:.3g}, rel error "
                 f"{g.rel_error:.3g}, reference error {g.reference_error:.3g}, tolerance "
@@ -161,7 +165,7 @@ class GradCheckResult:
             lines.append(
                 f"  probe {i} [{p.claim}]: reference {p.reference:.6g}, claimed {p.claimed:.6g}, "
                 f"reference error {p.reference_error:.3g}, tolerance {p.tolerance:.3g}{kink} -> "
-                f"{'ok' if p.passed else 'FAIL'}"
+                f"{'ok' if p.passed else off}"
             )
         rounding = [k for k in self.kinks if k.within_rounding]
         for k in rounding[:ROUNDING_SHOWN]:
@@ -183,8 +187,9 @@ class GradCheckResult:
             outcome = (
                 "a subgradient, ok" if k.passed
                 else "FAIL: not between them" if k.decided
-                else "UNDECIDED: several kinks meet here, and a valid choice of slope at each "
-                "might lie beyond every derivative seen"
+                else "UNDECIDED: the derivatives seen nearby do not rule out a valid slope "
+                "here (as several kinks meeting, or rounding that blurs the two sides, leave "
+                "them)"
             )  # fmt: skip
             direction = k.group.startswith("direction")
             # an element smooth along its line where pieces that meet at x slope otherwise

@@ -1509,3 +1509,17 @@ def test_a_float32_rnns_backprop_through_time_is_not_wrong_where_its_rounding_is
     assert check_vjp(fun, vjp, params).verdict == "wrong"
     fun, vjp, params = _rnn_hidden_states(np.float64)
     assert check_vjp(fun, vjp, params).verdict == "correct"
+
+
+def test_an_inconclusive_report_does_not_say_fail():
+    # a suspect element beyond its tolerance, not confirmed within the budget: the verdict was
+    # "INCONCLUSIVE: cannot tell" over a group line ending "-> FAIL"
+    from backprop_bench.verify.verdict import CANNOT_TELL, WRONG, GradCheckResult, GroupReport
+
+    group = GroupReport("params", (3,), "grad", (1,), 0.5, 0.5, 0.01, 0.1, False, 1e-3, 1.0)
+    for verdict, shown in ((CANNOT_TELL, "-> beyond it, not confirmed: UNDECIDED"),
+                           (WRONG, "-> FAIL")):  # fmt: skip
+        result = GradCheckResult(verdict=verdict, mode="full Jacobian", reference="central",
+                                 groups=[group])  # fmt: skip
+        line = next(x for x in result.report().splitlines() if x.startswith("  params"))
+        assert line.endswith(shown), line
