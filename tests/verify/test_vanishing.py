@@ -271,7 +271,8 @@ def test_mean_field_theory_by_hand_and_beside_the_nets():
 
 def test_the_report_puts_theory_beside_the_data(tmp_path, capsys):
     out = tmp_path / "v"
-    assert main(["vanishing", "--depths", "2,6", "--nets", "200", "--out", str(out)]) == 0
+    assert main(["vanishing", "--depths", "2,6", "--nets", "200", "--activations", "sigmoid,relu",
+                 "--inits", "xavier_normal,tutorial", "--out", str(out)]) == 0  # fmt: skip
     report = (out / "report.md").read_text()
     assert "## Theory beside the data" in report and "figures/mean_field.png" in report
     assert "Mean-field theory predicts the root mean square within" in report
