@@ -8,9 +8,15 @@ import signal
 import sys
 
 INTERRUPTED = 130
+# set by every Ctrl-C or SIGTERM the command receives: a KeyboardInterrupt raised where a
+# library catches and drops it (numba reports an exception raised in its cache callbacks and
+# goes on) would otherwise be lost, and the command ran to the end with status 0;
+# ``bench.interrupt.raise_if_pending`` raises it again at the work's next step
+pending = []
 
 
 def _interrupt(signum, frame):
+    pending.append(signum)
     raise KeyboardInterrupt
 
 
@@ -22,6 +28,7 @@ def _ignore_interrupts() -> None:
 def main() -> int:
     try:
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         from .bench.cli import main as run
         code = run()
         # The command is over: a Ctrl-C or SIGTERM from here on finds nothing to stop and is

@@ -24,6 +24,8 @@ from backprop_bench.kernels.problems import NAMES as PROBLEMS
 from backprop_bench.kernels.spec import HIDDEN_ACTIVATIONS, LOSSES, REDUCTIONS
 from backprop_bench.kernels.training import OPTIMIZERS
 
+from backprop_bench import command
+
 from . import atomic, limits, schedule_options
 from .executors import ExecutorUnavailable, ShardFailed, add_executor_flags, make_executor
 from .interrupt import interruptible, sigterm_as_interrupt
@@ -742,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status: 0 done, 1 failed during the work (a full disk,
     a permission, a check that failed), 2 bad input, 130 interrupted (Ctrl-C or SIGTERM)."""
     parser = build_parser()
+    # an interrupt noted by an earlier command of this process was that command's (which
+    # ended by it): this one starts with none pending (see interrupt.raise_if_pending)
+    command.pending.clear()
     with sigterm_as_interrupt():
         try:
             argv = sys.argv[1:] if argv is None else list(argv)

@@ -26,13 +26,25 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from backprop_bench import command
+
 POLL_SECONDS = 0.05
 # how long an interrupted command waits for its kernel to stop before it ends without it
 GRACE_SECONDS = 0.5
 
 
 def _raise_interrupt(signum, frame):
+    command.pending.append(signum)
     raise KeyboardInterrupt
+
+
+def raise_if_pending() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C or SIGTERM that the command received and that
+    was swallowed where it landed (see ``backprop_bench.command.pending``): called between the
+    steps of long work (``Progress.advance``), it stops there. A no-op otherwise, and where the
+    command's handlers are not installed (``main`` called from Python)."""
+    if command.pending:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

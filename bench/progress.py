@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from . import interrupt
+
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -36,6 +38,7 @@ class Progress:
     def advance(self, n: int) -> None:
         self.done += n
         self._draw()
+        interrupt.raise_if_pending()  # a Ctrl-C that a library swallowed stops the work here
 
     def close(self) -> None:
         if self.enabled:
