@@ -113,9 +113,9 @@ def findings(summary: dict) -> list[str]:
         crawls = conv_low < best or (ratio is not None and ratio > 1)
         heading = "Too low a learning rate crawls." if crawls else "The lowest learning rate."
         sentence = (
-            f"**{heading}** At lr {low:g}, {100 * conv_low / n_low:.1f}% of "
-            f"nets converged within {sweep['epochs']:,} epochs and {100 * improving / n_low:.1f}% "
-            "were still improving when the budget ran out."
+            f"**{heading}** At lr {low:g}, {100 * conv_low / n_low:.1f}% of the {n_low:,} "
+            f"nets with a hidden layer converged within {sweep['epochs']:,} epochs and "
+            f"{100 * improving / n_low:.1f}% were still improving when the budget ran out."
         )
         if pair:
             sentence += pair
@@ -185,7 +185,9 @@ def _control_finding(summary, v: _View, grid) -> str:
         most = max(range(len(right)), key=lambda k: right[k])
         best_right = max(k for k in range(len(right)) if right[k])
         endings = (f"The most common ending was {most} of {len(right) - 1} outputs right "
-                   f"({right[most]:,} nets); none got more than {best_right} right.")  # fmt: skip
+                   f"({right[most]:,} nets; an output at exactly 0.5, as a net whose weights "
+                   "shrank to 0 gives, is on neither side and counts as not right); none got "
+                   f"more than {best_right} right.")  # fmt: skip
     low, high = min(sweep["lr"]), max(sweep["lr"])
     single = f"at learning rate {low:g}"  # a sweep of one rate: no range "from 1 to 1"
     if conv == 0:
