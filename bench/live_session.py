@@ -207,6 +207,8 @@ def _plain(value):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, np.bool_):  # json.dumps refuses NumPy's bool: the stream died on one
+        return bool(value)
     return value
 
 

@@ -202,7 +202,8 @@ def init_population(
         # the generator's stream, so a net has the same weights with and without batch norm
         # (and the same layered weights with and without shortcuts, whose rows come next)
         weights = slice(0, drawn)
-        theta[weights, lo - first_net : hi - first_net] = draws[weights, cols] * scales[weights]
+        with np.errstate(over="ignore"):  # a scale near the largest float: inf weights, as asked
+            theta[weights, lo - first_net : hi - first_net] = draws[weights, cols] * scales[weights]
 
     blocks = range(first_net // BLOCK_NETS, (stop - 1) // BLOCK_NETS + 1)
     if len(blocks) < _THREADED_BLOCKS:

@@ -33,13 +33,19 @@ function pyG4(x) { // Python's f"{x:.4g}"
   const n = Math.abs(parseInt(e, 10));
   return `${m}e${e[0] === "-" ? "-" : "+"}${n < 10 ? "0" : ""}${n}`;
 }
+// Python's rounding of a float to a whole number: a tie to the even one (f"{0.625:.0%}" is 62%,
+// where Math.round gives 63: a parity3 net at 5 of 8 patterns read 63% on the page, 62% in train)
+function pyRound(v) {
+  const f = Math.floor(v), d = v - f; // exact for the values a percentage takes
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
 // the largest and smallest of many values (Math.max(...a) overflowed the call stack from about
 // 60,000 epochs of curve points, and every frame's drawing stopped there)
 function maxOf(values, start = -Infinity) { let m = start; for (const v of values) if (v > m) m = v; return m; }
 function minOf(values, start = Infinity) { let m = start; for (const v of values) if (v < m) m = v; return m; }
 const fmt = {
   loss: (x) => (x === null ? "diverged" : Math.abs(x) < 1e3 ? x.toFixed(6) : pyG4(x)), // as train prints it
-  accuracy: (x) => (x === null ? "diverged" : `${Math.round(x * 100)}%`),
+  accuracy: (x) => (x === null ? "diverged" : `${pyRound(x * 100)}%`), // f"{x:.0%}"
   grad: (x) => (x === null ? "diverged" : pyExp(x)),
 };
 

@@ -337,3 +337,11 @@ def test_a_late_setup_leaves_the_field_being_edited_as_typed(open_page):
                   "onSetup(doc)")  # fmt: skip
     assert page.input_value("#lr") == "0.7"
     assert page.input_value("#seed") == "5"  # the fields not being edited show the setup's
+
+
+def test_accuracy_is_rounded_as_train_prints_it(open_page):
+    # 5 of 8 patterns right read 63% on the page (Math.round) and 62% in train (f"{x:.0%}")
+    page = open_page("?nets=1")
+    shares = sorted({k / n for n in range(1, 17) for k in range(n + 1)})
+    shown = page.evaluate("(xs) => xs.map((x) => fmt.accuracy(x))", shares)
+    assert shown == [f"{x:.0%}" for x in shares]

@@ -280,3 +280,17 @@ def test_a_net_whose_snapshots_cost_more_than_its_epochs_plays_many_epochs_a_fra
         snapshots += kind == "snapshot"
     session.close()
     assert session.chunk >= 256  # trained until an advance costs about twice its snapshot
+
+
+@pytest.mark.parametrize("init", ["normal:1e308", "uniform:1e200"])
+def test_a_net_not_finite_from_the_start_streams(init):
+    # its snapshot held a NumPy bool, json.dumps refused it, and the page's stream died: the
+    # browser reconnected every 3 s for ever, each time a new session, and never showed the net
+    session = Session({"init": init, "nets": "5"}, "numpy")
+    try:
+        events = session.events()
+        for _ in range(3):
+            name, payload = next(events)
+            json.dumps(payload, allow_nan=False)
+    finally:
+        session.close()
