@@ -311,8 +311,10 @@ class PopulationRun:
             n_stalled=int(stalled.sum()),
             stalled_from=stalled_from,
             stalled=[{"net": int(k), "loss": float(loss_now[k])} for k in order],
+            # the histogram's epoch: the last record, up to a record's interval before `epoch`
             histogram={"edges": edges.tolist(), "counts": counts.tolist(),
-                       "nonfinite": int(n - finite.size)},
+                       "nonfinite": int(n - finite.size),
+                       "epoch": int(self.record_epochs[now])},
         )  # fmt: skip
         return summary
 

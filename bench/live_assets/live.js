@@ -10,6 +10,10 @@ const PROBLEMS = ["xor", "and", "or", "parity2", "parity3", "parity4", "parity5"
 const MAX_LINKS = 2048; // weights drawn as lines at most
 const MAX_HEATMAPS = 64; // hidden units' heatmaps (live_train.MAX_HEATMAPS)
 let drawLinks = true;
+const RECONNECT_MS = 2000; // a lost stream is tried again after this long
+// a command the server has not answered within this long: the browser may hold no connection
+// to send it on (six per host, one held by each open page's stream)
+const COMMAND_WAIT_MS = 8000;
 const MAX_FRAMES = 400; // a saved run keeps at most this many frames (curves keep every epoch)
 const $ = (id) => document.getElementById(id);
 
@@ -69,6 +73,11 @@ function connect() {
     $("connection").textContent = "connection lost: is the server still running?";
     state.disconnected = true;
     scheduleDraw();
+    // the browser would reconnect to the URL the page was opened with, and a restarted server
+    // would start that setup, not the one on display: reconnect with the URL of now, which
+    // holds the setup of now
+    source.close();
+    setTimeout(connect, RECONNECT_MS);
   });
   source.onopen = () => {
     $("connection").textContent = "connected";
@@ -78,22 +87,35 @@ function connect() {
   };
 }
 
-async function send(action, extra = {}) {
+async function send(action, extra = {}, origin = null) {
   if (state.replay) return replayCommand(action);
   if (!state.session) return;
+  const waiting = new AbortController();
+  const timer = setTimeout(() => waiting.abort(), COMMAND_WAIT_MS);
   try {
     const reply = await fetch("/command", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ session: state.session, action, ...extra }),
+      body: JSON.stringify({ session: state.session, action, ...extra }), signal: waiting.signal,
     });
     const doc = await reply.json();
     state.unanswered = false;
     showMessage(doc.ok ? "" : doc.error);
-    // a refused setting: the controls show the setup that still trains
-    if (!doc.ok && state.setup) for (const key of SETUP_FIELDS) $(key).value = state.setup.query[key];
+    // a refused setting: the controls show the setup that still trains, the refused field too,
+    // but a field being typed into keeps what is typed
+    if (!doc.ok && state.setup) {
+      for (const key of SETUP_FIELDS) {
+        if (key === origin || $(key) !== document.activeElement) $(key).value = state.setup.query[key];
+      }
+    }
   } catch (err) {
     state.unanswered = true;
-    showMessage(`the server did not answer (${err.message}); is it still running?`);
+    showMessage(waiting.signal.aborted
+      ? `the server did not answer within ${COMMAND_WAIT_MS / 1000} s: it may be busy, or this ` +
+        "browser holds all its connections to it (six at most, one for each open tab of the " +
+        "page): close another tab of the page"
+      : `the server did not answer (${err.message}); is it still running?`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -461,11 +483,19 @@ function drawPopulation(p) {
   for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, Math.max(16, Math.min(10 + i * bw, hw - 14)), hh - 4);
   hx.textAlign = "start";
   if (p.histogram.nonfinite) hx.fillText(`${p.histogram.nonfinite} NaN`, hw - 60, 12);
+  // the last record at or before the displayed epoch, which may lie a record's interval back
+  if (p.histogram.epoch !== undefined) hx.fillText(`at epoch ${p.histogram.epoch.toLocaleString("en")}`, 12, 12);
 
   const list = $("stalled");
   list.replaceChildren();
   if (p.epoch < p.stalled_from) list.textContent = `judged from epoch ${p.stalled_from.toLocaleString("en")} on (an early plateau is no stall)`;
   else if (!p.stalled.length) list.textContent = "none";
+  if (p.stalled.length && p.n_stalled > p.stalled.length) {
+    const note = document.createElement("div");
+    note.textContent = `the ${p.stalled.length} of ${p.n_stalled} with the highest loss:`;
+    note.style.flexBasis = "100%"; // a line of its own above the nets
+    list.appendChild(note);
+  }
   for (const s of p.stalled) {
     const b = document.createElement("button");
     b.type = "button";
@@ -530,9 +560,11 @@ function editHidden(change) {
   let widths = input.value.trim().toLowerCase() === "none" || !input.value.trim()
     ? [] : input.value.split(",").map((w) => parseInt(w, 10));
   if (widths.some(Number.isNaN)) return showMessage("hidden widths must be integers such as 4 or 8,8");
+  const before = widths.join(",");
   widths = change(widths);
+  if (widths.join(",") === before) return; // "- unit" at width 1, "- layer" with none: no change, no restart
   input.value = widths.length ? widths.join(",") : "none";
-  send("setup", { setup: readSetup() });
+  send("setup", { setup: readSetup() }, "hidden");
 }
 
 function init() {
@@ -553,7 +585,7 @@ function init() {
   $("remove-unit").addEventListener("click", () => editHidden((w) => (w.length && w[w.length - 1] > 1 ? w.slice(0, -1).concat([w[w.length - 1] - 1]) : w)));
   for (const key of SETUP_FIELDS) {
     $(key).addEventListener("change", () => (key === "net"
-      ? send("select", { net: $(key).value }) : send("setup", { setup: readSetup() })));
+      ? send("select", { net: $(key).value }, key) : send("setup", { setup: readSetup() }, key)));
   }
   if (window.LIVE_REPLAY) {
     state.replay = window.LIVE_REPLAY;

@@ -345,3 +345,66 @@ def test_accuracy_is_rounded_as_train_prints_it(open_page):
     shares = sorted({k / n for n in range(1, 17) for k in range(n + 1)})
     shown = page.evaluate("(xs) => xs.map((x) => fmt.accuracy(x))", shares)
     assert shown == [f"{x:.0%}" for x in shares]
+
+
+def test_buttons_that_change_nothing_do_not_restart_the_run(open_page):
+    # "- unit" at width 1 and "- layer" with no hidden layer reset the run to epoch 0
+    page = open_page("?nets=1&hidden=1")
+    page.get_by_role("button", name="Step").click()
+    wait_for_epoch(page, 1)
+    page.click("#remove-unit")
+    time.sleep(0.5)
+    assert stat(page, "epoch") == "1" and page.input_value("#hidden") == "1"
+    page.click("#remove-layer")
+    wait_for_epoch(page, 0)  # a real change restarts
+    assert page.input_value("#hidden") == "none"
+    page.get_by_role("button", name="Step").click()
+    wait_for_epoch(page, 1)
+    page.click("#remove-layer")
+    time.sleep(0.5)
+    assert stat(page, "epoch") == "1"
+
+
+def test_a_refused_setting_leaves_the_field_being_typed_into(open_page):
+    # a refusal put every field back, the one being typed into too
+    page = open_page("?nets=1")
+    page.fill("#lr", "-3")
+    page.click("#seed")  # the lr's change is sent as the seed field takes the focus
+    page.keyboard.type("77")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('lr')")
+    assert page.input_value("#lr") == "0.5"  # the refused field shows the setup that trains
+    assert page.input_value("#seed").endswith("77")
+
+
+def test_a_reconnection_keeps_the_setup_on_display(browser):
+    # the stream reconnected to the URL the page was opened with, and a restarted server
+    # started that setup, not the one on display
+    live, thread = _serve()
+    port = live.server_address[1]
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/?nets=1&lr=0.5")
+        wait_for_epoch(page, 0)
+        page.fill("#lr", "2")
+        page.press("#lr", "Enter")
+        page.wait_for_function("location.search.includes('lr=2')")
+        _stop(live, thread)
+        live, thread = _serve(port)
+        page.wait_for_function("document.querySelector('#message').textContent"
+                               ".includes('new session at epoch 0')")  # fmt: skip
+        assert page.input_value("#lr") == "2" and "--lr 2 " in page.text_content("#command")
+    finally:
+        page.close()
+        _stop(live, thread)
+
+
+def test_a_command_left_unanswered_says_why(open_page):
+    # with six tabs of the page open the browser holds no connection for a command: Play did
+    # nothing, without a word
+    page = open_page("?nets=1")
+    page.route("**/command", lambda route: None)  # never answered
+    page.get_by_role("button", name="Step").click()
+    said = "document.querySelector('#message').textContent.includes('close another tab')"
+    page.wait_for_function(said, timeout=20_000)
+    page.unroute("**/command")

@@ -110,6 +110,10 @@ def test_population_summary_counts_what_train_population_reports():
         assert not 0 <= etc[stalled["net"]] <= 1000
     half = population.summary(500)
     assert half["epoch"] == 500 and half["epochs"][-1] <= 500
+    # the histogram says which record it counts (up to a record's interval before the epoch
+    # on display, where the page's caption said "at the displayed epoch")
+    assert half["histogram"]["epoch"] == half["epochs"][-1]
+    assert population.summary(501)["histogram"]["epoch"] == half["epochs"][-1] < 501
 
 
 def test_stalls_are_judged_from_a_tenth_of_the_budget_or_1000_epochs():
