@@ -440,7 +440,11 @@ def _sweep(args) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"wrote {report} (training took {seconds:.0f} s)")
+    # a rerun over a finished sweep trains nothing: the time is that of the runs that trained
+    when = ("training took" if trained == config.n_shards else
+            "nothing left to train; its training took" if trained == 0 else
+            f"{trained} of {config.n_shards} shards trained now; the training took")  # fmt: skip
+    print(f"wrote {report} ({when} {seconds:.0f} s)")
     return 0
 
 

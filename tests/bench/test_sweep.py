@@ -433,3 +433,11 @@ def test_findings_headings_say_what_the_sweep_shows(tmp_path, capsys):
     for trained in ("needs a hidden layer", "learning rate", "Width", "The init", "How nets fail"):
         assert trained not in findings
     capsys.readouterr()
+
+
+def test_a_rerun_of_a_finished_sweep_says_it_trained_nothing(tmp_path, capsys):
+    # it said "training took 8 s" of the run before
+    code, out, _ = sweep(capsys, tmp_path / "a")
+    assert code == 0 and "(training took " in out
+    code, out, _ = sweep(capsys, tmp_path / "a")
+    assert code == 0 and "(nothing left to train; its training took " in out
