@@ -218,8 +218,11 @@ function draw() {
   let shown = s.status;
   if (shown === "training" && !s.playing && !state.replay) shown = s.epoch === 0 ? "ready" : "paused";
   if (state.disconnected) shown = "disconnected";
+  // a net that converged trains on to the budget while Play runs: say so (it read "converged"
+  // alone, and nothing showed that Play still ran)
+  else if (s.playing && !state.replay && shown !== "training") shown += ", playing on";
   status.textContent = shown;
-  status.className = shown.replace(" ", "-");
+  status.className = shown.split(",")[0].replace(" ", "-");
   $("speed").textContent = s.epochs_per_second ? Math.round(s.epochs_per_second).toLocaleString("en") : "–";
   drawNetwork(s.theta);
   if (s.grid) drawBoundary(s.grid);
@@ -259,6 +262,10 @@ function buildNetwork(layers) {
   // a line per weight up to MAX_LINKS: 64 units in 6 layers (20,800 lines) stalled the tab
   const weights = layers.slice(1).reduce((n, fo, l) => n + layers[l] * fo, 0);
   drawLinks = weights <= MAX_LINKS;
+  // the key describes lines that are drawn: none for a net of more weights
+  $("network-key").textContent = drawLinks
+    ? ": orange weights positive, blue negative, width by size; hover for the value"
+    : ": units only; hover a unit for its bias";
   $("weight-readout").textContent = drawLinks ? "\u00a0"
     : `${weights.toLocaleString("en")} weights: too many to draw (at most ${MAX_LINKS.toLocaleString("en")}); hover a unit for its bias`;
   const most = Math.max(...layers), radius = Math.max(2, Math.min(9, (0.4 * (height - 2 * pad)) / Math.max(most - 1, 1)));
@@ -407,7 +414,8 @@ function drawCurves() {
   const xmax = Math.max(1, c.epoch[n - 1]);
   logAxes(ctx, w, h, pad, lo, hi === lo ? lo + 1 : hi, xmax, "epoch");
   const stride = Math.max(1, Math.floor(n / 1500));
-  for (const [values, color] of [[c.loss, "#e8853d"], [c.grad, "#3b7dd8"]]) {
+  // the gradient norm first, the loss over it: a noisy gradient (dropout) hid the loss
+  for (const [values, color] of [[c.grad, "#3b7dd8"], [c.loss, "#e8853d"]]) {
     ctx.beginPath(); ctx.strokeStyle = color; ctx.lineWidth = 1.5;
     let started = false;
     for (let i = 0; i < n; i += (i + stride < n ? stride : Math.max(1, n - 1 - i))) {
@@ -501,6 +509,7 @@ function drawPopulation(p) {
     b.type = "button";
     b.textContent = `net ${s.net}: ${s.loss === null ? "NaN" : s.loss.toFixed(3)}`;
     b.title = `display net ${s.net}`;
+    b.disabled = Boolean(state.replay); // a saved run holds the displayed net's frames only
     if (state.snapshot && s.net === state.snapshot.net) b.className = "shown";
     b.addEventListener("click", () => send("select", { net: s.net }));
     list.appendChild(b);

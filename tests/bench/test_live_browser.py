@@ -110,12 +110,16 @@ def test_page_loads_from_its_own_server_only_with_no_console_error(open_page, se
 
 
 def test_play_trains_the_default_xor_net_to_full_accuracy(open_page):
-    page = open_page("?nets=1")
+    page = open_page("?nets=1&epochs=1000000")  # a budget that Play does not reach here
     page.get_by_role("button", name="Play").click()
-    page.wait_for_function("document.querySelector('#status').textContent === 'converged' && "
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('converged')"
+                           " && "
                            "document.querySelector('[data-stat=accuracy]').textContent === '100%'")
+    # Play trains on to the budget, and the status says so (it read "converged" alone)
+    assert page.text_content("#status") == "converged, playing on"
     page.get_by_role("button", name="Pause").click()
     time.sleep(0.3)
+    assert page.text_content("#status") == "converged"
     epoch = int(stat(page, "epoch"))
     run = run_train(TrainConfig(backend="numpy", every=1, epochs=epoch))
     assert run.outcome["status"] == "converged"
@@ -408,3 +412,33 @@ def test_a_command_left_unanswered_says_why(open_page):
     said = "document.querySelector('#message').textContent.includes('close another tab')"
     page.wait_for_function(said, timeout=20_000)
     page.unroute("**/command")
+
+
+def test_a_net_too_wide_to_draw_says_what_is_drawn(open_page, browser, tmp_path):
+    # its caption still explained the weights' colours and widths, none of them drawn
+    page = open_page("?nets=1&hidden=64,64")
+    assert page.locator("#network line").count() == 0
+    assert "too many to draw" in page.text_content("#weight-readout")
+    assert "orange" not in page.text_content("#network-key")
+    narrow = open_page("?nets=1")
+    assert "orange weights positive" in narrow.text_content("#network-key")
+
+
+def test_a_saved_runs_stalled_nets_cannot_be_clicked(open_page, browser, tmp_path):
+    # its buttons looked live, and a click only stopped the replay
+    page = open_page("?nets=60&epochs=2000&hidden=2&lr=0.3")
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 2000)
+    page.wait_for_function("document.querySelectorAll('#stalled button').length > 0")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Save run").click()
+    saved = tmp_path / "run.html"
+    download.value.save_as(saved)
+    replay = browser.new_page()
+    replay.goto(saved.as_uri())
+    wait_for_epoch(replay, 0)
+    replay.get_by_role("button", name="Play").click()
+    wait_for_epoch(replay, 2000)
+    buttons = replay.locator("#stalled button")
+    assert buttons.count() > 0 and all(buttons.nth(i).is_disabled() for i in range(buttons.count()))
+    replay.close()
