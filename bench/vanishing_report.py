@@ -177,6 +177,19 @@ def _per_layer(bottom, top, depth) -> float:
     return (bottom / top) ** (1 / (depth - 1))
 
 
+def _panel(ax, activation, init, bottom: bool, left: bool, ylabel: str) -> None:
+    """A panel of a per-layer figure: log scale, whole layers, its case as title, labels on the
+    figure's edges."""
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, not 1.5 of one
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{activation}, {init}", fontsize=9)
+    if bottom:
+        ax.set_xlabel("hidden layer (1 = nearest the input)", fontsize=8)
+    if left:
+        ax.set_ylabel(ylabel, fontsize=8)
+
+
 def gradient_figure(results: dict, path: Path) -> None:
     """Median ||dL/dz|| against hidden layer: one line per depth, one panel per activation."""
     config = results["config"]
@@ -201,15 +214,7 @@ def gradient_figure(results: dict, path: Path) -> None:
                 layers = [entry["layer"] for entry in case["layers"]]
                 median = [entry["dz"][MEDIAN] for entry in case["layers"]]
                 ax.plot(layers, _floats(median), marker=".", color=color, label=str(depth))
-
-            ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, not 1.5 of one
-            ax.grid(alpha=0.3)
-            ax.set_title(f"{activation}, {init}", fontsize=9)
-            if row == len(inits) - 1:
-                ax.set_xlabel("hidden layer (1 = nearest the input)", fontsize=8)
-            if col == 0:
-                ax.set_ylabel("median ||dL/dz||", fontsize=8)
+            _panel(ax, activation, init, row == len(inits) - 1, col == 0, "median ||dL/dz||")
     # beside the panels: on the panels' shared scale it would sit over some panel's lines
     fig.legend(*axes[0][0].get_legend_handles_labels(), title="hidden layers", fontsize=7,
                title_fontsize=7, loc="outside right upper")  # fmt: skip
@@ -246,14 +251,7 @@ def mean_field_figure(results: dict, path: Path) -> None:
                     color="#e76f51", ms=3, mfc="none", label="observed, median")  # fmt: skip
             ax.plot(layers, _floats(e["dz"] for e in case["mean_field"]), "-",
                     color="black", lw=1.0, label="mean-field theory (RMS)")  # fmt: skip
-            ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.set_title(f"{activation}, {init}", fontsize=9)
-            if row == len(inits) - 1:
-                ax.set_xlabel("hidden layer (1 = nearest the input)", fontsize=8)
-            if col == 0:
-                ax.set_ylabel("||dL/dz||", fontsize=8)
+            _panel(ax, activation, init, row == len(inits) - 1, col == 0, "||dL/dz||")
     fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="outside right upper")
     fig.suptitle(f"Theory beside the data: {depth} hidden layers of {config['width']}, "
                  f"{config['n_nets']:,} nets per panel", fontsize=10)  # fmt: skip
