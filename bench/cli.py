@@ -761,6 +761,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"choose a command: {commands} (see {PROG} --help)")
             code = args.command(args)
             sys.stdout.flush()  # a failing write to stdout belongs to the command
+            if command.pending and code == 0:
+                # a signal whose KeyboardInterrupt a library swallowed after the work's last
+                # step (train's, gradcheck's: no Progress between) is still an interrupt
+                print(f"{PROG}: interrupted (after its work was done: what it wrote is "
+                      "complete)", file=sys.stderr)  # fmt: skip
+                return 130
             return code
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -782,6 +788,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: error: out of memory; ask for fewer nets, epochs or layers",
                   file=sys.stderr)  # fmt: skip
             return 1
+        finally:
+            # the interrupts this command noted were its own: none is left for later work of
+            # the process (Progress used directly raised at once after an interrupted main)
+            command.pending.clear()
 
 
 # a value that starts with a minus sign: a negative number or a list of them (-1,1 or -.5)

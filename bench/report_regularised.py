@@ -73,9 +73,21 @@ def _median(cell) -> str:
 
 
 def _key(summary, cell, axis):
-    """What a cell shares with its partners along ``axis`` and across learning rates."""
+    """What a cell shares with its partners along ``axis`` and across learning rates: its
+    problem too (a sweep of two problems drew both as one line)."""
     others = [a for a in axes_of(summary) if a != axis]
-    return tuple(cell[k] for k in OTHER) + tuple(cell[a] for a in others)
+    return (tuple(cell[k] for k in OTHER) + (cell.get("problem"),)
+            + tuple(cell[a] for a in others))  # fmt: skip
+
+
+def _problems(summary) -> list[str]:
+    problem = summary["sweep"]["problem"]
+    return [problem] if isinstance(problem, str) else list(problem)
+
+
+def _of_first_problem(summary, cell) -> bool:
+    """The section, as the report's tables, describes the sweep's first problem."""
+    return cell.get("problem") in (None, _problems(summary)[0])
 
 
 def _groups(summary, axis):
@@ -117,7 +129,7 @@ def batchnorm_finding(summary) -> str | None:
         else "narrowed" if narrower > wider + same else "did not consistently change"
     )  # fmt: skip
     better, worse = set(), set()
-    for p, a, _ in _pairs_of(summary, "batchnorm"):
+    for p, a, _ in _pairs_of(summary, "batchnorm", first_problem=True):
         if p["mcnemar_p"] < SIGNIFICANT:
             (better if p["only_b"] > p["only_a"] else worse).add(a["lr"])
     shown = lambda rates: ", ".join(f"{r:g}" for r in sorted(rates))  # noqa: E731
@@ -141,12 +153,13 @@ def batchnorm_finding(summary) -> str | None:
     )
 
 
-def _pairs_of(summary, axis):
+def _pairs_of(summary, axis, first_problem=False):
     by_index = {c["index"]: c for c in summary["cells"]}
     for p in summary["paired"]:
         if p["axis"] == axis:
             a, b = by_index[p["a"]], by_index[p["b"]]
-            if a["hidden"] and _in_baseline(summary, a, skip=(axis,)):
+            if a["hidden"] and _in_baseline(summary, a, skip=(axis,)) and (
+                    not first_problem or _of_first_problem(summary, a)):  # fmt: skip
                 yield p, a, b
 
 
@@ -159,7 +172,8 @@ def _shown(summary, axis) -> tuple[int, dict]:
     sweep = summary["sweep"]
     first = (hidden, sweep["init"][0], sweep["activation"][0], sweep["loss"][0],
              sweep["optimizer"][0])  # fmt: skip
-    (by_value,) = [cells for key, cells in groups.items() if key[: len(first)] == first]
+    (by_value,) = [cells for key, cells in groups.items() if key[: len(first)] == first
+                   and key[len(first)] in (None, _problems(summary)[0])]  # fmt: skip
     return hidden, {v: sorted(cells, key=lambda c: c["lr"]) for v, cells in by_value.items()}
 
 
@@ -202,7 +216,11 @@ def draw(summary: dict, folder: Path) -> list[str]:
         rate_ax.set_title(f"{NAMES[axis]} ({hidden_units(hidden)})", fontsize=9)
         rate_ax.set_ylim(-3, 103)
         rate_ax.legend(fontsize=7, loc="best")
-        epochs_ax.set_yscale("log")
+        if any(c["median_epochs"] for cells in by_value.values() for c in cells):
+            epochs_ax.set_yscale("log")
+        else:  # a log axis of nothing but NaN failed the whole report
+            epochs_ax.text(0.5, 0.5, "no cell reached a median", ha="center", va="center",
+                           transform=epochs_ax.transAxes, fontsize=8, color="#666")  # fmt: skip
         epochs_ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs], fontsize=7)
         epochs_ax.set_xlabel("learning rate", fontsize=8)
         for ax in (rate_ax, epochs_ax):
@@ -223,7 +241,7 @@ def axis_finding(summary, axis) -> str | None:
     values = summary["sweep"][axis]
     if len(values) < 2:
         return None
-    pairs = list(_pairs_of(summary, axis))
+    pairs = list(_pairs_of(summary, axis, first_problem=True))
     widths = {a["hidden"] for _, a, _ in pairs}
     hidden = 4 if 4 in widths else min(widths)
     init = summary["sweep"]["init"][0]
@@ -245,18 +263,21 @@ def axis_finding(summary, axis) -> str | None:
             f"converged only without it and {p['only_b']:,} only with it (McNemar p = "
             f"{p['mcnemar_p']:.2g}){epochs}"
         )
+    on = f" on {_problems(summary)[0].upper()}" if len(_problems(summary)) > 1 else ""
     return (
-        f"**What {NAMES[axis]} does to {hidden_units(hidden)}.** At lr {best_lr:g} ({init} init, "
-        f"the rate where {NAMES[axis]} {_value(axis, values[0])} converged most often), net for "
-        "net on the same initial weights: " + "; ".join(parts) + "."
+        f"**What {NAMES[axis]} does to {hidden_units(hidden)}{on}.** At lr {best_lr:g} "
+        f"({init} init, the rate where {NAMES[axis]} {_value(axis, values[0])} converged most "
+        "often), net for net on the same initial weights: " + "; ".join(parts) + "."
     )
 
 
 def _table(summary, axis) -> list[str]:
+    several = len(_problems(summary)) > 1  # each row says which problem it pairs
     lines = [
-        f"| hidden | lr | {NAMES[axis]} A → B | converged A | converged B | only A | only B | "
+        ("| problem " if several else "")
+        + f"| hidden | lr | {NAMES[axis]} A → B | converged A | converged B | only A | only B | "
         "McNemar p | median epochs A/B |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
     init = summary["sweep"]["init"][0]
     for p, a, b in _pairs_of(summary, axis):
@@ -264,7 +285,9 @@ def _table(summary, axis) -> list[str]:
             continue
         ratio = "–" if p["median_epoch_ratio"] is None else f"{p['median_epoch_ratio']:.2f}"
         lines.append(
-            f"| {a['hidden']} | {a['lr']:g} | {_value(axis, a[axis])} → {_value(axis, b[axis])} | "
+            (f"| {a.get('problem')} " if several else "")
+            + f"| {a['hidden']} | {a['lr']:g} | "
+            f"{_value(axis, a[axis])} → {_value(axis, b[axis])} | "
             f"{_rate(a['convergence'])} | {_rate(b['convergence'])} | {p['only_a']} | "
             f"{p['only_b']} | {p['mcnemar_p']:.2g} | {ratio} |"
         )

@@ -47,7 +47,7 @@ def get_problem(name: str) -> Problem:
     """The problem called ``name``: xor, and, or, or parityN (N bits)."""
     key = str(name).strip().lower()
     # a few digits at most: int() of thousands of digits is refused by Python itself
-    match = re.fullmatch(r"parity-?(\d{1,4})", key)
+    match = re.fullmatch(r"parity-?0*(\d{1,4})", key)
     if key in ("xor", "and", "or"):
         X = _truth_table(2)
         a, b = X[:, 0], X[:, 1]

@@ -114,6 +114,18 @@ def _quantiles(values: np.ndarray) -> list[float | None]:
         return [float(q) for q in np.nanpercentile(values, QUANTILES, axis=-1)]
 
 
+def _finite(value):
+    """``value`` (nested dicts and lists of floats) with every float that is not finite as
+    None: inf or NaN norms (an init of scale 1e300) wrote non-standard JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _rms(values: np.ndarray) -> float:
     """Root mean square over nets, as mean-field theory predicts it."""
     with np.errstate(over="ignore"):
@@ -225,13 +237,14 @@ def run_case(config: VanishingConfig, activation: str, init: str, depth: int,
                 "dh_rms": _rms(dh),
             }
         )
+    layers = _finite(layers)  # JSON has no NaN or inf: a value that is not finite is None
     case = {"activation": activation, "init": init, "depth": depth, "layers": layers,
             # nets whose gradient is exactly 0 at the first hidden layer (dead ReLU paths)
             "no_gradient": float((_norms(grads.dz[0]) == 0).mean())}  # fmt: skip
     if batchnorm:
         case["batchnorm"] = True
     else:
-        case["mean_field"] = mean_field(spec, init, problem.X, problem.Y)
+        case["mean_field"] = _finite(mean_field(spec, init, problem.X, problem.Y))
     if activation == "sigmoid":
         a = np.concatenate([np.asarray(h).reshape(-1) for h in fwd.a[1:-1]])
         case["max_sigmoid_derivative"] = float((a * (1 - a)).max())
@@ -269,7 +282,7 @@ def _bound(spec, theta, grads, depth) -> dict:
             }
         )
     return {"violations": violations, "checked": checked, "unchecked": unchecked,
-            "layers": ratios[::-1]}  # fmt: skip
+            "layers": _finite(ratios[::-1])}  # fmt: skip
 
 
 def study(config: VanishingConfig, progress=None) -> dict:

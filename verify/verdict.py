@@ -147,9 +147,9 @@ class GradCheckResult:
                 f"difference {d.max_abs_difference:.3g}, rel {d.max_rel_difference:.3g}; hidden "
                 "state or unseeded randomness? (freeze randomness with rng_seed=)"
             )
-        # a line beyond its tolerance under a verdict that is not `wrong` (suspects not
-        # confirmed within the budget, float32 rounding that an error cannot be told from) read
-        # "FAIL" under "INCONCLUSIVE": it says what it is
+        # a line beyond its tolerance under a verdict of cannot tell (suspects not confirmed
+        # within the budget, float32 rounding that an error cannot be told from) read "FAIL"
+        # under "INCONCLUSIVE": it says what it is
         off = "FAIL" if self.verdict != CANNOT_TELL else "beyond it, not confirmed: UNDECIDED"
         for g in self.groups:
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"

@@ -225,3 +225,22 @@ def test_an_interrupt_that_a_library_swallowed_stops_the_work_at_its_next_step(t
     monkeypatch.undo()
     # the next command of the same process starts with nothing pending
     assert main(["vanishing", "--depths", "1,2", "--nets", "5", "--out", str(out)]) == 0
+
+
+def test_an_interrupt_swallowed_after_the_works_last_step_is_still_status_130(capsys,
+                                                                               monkeypatch):
+    # train has no step between kernel calls that looks: a swallowed Ctrl-C ended in status 0
+    from backprop_bench.bench import cli
+
+    from backprop_bench import command
+
+    run_train = cli.run_train
+
+    def swallowing(*args, **kwargs):
+        command.pending.append(signal.SIGINT)
+        return run_train(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "run_train", swallowing)
+    assert main(["train", "--backend", "numpy", "--epochs", "5"]) == 130
+    assert "interrupted (after its work was done" in capsys.readouterr().err
+    assert command.pending == []  # the next command, or Progress used directly, starts clean

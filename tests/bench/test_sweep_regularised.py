@@ -91,3 +91,29 @@ def test_sweep_with_the_axes_reports_paired_findings(tmp_path, capsys):
     assert (out / "figures" / "regularised.png").stat().st_size > 10_000
     header = gzip.decompress((out / "results.csv.gz").read_bytes()).decode().splitlines()[0]
     assert header.endswith(",batchnorm,dropout")
+
+
+def test_the_axes_figure_of_a_sweep_where_no_cell_reaches_a_median(tmp_path, capsys):
+    # a log axis of nothing but NaN: the report failed, saying summary.json was malformed
+    out = tmp_path / "short"
+    argv = ["sweep", *SMALL, "--dropout", "0,0.5", "--epochs", "5", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (out / "figures" / "regularised.png").stat().st_size > 10_000
+
+
+def test_a_sweep_of_two_problems_keeps_them_apart_in_the_axes_section(tmp_path, capsys):
+    # both problems' cells were drawn as one zigzagging line, and the findings listed
+    # "dropout 0.5" twice without saying which problem each was
+    from backprop_bench.bench import report_regularised
+
+    out = tmp_path / "two"
+    argv = ["sweep", *SMALL, "--problem", "xor,parity3", "--dropout", "0,0.5", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    _, by_value = report_regularised._shown(summary, "dropout")
+    assert {c["problem"] for cells in by_value.values() for c in cells} == {"xor"}
+    assert all(len(cells) == 2 for cells in by_value.values())  # lr 0.1 and 3, once each
+    report = (out / "report.md").read_text()
+    assert "**What dropout does to 4 hidden units on XOR.**" in report
+    assert report.count("dropout 0.5: ") == 1
+    assert "| problem | hidden | lr | dropout A → B |" in report

@@ -42,3 +42,8 @@ def test_a_name_of_thousands_of_digits_is_refused_in_a_short_line():
     with pytest.raises(ValueError, match=shortened) as error:
         get_problem("parity" + "9" * 5000)
     assert len(str(error.value)) < 200
+
+
+def test_leading_zeros_name_the_same_problem():
+    # parity0005 was parity5, parity00005 unknown (five digits)
+    assert get_problem("parity00005").name == get_problem("parity0005").name == "parity5"

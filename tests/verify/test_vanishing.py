@@ -321,6 +321,8 @@ def test_degenerate_studies_say_so(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "0 violations in 0 checks" in report and "5 not made, a norm not being finite" in report
     assert "1.24e+300" in report and "0" * 20 not in report
+    stored = (out / "vanishing.json").read_text()  # standard JSON: no NaN, no Infinity
+    assert "NaN" not in stored and "Infinity" not in stored and json.loads(stored)
     zeros = tmp_path / "zeros"
     assert main(["vanishing", "--depths", "3", "--nets", "5", "--inits", "zeros",
                  "--out", str(zeros)]) == 0  # fmt: skip
@@ -331,3 +333,14 @@ def test_degenerate_studies_say_so(tmp_path, capsys):
     assert main(["vanishing", "--depths", "1", "--nets", "5", "--out", str(one)]) == 0
     report = (one / "report.md").read_text()
     assert "for 1 hidden layers" not in report and "no layer below the last" in report
+
+
+def test_batch_norm_given_first_still_shows_the_plain_nets(tmp_path, capsys):
+    # --batchnorm on,off: the tables took the batch-norm nets, the bound section the plain ones,
+    # and it ended in KeyError: 'bound' after the whole study had run
+    out = tmp_path / "v"
+    assert main(["vanishing", "--depths", "2,3", "--nets", "20", "--batchnorm", "on,off",
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "## With batch norm" in report and "## The sigmoid bound beside the data" in report
+    assert "the study has no nets without batch norm" not in report
