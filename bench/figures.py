@@ -30,10 +30,14 @@ STATUS_COLORS = {
 DPI = 110
 
 
+def problems(sweep) -> list[str]:
+    """The sweep's problems (one name, or a list of them)."""
+    return [sweep["problem"]] if isinstance(sweep["problem"], str) else list(sweep["problem"])
+
+
 def _grid_cells(summary, **fixed):
     """Cells of the sweep's first problem (the figures show that one) matching ``fixed``."""
-    problem = summary["sweep"]["problem"]
-    first = problem if isinstance(problem, str) else problem[0]
+    first = problems(summary["sweep"])[0]
     return [
         c
         for c in summary["cells"]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from . import atomic, report_regularised, schedule_options
-from .figures import draw_all, figure_names, hidden_units
+from .figures import draw_all, figure_names, hidden_units, problems
 from .report_regularised import baseline, section
 
 FIGURES = "figures"
@@ -37,11 +37,6 @@ def _median(cell) -> str:
     if cell["median_epochs"] is None:
         return "not reached"
     return f"{cell['median_epochs']:,.0f} ({_epochs(lo)}–{_epochs(hi)})"
-
-
-def problems(sweep) -> list[str]:
-    """The sweep's problems (one name, or a list of them)."""
-    return [sweep["problem"]] if isinstance(sweep["problem"], str) else list(sweep["problem"])
 
 
 def _fallback(summary: dict, key: str, old: str):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figures
-from .figures import hidden_units
+from .figures import hidden_units, problems
 from .sweep_config import OPTIONAL_AXES
 
 # A learning rate "converges" for a cell when the 95% Wilson interval of its convergence rate
@@ -80,14 +80,9 @@ def _key(summary, cell, axis):
             + tuple(cell[a] for a in others))  # fmt: skip
 
 
-def _problems(summary) -> list[str]:
-    problem = summary["sweep"]["problem"]
-    return [problem] if isinstance(problem, str) else list(problem)
-
-
 def _of_first_problem(summary, cell) -> bool:
     """The section, as the report's tables, describes the sweep's first problem."""
-    return cell.get("problem") in (None, _problems(summary)[0])
+    return cell.get("problem") in (None, problems(summary["sweep"])[0])
 
 
 def _groups(summary, axis):
@@ -173,7 +168,7 @@ def _shown(summary, axis) -> tuple[int, dict]:
     first = (hidden, sweep["init"][0], sweep["activation"][0], sweep["loss"][0],
              sweep["optimizer"][0])  # fmt: skip
     (by_value,) = [cells for key, cells in groups.items() if key[: len(first)] == first
-                   and key[len(first)] in (None, _problems(summary)[0])]  # fmt: skip
+                   and key[len(first)] in (None, problems(summary["sweep"])[0])]  # fmt: skip
     return hidden, {v: sorted(cells, key=lambda c: c["lr"]) for v, cells in by_value.items()}
 
 
@@ -263,7 +258,8 @@ def axis_finding(summary, axis) -> str | None:
             f"converged only without it and {p['only_b']:,} only with it (McNemar p = "
             f"{p['mcnemar_p']:.2g}){epochs}"
         )
-    on = f" on {_problems(summary)[0].upper()}" if len(_problems(summary)) > 1 else ""
+    names = problems(summary["sweep"])
+    on = f" on {names[0].upper()}" if len(names) > 1 else ""
     return (
         f"**What {NAMES[axis]} does to {hidden_units(hidden)}{on}.** At lr {best_lr:g} "
         f"({init} init, the rate where {NAMES[axis]} {_value(axis, values[0])} converged most "
@@ -272,7 +268,7 @@ def axis_finding(summary, axis) -> str | None:
 
 
 def _table(summary, axis) -> list[str]:
-    several = len(_problems(summary)) > 1  # each row says which problem it pairs
+    several = len(problems(summary["sweep"])) > 1  # each row says which problem it pairs
     lines = [
         ("| problem " if several else "")
         + f"| hidden | lr | {NAMES[axis]} A → B | converged A | converged B | only A | only B | "
