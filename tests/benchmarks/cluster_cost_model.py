@@ -23,7 +23,6 @@ Not a test (pytest does not collect it): it takes minutes and its numbers depend
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -38,6 +37,8 @@ from backprop_bench.bench.executors import LocalExecutor
 from backprop_bench.bench.shard import write_shard
 from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep
 from backprop_bench.bench.sweep_config import SweepConfig
+
+from . import usage
 
 try:
     from backprop_bench.bench.dask_executor import DaskExecutor
@@ -168,7 +169,7 @@ def executor_for(mode: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big-nets", type=int, default=1000)

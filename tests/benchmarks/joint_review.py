@@ -21,7 +21,6 @@ figures are this command's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,6 +30,8 @@ import numpy as np
 from scipy.optimize import linprog
 
 from backprop_bench import check_gradient
+
+from . import usage
 
 
 # STACK
@@ -307,7 +308,7 @@ FAMILIES = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="where to write every check (JSON)")
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--seeds", type=int, default=None, help="seeds per family (default: all)")

@@ -19,7 +19,6 @@ The sizes are timed in interleaved repeats (medians). Timings of one machine; no
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numba
@@ -30,6 +29,7 @@ from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
 from backprop_bench.kernels.numba_tiles import COLUMN_VECTORS, STEP_SGD, VECTOR_BYTES, unit_rows
 
+from . import usage
 from .ceiling import vector_rate
 
 REPEATS = 2000
@@ -140,7 +140,7 @@ def _whole_epochs(spec, X, Y, dtype, sizes, rng, repeats=5, epochs=50):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="8-32-32-1")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")

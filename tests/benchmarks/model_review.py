@@ -21,7 +21,7 @@ counts); a measurement, not a test.
 #   (kind b), and errors of float32 code alone (kind c: x1.001 / x1.01 / float16 round trip of
 #   the output / float16 round trip of an intermediate, all only when params are float32).
 #
-#   usage: python rev3_review.py --out results.json [--only substr] [--verify-only] [--budget S]
+#   usage: python -m tests.benchmarks.model_review --out results.json [--only substr] [--verify-only] [--budget S]
 
 import argparse
 import json
@@ -33,6 +33,7 @@ import traceback
 import numpy as np
 
 from backprop_bench.verify import check_gradient
+from . import usage
 
 F32 = np.float32
 
@@ -1311,7 +1312,7 @@ def dtype_ok(case):
 
 # ----------------------------------------------------------------------------- main
 def main():
-    ap = argparse.ArgumentParser()
+    ap = usage.Parser()
     ap.add_argument('--out', default=None)
     ap.add_argument('--only', default=None)
     ap.add_argument('--verify-only', action='store_true')

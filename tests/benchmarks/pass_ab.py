@@ -20,7 +20,6 @@ functions by their files). Timings of one machine; not a test.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -33,6 +32,7 @@ import numpy as np
 from backprop_bench.kernels import numba_backend
 from backprop_bench.kernels import numba_fused as this
 
+from . import usage
 from .peer_table import CASES, case_name, data_for, ours, own_job, own_job_arguments, theta_for
 
 
@@ -128,7 +128,7 @@ def whole_trainer(package, case, X, Y):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("checkout", type=pathlib.Path, help="the other version's checkout")
     parser.add_argument("case", nargs="?", choices=sorted(CASES),
                         help="a case of the peer table (or a job of your own: --layers)")

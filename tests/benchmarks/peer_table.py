@@ -22,7 +22,6 @@ ratios. The ceiling column is the kernel's arithmetic bound (``ceiling.py``).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -43,7 +42,7 @@ from backprop_bench.kernels import (  # noqa: E402
     init_population,
 )
 
-from . import ceiling, peers  # noqa: E402
+from . import ceiling, peers, usage  # noqa: E402
 
 LR = 0.5  # gradient descent
 ADAM_LR = 0.05  # Adam's steps are ~lr each from the first epoch: 0.5 would saturate at once
@@ -436,7 +435,7 @@ def own_job(args) -> Case:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--scale", type=float, default=1.0,
@@ -454,7 +453,7 @@ def main(argv=None):
                 raise ValueError(f"--nets takes a multiple of 512 (chunks of 256 nets on two "
                                  f"devices), got {args.nets}")  # fmt: skip
         except ValueError as error:
-            parser.exit(2, f"peer_table: error: {error}\n")
+            parser.error(str(error))
         cases, n_nets = {case_name(case): case}, args.nets
     started = time.perf_counter()
     results = {name: measure(name, args.repeats, args.scale, case=case, n_nets=n_nets)

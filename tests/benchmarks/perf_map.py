@@ -23,7 +23,6 @@ _CACHE = tempfile.mkdtemp(prefix="perf_map_")
 os.environ["NUMBA_CACHE_DIR"] = _CACHE  # before numba loads
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
-import argparse  # noqa: E402
 import gc  # noqa: E402
 import time  # noqa: E402
 
@@ -31,6 +30,7 @@ import numba  # noqa: E402
 from numba.core.ccallback import CFunc  # noqa: E402
 from numba.core.registry import CPUDispatcher  # noqa: E402
 
+from . import usage  # noqa: E402
 from .peer_table import CASES, data_for, ours, theta_for  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def write_map() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=list(CASES), default="8-32-32-1")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=20)

@@ -12,11 +12,12 @@ Measurement, not a test (tests/verify/test_rounding_reach.py holds the checker t
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 from backprop_bench.verify import check_gradient
+
+from . import usage
 
 VALID = (None, "mask >= 0")  # a correct claim, and the other side's slope at the kinks
 MUTANTS = ("a group 1e-2 off", "one element 10% off", "a group negated")
@@ -188,7 +189,7 @@ SEEDS = (0, 1, 2)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--cast", action="store_true", help="grad casts to float32 inside")
     args = parser.parse_args(argv)
     tally = {"valid": [0, 0], "mutants": [0, 0], "mutants passed": [0, 0]}

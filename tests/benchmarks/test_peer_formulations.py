@@ -241,6 +241,10 @@ def test_peer_table_runs_a_job_of_ones_own_and_refuses_bad_ones_without_a_traceb
     assert "unknown activation 'swish'" in bad.stderr
     bad = subprocess.run(run + ["--nets", "1000"], capture_output=True, text=True, cwd=root)
     assert bad.returncode == 2 and "a multiple of 512" in bad.stderr, bad.stderr
+    # argparse's own refusals too: one line, not the whole usage above it
+    bad = subprocess.run(run + ["--repeats", "x"], capture_output=True, text=True, cwd=root)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "invalid int value: 'x'" in bad.stderr and "usage:" not in bad.stderr
 
 
 def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measures():

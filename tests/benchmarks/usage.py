@@ -4,7 +4,9 @@ have started a run of minutes."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 
 def help_requested(doc: str | None, argv: list[str] | None = None) -> None:
@@ -15,3 +17,16 @@ def help_requested(doc: str | None, argv: list[str] | None = None) -> None:
         except BrokenPipeError:  # | head: the reader has what it wanted
             sys.stdout = None
         raise SystemExit(0)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line and exit status 2, as the command's are
+    (argparse prints the whole usage above its message)."""
+
+    def __init__(self, *args, **kwargs):
+        if "prog" not in kwargs:  # run as python -m tests.benchmarks.NAME, as the README says
+            kwargs["prog"] = f"python -m tests.benchmarks.{Path(sys.argv[0]).stem}"
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
