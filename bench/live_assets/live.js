@@ -149,7 +149,7 @@ function onSetup(doc) {
   if (!state.replay) history.replaceState(null, "", `?${new URLSearchParams(doc.query)}`);
   buildNetwork(doc.layers);
   buildUnits(doc.layers);
-  $("layer-norms").height = 16 + 28 * (doc.layers.length - 1);
+  $("layer-norms").dataset.height = 16 + 28 * (doc.layers.length - 1);
 }
 
 function onSnapshot(s) {
@@ -262,10 +262,10 @@ function buildNetwork(layers) {
   // a line per weight up to MAX_LINKS: 64 units in 6 layers (20,800 lines) stalled the tab
   const weights = layers.slice(1).reduce((n, fo, l) => n + layers[l] * fo, 0);
   drawLinks = weights <= MAX_LINKS;
-  // the key describes lines that are drawn: none for a net of more weights
-  $("network-key").textContent = drawLinks
-    ? ": orange weights positive, blue negative, width by size; hover for the value"
-    : ": units only; hover a unit for its bias";
+  // the key describes lines that are drawn (index.html's words), none for a net of more weights
+  const key = $("network-key");
+  if (key.dataset.lines === undefined) key.dataset.lines = key.textContent;
+  key.textContent = drawLinks ? key.dataset.lines : ": units only; hover a unit for its bias";
   $("weight-readout").textContent = drawLinks ? "\u00a0"
     : `${weights.toLocaleString("en")} weights: too many to draw (at most ${MAX_LINKS.toLocaleString("en")}); hover a unit for its bias`;
   const most = Math.max(...layers), radius = Math.max(2, Math.min(9, (0.4 * (height - 2 * pad)) / Math.max(most - 1, 1)));
@@ -367,17 +367,35 @@ function paintGrid(canvas, values, toUnit) {
   return img;
 }
 
+// A chart drawn at the screen's pixel density: its canvas holds its size in CSS pixels times
+// devicePixelRatio, and is drawn on in CSS pixels (at one pixel a CSS pixel, the text and lines of
+// a screen of ratio 2 or 3 were blurred). The size in CSS pixels is the canvas's width and height
+// attributes in index.html (a height set later in data-height); returns the context and that size.
+function surface(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  if (!canvas.dataset.width) canvas.dataset.width = canvas.width;
+  if (!canvas.dataset.height) canvas.dataset.height = canvas.height;
+  const w = Number(canvas.dataset.width), h = Number(canvas.dataset.height);
+  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
+    canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
+    canvas.style.width = `${w}px`; // its height follows (the page may narrow it: max-width)
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  return { ctx, w, h };
+}
+
 function drawBoundary(grid) {
-  const canvas = $("boundary"), ctx = canvas.getContext("2d");
+  const { ctx, w, h } = surface($("boundary"));
   const n = state.setup.grid.size, [lo, hi] = state.setup.grid.range;
   const off = document.createElement("canvas");
   off.width = n; off.height = n;
   off.getContext("2d").putImageData(paintGrid(off, grid.output, (v) => 2 * v - 1), 0, 0);
   ctx.imageSmoothingEnabled = true;
-  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  ctx.drawImage(off, 0, 0, w, h);
   const X = state.setup.problem.X, Y = state.setup.problem.Y;
   X.forEach(([x1, x2], i) => {
-    const px = ((x1 - lo) / (hi - lo)) * canvas.width, py = (1 - (x2 - lo) / (hi - lo)) * canvas.height;
+    const px = ((x1 - lo) / (hi - lo)) * w, py = (1 - (x2 - lo) / (hi - lo)) * h;
     ctx.beginPath(); ctx.arc(px, py, 7, 0, 2 * Math.PI);
     ctx.fillStyle = Y[i][0] >= 0.5 ? "#e8853d" : "#3b7dd8"; ctx.fill();
     ctx.lineWidth = 2.5; ctx.strokeStyle = "#222"; ctx.stroke();
@@ -405,7 +423,7 @@ function logAxes(ctx, w, h, pad, lo, hi, xmax, xlabel) {
 }
 
 function drawCurves() {
-  const canvas = $("curves"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const { ctx, w, h } = surface($("curves"));
   const pad = { l: 42, r: 8, t: 8, b: 18 };
   const c = state.curve, n = c.epoch.length;
   if (!n) return;
@@ -430,7 +448,7 @@ function drawCurves() {
 }
 
 function drawLayerNorms(norms) {
-  const canvas = $("layer-norms"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const { ctx, w, h } = surface($("layer-norms"));
   ctx.clearRect(0, 0, w, h);
   const layers = state.setup.layers, rowH = Math.min(28, (h - 10) / norms.length);
   const logs = norms.filter((v) => v !== null && v > 0).map(Math.log10);
@@ -461,7 +479,7 @@ function drawPopulation(p) {
   }
   $("pop-count").textContent = text;
   if (!p.converged) return;
-  const canvas = $("pop-converged"), ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
+  const { ctx, w, h } = surface($("pop-converged"));
   const pad = { l: 36, r: 8, t: 8, b: 18 };
   ctx.clearRect(0, 0, w, h);
   ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#666"; ctx.font = "11px sans-serif";
@@ -479,15 +497,21 @@ function drawPopulation(p) {
   });
   ctx.stroke();
 
-  const hc = $("pop-histogram"), hx = hc.getContext("2d"), hw = hc.width, hh = hc.height;
+  const { ctx: hx, w: hw, h: hh } = surface($("pop-histogram"));
   hx.clearRect(0, 0, hw, hh);
   const { edges, counts } = p.histogram, most = maxOf(counts, 1), bw = (hw - 20) / counts.length;
+  const tallest = counts.indexOf(most), full = hh - 46; // room above for the scale's label
   counts.forEach((n, i) => {
-    const bar = (n / most) * (hh - 30);
+    const bar = (n / most) * full;
     hx.fillStyle = "#e8853d"; hx.fillRect(10 + i * bw, hh - 18 - bar, bw - 1, bar);
   });
   hx.fillStyle = "#666"; hx.font = "11px sans-serif";
   hx.textAlign = "center"; // each label under its bin edge, the last one inside the canvas
+  // the scale: the tallest bar's count over it (every bar is drawn against it)
+  if (tallest >= 0 && counts[tallest] > 0) {
+    const label = `${most.toLocaleString("en")} ${most === 1 ? "net" : "nets"}`;
+    hx.fillText(label, Math.max(30, Math.min(10 + (tallest + 0.5) * bw, hw - 30)), hh - 22 - full);
+  }
   for (let i = 0; i < edges.length; i += 4) hx.fillText(`1e${edges[i]}`, Math.max(16, Math.min(10 + i * bw, hw - 14)), hh - 4);
   hx.textAlign = "start";
   if (p.histogram.nonfinite) hx.fillText(`${p.histogram.nonfinite} NaN`, hw - 60, 12);

@@ -55,8 +55,8 @@ def open_page(server, browser):
     """Opens the page with a query; records console errors and every requested URL."""
     pages = []
 
-    def open_(query="", width=1280):
-        page = browser.new_page(viewport={"width": width, "height": 900})
+    def open_(query="", width=1280, scale=1):
+        page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=scale)
         page.problems, page.requests = [], []
         page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
         page.on("pageerror", lambda e: page.problems.append(str(e)))
@@ -213,6 +213,28 @@ def test_the_population_fills_and_a_stalled_net_can_be_displayed(open_page):
     wait_for_epoch(page, 1000)  # the chosen net is shown at the epoch on display
     run = run_train(TrainConfig(backend="numpy", epochs=1000, net=net, every=1000))
     assert shown(page) == printed(run.history[-1])
+
+
+def test_charts_are_drawn_at_the_screens_pixel_density(open_page):
+    # at one canvas pixel a CSS pixel, a screen of 2 or 3 device pixels to one blurred them
+    page = open_page("?nets=64&epochs=200", scale=2)
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 200)
+    page.wait_for_function("!document.querySelector('#pop-count').textContent.includes('so far')")
+    for chart in ("boundary", "curves", "layer-norms", "pop-converged", "pop-histogram"):
+        pixels, shown_as = page.evaluate(
+            f"(() => {{ const c = document.getElementById('{chart}');"
+            " const r = c.getBoundingClientRect();"
+            " return [[c.width, c.height], [r.width, r.height]]; })()"
+        )
+        assert pixels == [2 * round(shown_as[0]), 2 * round(shown_as[1])], chart
+    # and drawn over the whole of it, not in its top left quarter
+    right_half = page.evaluate(
+        "(() => { const c = document.getElementById('curves');"
+        " const d = c.getContext('2d').getImageData(c.width / 2, 0, c.width / 2, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; })()"
+    )
+    assert right_half > 0
 
 
 def test_a_bad_value_shows_a_message_and_training_goes_on(open_page):
