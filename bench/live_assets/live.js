@@ -337,11 +337,22 @@ function buildUnits(layers) {
     note.textContent = `the first ${shown} of ${hidden} hidden units`;
     box.appendChild(note);
   }
-  for (let u = 0; u < shown; u++) {
-    const c = document.createElement("canvas");
-    c.width = state.setup.grid.size; c.height = state.setup.grid.size;
-    c.title = `hidden unit ${u + 1}`;
-    box.appendChild(c);
+  // unit by unit in the server's order, layer by layer; with several hidden layers each one's
+  // units under its name (in one run of squares, where a layer ended did not show)
+  const widths = layers.slice(1, -1), several = widths.length > 1;
+  for (let l = 0, u = 0; l < widths.length && u < shown; l++) {
+    if (several) {
+      const name = document.createElement("div");
+      name.className = "layer-name";
+      name.textContent = `hidden layer ${l + 1} (${widths[l]} ${widths[l] === 1 ? "unit" : "units"})`;
+      box.appendChild(name);
+    }
+    for (let j = 0; j < widths[l] && u < shown; j++, u++) {
+      const c = document.createElement("canvas");
+      c.width = state.setup.grid.size; c.height = state.setup.grid.size;
+      c.title = several ? `hidden layer ${l + 1}, unit ${j + 1}` : `hidden unit ${j + 1}`;
+      box.appendChild(c);
+    }
   }
 }
 

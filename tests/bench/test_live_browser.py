@@ -237,6 +237,21 @@ def test_charts_are_drawn_at_the_screens_pixel_density(open_page):
     assert right_half > 0
 
 
+def test_the_unit_heatmaps_of_several_hidden_layers_are_grouped_by_layer(open_page):
+    page = open_page("?nets=1&hidden=3,5")
+    children = page.evaluate(
+        "[...document.getElementById('units').children].map((e) => e.tagName === 'CANVAS'"
+        " ? e.title : e.textContent)"
+    )
+    assert children == (["hidden layer 1 (3 units)"]
+                        + [f"hidden layer 1, unit {j}" for j in range(1, 4)]
+                        + ["hidden layer 2 (5 units)"]
+                        + [f"hidden layer 2, unit {j}" for j in range(1, 6)])  # fmt: skip
+    one = open_page("?nets=1&hidden=2")  # one hidden layer: its units alone, as before
+    assert one.evaluate("[...document.getElementById('units').children].map((e) => e.title)") == [
+        "hidden unit 1", "hidden unit 2"]  # fmt: skip
+
+
 def test_a_bad_value_shows_a_message_and_training_goes_on(open_page):
     page = open_page("?nets=1&epochs=100")
     message = page.locator("#message")
