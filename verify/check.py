@@ -285,6 +285,45 @@ def _as_float_array(name: str, value) -> np.ndarray:
     return array
 
 
+CACHE_LINE = 64  # bytes: the alignment of a copy's first element within one is the caller's
+
+
+def _empty_laid_out_as(array: np.ndarray, dtype=None) -> np.ndarray:
+    """An empty array of ``array``'s shape (and dtype, or ``dtype``) laid out in memory as
+    ``array`` is: its strides in elements (a view's gaps, reversed axes), its first element at
+    the same place within a cache line. NumPy and BLAS take other paths for other layouts, so a
+    pure function gives other bits for a copy of its params laid out otherwise: ``W @ x`` of a
+    view ``buf[:, ::2]`` and of its contiguous copy differ by an ulp, and a correct claim was
+    `not deterministic`. A layout whose elements overlap (a broadcast view) cannot be copied:
+    the caller's memory order, as ``np.empty_like``, then."""
+    dtype = array.dtype if dtype is None else np.dtype(dtype)
+    size = array.itemsize
+    if array.ndim == 0 or array.size <= 1 or any(s % size for s in array.strides):
+        return np.empty_like(array, dtype=dtype)
+    steps = [s // size for s in array.strides]
+    reach = 0  # axes by growing step: each step must pass what the smaller ones reach
+    for step, n in sorted((abs(s), n) for s, n in zip(steps, array.shape, strict=True) if n > 1):
+        if step <= reach:
+            return np.empty_like(array, dtype=dtype)
+        reach += step * (n - 1)
+    low = sum(s * (n - 1) for s, n in zip(steps, array.shape, strict=True) if s < 0)
+    high = sum(s * (n - 1) for s, n in zip(steps, array.shape, strict=True) if s > 0)
+    item = dtype.itemsize
+    buffer = np.empty(high - low + 1 + CACHE_LINE // item, dtype)
+    # the lowest element's place within a cache line, in elements, as the caller's
+    want = ((array.ctypes.data + low * size) % CACHE_LINE) // size * item % CACHE_LINE
+    start = ((want - buffer.ctypes.data % CACHE_LINE) % CACHE_LINE) // item
+    return np.lib.stride_tricks.as_strided(buffer[start - low :], shape=array.shape,
+                                           strides=[s * item for s in steps])  # fmt: skip
+
+
+def _copy_laid_out_as(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` laid out in memory as it is (:func:`_empty_laid_out_as`)."""
+    out = _empty_laid_out_as(array)
+    np.copyto(out, array)
+    return out
+
+
 class _Groups:
     """Flattens an array or a dict of arrays into one float64 vector and back."""
 
@@ -300,7 +339,7 @@ class _Groups:
             arrays = [_as_float_array("params", params)]
             self.is_dict = False
         self._arrays = arrays
-        self._originals = [np.array(a, copy=True) for a in arrays]
+        self._originals = [_copy_laid_out_as(a) for a in arrays]
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
         self.offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(int)
@@ -316,9 +355,9 @@ class _Groups:
 
     def private(self):
         """A copy of the params the check started from, arrays of their own dtypes and shapes."""
-        # in the caller's memory order: a sum over a Fortran-ordered array and over its C-ordered
+        # laid out as the caller's: a sum over a Fortran-ordered array and over its C-ordered
         # copy round differently, and a correct claim was `not deterministic` (40-60% of seeds)
-        arrays = [a.copy(order="K") for a in self._originals]
+        arrays = [_copy_laid_out_as(a) for a in self._originals]
         return dict(zip(self.names, arrays, strict=True)) if self.is_dict else arrays[0]
 
     def as_arrays(self, params):
@@ -327,9 +366,10 @@ class _Groups:
         if self.is_dict:
             if all(isinstance(params[k], np.ndarray) for k in self.names):
                 return params
-            return {k: params[k] if isinstance(params[k], np.ndarray) else original.copy("K")
+            return {k: params[k] if isinstance(params[k], np.ndarray)
+                    else _copy_laid_out_as(original)
                     for k, original in zip(self.names, self._originals, strict=True)}  # fmt: skip
-        return params if isinstance(params, np.ndarray) else self._originals[0].copy("K")
+        return params if isinstance(params, np.ndarray) else _copy_laid_out_as(self._originals[0])
 
     def restore(self, params) -> None:
         """The values the check started from, back in the caller's arrays (and dict) where fun
@@ -350,8 +390,8 @@ class _Groups:
         for i, (shape, own) in enumerate(zip(self.shapes, self.dtypes, strict=True)):
             part = flat[self.offsets[i] : self.offsets[i + 1]].reshape(shape)
             kind = part.dtype if dtype is False else own if dtype is None else dtype
-            # in the memory order of the caller's array (see private)
-            out = np.empty_like(self._originals[i], dtype=kind)
+            # laid out as the caller's array (see private)
+            out = _empty_laid_out_as(self._originals[i], kind)
             np.copyto(out, part, casting="unsafe")
             parts.append(out)
         return dict(zip(self.names, parts, strict=True)) if self.is_dict else parts[0]

@@ -603,6 +603,57 @@ def test_params_in_any_memory_order_are_checked_as_given(layout):
         assert result.verdict == "correct", result.report()
 
 
+def test_views_with_gaps_or_reversed_axes_are_checked_as_given():
+    # a view of a parameter buffer (buf[:, ::2]) was copied contiguous: W @ x of the view and of
+    # the copy take other paths and differ by an ulp, and a correct gradient was `not
+    # deterministic` (an outside audit), a wrong one too instead of `wrong`
+    rng = np.random.default_rng(0)
+    buf, x = rng.normal(size=(6, 10)), rng.normal(size=5)
+
+    def fun(W):
+        return np.sum(np.tanh(W @ x) ** 2)
+
+    def grad(W, wrong=False):
+        t = np.tanh(W @ x)
+        return np.outer(2 * t * (1 - (t if wrong else t**2)), x)
+
+    views = [buf[:, ::2], buf[::-1, ::-2], buf.astype(np.float32)[:, 1::2]]
+    for W in views:
+        assert check_gradient(fun, grad, W).verdict == "correct"
+        assert check_gradient(fun, lambda W: grad(W, True), W).verdict == "wrong"
+    both = {"A": buf[:, ::2], "B": buf[::-2, 1::2]}
+    result = check_gradient(lambda p: fun(p["A"]) + fun(p["B"]),
+                            lambda p: {"A": grad(p["A"]), "B": grad(p["B"])}, both)  # fmt: skip
+    assert result.verdict == "correct", result.report()
+    result = check_vjp(lambda W: np.tanh(W @ x), lambda W, u: np.outer(
+        u * (1 - np.tanh(W @ x) ** 2), x), buf[:, ::2])  # fmt: skip
+    assert result.verdict == "correct", result.report()
+
+
+def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
+    from backprop_bench.verify.check import CACHE_LINE, _copy_laid_out_as, _empty_laid_out_as
+
+    def lowest(a):  # the address of the element lowest in memory
+        steps = zip(a.strides, a.shape, strict=True)
+        return a.ctypes.data + sum(s * (n - 1) for s, n in steps if s < 0)
+
+    base = np.arange(200.0).reshape(10, 20)
+    for view in (base[:, ::2], base[::-1, 1::-3][:, :1], base[1:, 3:], base.T[::3],
+                 base[2:7:2, ::-1], np.asfortranarray(base)[1:, 1:]):  # fmt: skip
+        copy = _copy_laid_out_as(view)
+        assert copy.strides == view.strides and np.array_equal(copy, view)
+        assert not np.shares_memory(copy, view)
+        assert (lowest(copy) - lowest(view)) % CACHE_LINE == 0
+        wide = _empty_laid_out_as(view, np.complex128)  # the complex step's points
+        assert wide.strides == tuple(2 * s for s in view.strides)
+        wide[...] = view  # every element its own
+        assert np.array_equal(wide.real, view)
+    # elements that share memory cannot be laid out so: each its own (as np.empty_like)
+    shared = np.broadcast_to(base[0, :5], (3, 5))
+    copy = _copy_laid_out_as(shared)
+    assert 0 not in copy.strides and copy.flags.writeable and np.array_equal(copy, shared)
+
+
 def test_misuses_found_by_an_outside_audit_are_refused_in_one_line():
     W = np.random.default_rng(0).normal(size=(3, 2))
     f = lambda W: np.sum(np.tanh(W) ** 2)  # noqa: E731
