@@ -68,6 +68,10 @@ class GroupReport:
     # the derivative size the floor is relative to: the group's largest (along probes, the
     # largest reference of the claim's probes); the largest of all groups where the group is 0
     largest: float = 0.0
+    # elements at kinks, judged by their one-sided derivatives (the kinks' lines), not by a
+    # tolerance: how many, and whether all of them are (then the line shows no worst element)
+    at_kinks: int = 0
+    all_at_kinks: bool = False
 
 
 @dataclass
@@ -152,13 +156,23 @@ class GradCheckResult:
         # under "INCONCLUSIVE": it says what it is
         off = "FAIL" if self.verdict != CANNOT_TELL else "beyond it, not confirmed: UNDECIDED"
         for g in self.groups:
+            if g.all_at_kinks:
+                lines.append(f"  {g.name} {g.shape} [{g.claim}]: every element at a kink, "
+                             "judged by its one-sided derivatives (below)")  # fmt: skip
+                continue
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"
             # no reference there (NaN error and tolerance): not judged, rather than "ok"
             outcome = ("not judged" if g.tolerance != g.tolerance else "ok") if g.passed else off
+            if g.passed and g.largest > 0 and g.tolerance >= g.largest:
+                # within a tolerance wider than every derivative of the group: nothing resolved
+                # (a reference across a kink, not re-examined: "rel error 9.5 -> ok")
+                outcome = "within a tolerance above its group's derivatives: not resolved"
+            kinked = (f" ({g.at_kinks} {'element' if g.at_kinks == 1 else 'elements'} at "
+                      "kinks: below)" if g.at_kinks else "")  # fmt: skip
             lines.append(
                 f"  {g.name} {g.shape} [{g.claim}]:{where} abs error {g.abs_error:.3g}, rel error "
                 f"{g.rel_error:.3g}, reference error {g.reference_error:.3g}, tolerance "
-                f"{g.tolerance:.3g} -> {outcome}"
+                f"{g.tolerance:.3g} -> {outcome}{kinked}"
             )
         for i, p in enumerate(self.probes):
             kink = "" if p.kink is None else f" (crosses a kink: one-sided {p.kink})"
@@ -211,10 +225,18 @@ class GradCheckResult:
         if self.verdict != NOT_DETERMINISTIC and self.floor == float("inf"):
             lines.append("  detection floor: none (no error of any size would surely have been "
                          "seen: see the notes)")  # fmt: skip
+        elif self.verdict != NOT_DETERMINISTIC and self.floor == 0 and self.kinks:
+            # every element judged lay at a kink: none was held to a tolerance ("errors above 0")
+            lines.append("  detection floor: none to state: every element lies at a kink, "
+                         "judged by its one-sided derivatives (above)")  # fmt: skip
         elif self.verdict != NOT_DETERMINISTIC:
+            # above 1: some element's reference does not resolve it (a step across a kink or a
+            # jump, not re-examined once others were confirmed wrong): say so, not only a number
+            coarse = (": its references did not resolve every element (steps across kinks or "
+                      "jumps?)" if self.floor >= 1 else "")  # fmt: skip
             lines.append(
                 f"  detection floor: errors above {self.floor:.2g} of their group's largest "
-                "derivative would have been seen"
+                f"derivative would have been seen{coarse}"
             )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

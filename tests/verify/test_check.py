@@ -630,6 +630,41 @@ def test_views_with_gaps_or_reversed_axes_are_checked_as_given():
     assert result.verdict == "correct", result.report()
 
 
+def test_reports_at_kinks_say_what_was_judged_and_how():
+    # an outside audit: a group's line showed an element at a kink with its straddling
+    # reference's tolerance ("worst at (0,) ... tolerance 4 -> ok"), a claim 9.5 times off its
+    # reference "-> ok" under FAILED, and floors of "errors above 0" and "above 60"
+    def relu_sum(w):
+        return np.sum(np.maximum(w, 0))
+
+    def relu_grad(w):
+        return (w > 0) * 1.0
+
+    mixed = check_gradient(relu_sum, relu_grad, np.array([0.0, 0.0, 1.0, -2.0]))
+    assert mixed.verdict == "not differentiable here"
+    line = mixed.report().splitlines()[1]
+    assert "worst at (2,)" in line and line.endswith("-> ok (2 elements at kinks: below)"), line
+    assert mixed.groups[0].at_kinks == 2 and not mixed.groups[0].all_at_kinks
+    every = check_gradient(relu_sum, relu_grad, np.zeros(2)).report()
+    assert "params (2,) [grad]: every element at a kink, judged by its one-sided" in every
+    assert "detection floor: none to state: every element lies at a kink" in every
+    assert "errors above 0 of" not in every
+
+    tau, y = 0.3, np.array([1.0, 2.0, 3.0])  # pinball loss at every kink, the claim 3x off
+
+    def pinball(q):
+        return np.sum(np.maximum(tau * (y - q), (tau - 1) * (y - q)))
+
+    result = check_gradient(pinball, lambda q: np.where(y - q > 0, -tau, 1 - tau) * 3, y.copy())
+    report = result.report()
+    assert result.verdict == "wrong"
+    assert "-> within a tolerance above its group's derivatives: not resolved" in report
+    assert "-> ok" not in report.splitlines()[1]
+    if result.floor >= 1:
+        assert "its references did not resolve every element" in report
+    assert "1 more suspects" not in report
+
+
 def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
     from backprop_bench.verify.check import CACHE_LINE, _copy_laid_out_as, _empty_laid_out_as
 
