@@ -100,6 +100,15 @@ STAIR_HALVINGS = 16
 STAIR_LAST = 4
 STAIR_KEEP = 0.5
 STAIR_SECANT = 16.0
+# A jump of fun at x (round at a half, a comparison of params): across x, the difference
+# f(x + h v) - f(x - h v) keeps its sign and size as h shrinks a hundredfold and again, while
+# on each side the values move far less than it (a slope's or a kink's difference shrinks with h,
+# and rounding moves each side's values as much as their difference); steps relative to the
+# parameters' size, larger in code that computes in float32 (its smallest still moves the point)
+JUMP_STEPS = (1e-5, 1e-7, 1e-9)
+JUMP_STEPS_LOW = (1e-3, 1e-4, 1e-5)
+JUMP_SIDES = 16.0  # the difference across x over the largest move of either side's values
+JUMP_NOISE = 64.0  # ... and over this many roundings of the function's largest value there
 
 
 @dataclass
@@ -173,6 +182,39 @@ def _at_steps(f: Evaluator, noise, plus, minus):
     the values there in f's output dtype, whichever is larger (they differ only where f at
     the step is far from f at x)."""
     return np.maximum(noise, f.out_eps * np.maximum(np.abs(plus), np.abs(minus)))
+
+
+def jump(f: Evaluator, x, v) -> tuple[float, float, float] | None:
+    """A jump of fun at x along v: (its size, the distances between the nearest and the
+    farthest points across it that show it) where some output's difference across x at
+    JUMP_STEPS (JUMP_STEPS_LOW for code that computes in float32) keeps its sign, exceeds
+    JUMP_SIDES times the largest move of the values on either side and JUMP_NOISE roundings of
+    them; None otherwise."""
+    vmax = float(np.abs(v).max())
+    scale = max(float(np.abs(x[v != 0]).max(initial=0.0)), typical_size(x)) / vmax
+    low = f.inner_eps > 1e-10  # the code rounds to float32 (or coarser) inside
+    plus, minus, apart = [], [], []
+    for r in JUMP_STEPS_LOW if low else JUMP_STEPS:
+        p, xp = f.at(x + r * scale * v)
+        q, xm = f.at(x - r * scale * v)
+        if np.array_equal(xp, xm):
+            return None  # the steps no longer move the point
+        plus.append(p)
+        minus.append(q)
+        apart.append(float(np.abs(xp - xm).max()))
+    plus, minus = np.array(plus), np.array(minus)  # (steps, m)
+    with np.errstate(all="ignore"):
+        across = plus - minus
+        sides = np.maximum(np.abs(plus - plus[-1]).max(axis=0),
+                           np.abs(minus - minus[-1]).max(axis=0))  # fmt: skip
+        rounding = max(f.out_eps, EPS) * np.maximum(np.abs(plus).max(axis=0),
+                                                    np.abs(minus).max(axis=0))  # fmt: skip
+        gap = np.abs(across[-1])
+        kept = (np.isfinite(gap) & np.all(across * across[-1] > 0, axis=0)
+                & (gap > JUMP_SIDES * sides) & (gap > JUMP_NOISE * rounding))  # fmt: skip
+    if not kept.any():
+        return None
+    return float(gap[kept].max()), apart[-1], apart[0]
 
 
 def typical_size(x: np.ndarray) -> float:

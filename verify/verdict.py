@@ -230,10 +230,11 @@ class GradCheckResult:
             lines.append("  detection floor: none to state: every element lies at a kink, "
                          "judged by its one-sided derivatives (above)")  # fmt: skip
         elif self.verdict != NOT_DETERMINISTIC:
-            # above 1: some element's reference does not resolve it (a step across a kink or a
-            # jump, not re-examined once others were confirmed wrong): say so, not only a number
-            coarse = (": its references did not resolve every element (steps across kinks or "
-                      "jumps?)" if self.floor >= 1 else "")  # fmt: skip
+            # above 1: some element is not resolved (a reference across a kink, not re-examined
+            # once others were confirmed wrong; the rounding of far larger derivatives): say
+            # so, not only a number
+            coarse = (": some element was not resolved (the lines above and the notes say "
+                      "why)" if self.floor >= 1 else "")  # fmt: skip
             lines.append(
                 f"  detection floor: errors above {self.floor:.2g} of their group's largest "
                 f"derivative would have been seen{coarse}"

@@ -661,8 +661,62 @@ def test_reports_at_kinks_say_what_was_judged_and_how():
     assert "-> within a tolerance above its group's derivatives: not resolved" in report
     assert "-> ok" not in report.splitlines()[1]
     if result.floor >= 1:
-        assert "its references did not resolve every element" in report
+        assert "some element was not resolved (the lines above and the notes say why)" in report
     assert "1 more suspects" not in report
+
+
+def test_a_group_its_reference_resolves_is_sized_by_it_beside_far_larger_derivatives():
+    # w of about 1 beside eps of 1e-30 under a log (derivatives of 1e30): w was taken for zero
+    # beside them and held to their rounding, 4.4e14, its reference good to 4e-8; a correct claim
+    # was `cannot tell`, and a cos written as sin too, with no word why (an outside audit)
+    rng = np.random.default_rng(9)
+    params = {"w": rng.normal(size=5), "eps": np.array([3e-30, 1e-30])}
+
+    def fun(p):
+        return np.sum(np.sin(p["w"])) + np.sum(np.log(p["eps"]))
+
+    def grad(p, first=np.cos):
+        return {"w": first(p["w"]), "eps": 1 / p["eps"]}
+
+    result = check_gradient(fun, grad, params)
+    assert result.verdict == "correct" and result.floor < 1e-6, result.report()
+    # the wrong claim's w is off within the rounding of eps's derivatives: not told from
+    # rounding in intermediates of that size, said so, with what checks it
+    result = check_gradient(fun, lambda p: grad(p, np.sin), params)
+    assert result.verdict == "cannot tell", result.report()
+    assert any(n.startswith("w: off its derivatives (at most 0.97, resolved by its reference)")
+               and "w's claim checked alone" in n for n in result.notes), result.notes  # fmt: skip
+    alone = check_gradient(lambda w: fun({"w": w, "eps": params["eps"]}),
+                           lambda w: np.sin(w), params["w"])  # fmt: skip
+    assert alone.verdict == "wrong"
+
+
+def test_a_function_that_jumps_at_the_point_is_said_to():
+    # round at a half: the report said only that the derivatives "could not be told from 0
+    # (they may be as large as 4.5)", where the function has none (an outside audit)
+    def rounded(W):
+        return np.sum(np.round(W) * 0.5) + np.sum(W**2)
+
+    result = check_gradient(rounded, lambda W: 2 * W, np.array([0.5, 1.5, 2.25]))
+    jumps = [n for n in result.notes if n.startswith("fun jumps at x along params(0,): by 0.5")]
+    assert result.verdict == "cannot tell" and len(jumps) == 1, result.notes
+    assert "and along 1 more of the 3 elements looked at" in jumps[0]  # 2.25 is no jump
+    # in code that computes in float32, and a comparison of params
+    cast = check_gradient(lambda W: rounded(W.astype(np.float32)), lambda W: 2 * W,
+                          np.array([0.5, 1.5, 2.25], dtype=np.float32))  # fmt: skip
+    assert any(n.startswith("fun jumps at x along params(0,)") for n in cast.notes), cast.notes
+    step = check_gradient(lambda W: np.sum(W > 1.0) + np.sum(W**2), lambda W: 2 * W,
+                          np.array([1.0, 0.3]))  # fmt: skip
+    assert any(n.startswith("fun jumps at x along params(0,): by 1 ") for n in step.notes)
+    # unresolved for rounding beside a large constant, or at a kink: no jump said
+    W = np.random.default_rng(0).normal(size=6)
+    offset = check_gradient(lambda W: 1e9 + np.sum(np.tanh(W)) + 1e-3 * np.abs(W[3]),
+                            lambda W: 1 - np.tanh(W) ** 2 + 1e-3 * np.sign(W) * (
+                                np.arange(6) == 3), W)  # fmt: skip
+    assert offset.verdict == "cannot tell"
+    kink = check_gradient(lambda w: np.sum(np.maximum(w, 0)), lambda w: (w > 0) * 1.0,
+                          np.zeros(3))  # fmt: skip
+    assert not any("jumps" in n for n in offset.notes + kink.notes)
 
 
 def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
