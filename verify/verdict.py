@@ -69,7 +69,8 @@ class GroupReport:
     # largest reference of the claim's probes); the largest of all groups where the group is 0
     largest: float = 0.0
     # elements at kinks, judged by their one-sided derivatives (the kinks' lines), not by a
-    # tolerance: how many, and whether all of them are (then the line shows no worst element)
+    # tolerance: how many; and whether every value is judged so (at a kink, or within a float32
+    # claim's rounding of one: then the line shows no worst element)
     at_kinks: int = 0
     all_at_kinks: bool = False
 
@@ -157,8 +158,8 @@ class GradCheckResult:
         off = "FAIL" if self.verdict != CANNOT_TELL else "beyond it, not confirmed: UNDECIDED"
         for g in self.groups:
             if g.all_at_kinks:
-                lines.append(f"  {g.name} {g.shape} [{g.claim}]: every element at a kink, "
-                             "judged by its one-sided derivatives (below)")  # fmt: skip
+                lines.append(f"  {g.name} {g.shape} [{g.claim}]: every element at a kink or "
+                             "within rounding of one, judged as the lines below say")  # fmt: skip
                 continue
             where = "" if g.worst_index is None else f" worst at {g.worst_index}"
             # no reference there (NaN error and tolerance): not judged, rather than "ok"
@@ -227,8 +228,8 @@ class GradCheckResult:
                          "seen: see the notes)")  # fmt: skip
         elif self.verdict != NOT_DETERMINISTIC and self.floor == 0 and self.kinks:
             # every element judged lay at a kink: none was held to a tolerance ("errors above 0")
-            lines.append("  detection floor: none to state: every element lies at a kink, "
-                         "judged by its one-sided derivatives (above)")  # fmt: skip
+            lines.append("  detection floor: none to state: every element lies at a kink or "
+                         "within rounding of one, judged as the lines above say")  # fmt: skip
         elif self.verdict != NOT_DETERMINISTIC:
             # above 1: some element is not resolved (a reference across a kink, not re-examined
             # once others were confirmed wrong; the rounding of far larger derivatives): say

@@ -38,7 +38,10 @@ from backprop_bench.bench.shard import write_shard
 from backprop_bench.bench.sweep import SHARD_DIR, load_results, run_sweep
 from backprop_bench.bench.sweep_config import SweepConfig
 
-from . import usage
+try:
+    from . import usage
+except ImportError:  # run as a file, as the README runs it: its folder is on the path
+    import usage
 
 try:
     from backprop_bench.bench.dask_executor import DaskExecutor

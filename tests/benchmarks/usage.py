@@ -24,8 +24,11 @@ class Parser(argparse.ArgumentParser):
     (argparse prints the whole usage above its message)."""
 
     def __init__(self, *args, **kwargs):
-        if "prog" not in kwargs:  # run as python -m tests.benchmarks.NAME, as the README says
-            kwargs["prog"] = f"python -m tests.benchmarks.{Path(sys.argv[0]).stem}"
+        script = Path(sys.argv[0])
+        if "prog" not in kwargs and script.parent.name == "benchmarks":
+            # run as python -m tests.benchmarks.NAME, as the README says (not main() called
+            # from another program: its own name, argparse's default)
+            kwargs["prog"] = f"python -m tests.benchmarks.{script.stem}"
         super().__init__(*args, **kwargs)
 
     def error(self, message):
