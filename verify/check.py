@@ -3031,7 +3031,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     floors = {label: [] for label in (c.label for c, _ in claims)}
     group_floors = {label: {} for label in floors}
     state = {"cs_ok": complex_ok, "used_cs": False, "fitted": False, "unexamined": 0,
-             "below_along": set(), "below_seen": 0,
+             "below_along": set(), "below_seen": 0, "no_reference": 0,
              "smooth_ok": True, "kinks_ok": True, "biased": False}
     kinked = np.zeros(n, dtype=bool)  # elements with a kink of their own, found by splitting
     # which groups are far smaller than the largest: from the claim at a cotangent of ones
@@ -3367,6 +3367,19 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         if not evaluated:  # the only claim was held: nothing is left to judge
             break
         ref, ref_err, verdicts, kink_pair = examine(s, s0, s_noise, evaluated, v)
+        if kink_pair is None and not np.isfinite(ref):
+            # the function not finite at any step tried along it (a probe moving a parameter at
+            # the edge of its domain, 1e-30 under a log, across 0): no reference, not judged,
+            # as an element without one is in the full Jacobian (a correct claim was `wrong`
+            # against a NaN); it resolves nothing
+            state["no_reference"] += 1
+            for label, claimed, _, _, _ in verdicts:
+                if only is None:
+                    floors[label].append(np.inf)
+                else:
+                    group_floors[label].setdefault(only, []).append(np.inf)
+                reports.append(ProbeReport(ref, claimed, ref_err, np.nan, True, None, label))
+            continue
         if (
             kink_pair is None
             and generic
@@ -3429,7 +3442,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         mine = [r for r in reports if r.claim == label]
         if not mine:  # every probe held within the claim's rounding of kinks
             continue
-        worst = max(mine, key=lambda r: abs(r.claimed - r.reference) / r.tolerance)
+        with_ref = [r for r in mine if r.tolerance == r.tolerance] or mine  # (not: no reference)
+        worst = max(with_ref, key=lambda r: abs(r.claimed - r.reference) / r.tolerance)
         group_reports.append(
             GroupReport(
                 "all parameters" if groups.is_dict else "params", (n,), label, None,
@@ -3450,6 +3464,12 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             "largest derivative, by complex steps at "
             f"{len(SELF_STEPS) + 1} step sizes) only within that rounding: not told "
             "from rounding there (a saturated layer?); a point where they are larger checks it"
+        )
+    if state["no_reference"]:
+        notes.append(
+            f"{state['no_reference']} probes without a reference: the function is not finite at "
+            "any step tried along them (a parameter at the edge of its domain, the log or sqrt "
+            "of a value near 0?); not judged"
         )
     if state["unexamined"]:
         notes.append(

@@ -180,7 +180,8 @@ class GradCheckResult:
             lines.append(
                 f"  probe {i} [{p.claim}]: reference {p.reference:.6g}, claimed {p.claimed:.6g}, "
                 f"reference error {p.reference_error:.3g}, tolerance {p.tolerance:.3g}{kink} -> "
-                f"{'ok' if p.passed else off}"
+                # no reference there (the function not finite along it): not judged
+                f"{('not judged' if p.tolerance != p.tolerance else 'ok') if p.passed else off}"
             )
         rounding = [k for k in self.kinks if k.within_rounding]
         for k in rounding[:ROUNDING_SHOWN]:

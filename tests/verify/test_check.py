@@ -689,6 +689,13 @@ def test_a_group_its_reference_resolves_is_sized_by_it_beside_far_larger_derivat
     alone = check_gradient(lambda w: fun({"w": w, "eps": params["eps"]}),
                            lambda w: np.sin(w), params["w"])  # fmt: skip
     assert alone.verdict == "wrong"
+    # along probes, a probe moves eps across 0 and the log is NaN at every step: no reference
+    # there, not judged (a NaN reference failed the correct claim: `wrong`)
+    result = check_gradient(fun, grad, params, mode="probes")
+    assert result.verdict == "cannot tell", result.report()
+    assert any(n.endswith("not judged") and "probes without a reference" in n
+               for n in result.notes)  # fmt: skip
+    assert "-> not judged" in result.report() and "FAIL" not in result.report()
 
 
 def test_a_vjps_failing_smooth_output_is_shown_beside_its_kinked_ones():
