@@ -2077,6 +2077,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                     "is taken against the largest derivative of all groups"
                 )
             smooth_tol = np.where(mask[:, cols], 0.0, np.where(unknown, np.inf, tol))
+            # (every derivative and every claim of every group exactly 0: against the size of a
+            # derivative of the function's value, or of 1 where it is 0, over the parameters'
+            # size; a relu 1e-9 past its kink, 0 +- 1.18, was `correct` with a floor of 0, and a
+            # claim of 1e-3 there `cannot tell`)
+            if scale == 0:
+                scale = (float(np.abs(f0).max()) or 1.0) / R.typical_size(x)
             floor = float(smooth_tol.max()) / scale if scale > 0 else 0.0
             floor = np.inf if unknown.any() else floor
             claim_floor = max(claim_floor, floor)

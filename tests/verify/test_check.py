@@ -735,6 +735,27 @@ def test_float32_code_summing_intermediates_of_a_far_larger_group_is_not_wrong()
     assert check_vjp(fun, vjp, params).verdict == "cannot tell"
 
 
+def test_where_every_derivative_and_claim_is_zero_the_floor_is_not_zero():
+    # relus 1e-9 past their kinks: every reference 0 +- 1.18 and the claim 0 was `correct` with
+    # "errors above 0 ... would have been seen", where a claim of 1e-3 was `cannot tell` (a
+    # review of the diff; an older fault): the floor is taken against a derivative of the
+    # function's size (or 1) over the parameters' size
+    c = np.array([1.000000001, 2.000000001])
+
+    def f(w):
+        return np.maximum(w[0] - c[0], 0) + np.maximum(w[1] - c[1], 0)
+
+    result = check_gradient(f, lambda w: np.zeros(2), np.array([1.0, 2.0]))
+    assert result.verdict == "cannot tell" and result.floor > 1, result.report()
+    assert "not resolved" in result.report()
+    # a function exactly 0 everywhere resolves its zero derivative all the same
+    zero = check_gradient(lambda w: 0.0 * np.sum(w), lambda w: np.zeros(2), np.array([1.0, 2.0]))
+    assert zero.verdict == "correct" and zero.floor < 1e-30, zero.report()
+    off = check_gradient(lambda w: 0.0 * np.sum(w), lambda w: np.full(2, 1e-3),
+                         np.array([1.0, 2.0]))  # fmt: skip
+    assert off.verdict == "wrong"
+
+
 def test_a_function_that_jumps_at_the_point_is_said_to():
     # round at a half: the report said only that the derivatives "could not be told from 0
     # (they may be as large as 4.5)", where the function has none (an outside audit)
