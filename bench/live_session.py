@@ -136,6 +136,11 @@ def parse_setup(query: dict, backend: str) -> tuple[TrainConfig, int]:
     for key, text in query.items():
         if key == "hidden":
             values[key] = _hidden(text)
+        elif key == "tolerance" and str(text).strip().lower() == "none":
+            # the page's one rule for converging (train's --loss-below and the others are not on it)
+            raise ValueError("tolerance none leaves the page no rule for converging: give a number "
+                             "such as 0.4, or run backprop-bench train --tolerance none "
+                             "--loss-below X")  # fmt: skip
         elif key in ("lr", "tolerance", "dropout", "weight_decay"):
             name = {"lr": "learning rate", "weight_decay": "weight decay"}.get(key, key)
             values[key] = _number(name, text, float)

@@ -396,6 +396,17 @@ function surface(canvas) {
   return { ctx, w, h };
 }
 
+// The charts follow the screen's pixel density when it changes (the window moved to another
+// screen, the page zoomed): redrawn at once, also while the net is paused and no frame comes
+// (until the next frame they were stretched from the old density, blurred or cropped).
+function watchPixelRatio() {
+  const ratio = window.devicePixelRatio || 1;
+  window.matchMedia(`(resolution: ${ratio}dppx)`).addEventListener("change", () => {
+    scheduleDraw();
+    watchPixelRatio(); // a query for the new density
+  }, { once: true });
+}
+
 function drawBoundary(grid) {
   const { ctx, w, h } = surface($("boundary"));
   const n = state.setup.grid.size, [lo, hi] = state.setup.grid.range;
@@ -631,6 +642,7 @@ function init() {
     $(key).addEventListener("change", () => (key === "net"
       ? send("select", { net: $(key).value }, key) : send("setup", { setup: readSetup() }, key)));
   }
+  watchPixelRatio();
   if (window.LIVE_REPLAY) {
     state.replay = window.LIVE_REPLAY;
     document.body.classList.add("replay");

@@ -237,6 +237,63 @@ def test_charts_are_drawn_at_the_screens_pixel_density(open_page):
     assert right_half > 0
 
 
+# Records each listener the page adds to a MediaQueryList, so that a test can deliver the
+# 'change' event that a browser sends when the screen's density changes: headless Chromium
+# changes devicePixelRatio under DevTools' device metrics override but sends no such event.
+LISTENERS_SCRIPT = """
+window.media_listeners = [];
+const matchMedia = window.matchMedia.bind(window);
+window.matchMedia = (query) => {
+  const list = matchMedia(query);
+  const add = list.addEventListener.bind(list);
+  list.addEventListener = (type, listener, options) => {
+    window.media_listeners.push([query, type, listener]);
+    add(type, listener, options);
+  };
+  return list;
+};
+"""
+
+
+def test_charts_follow_a_change_of_pixel_density_while_paused(server, browser):
+    # the window moved to a screen of another density (or the page zoomed) while no frame comes:
+    # the charts were left at the old density until the next frame
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.add_init_script(LISTENERS_SCRIPT)
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(server[1] + "?nets=64&epochs=50")
+    page.get_by_role("button", name="Play").click()
+    wait_for_epoch(page, 50)
+    page.wait_for_function("!document.querySelector('#pop-count').textContent.includes('so far')")
+    charts = ("boundary", "curves", "layer-norms", "pop-converged", "pop-histogram")
+    sizes = (f"[{', '.join(f'document.getElementById({c!r})' for c in charts)}]"
+             ".map((c) => [c.width, c.height, Number(c.dataset.width), Number(c.dataset.height)])")
+    # every frame from the server counted, and a second without any before the change
+    page.evaluate("window.frames_seen = 0; window.last_frame = performance.now();"
+                  "for (const name of ['onSnapshot', 'onPopulation']) { const f = window[name];"
+                  " window[name] = (x) => { window.frames_seen++;"
+                  " window.last_frame = performance.now(); f(x); }; }")  # fmt: skip
+    page.wait_for_function("performance.now() - window.last_frame > 1000")
+    assert all(w == cw and h == ch for w, h, cw, ch in page.evaluate(sizes))
+    frames = page.evaluate("window.frames_seen")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setDeviceMetricsOverride",
+             {"width": 1280, "height": 900, "deviceScaleFactor": 3, "mobile": False})
+    assert page.evaluate("window.devicePixelRatio") == 3
+    page.evaluate("window.media_listeners.filter(([query, type]) =>"
+                  " query.startsWith('(resolution') && type === 'change')"
+                  ".forEach(([, , listener]) => listener({ matches: false }))")  # fmt: skip
+    page.wait_for_function(f"{sizes}.every(([w, h, cw, ch]) => w === 3 * cw && h === 3 * ch)")
+    assert page.evaluate("window.frames_seen") == frames  # the page redrew itself
+    # and watches for the next change, at the new density
+    queries = page.evaluate("window.media_listeners.map(([query]) => query)")
+    assert queries[-1] == "(resolution: 3dppx)", queries
+    assert problems == []
+    page.close()
+
+
 def test_the_unit_heatmaps_of_several_hidden_layers_are_grouped_by_layer(open_page):
     page = open_page("?nets=1&hidden=3,5")
     children = page.evaluate(

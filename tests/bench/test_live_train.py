@@ -184,6 +184,8 @@ def test_the_page_shows_the_command_that_trains_the_same_net():
         ({"dropout": "1.5"}, "--dropout"),
         ({"weight_decay": "x"}, "weight decay must be a number such as 0.5, got 'x'"),
         ({"batchnorm": "on", "hidden": "none"}, "hidden layer"),
+        # train takes --tolerance none beside another rule; the page has no other rule
+        ({"tolerance": "None"}, "no rule for converging: give a number such as 0.4"),
     ],
 )
 def test_bad_settings_get_a_message_that_names_the_fix(setting, message):
