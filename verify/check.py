@@ -54,6 +54,7 @@ import contextvars
 import inspect
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -263,6 +264,16 @@ def _as_float_array(name: str, value) -> np.ndarray:
         raise TypeError(
             f"parameter {name!r} is complex; the check takes real parameters: pass the real "
             "and imaginary parts as two real arrays (a dict) to a function of both"
+        )
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"parameter {name!r} is a masked array; the check takes plain arrays: pass "
+            f"np.asarray({name}) and apply the mask inside fun and the gradient"
+        )
+    if isinstance(value, np.matrix):
+        raise TypeError(
+            f"parameter {name!r} is a numpy.matrix, whose * is a matrix product; pass "
+            f"np.asarray({name}) and write the function with @"
         )
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise TypeError(
@@ -673,8 +684,12 @@ def check_vjp(
     groups = _Groups(params)
     params = groups.as_arrays(params)
     try:
-        return _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_scipy,
-                          progress, _claim, started, _first)  # fmt: skip
+        # the references' own arithmetic meets overflow and NaN where fun has no value: no
+        # RuntimeWarning of it reaches the caller (under -W error one stopped the check)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes,
+                              use_scipy, progress, _claim, started, _first)  # fmt: skip
     finally:
         groups.restore(params)
 
@@ -823,6 +838,14 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
             f"one call takes {t_eval:.2g} s, so the full Jacobian would take about "
             f"{full_cost:.2g} s, over budget={budget:g}: probes were used instead, a choice this "
             "machine's speed made (mode='full' or a larger budget makes it on every machine)"
+        )
+    if f.raised:
+        error = f.first_error
+        text = f"{type(error).__name__}: {str(error)[:80]}" if str(error) else type(error).__name__
+        result.notes.append(
+            f"fun raised {text} at {f.raised} of the {f.calls} points the check chose near "
+            f"params: taken as points outside its domain, where it has no value (as np.log's "
+            "NaN says)"
         )
     if not generic_fun:
         result.notes.append(

@@ -133,6 +133,10 @@ class Evaluator:
         self.build, self.fun, self.cast, self.m = build, fun, cast, m
         self.build_complex = build_complex
         self.calls = 0
+        # calls at the check's points that raised (math.log of a step past 0, the function's
+        # own guard): the function has no value there, as np.log's NaN says; the first error
+        self.raised = 0
+        self.first_error: Exception | None = None
         # the rounding of one value in the function's output dtype, relative to it: where f at
         # a step is far larger than at x (p ** 2 at p = 1e-30, steps of 1e-5), its rounding
         # there, not the scatter measured at x, bounds a difference quotient's (rounding)
@@ -145,8 +149,15 @@ class Evaluator:
         """(f(point), point) for the point nearest x that the function can take."""
         point = self.cast(x)
         self.calls += 1
-        with np.errstate(all="ignore"):
-            value = np.asarray(self.fun(self.build(point)), dtype=np.float64).reshape(-1)
+        try:
+            with np.errstate(all="ignore"):
+                value = np.asarray(self.fun(self.build(point)), dtype=np.float64).reshape(-1)
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - outside its domain: no value there
+            self.raised += 1
+            self.first_error = self.first_error or error
+            value = np.full(self.m, np.nan)
         return value, point
 
     def complex(self, z: np.ndarray):

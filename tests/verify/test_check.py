@@ -194,6 +194,61 @@ def test_bad_params():
         check_gradient(lambda p: p["W"].sum(), lambda p: np.ones(2), {"W": np.ones(2)})
 
 
+def test_masked_arrays_and_matrices_are_refused_in_one_line():
+    # a masked array reached fun as itself from the caller and as plain data from the check's
+    # copies, so a correct claim was 'not deterministic'; a matrix's * is a matrix product
+    masked = np.ma.masked_array([0.1, 0.2, 0.3], mask=[False, True, False])
+    with pytest.warns(PendingDeprecationWarning):  # NumPy's own, on making a matrix
+        matrix = np.matrix([[0.1, 0.2]])
+    for params, message in ((masked, r"masked array; .* pass np.asarray\(params\)"),
+                            (matrix, r"numpy.matrix, whose \* is a matrix"),
+                            ({"W": masked}, r"parameter 'W' is a masked array")):  # fmt: skip
+        with pytest.raises(TypeError, match=message) as error:
+            check_gradient(lambda w: np.sum(np.sin(w)), lambda w: np.cos(w), params)
+        assert "\n" not in str(error.value)
+
+
+def test_a_function_that_raises_at_the_checks_points_has_no_value_there():
+    # math.log past 0, or the function's own guard: the check stopped with the function's error
+    # from deep inside the references, at a point the caller never chose; np.log's NaN was fine
+    import math
+
+    w = np.array([1e-12, 0.5, 2.0])
+
+    def fun(w):
+        return sum(math.log(x) for x in w)
+
+    def guarded(w):
+        if np.any(w <= 0):
+            raise ValueError("negative variance")
+        return float(np.sum(np.log(w)))
+
+    for function in (fun, guarded):
+        result = check_gradient(function, lambda w: 1 / w, w)
+        assert result.verdict == "correct", result.report()
+        assert any("raised ValueError" in note and "outside its domain" in note
+                   for note in result.notes), result.notes  # fmt: skip
+        wrong = check_gradient(function, lambda w: np.array([1, 1.01, 1]) / w, w)
+        assert wrong.verdict == "wrong", wrong.report()
+    with pytest.raises(ZeroDivisionError):  # at the caller's own params: the caller's error
+        check_gradient(lambda w: 1 / 0, lambda w: w, w)
+
+
+def test_no_warning_of_the_checks_own_arithmetic_reaches_the_caller():
+    # overflow and NaN in the references where fun has none; under -W error (pytest's
+    # filterwarnings = error) one stopped the check
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fun, grad, w in (
+            (lambda w: float(np.sum(np.exp(w))), lambda w: np.exp(w), np.array([709.7, 0.1])),
+            (lambda w: np.sum(np.log(w)), lambda w: 1 / w, np.array([1e-12, 0.5])),
+            (lambda w: np.sum(np.sqrt(w)), lambda w: 0.5 / np.sqrt(w), np.array([1e-14, 0.5])),
+        ):
+            check_gradient(fun, grad, w)
+
+
 def test_a_claim_of_nan_is_wrong_and_located():
     def grad(p):
         g = grad_f(p)
