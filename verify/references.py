@@ -158,6 +158,12 @@ class Evaluator:
             self.raised += 1
             self.first_error = self.first_error or error
             value = np.full(self.m, np.nan)
+        if value.size != self.m:  # (NumPy's "operands could not be broadcast" said it, later)
+            raise ValueError(
+                f"fun returned {value.size} values at a point near params where it returned "
+                f"{self.m} at params: its output's shape must not depend on the params' values "
+                "(a boolean mask such as z[z > 0]? np.where(z > 0, z, 0) keeps the shape)"
+            )
         return value, point
 
     def complex(self, z: np.ndarray):

@@ -234,6 +234,25 @@ def test_a_function_that_raises_at_the_checks_points_has_no_value_there():
         check_gradient(lambda w: 1 / 0, lambda w: w, w)
 
 
+def test_an_output_whose_shape_follows_the_params_gets_a_one_line_error():
+    # z[z > 0] with a unit 1e-10 above 0: NumPy's "operands could not be broadcast together
+    # with shapes (10,) (11,)" came out of the references
+    rng = np.random.default_rng(2)
+    W, X = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    W[0, 0] -= ((X @ W.T)[0, 0] - 1e-10) / X[0, 0]
+
+    def vjp(W, u):
+        z = X @ W.T
+        G = np.zeros_like(z)
+        G[z > 0] = u
+        return G.T @ X
+
+    with pytest.raises(ValueError, match=r"shape must not depend on the params' values \(a "
+                       r"boolean mask such as z\[z > 0\]\?") as error:  # fmt: skip
+        check_vjp(lambda W: (X @ W.T)[X @ W.T > 0], vjp, W)
+    assert "\n" not in str(error.value)
+
+
 def test_no_warning_of_the_checks_own_arithmetic_reaches_the_caller():
     # overflow and NaN in the references where fun has none; under -W error (pytest's
     # filterwarnings = error) one stopped the check
