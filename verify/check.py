@@ -532,8 +532,8 @@ def progress_lines(enabled: bool | None):
 class _Progress:
     """A line on stderr every PROGRESS_AFTER seconds once a check has run that long."""
 
-    def __init__(self, enabled):
-        self.start = time.perf_counter()
+    def __init__(self, enabled, start=None):
+        self.start = time.perf_counter() if start is None else start
         self.enabled = _PROGRESS_DEFAULT.get() if enabled is None else enabled
         self.last = self.start
 
@@ -547,6 +547,16 @@ class _Progress:
             file=sys.stderr,
             flush=True,
         )
+
+    def calls(self, n: int):
+        """Between the steps above, the calls of fun so far: a slow function's one column or
+        probe may take many calls (a first line came after 61 s at a second a call)."""
+        now = time.perf_counter()
+        if self.enabled is False or now - self.last < PROGRESS_AFTER:
+            return
+        self.last = now
+        print(f"gradient check: evaluations so far: {n} ({now - self.start:.0f} s)",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ claims
@@ -677,7 +687,8 @@ def check_vjp(
     if not callable(fun) or not callable(vjp):
         raise TypeError("fun and the claimed derivative must be callables")
     if jvp is not None and not callable(jvp):  # found before the check runs, not after it
-        raise TypeError(f"jvp must be a callable (params, v) -> J v, or None; got {jvp!r}")
+        raise TypeError(f"jvp must be a callable (params, v) -> J v, or None; got "
+                        f"{type(jvp).__name__}")  # (an array's whole repr, many lines)
     if rng_seed is not None:
         fun, vjp = _frozen(fun, rng_seed), _frozen(vjp, rng_seed)
         jvp = None if jvp is None else _frozen(jvp, rng_seed)
@@ -737,12 +748,16 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     # (one array for both calls, alive throughout: a cache keyed by id(params) must not meet
     # its id again in another array, as Python gives a freed array's id to the next one)
     away = groups.build(_elsewhere(groups.x))
+    elsewhere_errors = []
 
     def at_elsewhere():
         try:
             with np.errstate(all="ignore"):
                 return groups.flatten_like(vjp(away, u_check.copy()), _claim)[0]
-        except Exception:  # noqa: BLE001 - not defined there: nothing to learn from it
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - not defined there: said in a note
+            elsewhere_errors.append(error)
             return None
 
     g_elsewhere = at_elsewhere()
@@ -785,6 +800,8 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
         out_eps = R.EPS
     else:
         f = R.Evaluator(groups.build, fun, groups.cast, m)
+    show = _Progress(progress, started)
+    f.on_call = show.calls
     x = groups.cast(groups.x) if not generic_fun else groups.x
     f0, _ = f.at(x)
     t0 = time.perf_counter()
@@ -825,7 +842,6 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
         mode = "full" if n <= FULL_PARAMS and n * m <= FULL_MAX_ENTRIES else "probes"
         guarded = mode == "full" and full_cost > budget
         mode = "probes" if guarded else mode
-    show = _Progress(progress)
     if mode == "full":
         result = _full(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, complex_ok,
                        use_scipy, show, budget)  # fmt: skip
@@ -880,6 +896,14 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     if g_elsewhere is not None and (d := _difference(g_elsewhere, at_elsewhere())) is not None:
         return _nondeterministic(_claim, d, "its first call (at other params) and a later one "
                                  "there", started)  # fmt: skip
+    if elsewhere_errors:
+        error = elsewhere_errors[0]
+        text = f"{type(error).__name__}: {str(error)[:80]}" if str(error) else type(error).__name__
+        result.notes.append(
+            f"{_claim} raised {text} at other params (each element moved by 1e-3 of itself), "
+            "where it is called first: a result kept from its first call (a cache keyed by "
+            "shape) was not looked for"
+        )
     result.evaluations = f.calls
     result.seconds = time.perf_counter() - started
     return result

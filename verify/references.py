@@ -137,6 +137,7 @@ class Evaluator:
         # own guard): the function has no value there, as np.log's NaN says; the first error
         self.raised = 0
         self.first_error: Exception | None = None
+        self.on_call = None  # called with the number of calls after each (progress)
         # the rounding of one value in the function's output dtype, relative to it: where f at
         # a step is far larger than at x (p ** 2 at p = 1e-30, steps of 1e-5), its rounding
         # there, not the scatter measured at x, bounds a difference quotient's (rounding)
@@ -158,6 +159,8 @@ class Evaluator:
             self.raised += 1
             self.first_error = self.first_error or error
             value = np.full(self.m, np.nan)
+        if self.on_call is not None:
+            self.on_call(self.calls)
         if value.size != self.m:  # (NumPy's "operands could not be broadcast" said it, later)
             raise ValueError(
                 f"fun returned {value.size} values at a point near params where it returned "

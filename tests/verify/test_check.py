@@ -253,6 +253,24 @@ def test_an_output_whose_shape_follows_the_params_gets_a_one_line_error():
     assert "\n" not in str(error.value)
 
 
+def test_a_claim_that_raises_at_its_first_other_params_is_said_in_a_note():
+    # the check calls the claim first at params moved by 1e-3 (a result cached from the first
+    # call shows); an error there was swallowed and that test skipped without a word
+    w = np.array([0.3, 0.7])
+
+    def grad(w):
+        if not np.array_equal(w, [0.3, 0.7]):
+            raise ValueError("only at the point")
+        return np.cos(w)
+
+    result = check_gradient(lambda w: np.sum(np.sin(w)), grad, w)
+    assert result.verdict == "correct"
+    assert any("grad raised ValueError: only at the point at other params" in note
+               for note in result.notes), result.notes  # fmt: skip
+    with pytest.raises(TypeError, match=r"jvp must be a callable .* got ndarray$"):
+        check_vjp(np.sin, lambda w, u: np.cos(w) * u, w, jvp=np.zeros((50, 50)))
+
+
 def test_no_warning_of_the_checks_own_arithmetic_reaches_the_caller():
     # overflow and NaN in the references where fun has none; under -W error (pytest's
     # filterwarnings = error) one stopped the check

@@ -1087,6 +1087,12 @@ def test_a_progress_line_on_long_checks(capsys, monkeypatch):
     assert "gradient check:" in capsys.readouterr().err
     check_gradient(loss, grad, params, progress=False)
     assert capsys.readouterr().err == ""
+    # a slow function's first column or probe may take many calls (at a second a call, the
+    # first line came after 61 s): lines come between the calls too, before the first column
+    check_gradient(loss, grad, params, progress=True, mode="full")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("gradient check: evaluations so far: "), lines[:3]
+    assert lines.index(next(line for line in lines if "columns 1/" in line)) > 0
 
 
 # ------------------------------------------------------------------------------ the result
