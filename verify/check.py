@@ -995,7 +995,34 @@ def _state_beyond_values(groups, fun, vjp, params, out0, g_first, u, claim_name)
         return (claim_name, d, "after fun ran at other params",
                 "changed with the last call of fun", "compute what it needs from params "
                 "inside it, not from state saved by the forward pass")  # fmt: skip
+    # the same arrays again after their values changed in place, as an optimiser's step
+    # changes them: a cache keyed by id(params) and filled in this check (the copy above
+    # misses it) gives its last value back; in the references' calls it met ids that Python
+    # gives a freed array's successor, and a correct claim was 'cannot tell'
+    for which, call in (("fun", lambda p: _output(fun(p)).reshape(-1)),
+                        (claim_name, lambda p: groups.flatten_like(vjp(p, u), claim_name)[0])):
+        moved = groups.build(groups.x)
+        try:
+            with np.errstate(all="ignore"):
+                call(moved)
+                for target, source in zip(_arrays_of(groups, moved),
+                                          _arrays_of(groups, elsewhere), strict=True):  # fmt: skip
+                    np.copyto(target, source)
+                again, there = call(moved), call(elsewhere)
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - not defined there: nothing to learn from it
+            continue
+        if (d := _difference(there, again)) is not None:
+            return (which, d, "the same array after its values changed in place",
+                    "gave the value of its last call, not of the new values",
+                    "key a cache by the values, not by id(params) (an in-place update leaves "
+                    "the id as it was)")  # fmt: skip
     return None
+
+
+def _arrays_of(groups, params):
+    return [params[name] for name in groups.names] if groups.is_dict else [params]
 
 
 def _nondeterministic(which, difference, when, started, cause="",

@@ -271,6 +271,32 @@ def test_a_claim_that_raises_at_its_first_other_params_is_said_in_a_note():
         check_vjp(np.sin, lambda w, u: np.cos(w) * u, w, jvp=np.zeros((50, 50)))
 
 
+@pytest.mark.parametrize("cached", ["fun", "grad"])
+def test_a_cache_keyed_by_id_filled_during_the_check_is_not_deterministic(cached):
+    # a dict keyed by id(params): the check's arrays are freed and Python gives their ids to
+    # the next ones, so the cache handed back values of other points, and a correct claim was
+    # 'cannot tell' with derivatives 'as large as 3.5e+03' where they are below 2
+    rng = np.random.default_rng(1)
+    W, x = rng.normal(size=(4, 3)), rng.normal(size=3)
+
+    def loss(W):
+        return float(np.sum(np.tanh(W @ x)))
+
+    def grad(W):
+        return np.outer(1 - np.tanh(W @ x) ** 2, x)
+
+    def by_id(function):
+        cache = {}
+        return lambda W: cache.setdefault(id(W), function(W))
+
+    fun, claim = (by_id(loss), grad) if cached == "fun" else (loss, by_id(grad))
+    result = check_gradient(fun, claim, W)
+    assert result.verdict == "not deterministic", result.report()
+    assert result.nondeterminism.which == cached
+    assert "values changed in place" in result.nondeterminism.when
+    assert check_gradient(loss, grad, W).verdict == "correct"
+
+
 def test_no_warning_of_the_checks_own_arithmetic_reaches_the_caller():
     # overflow and NaN in the references where fun has none; under -W error (pytest's
     # filterwarnings = error) one stopped the check
