@@ -19,7 +19,10 @@ subgradient), False otherwise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 CORRECT = "correct"
 WRONG = "wrong"
@@ -126,9 +129,13 @@ class GradCheckResult:
         return max((g.rel_error for g in self.groups), default=0.0)
 
     def as_dict(self) -> dict:
+        """The result for machines, ready for strict JSON (``json.dumps(..., allow_nan=False)``,
+        which JavaScript, Go and Rust parsers need): NaN and infinite numbers as None (a
+        floor of inf, no error seen to bound, is None), tuples as lists, NumPy scalars as
+        Python numbers."""
         out = asdict(self)
         out["passed"] = self.passed
-        return out
+        return _json_ready(out)
 
     def report(self) -> str:
         head = {
@@ -243,3 +250,15 @@ class GradCheckResult:
             )
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

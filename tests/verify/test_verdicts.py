@@ -1099,12 +1099,23 @@ def test_a_progress_line_on_long_checks(capsys, monkeypatch):
 
 
 def test_every_verdict_in_json_form_and_in_assert_gradients_close():
+    import itertools
     import json
 
     loss, grad, params = mlp(np.float64)
     result = check_gradient(loss, grad, params)
-    as_json = json.loads(json.dumps(result.as_dict(), default=str))
+    as_json = json.loads(json.dumps(result.as_dict(), allow_nan=False))
     assert as_json["verdict"] in VERDICTS and as_json["passed"] is True
+    assert as_json == result.as_dict()  # lists, not tuples: the same after a round trip
+    # strict JSON where the result holds inf and NaN too (JavaScript's JSON.parse, Go's and
+    # Rust's parsers refuse NaN and Infinity): a NaN claim, a 'not deterministic' floor
+    nan_claim = check_gradient(loss, lambda p: {k: v * np.nan for k, v in grad(p).items()},
+                               params)  # fmt: skip
+    calls = itertools.count()  # state kept between calls: 'not deterministic', floor inf
+    noisy = check_gradient(lambda p: loss(p) + 1e-3 * next(calls), grad, params)
+    for other in (nan_claim, noisy):
+        text = json.dumps(other.as_dict(), allow_nan=False)
+        assert json.loads(text)["verdict"] == other.verdict
     assert_gradients_close(loss, grad, params)
     with pytest.raises(AssertionError, match="FAILED: wrong"):
         assert_gradients_close(loss, mutate(grad, "flip", "W1", 0), params)
