@@ -55,6 +55,7 @@ import inspect
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -281,9 +282,13 @@ def _as_float_array(name: str, value) -> np.ndarray:
             f"{array.dtype}; pass it as np.asarray({name}, dtype=np.float64)"
         )
     if not np.issubdtype(array.dtype, np.floating):
+        if isinstance(value, np.ndarray):
+            cast = f"{name}.astype(np.float64)"
+        else:  # a Python int has no astype
+            cast = f"float({name})" if array.ndim == 0 else f"np.asarray({name}, dtype=float)"
         raise TypeError(
             f"parameter {name!r} has dtype {array.dtype}; gradients need floating point: "
-            f"pass it as {name}.astype(np.float64)"
+            f"pass it as {cast}"
         )
     if array.size == 0:
         raise ValueError(f"parameter {name!r} is empty; give at least one value")
@@ -342,6 +347,10 @@ class _Groups:
     """Flattens an array or a dict of arrays into one float64 vector and back."""
 
     def __init__(self, params):
+        if isinstance(params, Mapping) and not isinstance(params, dict):
+            raise TypeError(
+                f"params is a {type(params).__name__}; pass a dict of named arrays: dict(params)"
+            )
         if isinstance(params, dict):
             if not params:
                 raise ValueError("params is an empty dict; give at least one array")
@@ -451,9 +460,11 @@ class _Groups:
                 raise TypeError(f"{what} returned None for parameter {name!r}; return an array")
             v = np.asarray(v)
             if v.dtype == object or not np.issubdtype(v.dtype, np.number):
+                kind = (f"{type(raw).__name__} of dtype {v.dtype}" if isinstance(raw, np.ndarray)
+                        else type(raw).__name__)  # fmt: skip
                 raise TypeError(
-                    f"{what} returned {type(raw).__name__} for parameter {name!r}; return a "
-                    "float array shaped like it"
+                    f"{what} returned {kind} for parameter {name!r}; return a float array "
+                    "shaped like it"
                 )
             if v.shape != shape:
                 raise ValueError(

@@ -312,6 +312,21 @@ def test_no_warning_of_the_checks_own_arithmetic_reaches_the_caller():
             check_gradient(fun, grad, w)
 
 
+def test_bad_params_and_claims_get_the_fix_that_fits_them():
+    import types
+
+    for params, grad, message in (
+        (types.MappingProxyType({"W": np.ones(2)}), np.cos,
+         r"params is a mappingproxy; pass a dict of named arrays: dict\(params\)$"),
+        ({"W": 3}, np.cos, r"pass it as float\(W\)$"),  # an int has no astype
+        ([1, 2], np.cos, r"pass it as np.asarray\(params, dtype=float\)$"),
+        (np.ones(3), lambda p: p > 0, r"grad returned ndarray of dtype bool for parameter"),
+    ):  # fmt: skip
+        with pytest.raises(TypeError, match=message):
+            check_gradient(lambda p: float(np.sum(np.sin(p["W"] if isinstance(p, dict) else p))),
+                           grad, params)  # fmt: skip
+
+
 def test_a_claim_of_nan_is_wrong_and_located():
     def grad(p):
         g = grad_f(p)
