@@ -880,12 +880,10 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
             "machine's speed made (mode='full' or a larger budget makes it on every machine)"
         )
     if f.raised:
-        error = f.first_error
-        text = f"{type(error).__name__}: {str(error)[:80]}" if str(error) else type(error).__name__
         result.notes.append(
-            f"fun raised {text} at {f.raised} of the {f.calls} points the check chose near "
-            f"params: taken as points outside its domain, where it has no value (as np.log's "
-            "NaN says)"
+            f"fun raised {_error_text(f.first_error)} at {f.raised} of the {f.calls} points "
+            "the check chose near params: taken as points outside its domain, where it has no "
+            "value (as np.log's NaN says)"
         )
     if not generic_fun:
         result.notes.append(
@@ -921,12 +919,10 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
         return _nondeterministic(_claim, d, "its first call (at other params) and a later one "
                                  "there", started)  # fmt: skip
     if elsewhere_errors:
-        error = elsewhere_errors[0]
-        text = f"{type(error).__name__}: {str(error)[:80]}" if str(error) else type(error).__name__
         result.notes.append(
-            f"{_claim} raised {text} at other params (each element moved by 1e-3 of itself), "
-            "where it is called first: a result kept from its first call (a cache keyed by "
-            "shape) was not looked for"
+            f"{_claim} raised {_error_text(elsewhere_errors[0])} at other params (each "
+            "element moved by 1e-3 of itself), where it is called first: a result kept from "
+            "its first call (a cache keyed by shape) was not looked for"
         )
     result.evaluations = f.calls
     result.seconds = time.perf_counter() - started
@@ -977,6 +973,11 @@ def _written(groups, params) -> bool:
     arrays = [params[k] for k in groups.names] if groups.is_dict else [params]
     now = np.concatenate([np.asarray(a).astype(np.float64).ravel() for a in arrays])
     return not np.array_equal(now, groups.x)
+
+
+def _error_text(error: Exception) -> str:
+    """An exception in a note: its type, and its message's first 80 characters if it has one."""
+    return f"{type(error).__name__}: {str(error)[:80]}" if str(error) else type(error).__name__
 
 
 def _elsewhere(x):
