@@ -304,6 +304,7 @@ def _as_float_array(name: str, value) -> np.ndarray:
 CACHE_LINE = 64  # bytes: the alignment of a copy's first element within one is the caller's
 LAYOUT_SPAN = 64 * 2**20  # bytes: a view spanning more is copied in its memory order alone
 KEEP_ALIVE = 256 * 2**20  # bytes of the check's own params kept alive to its end (_Groups)
+ARRAY_OVERHEAD = 128  # bytes of an ndarray's object beside its data, about
 
 
 def _empty_laid_out_as(array: np.ndarray, dtype=None) -> np.ndarray:
@@ -430,7 +431,7 @@ class _Groups:
             np.copyto(out, part, casting="unsafe")
             parts.append(out)
         built = dict(zip(self.names, parts, strict=True)) if self.is_dict else parts[0]
-        size = sum(part.nbytes for part in parts)
+        size = sum(part.nbytes + ARRAY_OVERHEAD for part in parts)  # (tiny arrays count too)
         if self._alive_bytes + size <= KEEP_ALIVE:
             self._alive.append(built)
             self._alive_bytes += size
