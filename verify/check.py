@@ -45,6 +45,9 @@ How it decides (derived, nothing guessed):
   smaller steps. A probe along which the function has kinks is split down to smooth parts and
   single elements, each held as the full Jacobian holds it; where several kinks meet in one
   element, the derivatives at points nearby (their mixtures) decide (:func:`_at_kink`).
+  A function that rises steeply within less than every step (a jump at those steps) is looked
+  at by decades down to its ulps: refined from the largest step at which it is smooth, or,
+  smooth at none, not judged there (``steep`` in _full, _smooth_scale).
 """
 
 from __future__ import annotations
@@ -1110,7 +1113,9 @@ def _scaled(g, scale):
 
 
 def assert_gradients_close(fun, grad, params, **options) -> GradCheckResult:
-    """pytest helper: raise AssertionError with the full report unless the check passes."""
+    """pytest helper: raise AssertionError with the full report unless the check passes (the
+    failure shown at the caller's line: pytest hides this frame)."""
+    __tracebackhide__ = True
     result = check_gradient(fun, grad, params, **options)
     if not result.passed:
         raise AssertionError(result.report())
@@ -1538,10 +1543,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                                         float(evaluated[low][1][i, j]), False, None, False,
                                         reach.claim.dtype))  # fmt: skip
 
-    def refine(j):
+    def refine(j, step=None, level=None):
         e = np.zeros(n)
         e[j] = 1.0
-        d = R.refine(f, x, e, noise, steps[j], fit=not generic)
+        d = R.refine(f, x, e, noise if level is None else level,
+                     steps[j] if step is None else step, fit=not generic)  # fmt: skip
         refined[j] = True
         if j in cs_values:
             cs = cs_values[j]
@@ -1569,6 +1575,28 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # the first estimate's two steps can agree by accident (both straddling a kink, so
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
+
+    def steep(j):
+        """An element whose claim is off a reference that fun's own values refute: fun rises
+        across x by more than the reference's slope explains over the distance (a jump as
+        _say_jumps looks for it). tanh(1e13 (w - 0.3)) at 0.3: central differences at steps of
+        1e-9 and wider see only its two plateaus, 10 +- 35 where the derivative is 1e13, and a
+        right claim was `wrong`. Refined from the largest step at which fun is smooth there
+        (references.smooth_step); where it is smooth at none, down to its ulps, it jumps at x
+        and has no derivative there: no reference (the claim is not judged, and the note of
+        _say_jumps says why). True where either was found (no kink to look for at wider steps)."""
+        e = np.zeros(n)
+        e[j] = 1.0
+        found = _smooth_scale(f, x, e, noise, float(np.nanmax(np.abs(J_ref[:, j]), initial=0.0)))
+        if found is None:
+            return False
+        step, level = found
+        if step is None:
+            J_err[:, j] = np.inf
+            trusted[:, j] = False
+            return True
+        refine(j, step, level)
+        return True
 
     def widen(j):
         """An element of a group whose every derivative lies below its reference's accuracy:
@@ -1901,12 +1929,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             break
         first_error = J_err[:, j].copy()
         refine(j)
+        resteeped = (column_bad(j) or jumps[j]) and steep(j)
         # a smooth point within a step of a kink (a margin 1e-9 away): the decades of steps
         # that straddle it disagree with the smaller ones, so refining raised the error bound,
         # and only one-sided differences resolve it (in float64 precision; in float32 they
         # are hopeless)
         straddled = generic and np.any(J_err[:, j] > STRADDLED * first_error)
-        if jumps[j] or kinked[j] or column_bad(j) or (straddled and column_unresolved(j)):
+        if not resteeped and (jumps[j] or kinked[j] or column_bad(j)
+                              or (straddled and column_unresolved(j))):  # fmt: skip
             one_sided(j)
         if low is not None and column_bad(j):
             within_rounding(j)
@@ -2245,6 +2275,65 @@ def _say_jumps(f, x, groups, J_ref, J_err, kink_mask, notes) -> None:
         "steeply within the nearest): then it is not differentiable there, and there is no "
         "derivative to check (round, floor or a comparison of params?)"
     )
+
+
+def _smooth_scale(f, x, v, noise, slope):
+    """Where fun rises across x along v by more than ``slope`` (the reference's value along v)
+    explains over the distance, as a jump (references.jump) at every step down to 1e-9 of x:
+    (the largest step at which it is smooth there, the rounding at that step), or (None, None)
+    where it is smooth at none down to its ulps (it jumps at x); None where no such rise is
+    seen. The rounding: the noise measured at x is no measure of it, as fun's steep rise moves
+    the points a few hundred ulps apart off any parabola (0.1 for a tanh of about 1): see
+    _level_at."""
+    seen = R.jump(f, x, v)
+    if seen is None:
+        return None
+    size, nearest, _ = seen
+    # (the reference's value, not its error bound: 4e7 +- 1.6e8 from steps that only see
+    # the plateaus bounds nothing)
+    if slope * nearest >= JUMP_EXPLAINED * size:
+        return None
+    step = R.smooth_step(f, x, v, nearest / 20 / float(np.abs(v).max()))
+    if step is None:
+        return None, None
+    return step, _level_at(f, x, v, noise, step)
+
+
+def _smooth_scale_within(f, x, v, noise, claimed):
+    """_smooth_scale for a direction v along which fun's steep rises can cancel (two elements
+    each across a tanh(1e13 (w - 0.3)), moved in opposite directions: the difference across x
+    is 0 at every step that only sees the plateaus, while the derivative along v is 2e12):
+    looked for along the JUMP_LOOKS elements that weigh most in the claim along v (``claimed``,
+    the claim's gradient); the smallest of their smooth steps along v, or (None, None) where
+    one of them jumps, None where none rises so."""
+    weight = np.abs(claimed * v)
+    steps = []
+    for j in np.argsort(-weight)[:JUMP_LOOKS]:
+        if not weight[j] > 0:
+            break
+        e = np.zeros(x.size)
+        e[j] = 1.0
+        found = _smooth_scale(f, x, e, noise, 0.0)
+        if found is not None and found[0] is None:
+            return None, None
+        if found is not None:
+            steps.append(found[0] / abs(float(v[j])))
+    if not steps:
+        return None
+    step = min(steps)
+    return step, _level_at(f, x, v, noise, step)
+
+
+def _level_at(f, x, v, noise, step):
+    """The rounding of differences along v at ``step`` where fun rises steeply (_smooth_scale):
+    the differences' own scatter at smaller steps (off a curve in the step: their shape too,
+    less at the smaller), at most the noise measured at x, at least one rounding of the values
+    there."""
+    level = noise
+    for smaller in (step / 10, step / 100):
+        scatter, _ = R.step_scatter(f, x, v, smaller)
+        level = np.minimum(level, np.where(np.isfinite(scatter), scatter * smaller, np.inf))
+    return np.maximum(level, R.rounding(f, x, v, step))
 
 
 def _self_spread(f, x, v, cs, pairs) -> np.ndarray | None:
@@ -3264,7 +3353,21 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             elif float(d.error[0]) < ref_err or cs is not None:
                 ref, ref_err = float(d.value[0]), float(d.error[0])
             verdicts = judge(ref, ref_err)
-            if not all(ok for *_, ok, _ in verdicts):
+            # fun rising steeply along v, below every step taken (as the full Jacobian's steep)
+            found = None if all(ok for *_, ok, _ in verdicts) else _smooth_scale(
+                s, x, v, s_noise, abs(ref))
+            if found is None and not all(ok for *_, ok, _ in verdicts) and np.count_nonzero(v) > 1:
+                found = _smooth_scale_within(s, x, v, s_noise, evaluated[0][1])
+            if found is not None:
+                step, level = found
+                ref_err = np.inf
+                if step is not None:
+                    d = R.refine(s, x, v, level, step, correction, fit=not generic)
+                    ref, ref_err = float(d.value[0]), float(d.error[0])
+                    if cs is not None and abs(float(cs.value[0]) - ref) <= SAFETY * ref_err:
+                        ref, ref_err = float(cs.value[0]), float(_confirmed(cs, d)[0])
+                verdicts = judge(ref, ref_err)
+            elif not all(ok for *_, ok, _ in verdicts):
                 left, right = R.one_sided(s, x, v, s0, s_noise, h)
                 lv, rv = float(left.value[0]), float(right.value[0])
                 slack = SAFETY * max(float(left.error[0]), float(right.error[0]))
@@ -3583,7 +3686,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         "central differences" + (", refined by least-squares fits" if state["fitted"] else ""))
     if not generic:
         method += ", in the function's own precision"
+    mode = f"{n_done} directional probe" + ("" if n_done == 1 else "s")
     return GradCheckResult(
-        verdict, f"{n_done} directional probes", method, group_reports, probes=reports,
-        kinks=kinks_found, notes=notes, floor=floor,
+        verdict, mode, method, group_reports, probes=reports, kinks=kinks_found, notes=notes,
+        floor=floor,
     )  # fmt: skip

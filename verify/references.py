@@ -237,6 +237,53 @@ def jump(f: Evaluator, x, v) -> tuple[float, float, float] | None:
     return float(gap[kept].max()), apart[-1], apart[0]
 
 
+# A function that rises steeply across x (tanh(1e13 (w - 0.3))) looks like a jump at every
+# step jump() takes; at smaller steps its differences across x shrink with the step. The largest
+# step at which they do, each within SMOOTH_SHARE of its value times the steps' ratio, is where
+# differences can resolve its derivative; there is none where fun jumps at x down to its ulps.
+SMOOTH_SHARE = 0.25
+SMOOTH_DECADES = 12  # decades below the jump's nearest points looked at, at most
+
+
+def smooth_step(f: Evaluator, x, v, h: float) -> float | None:
+    """The largest step along v, from h down by decades, at which fun is smooth across x (its
+    difference across x a tenth of the step's ten times larger: SMOOTH_SHARE), None where the
+    points coincide or the differences sink into rounding first."""
+    previous = None
+    for _ in range(SMOOTH_DECADES):
+        plus, xp = f.at(x + h * v)
+        minus, xm = f.at(x - h * v)
+        apart = float(np.abs(xp - xm).max())
+        if apart == 0.0:
+            return None
+        with np.errstate(all="ignore"):
+            across = plus - minus
+            rounding = max(f.out_eps, EPS) * np.maximum(np.abs(plus), np.abs(minus))
+        if not np.all(np.isfinite(across)):
+            return None
+        if previous is not None:
+            wider, wider_apart, wider_h = previous
+            ratio = wider_apart / apart
+            with np.errstate(all="ignore"):
+                off = np.abs(wider - ratio * across)
+                smooth = off <= SMOOTH_SHARE * np.abs(wider) + 4 * ratio * rounding
+            if np.all(smooth):
+                return wider_h
+            if np.all(np.abs(across) <= JUMP_NOISE * rounding):
+                return None  # rounding alone from here down
+        previous = (across, apart, h)
+        h /= 10.0
+    return None
+
+
+def rounding(f: Evaluator, x, v, h: float) -> np.ndarray:
+    """One rounding, in f's output dtype, of f's values at x +- h v (shape (m,))."""
+    plus, _ = f.at(x + h * v)
+    minus, _ = f.at(x - h * v)
+    with np.errstate(invalid="ignore"):
+        return max(f.out_eps, EPS) * np.maximum(np.abs(plus), np.abs(minus))
+
+
 def typical_size(x: np.ndarray) -> float:
     """The root mean square of x's non-zero coordinates (1 if there are none)."""
     nonzero = np.abs(x)[np.abs(x) > 0]

@@ -121,6 +121,9 @@ def test_probes_find_one_zeroed_element_among_20000(dtype):
     bad = check_gradient(f, zeroed, x)
     assert good.mode.endswith("directional probes") and good.passed
     assert not bad.passed
+    # one probe is one probe (it said "1 directional probes")
+    doubled = check_gradient(f, lambda p: 2 * grad_f(p).astype(dtype), x)
+    assert doubled.mode == "1 directional probe" and doubled.verdict == "wrong"
 
 
 def test_vjp_and_the_adjoint_test():
@@ -165,8 +168,13 @@ def test_scipy_differentiate_as_a_third_reference():
 
 def test_assert_gradients_close_raises_with_the_report():
     assert_gradients_close(f, grad_f, X)
-    with pytest.raises(AssertionError, match="gradient check FAILED"):
+    with pytest.raises(AssertionError, match="gradient check FAILED") as raised:
         assert_gradients_close(f, lambda p: -grad_f(p), X)
+    # pytest shows the failure at the caller's line, not in the helper (an outside audit: the
+    # helper's own frame, its `raise`, was what a failing test printed)
+    hidden = [entry.frame.f_locals.get("__tracebackhide__", False)
+              for entry in raised.traceback]  # fmt: skip
+    assert hidden[-1] is True and not any(hidden[:-1])
 
 
 @pytest.mark.parametrize(
@@ -918,6 +926,41 @@ def test_a_function_that_jumps_at_the_point_is_said_to():
                            lambda w: 1e12 * (1 - np.tanh(1e12 * (w - 0.3)) ** 2),
                            np.array([0.3, 1.0]))  # fmt: skip
     assert not any("jump" in n for n in offset.notes + kink.notes + steep.notes)
+
+
+def test_a_steep_rise_below_every_step_is_resolved_at_smaller_ones():
+    # tanh(k (w - 0.3)) at 0.3: central differences at steps of 1e-9 of w and wider see only
+    # its two plateaus (10 +- 35 where the derivative is 1e13), and a right claim was `wrong`
+    # for k of 1e13 and more (an outside audit), `cannot tell` for 1e10 and 1e12. At the
+    # steps where it is smooth a right claim is `correct` and one 1% off `wrong`, as far as
+    # its own rounding a few dozen ulps away allows; no further, `cannot tell`
+    def case(k, factor, real=False, n=0):
+        def f(w):
+            value = np.sum(np.tanh(k * (w[:3] - 0.3))) + np.sum(np.sin(w[3:]))
+            return float(value) if real else value
+
+        def g(w):
+            out = np.cos(w)
+            out[:3] = factor * k * (1 - np.tanh(k * (w[:3] - 0.3)) ** 2)
+            return out
+
+        w = np.concatenate([[0.3, 0.7, 0.3 + 0.5 / k],
+                            np.random.default_rng(0).normal(size=n)])  # fmt: skip
+        return check_gradient(f, g, w)
+
+    for k, right in ((1e10, "correct"), (1e12, "correct"), (1e13, "cannot tell"),
+                     (1e15, "cannot tell"), (1e16, "cannot tell")):  # fmt: skip
+        for real in (False, True):  # (real: no complex step)
+            result = case(k, 1.0, real)
+            assert result.verdict == right, (k, real, result.report())
+            off = case(k, 1.01, real).verdict
+            assert off == ("wrong" if k <= 1e13 else "cannot tell"), (k, real, off)
+            assert case(k, 2.0, real).verdict in ("wrong", "cannot tell")
+    # beside other parameters, in the full Jacobian and along probes: never `wrong` when right
+    for n in (50, 1500):
+        for k in (1e10, 1e13):
+            assert case(k, 1.0, n=n).verdict != "wrong", (n, k)
+    assert case(1e10, 1.01, n=50).verdict == "wrong"
 
 
 def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
