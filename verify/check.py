@@ -1576,6 +1576,14 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # its error bound is too small): the refined one, held to smaller steps, replaces it
         J_ref[:, j], J_err[:, j] = d.value, np.maximum(d.error, frozen[:, j])
 
+    def beyond_unresolved(j):
+        """Whether some claim lies beyond a reference of column j that cannot be told from 0."""
+        with np.errstate(invalid="ignore"):
+            vague = np.abs(J_ref[:, j]) <= SAFETY * J_err[:, j]
+            return any(bool(np.any(vague & (np.abs(J[:, j]) > np.abs(J_ref[:, j])
+                                            + SAFETY * J_err[:, j])))
+                       for _, J, _, _ in evaluated)  # fmt: skip
+
     def steep(j):
         """An element whose claim is off a reference that fun's own values refute: fun rises
         across x by more than the reference's slope explains over the distance (a jump as
@@ -1588,6 +1596,13 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         e = np.zeros(n)
         e[j] = 1.0
         found = _smooth_scale(f, x, e, noise, float(np.nanmax(np.abs(J_ref[:, j]), initial=0.0)))
+        if found is None and beyond_unresolved(j):
+            # a rise too wide for a jump at references.jump's steps, but narrower than the
+            # first step (tanh(1e5 (w - 0.3)) in float32, its reference 0 +- 28): looked at
+            # from that step down, where the claim lies beyond a reference that resolves nothing
+            step = R.smooth_step(f, x, e, steps[j])
+            if step is not None and step < steps[j]:
+                found = step, _level_at(f, x, e, noise, step)
         if found is None:
             return False
         step, level = found
