@@ -961,6 +961,25 @@ def test_a_steep_rise_below_every_step_is_resolved_at_smaller_ones():
         for k in (1e10, 1e13):
             assert case(k, 1.0, n=n).verdict != "wrong", (n, k)
     assert case(1e10, 1.01, n=50).verdict == "wrong"
+    # code that casts to float32 inside: tanh(1e5 (w - 0.3)) rises over 1e-5 of w, wider than
+    # the jump test's smallest step there and far narrower than the first (3e-3); its reference
+    # was 0 +- 28 and a right claim `wrong`
+    def rise32(k, factor=1.0):
+        k32, c = np.float32(k), np.float32(0.3)
+
+        def f32(w):
+            return np.sum(np.tanh(k32 * (np.asarray(w, np.float32) - c)))
+
+        def g32(w):
+            t = np.tanh(k32 * (np.asarray(w, np.float32) - c))
+            return np.float32(factor) * k32 * (1 - t**2)
+
+        w32 = np.array([0.3, 0.7, 0.3 + 0.5 / k], dtype=np.float32)
+        return check_gradient(f32, g32, w32).verdict
+
+    for k in (1e4, 1e5, 1e6, 1e8):
+        assert rise32(k) != "wrong", k
+    assert rise32(1e4, 2.0) == "wrong"
 
 
 def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
