@@ -982,6 +982,37 @@ def test_a_steep_rise_below_every_step_is_resolved_at_smaller_ones():
     assert rise32(1e4, 2.0) == "wrong"
 
 
+def test_one_large_derivative_does_not_hide_a_float32_claims_errors_in_the_others():
+    # log w at w = 1e-6 beside w of 0.5 to 2: the group's largest derivative, 1e6, allowed
+    # every element 2 float32 ulps of it (0.24), in the float32 claim and in its float64 run,
+    # and a claim 1% off at a derivative of 2 was `correct`. The float64 run of code that shows
+    # no float32 rounding in the group is allowed float64's there
+    def log_sum(w):
+        return np.sum(np.log(w))
+
+    def off(grad):
+        def claim(w):
+            g = grad(w)
+            g[1] = g[1] * 1.01
+            return g
+
+        return claim
+
+    def buffered(w):  # a float32 buffer: float32 rounding in the float64 run too
+        out = np.empty(w.shape, np.float32)
+        out[:] = 1 / w
+        return out.astype(w.dtype)
+
+    for n in (3, 50):
+        w = np.random.default_rng(1).uniform(0.5, 2, size=n).astype(np.float32)
+        w[0] = 1e-6
+        assert check_gradient(log_sum, lambda w: 1 / w, w).verdict == "correct"
+        assert check_gradient(log_sum, off(lambda w: 1 / w), w).verdict == "wrong"
+        # code with float32 constants or buffers keeps the float32 allowance: no false alarm
+        for right in (buffered, lambda w: np.float32(0.1) * 10 / w):
+            assert check_gradient(log_sum, right, w).verdict == "correct"
+
+
 def test_the_checkers_copies_are_laid_out_as_the_callers_arrays():
     from backprop_bench.verify.check import CACHE_LINE, _copy_laid_out_as, _empty_laid_out_as
 
