@@ -258,7 +258,7 @@ def smooth_step(f: Evaluator, x, v, h: float) -> float | None:
             return None
         with np.errstate(all="ignore"):
             across = plus - minus
-            rounding = max(f.out_eps, EPS) * np.maximum(np.abs(plus), np.abs(minus))
+            rounding = _one_rounding(f, plus, minus)
         if not np.all(np.isfinite(across)):
             return None
         if previous is not None:
@@ -281,7 +281,12 @@ def rounding(f: Evaluator, x, v, h: float) -> np.ndarray:
     plus, _ = f.at(x + h * v)
     minus, _ = f.at(x - h * v)
     with np.errstate(invalid="ignore"):
-        return max(f.out_eps, EPS) * np.maximum(np.abs(plus), np.abs(minus))
+        return _one_rounding(f, plus, minus)
+
+
+def _one_rounding(f: Evaluator, plus, minus) -> np.ndarray:
+    """One rounding, in f's output dtype (float64's at least), of the larger of two values."""
+    return max(f.out_eps, EPS) * np.maximum(np.abs(plus), np.abs(minus))
 
 
 def typical_size(x: np.ndarray) -> float:
