@@ -217,6 +217,17 @@ REACH_ULPS = SPREAD_ULPS
 REACH_DIRECTIONS = 8
 REACH_STEP = 0.25
 REACH_SEED = 0
+# A rise far narrower than the reach falls between the points where the derivatives are looked
+# at (arctan(1e13 (w - c)), c rounded to the params' dtype inside the code, at w = c in
+# float32: the float32 derivative 1e13, the float64 one at the float32 point 1e3, and at every
+# point looked at at most 1e8; a right float32 claim was `wrong`). Along one element, where the
+# code runs in float64, the reach is halved toward where fun changes most, down to its ulps
+# (REACH_HALVINGS at most), and the float64 claim taken there: a value off its value at the
+# point by SPIKE times that value, its change to the reach's ends and the jumps seen is such a
+# rise (a smooth derivative changes across the reach about as much as to its ends: x = 1000 +-
+# 0.01 in a variance, whose reach of 2e-3 moves it by as much as itself, is no rise).
+REACH_HALVINGS = 64
+SPIKE = 16.0
 LOW_PRECISION = 1e-10
 # Rounding that is the same at every nearby point escapes the scatter: a sharp softmax's 1 -
 # 1e-8 is 1 in float32 wherever the claim is evaluated, and one rounded mean scatters only
@@ -1252,7 +1263,7 @@ class _Reach:
         self.claim = claims[low][0]
         self.float64 = claims[1] if len(claims) > 1 else None
         self.x, self.seed = x, seed
-        self._cache = {}
+        self._cache, self._spikes = {}, {}
 
     def _points(self):
         """Per direction, the four points x + r, x + r/2, x - r, x - r/2 (drawn as needed, the
@@ -1266,7 +1277,46 @@ class _Reach:
     def jump(self, f, w, noise, u, output, ref, ref_err) -> float:
         """How far the derivative along w jumps within reach, for f's ``output`` (f scalarised
         by the cotangent u: output 0); ref +- ref_err: the reference at the point, where the
-        code does not run in float64."""
+        code does not run in float64. Along one element, at least a narrow rise's (SPIKE)."""
+        seen = self._jump(f, w, noise, u, output, ref, ref_err)
+        if self.float64 is None or np.count_nonzero(w) != 1:
+            return seen
+        return max(seen, self._spike(f, w, u, output, seen))
+
+    def _spike(self, f, w, u, output, seen) -> float:
+        """How far the float64 claim, at the place within reach along w where fun changes
+        most (found by halving the reach, REACH_HALVINGS), is off its value at the point; 0
+        unless SPIKE times beyond that value, its change to the reach's ends and the jumps
+        ``seen``."""
+        j = int(np.flatnonzero(w)[0])
+        key = (id(f), j, output, np.asarray(u, dtype=np.float64).tobytes())
+        if key not in self._spikes:
+            t = float(self.claim.reach[j] / abs(w[j]))
+            lo, hi = -t, t
+            f_lo, x_lo = f.at(self.x + lo * w)
+            f_hi, x_hi = f.at(self.x + hi * w)
+            with np.errstate(all="ignore"):
+                for _ in range(REACH_HALVINGS):
+                    mid = (lo + hi) / 2
+                    f_mid, x_mid = f.at(self.x + mid * w)
+                    if np.array_equal(x_mid, x_lo) or np.array_equal(x_mid, x_hi):
+                        break
+                    if abs(f_mid[output] - f_lo[output]) >= abs(f_hi[output] - f_mid[output]):
+                        hi, f_hi, x_hi = mid, f_mid, x_mid
+                    else:
+                        lo, f_lo, x_lo = mid, f_mid, x_mid
+                claim, build = self.float64
+                at = float(claim.value(u)[0][j])
+                there = float(claim.value(u, build(self.x + (lo + hi) / 2 * w))[0][j])
+                # ... beyond its smooth change, as at the reach's ends
+                ends = max(abs(float(claim.value(u, build(self.x + side * t * w))[0][j]) - at)
+                           for side in (-1.0, 1.0))  # fmt: skip
+                off = abs(there - at)
+            self._spikes[key] = (off, abs(at) + ends)
+        off, beside = self._spikes[key]
+        return off if np.isfinite(off) and off > SPIKE * (beside + seen) else 0.0
+
+    def _jump(self, f, w, noise, u, output, ref, ref_err) -> float:
         if self.float64 is not None:
             key = np.asarray(u, dtype=np.float64).tobytes()
             if key not in self._cache:

@@ -125,3 +125,24 @@ def test_the_report_shows_a_few_elements_within_rounding_and_counts_the_rest():
     assert report.count("kinks within float32 rounding of W1") == ROUNDING_SHOWN
     assert "and 4 more elements or probe parts within float32 rounding" in report
     assert "kink at b1(0,)" in report  # kinks at the point are listed as before
+
+
+@pytest.mark.parametrize("n", [3, 50, 100])
+def test_a_rise_far_narrower_than_the_reach_is_found_within_it(n):
+    # arctan(1e13 (w - c)), c rounded to the params' dtype in the code, at w = c in float32:
+    # the float32 derivative is 1e13, the float64 one at the float32 point (c not rounded) 1e3,
+    # and at every point the reach was looked at at most 1e8: a right float32 claim was `wrong`
+    # with 50 and 100 parameters (an outside audit). Halving the reach toward where fun
+    # changes most finds the rise; an error of the code is still `wrong` (its float64 run)
+    k = 1e13
+    c0 = np.random.default_rng(4).uniform(-1, 1, n)
+
+    def fun(w):
+        return np.sum(np.arctan(k * (w - c0.astype(w.dtype))))
+
+    def grad(w, factor=1.0):
+        return factor * k / (1 + (k * (w - c0.astype(w.dtype))) ** 2)
+
+    w = c0.astype(np.float32)
+    assert check_gradient(fun, grad, w).verdict == CANNOT_TELL
+    assert check_gradient(fun, lambda w: grad(w, 2.0), w).verdict == WRONG
