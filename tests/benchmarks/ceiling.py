@@ -56,8 +56,10 @@ from numba.extending import intrinsic
 CHAINS = 12
 SIGMOID = HIDDEN_ACTIVATIONS.index("sigmoid")
 # per parameter and lane, as _step_lanes and _adam_lanes do them: (operations, divisions,
-# square roots)
-STEP_COUNTS = {"sgd": (1, 0, 0), "momentum": (3, 0, 0), "adam": (10, 3, 1)}
+# square roots). Adam's: the formula's 10 operations, its bias corrections' two quotients by
+# multiply-adds (numba_lanes._quotient, 5 each) and their range checks (11: the instructions of
+# its loop on the Intel Xeon, 31 a vector), one division and a square root
+STEP_COUNTS = {"sgd": (1, 0, 0), "momentum": (3, 0, 0), "adam": (31, 1, 1)}
 # division_cost's loop: CHAINS chains of MIXED_FMAS multiply-adds beside MIXED_DIVISIONS chains
 # of one division each, per iteration (15 accumulators and the operand: no register spills on
 # a core with 16 vector registers)

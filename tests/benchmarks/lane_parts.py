@@ -58,7 +58,7 @@ def _checks(n, Z, A, Y, last, max_error, correct, lower, w):
 @numba.njit
 def _step(n, P, G, lr, K, w):
     for epoch in range(n):
-        L._step_lanes(P, G, G, G, lr, epoch + 1, L.SGD, K, w)
+        L._step_lanes(P, G, G, G, lr, epoch + 1, L.SGD, K, w, lr[:0])
 
 
 @numba.njit
@@ -91,7 +91,7 @@ def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, 
             L._backward_lanes(old, X, Y, layers, layout, act, 0, Z[c], A[c], D[c], new, norm2,
                               w, K, new, new, lr, step)  # fmt: skip
             if step < 0:
-                L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w)
+                L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w, lr[:0])
 
 
 @numba.njit
@@ -120,7 +120,7 @@ def _whole_epochs(spec, X, Y, dtype, sizes, rng, repeats=5, epochs=50):
     """Microseconds per net-epoch of whole epochs by chunk size (see the module's docstring)."""
     layers, _, act = _codes(spec)
     nets = max(sizes)
-    K = np.zeros(9, dtype)
+    K = np.zeros(12, dtype)
     K[0], K[1], K[2] = 1.0, 0.01, 1.0 / X.shape[0]
     activate = activation_function(dtype.itemsize)
     runs = {}
@@ -169,7 +169,7 @@ def main(argv=None) -> None:
     layout, *arrays = _chunks(spec, X, dtype, chunk, 1, rng)
     P, G, Z, A, D = (array[0] for array in arrays)
     extent = P.shape[1]
-    K = np.zeros(9, dtype)
+    K = np.zeros(12, dtype)
     K[0], K[1], K[2] = 1.0, 0.01, 1.0 / args.samples
     lanes = np.zeros(extent, dtype)
     f64 = np.zeros(extent)

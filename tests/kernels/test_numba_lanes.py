@@ -311,7 +311,7 @@ def test_the_backward_pass_that_steps_is_the_backward_pass_then_the_step(dtype, 
     M = np.zeros_like(P)
     M[rows_of] = rng.normal(scale=0.1, size=(spec.n_params, chunk))
     lr = (10.0 ** rng.uniform(-2, 1, size=chunk)).astype(dtype)
-    K = np.array([1.0, 0.01, 1.0 / n_samples, 0.9, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
+    K = np.array([1.0, 0.01, 1.0 / n_samples, 0.9, 0.9, 0.999, 1e-8] + [0.0] * 5, dtype)
     step = tiles.STEP_SGD if opt == "sgd" else tiles.STEP_MOMENTUM
     rows = tiles.unit_rows(max(layers[1:]), chunk, itemsize)
     for w in (16, 32):
@@ -323,7 +323,7 @@ def test_the_backward_pass_that_steps_is_the_backward_pass_then_the_step(dtype, 
                               -1)  # fmt: skip
         stepped, m = P.copy(), M.copy()
         lanes._step_lanes(stepped, G, m, m, lr, 1, lanes.SGD if opt == "sgd" else lanes.MOMENTUM,
-                          K, w)  # fmt: skip
+                          K, w, lr[:0])  # fmt: skip
         P2, M2, before = np.full_like(P, np.nan), M.copy(), P.copy()
         norm2_2 = np.zeros(chunk, dtype)
         lanes._backward_lanes(P, X, Y, codes, layout, act, 0, Z, A, D, np.zeros_like(P), norm2_2,
@@ -392,3 +392,110 @@ def test_the_lane_loops_run_without_reference_counts():
                if f.targetoptions.get("_nrt", True)]  # fmt: skip
     assert not counted
     assert lanes.train_kernel.targetoptions.get("_nrt", True)
+
+
+@numba.njit  # not cached: numba would keep the _quotient it inlined when that file changes
+def _quotients(a, b, out):
+    y = b.dtype.type(1.0) / b[0]
+    for i in range(a.size):
+        out[i] = lanes._quotient(a[i], b[0], y)
+
+
+UINT = {np.float64: np.uint64, np.float32: np.uint32}
+
+
+def _near_midpoints(p, n, rng):
+    """n pairs of p-bit integers (A, B) whose quotient lies within 3 / (B 2^t) of a midpoint M /
+    2^t between two p-bit numbers: A 2^t = B M + e for e of 1 or 3 either way (M = -e / B
+    modulo 2^t), the hardest quotients to round."""
+    pairs = []
+    while len(pairs) < n:
+        B, e = int(rng.integers(2 ** (p - 1), 2**p)) | 1, int(rng.choice([-3, -1, 1, 3]))
+        for t in (p, p + 1):
+            M = (-e * pow(B, -1, 2**t)) % 2**t + (2**p if t == p else 0)
+            A, rest = divmod(B * M + e, 2**t)
+            if 2**p <= M < 2 ** (p + 1) and not rest and 2 ** (p - 1) <= A < 2**p:
+                pairs.append((A, B))
+    return np.array(pairs, dtype=np.float64).T
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_quotient_by_multiply_adds_is_the_division_to_the_bit(dtype):
+    """_quotient against IEEE division (NumPy's), over its whole stated range: numerators of
+    every size from tiny to huge and both signs, zeros of both signs, and divisors from least
+    to 1 (1 - beta^t for betas of 0.5 to 1 - 1e-7 and t up to 10^5, powers of 2, uniform);
+    in float32 also every significand of the numerator for a few divisors; and quotients
+    within a few units of 2^-2p of a midpoint between two floats (_near_midpoints), scaled to
+    the range's ends."""
+    tiny, huge, least = lanes.QUOTIENT64 if dtype == np.float64 else lanes.QUOTIENT32
+    rng = np.random.default_rng(7)
+    top, bottom = np.log2(huge), np.log2(tiny)
+    divisors = [1.0, least, 0.1, 1 - 0.999, 0.75, 0.5]
+    divisors += list(rng.uniform(least, 1.0, 6))
+    betas, powers = 1 - 10.0 ** -rng.uniform(0.3, 7, 12), rng.integers(1, 100_000, 12)
+    divisors += [1 - float(dtype(b)) ** t for b, t in zip(betas, powers, strict=True)]
+    divisors += list(2.0 ** -rng.uniform(0, -np.log2(least), 6))
+    sizes = 2.0 ** rng.uniform(bottom, top, 200_000)
+    a = (sizes * rng.choice([-1.0, 1.0], sizes.size)).astype(dtype)
+    a = np.concatenate([a, np.array([0.0, -0.0, tiny, -tiny, huge, -huge, 1.0], dtype)])
+    if dtype == np.float32:
+        every = (np.arange(2**23, 2**24) * 2.0**-23).astype(dtype)
+        a = np.concatenate([a, every, every * dtype(2.0**-60), -every * dtype(2.0**90)])
+    out = np.empty_like(a)
+    for b in divisors:
+        b = np.array([b], dtype)
+        if not least <= b[0] <= 1:
+            continue
+        _quotients(a, b, out)
+        np.testing.assert_array_equal(out.view(UINT[dtype]), (a / b[0]).view(UINT[dtype]),
+                                      err_msg=f"divisor {b[0]!r}")  # fmt: skip
+    p = np.finfo(dtype).nmant + 1
+    A, B = _near_midpoints(p, 2_000, rng)
+    for a_scale, b_scale in ((2.0 ** (1 - p), 2.0**-p), (tiny, least), (huge / 2, 2.0**-p)):
+        a, b = (A * a_scale).astype(dtype), (B * b_scale).astype(dtype)
+        for i in range(0, A.size, 97):
+            _quotients(a, b[i : i + 1], out[: a.size])
+            np.testing.assert_array_equal(out[: a.size].view(UINT[dtype]),
+                                          (a / b[i]).view(UINT[dtype]))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adams_lane_step_is_the_plain_formula_to_the_bit(dtype):
+    """_step_lanes' Adam (the corrections by _quotient, rows outside its range by division)
+    against p -= lr (m / c1) / (sqrt(v / c2) + eps) in NumPy, step by step: gradients of
+    ordinary size, rows whose gradients are 0, rows whose moments fall below _quotient's range
+    (gradients of 1e-150 in float64, 1e-12 in float32: v's squares below it, m's not), tiny,
+    huge and NaN ones, ones whose squares overflow, and betas whose first corrections lie
+    below its least divisor."""
+    rng = np.random.default_rng(3)
+    rows, w = 9, 64
+    tiny = {np.float64: 1e-150, np.float32: 1e-12}[dtype]
+    for beta1, beta2 in ((0.9, 0.999), (0.5, 1 - 1e-9), (0.0, 0.0)):
+        P = rng.normal(size=(rows, w)).astype(dtype)
+        P[0, :3] = [0.0, -0.0, 1e-30]
+        M, V = np.zeros_like(P), np.zeros_like(P)
+        P_ref, M_ref, V_ref = P.copy(), M.copy(), V.copy()
+        lr = rng.uniform(0.001, 0.5, w).astype(dtype)
+        K = np.array([1.0, 0.01, 1.0, 0.9, beta1, beta2, 1e-8] + [0.0] * 5, dtype)
+        S = np.empty(w, dtype)
+        for step in range(1, 40):
+            G = rng.normal(size=(rows, w)).astype(dtype)
+            G[1] = 0.0
+            G[2] *= dtype(tiny)
+            G[3, : w // 2] *= dtype(tiny)
+            G[4] *= dtype(1e-30 if dtype == np.float64 else 1e-3)
+            G[5, 0] = np.nan if step == 20 else G[5, 0]
+            G[6] *= dtype(1e100 if dtype == np.float64 else 1e15)
+            G[7] = -0.0
+            G[8] *= dtype(1e200 if dtype == np.float64 else 1e25)  # v overflows, m does not
+            lanes._step_lanes(P, G, M, V, lr, step, lanes.ADAM, K, w, S)
+            one = dtype(1.0)
+            c1, c2 = K[7], K[8]  # the kernel's corrections (numba's integer power)
+            b1, b2, eps = dtype(beta1), dtype(beta2), dtype(1e-8)
+            with np.errstate(all="ignore"):
+                M_ref = b1 * M_ref + (one - b1) * G
+                V_ref = b2 * V_ref + (one - b2) * G * G
+                P_ref = P_ref - lr * (M_ref / c1) / (np.sqrt(V_ref / c2) + eps)
+            for mine, plain in ((P, P_ref), (M, M_ref), (V, V_ref)):
+                np.testing.assert_array_equal(mine.view(UINT[dtype]), plain.view(UINT[dtype]),
+                                              err_msg=f"betas {beta1}, {beta2}, step {step}")

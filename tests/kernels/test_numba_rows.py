@@ -115,9 +115,10 @@ def test_sums_step_is_sums_and_squares_then_the_step(dtype, n, nj, w, chunk, opt
     plain = start(dtype, chunk)
     sums_and_squares(g.reshape(-1), *geometry, plain, w)
     stepped, m_plain = p.copy(), m.copy()
-    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
-    lanes._step_lanes(stepped[1 : nj + 1], g[1 : nj + 1], m_plain[1 : nj + 1], m_plain[1 : nj + 1],
-                      lr, 1, lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w)  # fmt: skip
+    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8] + [0.0] * 5, dtype)
+    body = slice(1, nj + 1)
+    lanes._step_lanes(stepped[body], g[body], m_plain[body], m_plain[body], lr, 1,
+                      lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w, lr[:0])  # fmt: skip
     bits = f"u{total.itemsize}"
     np.testing.assert_array_equal(out[1 : nj + 1, :w].view(bits),
                                   stepped[1 : nj + 1, :w].view(bits))  # fmt: skip

@@ -265,9 +265,9 @@ def test_step_into_is_the_gradient_its_squares_and_the_step(dtype, nq, nr, n, sh
     add_squares(norm_plain, g.reshape(-1), 0, chunk, nq * nr, w)
     rows = (np.arange(nq)[:, None] * stride + np.arange(nr)[None, :]).reshape(-1)
     stepped, m_plain = p[rows].copy(), m[rows].copy()
-    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8, 0.0, 0.0], dtype)
+    K = np.array([1.0, 0.01, 1.0, momentum, 0.9, 0.999, 1e-8] + [0.0] * 5, dtype)
     lanes._step_lanes(stepped, g, m_plain, m_plain, lr, 1,
-                      lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w)  # fmt: skip
+                      lanes.SGD if opt == STEP_SGD else lanes.MOMENTUM, K, w, lr[:0])  # fmt: skip
     np.testing.assert_array_equal(_bits(out[rows, :w]), _bits(stepped[:, :w]))
     np.testing.assert_array_equal(_bits(norm_tiles), _bits(norm_plain))
     if opt == STEP_MOMENTUM:
