@@ -96,6 +96,7 @@ MAX_PROBES = 10_000  # each a few evaluations of fun and the claim (10**9 ran fo
 # tell with the machine's load, and nets of 1,000-4,000 parameters between the full Jacobian
 # and probes)
 FULL_PARAMS = 1000  # the full Jacobian for up to this many parameters, directional probes above
+PROBE_EVALS = 8  # evaluations of fun along a smooth probe, about (7.4 measured over 14 probes)
 # re-examining suspects may spend this many function evaluations per parameter after the first
 # pass (about 4 per parameter), and refining unresolved elements this many: a net of 1,000
 # float32 parameters refines a few hundred of its elements with least-squares fits ...
@@ -704,9 +705,15 @@ def check_vjp(
     vjp      : (params, u) -> structure like params, for u shaped like fun's output
     jvp      : optional (params, v) -> array shaped like fun's output, for the adjoint test
     budget   : seconds, a guard for slow functions: a full Jacobian that would take longer is
-               replaced by probes, and refinement stops after it (each with a note); checks of
-               fast functions never reach it, so their verdicts do not depend on the machine
+               replaced by probes where they take less time (above some 30 parameters), and
+               refinement stops after it (each with a note); checks of fast functions never
+               reach it, so their verdicts do not depend on the machine. It does not bound the
+               probes themselves: a check of a slow function takes what its probes take
     mode     : "full" or "probes" to force one; None: full up to FULL_PARAMS parameters
+    probes   : random directions (each element +-1) of a check by probes; 1 + log2(n) more
+               are always added (all ones, and the bit patterns of the elements' indices: a
+               swap of two elements cancels in half the random ones), and a few for each
+               group far smaller than the largest
     rng_seed : if given, fun and vjp are called with rng=np.random.default_rng(rng_seed)
     progress : print a progress line to stderr on long checks (None: after PROGRESS_AFTER s)
     """
@@ -875,11 +882,16 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
 
     n = x.size
     full_cost = n * (5 if complex_ok else 4) * t_eval
+    # the probes' evaluations, about: PROBE_EVALS along each direction (_count_directions,
+    # without the small groups' own); fewer than the full Jacobian's only above some 30 elements
+    probe_cost = (probes + 1 + max(int(np.ceil(np.log2(n))), 1)) * PROBE_EVALS * t_eval
     guarded = False
     if mode is None:
-        # by the problem's size alone; the time of one call only guards against slow functions
+        # by the problem's size alone; the time of one call only guards against slow functions,
+        # and only where probes take less time (20 elements at 0.02 s a call: the full
+        # Jacobian 2 s, its 14 probes 2.6 s)
         mode = "full" if n <= FULL_PARAMS and n * m <= FULL_MAX_ENTRIES else "probes"
-        guarded = mode == "full" and full_cost > budget
+        guarded = mode == "full" and full_cost > budget and probe_cost < full_cost
         mode = "probes" if guarded else mode
     if mode == "full":
         result = _full(groups, f, claims, x, f0, noise, m, out_shape, generic_fun, complex_ok,
