@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import itertools
 import sys
 import time
 import warnings
@@ -360,6 +361,18 @@ def _copy_laid_out_as(array: np.ndarray) -> np.ndarray:
     return out
 
 
+def _overlap(a, b) -> bool:
+    """Whether two of the caller's values are one array or views of one buffer."""
+    if a is b:
+        return True
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True
+
+
 class _Groups:
     """Flattens an array or a dict of arrays into one float64 vector and back."""
 
@@ -379,6 +392,14 @@ class _Groups:
             arrays = [_as_float_array("params", params)]
             self.is_dict = False
         self._arrays = arrays
+        # tied weights, one array under two names: each name is moved alone below (fun gets
+        # copies), so each claim is fun's derivative by that name alone; said in a note
+        self.tied = []
+        if self.is_dict:
+            mine = [params[k] for k in self.names]
+            for i, j in itertools.combinations(range(len(mine)), 2):
+                if _overlap(mine[i], mine[j]):
+                    self.tied.append((self.names[i], self.names[j]))
         self._originals = [_copy_laid_out_as(a) for a in arrays]
         # every structure build hands to fun and the claim, alive to the end of the check (up
         # to KEEP_ALIVE bytes): Python gives a freed array's id to the next one, and a cache
@@ -905,6 +926,13 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
             f"one call takes {t_eval:.2g} s, so the full Jacobian would take about "
             f"{full_cost:.2g} s, over budget={budget:g}: probes were used instead, a choice this "
             "machine's speed made (mode='full' or a larger budget makes it on every machine)"
+        )
+    for first, second in groups.tied:
+        result.notes.append(
+            f"params {first!r} and {second!r} are one array (tied weights?): each name was "
+            "checked as a parameter of its own, moved alone, so its claim is fun's derivative "
+            "by that name alone, not their sum (for the sum, pass the array once and let fun "
+            "use it twice)"
         )
     if f.raised:
         result.notes.append(

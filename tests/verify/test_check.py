@@ -1111,3 +1111,30 @@ def test_a_group_without_references_reads_not_judged_and_no_floor():
     report = result.report()
     assert result.verdict == "cannot tell" and "-> not judged" in report and "-> ok" not in report
     assert "detection floor: none (no error of any size" in report
+
+
+def test_tied_weights_are_named_in_a_note():
+    """One array under two names is checked as two parameters, each moved alone (the per-name
+    derivative passes, the summed one a training step uses does not): a note says so, where
+    there was none (from an audit of the API), and copies or other arrays get none."""
+    W, x = np.array([[0.3, -0.2], [0.1, 0.5]]), np.array([1.0, 2.0])
+
+    def fun(p):
+        return float(np.sum(np.tanh(p["enc"] @ x) * (p["dec"] @ x)))
+
+    def per_name(p):
+        a, b = p["enc"] @ x, p["dec"] @ x
+        return {"enc": np.outer((1 - np.tanh(a) ** 2) * b, x), "dec": np.outer(np.tanh(a), x)}
+
+    def summed(p):
+        g = per_name(p)
+        return {"enc": g["enc"] + g["dec"], "dec": g["enc"] + g["dec"]}
+
+    def tied_note(result):
+        return [n for n in result.notes if "'enc' and 'dec' are one array" in n]
+
+    assert check_gradient(fun, per_name, {"enc": W, "dec": W}).verdict == "correct"
+    result = check_gradient(fun, summed, {"enc": W, "dec": W})
+    assert result.verdict == "wrong" and len(tied_note(result)) == 1
+    assert len(tied_note(check_gradient(fun, per_name, {"enc": W, "dec": W[:, ::1]}))) == 1
+    assert not tied_note(check_gradient(fun, per_name, {"enc": W, "dec": W.copy()}))
