@@ -489,6 +489,11 @@ class _Groups:
                 f"{what} returned None; it must return an array shaped like params (a missing "
                 "return statement?)"
             )
+        if isinstance(value, tuple) and self.is_dict and len(value) == len(self.names):
+            raise TypeError(
+                f"{what} returned a tuple of {len(value)} for params of {len(self.names)} "
+                f"names; return a dict with params' names ({', '.join(map(repr, self.names))})"
+            )
         if isinstance(value, tuple):
             raise TypeError(
                 f"{what} returned a tuple of {len(value)}; return only the gradient, shaped "

@@ -1165,6 +1165,10 @@ def test_bad_input_is_one_line_naming_the_fix(fun, grad, params, error, message)
     "fun, grad, params, error, message",
     [
         (f, lambda p: (np.cos(p), f(p)), np.ones(3), TypeError, r"a \(gradient, loss\) pair"),
+        # a tuple of as many grads as params' names: not a (gradient, loss) pair (an audit)
+        (lambda p: f(p["a"]) + f(p["b"]), lambda p: (np.cos(p["a"]), np.cos(p["b"])),
+         {"a": np.ones(3), "b": np.ones(2)}, TypeError,
+         r"return a dict with params' names \('a', 'b'\)"),
         (lambda p: f(p[0]), np.cos, (np.ones(3), np.ones(2)), TypeError, "pass a dict of named"),
         (f, np.cos, np.array([True, False]), TypeError, "dtype bool; pass it as np.asarray"),
         (f, np.cos, np.array([0.5, 1.0], dtype=object), TypeError, "dtype object"),
