@@ -741,6 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gradcheck(subparsers)
     _add_vanishing(subparsers)
     _add_live(subparsers)
+    for sub in subparsers.choices.values():
+        sub.set_defaults(help_of=sub.prog)  # "backprop-bench train": where its help is
     return parser
 
 
@@ -754,7 +756,12 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_interrupt():
         try:
             argv = sys.argv[1:] if argv is None else list(argv)
-            args = parser.parse_args(_join_negative_values(argv, _valued_options(parser)))
+            args, extras = parser.parse_known_args(
+                _join_negative_values(argv, _valued_options(parser))
+            )
+            if extras:  # named by the command's own help, as its other errors are
+                where = getattr(args, "help_of", PROG)
+                raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see {where} --help)")
             args.argv = argv
             if not hasattr(args, "command"):
                 commands = "train, sweep, report, gradcheck, vanishing or live"

@@ -279,3 +279,16 @@ def test_a_folder_that_refuses_new_files_is_named_not_the_temporary_file(tmp_pat
     with pytest.raises(OSError) as error, atomic.replacing_together([tmp_path / "a.json"]):
         pass
     assert error.value.filename == str(tmp_path / "a.json")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "report", "gradcheck", "vanishing", "live"])
+def test_an_unknown_flag_points_to_its_commands_help(capsys, command):
+    """As a bad value of a known flag does: 'gradcheck --bogus' pointed at the top-level help,
+    'gradcheck --json=1' at gradcheck's (from an audit)."""
+    code, _, err = run(capsys, command, "--bogus", "1")
+    assert code == 2
+    line = one_line(err)  # (report takes the 1 as its folder)
+    assert "unrecognized arguments: --bogus" in line
+    assert line.endswith(f"(see backprop-bench {command} --help)")
+    code, _, err = run(capsys, "--bogus")
+    assert code == 2 and one_line(err).endswith("(see backprop-bench --help)")
