@@ -412,7 +412,8 @@ class _Groups:
         self.dtypes = [a.dtype for a in arrays]
         self.offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(int)
         self.x = np.concatenate([a.astype(np.float64).ravel() for a in arrays])
-        self.low_precision = any(d != np.float64 for d in self.dtypes)
+        # (float64 of either byte order is float64: '>f8' params got a second, float64 line)
+        self.low_precision = any(d.newbyteorder("=") != np.float64 for d in self.dtypes)
         top = float(np.abs(self.x).max(initial=0.0))
         if top > LARGEST_PARAM:  # an OverflowError from the references' squares, 1e160 on
             raise ValueError(

@@ -1138,3 +1138,19 @@ def test_tied_weights_are_named_in_a_note():
     assert result.verdict == "wrong" and len(tied_note(result)) == 1
     assert len(tied_note(check_gradient(fun, per_name, {"enc": W, "dec": W[:, ::1]}))) == 1
     assert not tied_note(check_gradient(fun, per_name, {"enc": W, "dec": W.copy()}))
+
+
+def test_big_endian_float64_params_are_float64():
+    """'>f8' params were taken for a lower precision and reported twice ([grad] and [grad in
+    float64]); float64 either way now, and an error of 1e-3 still wrong (from an audit)."""
+    w = np.linspace(-1, 1, 5).astype(">f8")
+
+    def grad(p):
+        return np.cos(p) * p + np.sin(p)
+
+    result = check_gradient(lambda p: np.sum(np.sin(p) * p), grad, w)
+    assert result.verdict == "correct"
+    assert not any("in float64]" in line for line in result.report().splitlines())
+    off = check_gradient(lambda p: np.sum(np.sin(p) * p),
+                         lambda p: grad(p) * (1 + 1e-3 * (np.arange(5) == 1)), w)  # fmt: skip
+    assert off.verdict == "wrong"
