@@ -392,6 +392,7 @@ class _Groups:
             arrays = [_as_float_array("params", params)]
             self.is_dict = False
         self._arrays = arrays
+        self._named = set(self.names)
         # tied weights, one array under two names: each name is moved alone below (fun gets
         # copies), so each claim is fun's derivative by that name alone; said in a note
         self.tied = []
@@ -443,6 +444,9 @@ class _Groups:
     def restore(self, params) -> None:
         """The values the check started from, back in the caller's arrays (and dict) where fun
         or the claim wrote into them in place: the check leaves params as it found them."""
+        if self.is_dict:  # keys fun or the claim added to the caller's dict (a cache) go
+            for extra in [k for k in params if k not in self._named]:
+                del params[extra]
         for i, name in enumerate(self.names):
             if self.is_dict and params.get(name) is not self._arrays[i]:
                 params[name] = self._arrays[i]  # an entry replaced: the caller's own array back
@@ -731,11 +735,12 @@ def check_vjp(
     fun      : params -> float array of any shape (the outputs)
     vjp      : (params, u) -> structure like params, for u shaped like fun's output
     jvp      : optional (params, v) -> array shaped like fun's output, for the adjoint test
-    budget   : seconds, a guard for slow functions: a full Jacobian that would take longer is
-               replaced by probes where they take less time (above some 30 parameters), and
-               refinement stops after it (each with a note); checks of fast functions never
-               reach it, so their verdicts do not depend on the machine. It does not bound the
-               probes themselves: a check of a slow function takes what its probes take
+    budget   : seconds (math.inf: none), a guard for slow functions: a full Jacobian that would
+               take longer is replaced by probes where they take less time (above some 30
+               parameters), and refinement stops after it (each with a note); checks of fast
+               functions never reach it, so their verdicts do not depend on the machine. It
+               does not bound the probes themselves: a check of a slow function takes what its
+               probes take
     mode     : "full" or "probes" to force one; None: full up to FULL_PARAMS parameters
     probes   : random directions (each element +-1) of a check by probes; 1 + log2(n) more
                are always added (all ones, and the bit patterns of the elements' indices: a
@@ -748,8 +753,10 @@ def check_vjp(
     if mode not in (None, "full", "probes"):
         raise ValueError(f"mode must be 'full', 'probes' or None, got {mode!r}")
     _check_seeds(seed, rng_seed)
-    if not (isinstance(budget, int | float) and budget > 0 and np.isfinite(budget)):
-        raise ValueError(f"budget must be a positive number of seconds, got {budget!r}")
+    if not (isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0):
+        # (NaN fails > 0; inf: no guard, the check's plan by the problem alone on every machine)
+        raise ValueError(f"budget must be a positive number of seconds (or math.inf for no "
+                         f"limit), got {budget!r}")  # fmt: skip
     if not (isinstance(probes, int) and 1 <= probes <= MAX_PROBES):
         raise ValueError(f"probes must be an integer from 1 to {MAX_PROBES:,}, got {probes!r}")
     for name, value in (("use_scipy", use_scipy), ("progress", progress)):

@@ -1555,3 +1555,24 @@ def test_an_inconclusive_report_does_not_say_fail():
                                  groups=[group])  # fmt: skip
         line = next(x for x in result.report().splitlines() if x.startswith("  params"))
         assert line.endswith(shown), line
+
+
+def test_no_time_limit_and_nothing_left_in_the_callers_dict(monkeypatch):
+    """budget=math.inf is no guard (it was refused: no way to say "no limit"), so a slow
+    function of 97 parameters keeps its full Jacobian; and a key that fun adds to the dict it
+    was given (a cache) is not left in the caller's dict (from an audit)."""
+    import math
+
+    loss, grad, params = mlp(np.float32, cast=True)
+    result, _ = checked_at_speed(monkeypatch, 0.1, loss, grad, params, budget=math.inf)
+    assert result.mode == "full Jacobian" and not any("budget" in n for n in result.notes)
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        check_gradient(f, np.cos, np.ones(3), budget=float("nan"))
+
+    def caching(p):
+        p["_seen"] = True
+        return float(np.sum(np.sin(p["w"])))
+
+    mine = {"w": np.linspace(-1, 1, 4)}
+    assert check_gradient(caching, lambda p: {"w": np.cos(p["w"])}, mine).verdict == CORRECT
+    assert list(mine) == ["w"]
