@@ -3775,7 +3775,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         worst = max(with_ref, key=lambda r: abs(r.claimed - r.reference) / r.tolerance)
         group_reports.append(
             GroupReport(
-                "all parameters" if groups.is_dict else "params", (n,), label, None,
+                "all parameters" if groups.is_dict else "params",
+                (n,) if groups.is_dict else groups.shapes[0], label, None,
                 abs(worst.claimed - worst.reference),
                 _relative(abs(worst.claimed - worst.reference), worst.reference),
                 worst.reference_error, worst.tolerance,

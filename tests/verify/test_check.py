@@ -1154,3 +1154,11 @@ def test_big_endian_float64_params_are_float64():
     off = check_gradient(lambda p: np.sum(np.sin(p) * p),
                          lambda p: grad(p) * (1 + 1e-3 * (np.arange(5) == 1)), w)  # fmt: skip
     assert off.verdict == "wrong"
+
+
+def test_a_check_by_probes_names_the_params_shape():
+    """A (10, 5) array checked by probes was reported as params (50,) (from an audit)."""
+    W = np.random.default_rng(0).normal(size=(10, 5))
+    result = check_gradient(lambda p: np.sum(np.sin(p)), np.cos, W, mode="probes")
+    assert result.verdict == "correct"
+    assert result.report().splitlines()[1].startswith("  params (10, 5) [grad]")
