@@ -177,7 +177,9 @@ def _fma(typingctx, a, b, c):
 # is five multiply-adds from that number's reciprocal, to the same bits (_quotient).
 # _quotient's range (tiny, huge, least) per itemsize: its residuals are exact where the
 # exponents of b and of the quotient sum to at least the least normal's plus the precision
-# (e_b + e_q >= e_min + p - 1), b >= least, and the quotient, at most |a| / least, is finite
+# (e_b + e_q >= e_min + p - 1), b >= least, and the quotient, at most |a| / least, is finite.
+# Conservative: as b q is about a, e_b + e_q >= e_a - 1 already (an outside search found the
+# first misrounded quotients at |a| < 2^-969 in float64, overflow at 2^971 for b = 2^-53)
 QUOTIENT64 = (2.0**-916, 2.0**960, 2.0**-53)
 QUOTIENT32 = (2.0**-78, 2.0**100, 2.0**-24)
 
@@ -194,8 +196,8 @@ def _quotient(a, b, y):
     division keeps it. Valid where the quotient and residuals stay normal: for QUOTIENT64's
     (QUOTIENT32's) b >= least (and b <= 1, as a bias correction is), a = 0 or tiny <= |a| <=
     huge, which the caller checks (_adam_lanes). tests/kernels/test_numba_lanes.py holds it
-    to the division, on quotients near midpoints too (random ones never tell the last
-    correction from none: the theorem, not a test, is what makes it exact)."""
+    to the division, on quotients near midpoints too (neither they nor random ones tell the
+    last correction from none: the theorem, not a test, is what makes it exact)."""
     q = a * y
     q = _fma(-_fma(b, q, -a), y, q)
     return _fma(-_fma(b, q, -a), y, q)

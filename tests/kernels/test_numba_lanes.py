@@ -425,8 +425,10 @@ def test_a_quotient_by_multiply_adds_is_the_division_to_the_bit(dtype):
     every size from tiny to huge and both signs, zeros of both signs, and divisors from least
     to 1 (1 - beta^t for betas of 0.5 to 1 - 1e-7 and t up to 10^5, powers of 2, uniform);
     in float32 also every significand of the numerator for a few divisors; and quotients
-    within a few units of 2^-2p of a midpoint between two floats (_near_midpoints), scaled to
-    the range's ends."""
+    within a few units of 2^-2p of a midpoint between two floats (_near_midpoints), numerators
+    and divisors at the range's ends. (Neither these nor random quotients tell the last
+    correction from none: the theorem makes it exact. An outside review found no
+    counterexample in 43e9 float32 and 29e6 float64 pairs within the range.)"""
     tiny, huge, least = lanes.QUOTIENT64 if dtype == np.float64 else lanes.QUOTIENT32
     rng = np.random.default_rng(7)
     top, bottom = np.log2(huge), np.log2(tiny)
@@ -451,7 +453,10 @@ def test_a_quotient_by_multiply_adds_is_the_division_to_the_bit(dtype):
                                       err_msg=f"divisor {b[0]!r}")  # fmt: skip
     p = np.finfo(dtype).nmant + 1
     A, B = _near_midpoints(p, 2_000, rng)
-    for a_scale, b_scale in ((2.0 ** (1 - p), 2.0**-p), (tiny, least), (huge / 2, 2.0**-p)):
+    # A and B lie in [2^(p-1), 2^p): a from 1, tiny and huge / 2 up, b from least or 1/2 up
+    ends = ((1.0, 0.5), (tiny, least), (tiny, 0.5), (huge / 2, 0.5), (huge / 2, least))
+    for a_from, b_from in ends:
+        a_scale, b_scale = a_from * 2.0 ** (1 - p), b_from * 2.0 ** (1 - p)
         a, b = (A * a_scale).astype(dtype), (B * b_scale).astype(dtype)
         for i in range(0, A.size, 97):
             _quotients(a, b[i : i + 1], out[: a.size])
