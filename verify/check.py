@@ -916,9 +916,9 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
 
     n = x.size
     full_cost = n * (5 if complex_ok else 4) * t_eval
-    # the probes' evaluations, about: PROBE_EVALS along each direction (_count_directions,
-    # without the small groups' own); fewer than the full Jacobian's only above some 30 elements
-    probe_cost = (probes + 1 + max(int(np.ceil(np.log2(n))), 1)) * PROBE_EVALS * t_eval
+    # the probes' evaluations, about: PROBE_EVALS along each direction (without the small
+    # groups' own); fewer than the full Jacobian's only above some 30 elements
+    probe_cost = _plain_directions(n, probes) * PROBE_EVALS * t_eval
     guarded = False
     if mode is None:
         # by the problem's size alone; the time of one call only guards against slow functions,
@@ -3288,10 +3288,15 @@ def _directions(groups, sizes, rng, n_probes):
                 yield v, g
 
 
+def _plain_directions(n, n_probes) -> int:
+    """The directions of :func:`_directions` over all n elements: the random ones, all ones
+    and the index bit patterns."""
+    return n_probes + 1 + max(int(np.ceil(np.log2(n))), 1)
+
+
 def _count_directions(groups, sizes, n_probes) -> int:
     """How many directions :func:`_directions` gives (the progress line's total)."""
-    n = groups.x.size
-    count = n_probes + 1 + max(int(np.ceil(np.log2(n))), 1)
+    count = _plain_directions(groups.x.size, n_probes)
     if len(groups.names) > 1:
         largest = float(sizes.max())
         tops = [float(sizes[groups.offsets[g] : groups.offsets[g + 1]].max())
