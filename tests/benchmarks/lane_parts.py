@@ -2,6 +2,7 @@
 
     python -m tests.benchmarks.lane_parts [--layers 8-32-32-1] [--samples 16] [--dtype float64]
     python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --chunks 8 16 32 128
+    python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --backward
 
 Times the forward pass (and, apart, its activations), the backward pass with the SGD step made
 as the gradients are summed (as the training kernel makes it where every layer steps in its
@@ -14,7 +15,13 @@ With ``--chunks``, whole epochs instead (forward, backward, SGD step, as the tra
 runs them) of one population, as many nets as the largest size, cut into chunks of each size:
 every epoch runs each chunk's in turn, as the kernel would if it took a chunk's epoch a column
 of lanes at a time, so that a smaller chunk's rows may stay in L1 from one pass to the next.
-The sizes are timed in interleaved repeats (medians). Timings of one machine; not a test.
+The sizes are timed in interleaved repeats (medians).
+
+With ``--backward``, the backward pass's calls one by one, layer by layer (as _backward_lanes
+makes them with the SGD step in the tiles: the bias sums and their step, the weight gradients
+and their step, the product into the layer below with the derivative; and beside them the same
+weight gradients stored by multiply_into's tiles), each the best of 5 runs, beside its
+multiply-adds at the measured peak. Timings of one machine; not a test.
 """
 
 from __future__ import annotations
@@ -27,7 +34,17 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_tiles import COLUMN_VECTORS, STEP_SGD, VECTOR_BYTES, unit_rows
+from backprop_bench.kernels.numba_rows import sums_step
+from backprop_bench.kernels.numba_tiles import (
+    COLUMN_VECTORS,
+    STEP_SGD,
+    VECTOR_BYTES,
+    multiply_into,
+    multiply_into_derivative,
+    step_into,
+    step_into_shared,
+    unit_rows,
+)
 
 from . import usage
 from .ceiling import vector_rate
@@ -95,6 +112,71 @@ def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, 
 
 
 @numba.njit
+def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K, P2, lr):
+    """n times one call of the backward pass (part: 0 the bias sums and step, 1 the weight
+    gradients and step, 2 the product into the layer below with the derivative, 3 the weight
+    gradients stored) at one layer, with _backward_lanes' arguments."""
+    n_samples, chunk = D.shape[1], D.shape[3]
+    row = D.shape[2] * chunk
+    fan_in, fan_out = layers[layer], layers[layer + 1]
+    w0, b0, stride = layout[layer, 0], layout[layer, 1], layout[layer, 2]
+    flat_P, flat_A, flat_D = P.reshape(-1), A.reshape(-1), D.reshape(-1)
+    flat_X, flat_P2 = X.reshape(-1), P2.reshape(-1)
+    below = (layer - 1) * n_samples * row
+    for _ in range(n):
+        if part == 0:
+            sums_step(flat_P2, flat_P, flat_P2, b0 * chunk, chunk, flat_D,
+                      layer * n_samples * row, row, chunk, n_samples, fan_out, norm2, w, lr,
+                      K[3], STEP_SGD)  # fmt: skip
+        elif part == 1 and layer == 0:
+            step_into_shared(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
+                             flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
+                             n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
+        elif part == 1:
+            step_into(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
+                      flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
+                      n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
+        elif part == 2:
+            multiply_into_derivative(flat_D, below, row, chunk,
+                                     flat_D, layer * n_samples * row, row, chunk,
+                                     flat_P, w0 * chunk, stride * chunk, chunk,
+                                     fan_out, n_samples, fan_in, w, flat_A, act)  # fmt: skip
+        else:
+            multiply_into(flat_P2, w0 * chunk, stride * chunk, chunk,
+                          flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
+                          n_samples, fan_in, fan_out, w)  # fmt: skip
+
+
+def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_vector):
+    """Prints the backward pass's calls, layer by layer (see the module's docstring)."""
+    rng = np.random.default_rng(1)
+    D[...] = rng.normal(scale=0.1, size=D.shape)  # dL/dz of every layer, as if from above
+    norm2, lr, P2 = np.zeros(P.shape[1], P.dtype), np.full(P.shape[1], 0.01, P.dtype), P.copy()
+    peak = vector_rate() * lanes_per_vector
+    names = ("bias sums and step", "weight gradients and step", "product below, derivative",
+             "weight gradients stored")  # fmt: skip
+    n = X.shape[0]
+    for layer in range(spec.n_layers - 1, -1, -1):
+        fan_in, fan_out = spec.layers[layer], spec.layers[layer + 1]
+        weights = fan_in * fan_out  # a step's square and step: two more a parameter
+        fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights)
+        print(f"  layer {layer} ({fan_in} x {fan_out}):")
+        for part, name in enumerate(names):
+            if layer == 0 and part >= 2:
+                continue
+            run = (part, layer, P, X, layers, layout, act, A, D, norm2, chunk, K, P2, lr)
+            _backward_part(2, *run)  # compile
+            best = np.inf
+            for _ in range(5):
+                start = time.perf_counter()
+                _backward_part(REPEATS, *run)
+                best = min(best, (time.perf_counter() - start) / REPEATS / chunk)
+            at_peak = fmas[part] / peak * 1e6
+            print(f"    {name:28s} {best * 1e6:8.4f} us per net-epoch "
+                  f"({fmas[part]:,} multiply-adds at the peak: {at_peak:.4f})")  # fmt: skip
+
+
+@numba.njit
 def _aligned(shape, like):
     return L._zeros(shape, like)
 
@@ -146,6 +228,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--chunks", type=int, nargs="+", metavar="NETS",
                         help="whole epochs of one population in chunks of these sizes")  # fmt: skip
+    parser.add_argument("--backward", action="store_true",
+                        help="the backward pass's calls one by one, layer by layer")  # fmt: skip
     args = parser.parse_args(argv)
     numba.set_num_threads(1)
     spec = NetSpec(tuple(int(n) for n in args.layers.split("-")))
@@ -176,6 +260,16 @@ def main(argv=None) -> None:
     lr = np.full(extent, 0.01, dtype)
     P2 = P.copy()
     activate = activation_function(dtype.itemsize)
+    if args.backward:
+        if not L._steps_in_backward(layers, args.samples):
+            parser.error(f"--backward: {args.layers} on {args.samples} samples does not step in "
+                         "its tiles (_steps_in_backward)")  # fmt: skip
+        print(f"{args.layers}, {args.samples} samples, {args.dtype}, one thread, chunk of {chunk}, "
+              "the backward pass with the SGD step:")  # fmt: skip
+        _forward(2, P, X, layers, layout, act, Z, A, chunk, K, activate)
+        _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk,
+                        VECTOR_BYTES // dtype.itemsize)  # fmt: skip
+        return
     parts = {
         "forward": (_forward, (P, X, layers, layout, act, Z, A, chunk, K, activate)),
         "  of which activations": (_activations, (Z, A, layers, act, chunk, K, activate)),
