@@ -2,7 +2,7 @@
 
     python -m tests.benchmarks.lane_parts [--layers 8-32-32-1] [--samples 16] [--dtype float64]
     python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --chunks 8 16 32 128
-    python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --backward
+    python -m tests.benchmarks.lane_parts --layers 2-16-16-1 --samples 4 --backward [--chunk 8]
 
 Times the forward pass (and, apart, its activations), the backward pass with the SGD step made
 as the gradients are summed (as the training kernel makes it where every layer steps in its
@@ -17,11 +17,13 @@ every epoch runs each chunk's in turn, as the kernel would if it took a chunk's 
 of lanes at a time, so that a smaller chunk's rows may stay in L1 from one pass to the next.
 The sizes are timed in interleaved repeats (medians).
 
-With ``--backward``, the backward pass's calls one by one, layer by layer (as _backward_lanes
-makes them with the SGD step in the tiles: the bias sums and their step, the weight gradients
-and their step, the product into the layer below with the derivative; and beside them the same
-weight gradients stored by multiply_into's tiles), each the best of 5 runs, beside its
-multiply-adds at the measured peak. Timings of one machine; not a test.
+With ``--backward``, the backward pass's calls one by one, layer by layer, as _backward_lanes
+makes them: where the tiles make the SGD step (_steps_in_backward), the bias sums and their
+step, the weight gradients and their step, the product into the layer below with the
+derivative, and beside them the same weight gradients stored by multiply_into's tiles; else the
+bias sums and their squares, the weight gradients stored, their squares and the product below.
+Each the best of 5 runs, beside its multiply-adds at the measured peak. Timings of one machine;
+not a test.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_rows import sums_step
+from backprop_bench.kernels.numba_rows import add_squares, sums_and_squares, sums_step
 from backprop_bench.kernels.numba_tiles import (
     COLUMN_VECTORS,
     STEP_SGD,
     VECTOR_BYTES,
     multiply_into,
     multiply_into_derivative,
+    multiply_into_shared,
     step_into,
     step_into_shared,
     unit_rows,
@@ -111,11 +114,17 @@ def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, 
                 L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w, lr[:0])
 
 
+# the calls of _backward_lanes that --backward times: where the tiles step, and where they
+# store the gradients (their squares and the step after)
+BIAS_STEP, WEIGHTS_STEP, BELOW, WEIGHTS, BIAS, SQUARES = range(6)
+PART_NAMES = ("bias sums and step", "weight gradients and step", "product below, derivative",
+              "weight gradients stored", "bias sums and squares", "their squares")  # fmt: skip
+
+
 @numba.njit
 def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K, P2, lr):
-    """n times one call of the backward pass (part: 0 the bias sums and step, 1 the weight
-    gradients and step, 2 the product into the layer below with the derivative, 3 the weight
-    gradients stored) at one layer, with _backward_lanes' arguments."""
+    """n times one call of the backward pass (part: one of BIAS_STEP ... SQUARES) at one layer,
+    with _backward_lanes' arguments (P2: the stepped parameters, or the stored gradients)."""
     n_samples, chunk = D.shape[1], D.shape[3]
     row = D.shape[2] * chunk
     fan_in, fan_out = layers[layer], layers[layer + 1]
@@ -124,27 +133,36 @@ def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K,
     flat_X, flat_P2 = X.reshape(-1), P2.reshape(-1)
     below = (layer - 1) * n_samples * row
     for _ in range(n):
-        if part == 0:
+        if part == BIAS_STEP:
             sums_step(flat_P2, flat_P, flat_P2, b0 * chunk, chunk, flat_D,
                       layer * n_samples * row, row, chunk, n_samples, fan_out, norm2, w, lr,
                       K[3], STEP_SGD)  # fmt: skip
-        elif part == 1 and layer == 0:
+        elif part == WEIGHTS_STEP and layer == 0:
             step_into_shared(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
                              flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
                              n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
-        elif part == 1:
+        elif part == WEIGHTS_STEP:
             step_into(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
                       flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
                       n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
-        elif part == 2:
+        elif part == BELOW:
             multiply_into_derivative(flat_D, below, row, chunk,
                                      flat_D, layer * n_samples * row, row, chunk,
                                      flat_P, w0 * chunk, stride * chunk, chunk,
                                      fan_out, n_samples, fan_in, w, flat_A, act)  # fmt: skip
-        else:
+        elif part == WEIGHTS and layer == 0:
+            multiply_into_shared(flat_P2, w0 * chunk, stride * chunk, chunk,
+                                 flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
+                                 n_samples, fan_in, fan_out, w)  # fmt: skip
+        elif part == WEIGHTS:
             multiply_into(flat_P2, w0 * chunk, stride * chunk, chunk,
                           flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
                           n_samples, fan_in, fan_out, w)  # fmt: skip
+        elif part == BIAS:
+            sums_and_squares(flat_P2, b0 * chunk, chunk, flat_D, layer * n_samples * row, row,
+                             chunk, n_samples, fan_out, norm2, w)  # fmt: skip
+        else:
+            add_squares(norm2, flat_P2, w0 * chunk, chunk, fan_in * stride, w)
 
 
 def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_vector):
@@ -153,16 +171,18 @@ def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_v
     D[...] = rng.normal(scale=0.1, size=D.shape)  # dL/dz of every layer, as if from above
     norm2, lr, P2 = np.zeros(P.shape[1], P.dtype), np.full(P.shape[1], 0.01, P.dtype), P.copy()
     peak = vector_rate() * lanes_per_vector
-    names = ("bias sums and step", "weight gradients and step", "product below, derivative",
-             "weight gradients stored")  # fmt: skip
     n = X.shape[0]
+    steps = L._steps_in_backward(layers, n)
     for layer in range(spec.n_layers - 1, -1, -1):
         fan_in, fan_out = spec.layers[layer], spec.layers[layer + 1]
-        weights = fan_in * fan_out  # a step's square and step: two more a parameter
-        fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights)
+        weights = fan_in * fan_out  # a stepping sum's square and step: two more a parameter
+        fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights,
+                (n + 1) * fan_out, weights)  # fmt: skip
         print(f"  layer {layer} ({fan_in} x {fan_out}):")
-        for part, name in enumerate(names):
-            if layer == 0 and part >= 2:
+        parts = (BIAS_STEP, WEIGHTS_STEP, BELOW, WEIGHTS) if steps else (BIAS, WEIGHTS, SQUARES,
+                                                                          BELOW)  # fmt: skip
+        for part in parts:
+            if layer == 0 and part == BELOW:
                 continue
             run = (part, layer, P, X, layers, layout, act, A, D, norm2, chunk, K, P2, lr)
             _backward_part(2, *run)  # compile
@@ -172,7 +192,7 @@ def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_v
                 _backward_part(REPEATS, *run)
                 best = min(best, (time.perf_counter() - start) / REPEATS / chunk)
             at_peak = fmas[part] / peak * 1e6
-            print(f"    {name:28s} {best * 1e6:8.4f} us per net-epoch "
+            print(f"    {PART_NAMES[part]:28s} {best * 1e6:8.4f} us per net-epoch "
                   f"({fmas[part]:,} multiply-adds at the peak: {at_peak:.4f})")  # fmt: skip
 
 
@@ -228,6 +248,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--chunks", type=int, nargs="+", metavar="NETS",
                         help="whole epochs of one population in chunks of these sizes")  # fmt: skip
+    parser.add_argument("--chunk", type=int, metavar="NETS",
+                        help="one chunk of this many nets (else chunk_size's)")  # fmt: skip
     parser.add_argument("--backward", action="store_true",
                         help="the backward pass's calls one by one, layer by layer")  # fmt: skip
     args = parser.parse_args(argv)
@@ -237,8 +259,10 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     X = (rng.random((args.samples, spec.n_inputs)) < 0.5).astype(dtype)
     Y = (X.sum(axis=1, keepdims=True) % 2).astype(dtype)
+    lanes = VECTOR_BYTES // dtype.itemsize * COLUMN_VECTORS
+    if args.chunk is not None and (args.chunk <= 0 or args.chunk % lanes):
+        parser.error(f"--chunk: a positive multiple of {lanes} lanes")
     if args.chunks:
-        lanes = VECTOR_BYTES // dtype.itemsize * COLUMN_VECTORS
         if any(size % lanes or max(args.chunks) % size for size in args.chunks):
             parser.error(f"--chunks: multiples of {lanes} lanes that divide the largest")
         rates = _whole_epochs(spec, X, Y, dtype, sorted(set(args.chunks)), rng)
@@ -249,7 +273,8 @@ def main(argv=None) -> None:
         return
     layers, _, act = _codes(spec)
     width = max(spec.layers[1:])
-    chunk = L.chunk_size(spec.n_layers, args.samples, width, spec.n_params, dtype.itemsize)
+    chunk = args.chunk or L.chunk_size(spec.n_layers, args.samples, width, spec.n_params,
+                                       dtype.itemsize)  # fmt: skip
     layout, *arrays = _chunks(spec, X, dtype, chunk, 1, rng)
     P, G, Z, A, D = (array[0] for array in arrays)
     extent = P.shape[1]
@@ -261,11 +286,11 @@ def main(argv=None) -> None:
     P2 = P.copy()
     activate = activation_function(dtype.itemsize)
     if args.backward:
-        if not L._steps_in_backward(layers, args.samples):
-            parser.error(f"--backward: {args.layers} on {args.samples} samples does not step in "
-                         "its tiles (_steps_in_backward)")  # fmt: skip
+        how = ("with the SGD step in its tiles" if L._steps_in_backward(layers, args.samples)
+               else "storing the gradients (the step after it: SGD step from G, without "
+               "--backward)")  # fmt: skip
         print(f"{args.layers}, {args.samples} samples, {args.dtype}, one thread, chunk of {chunk}, "
-              "the backward pass with the SGD step:")  # fmt: skip
+              f"the backward pass {how}:")  # fmt: skip
         _forward(2, P, X, layers, layout, act, Z, A, chunk, K, activate)
         _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk,
                         VECTOR_BYTES // dtype.itemsize)  # fmt: skip
