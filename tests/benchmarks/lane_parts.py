@@ -175,7 +175,9 @@ def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_v
     steps = L._steps_in_backward(layers, n)
     for layer in range(spec.n_layers - 1, -1, -1):
         fan_in, fan_out = spec.layers[layer], spec.layers[layer + 1]
-        weights = fan_in * fan_out  # a stepping sum's square and step: two more a parameter
+        # a stepping sum's square and step: two more a parameter; a bias sum's additions
+        # counted as multiply-adds
+        weights = fan_in * fan_out
         fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights,
                 (n + 1) * fan_out, weights)  # fmt: skip
         print(f"  layer {layer} ({fan_in} x {fan_out}):")
@@ -262,6 +264,8 @@ def main(argv=None) -> None:
     lanes = VECTOR_BYTES // dtype.itemsize * COLUMN_VECTORS
     if args.chunk is not None and (args.chunk <= 0 or args.chunk % lanes):
         parser.error(f"--chunk: a positive multiple of {lanes} lanes")
+    if args.chunks and (args.backward or args.chunk):
+        parser.error("--chunks times whole epochs: without --backward and --chunk")
     if args.chunks:
         if any(size % lanes or max(args.chunks) % size for size in args.chunks):
             parser.error(f"--chunks: multiples of {lanes} lanes that divide the largest")

@@ -40,3 +40,11 @@ def test_a_chunk_of_no_whole_vectors_is_refused(chunk, capsys):
         lane_parts.main(["--layers", "2-16-16-1", "--samples", "4", "--chunk", chunk])
     assert stop.value.code == 2
     assert "--chunk: a positive multiple of" in capsys.readouterr().err
+
+
+def test_whole_epochs_are_not_taken_apart(capsys):
+    with pytest.raises(SystemExit) as stop:
+        lane_parts.main(["--layers", "2-16-16-1", "--samples", "4", "--chunks", "8", "16",
+                         "--backward"])  # fmt: skip
+    assert stop.value.code == 2
+    assert "--chunks times whole epochs" in capsys.readouterr().err
