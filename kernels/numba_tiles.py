@@ -347,7 +347,9 @@ def multiply_onto_shared(out, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, c, co, 
 
 # Tiles of the weight gradients that make the optimizer's step as they end (``step_into``): one
 # input's row of STEP_COLS units at a time, so that the squares of the gradient norm are added in
-# the order of theta's rows. With 32 vector registers, 8 accumulators, 8 operands and the input.
+# the order of theta's rows (with 32 vector registers, 8 accumulators, 8 operands and the input);
+# or, given a scratch, TILE_ROWS inputs by TILE_COLS units, the first input's squares added as its
+# tiles end and the others' gradients kept in the scratch until the first input's row is done.
 STEP_COLS = 8 if VECTOR_BYTES == 64 else 2
 STEP_SGD, STEP_MOMENTUM = 0, 1  # the optimizers a tile's end can step (Adam steps on its own)
 
@@ -373,58 +375,74 @@ def splat_of(builder, vector, number):
 
 
 @intrinsic
-def _step_tile(typingctx, out, p, m, o, orow, a, ao, at, b, bo, br, bt, n, lr, norm2, v, momentum,
-               nr, width, shared, opt):  # fmt: skip
-    """For r < nr (a literal): g_r, the lane vector of ``width`` elements (a literal) of
-    sum over t < n of a[ao + t at] * b[bo + r br + t bt], by fused multiply-adds from +0 in the
-    order of t (as _fma_tile with fresh 1); then, in the order of r, norm2[v:] += g_r ** 2 (a fused
-    multiply-add) and out[o + r orow] = the step (opt, a literal: step_value) of p[o + r orow]
-    with learning rates lr[v:] (m: the momenta, p's layout). shared (a literal): as _fma_tile.
-    out, p, m, b, lr, norm2: flat contiguous arrays of one dtype; momentum: a number of it."""
-    for literal in (nr, width, shared, opt):
+def _step_tile(typingctx, out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, lr, norm2, v,
+               momentum, sc, so, ss, nq, nr, width, shared, opt, defer):  # fmt: skip
+    """For q < nq, r < nr (literals): g_qr, the lane vector of ``width`` elements (a literal) of
+    sum over t < n of a[ao + q aq + t at] * b[bo + r br + t bt], by fused multiply-adds from +0
+    in the order of t (as _fma_tile with fresh 1); then out[o + q oq + r orow] = the step (opt, a
+    literal: step_value) of p at the same place with learning rates lr[v:] (m: the momenta,
+    p's layout), and norm2[v:] += g_qr ** 2 (a fused multiply-add) in the order of q, then r:
+    for q = 0 here; for q > 0 here too if defer (a literal) is 0, else g_qr is stored at
+    sc[so + (q - 1) ss + r width] and its square left to the caller (``_square_onto``), who
+    adds the rows q > 0 once row 0's other tiles have added theirs. shared (a literal): as
+    _fma_tile. out, p, m, b, lr, norm2, sc: flat contiguous arrays of one dtype; momentum: a
+    number of it."""
+    for literal in (nq, nr, width, shared, opt, defer):
         if not isinstance(literal, types.IntegerLiteral):
             raise errors.RequireLiteralValue(literal)
-    n_r, n_v = nr.literal_value, width.literal_value
+    n_q, n_r, n_v = nq.literal_value, nr.literal_value, width.literal_value
     is_shared, opt_value = bool(shared.literal_value), opt.literal_value
+    deferred = bool(defer.literal_value)
     dtype = out.dtype
     align = dtype.bitwidth // 8
-    signature = types.void(out, p, m, o, orow, a, ao, at, b, bo, br, bt, n, lr, norm2, v,
-                           momentum, nr, width, shared, opt)  # fmt: skip
+    signature = types.void(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, lr, norm2, v,
+                           momentum, sc, so, ss, nq, nr, width, shared, opt, defer)  # fmt: skip
 
     def codegen(context, builder, sig, args):
-        o_, or_, _, ao_, at_, _, bo_, br_, bt_, n_, _, _, v_, momentum_ = args[3:17]
+        o_, oq_, or_, _, ao_, aq_, at_, _, bo_, br_, bt_, n_, _, _, v_, momentum_ = args[3:19]
+        so_, ss_ = args[20], args[21]
         vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
-        p_out, p_p, p_m, p_a, p_b = data(0), data(1), data(2), data(5), data(8)
-        p_lr, p_norm2 = data(13), data(14)
+        p_out, p_p, p_m, p_a, p_b = data(0), data(1), data(2), data(6), data(10)
+        p_lr, p_norm2, p_sc = data(15), data(16), data(19)
 
         def plus(base, stride, times):
             return builder.add(base, builder.mul(stride, ir.Constant(base.type, times)))
 
         zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
-        sums = []
-        for _ in range(n_r):
-            slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-            builder.store(zero, slot)
-            sums.append(slot)
+        sums = {}
+        for q in range(n_q):
+            for r in range(n_r):
+                slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
+                builder.store(zero, slot)
+                sums[q, r] = slot
         with cgutils.for_range(builder, n_) as loop:
             a_t = builder.add(ao_, builder.mul(loop.index, at_))
             b_t = builder.add(bo_, builder.mul(loop.index, bt_))
-            if is_shared:
-                number = context.cast(builder, builder.load(builder.gep(p_a, [a_t])),
-                                      sig.args[5].dtype, dtype)  # fmt: skip
-                x = splat_of(builder, vector, number)
-            else:
-                x = builder.load(at_offset(p_a, a_t), align=align)
-            for r, slot in enumerate(sums):
+            xs = []
+            for q in range(n_q):
+                if is_shared:
+                    element = builder.load(builder.gep(p_a, [plus(a_t, aq_, q)]))
+                    number = context.cast(builder, element, sig.args[6].dtype, dtype)
+                    xs.append(splat_of(builder, vector, number))
+                else:
+                    xs.append(builder.load(at_offset(p_a, plus(a_t, aq_, q)), align=align))
+            for r in range(n_r):
                 y = builder.load(at_offset(p_b, plus(b_t, br_, r)), align=align)
-                builder.store(builder.call(fmuladd, [x, y, builder.load(slot)]), slot)
+                for q in range(n_q):
+                    slot = sums[q, r]
+                    builder.store(builder.call(fmuladd, [xs[q], y, builder.load(slot)]), slot)
         lr_ = builder.load(at_offset(p_lr, v_), align=align)
         momentum_vector = splat_of(builder, vector, momentum_)
         total = builder.load(at_offset(p_norm2, v_), align=align)
-        for r, slot in enumerate(sums):
+        width_ = ir.Constant(so_.type, n_v)
+        for (q, r), slot in sums.items():
             g = builder.load(slot)
-            total = builder.call(fmuladd, [g, g, total])
-            offset = plus(o_, or_, r)
+            if q == 0 or not deferred:
+                total = builder.call(fmuladd, [g, g, total])
+            else:
+                place = plus(plus(so_, ss_, q - 1), width_, r)
+                builder.store(g, at_offset(p_sc, place), align=align)
+            offset = plus(plus(o_, oq_, q), or_, r)
             old = builder.load(at_offset(p_p, offset), align=align)
             new = step_value(builder, fmuladd, vector, opt_value, g, old, at_offset(p_m, offset),
                              lr_, momentum_vector, align)  # fmt: skip
@@ -435,62 +453,128 @@ def _step_tile(typingctx, out, p, m, o, orow, a, ao, at, b, bo, br, bt, n, lr, n
     return signature, codegen
 
 
+@intrinsic
+def _square_onto(typingctx, norm2, v, sc, count, width):
+    """norm2[v:] += sc[t width:]'s vector of ``width`` elements (a literal) squared, for t <
+    count in that order, each a fused multiply-add (the deferred squares of _step_tile)."""
+    if not isinstance(width, types.IntegerLiteral):
+        raise errors.RequireLiteralValue(width)
+    n_v = width.literal_value
+    dtype = norm2.dtype
+    align = dtype.bitwidth // 8
+    signature = types.void(norm2, v, sc, count, width)
+
+    def codegen(context, builder, sig, args):
+        _, v_, _, count_, _ = args
+        vector, fmuladd, at_offset, data = vectors(context, builder, sig, args, dtype, n_v)
+        p_norm2, p_sc = data(0), data(2)
+        place = at_offset(p_norm2, v_)
+        total = cgutils.alloca_once(builder, vector)
+        builder.store(builder.load(place, align=align), total)
+        with cgutils.for_range(builder, count_) as loop:
+            offset = builder.mul(loop.index, ir.Constant(loop.index.type, n_v))
+            g = builder.load(at_offset(p_sc, offset), align=align)
+            builder.store(builder.call(fmuladd, [g, g, builder.load(total)]), total)
+        builder.store(builder.load(total), place, align=align)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 def _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
-                  momentum, shared, opt):  # fmt: skip
-    """Every column of lane vectors up to lane w, row q by row q: tiles of STEP_COLS units, then
-    of one (jitted code only)."""
+                  momentum, sc, shared, opt):  # fmt: skip
+    """Every column of lane vectors up to lane w: TILE_ROWS rows q at a time in tiles of TILE_COLS
+    units, then of one, where sc holds TILE_ROWS - 1 rows of nr vectors; the rows left (all
+    where sc does not) one at a time in tiles of STEP_COLS units, then of one (jitted code
+    only)."""
     raise TypeError("_step_columns is compiled into jitted code only: call step_into")
 
 
 @overload(_step_columns, jit_options=JIT_OPTIONS)
 def _step_columns_of(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
-                     norm2, momentum, shared, opt):  # fmt: skip
+                     norm2, momentum, sc, shared, opt):  # fmt: skip
     width = lanes_of(out) * COLUMN_VECTORS
 
     def columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
-                momentum, shared, opt):  # fmt: skip
+                momentum, sc, shared, opt):  # fmt: skip
+        grouped = sc.size >= (TILE_ROWS - 1) * nr * width  # else one input at a time
+        whole = nr == TILE_COLS or nr == 1  # one tile takes a row's every unit
+        ss = nr * width  # a deferred row's place in the scratch
         for v in range(0, w, width):
-            for q in range(nq):
+            q = 0
+            while q < nq:
                 aa = ao + q * aq if shared else ao + q * aq + v
                 r = 0
+                if grouped and nq - q >= TILE_ROWS:
+                    while r < nr:
+                        oo, bb = o + q * oq + r * orow + v, bo + r * br + v
+                        if nr - r >= TILE_COLS:
+                            if whole:
+                                _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt,
+                                           n, lr, norm2, v, momentum, sc, r * width, ss,
+                                           TILE_ROWS, TILE_COLS, width, shared, opt, 0)  # fmt: skip
+                            else:
+                                _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt,
+                                           n, lr, norm2, v, momentum, sc, r * width, ss,
+                                           TILE_ROWS, TILE_COLS, width, shared, opt, 1)  # fmt: skip
+                            r += TILE_COLS
+                        else:
+                            if whole:
+                                _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt,
+                                           n, lr, norm2, v, momentum, sc, r * width, ss,
+                                           TILE_ROWS, 1, width, shared, opt, 0)  # fmt: skip
+                            else:
+                                _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt,
+                                           n, lr, norm2, v, momentum, sc, r * width, ss,
+                                           TILE_ROWS, 1, width, shared, opt, 1)  # fmt: skip
+                            r += 1
+                    if not whole:
+                        _square_onto(norm2, v, sc, (TILE_ROWS - 1) * nr, width)
+                    q += TILE_ROWS
+                    continue
                 while r < nr:
                     oo, bb = o + q * oq + r * orow + v, bo + r * br + v
                     if nr - r >= STEP_COLS:
-                        _step_tile(out, p, m, oo, orow, a, aa, at, b, bb, br, bt, n, lr, norm2, v,
-                                   momentum, STEP_COLS, width, shared, opt)  # fmt: skip
+                        _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, lr,
+                                   norm2, v, momentum, sc, 0, 0, 1, STEP_COLS, width, shared, opt,
+                                   0)  # fmt: skip
                         r += STEP_COLS
                     else:
-                        _step_tile(out, p, m, oo, orow, a, aa, at, b, bb, br, bt, n, lr, norm2, v,
-                                   momentum, 1, width, shared, opt)  # fmt: skip
+                        _step_tile(out, p, m, oo, oq, orow, a, aa, aq, at, b, bb, br, bt, n, lr,
+                                   norm2, v, momentum, sc, 0, 0, 1, 1, width, shared, opt,
+                                   0)  # fmt: skip
                         r += 1
+                q += 1
 
     return columns
 
 
 @jit
 def step_into(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm2,
-              momentum, opt):  # fmt: skip
+              momentum, opt, sc):  # fmt: skip
     """The weight gradients g[q, r] (lanes k < w) of multiply_into, never stored: for q < nq,
     r < nr, in that order, norm2[k] += g ** 2 (by fused multiply-adds) and out[o + q oq + r orow
     + k] = the optimizer's step from p at the same place (opt: STEP_SGD, p - lr[k] g; or
-    STEP_MOMENTUM with m, as numba_lanes' _step_lanes does them: the same bits)."""
+    STEP_MOMENTUM with m, as numba_lanes' _step_lanes does them: the same bits). sc: an empty
+    array (tiles of one input), or a scratch of at least (TILE_ROWS - 1) nr vectors of out's
+    dtype (tiles of TILE_ROWS inputs, which load b's rows once for all of them)."""
     if opt == STEP_SGD:
         _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
-                      norm2, momentum, 0, STEP_SGD)  # fmt: skip
+                      norm2, momentum, sc, 0, STEP_SGD)  # fmt: skip
     else:
         _step_columns(out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr,
-                      norm2, momentum, 0, STEP_MOMENTUM)  # fmt: skip
+                      norm2, momentum, sc, 0, STEP_MOMENTUM)  # fmt: skip
 
 
 @jit
 def step_into_shared(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
-                     norm2, momentum, opt):  # fmt: skip
+                     norm2, momentum, opt, sc):  # fmt: skip
     """step_into with x[xo + q xq + t xt] one number shared by all lanes (the inputs), in out's
     dtype, as multiply_add_shared."""
     if opt == STEP_SGD:
         _step_columns(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
-                      norm2, momentum, 1, STEP_SGD)  # fmt: skip
+                      norm2, momentum, sc, 1, STEP_SGD)  # fmt: skip
     else:
         _step_columns(out, p, m, o, oq, orow, x, xo, xq, xt, b, bo, br, bt, n, nq, nr, w, lr,
-                      norm2, momentum, 1, STEP_MOMENTUM)  # fmt: skip
+                      norm2, momentum, sc, 1, STEP_MOMENTUM)  # fmt: skip
 

@@ -18,12 +18,11 @@ of lanes at a time, so that a smaller chunk's rows may stay in L1 from one pass 
 The sizes are timed in interleaved repeats (medians).
 
 With ``--backward``, the backward pass's calls one by one, layer by layer, as _backward_lanes
-makes them: where the tiles make the SGD step (_steps_in_backward), the bias sums and their
-step, the weight gradients and their step, the product into the layer below with the
-derivative, and beside them the same weight gradients stored by multiply_into's tiles; else the
-bias sums and their squares, the weight gradients stored, their squares and the product below.
-Each the best of 5 runs, beside its multiply-adds at the measured peak. Timings of one machine;
-not a test.
+makes them with the SGD step in its tiles (nets whose layers are all tiled: _steps_in_backward):
+the bias sums and their step, the weight gradients and their step, the product into the layer
+below with the derivative, and beside them the same weight gradients stored by multiply_into's
+tiles. Each the best of 5 runs, beside its multiply-adds at the measured peak. Timings of one
+machine; not a test.
 """
 
 from __future__ import annotations
@@ -36,10 +35,11 @@ from backprop_bench.kernels import NetSpec
 from backprop_bench.kernels import numba_lanes as L
 from backprop_bench.kernels.numba_backend import _codes
 from backprop_bench.kernels.numba_fused import activation_function
-from backprop_bench.kernels.numba_rows import add_squares, sums_and_squares, sums_step
+from backprop_bench.kernels.numba_rows import sums_step
 from backprop_bench.kernels.numba_tiles import (
     COLUMN_VECTORS,
     STEP_SGD,
+    TILE_ROWS,
     VECTOR_BYTES,
     multiply_into,
     multiply_into_derivative,
@@ -98,39 +98,42 @@ def _activations(n, Z, A, layers, act, w, K, activate):
 
 
 @numba.njit
-def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, lr):
+def _epochs(n, P, X, Y, layers, layout, act, Z, A, D, G, norm2, w, K, activate, lr, scratch):
     """n epochs of every chunk c (P[c], Z[c], ...: one chunk's arrays each), chunk by chunk
     within an epoch, as the training kernel runs them: where it steps in the backward pass
     (_steps_in_backward), into G's rows, which then swap with P's (n even: P ends with the
-    parameters); else from G after it."""
-    step = STEP_SGD if L._steps_in_backward(layers, X.shape[0]) else -1
+    parameters), with the tiles' scratch (TILE_ROWS - 1 rows of lanes per unit of the widest
+    layer); else from G after it."""
+    step = STEP_SGD if L._steps_in_backward(layers) else -1
     for epoch in range(n):
         for c in range(P.shape[0]):
             old, new = (P[c], G[c]) if epoch % 2 == 0 or step < 0 else (G[c], P[c])
             L._forward_lanes(old, X, layers, layout, act, Z[c], A[c], w, K, activate)
-            L._backward_lanes(old, X, Y, layers, layout, act, 0, Z[c], A[c], D[c], new, norm2,
-                              w, K, new, new, lr, step)  # fmt: skip
+            L._backward_lanes(old, X, Y, layers, layout, act, 0, Z[c], A[c], D[c],
+                              new if step < 0 else scratch, norm2, w, K, new, new, lr,
+                              step)  # fmt: skip
             if step < 0:
                 L._step_lanes(P[c], G[c], G[c], G[c], lr, epoch + 1, L.SGD, K, w, lr[:0])
 
 
-# the calls of _backward_lanes that --backward times: where the tiles step, and where they
-# store the gradients (their squares and the step after)
-BIAS_STEP, WEIGHTS_STEP, BELOW, WEIGHTS, BIAS, SQUARES = range(6)
+# the calls of _backward_lanes that --backward times, and beside them the weight gradients stored
+BIAS_STEP, WEIGHTS_STEP, BELOW, WEIGHTS = range(4)
 PART_NAMES = ("bias sums and step", "weight gradients and step", "product below, derivative",
-              "weight gradients stored", "bias sums and squares", "their squares")  # fmt: skip
+              "weight gradients stored")  # fmt: skip
 
 
 @numba.njit
-def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K, P2, lr):
-    """n times one call of the backward pass (part: one of BIAS_STEP ... SQUARES) at one layer,
-    with _backward_lanes' arguments (P2: the stepped parameters, or the stored gradients)."""
+def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K, P2, lr, S):
+    """n times one call of the backward pass (part: one of BIAS_STEP ... WEIGHTS) at one layer,
+    with _backward_lanes' arguments (P2: the stepped parameters, or the stored gradients; S: the
+    step tiles' scratch, given as _backward_lanes gives it)."""
     n_samples, chunk = D.shape[1], D.shape[3]
     row = D.shape[2] * chunk
     fan_in, fan_out = layers[layer], layers[layer + 1]
     w0, b0, stride = layout[layer, 0], layout[layer, 1], layout[layer, 2]
     flat_P, flat_A, flat_D = P.reshape(-1), A.reshape(-1), D.reshape(-1)
     flat_X, flat_P2 = X.reshape(-1), P2.reshape(-1)
+    scratch = S[:0] if L._one_input_tiles(n_samples, fan_out) else S
     below = (layer - 1) * n_samples * row
     for _ in range(n):
         if part == BIAS_STEP:
@@ -140,29 +143,26 @@ def _backward_part(n, part, layer, P, X, layers, layout, act, A, D, norm2, w, K,
         elif part == WEIGHTS_STEP and layer == 0:
             step_into_shared(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
                              flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
-                             n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
+                             n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD,
+                             scratch)  # fmt: skip
         elif part == WEIGHTS_STEP:
             step_into(flat_P2, flat_P, flat_P2, w0 * chunk, stride * chunk, chunk,
                       flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
-                      n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD)  # fmt: skip
+                      n_samples, fan_in, fan_out, w, lr, norm2, K[3], STEP_SGD,
+                      scratch)  # fmt: skip
         elif part == BELOW:
             multiply_into_derivative(flat_D, below, row, chunk,
                                      flat_D, layer * n_samples * row, row, chunk,
                                      flat_P, w0 * chunk, stride * chunk, chunk,
                                      fan_out, n_samples, fan_in, w, flat_A, act)  # fmt: skip
-        elif part == WEIGHTS and layer == 0:
+        elif layer == 0:
             multiply_into_shared(flat_P2, w0 * chunk, stride * chunk, chunk,
                                  flat_X, 0, 1, fan_in, flat_D, 0, chunk, row,
                                  n_samples, fan_in, fan_out, w)  # fmt: skip
-        elif part == WEIGHTS:
+        else:
             multiply_into(flat_P2, w0 * chunk, stride * chunk, chunk,
                           flat_A, below, chunk, row, flat_D, layer * n_samples * row, chunk, row,
                           n_samples, fan_in, fan_out, w)  # fmt: skip
-        elif part == BIAS:
-            sums_and_squares(flat_P2, b0 * chunk, chunk, flat_D, layer * n_samples * row, row,
-                             chunk, n_samples, fan_out, norm2, w)  # fmt: skip
-        else:
-            add_squares(norm2, flat_P2, w0 * chunk, chunk, fan_in * stride, w)
 
 
 def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_vector):
@@ -170,23 +170,21 @@ def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_v
     rng = np.random.default_rng(1)
     D[...] = rng.normal(scale=0.1, size=D.shape)  # dL/dz of every layer, as if from above
     norm2, lr, P2 = np.zeros(P.shape[1], P.dtype), np.full(P.shape[1], 0.01, P.dtype), P.copy()
+    S = np.zeros(((TILE_ROWS - 1) * max(spec.layers[1:]), P.shape[1]), P.dtype).reshape(-1)
     peak = vector_rate() * lanes_per_vector
     n = X.shape[0]
-    steps = L._steps_in_backward(layers, n)
     for layer in range(spec.n_layers - 1, -1, -1):
         fan_in, fan_out = spec.layers[layer], spec.layers[layer + 1]
         # a stepping sum's square and step: two more a parameter; a bias sum's additions
         # counted as multiply-adds
         weights = fan_in * fan_out
-        fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights,
-                (n + 1) * fan_out, weights)  # fmt: skip
-        print(f"  layer {layer} ({fan_in} x {fan_out}):")
-        parts = (BIAS_STEP, WEIGHTS_STEP, BELOW, WEIGHTS) if steps else (BIAS, WEIGHTS, SQUARES,
-                                                                          BELOW)  # fmt: skip
-        for part in parts:
+        fmas = ((n + 2) * fan_out, (n + 2) * weights, n * weights, n * weights)
+        tiles = "one input" if L._one_input_tiles(n, fan_out) else f"{TILE_ROWS} inputs"
+        print(f"  layer {layer} ({fan_in} x {fan_out}; step tiles of {tiles}):")
+        for part, name in enumerate(PART_NAMES):
             if layer == 0 and part == BELOW:
                 continue
-            run = (part, layer, P, X, layers, layout, act, A, D, norm2, chunk, K, P2, lr)
+            run = (part, layer, P, X, layers, layout, act, A, D, norm2, chunk, K, P2, lr, S)
             _backward_part(2, *run)  # compile
             best = np.inf
             for _ in range(5):
@@ -194,7 +192,7 @@ def _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk, lanes_per_v
                 _backward_part(REPEATS, *run)
                 best = min(best, (time.perf_counter() - start) / REPEATS / chunk)
             at_peak = fmas[part] / peak * 1e6
-            print(f"    {PART_NAMES[part]:28s} {best * 1e6:8.4f} us per net-epoch "
+            print(f"    {name:28s} {best * 1e6:8.4f} us per net-epoch "
                   f"({fmas[part]:,} multiply-adds at the peak: {at_peak:.4f})")  # fmt: skip
 
 
@@ -232,7 +230,9 @@ def _whole_epochs(spec, X, Y, dtype, sizes, rng, repeats=5, epochs=50):
         layout, P, G, Z, A, D = _chunks(spec, X, dtype, size, nets // size, rng)
         extent = P.shape[2]
         runs[size] = (P, X, Y, layers, layout, act, Z, A, D, G, np.zeros(extent, dtype), size,
-                      K, activate, np.full(extent, 0.01, dtype))  # fmt: skip
+                      K, activate, np.full(extent, 0.01, dtype),
+                      _aligned(((TILE_ROWS - 1) * max(spec.layers[1:]), extent),
+                               np.zeros(1, dtype)))  # fmt: skip
         _epochs(2, *runs[size])  # compile, and the arrays into the caches
     seconds = {size: [] for size in sizes}
     for _ in range(repeats):
@@ -290,11 +290,12 @@ def main(argv=None) -> None:
     P2 = P.copy()
     activate = activation_function(dtype.itemsize)
     if args.backward:
-        how = ("with the SGD step in its tiles" if L._steps_in_backward(layers, args.samples)
-               else "storing the gradients (the step after it: SGD step from G, without "
-               "--backward)")  # fmt: skip
+        if not L._steps_in_backward(layers):
+            parser.error(f"--backward: {args.layers} has layers of plain loops, which store "
+                         "their gradients (_steps_in_backward): only tiled layers are taken "
+                         "apart")  # fmt: skip
         print(f"{args.layers}, {args.samples} samples, {args.dtype}, one thread, chunk of {chunk}, "
-              f"the backward pass {how}:")  # fmt: skip
+              "the backward pass with the SGD step in its tiles:")  # fmt: skip
         _forward(2, P, X, layers, layout, act, Z, A, chunk, K, activate)
         _backward_parts(spec, X, P, A, D, layers, layout, act, K, chunk,
                         VECTOR_BYTES // dtype.itemsize)  # fmt: skip

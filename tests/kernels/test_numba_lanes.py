@@ -291,16 +291,18 @@ def test_the_backward_pass_that_steps_is_the_backward_pass_then_the_step(dtype, 
                                                                           opt):  # fmt: skip
     """With a step (numba_tiles' STEP_SGD or STEP_MOMENTUM) the backward pass leaves P alone and
     writes the stepped parameters into P2: the bits of the backward pass storing G and the lane
-    loops' _step_lanes after it, the momenta and |g|^2 too. The first two nets step in their
-    tiles (_steps_in_backward), the wide one stores the gradients of its 32-unit layers and
-    steps from them (_step_rows), as does 2-4-1, whose layers are not tiled."""
+    loops' _step_lanes after it, the momenta and |g|^2 too. The first two nets step in tiles of
+    one input, the wide one in tiles of TILE_ROWS inputs with a scratch (its 32-unit layers on
+    16 samples: _one_input_tiles), all three in their tiles (_steps_in_backward); 2-4-1, whose
+    layers are not tiled, stores the gradients and steps from them (_step_rows)."""
     from backprop_bench.kernels.numba_backend import _codes
 
     spec = NetSpec(layers, "tanh")
     codes, offsets, act = _codes(spec)
     itemsize = np.dtype(dtype).itemsize
-    steps_in_tiles = layers[1] < 32 and layers != (2, 4, 1)
-    assert lanes._steps_in_backward(codes, n_samples) == steps_in_tiles
+    steps_in_tiles = layers != (2, 4, 1)
+    assert lanes._steps_in_backward(codes) == steps_in_tiles
+    assert lanes._one_input_tiles(n_samples, layers[1]) == (layers[1] < 32)
     rng = np.random.default_rng(sum(layers))
     chunk = 32
     X = (rng.random((n_samples, layers[0])) < 0.5).astype(dtype)

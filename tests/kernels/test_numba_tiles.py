@@ -17,8 +17,11 @@ from backprop_bench.kernels import numba_lanes as lanes
 from backprop_bench.kernels.numba_fused import activation_function
 from backprop_bench.kernels.numba_rows import add_squares
 from backprop_bench.kernels.numba_tiles import (
+    COLUMN_VECTORS,
     STEP_MOMENTUM,
     STEP_SGD,
+    TILE_ROWS,
+    VECTOR_BYTES,
     multiply_add,
     multiply_add_shared,
     multiply_into,
@@ -232,14 +235,20 @@ def test_multiply_into_derivative_is_multiply_into_then_the_derivative_pass(dtyp
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("nq, nr, n", [(5, 7, 3), (3, 9, 6), (16, 32, 32), (4, 16, 4), (2, 1, 4),
-                                       (2, 17, 16)])  # fmt: skip
+                                       (2, 17, 16), (4, 8, 5), (7, 1, 2), (8, 4, 3),
+                                       (6, 2, 4)])  # fmt: skip
 @pytest.mark.parametrize("shared", [False, True], ids=["lanes", "shared"])
 @pytest.mark.parametrize("opt", [STEP_SGD, STEP_MOMENTUM], ids=["sgd", "momentum"])
-def test_step_into_is_the_gradient_its_squares_and_the_step(dtype, nq, nr, n, shared, opt):
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "one_input"])
+def test_step_into_is_the_gradient_its_squares_and_the_step(dtype, nq, nr, n, shared, opt,
+                                                            grouped):  # fmt: skip
     """The weight gradients never stored: out = the step from p, the momenta and the squared
     norm as multiply_into, add_squares over the rows in theta's order (q, then r) and
     _step_lanes give them, to the bit; the gradients' operands, p and the lanes past w are
-    left alone. Rows of p a row apart from q to q (oq = nr + 1 rows: the padded layout)."""
+    left alone. Rows of p a row apart from q to q (oq = nr + 1 rows: the padded layout).
+    grouped: a scratch of TILE_ROWS - 1 rows of nr vectors, so that tiles take TILE_ROWS inputs
+    at a time (rows whose units take more than one tile leave the other inputs' squares to the
+    scratch); else none, one input at a time."""
     chunk, w = 2 * LANES, LANES if nq % 2 else 2 * LANES
     rng = np.random.default_rng(nq * nr + n)
     geometry = problem(dtype, nq, nr, n, chunk, seed=n)
@@ -255,8 +264,11 @@ def test_step_into_is_the_gradient_its_squares_and_the_step(dtype, nq, nr, n, sh
     out = np.full_like(p, np.nan)
     m_tiles, norm_tiles, p_before = m.copy(), norm2.copy(), p.copy()
     step = step_into_shared if shared else step_into
+    width = VECTOR_BYTES // np.dtype(dtype).itemsize * COLUMN_VECTORS
+    scratch = np.full((TILE_ROWS - 1) * nr * width if grouped else 0, np.nan, dtype)
     step(out.reshape(-1), p.reshape(-1), m_tiles.reshape(-1), 0, stride * chunk, chunk,
-         a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm_tiles, momentum, opt)  # fmt: skip
+         a, ao, aq, at, b, bo, br, bt, n, nq, nr, w, lr, norm_tiles, momentum, opt,
+         scratch)  # fmt: skip
     # the oracle: the gradients stored, their squares added row by row, the lane loops' step
     g = np.zeros((nq * nr, chunk), dtype)
     into = (g.reshape(-1), 0, nr * chunk, chunk, a, ao, aq, at, b, bo, br, bt)
