@@ -21,7 +21,16 @@ from numba import types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
-from .numba_tiles import JIT_OPTIONS, STEP_SGD, jit, lanes_of, splat_of, step_value, vectors
+from .numba_tiles import (
+    JIT_OPTIONS,
+    STEP_SGD,
+    jit,
+    lanes_of,
+    splat_of,
+    step_value,
+    vectors,
+    zeroed_slots,
+)
 
 ROWS = 4  # rows of a bias tile: independent sums that hide the latency of an addition
 
@@ -79,13 +88,7 @@ def _sums_code(context, builder, sig, args, dtype, n_j, n_c, n_v, positions, ste
     p_out, p_d, p_total = data(positions[0]), data(positions[3]), data(positions[8])
     align = dtype.bitwidth // 8
     width_ = ir.Constant(o_.type, n_v)
-    zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
-    tile = {}
-    for j in range(n_j):
-        for c in range(n_c):
-            slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-            builder.store(zero, slot)
-            tile[j, c] = slot
+    tile = zeroed_slots(builder, vector, n_j, n_c)
     with cgutils.for_range(builder, n_) as loop:
         sample = builder.add(do_, builder.mul(loop.index, ds_))
         for (j, c), slot in tile.items():

@@ -374,6 +374,18 @@ def splat_of(builder, vector, number):
     return builder.shuffle_vector(one, one, mask)
 
 
+def zeroed_slots(builder, vector, n_a, n_b):
+    """{(i, j): a stack slot of ``vector`` holding +0} for i < n_a, j < n_b: a tile's
+    accumulators, which LLVM promotes to registers."""
+    zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * vector.count)
+    slots = {}
+    for i in range(n_a):
+        for j in range(n_b):
+            slots[i, j] = cgutils.alloca_once(builder, vector)
+            builder.store(zero, slots[i, j])
+    return slots
+
+
 @intrinsic
 def _step_tile(typingctx, out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, n, lr, norm2, v,
                momentum, sc, so, ss, nq, nr, width, shared, opt, defer):  # fmt: skip
@@ -408,13 +420,7 @@ def _step_tile(typingctx, out, p, m, o, oq, orow, a, ao, aq, at, b, bo, br, bt, 
         def plus(base, stride, times):
             return builder.add(base, builder.mul(stride, ir.Constant(base.type, times)))
 
-        zero = ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * n_v)
-        sums = {}
-        for q in range(n_q):
-            for r in range(n_r):
-                slot = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
-                builder.store(zero, slot)
-                sums[q, r] = slot
+        sums = zeroed_slots(builder, vector, n_q, n_r)
         with cgutils.for_range(builder, n_) as loop:
             a_t = builder.add(ao_, builder.mul(loop.index, at_))
             b_t = builder.add(bo_, builder.mul(loop.index, bt_))
