@@ -924,8 +924,8 @@ def train_kernel(
         V = _zeros((n_rows if opt_code == ADAM else 0, lanes), theta)
         # the lane loops make SGD's and momentum's step as they sum the gradients, into P2: the
         # decisions below still see the epoch's parameters in P (a net that stops keeps them),
-        # and the two swap for the next epoch; the gradients are then never stored (no G)
-        # (with the step, G is step_into's scratch: TILE_ROWS - 1 rows of units a tile defers)
+        # and the two swap for the next epoch; the gradients are then never stored, and G is
+        # step_into's scratch (TILE_ROWS - 1 rows of units whose squares a tile defers)
         G = _zeros((n_rows if step < 0 else (TILE_ROWS - 1) * width, lanes), theta)
         P2 = _zeros((n_rows if step >= 0 else 0, lanes), theta)
         rows = unit_rows(width, lanes, theta.itemsize)
