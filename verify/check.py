@@ -168,6 +168,11 @@ STRADDLED = 10.0  # a refined error bound this many times the first: a kink with
 STAIR_REACH = 64.0
 STAIR_OUTPUTS = 4
 STAIR_ULPS = 1024.0
+# ... or, where that is less, STAIR_SHARE of that scale: float64 code that rounds an intermediate
+# far larger than its value (a residual base + X w - y with base 5e6, a term added and taken
+# away again) steps by that intermediate's ulps, millions of its own (a larger jump counted as
+# a stair only widens the reference's bound)
+STAIR_SHARE = 2.0**-22
 LINEARITY_SEED = 0  # the random cotangent at which a VJP's linearity is checked
 GROUP_PROBES = 2  # probes of their own for groups far smaller than the largest
 JOINT_DIRECTIONS = 4  # directions over several kinked elements along which the claim is held
@@ -1802,7 +1807,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         e = np.zeros(n)
         e[j] = 1.0
         found = R.stairs(f, x, e, f0, noise, steps[j], outputs, J_ref[:, j], _stair_reach(x, e),
-                         largest_jump)  # fmt: skip
+                         largest_jump, R.smallest_refined_step(f, x, e, steps[j]))  # fmt: skip
         for i, (jump, distance, bound) in found.items():
             J_err[i, j] = max(J_err[i, j], bound)
             frozen[i, j] = max(frozen[i, j], bound)  # (no finer at wider steps either: widen)
@@ -2086,7 +2091,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             one_sided(j)
         if low is not None and column_bad(j):
             within_rounding(j)
-        if j not in cs_values and column_bad(j):
+        if not used_cs[j] and column_bad(j):  # (a complex step not taken says nothing)
             staircase(j)
         # an element confirmed wrong: off its reference, or outside its own kink's one-sided
         # derivatives (a kink's error is masked in column_bad; a decided failure is as sure)
@@ -2530,8 +2535,10 @@ def _stair_reach(x, v) -> float:
 
 
 def _largest_stair(f, f0) -> float:
-    """A jump of at most this is a stair: STAIR_ULPS of the code's rounding at its scale."""
-    return STAIR_ULPS * f.inner_eps * max(1.0, float(np.abs(f0).max(initial=0.0)))
+    """A jump of at most this is a stair: STAIR_ULPS of the code's rounding at its scale, or
+    STAIR_SHARE of that scale."""
+    share = max(STAIR_ULPS * f.inner_eps, STAIR_SHARE)
+    return share * max(1.0, float(np.abs(f0).max(initial=0.0)))
 
 
 def _staircase_note(where, jump, distance, bound, more) -> str:

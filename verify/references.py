@@ -44,10 +44,22 @@ TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
 # noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
 NOISE_ULPS = 256.0
 NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst case
+# where the scatter is above NOISE_ROUNDINGS roundings of f's value, the points close in by
+# NOISE_CLOSER, up to NOISE_CLOSINGS times, while it shrinks by more than NOISE_SHRUNK
+NOISE_ROUNDINGS = 16.0
+NOISE_CLOSER = 8.0
+NOISE_CLOSINGS = 3
+NOISE_SHRUNK = 16.0
 # unevenly spaced, so that rounding to a coarse quantum cannot fall on a parabola by accident
 NOISE_POINTS = np.array([-2.3, -1.1, -0.4, 0.7, 1.6, 2.9])
 # refine: Ridders tableaux started a decade apart, RIDDERS_LEVELS steps each, halving the step
 DECADES_UP, DECADES_DOWN = 2, 7
+# ... and on down, DECADES_FURTHER at most, while the smallest step stays RESOLVED_ULPS of the
+# coordinates' precision above them: the base step is relative to the parameters' size, and a
+# function of their differences far from 0 (points at 1e13, a step of 1e7 across springs of
+# length 1) varies on a scale decades below it (HOPELESS ends the descent where rounding does)
+DECADES_FURTHER = 12
+RESOLVED_ULPS = 16.0
 KINK_SAFETY = 8.0  # second differences this many times their rounding apart: a kink
 HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
@@ -310,40 +322,67 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
     few hundred ulps of float32 apart: code that rounds its inputs to float32 inside
     (``p.astype(np.float32)``) is flat at the float64 scale and shows its rounding only at the
     float32 one. ``rounds_inputs``, a list, gets True appended in that case.
+
+    A function of the parameters' differences far from 0 (springs between points at 1e12, a
+    residual base + X w - y with base 5e6) is not a parabola over a few hundred ulps of its
+    parameters: what is left of the parabola there is its curvature, not rounding (1e-3 at
+    coordinates of 1e12 where the rounding is 3e-17, which made every step below 1e11 look
+    hopeless and left the references to steps at which the function's own scale is lost). So
+    where the scatter is above a few roundings of f's value, the points close in by
+    NOISE_CLOSER and again while the scatter keeps shrinking by more than NOISE_SHRUNK (a
+    cubic's residual shrinks 512-fold, rounding's not at all), and the scatter is taken where
+    it stopped shrinking (the larger of that scale's and the next's).
     """
     # every coordinate moved by NOISE_ULPS of its own ulps (zeros by those of the typical
     # size), so that f stays smooth along w however differently its parameters are scaled
     size = np.abs(x)
     typical = typical_size(x)
     w = rng.choice([-1.0, 1.0], size=x.size) * np.where(size > 0, size, typical)
-    unit_w = w / float(np.abs(w).max())  # offsets along w, scaled so that w . w cannot underflow
     scatter = np.zeros_like(f0)
     flat = True
+    floor = out_eps * np.abs(f0)
     for unit in (EPS, float(np.finfo(np.float32).eps)):
         if unit != EPS and not flat:
             break  # f responds at the float64 scale: its rounding was seen there
         tau = NOISE_ULPS * unit
-        values, offsets = [f0], [0.0]
-        for t in NOISE_POINTS * tau:
-            value, point = f.at(x + t * w)
-            values.append(value)
-            with np.errstate(over="ignore"):
-                square = np.dot(w, w)
-            if SMALLEST_SQUARE < square < LARGEST_SQUARE:
-                offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
-            else:  # parameters of 1e-200 or 1e160: their squares underflow or overflow
-                offsets.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
-                                     / np.dot(unit_w, unit_w)))  # fmt: skip
-        values = np.array(values)  # (points, m)
-        t = np.array(offsets) / tau
-        A = np.stack([np.ones_like(t), t, t**2], axis=1)  # curvature is not noise
-        fitted = A @ np.linalg.lstsq(A, values, rcond=None)[0]
-        scatter = np.maximum(scatter, np.abs(values - fitted).max(axis=0))
-        flat = bool(np.all(values == values[0]))
+        seen, flat = _parabola_scatter(f, x, w, f0, tau)
+        for _ in range(NOISE_CLOSINGS):
+            if not np.any(seen > NOISE_ROUNDINGS * floor):
+                break  # rounding's own size: nothing to tell apart
+            tau /= NOISE_CLOSER
+            closer, closer_flat = _parabola_scatter(f, x, w, f0, tau)
+            if closer_flat or not np.all(closer * NOISE_SHRUNK < np.maximum(seen, floor)):
+                seen = np.maximum(seen, closer)
+                break  # not shrinking (or no change at all that close): rounding
+            seen = closer
+        scatter = np.maximum(scatter, seen)
         if unit == EPS and flat and rounds_inputs is not None:
             rounds_inputs.append(True)
-    floor = out_eps * np.abs(f0)
     return np.maximum(NOISE_SAFETY * scatter, floor) + 1e-300
+
+
+def _parabola_scatter(f: Evaluator, x, w, f0, tau: float) -> tuple[np.ndarray, bool]:
+    """f at x + t w for t in NOISE_POINTS tau and 0: (the largest residual of a parabola in t
+    through them, per output; whether every value equals f0)."""
+    unit_w = w / float(np.abs(w).max())  # offsets along w, scaled so that w . w cannot underflow
+    values, offsets = [f0], [0.0]
+    for t in NOISE_POINTS * tau:
+        value, point = f.at(x + t * w)
+        values.append(value)
+        with np.errstate(over="ignore"):
+            square = np.dot(w, w)
+        if SMALLEST_SQUARE < square < LARGEST_SQUARE:
+            offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
+        else:  # parameters of 1e-200 or 1e160: their squares underflow or overflow
+            offsets.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
+                                 / np.dot(unit_w, unit_w)))  # fmt: skip
+    values = np.array(values)  # (points, m)
+    t = np.array(offsets) / tau
+    A = np.stack([np.ones_like(t), t, t**2], axis=1)  # curvature is not noise
+    with np.errstate(all="ignore"):
+        fitted = A @ np.linalg.lstsq(A, values, rcond=None)[0]
+        scatter = np.abs(values - fitted).max(axis=0)
+    return scatter, bool(np.all(values == values[0]))
 
 
 def base_step(x: np.ndarray, v: np.ndarray, f0: np.ndarray, noise: np.ndarray) -> float:
@@ -505,8 +544,11 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
         return fitted  # the fits agree across windows: a smooth function, nothing to add
     values, errors = [], []
     vmax = float(np.abs(v).max())
-    for k in range(DECADES_UP, -DECADES_DOWN - 1, -1):
+    resolution = _resolution(f, x, v)
+    for k in range(DECADES_UP, -DECADES_DOWN - DECADES_FURTHER - 1, -1):
         smallest = h * 10.0**k / RIDDERS_SHRINK ** (RIDDERS_LEVELS - 1)
+        if k < -DECADES_DOWN and smallest * vmax < RESOLVED_ULPS * resolution:
+            break
         if errors and 2 * float(noise.max()) / (smallest * vmax) > HOPELESS * float(
             np.max(np.min(errors, axis=0))
         ):
@@ -527,11 +569,29 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
     return Derivative(best_value, best_error, "Ridders extrapolation")
 
 
+def smallest_refined_step(f: Evaluator, x, v, h: float) -> float:
+    """About the smallest step along v (in multiples of v) that :func:`refine` takes from h."""
+    vmax = max(float(np.abs(v).max()), 1e-300)
+    smallest = h * 10.0**-DECADES_DOWN / RIDDERS_SHRINK ** (RIDDERS_LEVELS - 1)
+    return max(smallest, RESOLVED_ULPS * _resolution(f, x, v) / vmax)
+
+
+def _resolution(f: Evaluator, x, v) -> float:
+    """One ulp, in the precision the code computes in, of the largest coordinate v moves."""
+    moved = np.abs(x[v != 0])
+    largest = float(moved.max(initial=0.0))
+    return max(f.inner_eps, EPS) * largest if largest > 0 else 0.0
+
+
 def _fitted(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
     values, errors = [], []
     vmax = float(np.abs(v).max())
     window = h * 10.0**DECADES_UP
-    while window >= h * 10.0**-DECADES_DOWN:
+    resolution = _resolution(f, x, v)
+    while window >= h * 10.0**-DECADES_DOWN or (
+        window >= h * 10.0 ** -(DECADES_DOWN + DECADES_FURTHER)
+        and window * vmax >= FIT_PAIRS * RESOLVED_ULPS * resolution
+    ):
         if errors and 2 * float(noise.max()) / (window * vmax) > FIT_HOPELESS * float(
             np.max(np.min(errors, axis=0))
         ):
@@ -604,7 +664,7 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
 
 
 def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: float,
-           largest: float) -> dict:
+           largest: float, start: float | None = None) -> dict:
     """Jumps of the given outputs along the direction v within ``reach`` of x (in multiples of
     v): {output: (jump, distance, bound)} for each that jumps, by at most ``largest``, within
     it; ``bound`` is how far the slope may be from the derivative (below).
@@ -620,7 +680,12 @@ def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: floa
     the treads' slope may miss by where the stairs are evenly spaced; where several
     intermediates stair at once (an output summing many units, a probe moving many weights),
     the stairs beyond the first may crowd, so ``bound`` is also at least the secant's distance
-    from the slope at the steps out to STAIR_SECANT times the first stair's distance."""
+    from the slope at the steps out to STAIR_SECANT times the first stair's distance.
+
+    ``start`` (default h): the step the search grows from. Treads far narrower than h (a term
+    of 1e6 added and taken away: stairs of 1.2e-10 in the value, 5e-10 wide where h is 1e-5)
+    are crossed by h's own differences, but refinement's smaller steps can fall on one; the
+    search then starts from the smallest of those (:func:`smallest_refined_step`)."""
     v_norm = float(np.dot(v, v))
 
     def at(t):
@@ -638,7 +703,7 @@ def stairs(f: Evaluator, x, v, f0, noise, h: float, outputs, slopes, reach: floa
         pending = [int(i) for i in outputs]
         secants = {}  # output -> the first stair's distance, on this side
         before, t_before = f0, 0.0
-        step = h
+        step = h if start is None else min(h, start)
         while step < reach and (pending or any(
                 step < STAIR_SECANT * d for d in secants.values())):  # fmt: skip
             step = min(step * STAIR_SHRINK, reach)

@@ -1162,3 +1162,69 @@ def test_a_check_by_probes_names_the_params_shape():
     result = check_gradient(lambda p: np.sum(np.sin(p)), np.cos, W, mode="probes")
     assert result.verdict == "correct"
     assert result.report().splitlines()[1].startswith("  params (10, 5) [grad]")
+
+
+def _springs(offset, cast):
+    """A spring network's energy and its exact gradient at points moved by ``offset``: a
+    function of the points' differences, which are exact there (8 points, 13 springs)."""
+    rng = np.random.default_rng(37)
+    edges = [(i, i + 1) for i in range(7)] + [(i, i + 2) for i in range(6)]
+    first, second = np.array(edges).T
+    rest = np.where(second - first == 1, 1.0, 2.0)
+    stiffness = rng.uniform(0.5, 2, len(edges))
+    x0 = np.stack([np.arange(8.0), np.zeros(8)], 1) + 0.2 * rng.normal(size=(8, 2))
+
+    def parts(x):
+        if cast:
+            x = x.astype(np.float32)
+        d = x[first] - x[second]
+        r = np.sqrt(np.sum(d * d, 1))
+        return x, d, r, stiffness.astype(x.dtype), rest.astype(x.dtype)
+
+    def fun(x):
+        _, _, r, k, length = parts(x)
+        return np.sum(0.5 * k * (r - length) ** 2)
+
+    def grad(x):
+        x, d, r, k, length = parts(x)
+        force = (k * (r - length) / r)[:, None] * d
+        g = np.zeros_like(x)
+        np.add.at(g, first, force)
+        np.add.at(g, second, -force)
+        return g
+
+    return fun, grad, (x0 + offset).astype(np.float32 if cast else np.float64)
+
+
+@pytest.mark.parametrize("offset, cast", [(1e12, False), (1e13, False), (3e4, True), (1e5, True)])
+def test_a_function_of_differences_far_from_zero_is_judged_at_its_own_scale(offset, cast):
+    """Springs between points at 1e12 (float64) or 1e5 (float32 inside): the rounding measured
+    a few hundred ulps from x was the energy's curvature (1e-3 where it is 3e-17), so no step
+    below 1e11 was tried; references at steps far beyond the springs' length made a negated
+    gradient `not differentiable here` (kinks with one-sided derivatives of 3 and -11) and the
+    exact one `wrong` (from an outside audit). The right claim is not `wrong`; a negated one
+    and one twice the gradient are."""
+    fun, grad, x = _springs(offset, cast)
+    assert check_gradient(fun, grad, x).verdict in ("correct", "cannot tell")
+    assert check_gradient(fun, lambda p: -grad(p), x).verdict == "wrong"
+    assert check_gradient(fun, lambda p: 2 * grad(p), x).verdict == "wrong"
+
+
+def test_a_claim_on_a_tread_narrower_than_the_step_is_not_wrong():
+    """A term of 1e6 w added and taken away rounds the rest of the value to stairs of 1.2e-10,
+    5e-10 wide, and |w| keeps the complex step out: refinement's small steps fell on a tread
+    (slope 0.01, the |w| term's alone) and the exact claim, 0.2534, was `wrong` against
+    0.01 +- 2.5e-4 (from an outside audit). The stairs are now looked for from those steps
+    up: not `wrong` (the tread's slope no finer than a stair over its width)."""
+    c, big = 0.6404226504432183, 1e6
+
+    def fun(w):
+        return (np.sum(c * np.tanh(w)) + big * np.sum(w)) - big * np.sum(w) + 0.01 * np.sum(
+            np.abs(w))
+
+    def grad(w):
+        return c * (1 - np.tanh(w) ** 2) + 0.01 * np.sign(w)
+
+    result = check_gradient(fun, grad, np.array([1.064354024785745]))
+    assert result.verdict != "wrong", result.report()
+    assert any("staircase" in note for note in result.notes), result.report()
