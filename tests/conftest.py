@@ -12,6 +12,7 @@ one process; any other selection runs in one process unless ``-n`` asks otherwis
 
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,15 @@ def pytest_configure(config):
         config.option.benchmark_storage = f"file://{BENCHMARK_STORAGE}"
     else:
         config.option.benchmark_disable = True
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session):
+    """A ``--benchmark`` run that times nothing (-k matching no benchmark, --collect-only) saves
+    nothing and says so by a warning, which filterwarnings = error made an INTERNALERROR."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Not saving anything, no benchmarks have been run")
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

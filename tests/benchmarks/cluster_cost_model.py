@@ -174,9 +174,9 @@ def executor_for(mode: str):
 def main() -> None:
     parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--big-nets", type=int, default=1000)
-    parser.add_argument("--overhead-shards", type=int, default=1000)
+    parser.add_argument("--repeats", type=usage.positive_int, default=3)
+    parser.add_argument("--big-nets", type=usage.positive_int, default=1000)
+    parser.add_argument("--overhead-shards", type=usage.positive_int, default=1000)
     parser.add_argument(
         "--predict-only", action="store_true", help="only redo the prediction in --out"
     )
@@ -184,6 +184,10 @@ def main() -> None:
         "--serial-only", action="store_true", help="only redo the serial parts in --out"
     )
     args = parser.parse_args()
+    if (args.predict_only or args.serial_only) and not args.out.is_file():
+        parser.error(f"--out {args.out}: no such file; --predict-only and --serial-only redo "
+                     "parts of a measurement written there before (run without them first)")
+    usage.writable(args.out, "--out")
     if DaskExecutor is None and not args.predict_only:
         parser.exit(2, f"{parser.prog}: error: the timings run a local Dask cluster: "
                        "pip install -e '.[dask]' (--predict-only needs no cluster)\n")  # fmt: skip

@@ -1183,7 +1183,7 @@ def summarize(rows):
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.usage import help_requested
+    from tests.benchmarks.usage import hand_arguments
 
-    help_requested(__doc__)
+    hand_arguments(__doc__, outputs=1, required=True, more=True, flags=("--sanity",))
     main()

@@ -1543,7 +1543,7 @@ def summarize(records, notes, selfchecks, total):
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.usage import help_requested
+    from tests.benchmarks.usage import hand_arguments
 
-    help_requested(__doc__)
+    hand_arguments(__doc__, outputs=1)
     run(sys.argv[1] if len(sys.argv) > 1 else "kink32_review.json")

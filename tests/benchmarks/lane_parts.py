@@ -246,7 +246,7 @@ def _whole_epochs(spec, X, Y, dtype, sizes, rng, repeats=5, epochs=50):
 def main(argv=None) -> None:
     parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="8-32-32-1")
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=usage.positive_int, default=16)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--chunks", type=int, nargs="+", metavar="NETS",
                         help="whole epochs of one population in chunks of these sizes")  # fmt: skip
@@ -256,7 +256,10 @@ def main(argv=None) -> None:
                         help="the backward pass's calls one by one, layer by layer")  # fmt: skip
     args = parser.parse_args(argv)
     numba.set_num_threads(1)
-    spec = NetSpec(tuple(int(n) for n in args.layers.split("-")))
+    try:
+        spec = NetSpec(tuple(int(n) for n in args.layers.split("-")))
+    except ValueError as error:
+        parser.error(f"--layers {args.layers}: widths joined by '-', such as 8-32-32-1 ({error})")
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
     X = (rng.random((args.samples, spec.n_inputs)) < 0.5).astype(dtype)

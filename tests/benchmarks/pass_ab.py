@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("checkout", type=pathlib.Path, help="the other version's checkout")
     parser.add_argument("case", nargs="?", choices=sorted(CASES),
                         help="a case of the peer table (or a job of your own: --layers)")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=usage.positive_int, default=15)
     parser.add_argument("--whole", action="store_true",
                         help="the other checkout's whole kernels package, not only its pass")
     own_job_arguments(parser, "instead of a case")

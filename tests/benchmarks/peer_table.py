@@ -436,9 +436,9 @@ def own_job(args) -> Case:
 
 def main(argv=None):
     parser = usage.Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=usage.positive_int, default=5)
     parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--scale", type=float, default=1.0,
+    parser.add_argument("--scale", type=usage.positive_float, default=1.0,
                         help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
     own = own_job_arguments(parser, "instead of --specs")
     own.add_argument("--nets", type=int, default=N_NETS,

@@ -1212,7 +1212,7 @@ def main():
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.usage import help_requested
+    from tests.benchmarks.usage import hand_arguments
 
-    help_requested(__doc__)
+    hand_arguments(__doc__, outputs=1, required=True, flags=("--selftest",), valued=("--only",))
     main()
