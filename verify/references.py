@@ -44,11 +44,12 @@ TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
 # noise_level: points NOISE_ULPS ulps of the largest coordinate apart along a random direction
 NOISE_ULPS = 256.0
 NOISE_SAFETY = 3.0  # the scatter seen at a few points understates the worst case
-# where the scatter is above NOISE_ROUNDINGS roundings of f's value, the points close in by
-# NOISE_CLOSER, up to NOISE_CLOSINGS times, while it shrinks by more than NOISE_SHRUNK
+# where the scatter is above NOISE_ROUNDINGS roundings of f's value, it is measured again at
+# these offsets in whole ulps of each coordinate (uneven, as NOISE_POINTS), and one NOISE_SHRUNK
+# times below the scatter kept replaces it
 NOISE_ROUNDINGS = 16.0
-NOISE_CLOSER = 8.0
-NOISE_CLOSINGS = 3
+NOISE_GRID_OFFSETS = (np.array([-184, -88, -32, 56, 128, 232]), np.array([-23, -11, -4, 7, 16, 29]),
+                      np.array([-3, -2, -1, 1, 2, 4]))  # fmt: skip
 NOISE_SHRUNK = 16.0
 # unevenly spaced, so that rounding to a coarse quantum cannot fall on a parabola by accident
 NOISE_POINTS = np.array([-2.3, -1.1, -0.4, 0.7, 1.6, 2.9])
@@ -323,61 +324,61 @@ def noise_level(f: Evaluator, x: np.ndarray, f0: np.ndarray, out_eps: float, rng
     (``p.astype(np.float32)``) is flat at the float64 scale and shows its rounding only at the
     float32 one. ``rounds_inputs``, a list, gets True appended in that case.
 
-    A function of the parameters' differences far from 0 (springs between points at 1e12, a
-    residual base + X w - y with base 5e6) is not a parabola over a few hundred ulps of its
-    parameters: what is left of the parabola there is its curvature, not rounding (1e-3 at
-    coordinates of 1e12 where the rounding is 3e-17, which made every step below 1e11 look
-    hopeless and left the references to steps at which the function's own scale is lost). So
-    where the scatter is above a few roundings of f's value, the points close in by
-    NOISE_CLOSER and again while the scatter keeps shrinking by more than NOISE_SHRUNK (a
-    cubic's residual shrinks 512-fold, rounding's not at all), and the scatter is taken where
-    it stopped shrinking (the larger of that scale's and the next's).
+    A function of the parameters' differences far from 0 (springs between points at 1e12,
+    sin(w - 1e6) in float32) is not a parabola over a few hundred ulps of its parameters: what
+    is left of the parabola there is its curvature, not rounding (1e-3 at coordinates of 1e12
+    where the rounding is 3e-17, which made every step below 1e11 look hopeless and left the
+    references to steps at which the function's own scale is lost). So where the scatter is
+    above NOISE_ROUNDINGS roundings of f's value, it is measured again along lines of whole
+    ulps of each coordinate (every point exactly on the line, in the precision the points are
+    taken in), out to NOISE_GRID_OFFSETS' largest, and a scatter NOISE_SHRUNK times below the
+    one kept replaces it (a cubic's residual shrinks 512-fold as the points close in eightfold,
+    rounding's not at all; so a function whose scatter is rounding keeps its first measure).
     """
     # every coordinate moved by NOISE_ULPS of its own ulps (zeros by those of the typical
     # size), so that f stays smooth along w however differently its parameters are scaled
     size = np.abs(x)
     typical = typical_size(x)
-    w = rng.choice([-1.0, 1.0], size=x.size) * np.where(size > 0, size, typical)
+    signs = rng.choice([-1.0, 1.0], size=x.size)
+    w = signs * np.where(size > 0, size, typical)
     scatter = np.zeros_like(f0)
     flat = True
     floor = out_eps * np.abs(f0)
     for unit in (EPS, float(np.finfo(np.float32).eps)):
         if unit != EPS and not flat:
             break  # f responds at the float64 scale: its rounding was seen there
-        tau = NOISE_ULPS * unit
-        seen, flat = _parabola_scatter(f, x, w, f0, tau)
-        for _ in range(NOISE_CLOSINGS):
-            if not np.any(seen > NOISE_ROUNDINGS * floor):
-                break  # rounding's own size: nothing to tell apart
-            tau /= NOISE_CLOSER
-            closer, closer_flat = _parabola_scatter(f, x, w, f0, tau)
-            if closer_flat or not np.all(closer * NOISE_SHRUNK < np.maximum(seen, floor)):
-                seen = np.maximum(seen, closer)
-                break  # not shrinking (or no change at all that close): rounding
-            seen = closer
+        seen, flat = _parabola_scatter(f, x, w, f0, NOISE_POINTS * NOISE_ULPS * unit)
+        if not flat and np.any(seen > NOISE_ROUNDINGS * floor):
+            precision = np.float64 if unit == EPS else np.float32
+            grid = signs * np.spacing(np.where(size > 0, size, typical).astype(precision))
+            grid = grid.astype(np.float64)
+            for offsets in NOISE_GRID_OFFSETS:
+                closer, closer_flat = _parabola_scatter(f, x, grid, f0, offsets)
+                if not closer_flat and np.all(closer * NOISE_SHRUNK < np.maximum(seen, floor)):
+                    seen = closer
         scatter = np.maximum(scatter, seen)
         if unit == EPS and flat and rounds_inputs is not None:
             rounds_inputs.append(True)
     return np.maximum(NOISE_SAFETY * scatter, floor) + 1e-300
 
 
-def _parabola_scatter(f: Evaluator, x, w, f0, tau: float) -> tuple[np.ndarray, bool]:
-    """f at x + t w for t in NOISE_POINTS tau and 0: (the largest residual of a parabola in t
-    through them, per output; whether every value equals f0)."""
+def _parabola_scatter(f: Evaluator, x, w, f0, offsets) -> tuple[np.ndarray, bool]:
+    """f at x + t w for t in offsets and 0: (the largest residual of a parabola in t through
+    them, per output; whether every value equals f0)."""
     unit_w = w / float(np.abs(w).max())  # offsets along w, scaled so that w . w cannot underflow
-    values, offsets = [f0], [0.0]
-    for t in NOISE_POINTS * tau:
+    values, taken = [f0], [0.0]
+    for t in offsets:
         value, point = f.at(x + t * w)
         values.append(value)
         with np.errstate(over="ignore"):
             square = np.dot(w, w)
         if SMALLEST_SQUARE < square < LARGEST_SQUARE:
-            offsets.append(float(np.dot(point - x, w) / np.dot(w, w)))
+            taken.append(float(np.dot(point - x, w) / np.dot(w, w)))
         else:  # parameters of 1e-200 or 1e160: their squares underflow or overflow
-            offsets.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
-                                 / np.dot(unit_w, unit_w)))  # fmt: skip
+            taken.append(float(np.dot((point - x) / float(np.abs(w).max()), unit_w)
+                               / np.dot(unit_w, unit_w)))  # fmt: skip
     values = np.array(values)  # (points, m)
-    t = np.array(offsets) / tau
+    t = np.array(taken) / float(np.abs(offsets).max())
     A = np.stack([np.ones_like(t), t, t**2], axis=1)  # curvature is not noise
     with np.errstate(all="ignore"):
         fitted = A @ np.linalg.lstsq(A, values, rcond=None)[0]

@@ -1228,3 +1228,25 @@ def test_a_claim_on_a_tread_narrower_than_the_step_is_not_wrong():
     result = check_gradient(fun, grad, np.array([1.064354024785745]))
     assert result.verdict != "wrong", result.report()
     assert any("staircase" in note for note in result.notes), result.report()
+
+
+@pytest.mark.parametrize("offset", [1e5, 1e6])
+def test_float32_code_far_from_zero_is_not_wrong_when_right(offset):
+    """sin(w - c) in float32 code that casts inside, w near 1e6 (float32 ulps of 0.0625): a
+    few hundred float32 ulps of w span several periods, and the rounding measured there was
+    4 times the value, so the references were taken in steps the cast rounds away and the
+    exact gradient was `wrong` against 0 (from an outside audit). The rounding is now measured
+    along whole ulps closer in: not `wrong`. (At 1e7, where an ulp of w is 1, it still is: the
+    README's known false alarms.)"""
+    w = (offset + np.array([0.3, -1.2, 0.8, 1.9, -0.4, 2.6])).astype(np.float32)
+    c = np.array([0.5, -1.1, 0.7, 0.2, -0.9, 1.3], dtype=np.float32)
+    centre = np.float32(offset)
+
+    def fun(p):
+        return np.sum(np.sin(p.astype(np.float32) - centre) * c)
+
+    def grad(p):
+        return np.cos(p.astype(np.float32) - centre) * c
+
+    assert check_gradient(fun, grad, w).verdict in ("correct", "cannot tell")
+    assert check_gradient(fun, lambda p: -grad(p), w).verdict in ("wrong", "cannot tell")
