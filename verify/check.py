@@ -168,7 +168,7 @@ STRADDLED = 10.0  # a refined error bound this many times the first: a kink with
 STAIR_REACH = 64.0
 STAIR_OUTPUTS = 4
 STAIR_ULPS = 1024.0
-# ... or, where that is less, STAIR_SHARE of that scale: float64 code that rounds an intermediate
+# ... or STAIR_SHARE of that scale, where that is more: float64 code that rounds an intermediate
 # far larger than its value (a residual base + X w - y with base 5e6, a term added and taken
 # away again) steps by that intermediate's ulps, millions of its own (a larger jump counted as
 # a stair only widens the reference's bound)

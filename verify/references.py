@@ -571,7 +571,9 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
 
 
 def smallest_refined_step(f: Evaluator, x, v, h: float) -> float:
-    """About the smallest step along v (in multiples of v) that :func:`refine` takes from h."""
+    """The smallest step along v (in multiples of v) of :func:`refine`'s first DECADES_DOWN
+    decades below h (its further ones run only where the function varies far below h), and
+    no less than RESOLVED_ULPS ulps of the coordinates v moves."""
     vmax = max(float(np.abs(v).max()), 1e-300)
     smallest = h * 10.0**-DECADES_DOWN / RIDDERS_SHRINK ** (RIDDERS_LEVELS - 1)
     return max(smallest, RESOLVED_ULPS * _resolution(f, x, v) / vmax)
