@@ -244,7 +244,7 @@ def test_peer_table_runs_a_job_of_ones_own_and_refuses_bad_ones_without_a_traceb
     # argparse's own refusals too: one line, not the whole usage above it
     bad = subprocess.run(run + ["--repeats", "x"], capture_output=True, text=True, cwd=root)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
-    assert "invalid int value: 'x'" in bad.stderr and "usage:" not in bad.stderr
+    assert "--repeats: 'x' is not a whole number" in bad.stderr and "usage:" not in bad.stderr
 
 
 def test_a_few_nets_that_take_a_kink_otherwise_are_set_aside_as_the_twin_measures():

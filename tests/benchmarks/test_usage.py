@@ -4,6 +4,7 @@ killed or printed NaN tables, a missing output folder ended minutes of work in a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,9 +68,12 @@ def test_a_documented_script_refuses_bad_input_at_once(argv):
 def test_a_benchmark_run_that_times_nothing_ends_as_pytest_does():
     """-k matching no benchmark: exit 5, as plain pytest; pytest-benchmark's warning that it
     saves nothing had become an INTERNALERROR under filterwarnings = error."""
+    # (a pytest of its own: not this run's xdist worker, whose variables it would inherit)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     done = subprocess.run([sys.executable, "-m", "pytest", "--benchmark", "-q", "-p",
                            "no:cacheprovider", "tests/benchmarks/test_kernel_benchmarks.py",
                            "-k", "no_benchmark_is_named_this"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+                          cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
     assert done.returncode == 5, done.stdout[-2000:] + done.stderr[-2000:]
     assert "INTERNALERROR" not in done.stdout + done.stderr
