@@ -311,8 +311,10 @@ def main(argv=None) -> int:
     parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="where to write every check (JSON)")
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per family (default: all)")
+    parser.add_argument("--seeds", type=usage.positive_int, default=None,
+                        help="seeds per family (default: all)")  # fmt: skip
     args = parser.parse_args(argv)
+    usage.writable(args.out)
     records = []
     for name in args.family:
         claims_of, seeds = FAMILIES[name]

@@ -1561,7 +1561,7 @@ def summarize(rows, total):
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.usage import help_requested
+    from tests.benchmarks.usage import hand_arguments
 
-    help_requested(__doc__)
+    hand_arguments(__doc__, outputs=1, required=True, more=True)
     sys.exit(main(sys.argv[1:]))

@@ -1316,8 +1316,10 @@ def main():
     ap.add_argument('--out', default=None)
     ap.add_argument('--only', default=None)
     ap.add_argument('--verify-only', action='store_true')
-    ap.add_argument('--budget', type=float, default=None)
+    ap.add_argument('--budget', type=usage.positive_float, default=None)
     args = ap.parse_args()
+    if args.out is not None:
+        usage.writable(args.out, "--out")
     cases = build_cases()
     if args.only:
         cases = [c for c in cases if any(s in c['name'] for s in args.only.split(','))]

@@ -1018,11 +1018,17 @@ def run_case(name):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    jobs = 2
-    for a in sys.argv[1:]:
+    from tests.benchmarks.usage import count_of
+
+    args, jobs, argv = [], 2, sys.argv[1:]
+    while argv:  # case filters; --jobs N or --jobs=N (the docstring's form was taken for a filter)
+        a = argv.pop(0)
+        if a == "--jobs" and argv:
+            a = "--jobs=" + argv.pop(0)
         if a.startswith("--jobs="):
-            jobs = int(a.split("=")[1])
+            jobs = count_of("--jobs", a.split("=", 1)[1])
+        elif not a.startswith("--"):
+            args.append(a)
     names = [n for n in CASES if not args or any(a in n for a in args)]
     t0 = time.time()
     results = []
@@ -1053,7 +1059,7 @@ def main():
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.usage import help_requested
+    from tests.benchmarks.usage import hand_arguments
 
-    help_requested(__doc__)
+    hand_arguments(__doc__, more=True, valued=("--jobs",))
     main()

@@ -35,6 +35,12 @@ def test_hand_read_arguments_are_checked_before_the_work(tmp_path, capsys):
     assert "does not exist" in _refused(capsys, outputs=1, argv=[str(tmp_path / "no" / "o.json")])
     assert "needs a value" in _refused(capsys, outputs=1, valued=("--only",), argv=[out, "--only"])
     assert "unexpected argument 'extra'" in _refused(capsys, outputs=1, argv=[out, "extra"])
+    usage.hand_arguments("doc", more=True, joined=("--jobs",), argv=["--jobs=2", "case"])
+    assert "--jobs=N" in _refused(capsys, more=True, joined=("--jobs",), argv=["--jobs", "2"])
+    assert usage.count_of("--jobs", "3") == 3
+    with pytest.raises(SystemExit) as exit_:
+        usage.count_of("--jobs", "0")
+    assert exit_.value.code == 2 and "--jobs: 0 is not a positive" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "x", "1.5"])

@@ -68,12 +68,13 @@ def writable(path: Path | str, what: str = "the output") -> None:
 
 def hand_arguments(doc: str | None, *, outputs: int = 0, required: bool = False,
                    more: bool = False, flags: tuple = (), valued: tuple = (),
-                   argv: list[str] | None = None) -> None:
+                   joined: tuple = (), argv: list[str] | None = None) -> None:
     """What a script that reads its arguments by hand may be given, checked before it starts:
     ``-h``/``--help`` (its docstring, exit 0); up to ``outputs`` output paths first (at least
     one if ``required``), whose folders must exist; further words only if ``more`` (case
-    filters); the bare ``flags`` and the ``valued`` flags (each followed by its value).
-    Anything else exits 2 with one line."""
+    filters); the bare ``flags``, the ``valued`` flags (each followed by its value, or
+    NAME=VALUE) and the ``joined`` ones (NAME=VALUE only). Anything else exits 2 with one
+    line."""
     argv = sys.argv[1:] if argv is None else argv
     help_requested(doc, argv)
     words, i = [], 0
@@ -84,11 +85,11 @@ def hand_arguments(doc: str | None, *, outputs: int = 0, required: bool = False,
                 _refuse(f"{word} needs a value")
             i += 2
             continue
-        if word.split("=")[0] in valued:
+        if word.split("=")[0] in valued + joined and "=" in word:
             i += 1
             continue
         if word.startswith("-") and word not in flags:
-            known = ", ".join(flags + valued) or "none but -h"
+            known = ", ".join(flags + valued + tuple(f"{j}=N" for j in joined)) or "none but -h"
             _refuse(f"unknown option {word} (options: {known})")
         if not word.startswith("-"):
             words.append(word)
@@ -99,6 +100,14 @@ def hand_arguments(doc: str | None, *, outputs: int = 0, required: bool = False,
         writable(path)
     if len(words) > outputs and not more:
         _refuse(f"unexpected argument {words[outputs]!r}")
+
+
+def count_of(option: str, text: str) -> int:
+    """positive_int for a script that reads its arguments by hand: exit 2 with one line."""
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as error:
+        _refuse(f"{option}: {error}")
 
 
 def _refuse(message: str) -> None:
