@@ -68,13 +68,12 @@ def writable(path: Path | str, what: str = "the output") -> None:
 
 def hand_arguments(doc: str | None, *, outputs: int = 0, required: bool = False,
                    more: bool = False, flags: tuple = (), valued: tuple = (),
-                   joined: tuple = (), argv: list[str] | None = None) -> None:
+                   argv: list[str] | None = None) -> None:
     """What a script that reads its arguments by hand may be given, checked before it starts:
     ``-h``/``--help`` (its docstring, exit 0); up to ``outputs`` output paths first (at least
     one if ``required``), whose folders must exist; further words only if ``more`` (case
-    filters); the bare ``flags``, the ``valued`` flags (each followed by its value, or
-    NAME=VALUE) and the ``joined`` ones (NAME=VALUE only). Anything else exits 2 with one
-    line."""
+    filters); the bare ``flags`` and the ``valued`` flags (each followed by its value, or
+    NAME=VALUE). Anything else exits 2 with one line."""
     argv = sys.argv[1:] if argv is None else argv
     help_requested(doc, argv)
     words, i = [], 0
@@ -85,11 +84,11 @@ def hand_arguments(doc: str | None, *, outputs: int = 0, required: bool = False,
                 _refuse(f"{word} needs a value")
             i += 2
             continue
-        if word.split("=")[0] in valued + joined and "=" in word:
+        if word.split("=")[0] in valued and "=" in word:
             i += 1
             continue
         if word.startswith("-") and word not in flags:
-            known = ", ".join(flags + valued + tuple(f"{j}=N" for j in joined)) or "none but -h"
+            known = ", ".join(flags + valued) or "none but -h"
             _refuse(f"unknown option {word} (options: {known})")
         if not word.startswith("-"):
             words.append(word)
