@@ -143,7 +143,7 @@ def _column_norms(theta) -> np.ndarray:
 
 
 def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
-            summarise=None) -> Analysis:
+            summarise=None, summary=None) -> Analysis:
     """The :class:`Analysis` of a finished ``TrainResult``.
 
     result   : a TrainResult whose theta holds the final parameters, shape (n_params, n_nets)
@@ -156,6 +156,8 @@ def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
     summarise: instead of either, for a backend that computes them in one pass without keeping
                every layer: ``summarise(theta block) -> (outputs, saturated, flat)`` with
                outputs of shape (n_samples, n_outputs, n_block), by the rule of _hidden_units
+    summary  : instead of all three, summarise's (outputs, saturated, flat) of every net,
+               already computed (by the numba training kernel as each net stopped)
     """
     theta = result.theta
     n_nets = theta.shape[1]
@@ -168,7 +170,10 @@ def analyse(result, spec, X, Y, n_epochs: int, forward, evaluate=None,
         # in blocks of nets, so that a million-net population needs no more memory to analyse
         for start in range(0, n_nets, BLOCK_NETS):
             block = slice(start, min(start + BLOCK_NETS, n_nets))
-            if summarise is not None:
+            if summary is not None:
+                outputs[:, :, block] = summary[0][:, :, block]
+                saturated[block], flat[block] = summary[1][block], summary[2][block]
+            elif summarise is not None:
                 outputs[:, :, block], saturated[block], flat[block] = summarise(theta[:, block])
             else:
                 fwd = forward(theta[:, block], spec, X) if evaluate is None else evaluate(block)

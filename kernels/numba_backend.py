@@ -462,6 +462,12 @@ def train_population(
                        r.theta.itemsize)  # fmt: skip
     if chunk % pass_lanes(r.theta.itemsize):
         fused = ""  # the pass's last step would run past the chunk's lanes
+    summarise = _summarise(spec, X, r.theta.shape[1])
+    # where the lane loops run, the kernel keeps the analysis' values of each net's last epoch
+    summary = summarise is not None and not fused
+    kept = r.theta.shape[1] if summary else 0
+    outputs = np.zeros((X.shape[0], Y.shape[1], kept), dtype=r.theta.dtype)
+    saturated, flat = np.zeros(kept, dtype=np.int64), np.zeros(kept, dtype=np.int64)
     args = (
         r.theta, X, Y, layers, offsets, act, LOSSES.index(spec.loss), _scale(spec, X.shape[0]),
         lr, n_epochs, optimizer.code, optimizer.momentum, optimizer.beta1, optimizer.beta2,
@@ -472,7 +478,8 @@ def train_population(
         r.final_loss, r.final_accuracy, r.final_grad_norm,
         history.loss, history.accuracy, history.grad_norm, history.param_norm, chunk, abort,
         pass_function(fused, r.theta.itemsize), steps_in_pass(fused), not fused,
-        activation_function(r.theta.itemsize),
+        activation_function(r.theta.itemsize), summary, outputs, saturated, flat,
+        _saturation_limit(spec, X), SATURATED_SHARE,
     )  # fmt: skip
     over_chunks(-(-r.theta.shape[1] // chunk), lambda start, stop: train_kernel(*args, start, stop),
                 abort)  # fmt: skip
@@ -480,8 +487,14 @@ def train_population(
         result.history = None
     if not abort[0]:
         result.analysis = analyse(result, spec, X, Y, n_epochs, numpy_backend.forward,
-                                  summarise=_summarise(spec, X, r.theta.shape[1]))
+                                  summarise=summarise,
+                                  summary=(outputs, saturated, flat) if summary else None)
     return result
+
+
+def _saturation_limit(spec: NetSpec, X):
+    """failure.analyse's bound on a saturated unit's derivative, in the nets' dtype (X's)."""
+    return X.dtype.type(SATURATION * MAX_DERIVATIVE[spec.activation])
 
 
 def _summarise(spec: NetSpec, X, n_nets: int):
@@ -496,7 +509,7 @@ def _summarise(spec: NetSpec, X, n_nets: int):
     n_samples = X.shape[0]
     chunk = chunk_size(spec.n_layers, n_samples, max(spec.layers[1:]), spec.n_params,
                        X.itemsize)  # fmt: skip
-    limit = X.dtype.type(SATURATION * MAX_DERIVATIVE[spec.activation])
+    limit = _saturation_limit(spec, X)
     activate = activation_function(X.itemsize)
 
     def summarise(theta):

@@ -171,8 +171,10 @@ def test_the_numba_backend_counts_units_by_the_numpy_rule(layers, activation, dt
 def test_the_summary_in_threads_covers_every_net_once_by_the_numpy_rule(monkeypatch):
     """Populations of several chunks are summarised in parts that threads take in turn: every
     net once, with the values of the rule above (float64, whose kernel the test above
-    compiles)."""
+    compiles). Trained in the fused pass, which keeps no hidden layer for the kernel's own
+    summary (below), so that the summary kernel runs."""
     monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
+    monkeypatch.setattr(numba_backend, "FUSED_MIN_WORK", 0)
     parts = []
     kernel = numba_backend.summary_kernel
 
@@ -201,16 +203,74 @@ def test_the_summary_in_threads_covers_every_net_once_by_the_numpy_rule(monkeypa
     assert (result.analysis.saturated_units > 0).any()
 
 
-def test_small_populations_are_analysed_by_numpy_and_large_ones_by_the_kernel(monkeypatch):
-    """Which path runs, not what it computes (above): the kernel is replaced by a recorder."""
+def test_small_populations_are_analysed_by_numpy_and_large_ones_by_the_kernels(monkeypatch):
+    """Which path runs, not what it computes (above and below): NumPy's forward pass and the
+    summary kernel are replaced by recorders. From ANALYSIS_MIN_WORK, the lane loops' training
+    kernel keeps the values itself, the fused pass leaves them to the summary kernel."""
     calls = []
-    monkeypatch.setattr(numba_backend, "summary_kernel", lambda *a: calls.append(1))
-    theta = init_population(SMALL, 40, seed=3)
+    monkeypatch.setattr(numba_backend, "summary_kernel", lambda *a: calls.append("kernel"))
+    numpy_forward = npb.forward
+    monkeypatch.setattr(npb, "forward", lambda *a: calls.append("numpy") or numpy_forward(*a))
+    theta = init_population(SMALL, 64, seed=3)
     nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
-    assert not calls
-    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 40 * 4 * 6)  # this job's work
+    assert calls == ["numpy"]
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 64 * 4 * 6)  # this job's work
+    calls.clear()
+    result = nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
+    assert calls == [] and result.analysis.outputs.shape == (4, 1, 64)
+    monkeypatch.setattr(numba_backend, "FUSED_MIN_WORK", 0)
     nb_train(theta, SMALL, XOR.X, XOR.Y, 1.0, 5)
-    assert calls
+    assert calls == ["kernel"]
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_the_training_kernel_keeps_each_nets_summary_of_its_last_epoch(activation, monkeypatch):
+    """Where the lane loops run, the analysis' outputs and unit counts come from the forward
+    pass of the epoch each net stops in: here nets converge, diverge and run to the end (a
+    range of learning rates), over several chunks, and every net's values are the NumPy
+    rule's of its final parameters (the counts exactly, the outputs to the kernel's rounding)."""
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
+    spec = NetSpec((2, 6, 5, 1), activation)
+    n_nets = 700  # chunks of 256 nets: the last one part full
+    theta = 3 * init_population(spec, n_nets, seed=8, init="xavier_normal")
+    lr = np.geomspace(0.05, 200, n_nets)
+    result = nb_train(theta, spec, XOR.X, XOR.Y, lr, 300, record_every=10)
+    assert len(set(result.epochs_trained)) > 10
+    assert {Status.CONVERGED, Status.DIVERGED, Status.NOT_CONVERGED} <= set(result.status)
+    oracle = failure.analyse(result, spec, XOR.X, XOR.Y, 300, npb.forward)
+    got = result.analysis
+    for name in ("saturated_units", "flat_units", "outputs_near_half", "outcome"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(oracle, name), err_msg=name)
+    finite = np.isfinite(oracle.outputs)
+    np.testing.assert_array_equal(finite, np.isfinite(got.outputs))
+    # an output sigma(z) moves by |z| (1 - sigma) times z's relative rounding, which grows with
+    # |z| (the two passes sum in their own orders): nets at logits of -300 differ by 1e-13
+    want = oracle.outputs[finite]
+    scale = np.maximum(1.0, -np.log(np.maximum(want, np.finfo(np.float64).tiny)))
+    np.testing.assert_array_less(np.abs(got.outputs[finite] - want), FORWARD_RTOL * scale * want
+                                 + np.finfo(np.float64).tiny)  # fmt: skip
+    assert (got.saturated_units > 0).any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_training_kernels_summary_is_the_summary_kernels_to_the_bit(dtype, monkeypatch):
+    """The values the training kernel keeps as nets stop are the summary kernel's of their
+    final parameters, bit for bit: the same forward pass of the same parameters."""
+    monkeypatch.setattr(numba_backend, "ANALYSIS_MIN_WORK", 0)
+    for layers, activation in (((2, 16, 16, 1), "tanh"), ((2, 5, 7, 3, 2), "sigmoid"),
+                               ((2, 8, 2), "relu")):  # fmt: skip
+        spec = NetSpec(layers, activation)
+        theta = (3 * init_population(spec, 300, seed=5, init="xavier_normal")).astype(dtype)
+        Y = np.repeat(XOR.Y, layers[-1], axis=1)
+        result = nb_train(theta, spec, XOR.X, Y, np.geomspace(0.05, 50, 300), 60)
+        assert len(set(result.epochs_trained)) > 3
+        X = XOR.X.astype(dtype)
+        oracle = failure.analyse(result, spec, X, Y, 60, npb.forward,
+                                 summarise=numba_backend._summarise(spec, X, 300))  # fmt: skip
+        for name in ("outputs", "saturated_units", "flat_units"):
+            got, want = getattr(result.analysis, name), getattr(oracle, name)
+            np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=name)
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
