@@ -851,13 +851,9 @@ def summary_kernel(theta, X, layers, offsets, act, limit, share, outputs, satura
         K = np.zeros(2, dtype=theta.dtype)
         K[0], K[1] = 1.0, LEAKY_SLOPE
         _forward_lanes(P, X, layers, layout, act, Z, A, w, K, activate)
-        for s in range(n_samples):
-            for j in range(layers[n_layers]):
-                for k in range(active):
-                    outputs[s, j, first + k] = A[n_layers - 1, s, j, k]
-        stop = np.ones(active, dtype=np.bool_)
+        every = np.ones(active, dtype=np.bool_)
         low = np.zeros(lanes, dtype=np.int64)
-        _summary_of_lanes(Z, A, layers, act, K, limit, share, stop, active, np.arange(first,
+        _summary_of_lanes(Z, A, layers, act, K, limit, share, every, active, np.arange(first,
                           first + active), low, outputs, saturated, flat)  # fmt: skip
 
 
