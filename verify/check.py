@@ -3041,7 +3041,13 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
                       np.abs(errors).max(axis=1))  # fmt: skip
     G, E = list(values[usable]), list(errors[usable])
     if len(G) < 2:
-        return []
+        # no gradient resolved near x (float32 code that casts inside: steps within its
+        # rounding): whether the claim is a mixture of the pieces' gradients is not seen, and
+        # each element within its own one-sided derivatives is not enough (a Huber and pinball
+        # regression at 4 zero residuals, cast inside: claims 1% and 10% off, outside the
+        # subdifferential, passed as `not differentiable here`); undecided, `cannot tell`
+        return [KinkReport("direction from the gradients nearby to the claim ", (0,), output,
+                           np.nan, np.nan, np.nan, False, None, False)]  # fmt: skip
     size = np.maximum(np.abs(x), 1.0)
     pieces_sought = False
 

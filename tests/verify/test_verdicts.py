@@ -1576,3 +1576,69 @@ def test_no_time_limit_and_nothing_left_in_the_callers_dict(monkeypatch):
     mine = {"w": np.linspace(-1, 1, 4)}
     assert check_gradient(caching, lambda p: {"w": np.cos(p["w"])}, mine).verdict == CORRECT
     assert list(mine) == ["w"]
+
+
+# A Huber and pinball (quantile) regression whose pinball residuals are exactly 0 at 4 of its
+# 12 (dyadic data: 0 in float32 and float64 alike): kinks in every parameter, coupled, so that
+# a claim within each element's one-sided derivatives may lie outside the subdifferential.
+_QX = np.array([[0.5, -1.0], [-2.0, -2.0], [1.5, 1.5], [0.5, 1.0], [0.0, 1.5], [1.5, -2.0]])
+_QY = np.array([[0.9482610821723938, 2.335026741027832], [-3.3820693492889404, 7.732926845550537],
+                [1.669610619544983, -3.0469799041748047], [3.4319403171539307, -1.561975359916687],
+                [0.013001501560211182, -3.3434507846832275],
+                [-0.5404516458511353, 0.19039024412631989]])  # fmt: skip
+_QY2 = np.array([[-0.8846181631088257, 0.04082442447543144], [-3.2842249870300293, 5.0],
+                 [3.2146592140197754, -3.394627332687378], [1.625, -1.8796136379241943],
+                 [2.28397536277771, -1.5], [0.375, 1.2639237642288208]])  # fmt: skip
+_QW, _QB = np.array([[1.0, -1.5], [0.75, -1.0]]), np.array([0.375, 0.0])
+
+
+def _quantile_loss(p):
+    dt = p["W"].dtype
+    P = _QX.astype(dt) @ p["W"] + p["b"]
+    r = np.abs(P - _QY.astype(dt))
+    e = _QY2.astype(dt) - P
+    huber = np.where(r <= 1.0, 0.5 * r**2, r - 0.5)
+    return (np.sum(huber) + np.sum(np.maximum(0.3 * e, -0.7 * e))) / P.size
+
+
+def _quantile_grad(p):
+    dt = p["W"].dtype
+    X = _QX.astype(dt)
+    P = X @ p["W"] + p["b"]
+    dP = np.clip(P - _QY.astype(dt), -1.0, 1.0) - np.where(_QY2.astype(dt) - P > 0, 0.3, -0.7)
+    dP = (dP / P.size).astype(dt)
+    return {"W": X.T @ dP, "b": dP.sum(0)}
+
+
+@pytest.mark.parametrize("cast", [False, True], ids=["generic", "cast inside"])
+@pytest.mark.parametrize("error", ["element", "scaled"])
+def test_a_claim_outside_the_subdifferential_at_coupled_kinks_does_not_pass(cast, error):
+    """Each element of these claims lies within its own one-sided derivatives, but not the
+    claim: W[1, 0] moved by 10% of W's largest derivative, or the whole claim 1% larger, is no
+    subgradient (along the direction from the subdifferential to it, the claim rises faster
+    than the function's one-sided derivative: 7.4e-4 against 2.5e-4). The gradients nearby
+    show it where the code runs in float64; where it casts to float32 inside they are not
+    resolved, and such a claim had passed as `not differentiable here` (an outside audit,
+    2026-12-06). The right claim passes where they show it, and is never `wrong`."""
+    params = {"W": _QW.astype(np.float32), "b": _QB.astype(np.float32)}
+
+    def cast_of(f):
+        return (lambda p: f({k: v.astype(np.float32) for k, v in p.items()})) if cast else f
+
+    fun, grad = cast_of(_quantile_loss), cast_of(_quantile_grad)
+    largest = float(np.abs(_quantile_grad(params)["W"]).max())
+
+    def claim(p):
+        g = {k: np.array(v, copy=True) for k, v in grad(p).items()}
+        if error == "element":
+            g["W"][1, 0] += g["W"].dtype.type(0.1 * largest)
+        else:
+            g = {k: v * v.dtype.type(1.01) for k, v in g.items()}
+        return g
+
+    bad = check_gradient(fun, claim, {k: v.copy() for k, v in params.items()})
+    assert bad.verdict in ("wrong", "cannot tell"), bad.report()
+    assert bad.verdict == "wrong" or cast
+    right = check_gradient(fun, grad, {k: v.copy() for k, v in params.items()})
+    assert right.verdict in ("not differentiable here", "cannot tell"), right.report()
+    assert right.verdict == "not differentiable here" or cast
