@@ -965,6 +965,7 @@ def train_kernel(
         D = _zeros((n_layers, n_samples, rows, lanes), theta)
         ids = np.arange(first, first + lanes)
         gone = np.empty(lanes, dtype=np.int64)  # lanes stopping in an epoch (_give_back)
+        low = np.empty(lanes, dtype=np.int64)  # _summary_of_lanes' counts
         lane_lr = _zeros((lanes,), theta)
         for k in range(active):
             lane_lr[k] = lr[first + k]
@@ -1077,7 +1078,7 @@ def train_kernel(
             if stopped:
                 if summary and padded:
                     _summary_of_lanes(Z, A, layers, act, K, limit, share, stop, active, ids,
-                                      gone, outputs, saturated, flat)  # fmt: skip
+                                      low, outputs, saturated, flat)  # fmt: skip
                 _give_back(theta, P, rows_of, ids, stop, active, gone)
             if recording:
                 record += 1

@@ -3014,7 +3014,8 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
     convex, the claim passes (it held along every direction tried; a lasso's zeros, a box of
     separable kinks, have more vertices than the rounds reach), else it is undecided, `cannot
     tell`. One report (the last direction held), or none where the claim lies within the hull
-    or passes; none where the points are not affordable or too few (as before this check)."""
+    or passes; none where the points are not affordable; an undecided one where fewer than two
+    of them resolve a gradient."""
     if len(cols) > SMOOTH_RESIDUAL_MAX or len(cols) < 2:
         return []
     if nearby_of is None:
