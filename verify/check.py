@@ -3633,10 +3633,13 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         return not (decided and not ok)
 
     def kinked_along(s, s0, s_noise, evaluated, v):
-        """Whether one of the JUMP_LOOKS elements that weigh most in the claim along v has a
-        kink of its own (one-sided derivatives apart beyond their error): in code that computes
-        in float32, the evidence that a probe whose one-sided slopes agree may cross kinks that
-        cancel (a smooth probe is judged as it is: splitting those lost 1% errors of MLPs)."""
+        """Whether kinks were seen near x already (by earlier probes), or one of the JUMP_LOOKS
+        elements that weigh most in the claim along v has a kink of its own (one-sided
+        derivatives apart beyond their error): in code that computes in float32, the evidence
+        that a probe whose one-sided slopes agree may cross kinks that cancel (a smooth
+        function's probes are judged as they are: splitting those lost 1% errors of MLPs)."""
+        if kinks_found or kinked.any():
+            return True
         weight = np.abs(evaluated[0][1] * v)
         for j in np.argsort(-weight)[:JUMP_LOOKS]:
             if not weight[j] > 0:
