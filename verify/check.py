@@ -2631,6 +2631,14 @@ def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     return False, bool(decided), seen_range
 
 
+def _apart(left, right) -> bool:
+    """Whether one-sided derivatives (of one output, references.one_sided) differ beyond their
+    errors, both finite: a kink."""
+    lv, rv = float(left.value[0]), float(right.value[0])
+    return bool(np.isfinite(lv) and np.isfinite(rv)
+                and abs(rv - lv) > SAFETY * float(left.error[0] + right.error[0]))
+
+
 def _confirmed_at_kink(claimed, lo, hi, slack, seen, output, more):
     """_at_kink, and where that decides the claim wrong, _at_kink again on more(): the
     derivatives at CONFIRM_POINTS points nearby (None where they are not affordable). Those
@@ -3589,10 +3597,10 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         where a claim is wrong, True where all are valid or undecided (reported either way)."""
         j = int(np.flatnonzero(w)[0])
         left, right = R.one_sided(s, x, w, s0, s_noise, h)
+        if not _apart(left, right):
+            return None
         lv, rv = float(left.value[0]), float(right.value[0])
         lerr, rerr = float(left.error[0]), float(right.error[0])
-        if not (np.isfinite(lv) and np.isfinite(rv)) or abs(rv - lv) <= SAFETY * (lerr + rerr):
-            return None
         left_e, right_e = (lv, rv) if w[j] > 0 else (rv, lv)
         left_e, right_e = left_e / w[j], right_e / w[j]
         lo, hi = sorted((left_e, right_e))
@@ -3646,11 +3654,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                 break
             e = np.zeros(n)
             e[j] = 1.0
-            left, right = R.one_sided(s, x, e, s0, s_noise, R.base_step(x, e, s0, s_noise))
-            lv, rv = float(left.value[0]), float(right.value[0])
-            if np.isfinite(lv) and np.isfinite(rv) and abs(rv - lv) > SAFETY * float(
-                left.error[0] + right.error[0]
-            ):
+            if _apart(*R.one_sided(s, x, e, s0, s_noise, R.base_step(x, e, s0, s_noise))):
                 return True
         return False
 
@@ -3770,8 +3774,8 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                  else kinked_along(s, s0, s_noise, evaluated, v))
         ):
             # the derivatives nearby differ (or, in float32 code, whose values nearby seldom
-            # tell, an element the claim weighs most in has a kink): kinks that may cancel
-            # along v, split as any kink
+            # tell, kinks were seen already or an element the claim weighs most in has one):
+            # kinks that may cancel along v, split as any kink
             kink_pair = (ref, ref)
         if kink_pair is None and not all(ok for *_, ok, _ in verdicts):
             verdicts = within_rounding(s, s_noise, evaluated, v, ref, ref_err, verdicts,
