@@ -553,7 +553,10 @@ def _output(value, what="fun") -> np.ndarray:
     if value is None:
         raise TypeError(f"{what} returned None; it must return a float (a missing return?)")
     try:
-        out = np.asarray(value)
+        # a copy: code may return one buffer that its next call overwrites (an array-valued
+        # function writing into a preallocated output), which kept as it is changed under the
+        # check ("fun gave different values for the same input", from an outside audit)
+        out = np.array(value)
     except ValueError:  # parts of different shapes: NumPy's "inhomogeneous shape" named no fix
         if isinstance(value, tuple):
             raise TypeError(f"{what} returned a tuple of {len(value)} parts of different "
@@ -894,6 +897,8 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     noise = R.noise_level(f, x, f0, out_eps, rng, rounds_inputs)
     f.out_eps = out_eps
     f.inner_eps = max(out_eps, EPS32) if rounds_inputs else out_eps
+    if rounds_inputs and generic_fun:
+        f.rounds_to = np.float32
     t_eval = max(t_fun, (time.perf_counter() - t0) / f.calls)  # with the evaluator overhead
     # complex step: one call timed; complex arithmetic can cost hundreds of real calls
     # (the fastest of three calls: a busy machine must not change which reference is used)
@@ -3362,6 +3367,10 @@ class _Scalarised:
     @property
     def inner_eps(self):
         return self.f.inner_eps
+
+    @property
+    def rounds_to(self):
+        return self.f.rounds_to
 
 
 def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, rng, n_probes,

@@ -61,6 +61,11 @@ DECADES_UP, DECADES_DOWN = 2, 7
 # length 1) varies on a scale decades below it (HOPELESS ends the descent where rounding does)
 DECADES_FURTHER = 12
 RESOLVED_ULPS = 16.0
+# a step along a coordinate of code that rounds its points inside is centred on the point if
+# the points it takes lie about a midpoint within this share of the coordinate (_off_centre):
+# a derivative proportional to the coordinate is then off by at most this share, a tenth of the
+# 1e-3 the check promises to see
+CENTRE_SHARE = 1e-4
 KINK_SAFETY = 8.0  # second differences this many times their rounding apart: a kink
 HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
@@ -158,6 +163,9 @@ class Evaluator:
         # the rounding of the precision the code computes in (float32's where it rounds its
         # inputs to float32 inside, whatever it returns): a staircase's stairs are counted in it
         self.inner_eps = 0.0
+        # the dtype code evaluated at float64 points rounds them to inside (np.float32 where it
+        # casts its inputs, whatever it returns), else None: see _quotient
+        self.rounds_to = None
 
     def at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f(point), point) for the point nearest x that the function can take."""
@@ -165,7 +173,8 @@ class Evaluator:
         self.calls += 1
         try:
             with np.errstate(all="ignore"):
-                value = np.asarray(self.fun(self.build(point)), dtype=np.float64).reshape(-1)
+                # a copy (check._output says why)
+                value = np.array(self.fun(self.build(point)), dtype=np.float64).reshape(-1)
         except MemoryError:
             raise
         except Exception as error:  # noqa: BLE001 - outside its domain: no value there
@@ -204,10 +213,28 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
         with np.errstate(invalid="ignore"):  # (inf - inf where f is not finite)
             return (plus - minus - float(np.dot(correction, off_line))) / (2 * h), plus, minus
     taken = float(np.dot(xp - xm, v) / np.dot(v, v))  # exact for coordinate directions
-    if taken == 0.0:
+    if taken == 0.0 or _off_centre(f, x, v, xp, xm):
         return np.full(f.m, np.nan), plus, minus
     with np.errstate(all="ignore"):
         return (plus - minus) / taken, plus, minus
+
+
+def _off_centre(f: Evaluator, x, v, xp, xm) -> bool:
+    """Whether code that rounds its float64 points to a lower precision inside (f.rounds_to)
+    saw a step along a coordinate centred elsewhere than x: the points it really took lie
+    about a midpoint more than CENTRE_SHARE of the coordinate away from it. A step far larger
+    than the coordinate loses it to rounding (w = 1e-10 and steps of 0.4, cast to float32:
+    w + 0.4 and w - 0.4 are 0.4 and -0.4), and the difference is the derivative at another
+    point (for (k w)^2, k = 2^33: 0, where the derivative is 2 k^2 w), which no step's error
+    bound holds, so Ridders' tableau agreed on it."""
+    if f.rounds_to is None:
+        return False
+    moved = np.flatnonzero(v)
+    if moved.size != 1:
+        return False
+    j = int(moved[0])
+    seen = (float(f.rounds_to(xp[j])) + float(f.rounds_to(xm[j]))) / 2
+    return abs(seen - float(x[j])) > CENTRE_SHARE * abs(float(x[j]))
 
 
 def _at_steps(f: Evaluator, noise, plus, minus):

@@ -722,6 +722,75 @@ def test_max_pool_ties_cast_inside_are_not_a_false_alarm_along_probes(route, ret
     assert check_gradient(loss, lambda p: 1.1 * grad(p, route), x).verdict == "wrong"
 
 
+@pytest.mark.parametrize("case", ["square", "log_sum"])
+def test_code_cast_inside_returning_a_python_float_is_differenced_about_its_point(case):
+    # Code that casts its params to float32 inside and returns float(...) is evaluated at
+    # float64 points, which it rounds: a step far larger than a coordinate (a base step of 0.4
+    # beside w of 1e-10) lost the coordinate to that rounding, every difference was the
+    # derivative at another point (0: (w + 0.4)^2 and (w - 0.4)^2 round alike), and Ridders'
+    # tableau agreed on it, so exact claims were wrong; found by an outside audit. Now such a
+    # step is not taken about x; a claim 1.05 times the exact one, or one flipped element,
+    # stays wrong
+    rng = np.random.default_rng(1400)
+    if case == "square":  # k = 2^33: the float32 claim k^2 w is exact
+        k = np.float32(2.0**33)
+        w = (rng.normal(size=50) / 2.0**33).astype(np.float32)
+
+        def fun(w):
+            return float(0.5 * np.sum((np.asarray(w, np.float32) * k) ** 2))
+
+        def grad(w):
+            return (np.asarray(w, np.float32) * k) * k
+    else:
+        w = (rng.normal(size=50) * 1e-10).astype(np.float32)
+
+        def fun(w):
+            w = np.asarray(w, np.float32)
+            return float(np.log(np.sum(w * w)))
+
+        def grad(w):
+            w = np.asarray(w, np.float32)
+            return 2 * w / np.sum(w * w)
+
+    assert check_gradient(fun, grad, w).verdict in ("correct", "cannot tell")
+    assert check_gradient(fun, lambda w: 1.05 * grad(w), w).verdict == "wrong"
+    top = int(np.argmax(np.abs(grad(w))))
+
+    def flipped(w):
+        g = grad(w)
+        g[top] = -g[top]
+        return g
+
+    assert check_gradient(fun, flipped, w).verdict == "wrong"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_function_returning_one_reused_buffer_is_not_a_false_alarm(dtype):
+    # fun writes each value into one preallocated array and returns it, so its next call
+    # overwrites what it returned: deterministic by value, yet the values kept were changed
+    # under the check ("not deterministic" from check_vjp, or references of 0 and `cannot
+    # tell`, from an outside audit). A VJP 1.05 times the exact one stays wrong
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 5)).astype(dtype)
+    w = rng.normal(size=5).astype(dtype)
+    buffers = {}
+
+    def fun(w):
+        value = np.sin(A @ w)
+        out = buffers.setdefault((value.dtype, value.shape), np.empty_like(value))
+        out[...] = value
+        return out
+
+    def vjp(w, u):
+        return A.T @ (u * np.cos(A @ w))
+
+    assert check_vjp(fun, vjp, w).verdict == "correct"
+    assert check_vjp(fun, lambda w, u: 1.05 * vjp(w, u), w).verdict == "wrong"
+    loss = lambda w: fun(w)[:1].reshape(())  # noqa: E731 - a 0-d view of the buffer
+    assert check_gradient(loss, lambda w: vjp(w, np.eye(6, 1, dtype=w.dtype).ravel()),
+                          w).verdict == "correct"  # fmt: skip
+
+
 def test_a_float32_claim_that_underflows_is_not_a_false_alarm():
     # SiLU, z / (1 + e^-z), in float32 at pre-activations down to -90: the claim's sigmoid is 0
     # below -88.7, so its s (1 + z (1 - s)) is 0 where the float64 twin gives up to -3e-37; the
