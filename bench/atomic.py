@@ -109,7 +109,14 @@ def replacing_together(paths: list[Path], stale: tuple[Path, ...] = ()) -> Itera
     try:
         for path in map(Path, paths):
             made[path] = _temporary(path)
-        yield made
+        try:
+            yield made
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            # a failed write names no file (a full disk: 'standard output', said the CLI, from
+            # an outside audit): the file being written is the one last touched
+            raise OSError(error.errno, error.strerror, str(_last_touched(made))) from error
         for path, tmp in made.items():  # durable first; the renames below are quick
             try:
                 _durable(tmp)
@@ -124,6 +131,20 @@ def replacing_together(paths: list[Path], stale: tuple[Path, ...] = ()) -> Itera
     finally:
         for tmp in made.values():
             tmp.unlink(missing_ok=True)
+
+
+def _last_touched(made: dict) -> Path:
+    """The path whose temporary file was modified last (the first of a tie), or their folder
+    if none is there."""
+    times = {}
+    for path, tmp in made.items():
+        try:
+            times[path] = tmp.stat().st_mtime_ns
+        except OSError:
+            continue
+    if not times:
+        return next(iter(made)).parent
+    return max(times, key=lambda path: (times[path], -list(made).index(path)))
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -281,6 +281,26 @@ def test_a_folder_that_refuses_new_files_is_named_not_the_temporary_file(tmp_pat
     assert error.value.filename == str(tmp_path / "a.json")
 
 
+def test_a_failed_write_of_a_set_names_the_file_being_written(tmp_path):
+    # a full disk while vanishing wrote its figures and texts together said 'standard output:
+    # No space left on device' (the write names no file; an outside audit)
+    import errno
+    import time
+
+    from backprop_bench.bench import atomic
+
+    paths = [tmp_path / "a.png", tmp_path / "b.json", tmp_path / "c.md"]
+    (tmp_path / "b.json").write_text("earlier")
+    with pytest.raises(OSError) as error, atomic.replacing_together(paths) as temporary:
+        temporary[paths[0]].write_bytes(b"whole")
+        time.sleep(0.01)
+        temporary[paths[1]].write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.filename == str(paths[1]) and error.value.errno == errno.ENOSPC
+    assert (tmp_path / "b.json").read_text() == "earlier"  # the earlier set is as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # no temporary left
+
+
 @pytest.mark.parametrize("command", ["train", "sweep", "report", "gradcheck", "vanishing", "live"])
 def test_an_unknown_flag_points_to_its_commands_help(capsys, command):
     """As a bad value of a known flag does: 'gradcheck --bogus' pointed at the top-level help,

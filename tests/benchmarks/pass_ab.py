@@ -33,7 +33,16 @@ from backprop_bench.kernels import numba_backend
 from backprop_bench.kernels import numba_fused as this
 
 from . import usage
-from .peer_table import CASES, case_name, data_for, ours, own_job, own_job_arguments, theta_for
+from .peer_table import (
+    CASES,
+    case_name,
+    data_for,
+    ours,
+    own_job,
+    own_job_arguments,
+    own_options_given,
+    theta_for,
+)
 
 
 @contextlib.contextmanager
@@ -135,10 +144,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=usage.positive_int, default=15)
     parser.add_argument("--whole", action="store_true",
                         help="the other checkout's whole kernels package, not only its pass")
-    own_job_arguments(parser, "instead of a case")
+    own = own_job_arguments(parser, "instead of a case")
     args = parser.parse_args(argv)
     if (args.case is None) == (args.layers is None):
         parser.error("give a case of the peer table or --layers for a job of your own, not both")
+    if args.case is not None and (given := own_options_given(own, args)):
+        parser.error(f"{given[0]} describes a job of your own, which a case of the peer table "
+                     "ignores: give --layers in place of the case")  # fmt: skip
     if args.case is not None:
         case, args.name = CASES[args.case], args.case
     else:

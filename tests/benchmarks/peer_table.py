@@ -428,6 +428,12 @@ def own_job_arguments(parser, instead):
     return own
 
 
+def own_options_given(own, args) -> list[str]:
+    """The options of own_job_arguments' group ``own`` given a value other than their default."""
+    return [action.option_strings[0] for action in own._group_actions
+            if getattr(args, action.dest) != action.default]  # fmt: skip
+
+
 def own_job(args) -> Case:
     """custom_case of the options of own_job_arguments (ValueError with the fix if bad)."""
     return custom_case(args.layers, args.activation, args.loss, args.reduction, args.optimizer,
@@ -437,14 +443,24 @@ def own_job(args) -> Case:
 def main(argv=None):
     parser = usage.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=usage.positive_int, default=5)
-    parser.add_argument("--specs", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--specs", nargs="+", choices=list(CASES),
+                        help="the cases to run (default: all seven)")  # fmt: skip
     parser.add_argument("--scale", type=usage.positive_float, default=1.0,
                         help="epochs per timing, as a share of the default (1,000 / 100 / 30)")
     own = own_job_arguments(parser, "instead of --specs")
     own.add_argument("--nets", type=int, default=N_NETS,
                      help=f"a multiple of 512 (default {N_NETS})")  # fmt: skip
     args = parser.parse_args(argv)
-    cases = {name: CASES[name] for name in args.specs}
+    # a job's options without --layers, or --specs beside it, were ignored without a word (an
+    # outside audit: --specs 2-4-1 --layers 3-8-8-2 ran the 3-8-8-2 job alone)
+    if args.layers is not None and args.specs is not None:
+        parser.error("--specs and --layers exclude each other: --specs picks among the seven "
+                     "cases, --layers times a job of your own in their place")  # fmt: skip
+    if args.layers is None:
+        if given := own_options_given(own, args):
+            parser.error(f"{given[0]} describes a job of your own: give its --layers too "
+                         "(such as --layers 3-8-8-2), or leave it out to run --specs")  # fmt: skip
+    cases = {name: CASES[name] for name in args.specs or CASES}
     n_nets = N_NETS
     if args.layers is not None:
         try:

@@ -91,6 +91,7 @@ def test_a_job_of_ones_own_against_this_checkout_times_both(capsys):
     (["2-4-1", "--layers", "2-4-1"], "not both"),
     (["--layers", "2-x-1"], "--layers takes widths joined by '-'"),
     (["--layers", "2-4-1", "--activation", "softsign"], "softsign"),
+    (["2-4-1", "--activation", "tanh"], "--activation describes a job of your own"),
 ])  # fmt: skip
 def test_a_job_of_ones_own_with_bad_values_exits_2_naming_the_fix(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

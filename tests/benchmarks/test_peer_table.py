@@ -16,3 +16,20 @@ def test_best_peer_is_the_one_of_the_smallest_ratio(monkeypatch):
     }}  # fmt: skip
     row = peer_table.table(results).splitlines()[2]
     assert "| nearest | 9.7e+06 | 1.66x |" in row, row
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--specs", "2-4-1", "--layers", "3-8-8-2"], "--specs and --layers exclude each other"),
+    (["--activation", "tanh"], "--activation describes a job of your own: give its --layers"),
+    (["--nets", "1024"], "--nets describes a job of your own"),
+])  # fmt: skip
+def test_options_that_would_be_ignored_are_refused(capsys, argv, says):
+    # before any timing: both were ignored without a word (an outside audit)
+    with pytest.raises(SystemExit) as done:
+        peer_table.main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
