@@ -1433,7 +1433,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
     for j in range(n):
         e = np.zeros(n)
         e[j] = 1.0
-        steps[j] = R.base_step(x, e, f0, noise)
+        steps[j] = _step(f, x, e, f0, noise)
         d = R.central(f, x, e, noise, steps[j], f0=f0)
         if 0 < abs(x[j]) < 1 and not np.all(SAFETY * d.error <= RESOLVE * np.abs(d.value)):
             # not finite a step away, or not resolved there: a parameter near the edge of the
@@ -1545,7 +1545,10 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # the group's largest value in each output's row: a VJP's outputs may differ by orders
         # (a loss beside a weight decay of 1e-7), and a row 1e-6 of another's was allowed its
         # rounding, so that a float32 VJP that left out or flipped the small output passed
-        scale = np.maximum(np.abs(J_ref[:, cols]), np.abs(J[:, cols])).max(axis=1, keepdims=True)
+        # (elements without a reference, NaN, left out: one made the whole row's tolerance NaN,
+        # and every element of it failed)
+        scale = np.fmax.reduce(np.fmax(np.abs(J_ref[:, cols]), np.abs(J[:, cols])), axis=1,
+                               keepdims=True)  # fmt: skip
         # a group known to be 0 (ZERO_ULPS) holds the rounding of the sums that cancel to it,
         # whose terms are of the other groups' size: a bias before a batch norm, a shift of
         # every logit, whose float32 claims hold 1e-8 of it, `wrong` against 2 of their own ulps
@@ -1555,8 +1558,9 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         if g not in sized_groups and _known_zero(
             J_ref[:, cols], J_err[:, cols], trusted[:, cols], known
         ):
-            scale = np.maximum(np.abs(J_ref), np.abs(J)).max(axis=1, keepdims=True)
+            scale = np.fmax.reduce(np.fmax(np.abs(J_ref), np.abs(J)), axis=1, keepdims=True)
         tol = SAFETY * J_err[:, cols] + _rounding(J[:, cols], S[:, cols], eps, scale)
+        tol = np.where(np.isfinite(J_ref[:, cols]), tol, np.nan)  # no reference: not judged
         if k == 1 and eps > R.EPS and _float64_throughout(J[:, cols], J_ref[:, cols],
                                                           J_err[:, cols], eps):  # fmt: skip
             # the float64 run of code that shows no float32 rounding in this group: its
@@ -1997,7 +2001,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             if j not in along:
                 e = np.zeros(n)
                 e[j] = 1.0
-                along[j] = R.nearby(f, x, e, noise, R.base_step(x, e, f0, noise),
+                along[j] = R.nearby(f, x, e, noise, _step(f, x, e, f0, noise),
                                     np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
             return along[j]
 
@@ -2279,7 +2283,11 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                 notes.append(
                     f"{name}: no reference at {int(unknown.any(axis=0).sum())} elements: the "
                     "function is not finite at any step tried around them (a parameter at the "
-                    "edge of its domain, the log or sqrt of a value near 0?); not judged"
+                    "edge of its domain, the log or sqrt of a value near 0?)"
+                    + (", or, rounding its inputs inside, saw no step centred on them (a "
+                       "parameter far below its float32 neighbours' steps)"
+                       if f.rounds_to is not None else "")
+                    + "; not judged"
                 )
             # the worst of the elements held to a tolerance: one at a kink, judged by its
             # one-sided derivatives instead, was shown with its straddling reference's tolerance
@@ -2556,6 +2564,12 @@ def _staircase_note(where, jump, distance, bound, more) -> str:
     )
 
 
+def _step(f, x, v, f0, noise) -> float:
+    """references.base_step along v for the evaluator f (its floor lower in code that computes
+    in float32 inside: references.STEP_FLOOR_SIZES)."""
+    return R.base_step(x, v, f0, noise, f.inner_eps > R.EPS)
+
+
 def _at_kink(claimed, lo, hi, slack, seen=None, output=0):
     """Whether claims at an element's kink are valid subgradients: (passed, decided, the range
     of the derivatives seen nearby or None).
@@ -2731,7 +2745,7 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
                        else directions.choice([-1.0, 1.0], size=len(cols)))  # fmt: skip
         else:
             d[cols], spread = residuals[trial - JOINT_DIRECTIONS - 2]
-        h = R.base_step(x, d, s0, s_noise)
+        h = _step(s, x, d, s0, s_noise)
         left, right = R.one_sided(s, x, d, s0, s_noise, h)
         lo, hi = sorted((float(left.value[0]), float(right.value[0])))
         if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -2752,7 +2766,7 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
         nearby = None
 
         def more(d=d):
-            return R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+            return R.nearby(s, x, d, s_noise, _step(s, x, d, s0, s_noise),
                             np.random.default_rng(CONFIRM_SEED), points=CONFIRM_POINTS)  # fmt: skip
 
         dense = more if affordable is not None and affordable() else None
@@ -2762,7 +2776,7 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             # (one ReLU of three on, two off). The claim is held to the slope only where the
             # derivatives along d at points nearby are all that slope (a max's tie, whatever
             # the side); where they show other slopes it passes as before
-            seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+            seen = R.nearby(s, x, d, s_noise, _step(s, x, d, s0, s_noise),
                             np.random.default_rng(NEARBY_SEED))  # fmt: skip
             claims_d = [(float(g @ d), eps) for g, eps in claimed]
             passed, decided, nearby = _confirmed_at_kink(claims_d, lo, hi, slack, seen, 0, dense)
@@ -2782,7 +2796,7 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
             # direction was called wrong); there the claim passes within the
             # mixtures seen, as where several kinks meet (_at_kink), and beyond them all it
             # stays wrong
-            seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+            seen = R.nearby(s, x, d, s_noise, _step(s, x, d, s0, s_noise),
                             np.random.default_rng(NEARBY_SEED))  # fmt: skip
             if not _beyond_sides(seen, lo, hi, slack) and dense is not None:
                 seen = dense()
@@ -2812,11 +2826,11 @@ def _joint_kinks(s, x, s0, s_noise, cols, claimed, directions, output,
         # mixtures seen along the failing direction, 8 still were, each along a direction
         # nearby which nothing lay beyond its one-sided derivatives; with this, none)
         d, lo, hi, slack = all_up
-        seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+        seen = R.nearby(s, x, d, s_noise, _step(s, x, d, s0, s_noise),
                         np.random.default_rng(NEARBY_SEED))  # fmt: skip
         non_convex = _beyond_sides(seen, lo, hi, slack)
         if not non_convex and affordable is not None and affordable():
-            seen = R.nearby(s, x, d, s_noise, R.base_step(x, d, s0, s_noise),
+            seen = R.nearby(s, x, d, s_noise, _step(s, x, d, s0, s_noise),
                             np.random.default_rng(CONFIRM_SEED), points=CONFIRM_POINTS)  # fmt: skip
             non_convex = _beyond_sides(seen, lo, hi, slack)
     if non_convex and not smooth_only:
@@ -2908,7 +2922,7 @@ def _nearby_along(s, x, s0, s_noise):
         if j not in taken:
             e = np.zeros(x.size)
             e[j] = 1.0
-            near = R.nearby(s, x, e, s_noise, R.base_step(x, e, s0, s_noise),
+            near = R.nearby(s, x, e, s_noise, _step(s, x, e, s0, s_noise),
                             np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
             taken[j] = near.value[:, 0], near.error[:, 0], near.linear[:, 0]
         return taken[j]
@@ -2981,7 +2995,7 @@ def _gradient_at(s, x, s0, s_noise, cols, r):
         e = np.zeros(x.size)
         e[j] = 1.0
         value, error, _moved, linear = R._at_point(s, x, e, s_noise,
-                                                   R.base_step(x, e, s0, s_noise), r, shrink)
+                                                   _step(s, x, e, s0, s_noise), r, shrink)
         values.append(float(value[0]))
         errors.append(float(error[0]))
         usable &= bool(linear[0]) and bool(np.isfinite(value[0]) and np.isfinite(error[0]))
@@ -3056,7 +3070,7 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
     # elements at the same point (the points of references.nearby, its seed)
     w = np.zeros(x.size)
     w[cols] = rng.choice([-1.0, 1.0], size=n_cols) * rng.uniform(0.5, 1.0, size=n_cols)
-    along = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise),
+    along = R.nearby(s, x, w, s_noise, _step(s, x, w, s0, s_noise),
                      np.random.default_rng(NEARBY_SEED), narrow=False)  # fmt: skip
     scale = float(np.nanmax(np.abs(np.where(usable[:, None], values, 0.0)), initial=0.0))
     usable &= _agrees(values @ w[cols], np.abs(errors) @ np.abs(w[cols]), along.value[:, 0],
@@ -3089,7 +3103,7 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
             w = np.zeros(x.size)
             w[cols] = rng.choice([-1.0, 1.0], size=n_cols) * rng.uniform(0.5, 1.0, size=n_cols)
             value, error, _moved, linear = R._at_point(
-                s, x, w, s_noise, R.base_step(x, w, s0, s_noise), offset, shrink)
+                s, x, w, s_noise, _step(s, x, w, s0, s_noise), offset, shrink)
             if _agrees(np.array([v @ w[cols]]), np.array([np.abs(e) @ np.abs(w[cols])]), value,
                        error, linear, scale, np.array([np.abs(e).max()]))[0]:  # fmt: skip
                 G.append(v)
@@ -3119,7 +3133,7 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
             return []  # within the gradients seen: positive evidence
         if not pieces_sought:
             pieces_sought = True
-            h = R.base_step(x, np.where(np.isin(np.arange(x.size), cols), 1.0, 0.0), s0, s_noise)
+            h = _step(s, x, np.where(np.isin(np.arange(x.size), cols), 1.0, 0.0), s0, s_noise)
             target = np.asarray(claimed[0][0], dtype=np.float64)[cols]
             relative = h / max(1.0, float(np.abs(x[cols]).max()))
             for offset in R.claimed(s, x, s_noise, h, cols, target, most) if most else []:
@@ -3127,7 +3141,7 @@ def _hull(s, x, s0, s_noise, cols, claimed, output, convex, nearby_of=None,
             continue
         d = np.zeros(x.size)
         d[cols] = r / float(np.abs(r).max())
-        h = R.base_step(x, d, s0, s_noise)
+        h = _step(s, x, d, s0, s_noise)
         left, right = R.one_sided(s, x, d, s0, s_noise, h)
         lo, hi = sorted((float(left.value[0]), float(right.value[0])))
         seen_d = np.array(G) @ d[cols]
@@ -3435,7 +3449,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
     def examine(s, s0, s_noise, evaluated, v):
         """Judge each claim along v: (reference, its error, verdicts, kink_pair or None)."""
         correction = evaluated[0][1]
-        h = R.base_step(x, v, s0, s_noise)
+        h = _step(s, x, v, s0, s_noise)
         d = R.central(s, x, v, s_noise, h, correction)
         ref, ref_err = float(d.value[0]), float(d.error[0])
         cs = R.complex_step(s, x, v) if state["cs_ok"] else None
@@ -3620,7 +3634,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         if not ok and generic:
             e = np.zeros(n)
             e[j] = 1.0
-            near = R.nearby(s, x, e, s_noise, R.base_step(x, e, s0, s_noise), nearby_rng)
+            near = R.nearby(s, x, e, s_noise, _step(s, x, e, s0, s_noise), nearby_rng)
             ok, decided, seen = _at_kink(claimed, lo, hi, slack, near)
         for label, g, eps, _ in evaluated:
             c = float(g[j])
@@ -3643,7 +3657,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
         nearby: the claim is wrong). A single element smooth along its own line is judged
         strictly: nearby points a step away would take a kink 1e-9 from the point for one at
         it, and pass the other side's slope there."""
-        near = R.nearby(s, x, w, s_noise, R.base_step(x, w, s0, s_noise), nearby_rng,
+        near = R.nearby(s, x, w, s_noise, _step(s, x, w, s0, s_noise), nearby_rng,
                         points=PART_POINTS)  # fmt: skip
         claimed = [(float(np.dot(g * (w != 0), w)), eps) for _, g, eps, _ in evaluated]
         ok, decided, _ = _at_kink(claimed, ref, ref, SAFETY * ref_err, near)
@@ -3663,7 +3677,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                 break
             e = np.zeros(n)
             e[j] = 1.0
-            if _apart(*R.one_sided(s, x, e, s0, s_noise, R.base_step(x, e, s0, s_noise))):
+            if _apart(*R.one_sided(s, x, e, s0, s_noise, _step(s, x, e, s0, s_noise))):
                 return True
         return False
 
@@ -3685,7 +3699,7 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
                     return floor, True
                 w = np.zeros(n)
                 w[part] = v[part]
-                h = R.base_step(x, w, s0, s_noise)
+                h = _step(s, x, w, s0, s_noise)
                 if part.size > 1:
                     # second differences that grow like the step: a kink within this part,
                     # split further without judging it (in float64; in float32 the judging

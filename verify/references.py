@@ -66,6 +66,17 @@ RESOLVED_ULPS = 16.0
 # a derivative proportional to the coordinate is then off by at most this share, a tenth of the
 # 1e-3 the check promises to see
 CENTRE_SHARE = 1e-4
+# ... and along a direction of several coordinates, if those off by more hold at most this
+# share of its squared length (a probe of a net with a few weights of 1e-8 beside the rest)
+CENTRE_WEIGHT = 0.5
+# base_step: steps relative to the coordinates v moves, and at least to 1 (a coordinate at 0,
+# or of 1e-9 in a net whose scale is 1), or to this many times the parameters' typical size
+# where that is smaller: a function of parameters all of 1e-15 (log sum w^2) varies on their
+# scale, and steps of 1e-3 took every difference far beyond it
+STEP_FLOOR_SIZES = 1e3
+# ... in code that computes in float32 inside (base_step's low); in float64 code the descent
+# from steps of 1 down to its rounding finds the scale (log sum w^2 at w of 1e-10 by 2,000
+# probes: `correct`; `cannot tell` from the floor's first steps)
 KINK_SAFETY = 8.0  # second differences this many times their rounding apart: a kink
 HOPELESS = 1e3  # smaller steps are not tried once their rounding alone is this much the best
 RIDDERS_LEVELS = 4
@@ -208,12 +219,14 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
     """
     plus, xp = f.at(x + h * v)
     minus, xm = f.at(x - h * v)
+    if _off_centre(f, x, v, xp, xm):
+        return np.full(f.m, np.nan), plus, minus
     if correction is not None:
         off_line = (xp - xm) - 2 * h * v
         with np.errstate(invalid="ignore"):  # (inf - inf where f is not finite)
             return (plus - minus - float(np.dot(correction, off_line))) / (2 * h), plus, minus
     taken = float(np.dot(xp - xm, v) / np.dot(v, v))  # exact for coordinate directions
-    if taken == 0.0 or _off_centre(f, x, v, xp, xm):
+    if taken == 0.0:
         return np.full(f.m, np.nan), plus, minus
     with np.errstate(all="ignore"):
         return (plus - minus) / taken, plus, minus
@@ -221,20 +234,24 @@ def _quotient(f: Evaluator, x, v, h, correction=None):
 
 def _off_centre(f: Evaluator, x, v, xp, xm) -> bool:
     """Whether code that rounds its float64 points to a lower precision inside (f.rounds_to)
-    saw a step along a coordinate centred elsewhere than x: the points it really took lie
-    about a midpoint more than CENTRE_SHARE of the coordinate away from it. A step far larger
-    than the coordinate loses it to rounding (w = 1e-10 and steps of 0.4, cast to float32:
-    w + 0.4 and w - 0.4 are 0.4 and -0.4), and the difference is the derivative at another
-    point (for (k w)^2, k = 2^33: 0, where the derivative is 2 k^2 w), which no step's error
-    bound holds, so Ridders' tableau agreed on it."""
+    saw a step along v centred elsewhere than x: the points it really took lie about a midpoint
+    more than CENTRE_SHARE of a coordinate away from it, along that coordinate alone, or along
+    coordinates that carry more than CENTRE_WEIGHT of v's squared length. A step far larger
+    than a coordinate loses it to rounding (w = 1e-10 and steps of 0.4, cast to float32: w +
+    0.4 and w - 0.4 are 0.4 and -0.4), and the difference is the derivative at another point
+    (for (k w)^2, k = 2^33: 0, where the derivative is 2 k^2 w), which no step's error bound
+    holds, so Ridders' tableau agreed on it."""
     if f.rounds_to is None:
         return False
     moved = np.flatnonzero(v)
-    if moved.size != 1:
+    seen = (xp[moved].astype(f.rounds_to).astype(np.float64)
+            + xm[moved].astype(f.rounds_to).astype(np.float64)) / 2  # fmt: skip
+    at = np.abs(x[moved])
+    off = np.abs(seen - x[moved]) > CENTRE_SHARE * at
+    if not off.any():
         return False
-    j = int(moved[0])
-    seen = (float(f.rounds_to(xp[j])) + float(f.rounds_to(xm[j]))) / 2
-    return abs(seen - float(x[j])) > CENTRE_SHARE * abs(float(x[j]))
+    weight = v[moved] ** 2
+    return bool(weight[off].sum() > CENTRE_WEIGHT * weight.sum())
 
 
 def _at_steps(f: Evaluator, noise, plus, minus):
@@ -413,13 +430,16 @@ def _parabola_scatter(f: Evaluator, x, w, f0, offsets) -> tuple[np.ndarray, bool
     return scatter, bool(np.all(values == values[0]))
 
 
-def base_step(x: np.ndarray, v: np.ndarray, f0: np.ndarray, noise: np.ndarray) -> float:
-    """The first step along v: (relative noise)^(1/3) times the scale of x along v."""
+def base_step(x: np.ndarray, v: np.ndarray, f0: np.ndarray, noise: np.ndarray,
+              low: bool = False) -> float:
+    """The first step along v: (relative noise)^(1/3) times the scale of x along v; ``low``:
+    the code computes in float32 (or coarser) inside (see STEP_FLOOR_SIZES)."""
     size = float(np.abs(f0).max())
     rel = float(noise.max()) / size if size > 0 else EPS
     rel = min(max(rel, EPS), 1e-2)
     scale = float(np.abs(x[v != 0]).max(initial=0.0)) if np.any(v) else 0.0
-    return rel ** (1 / 3) * max(1.0, scale) / max(float(np.abs(v).max()), 1e-300)
+    floor = min(1.0, STEP_FLOOR_SIZES * typical_size(x)) if low else 1.0
+    return rel ** (1 / 3) * max(floor, scale) / max(float(np.abs(v).max()), 1e-300)
 
 
 def central(f: Evaluator, x, v, noise, h: float, correction=None, f0=None) -> Derivative:
@@ -519,6 +539,8 @@ def _fit(f: Evaluator, x, v, noise, window: float, correction=None):
         else:
             half.append((plus - minus) / 2)
             taken.append(float(np.dot(xp - xm, v) / np.dot(v, v)) / 2)
+        if _off_centre(f, x, v, xp, xm):
+            return np.full(f.m, np.nan), np.full(f.m, np.inf)
     D, T = np.array(half), np.array(taken)  # (pairs, m), (pairs,)
     if not (np.all(np.isfinite(D)) and np.all(T > 0)) or len(set(T.tolist())) < len(FIT_POWERS):
         return np.full(f.m, np.nan), np.full(f.m, np.inf)

@@ -764,6 +764,24 @@ def test_code_cast_inside_returning_a_python_float_is_differenced_about_its_poin
     assert check_gradient(fun, flipped, w).verdict == "wrong"
 
 
+def test_probes_of_code_cast_inside_at_a_tiny_scale_are_not_a_false_alarm():
+    # log sum w^2 at w of 1e-15, 2,000 parameters (probes), cast to float32 inside and returned
+    # by float(): steps of 1e-3 (relative to 1, not to w) differenced it far beyond its scale
+    # and the exact gradient was wrong (0 or 3e4 where the derivative along the probe is 1e17);
+    # its float32 value, far coarser than that derivative's steps, resolves no claim
+    w = (np.random.default_rng(1400).normal(size=2000) * 1e-15).astype(np.float32)
+
+    def fun(w):
+        w = np.asarray(w, np.float32)
+        return float(np.log(np.sum(w * w)))
+
+    def grad(w):
+        w = np.asarray(w, np.float32)
+        return 2 * w / np.sum(w * w)
+
+    assert check_gradient(fun, grad, w).verdict == "cannot tell"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_function_returning_one_reused_buffer_is_not_a_false_alarm(dtype):
     # fun writes each value into one preallocated array and returns it, so its next call
