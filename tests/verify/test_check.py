@@ -722,6 +722,17 @@ def test_max_pool_ties_cast_inside_are_not_a_false_alarm_along_probes(route, ret
     assert check_gradient(loss, lambda p: 1.1 * grad(p, route), x).verdict == "wrong"
 
 
+def _log_sum_squares_cast_inside(w):
+    """log sum w^2, computed in float32 whatever w is, returned as a Python float."""
+    w = np.asarray(w, np.float32)
+    return float(np.log(np.sum(w * w)))
+
+
+def _log_sum_squares_gradient(w):
+    w = np.asarray(w, np.float32)
+    return 2 * w / np.sum(w * w)
+
+
 @pytest.mark.parametrize("case", ["square", "log_sum"])
 def test_code_cast_inside_returning_a_python_float_is_differenced_about_its_point(case):
     # Code that casts its params to float32 inside and returns float(...) is evaluated at
@@ -743,14 +754,7 @@ def test_code_cast_inside_returning_a_python_float_is_differenced_about_its_poin
             return (np.asarray(w, np.float32) * k) * k
     else:
         w = (rng.normal(size=50) * 1e-10).astype(np.float32)
-
-        def fun(w):
-            w = np.asarray(w, np.float32)
-            return float(np.log(np.sum(w * w)))
-
-        def grad(w):
-            w = np.asarray(w, np.float32)
-            return 2 * w / np.sum(w * w)
+        fun, grad = _log_sum_squares_cast_inside, _log_sum_squares_gradient
 
     assert check_gradient(fun, grad, w).verdict in ("correct", "cannot tell")
     assert check_gradient(fun, lambda w: 1.05 * grad(w), w).verdict == "wrong"
@@ -770,16 +774,8 @@ def test_probes_of_code_cast_inside_at_a_tiny_scale_are_not_a_false_alarm():
     # and the exact gradient was wrong (0 or 3e4 where the derivative along the probe is 1e17);
     # its float32 value, far coarser than that derivative's steps, resolves no claim
     w = (np.random.default_rng(1400).normal(size=2000) * 1e-15).astype(np.float32)
-
-    def fun(w):
-        w = np.asarray(w, np.float32)
-        return float(np.log(np.sum(w * w)))
-
-    def grad(w):
-        w = np.asarray(w, np.float32)
-        return 2 * w / np.sum(w * w)
-
-    assert check_gradient(fun, grad, w).verdict == "cannot tell"
+    verdict = check_gradient(_log_sum_squares_cast_inside, _log_sum_squares_gradient, w).verdict
+    assert verdict == "cannot tell"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
