@@ -238,9 +238,9 @@ def _off_centre(f: Evaluator, x, v, xp, xm) -> bool:
     more than CENTRE_SHARE of a coordinate away from it, along that coordinate alone, or along
     coordinates that carry more than CENTRE_WEIGHT of v's squared length. A step far larger
     than a coordinate loses it to rounding (w = 1e-10 and steps of 0.4, cast to float32: w +
-    0.4 and w - 0.4 are 0.4 and -0.4), and the difference is the derivative at another point
-    (for (k w)^2, k = 2^33: 0, where the derivative is 2 k^2 w), which no step's error bound
-    holds, so Ridders' tableau agreed on it."""
+    0.4 and w - 0.4 are 0.4 and -0.4), and the difference is the derivative at another point,
+    which no step's error bound holds (log sum w^2: exactly 0 at every step, so that Ridders'
+    tableau agreed on 0 where the derivative is 2e7)."""
     if f.rounds_to is None:
         return False
     moved = np.flatnonzero(v)

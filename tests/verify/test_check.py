@@ -738,8 +738,8 @@ def test_code_cast_inside_returning_a_python_float_is_differenced_about_its_poin
     # Code that casts its params to float32 inside and returns float(...) is evaluated at
     # float64 points, which it rounds: a step far larger than a coordinate (a base step of 0.4
     # beside w of 1e-10) lost the coordinate to that rounding, every difference was the
-    # derivative at another point (0: (w + 0.4)^2 and (w - 0.4)^2 round alike), and Ridders'
-    # tableau agreed on it, so exact claims were wrong; found by an outside audit. Now such a
+    # derivative at another point (0 where w is lost: (w + 0.4)^2 and (w - 0.4)^2 round alike),
+    # and Ridders' tableau agreed on it, so exact claims were wrong (an outside audit). Now such a
     # step is not taken about x; a claim 1.05 times the exact one, or one flipped element,
     # stays wrong
     rng = np.random.default_rng(1400)
