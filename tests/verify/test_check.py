@@ -778,6 +778,31 @@ def test_probes_of_code_cast_inside_at_a_tiny_scale_are_not_a_false_alarm():
     assert verdict == "cannot tell"
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1e-15])
+def test_a_claim_of_zeros_for_code_cast_inside_at_a_tiny_scale_is_wrong(scale):
+    # the same log sum w^2, 2,000 parameters (probes): a claim of all zeros was `correct`
+    # against derivatives of 5e13 along the probes (found while measuring the checker). Its
+    # values are float32 numbers, flat over steps that move it by less than an ulp, whose
+    # differences of 0 were taken for exact with float64's rounding; and the fits' search for
+    # smaller windows stopped at windows far wider than w, whose estimates grew tenfold from
+    # one to the next. The exact gradient stays no false alarm
+    w = (np.random.default_rng(1400).normal(size=2000) * scale).astype(np.float32)
+    fun, grad = _log_sum_squares_cast_inside, _log_sum_squares_gradient
+    assert check_gradient(fun, lambda w: 0 * grad(w), w).verdict == "wrong"
+    assert check_gradient(fun, grad, w).verdict == "cannot tell"
+
+
+def test_vague_one_sided_slopes_pass_no_claim_along_a_smooth_line_in_float32():
+    # along a probe of code that computes in float32, one-sided slopes that agree with the
+    # reference (and with each other, within errors of half their size) were each taken as a
+    # reference of their own, however vague, for what a kink would do: log sum w^2 cast inside
+    # at w of 1e-15, the negated gradient passed every probe along which they were vaguer than
+    # its distance (`cannot tell`); where nothing shows a kink they no longer count
+    w = (np.random.default_rng(1).normal(size=2000) * 1e-15).astype(np.float32)
+    fun, grad = _log_sum_squares_cast_inside, _log_sum_squares_gradient
+    assert check_gradient(fun, lambda w: -grad(w), w).verdict == "wrong"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_function_returning_one_reused_buffer_is_not_a_false_alarm(dtype):
     # fun writes each value into one preallocated array and returns it, so its next call
