@@ -87,6 +87,26 @@ SPREAD_SAFETY = 4.0  # multiples of the claim's measured rounding scatter
 # measured at 6 points too, NOISE_POINTS)
 SPREAD_PAIRS = 6
 SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
+# A claim whose values at the pairs' midpoints, (c(x + d) + c(x - d)) / 2, range over at least
+# this share of its largest second difference scatters as rounding does, wherever it is taken:
+# no jump at x. A jump (a special case at an exact point, a gradient cached by id(params) and
+# stale) moves the value at x alone, and the midpoints agree. The float32 backward pass of
+# least squares at its optimum, X^T (X w - y) with terms of 1 and a gradient of 1e-6, scatters
+# by 3e-6 a few dozen ulps away, its midpoints over 17% to 80% of that; taken for a jump, its
+# scatter was capped at 4e-9 and the exact formula was `wrong` (an outside audit)
+SCATTERED_SHARE = 0.125
+# ... and whose scatter, closer in, keeps at least SCATTERED_KEPT of its size: rounding's does
+# not shrink, a smooth claim's curvature shrinks with the square. Closer in: SCATTERED_ULPS ulps
+# of the precision the code computes in (float32's where it casts inside), or SCATTERED_CLOSER
+# times closer where that is further. (Springs between points at 1e5, cast to float32 inside,
+# are nudged by 3 to 6 where their length is 1: their scatter was the claim's curvature, over
+# the midpoints too and still a third of it four times closer in, and a negated gradient,
+# given it as allowance, passed; at 4 to 8 float32 ulps it is 0.01 to 0.11 of it.) Rounding's,
+# largest of 6 pairs 8 times closer in, kept 0.2 of it in 1 element of 1,000, at least 0.4 in
+# 99% (the float32 least squares above, 300 draws); a quadratic's keeps 1/64.
+SCATTERED_CLOSER = 4.0
+SCATTERED_ULPS = 4.0
+SCATTERED_KEPT = 0.2
 ELEMENT_ULPS = 16.0  # rounding allowance relative to the element itself
 FLOOR_ULPS = 2.0  # rounding allowance relative to the group's largest value
 PROBES = 8
@@ -648,9 +668,9 @@ class _Claim:
     claim at pairs of points a few dozen ulps away (its rounding scatter), elementwise.
     """
 
-    def __init__(self, label, vjp, groups, params, x, rel_step, rng):
+    def __init__(self, label, vjp, groups, params, x, rel_step, rng, inner_eps=0.0):
         self.label, self.vjp, self.groups, self.params = label, vjp, groups, params
-        self.nearby = []
+        self.nearby, self.closer = [], []
         # each element moved by a few of its own ulps (zeros by a few ulps of their group)
         scale = np.abs(x).copy()
         for g in range(len(groups.names)):
@@ -661,6 +681,9 @@ class _Claim:
             nudge = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(1, 2, size=x.size)
             step = nudge * SPREAD_ULPS * rel_step * scale
             self.nearby.append((x + step, x - step))
+            closer = nudge * min(SPREAD_ULPS * rel_step / SCATTERED_CLOSER,
+                                 SCATTERED_ULPS * inner_eps) * scale
+            self.closer.append((x + closer, x - closer))
         self.input_eps = rel_step  # a claim is no more precise than the params it was given
         self.code_eps = 0.0  # ... nor than the constants its code holds (see _claims)
         # a claim on low-precision params: how far its rounding reaches, per element (a few
@@ -687,28 +710,49 @@ class _Claim:
         if key not in self._cache:
             base, eps = self.value(u)
             eps = max(eps, self.input_eps, self.code_eps)
-            worst = np.zeros_like(base)
-            for pair in self.nearby:
-                try:
-                    with np.errstate(all="ignore"):
-                        plus, _ = self.value(u, build(pair[0]))
-                        minus, _ = self.value(u, build(pair[1]))
-                except (ValueError, FloatingPointError):  # cannot be evaluated nearby
-                    continue
-                second = plus + minus - 2 * base
-                if np.isfinite(second).all():
-                    worst = np.maximum(worst, np.abs(second))
+            worst = self._seconds(u, build, base, self.nearby)[0]
             self._cache = {key: (base, eps, worst)}
         return self._cache[key]
 
+    def _seconds(self, u, build, base, pairs):
+        """The largest |c(x + d) + c(x - d) - 2 c(x)| over the pairs, and the midpoints."""
+        worst, middles = np.zeros_like(base), []
+        for pair in pairs:
+            try:
+                with np.errstate(all="ignore"):
+                    plus, _ = self.value(u, build(pair[0]))
+                    minus, _ = self.value(u, build(pair[1]))
+            except (ValueError, FloatingPointError):  # cannot be evaluated nearby
+                continue
+            second = plus + minus - 2 * base
+            if np.isfinite(second).all():
+                worst = np.maximum(worst, np.abs(second))
+                middles.append((plus.astype(np.float64) + minus) / 2)
+        return worst, middles
 
-def _claims(vjp, groups, params, generic_grad, rel_steps, rng, name="grad"):
+    def scattered(self, u, build):
+        """The elements whose scatter for cotangent u is rounding's rather than a jump at x
+        (see SCATTERED_SHARE)."""
+        base, _ = self.value(u)
+        worst, middles = self._seconds(u, build, base, self.nearby)
+        spanned = np.ptp(middles, axis=0) if len(middles) > 1 else np.zeros_like(worst)
+        scattered = (worst > 0) & (spanned >= SCATTERED_SHARE * worst)
+        if scattered.any():
+            closer, _ = self._seconds(u, build, base, self.closer)
+            scattered &= closer >= SCATTERED_KEPT * worst
+        return scattered
+
+
+def _claims(vjp, groups, params, generic_grad, rel_steps, rng, name="grad", inner_eps=0.0):
     """The claims to check: as called; and in float64 where the params are of lower precision
-    and the code is dtype-generic."""
-    out = [(_Claim(name, vjp, groups, params, groups.x, rel_steps[0], rng), groups.build)]
+    and the code is dtype-generic. inner_eps: the rounding of the precision the code computes
+    in (see SCATTERED_ULPS)."""
+    out = [(_Claim(name, vjp, groups, params, groups.x, rel_steps[0], rng, inner_eps),
+            groups.build)]  # fmt: skip
     if generic_grad:
         p64 = groups.build(groups.x, dtype=np.float64)
-        c = _Claim(f"{name} in float64", vjp, groups, p64, groups.x, rel_steps[1], rng)
+        c = _Claim(f"{name} in float64", vjp, groups, p64, groups.x, rel_steps[1], rng,
+                   inner_eps)  # fmt: skip
         # float32 code may hold float32 constants and buffers (np.float32(0.1), activations
         # kept in float32): run on float64 params they are off by a few float32 ulps, which
         # its float32 users never see. The float64 run is held to its own scatter and to
@@ -931,7 +975,7 @@ def _check_vjp(fun, vjp, jvp, params, groups, seed, budget, mode, probes, use_sc
     noise_cap = min(rel_noise, 1e-6) if rounds_inputs else 0.0
     rel_steps = (max(own_eps, noise_cap), max(R.EPS, noise_cap))
     claims = _claims(vjp, groups, params, generic_grad and groups.low_precision, rel_steps, rng,
-                     _claim)  # fmt: skip
+                     _claim, max(f.inner_eps, own_eps))  # fmt: skip
 
     n = x.size
     full_cost = n * (5 if complex_ok else 4) * t_eval
@@ -1521,6 +1565,16 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
 
     # ---- the claims, row by row, and their measured rounding
     evaluated = []
+    scattered_rows = {}  # (claim, output) -> the elements that scatter as rounding does
+
+    def scattered(k, i):
+        """Claim k's elements whose scatter in output i is rounding's (SCATTERED_SHARE)."""
+        if (k, i) not in scattered_rows:
+            claim, build = claims[k]
+            u = np.zeros(m)
+            u[i] = 1.0
+            scattered_rows[k, i] = claim.scattered(u.reshape(out_shape), build)
+        return scattered_rows[k, i]
     for claim, build in claims:
         J = np.empty((m, n))
         S = np.empty((m, n))
@@ -1870,9 +1924,12 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             # in-place update); its scatter is no allowance, beyond the level that flagged it
             g = int(np.searchsorted(groups.offsets, j, side="right") - 1)
             cols = slice(groups.offsets[g], groups.offsets[g + 1])
-            for _, J, S, eps in evaluated:
+            # (nor where it scatters as rounding does: SCATTERED_SHARE)
+            for k, (_, J, S, eps) in enumerate(evaluated):
                 cap = jump_level(J, eps, cols)[:, j - cols.start]
-                S[:, j] = np.where(smooth, np.minimum(S[:, j], cap), S[:, j])
+                for i in np.flatnonzero(smooth & (S[:, j] > cap)):
+                    if not scattered(k, int(i))[j]:
+                        S[i, j] = cap[i]
         # differentiable after all (a kink within a step of x): the two sides agree
         mean = (left.value + right.value) / 2
         mean_err = (left.error + right.error) / 2 + gap / 2
@@ -3503,7 +3560,9 @@ def _probes(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, 
             for label, g, eps, spread in evaluated:
                 # a claim that jumps a few ulps away by far more than rounding (a special case
                 # at an exact zero, sin(w t) / w taken as t at w = 0) gets no allowance for the
-                # jump: if it is wrong there, the one-sided differences below say so
+                # jump: if it is wrong there, the one-sided differences below say so (the full
+                # Jacobian's SCATTERED_SHARE is not taken here: along a probe, kinks at x that
+                # its nudges flip scatter as rounding does, ReLU units at exactly 0)
                 capped = np.minimum(spread, _jump_cap(groups, g, eps))
                 steady.append(bool(np.all((capped == spread) | (v == 0))))
                 if low is not None and label == reach.claim.label and len(evaluated) > 1:
