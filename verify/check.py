@@ -94,9 +94,11 @@ SPREAD_ULPS = 32.0  # how far those points are, in ulps of each parameter
 # least squares at its optimum, X^T (X w - y) with terms of 1 and a gradient of 1e-6, scatters
 # by 3e-6 a few dozen ulps away, its midpoints over 17% to 80% of that; taken for a jump, its
 # scatter was capped at 4e-9 and the exact formula was `wrong` (an outside audit). Only in
-# code that computes in float32: in float64, kinks at x that the nudges flip (ReLU units at
-# exactly 0, moved by nudges of every element) scatter as rounding does, and 13 valid claims
-# of the kink review went from `not differentiable here` to `cannot tell`
+# code that computes in float32 and has no float64 run beside it (dtype-generic code has one,
+# which sees the code's errors without float32's rounding): kinks at x that the nudges flip
+# (ReLU units at exactly 0, moved by nudges of every element) scatter as rounding does, and 13
+# valid claims of the kink review (8 in float64, 5 in float32 code with a float64 run) went
+# from `not differentiable here` to `cannot tell`
 SCATTERED_SHARE = 0.125
 # ... and whose scatter, closer in, keeps at least SCATTERED_KEPT of its size: rounding's does
 # not shrink, a smooth claim's curvature shrinks with the square. Closer in: SCATTERED_ULPS ulps
@@ -673,7 +675,7 @@ class _Claim:
 
     def __init__(self, label, vjp, groups, params, x, rel_step, rng, inner_eps=0.0):
         self.label, self.vjp, self.groups, self.params = label, vjp, groups, params
-        self.nearby, self.closer = [], []
+        self.nearby = []
         # each element moved by a few of its own ulps (zeros by a few ulps of their group)
         scale = np.abs(x).copy()
         for g in range(len(groups.names)):
@@ -684,9 +686,10 @@ class _Claim:
             nudge = rng.choice([-1.0, 1.0], size=x.size) * rng.uniform(1, 2, size=x.size)
             step = nudge * SPREAD_ULPS * rel_step * scale
             self.nearby.append((x + step, x - step))
-            closer = nudge * min(SPREAD_ULPS * rel_step / SCATTERED_CLOSER,
-                                 SCATTERED_ULPS * inner_eps) * scale
-            self.closer.append((x + closer, x - closer))
+        # the nudges' share taken closer in (SCATTERED_ULPS)
+        self.x = x
+        self.closer = min(1 / SCATTERED_CLOSER,
+                          SCATTERED_ULPS * inner_eps / (SPREAD_ULPS * rel_step))
         self.input_eps = rel_step  # a claim is no more precise than the params it was given
         self.code_eps = 0.0  # ... nor than the constants its code holds (see _claims)
         # a claim on low-precision params: how far its rounding reaches, per element (a few
@@ -741,7 +744,8 @@ class _Claim:
         spanned = np.ptp(middles, axis=0) if len(middles) > 1 else np.zeros_like(worst)
         scattered = (worst > 0) & (spanned >= SCATTERED_SHARE * worst)
         if scattered.any():
-            closer, _ = self._seconds(u, build, base, self.closer)
+            moves = [(plus - self.x) * self.closer for plus, _ in self.nearby]
+            closer, _ = self._seconds(u, build, base, [(self.x + d, self.x - d) for d in moves])
             scattered &= closer >= SCATTERED_KEPT * worst
         return scattered
 
@@ -1931,7 +1935,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
             for k, (_, J, S, eps) in enumerate(evaluated):
                 cap = jump_level(J, eps, cols)[:, j - cols.start]
                 for i in np.flatnonzero(smooth & (S[:, j] > cap)):
-                    if not (eps > R.EPS and scattered(k, int(i))[j]):
+                    if not (eps > R.EPS and len(evaluated) == 1 and scattered(k, int(i))[j]):
                         S[i, j] = cap[i]
         # differentiable after all (a kink within a step of x): the two sides agree
         mean = (left.value + right.value) / 2
