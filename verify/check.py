@@ -1949,6 +1949,7 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # fooled: steps across several kinks 1e-9 away can agree with each other by chance
         # (0.000171 +- 2.3e-7 for a slope of 0.00375), and it is held to the sides' mean as
         # one_sided holds a step to the smaller ones (not a complex step: exact on its branch)
+        fooled = np.zeros(m, dtype=bool)
         if not used_cs[j]:
             off = np.abs(J_ref[:, j] - mean)
             fooled = smooth & ~trusted[:, j] & (off > SAFETY * (J_err[:, j] + mean_err))
@@ -1989,8 +1990,19 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         # 3e-5 away: every window above it sees the mean of both slopes, accurately; only
         # the one-sided estimate on the point's own side, 30 times vaguer, holds there)
         plain = np.array([np.abs(J_claim[:, j] - v) / (SAFETY * e + 1e-300) for v, e in candidates])
-        # (only in low precision: in float64 the accurate estimates decide)
-        vaguer = (np.min(np.array(ratios), axis=0) > 1) & (plain.min(axis=0) <= 1) & (not generic)
+        # (only in low precision: in float64 the accurate estimates decide. In code that
+        # rounds its float64 inputs to float32 inside, only where a kink is in sight, as in the
+        # probes (_probes.examine): the first steps saw one, the sides lie apart beyond their
+        # errors, or the reference was fooled. There steps far beyond the function's own scale
+        # see a kink, and their one-sided estimates agree on its slopes: log-sum-exp of 20
+        # values cast inside at 3e4 +- 3, steps of 150, the left side 0.00066 +- 0.002 where
+        # the derivative is 0.031, and the exact gradient was `wrong`. Along a smooth line a
+        # vague side passed claims 5% off that a sharp reference refuted)
+        vaguer = (np.min(np.array(ratios), axis=0) > 1) & (plain.min(axis=0) <= 1)
+        if generic:
+            apart = np.abs(right.value - left.value) > left.error + right.error
+            in_sight = apart | fooled | bool(kinked[j]) | bool(kink_mask.any())
+            vaguer &= in_sight & (f.inner_eps > R.EPS)
         pick = np.where(vaguer, np.argmin(plain, axis=0), pick)
         for i in np.flatnonzero(smooth):
             J_ref[i, j], J_err[i, j] = candidates[pick[i]][0][i], candidates[pick[i]][1][i]

@@ -565,9 +565,13 @@ def _best_confirmed(values: list, errors: list) -> float:
     worth taking; infinite while none is confirmed. The smallest error of all let windows far
     beyond the function's scale stop the search: log sum w^2 at w of 1e-15 in float32, whose
     fits over windows of 5e-13 gave 2.6e8 +- 1.8e8, each smaller window 10 times the last,
-    where the derivative is 3.6e12, and smaller windows were never tried. (Ridders' tableaux
-    keep the smallest error of all: in float64, steps below the confirmed ones scattered more
-    than their error bounds said, sin(1e6 x) at 0.71, and all were held to them.)"""
+    where the derivative is 3.6e12, and smaller windows were never tried. Ridders' tableaux
+    are held to it in code that computes in float32 too (log-sum-exp of values at 3e4 +- 3,
+    cast inside: tableaux from steps of 15,000 down to 15 gave 0.49999, 0.49987, 0.49865 and
+    0.48641, each error 1e-5 to 1e-2 and none confirmed, where the derivative is 0.456, and
+    steps of 1.5 were never tried). In float64 code they keep the smallest error of all:
+    steps below the confirmed ones scattered more than their error bounds said, sin(1e6 x) at
+    0.71, and all were held to them."""
     best = np.full(np.shape(values[0]), np.inf)
     for i in range(len(values) - 1):
         value, error, smaller, smaller_error = values[i], errors[i], values[i + 1], errors[i + 1]
@@ -622,10 +626,20 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
         smallest = h * 10.0**k / RIDDERS_SHRINK ** (RIDDERS_LEVELS - 1)
         if k < -DECADES_DOWN and smallest * vmax < RESOLVED_ULPS * resolution:
             break
-        if errors and 2 * float(noise.max()) / (smallest * vmax) > HOPELESS * float(
-            np.max(np.min(errors, axis=0))
-        ):
-            break  # rounding alone at these steps exceeds the best error by far: nothing to gain
+        if values and h * 10.0**k * vmax < RESOLVED_ULPS * resolution:
+            # nor, at any decade, a tableau whose widest step moves x by fewer than that: in
+            # code that rounds its points to float32 inside, steps of a few ulps or less take
+            # points that round back to x, a difference of exactly 0, to which every wider
+            # step was held (log cosh at 3000 + d: a slope of 0.305 came out as 0 +- 0.27)
+            break
+        # (the best error that the next smaller step confirms, in code that computes in float32:
+        # its first decades can lie far beyond the function's own scale, where they agree with
+        # each other on a slope it only has far away; _best_confirmed)
+        if errors:
+            best = (_best_confirmed(values, errors) if f.inner_eps > EPS
+                    else float(np.max(np.min(errors, axis=0))))  # fmt: skip
+            if 2 * float(noise.max()) / (smallest * vmax) > HOPELESS * best:
+                break  # rounding alone at these steps exceeds the best error by far
         value, error = _ridders(f, x, v, noise, h * 10.0**k, correction)
         values.append(value)
         errors.append(np.where(np.isfinite(value), error, np.inf))
@@ -671,6 +685,8 @@ def _fitted(f: Evaluator, x, v, noise, h: float, correction=None) -> Derivative:
             _best_confirmed(values, errors)
         ):
             break
+        if errors and window * vmax < RESOLVED_ULPS * resolution:
+            break  # (nor at any window: refine's tableaux say why)
         value, error = _fit(f, x, v, noise, window, correction)
         values.append(value)
         errors.append(np.where(np.isfinite(value), error, np.inf))

@@ -827,6 +827,61 @@ def test_float32_least_squares_at_its_optimum_is_not_a_false_alarm():
     assert check_gradient(loss, lambda w: grad(w, slice(1, None)), w).verdict == "wrong"
 
 
+def _log_sum_exp_cast_inside(p):
+    p = np.asarray(p, np.float32)
+    top = p.max()
+    return float(top + np.log(np.sum(np.exp(p - top))))
+
+
+def _softmax_cast_inside(p):
+    p = np.asarray(p, np.float32)
+    e = np.exp(p - p.max())
+    return e / e.sum()
+
+
+def test_log_sum_exp_cast_inside_far_from_0_is_not_a_false_alarm():
+    # log-sum-exp of 20 values at 3e4 +- 3, cast to float32 inside and returned by float(): the
+    # first steps (150, relative to 3e4) see a kink where the function turns over a scale of
+    # 1, and the one-sided differences from them agreed on its slopes (0.00066 +- 0.002 where
+    # the derivative is 0.031), so that the exact softmax was `wrong`. In float32 its values
+    # resolve no element here: `cannot tell`
+    w = (3e4 + np.random.default_rng(0).normal(size=20) * 3).astype(np.float32)
+    assert check_gradient(_log_sum_exp_cast_inside, _softmax_cast_inside, w).verdict == (
+        "cannot tell")
+
+
+def test_vague_sides_pass_no_claim_where_code_cast_inside_shows_no_kink():
+    # the vague one-sided estimates that count where a kink is in sight count nowhere else: at
+    # 100 +- 3 the references resolve the softmax to 0.2%, and a claim 5% off stays `wrong`
+    w = (100 + np.random.default_rng(1).normal(size=20) * 3).astype(np.float32)
+    fun, grad = _log_sum_exp_cast_inside, _softmax_cast_inside
+    assert check_gradient(fun, lambda w: 1.05 * grad(w), w).verdict == "wrong"
+    assert check_gradient(fun, lambda w: -grad(w), w).verdict == "wrong"
+
+
+def test_refinement_takes_no_steps_below_the_resolution_of_code_cast_inside():
+    # code that rounds its float64 points to float32 inside, at 3000 + d: a Ridders tableau
+    # whose steps were a few ulps of 3000 (2.4e-4) or less took points that round back to x,
+    # a difference of exactly 0, and every wider step was held to it: log cosh's slope of
+    # 0.305 came out as 0 +- 0.27
+    from backprop_bench.verify import references as R
+    from backprop_bench.verify.check import EPS32
+
+    def fun(p):
+        d = np.asarray(p, np.float32) - np.float32(3000)
+        return np.array([np.sum(np.logaddexp(d, -d))], dtype=np.float64)
+
+    f = R.Evaluator(lambda x: x, fun, lambda x: x, 1)
+    f.rounds_to, f.inner_eps, f.out_eps = np.float32, EPS32, R.EPS
+    x = np.array([3000.3147, 2999.6, 3001.9], dtype=np.float32).astype(np.float64)
+    f0, _ = f.at(x)
+    e = np.eye(3)[0]
+    exact = float(np.tanh(x[0] - 3000))
+    for noise in (np.abs(f0) * EPS32, 4 * np.abs(f0) * EPS32):
+        d = R.refine(f, x, e, noise, R.base_step(x, e, f0, noise, True))
+        assert d.error[0] < 0.01 and abs(d.value[0] - exact) <= 3 * d.error[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_function_returning_one_reused_buffer_is_not_a_false_alarm(dtype):
     # fun writes each value into one preallocated array and returns it, so its next call
