@@ -1763,12 +1763,16 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
                                         float(evaluated[low][1][i, j]), False, None, False,
                                         reach.claim.dtype))  # fmt: skip
 
+    smooth_steps = {}  # element -> the widest step its refined central differences agree at
+
     def refine(j, step=None, level=None):
         e = np.zeros(n)
         e[j] = 1.0
         d = R.refine(f, x, e, noise if level is None else level,
                      steps[j] if step is None else step, fit=not generic)  # fmt: skip
         refined[j] = True
+        if d.smooth_step is not None:
+            smooth_steps[j] = min(smooth_steps.get(j, np.inf), d.smooth_step)
         if j in cs_values:
             cs = cs_values[j]
             if np.all(np.abs(cs.value - d.value) <= SAFETY * d.error):
@@ -1904,7 +1908,19 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         if k not in sides_at:
             e = np.zeros(n)
             e[k] = 1.0
-            sides_at[k] = R.one_sided(f, x, e, f0, noise, steps[k])
+            # from within the scale over which the refined central differences agree (their
+            # tableau's widest step spans 2 h, a one-sided level's 8 h): a function that turns
+            # over a scale far below the first step (log-sum-exp at 1e9 +- 3 in float64, steps
+            # of 1e4 where it turns over 10) rises on one side and lies on a plateau on the
+            # other, whose slopes from steps that wide were taken for sharp one-sided
+            # derivatives (0 +- 2.6e-9 where the derivative is 3e-6). A kink at x keeps the
+            # first step: its central differences agree on the mean slope at every scale. In
+            # code that computes in float32 the first step stays (there it moved 27 verdicts of
+            # claims cast inside far from 0 either way, and mended no false alarm)
+            h = steps[k]
+            if f.inner_eps <= R.EPS:
+                h = min(h, smooth_steps.get(k, np.inf) / 4)
+            sides_at[k] = R.one_sided(f, x, e, f0, noise, h)
             for side in sides_at[k]:  # (no finer than a frozen output resolves)
                 side.error = np.maximum(side.error, frozen[:, k])
         return sides_at[k]

@@ -149,6 +149,9 @@ class Derivative:
     method: str
     kink: np.ndarray | None = None  # central differences with f0 only: a kink seen at x
     flat: np.ndarray | None = None  # central differences: outputs the first step does not move
+    # refine: the widest first step of a tableau that agrees with the estimate taken (None for
+    # fits): the function is smooth along v at least over that scale, as far as they show
+    smooth_step: float | None = None
 
 
 class Evaluator:
@@ -619,7 +622,7 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
     fitted = _fitted(f, x, v, noise, h, correction) if fit else None
     if fitted is not None and np.all(fitted.error <= FIT_AGREE * fitted.raw_error):
         return fitted  # the fits agree across windows: a smooth function, nothing to add
-    values, errors = [], []
+    values, errors, firsts = [], [], []
     vmax = float(np.abs(v).max())
     resolution = _resolution(f, x, v)
     for k in range(DECADES_UP, -DECADES_DOWN - DECADES_FURTHER - 1, -1):
@@ -641,9 +644,16 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
             if 2 * float(noise.max()) / (smallest * vmax) > HOPELESS * best:
                 break  # rounding alone at these steps exceeds the best error by far
         value, error = _ridders(f, x, v, noise, h * 10.0**k, correction)
+        firsts.append(h * 10.0**k)
         values.append(value)
         errors.append(np.where(np.isfinite(value), error, np.inf))
     best_value, best_error = _consistent(values, errors)
+    smooth_step = None
+    for first, value, error in zip(firsts, values, errors, strict=True):
+        with np.errstate(invalid="ignore"):
+            if np.all(np.abs(value - best_value) <= error + best_error):
+                smooth_step = first
+                break
     if fitted is not None:
         # kinks within the fits' windows (ReLU nets) can leave Ridders' small steps ahead;
         # in low precision its own bound is not trusted beyond its agreement with the fits
@@ -653,7 +663,7 @@ def refine(f: Evaluator, x, v, noise, h: float, correction=None, fit=False) -> D
         better = fitted.error <= confirmed
         return Derivative(np.where(better, fitted.value, best_value),
                           np.where(better, fitted.error, confirmed), fitted.method)  # fmt: skip
-    return Derivative(best_value, best_error, "Ridders extrapolation")
+    return Derivative(best_value, best_error, "Ridders extrapolation", smooth_step=smooth_step)
 
 
 def smallest_refined_step(f: Evaluator, x, v, h: float) -> float:
@@ -706,7 +716,14 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
     vmax = float(np.abs(v).max())
     estimates = {-1.0: [], 1.0: []}
     steps = {-1.0: [], 1.0: []}
+    # each level's rounding: the noise measured at x, or one rounding of the values in f's
+    # output dtype, whichever is larger, as central differences and Ridders' tableaux take it
+    # (_at_steps). With the noise alone, 0 where f did not move under the nudges that measured
+    # it, steps too small to move f give slopes of exactly 0 +- 0 (log-sum-exp at 1e9 in
+    # float64 with a noise of 0, in a direct call), to which every wider step is held
+    levels = {-1.0: [], 1.0: []}
     ended = {-1.0: False, 1.0: False}
+    floor = np.maximum(noise, f.out_eps * np.abs(f0))
 
     def level(sign, i):
         step = 2 * h / ONE_SIDED_SHRINK**i
@@ -722,6 +739,7 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
             d = ((f1 - f0) * t2**2 - (f2 - f0) * t1**2) / (t1 * t2 * (t2 - t1))
         estimates[sign].append(d)
         steps[sign].append(abs(t1) * vmax)
+        levels[sign].append(np.maximum(floor, _at_steps(f, noise, f1, f2)))
 
     for i in range(ONE_SIDED_MAX_LEVELS):
         if i >= ONE_SIDED_LEVELS:
@@ -730,7 +748,7 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
                 warnings.simplefilter("ignore", RuntimeWarning)
                 scale = np.nanmax(np.array(seen), axis=0) if seen else np.zeros(f.m)
             step = 2 * h / ONE_SIDED_SHRINK**i
-            if np.all(8 * noise / (step * vmax) > ONE_SIDED_INFORMATIVE * scale):
+            if np.all(8 * floor / (step * vmax) > ONE_SIDED_INFORMATIVE * scale):
                 break  # rounding would swamp every output's estimate from here on
         for sign in (-1.0, 1.0):
             if not ended[sign]:
@@ -739,16 +757,36 @@ def one_sided(f: Evaluator, x, v, f0, noise, h: float) -> tuple[Derivative, Deri
             break
     sides = []
     for sign in (-1.0, 1.0):
-        values, errors = [], []
+        values, errors, roundings = [], [], []
         for i in range(1, len(estimates[sign])):
-            rounding = 8 * noise / steps[sign][i]
+            rounding = 8 * levels[sign][i] / steps[sign][i]
             with np.errstate(invalid="ignore"):  # (inf - inf where f is not finite)
                 error = np.abs(estimates[sign][i] - estimates[sign][i - 1]) + rounding
             values.append(estimates[sign][i])
             errors.append(np.where(np.isfinite(error), error, np.inf))
+            roundings.append(rounding)
         if not values:
             sides.append(Derivative(np.full(f.m, np.nan), np.full(f.m, np.inf), "one-sided"))
             continue
+        # Where the function turns over a scale far below the first steps, they lie on the
+        # plateau of its far side, whose estimates grow like 1 / step as the steps shrink, each
+        # within its own change from the last, so that _consistent, which holds an estimate to
+        # the smaller steps' errors, finds nothing against the first: log-sum-exp of values at
+        # 1e10 +- 3, steps from 2e5 down, one side 1.6e-9, 6.2e-9, ... 1e-4, 1.9e-4 where the
+        # derivative is 2.2e-4, came out as 4e-7 +- 5e-7. In the asymptotic range a smaller
+        # step's truncation is a fraction of a larger one's (1/16 at the next), so that every
+        # smaller step lies within an estimate's error and its own rounding of it: the drift
+        # beyond its rounding is the least error an estimate has. Only where the steps are
+        # taken as they are: code that rounds its float64 points inside (f.rounds_to) moves
+        # them by up to half an ulp of x, which the rounding of f does not count (held to that
+        # drift, claims cast inside far from 0 lost 86 of 344 `wrong` verdicts, and no false
+        # alarm was mended)
+        for k in range(len(values) - 1 if f.rounds_to is None else 0):
+            with np.errstate(invalid="ignore"):
+                drift = [np.abs(values[j] - values[k]) - roundings[j]
+                         for j in range(k + 1, len(values))]  # fmt: skip
+            drift = np.fmax.reduce(np.array(drift), axis=0)  # (nan where f is not finite)
+            errors[k] = np.fmax(errors[k], np.where(np.isfinite(drift), drift, 0.0))
         best_value, best_error = _consistent(values, errors)
         sides.append(Derivative(best_value, best_error, "one-sided differences"))
     return sides[0], sides[1]

@@ -859,6 +859,28 @@ def test_vague_sides_pass_no_claim_where_code_cast_inside_shows_no_kink():
     assert check_gradient(fun, lambda w: -grad(w), w).verdict == "wrong"
 
 
+@pytest.mark.parametrize("n, seed", [(5, 2), (20, 0), (20, 2)])
+def test_log_sum_exp_far_from_0_in_float64_is_not_a_false_alarm(n, seed):
+    # log-sum-exp of values at 1e9 +- 3 in float64: the first steps (1e4) lie far beyond the
+    # scale it turns over (about 10), where one side rises and the other lies on a plateau,
+    # whose slopes from such steps were taken for sharp one-sided derivatives (0 +- 2.6e-9 where
+    # the derivative is 3e-6), and the exact softmax was `wrong`. A claim 5% off and the
+    # negation stay `wrong`
+    w = 1e9 + np.random.default_rng(seed).normal(size=n) * 3
+
+    def lse(p):
+        top = p.max()
+        return float(top + np.log(np.sum(np.exp(p - top))))
+
+    def softmax(p):
+        e = np.exp(p - p.max())
+        return e / e.sum()
+
+    assert check_gradient(lse, softmax, w).verdict != "wrong"
+    assert check_gradient(lse, lambda p: 1.05 * softmax(p), w).verdict == "wrong"
+    assert check_gradient(lse, lambda p: -softmax(p), w).verdict == "wrong"
+
+
 def test_refinement_takes_no_steps_below_the_resolution_of_code_cast_inside():
     # code that rounds its float64 points to float32 inside, at 3000 + d: a Ridders tableau
     # whose steps were a few ulps of 3000 (2.4e-4) or less took points that round back to x,
