@@ -1908,15 +1908,15 @@ def _full(groups, f, claims, x, f0, noise, m, out_shape, generic, complex_ok, us
         if k not in sides_at:
             e = np.zeros(n)
             e[k] = 1.0
-            # from within the scale over which the refined central differences agree (their
-            # tableau's widest step spans 2 h, a one-sided level's 8 h): a function that turns
-            # over a scale far below the first step (log-sum-exp at 1e9 +- 3 in float64, steps
-            # of 1e4 where it turns over 10) rises on one side and lies on a plateau on the
-            # other, whose slopes from steps that wide were taken for sharp one-sided
-            # derivatives (0 +- 2.6e-9 where the derivative is 3e-6). A kink at x keeps the
-            # first step: its central differences agree on the mean slope at every scale. In
-            # code that computes in float32 the first step stays (there it moved 27 verdicts of
-            # claims cast inside far from 0 either way, and mended no false alarm)
+            # from within the scale over which the refined central differences agree (the
+            # first level's farther point, 4 h from x, at that tableau's widest step): a
+            # function that turns over a scale far below the first step (log-sum-exp at 1e9 +-
+            # 3 in float64, steps of 1e4 where it turns over 10) rises on one side and lies on
+            # a plateau on the other, whose slopes from steps that wide were taken for sharp
+            # one-sided derivatives (0 +- 2.6e-9 where the derivative is 3e-6). A kink at x
+            # keeps the first step: its central differences agree on the mean slope at every
+            # scale. In code that computes in float32 the first step stays (there it moved 27
+            # verdicts of claims cast inside far from 0 either way, and mended no false alarm)
             h = steps[k]
             if f.inner_eps <= R.EPS:
                 h = min(h, smooth_steps.get(k, np.inf) / 4)
